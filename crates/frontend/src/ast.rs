@@ -7,6 +7,11 @@
 /// A parsed Dockerfile.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ast {
+    /// The file name given to [`crate::parse`], used in error messages.
+    pub file: String,
+    /// The physical lines of the source (BOM and line endings removed), so
+    /// later stages can show the offending line of an error.
+    pub lines: Vec<String>,
     /// Top-level instructions in source order.
     pub children: Vec<Node>,
     /// Parser directives found at the top of the file, as
@@ -72,4 +77,24 @@ pub struct Warning {
     pub line: usize,
     /// Human-readable text.
     pub message: String,
+}
+
+impl Ast {
+    /// Builds an error located at `line` of this file, with the source line
+    /// filled in and the caret on the first occurrence of `needle`, if given.
+    pub fn error_at(
+        &self,
+        err: crate::Error,
+        line: usize,
+        needle: Option<&str>,
+    ) -> crate::Error {
+        let mut err = err.in_file(self.file.clone()).at(line, 0);
+        if let Some(text) = line.checked_sub(1).and_then(|i| self.lines.get(i)) {
+            err = err.with_source_line(text.clone());
+            if let Some(pos) = needle.and_then(|n| text.find(n)) {
+                err.column = text[..pos].chars().count() + 1;
+            }
+        }
+        err
+    }
 }
