@@ -1,1 +1,37 @@
-fn main() {}
+//! The `kiln` command line.
+
+mod cmd;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// kiln: a daemonless container image builder.
+#[derive(Parser)]
+#[command(name = "kiln", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    #[command(flatten)]
+    Frontend(cmd::frontend::FrontendCommand),
+    #[command(flatten)]
+    Store(cmd::store::StoreCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Frontend(c) => cmd::frontend::run(c),
+        Command::Store(c) => cmd::store::run(c),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,4 @@
+//! One module per group of subcommands.
+
+pub mod frontend;
+pub mod store;
