@@ -19,6 +19,8 @@ enum Command {
     Frontend(cmd::frontend::FrontendCommand),
     #[command(flatten)]
     Store(cmd::store::StoreCommand),
+    #[command(flatten)]
+    Registry(cmd::registry::RegistryCommand),
 }
 
 fn main() -> ExitCode {
@@ -26,6 +28,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Frontend(c) => cmd::frontend::run(c),
         Command::Store(c) => cmd::store::run(c),
+        Command::Registry(c) => cmd::registry::run(c),
     };
     match result {
         Ok(code) => code,
