@@ -1,0 +1,31 @@
+//! Test harness for kiln's registry tests: everything here is real.
+//!
+//! * [`Registry`]: Debian's `docker-registry` (distribution v2) on a free
+//!   port of 127.0.0.1, storage in a tempdir, killed on drop; plain HTTP,
+//!   TLS with a CA made here, basic auth (bcrypt htpasswd) or token auth.
+//! * [`TokenIssuer`]: a small token server signing ES256 JWTs with an `x5c`
+//!   header whose certificate is the registry's `rootcertbundle`.
+//! * [`Proxy`]: a TCP proxy in front of a registry that can corrupt a blob,
+//!   drop a connection part way through one, or answer with an error status.
+//! * [`base_images`]: OCI layouts built by `scripts/make-base-images`.
+#![deny(missing_docs)]
+
+mod images;
+mod proxy;
+mod registry;
+mod token;
+
+pub use images::{base_images, BaseImages};
+pub use proxy::{Fault, Proxy};
+pub use registry::{Auth, Registry, RegistryOptions};
+pub use token::TokenIssuer;
+
+use std::net::TcpListener;
+
+/// A port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("binding 127.0.0.1:0 to find a free port")
+}

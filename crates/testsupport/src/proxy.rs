@@ -1,0 +1,234 @@
+//! A real TCP proxy in front of a registry that misbehaves on request.
+//!
+//! Every request is sent upstream with `Connection: close`, so each client
+//! connection carries one request and the proxy sees all of them.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// What the proxy does wrong.
+#[derive(Clone, Debug)]
+pub enum Fault {
+    /// Serve the blob whose path ends with this digest with its last byte changed.
+    CorruptBlob(String),
+    /// Cut the connection after this many body bytes of the blob whose path
+    /// ends with this digest, the first `times` times it is fetched.
+    DropBlob {
+        /// The digest (`sha256:…`) of the blob.
+        digest: String,
+        /// Body bytes sent before the cut.
+        after: usize,
+        /// How many fetches are cut.
+        times: usize,
+    },
+    /// Answer the first `times` requests whose path contains `path` with
+    /// this status (e.g. 503 or 429) instead of forwarding them.
+    Status {
+        /// A substring of the request path.
+        path: String,
+        /// The status code.
+        code: u16,
+        /// How many requests get it.
+        times: usize,
+    },
+}
+
+/// A running proxy; stops accepting when dropped.
+pub struct Proxy {
+    port: u16,
+    stop: Arc<AtomicBool>,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+struct Shared {
+    upstream: u16,
+    faults: Mutex<Vec<Fault>>,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Proxy {
+    /// Starts a proxy to `127.0.0.1:upstream` with these faults.
+    pub fn start(upstream: u16, faults: Vec<Fault>) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("binding the proxy");
+        let port = listener.local_addr().expect("proxy address").port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let shared = Arc::new(Shared {
+            upstream,
+            faults: Mutex::new(faults),
+            log: log.clone(),
+        });
+        let stopping = stop.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stopping.load(Ordering::SeqCst) {
+                    break;
+                }
+                if let Ok(conn) = conn {
+                    let shared = shared.clone();
+                    std::thread::spawn(move || {
+                        let _ = handle(conn, &shared);
+                    });
+                }
+            }
+        });
+        Proxy { port, stop, log }
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Request lines seen so far (`GET /v2/… HTTP/1.1`), in order, with
+    /// any `Range` header appended.
+    pub fn requests(&self) -> Vec<String> {
+        self.log.lock().expect("proxy log").clone()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+enum Action {
+    Forward,
+    Corrupt,
+    Drop(usize),
+    Status(u16),
+}
+
+fn handle(mut client: TcpStream, shared: &Shared) -> io::Result<()> {
+    let (head, rest) = read_head(&mut client)?;
+    let head_text = String::from_utf8_lossy(&head).into_owned();
+    let request_line = head_text.lines().next().unwrap_or("").to_string();
+    let path = request_line
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or("")
+        .to_string();
+    let range = head_text
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("range:"))
+        .map(|l| format!(" [{}]", l.trim()));
+    shared
+        .log
+        .lock()
+        .expect("proxy log")
+        .push(format!("{request_line}{}", range.unwrap_or_default()));
+    let action = choose(shared, &request_line, &path);
+    if let Action::Status(code) = action {
+        let _ = write!(
+            client,
+            "HTTP/1.1 {code} Injected\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\
+             Connection: close\r\n\r\n{{}}"
+        );
+        return Ok(());
+    }
+    let mut upstream = TcpStream::connect(("127.0.0.1", shared.upstream))?;
+    upstream.write_all(&rewrite_head(&head_text).into_bytes())?;
+    upstream.write_all(&rest)?;
+    match action {
+        Action::Forward => {
+            let mut up_read = upstream.try_clone()?;
+            let mut client_write = client.try_clone()?;
+            let downstream = std::thread::spawn(move || {
+                let _ = io::copy(&mut up_read, &mut client_write);
+                let _ = client_write.shutdown(Shutdown::Both);
+            });
+            let _ = io::copy(&mut client, &mut upstream);
+            let _ = downstream.join();
+        }
+        Action::Corrupt | Action::Drop(_) => {
+            let mut response = Vec::new();
+            upstream.read_to_end(&mut response)?;
+            let body_at = find(&response, b"\r\n\r\n").map_or(response.len(), |i| i + 4);
+            match action {
+                Action::Corrupt => {
+                    if response.len() > body_at {
+                        let last = response.len() - 1;
+                        response[last] ^= 0xff;
+                    }
+                    client.write_all(&response)?;
+                }
+                Action::Drop(after) => {
+                    let end = (body_at + after).min(response.len());
+                    client.write_all(&response[..end])?;
+                }
+                _ => {}
+            }
+            client.shutdown(Shutdown::Both)?;
+        }
+        Action::Status(_) => {}
+    }
+    Ok(())
+}
+
+fn choose(shared: &Shared, request_line: &str, path: &str) -> Action {
+    let mut faults = shared.faults.lock().expect("proxy faults");
+    let is_blob_get = request_line.starts_with("GET ") && path.contains("/blobs/");
+    for fault in faults.iter_mut() {
+        match fault {
+            Fault::CorruptBlob(d) if is_blob_get && path.ends_with(d.as_str()) => {
+                return Action::Corrupt
+            }
+            Fault::DropBlob {
+                digest,
+                after,
+                times,
+            } if *times > 0 && is_blob_get && path.ends_with(digest.as_str()) => {
+                *times -= 1;
+                return Action::Drop(*after);
+            }
+            Fault::Status {
+                path: p,
+                code,
+                times,
+            } if *times > 0 && path.contains(p.as_str()) => {
+                *times -= 1;
+                return Action::Status(*code);
+            }
+            _ => {}
+        }
+    }
+    Action::Forward
+}
+
+/// Reads up to and including the blank line ending the request head;
+/// returns the head and whatever body bytes came with it.
+fn read_head(conn: &mut TcpStream) -> io::Result<(Vec<u8>, Vec<u8>)> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = conn.read(&mut chunk)?;
+        if n == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "no request"));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(i) = find(&buf, b"\r\n\r\n") {
+            let rest = buf.split_off(i + 4);
+            return Ok((buf, rest));
+        }
+    }
+}
+
+fn rewrite_head(head: &str) -> String {
+    let mut out = String::new();
+    for line in head.split("\r\n").filter(|l| !l.is_empty()) {
+        if !line.to_ascii_lowercase().starts_with("connection:") {
+            out.push_str(line);
+            out.push_str("\r\n");
+        }
+    }
+    out.push_str("Connection: close\r\n\r\n");
+    out
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
