@@ -1,10 +1,13 @@
 //! The OCI image format as kiln uses it.
-//!
-//! * [`digest`]: content digests and a writer that hashes what passes through.
-//! * [`reference`]: image references (`registry/repo:tag@digest`) with docker's normalisation.
 #![deny(missing_docs)]
 
+pub mod compression;
+pub mod config;
 pub mod digest;
+mod json;
+pub mod manifest;
 pub mod reference;
 
+pub use compression::{Compression, CompressionError};
+pub use config::{ConfigBuilder, ConfigError, Healthcheck, ImageConfig};
 pub use digest::{Digest, DigestWriter};

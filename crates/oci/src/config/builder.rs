@@ -1,0 +1,433 @@
+//! Applying Dockerfile instructions to an image config, as BuildKit does.
+//!
+//! History entries carry BuildKit's `created_by` text and its
+//! `buildkit.dockerfile.v0` comment, so `docker history` reads the same for
+//! a kiln image as for a BuildKit one.
+//!
+//! ENTRYPOINT and CMD follow BuildKit's rule (dockerfile2llb
+//! `dispatchEntrypoint`): ENTRYPOINT clears `Cmd` unless a CMD instruction
+//! already ran in the *current stage*. A `Cmd` inherited from the base image
+//! or the parent stage is therefore dropped by ENTRYPOINT; `CMD x` then
+//! `ENTRYPOINT y` in one stage keeps `x`; `ENTRYPOINT y` then `CMD x` sets
+//! both. Each [`ConfigBuilder`] is one stage, so the rule needs no flag from
+//! the caller.
+
+use super::golang;
+use super::time::rfc3339;
+use super::ImageConfig;
+use crate::Digest;
+use serde_json::{json, Map, Value};
+
+/// The `comment` BuildKit puts on every history entry it writes.
+pub const HISTORY_COMMENT: &str = "buildkit.dockerfile.v0";
+
+/// Why `SOURCE_DATE_EPOCH` cannot be used.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("SOURCE_DATE_EPOCH={value:?} is not a whole number of seconds since 1970-01-01; set it to e.g. $(git log -1 --format=%ct)")]
+pub struct SourceDateEpochError {
+    value: String,
+}
+
+/// A HEALTHCHECK, in docker's units (durations in nanoseconds; zero means
+/// "docker's default" and is omitted from the config).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Healthcheck {
+    /// `["NONE"]`, `["CMD", args…]` or `["CMD-SHELL", command]`.
+    pub test: Vec<String>,
+    /// Time between checks.
+    pub interval_ns: i64,
+    /// Time a check may take.
+    pub timeout_ns: i64,
+    /// Grace period after start.
+    pub start_period_ns: i64,
+    /// Time between checks during the start period.
+    pub start_interval_ns: i64,
+    /// Consecutive failures before unhealthy.
+    pub retries: i64,
+}
+
+/// Builds one stage's image config from its base.
+#[derive(Clone, Debug)]
+pub struct ConfigBuilder {
+    config: ImageConfig,
+    cmd_set: bool,
+    epoch: Option<i64>,
+}
+
+impl ConfigBuilder {
+    /// Starts a stage FROM `base` (use [`ImageConfig::new`] for scratch).
+    /// The base's history, layers and settings are inherited.
+    pub fn new(base: ImageConfig) -> ConfigBuilder {
+        ConfigBuilder {
+            config: base,
+            cmd_set: false,
+            epoch: None,
+        }
+    }
+
+    /// Reads `SOURCE_DATE_EPOCH` from the environment: `Ok(None)` when unset
+    /// or empty.
+    pub fn source_date_epoch_from_env() -> Result<Option<i64>, SourceDateEpochError> {
+        parse_source_date_epoch(std::env::var("SOURCE_DATE_EPOCH").ok().as_deref())
+    }
+
+    /// Uses `epoch` (seconds) for `created` and every new history entry, to
+    /// make builds reproducible.
+    pub fn with_source_date_epoch(mut self, epoch: Option<i64>) -> ConfigBuilder {
+        self.epoch = epoch;
+        self
+    }
+
+    /// The config as built so far.
+    pub fn config(&self) -> &ImageConfig {
+        &self.config
+    }
+
+    /// `ENV k=v …`: replaces existing keys in place and appends new ones.
+    pub fn env(&mut self, vars: &[(&str, &str)]) {
+        let mut env = self.config.env();
+        let mut msg = String::from("ENV");
+        for (k, v) in vars {
+            let entry = format!("{k}={v}");
+            msg.push(' ');
+            msg.push_str(&entry);
+            match env
+                .iter_mut()
+                .find(|e| e.split_once('=').map_or(e.as_str(), |(ek, _)| ek) == *k)
+            {
+                Some(slot) => *slot = entry,
+                None => env.push(entry),
+            }
+        }
+        self.config.set_config("Env", json!(env));
+        self.history(msg, false);
+    }
+
+    /// `ARG k[=v] …`: only recorded in history; arguments are not kept in the
+    /// config.
+    pub fn arg(&mut self, args: &[(&str, Option<&str>)]) {
+        let parts: Vec<String> = args
+            .iter()
+            .map(|(k, v)| v.map_or_else(|| k.to_string(), |v| format!("{k}={v}")))
+            .collect();
+        self.history(format!("ARG {}", parts.join(" ")), false);
+    }
+
+    /// `WORKDIR dir`: a relative `dir` is joined to the current one. Returns
+    /// the absolute directory. BuildKit creates the directory as a layer
+    /// step; pass that layer's `diff_id` when the engine made one.
+    pub fn workdir(&mut self, dir: &str, layer: Option<Digest>) -> String {
+        let joined = if dir.starts_with('/') {
+            dir.to_string()
+        } else {
+            format!("/{}/{dir}", self.config.working_dir())
+        };
+        let wd = clean_path(&joined);
+        self.config.set_config("WorkingDir", json!(wd));
+        match layer {
+            Some(diff_id) => {
+                self.config.diff_ids_mut().push(json!(diff_id));
+                self.history(format!("WORKDIR {wd}"), true);
+            }
+            None => self.history(format!("WORKDIR {wd}"), false),
+        }
+        wd
+    }
+
+    /// `USER user[:group]`.
+    pub fn user(&mut self, user: &str) {
+        self.config.set_config("User", json!(user));
+        self.history(format!("USER {user}"), false);
+    }
+
+    /// `EXPOSE port[/proto] …`: ports like `80`, `53/udp`, `8000-8002`.
+    pub fn expose(&mut self, ports: &[&str]) -> Result<(), String> {
+        let mut expanded = Vec::new();
+        for p in ports {
+            expanded.extend(parse_port(p)?);
+        }
+        let mut map = self.object("ExposedPorts");
+        for p in &expanded {
+            map.insert(p.clone(), json!({}));
+        }
+        self.set_sorted("ExposedPorts", map);
+        self.history(format!("EXPOSE [{}]", expanded.join(" ")), false);
+        Ok(())
+    }
+
+    /// `VOLUME path …`.
+    pub fn volume(&mut self, paths: &[&str]) -> Result<(), String> {
+        if paths.iter().any(|p| p.is_empty()) {
+            return Err("VOLUME specified can not be an empty string".into());
+        }
+        let mut map = self.object("Volumes");
+        for p in paths {
+            map.insert(p.to_string(), json!({}));
+        }
+        self.set_sorted("Volumes", map);
+        self.history(format!("VOLUME [{}]", paths.join(" ")), false);
+        Ok(())
+    }
+
+    /// `LABEL k=v …`.
+    pub fn label(&mut self, labels: &[(&str, &str)]) {
+        let mut map = self.object("Labels");
+        let mut msg = String::from("LABEL");
+        for (k, v) in labels {
+            map.insert(k.to_string(), json!(v));
+            msg.push_str(&format!(" {k}={v}"));
+        }
+        self.set_sorted("Labels", map);
+        self.history(msg, false);
+    }
+
+    /// `MAINTAINER name` (sets `author`).
+    pub fn maintainer(&mut self, name: &str) {
+        self.config.set_top("author", json!(name));
+        self.history(format!("MAINTAINER {name}"), false);
+    }
+
+    /// `CMD`: `shell_form` wraps `args` in the configured SHELL
+    /// (default `/bin/sh -c`).
+    pub fn cmd(&mut self, args: &[String], shell_form: bool) {
+        let args = self.with_shell(args, shell_form);
+        self.config.set_config("Cmd", json!(args));
+        self.config.set_config("ArgsEscaped", json!(true));
+        self.cmd_set = true;
+        self.history(format!("CMD {}", golang::quote_list(&args)), false);
+    }
+
+    /// `ENTRYPOINT`: clears `Cmd` unless CMD ran earlier in this stage (see
+    /// the module docs).
+    pub fn entrypoint(&mut self, args: &[String], shell_form: bool) {
+        let args = self.with_shell(args, shell_form);
+        self.config.set_config("Entrypoint", json!(args));
+        if !self.cmd_set {
+            self.config.remove_config("Cmd");
+        }
+        self.history(format!("ENTRYPOINT {}", golang::quote_list(&args)), false);
+    }
+
+    /// `SHELL ["exe", "arg"…]`.
+    pub fn shell(&mut self, shell: &[String]) {
+        self.config.set_config("Shell", json!(shell));
+        self.history(format!("SHELL [{}]", shell.join(" ")), false);
+    }
+
+    /// `STOPSIGNAL sig`.
+    pub fn stop_signal(&mut self, signal: &str) {
+        self.config.set_config("StopSignal", json!(signal));
+        self.history(format!("STOPSIGNAL {signal}"), false);
+    }
+
+    /// `HEALTHCHECK`.
+    pub fn healthcheck(&mut self, hc: &Healthcheck) {
+        let mut obj = Map::new();
+        obj.insert("Test".into(), json!(hc.test));
+        for (key, v) in [
+            ("Interval", hc.interval_ns),
+            ("Timeout", hc.timeout_ns),
+            ("StartPeriod", hc.start_period_ns),
+            ("StartInterval", hc.start_interval_ns),
+            ("Retries", hc.retries),
+        ] {
+            if v != 0 {
+                obj.insert(key.into(), json!(v));
+            }
+        }
+        self.config.set_config("Healthcheck", Value::Object(obj));
+        // BuildKit formats the struct with %q: durations through their
+        // String method, the retry count as a rune literal.
+        let msg = format!(
+            "HEALTHCHECK &{{{} {} {} {} {} {}}}",
+            golang::quote_list(&hc.test),
+            golang::quote(&golang::duration(hc.interval_ns)),
+            golang::quote(&golang::duration(hc.timeout_ns)),
+            golang::quote(&golang::duration(hc.start_period_ns)),
+            golang::quote(&golang::duration(hc.start_interval_ns)),
+            golang::quote_rune(hc.retries),
+        );
+        self.history(msg, false);
+    }
+
+    /// `ONBUILD instruction`. BuildKit writes no history entry for it.
+    pub fn onbuild(&mut self, trigger: &str) {
+        let mut triggers = self.config.on_build();
+        triggers.push(trigger.to_string());
+        self.config.set_config("OnBuild", json!(triggers));
+    }
+
+    /// The `created_by` text BuildKit writes for a RUN (without the
+    /// ` # buildkit` suffix [`ConfigBuilder::add_layer`] adds): build
+    /// arguments in use as `|N k=v …`, then the command, shell-wrapped for
+    /// the shell form.
+    pub fn run_created_by(
+        &self,
+        args: &[String],
+        shell_form: bool,
+        build_args: &[(&str, &str)],
+    ) -> String {
+        let mut parts = Vec::new();
+        if !build_args.is_empty() {
+            parts.push(format!("|{}", build_args.len()));
+            parts.extend(build_args.iter().map(|(k, v)| format!("{k}={v}")));
+        }
+        parts.extend(self.with_shell(args, shell_form));
+        format!("RUN {}", parts.join(" "))
+    }
+
+    /// Records a step that produced a layer (RUN, COPY, ADD): appends its
+    /// `diff_id` and a history entry `"<created_by> # buildkit"`.
+    pub fn add_layer(&mut self, diff_id: Digest, created_by: &str) {
+        self.config.diff_ids_mut().push(json!(diff_id));
+        self.history(format!("{created_by} # buildkit"), true);
+    }
+
+    /// Finishes the stage: `created` is the source date epoch when set,
+    /// else `now` (seconds since the Unix epoch).
+    pub fn build(mut self, now: i64) -> ImageConfig {
+        let created = rfc3339(self.epoch.unwrap_or(now));
+        self.config.set_top("created", json!(created));
+        self.config
+    }
+
+    fn with_shell(&self, args: &[String], shell_form: bool) -> Vec<String> {
+        if !shell_form {
+            return args.to_vec();
+        }
+        let mut shell = self
+            .config
+            .shell()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| {
+                if self.config.os() == Some("windows") {
+                    vec!["cmd".into(), "/S".into(), "/C".into()]
+                } else {
+                    vec!["/bin/sh".into(), "-c".into()]
+                }
+            });
+        shell.push(args.join(" "));
+        shell
+    }
+
+    fn history(&mut self, created_by: String, with_layer: bool) {
+        let mut entry = Map::new();
+        if let Some(epoch) = self.epoch {
+            entry.insert("created".into(), json!(rfc3339(epoch)));
+        }
+        entry.insert("created_by".into(), json!(created_by));
+        entry.insert("comment".into(), json!(HISTORY_COMMENT));
+        if !with_layer {
+            entry.insert("empty_layer".into(), json!(true));
+        }
+        self.config
+            .top_array_mut("history")
+            .push(Value::Object(entry));
+    }
+
+    fn object(&self, key: &str) -> Map<String, Value> {
+        self.config
+            .as_json()
+            .get("config")
+            .and_then(|c| c.get(key))
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Go marshals maps with sorted keys; so do we, to match its bytes.
+    fn set_sorted(&mut self, key: &str, map: Map<String, Value>) {
+        let mut entries: Vec<(String, Value)> = map.into_iter().collect();
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        self.config
+            .set_config(key, Value::Object(entries.into_iter().collect()));
+    }
+}
+
+fn parse_source_date_epoch(value: Option<&str>) -> Result<Option<i64>, SourceDateEpochError> {
+    match value.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(v) => v.parse().map(Some).map_err(|_| SourceDateEpochError {
+            value: v.to_string(),
+        }),
+    }
+}
+
+/// `path.Clean` for absolute paths.
+fn clean_path(p: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for c in p.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+/// `port[-end][/proto]` to `port/proto` strings, as BuildKit's EXPOSE does.
+fn parse_port(raw: &str) -> Result<Vec<String>, String> {
+    let container = raw.rsplit(':').next().unwrap_or(raw);
+    let (ports, proto) = container.split_once('/').unwrap_or((container, ""));
+    let proto = match proto.to_ascii_lowercase().as_str() {
+        "" => "tcp".to_string(),
+        p @ ("tcp" | "udp" | "sctp") => p.to_string(),
+        p => {
+            return Err(format!(
+                "invalid port {raw:?}: protocol {p:?} is not tcp, udp or sctp"
+            ))
+        }
+    };
+    let number = |s: &str| -> Result<u32, String> {
+        s.parse::<u32>()
+            .ok()
+            .filter(|n| *n <= 65535)
+            .ok_or_else(|| format!("invalid port {raw:?}: {s:?} is not a port number (0-65535)"))
+    };
+    let (start, end) = match ports.split_once('-') {
+        Some((a, b)) => (number(a)?, number(b)?),
+        None => (number(ports)?, number(ports)?),
+    };
+    if end < start {
+        return Err(format!("invalid port {raw:?}: range ends before it starts"));
+    }
+    Ok((start..=end).map(|p| format!("{p}/{proto}")).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_date_epoch_parsing() {
+        assert_eq!(parse_source_date_epoch(None), Ok(None));
+        assert_eq!(parse_source_date_epoch(Some("")), Ok(None));
+        assert_eq!(
+            parse_source_date_epoch(Some("1700000000")),
+            Ok(Some(1_700_000_000))
+        );
+        let err = parse_source_date_epoch(Some("yesterday")).unwrap_err();
+        assert!(err
+            .to_string()
+            .starts_with("SOURCE_DATE_EPOCH=\"yesterday\" is not"));
+    }
+
+    #[test]
+    fn ports_and_paths() {
+        assert_eq!(parse_port("80").unwrap(), ["80/tcp"]);
+        assert_eq!(parse_port("53/UDP").unwrap(), ["53/udp"]);
+        assert_eq!(
+            parse_port("8000-8002").unwrap(),
+            ["8000/tcp", "8001/tcp", "8002/tcp"]
+        );
+        assert!(parse_port("80/http")
+            .unwrap_err()
+            .contains("protocol \"http\""));
+        assert!(parse_port("99999").is_err());
+        assert_eq!(clean_path("/a/./b/../c/"), "/a/c");
+        assert_eq!(clean_path("//"), "/");
+    }
+}
