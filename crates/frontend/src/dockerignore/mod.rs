@@ -96,7 +96,9 @@ impl Matcher {
         for (index, text) in patterns.into_iter().enumerate() {
             // The list position is not a file line; the caller knows where
             // the patterns were written and adds that location itself.
-            matcher.push(text.as_ref(), index + 1).map_err(|err| err.at(0, 0))?;
+            matcher
+                .push(text.as_ref(), index + 1)
+                .map_err(|err| err.at(0, 0))?;
         }
         Ok(matcher)
     }
@@ -144,9 +146,12 @@ impl Matcher {
             .with_help("write the path to keep after the `!` (e.g. `!keep.txt`), or remove the line"));
         }
         let compiled = Pattern::compile(body, exception, line).map_err(|err| {
-            Error::new(err.kind, format!("invalid pattern {cleaned:?}: {}", err.message))
-                .at(line, 0)
-                .with_help(err.help)
+            Error::new(
+                err.kind,
+                format!("invalid pattern {cleaned:?}: {}", err.message),
+            )
+            .at(line, 0)
+            .with_help(err.help)
         })?;
         self.patterns.push(compiled);
         Ok(())
@@ -237,12 +242,19 @@ impl Matcher {
         if exceptions.peek().is_none() {
             return false;
         }
-        let plain: Vec<&str> = exceptions.map(|p| without_trailing_glob(p.text())).collect();
-        if plain.iter().any(|p| p.contains(['*', '[', ']', '?', '^', '\\'])) {
+        let plain: Vec<&str> = exceptions
+            .map(|p| without_trailing_glob(p.text()))
+            .collect();
+        if plain
+            .iter()
+            .any(|p| p.contains(['*', '[', ']', '?', '^', '\\']))
+        {
             return true;
         }
         let dir_slash = format!("{dir}/");
-        plain.iter().any(|p| format!("{p}/").starts_with(&dir_slash))
+        plain
+            .iter()
+            .any(|p| format!("{p}/").starts_with(&dir_slash))
     }
 }
 

@@ -205,10 +205,7 @@ impl Pattern {
             Kind::Prefix => path.starts_with(&self.text[..self.text.len() - 2]),
             Kind::Suffix => {
                 let suffix = &self.text[2..];
-                path.ends_with(suffix)
-                    || suffix
-                        .strip_prefix('/')
-                        .is_some_and(|rest| path == rest)
+                path.ends_with(suffix) || suffix.strip_prefix('/').is_some_and(|rest| path == rest)
             }
             Kind::Tokens(tokens) => run(tokens, path),
         }
@@ -254,6 +251,12 @@ fn parse_class(chars: &[char], mut idx: usize) -> Result<(Token, usize), Pattern
         let lo = class_char(chars, &mut idx)?;
         let hi = if chars.get(idx) == Some(&'-') {
             idx += 1;
+            if chars.get(idx) == Some(&']') {
+                return Err(PatternError::syntax(
+                    format!("the range `{lo}-` in a character class has no upper end"),
+                    "escape the dash as \\- to match it literally",
+                ));
+            }
             class_char(chars, &mut idx)?
         } else {
             lo

@@ -37,7 +37,14 @@ impl Matcher {
     pub fn walk(&self, root: &Path) -> Result<Vec<WalkEntry>, Error> {
         let mut out = Vec::new();
         let mut pending = Vec::new();
-        self.walk_dir(root, Path::new(""), false, &ParentMatch::default(), &mut pending, &mut out)?;
+        self.walk_dir(
+            root,
+            Path::new(""),
+            false,
+            &ParentMatch::default(),
+            &mut pending,
+            &mut out,
+        )?;
         Ok(out)
     }
 
@@ -53,9 +60,7 @@ impl Matcher {
         let dir = root.join(rel);
         let entries = match read_sorted(&dir) {
             Ok(entries) => entries,
-            Err(err) if excluded && err.kind() == io::ErrorKind::PermissionDenied => {
-                return Ok(())
-            }
+            Err(err) if excluded && err.kind() == io::ErrorKind::PermissionDenied => return Ok(()),
             Err(err) => return Err(io_error(&dir, &err)),
         };
         for (name, is_dir) in entries {
