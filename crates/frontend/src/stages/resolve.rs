@@ -1,0 +1,660 @@
+//! The resolver: global ARGs, stage bases, dependencies, pruning and the
+//! per-stage expansion of each step.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{Base, BuildPlan, Dependency, Platform, ResolveOptions, Stage, Step};
+use crate::instructions::{
+    self, check_checksum, check_signal, closest, parse_chmod, parse_mount, parse_port, ArgDecl,
+    Command, Instruction, Problem, Source,
+};
+use crate::shell::Lexer;
+use crate::{Ast, Error, ErrorKind};
+
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+const PROXY_ARGS: [&str; 5] = [
+    "http_proxy",
+    "https_proxy",
+    "ftp_proxy",
+    "no_proxy",
+    "all_proxy",
+];
+
+/// An ordered environment where setting a name again replaces its value
+/// in place, like BuildKit's `EnvList`.
+#[derive(Debug, Clone, Default)]
+struct EnvList(Vec<(String, String)>);
+
+impl EnvList {
+    fn set(&mut self, key: &str, value: String) {
+        match self.0.iter_mut().find(|(k, _)| k == key) {
+            Some(entry) => entry.1 = value,
+            None => self.0.push((key.to_string(), value)),
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A FROM and the commands under it.
+struct RawStage {
+    from: Command,
+    image: String,
+    name: Option<String>,
+    platform: Option<String>,
+    commands: Vec<Command>,
+}
+
+/// Resolves `ast` into the stages that building `opts.target` runs.
+pub fn resolve(ast: &Ast, opts: &ResolveOptions) -> Result<BuildPlan, Error> {
+    let r = Resolver {
+        ast,
+        opts,
+        lexer: Lexer::new(ast.escape),
+    };
+    r.run()
+}
+
+struct Resolver<'a> {
+    ast: &'a Ast,
+    opts: &'a ResolveOptions,
+    lexer: Lexer,
+}
+
+impl Resolver<'_> {
+    fn error(&self, kind: ErrorKind, cmd: &Command, p: Problem) -> Error {
+        instructions::place(self.ast, cmd.start_line, cmd.end_line, kind, p)
+    }
+
+    fn expand(&self, cmd: &Command, word: &str, env: &EnvList) -> Result<String, Error> {
+        self.lexer
+            .process_word(word, &env.0)
+            .map_err(|e| self.error(ErrorKind::Expansion, cmd, Problem::new(e.to_string())))
+    }
+
+    fn run(&self) -> Result<BuildPlan, Error> {
+        let (meta, raw) = self.split()?;
+        self.check_names(&raw)?;
+        let target_name = match &self.opts.target {
+            Some(t) => t.clone(),
+            None => raw.last().and_then(|s| s.name.clone()).unwrap_or_default(),
+        };
+        let globals = self.global_args(&meta, &target_name)?;
+
+        let mut stages = Vec::with_capacity(raw.len());
+        for (i, rs) in raw.iter().enumerate() {
+            stages.push(self.stage_header(i, rs, &raw, &globals)?);
+        }
+        let deps = self.dependencies(&raw, &stages)?;
+        for (stage, d) in stages.iter_mut().zip(&deps) {
+            stage.dependencies = d.iter().cloned().collect();
+        }
+        self.check_cycles(&raw, &stages)?;
+
+        let target = match &self.opts.target {
+            None => raw.len() - 1,
+            Some(t) => raw
+                .iter()
+                .position(|s| s.name.as_deref() == Some(t.to_lowercase().as_str()))
+                .ok_or_else(|| {
+                    let names: Vec<&str> = raw.iter().filter_map(|s| s.name.as_deref()).collect();
+                    let mut e = Error::new(
+                        ErrorKind::Semantic,
+                        format!("target stage {t:?} could not be found"),
+                    )
+                    .in_file(self.ast.file.clone());
+                    e.help = Some(match closest(t, &names, true) {
+                        Some(best) => format!("did you mean {best}?"),
+                        None if names.is_empty() => {
+                            "no stage is named; add AS <name> to a FROM".into()
+                        }
+                        None => format!("the stages are named {}", names.join(", ")),
+                    });
+                    e
+                })?,
+        };
+        let mut needed = BTreeSet::new();
+        let mut todo = vec![target];
+        while let Some(i) = todo.pop() {
+            if needed.insert(i) {
+                todo.extend(stages[i].dependencies.iter().filter_map(|d| match d {
+                    Dependency::Stage(j) => Some(*j),
+                    Dependency::Image(_) => None,
+                }));
+            }
+        }
+
+        let mut finals: BTreeMap<usize, EnvList> = BTreeMap::new();
+        let mut planned = Vec::new();
+        for i in needed {
+            let mut stage = stages[i].clone();
+            let env = self.dispatch(i, &raw, &mut stage, &globals, &finals)?;
+            if let Base::Stage(b) = stage.base {
+                stage.platform = planned
+                    .iter()
+                    .find(|s: &&Stage| s.index == b)
+                    .map(|s| s.platform.clone())
+                    .unwrap_or(stage.platform);
+            }
+            finals.insert(i, env);
+            planned.push(stage);
+        }
+        let mut proxy_env: Vec<(String, String)> = self
+            .opts
+            .build_args
+            .iter()
+            .filter(|(k, _)| PROXY_ARGS.iter().any(|p| p.eq_ignore_ascii_case(k)))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        proxy_env.sort();
+        Ok(BuildPlan {
+            stages: planned,
+            global_args: globals.0,
+            proxy_env,
+        })
+    }
+
+    /// Parses the instructions and groups them under their FROM; ARGs
+    /// before the first FROM are returned apart.
+    fn split(&self) -> Result<(Vec<Command>, Vec<RawStage>), Error> {
+        let mut meta = Vec::new();
+        let mut stages: Vec<RawStage> = Vec::new();
+        for cmd in instructions::parse(self.ast)? {
+            match (&cmd.instruction, stages.last_mut()) {
+                (Instruction::From(f), _) => stages.push(RawStage {
+                    image: f.image.clone(),
+                    name: f.name.clone(),
+                    platform: f.platform.clone(),
+                    from: cmd,
+                    commands: Vec::new(),
+                }),
+                (Instruction::Arg(_), None) => meta.push(cmd),
+                (_, None) => {
+                    return Err(self.error(
+                        ErrorKind::Semantic,
+                        &cmd,
+                        Problem::new("no build stage in current context")
+                            .help("only ARG may come before the first FROM"),
+                    ))
+                }
+                (_, Some(stage)) => stage.commands.push(cmd),
+            }
+        }
+        if stages.is_empty() {
+            return Err(Error::new(
+                ErrorKind::Semantic,
+                "dockerfile contains no stages to build",
+            )
+            .in_file(self.ast.file.clone())
+            .with_help("add a FROM instruction"));
+        }
+        Ok((meta, stages))
+    }
+
+    /// Duplicate names are an error in kiln. BuildKit only lints them
+    /// (DuplicateStageName) and lets the later stage win, which silently
+    /// changes what `--from` means.
+    fn check_names(&self, raw: &[RawStage]) -> Result<(), Error> {
+        for (i, s) in raw.iter().enumerate() {
+            let Some(name) = &s.name else { continue };
+            if let Some(first) = raw[..i].iter().find(|o| o.name.as_ref() == Some(name)) {
+                return Err(self.error(
+                    ErrorKind::Semantic,
+                    &s.from,
+                    Problem::new(format!("duplicate stage name {name:?}"))
+                        .needle(name)
+                        .help(format!(
+                            "a stage named {name:?} is already defined on line {}; stage names must be unique",
+                            first.from.start_line
+                        )),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn global_args(&self, meta: &[Command], target: &str) -> Result<EnvList, Error> {
+        let (b, t) = (&self.opts.build_platform, &self.opts.target_platform);
+        let defaults = [
+            ("BUILDPLATFORM", b.to_string()),
+            ("BUILDOS", b.os.clone()),
+            ("BUILDARCH", b.architecture.clone()),
+            ("BUILDVARIANT", b.variant.clone().unwrap_or_default()),
+            ("TARGETPLATFORM", t.to_string()),
+            ("TARGETOS", t.os.clone()),
+            ("TARGETARCH", t.architecture.clone()),
+            ("TARGETVARIANT", t.variant.clone().unwrap_or_default()),
+            ("TARGETSTAGE", target.to_string()),
+        ];
+        let mut env = EnvList::default();
+        for (k, v) in defaults {
+            let v = self.opts.build_args.get(k).cloned().unwrap_or(v);
+            env.set(k, v);
+        }
+        for cmd in meta {
+            let Instruction::Arg(arg) = &cmd.instruction else {
+                continue;
+            };
+            for ArgDecl { name, default } in &arg.args {
+                let value = match (self.opts.build_args.get(name), default) {
+                    (Some(v), _) => Some(v.clone()),
+                    (None, Some(d)) => Some(self.expand(cmd, d, &env)?),
+                    (None, None) => None,
+                };
+                if let Some(v) = value {
+                    env.set(name, v);
+                }
+            }
+        }
+        Ok(env)
+    }
+
+    /// Expands FROM with the global ARGs and finds its base.
+    fn stage_header(
+        &self,
+        index: usize,
+        rs: &RawStage,
+        raw: &[RawStage],
+        globals: &EnvList,
+    ) -> Result<Stage, Error> {
+        let image = self.expand(&rs.from, &rs.image, globals)?;
+        if image.is_empty() {
+            return Err(self.error(
+                ErrorKind::Expansion,
+                &rs.from,
+                Problem::new(format!("base name ({}) should not be blank", rs.image))
+                    .needle(&rs.image)
+                    .help("declare the ARG before the first FROM with a default, or pass it with --build-arg"),
+            ));
+        }
+        let platform = match &rs.platform {
+            None => self.opts.target_platform.clone(),
+            Some(p) => {
+                let value = self.expand(&rs.from, p, globals)?;
+                if value.is_empty() {
+                    return Err(self.error(
+                        ErrorKind::Expansion,
+                        &rs.from,
+                        Problem::new(format!("empty platform value from expression {p}"))
+                            .needle("--platform"),
+                    ));
+                }
+                Platform::parse(&value).map_err(|m| {
+                    self.error(
+                        ErrorKind::Instruction,
+                        &rs.from,
+                        Problem::new(format!("failed to parse platform {p}: {m}"))
+                            .needle("--platform"),
+                    )
+                })?
+            }
+        };
+        // Like BuildKit, FROM finds only stages defined above it, by the
+        // exact (lower-case) name; anything else is an image.
+        let base = match raw[..index]
+            .iter()
+            .position(|s| s.name.as_deref() == Some(image.as_str()))
+        {
+            Some(j) => Base::Stage(j),
+            None if image == "scratch" => Base::Scratch,
+            None => Base::Image(image),
+        };
+        Ok(Stage {
+            index,
+            name: rs.name.clone(),
+            base,
+            platform,
+            line: rs.from.start_line,
+            dependencies: Vec::new(),
+            steps: Vec::new(),
+        })
+    }
+
+    /// The commands a stage runs: its base stage's ONBUILD triggers first.
+    fn commands_of(
+        &self,
+        index: usize,
+        raw: &[RawStage],
+        base: &Base,
+    ) -> Vec<(Command, Option<usize>)> {
+        let mut out = Vec::new();
+        if let Base::Stage(b) = *base {
+            for cmd in &raw[b].commands {
+                if let Instruction::Onbuild(ob) = &cmd.instruction {
+                    out.push((
+                        Command {
+                            instruction: (*ob.trigger).clone(),
+                            start_line: raw[index].from.start_line,
+                            end_line: raw[index].from.end_line,
+                            original: ob.expression.clone(),
+                        },
+                        Some(b),
+                    ));
+                }
+            }
+        }
+        out.extend(raw[index].commands.iter().cloned().map(|c| (c, None)));
+        out
+    }
+
+    fn dependencies(
+        &self,
+        raw: &[RawStage],
+        stages: &[Stage],
+    ) -> Result<Vec<BTreeSet<Dependency>>, Error> {
+        let by_name = |name: &str| {
+            let lower = name.to_lowercase();
+            raw.iter()
+                .position(|s| s.name.as_deref() == Some(lower.as_str()))
+        };
+        let mut all = Vec::new();
+        for i in 0..raw.len() {
+            let mut deps = BTreeSet::new();
+            if let Base::Stage(b) = stages[i].base {
+                deps.insert(Dependency::Stage(b));
+            }
+            for (cmd, _) in self.commands_of(i, raw, &stages[i].base) {
+                match &cmd.instruction {
+                    Instruction::Copy(c) => {
+                        let Some(from) = &c.from else { continue };
+                        let dep = match go_atoi(from) {
+                            Some(n) if n < 0 || n as usize >= raw.len() => {
+                                return Err(self.error(
+                                    ErrorKind::Semantic,
+                                    &cmd,
+                                    Problem::new(format!("invalid stage index {n}"))
+                                        .needle("--from")
+                                        .help(format!(
+                                            "stage indexes run from 0 to {}",
+                                            raw.len() - 1
+                                        )),
+                                ))
+                            }
+                            Some(n) => Dependency::Stage(n as usize),
+                            None => match by_name(from) {
+                                Some(j) => Dependency::Stage(j),
+                                None => Dependency::Image(from.clone()),
+                            },
+                        };
+                        deps.insert(dep);
+                    }
+                    Instruction::Run(r) => {
+                        for spec in &r.mounts {
+                            // `from` is never expanded, so the raw value
+                            // decides the dependency, as in BuildKit.
+                            let from = spec.split(',').find_map(|f| {
+                                f.split_once('=')
+                                    .filter(|(k, _)| k.eq_ignore_ascii_case("from"))
+                                    .map(|(_, v)| v.trim_matches('"').to_string())
+                            });
+                            if let Some(from) = from.filter(|f| !f.is_empty()) {
+                                deps.insert(match by_name(&from) {
+                                    Some(j) => Dependency::Stage(j),
+                                    None => Dependency::Image(from),
+                                });
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            all.push(deps);
+        }
+        Ok(all)
+    }
+
+    fn check_cycles(&self, raw: &[RawStage], stages: &[Stage]) -> Result<(), Error> {
+        // 0 = unvisited, 1 = on the current path, 2 = done.
+        fn visit(i: usize, stages: &[Stage], state: &mut [u8]) -> Option<usize> {
+            match state[i] {
+                1 => return Some(i),
+                2 => return None,
+                _ => {}
+            }
+            state[i] = 1;
+            for d in &stages[i].dependencies {
+                if let Dependency::Stage(j) = d {
+                    if let Some(c) = visit(*j, stages, state) {
+                        return Some(c);
+                    }
+                }
+            }
+            state[i] = 2;
+            None
+        }
+        let mut state = vec![0u8; stages.len()];
+        for i in 0..stages.len() {
+            if let Some(c) = visit(i, stages, &mut state) {
+                let name = raw[c].name.clone().unwrap_or_else(|| format!("stage-{c}"));
+                return Err(self.error(
+                    ErrorKind::Semantic,
+                    &raw[c].from,
+                    Problem::new(format!("circular dependency detected on stage: {name}"))
+                        .help("a stage cannot copy from or mount a stage that depends on it"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs through one stage's commands, expanding each with the stage's
+    /// environment; returns the final environment.
+    fn dispatch(
+        &self,
+        index: usize,
+        raw: &[RawStage],
+        stage: &mut Stage,
+        globals: &EnvList,
+        finals: &BTreeMap<usize, EnvList>,
+    ) -> Result<EnvList, Error> {
+        let mut env = match &stage.base {
+            Base::Stage(b) => finals.get(b).cloned().unwrap_or_default(),
+            Base::Image(r) => match self.opts.image_env.get(r) {
+                Some(vars) => EnvList(vars.clone()),
+                None => EnvList::default(),
+            },
+            Base::Scratch => EnvList::default(),
+        };
+        if !matches!(stage.base, Base::Stage(_))
+            && env.get("PATH").is_none()
+            && stage.platform.os != "windows"
+        {
+            env.set("PATH", DEFAULT_PATH.to_string());
+        }
+        let stage_label = raw[index]
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("stage-{index}"));
+        for (cmd, onbuild_from) in self.commands_of(index, raw, &stage.base.clone()) {
+            let before = env.clone();
+            let mut cmd = cmd;
+            let mounts =
+                self.expand_command(&mut cmd, &mut env, globals, raw, index, &stage_label)?;
+            stage.steps.push(Step {
+                command: cmd,
+                env: before.0,
+                mounts,
+                onbuild_from,
+            });
+        }
+        Ok(env)
+    }
+
+    fn expand_command(
+        &self,
+        cmd: &mut Command,
+        env: &mut EnvList,
+        globals: &EnvList,
+        raw: &[RawStage],
+        index: usize,
+        stage_label: &str,
+    ) -> Result<Vec<instructions::Mount>, Error> {
+        let c = cmd.clone();
+        let ex = |w: &str, env: &EnvList| self.expand(&c, w, env);
+        let bad = |m: String, needle: &str| {
+            self.error(ErrorKind::Instruction, &c, Problem::new(m).needle(needle))
+        };
+        let mut mounts = Vec::new();
+        match &mut cmd.instruction {
+            Instruction::Env(e) => {
+                for (k, v) in &mut e.pairs {
+                    *k = ex(k, env)?;
+                    *v = ex(v, env)?;
+                    env.set(k, v.clone());
+                }
+            }
+            Instruction::Label(l) => {
+                for (k, v) in &mut l.pairs {
+                    *k = ex(k, env)?;
+                    *v = ex(v, env)?;
+                }
+            }
+            Instruction::Arg(a) => {
+                for decl in &mut a.args {
+                    let value = match (self.opts.build_args.get(&decl.name), &decl.default) {
+                        (Some(v), _) => Some(v.clone()),
+                        (None, Some(d)) => Some(ex(d, env)?),
+                        (None, None) => globals.get(&decl.name).map(str::to_string),
+                    };
+                    if let Some(v) = &value {
+                        env.set(&decl.name, v.clone());
+                    }
+                    decl.default = value;
+                }
+            }
+            Instruction::Copy(cp) => {
+                expand_paths(&mut cp.sources, &mut cp.dest, |w| ex(w, env))?;
+                for field in [&mut cp.chown, &mut cp.chmod] {
+                    if let Some(v) = field {
+                        *v = ex(v, env)?;
+                    }
+                }
+                for e in &mut cp.excludes {
+                    *e = ex(e, env)?;
+                }
+                if let Some(m) = &cp.chmod {
+                    parse_chmod(m).map_err(|m| bad(m, "--chmod"))?;
+                }
+                if let Some(from) = &cp.from {
+                    let src = match go_atoi(from) {
+                        Some(n) => Some(n as usize),
+                        None => raw
+                            .iter()
+                            .position(|s| s.name.as_deref() == Some(from.to_lowercase().as_str())),
+                    };
+                    if src.is_some_and(|s| s >= index) {
+                        return Err(bad(
+                            format!("cannot copy from stage {from:?}, it needs to be defined before current stage {stage_label:?}"),
+                            "--from",
+                        ));
+                    }
+                }
+            }
+            Instruction::Add(ad) => {
+                expand_paths(&mut ad.sources, &mut ad.dest, |w| ex(w, env))?;
+                for field in [&mut ad.chown, &mut ad.chmod, &mut ad.checksum] {
+                    if let Some(v) = field {
+                        *v = ex(v, env)?;
+                    }
+                }
+                for e in &mut ad.excludes {
+                    *e = ex(e, env)?;
+                }
+                if let Some(m) = &ad.chmod {
+                    parse_chmod(m).map_err(|m| bad(m, "--chmod"))?;
+                }
+                if let Some(c) = &ad.checksum {
+                    check_checksum(c).map_err(|m| bad(m, "--checksum"))?;
+                }
+            }
+            Instruction::Expose(e) => {
+                let mut ports = Vec::new();
+                for p in &e.ports {
+                    let words = self.lexer.process_words(p, &env.0).map_err(|err| {
+                        self.error(ErrorKind::Expansion, &c, Problem::new(err.to_string()))
+                    })?;
+                    for w in words {
+                        parse_port(&w).map_err(|m| bad(m, p))?;
+                        ports.push(w);
+                    }
+                }
+                e.ports = ports;
+            }
+            Instruction::User(u) => u.user = ex(&u.user, env)?,
+            Instruction::Workdir(w) => w.path = ex(&w.path, env)?,
+            Instruction::Volume(v) => {
+                for p in &mut v.paths {
+                    *p = ex(p, env)?;
+                    if p.is_empty() {
+                        return Err(bad(
+                            "VOLUME specified can not be an empty string".into(),
+                            "VOLUME",
+                        ));
+                    }
+                }
+            }
+            Instruction::StopSignal(s) => {
+                s.signal = ex(&s.signal, env)?;
+                check_signal(&s.signal).map_err(|m| bad(m, "STOPSIGNAL"))?;
+            }
+            Instruction::Run(r) => {
+                let snapshot = env.clone();
+                let expand = |w: &str| {
+                    self.lexer
+                        .process_word(w, &snapshot.0)
+                        .map_err(|e| e.to_string())
+                };
+                for spec in &r.mounts {
+                    let m = parse_mount(spec, &expand).map_err(|m| bad(m, "--mount"))?;
+                    if !m.from.is_empty() {
+                        let lower = m.from.to_lowercase();
+                        if let Some(j) = raw
+                            .iter()
+                            .position(|s| s.name.as_deref() == Some(lower.as_str()))
+                        {
+                            if j >= index {
+                                return Err(bad(
+                                    format!("cannot mount from stage {:?} to {stage_label:?}, stage needs to be defined before current command", m.from),
+                                    "--mount",
+                                ));
+                            }
+                        }
+                    }
+                    mounts.push(m);
+                }
+            }
+            _ => {}
+        }
+        Ok(mounts)
+    }
+}
+
+/// Expands COPY/ADD source paths and the destination; heredoc sources are
+/// left for the engine.
+fn expand_paths(
+    sources: &mut [Source],
+    dest: &mut String,
+    ex: impl Fn(&str) -> Result<String, Error>,
+) -> Result<(), Error> {
+    for s in sources {
+        if let Source::Path(p) = s {
+            *p = ex(p)?;
+        }
+    }
+    *dest = ex(dest)?;
+    Ok(())
+}
+
+/// Go's `strconv.Atoi`: optional sign and decimal digits only.
+fn go_atoi(s: &str) -> Option<i64> {
+    let digits = s.strip_prefix(['+', '-']).unwrap_or(s);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
