@@ -1,0 +1,85 @@
+//! Locks and crash-safe file replacement.
+
+use crate::error::{Error, Result};
+use rustix::fs::{flock, FlockOperation};
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::Path;
+
+/// An flock held on a lock file; released when dropped (or when the
+/// process dies, which is what makes flock safe against SIGKILL).
+#[derive(Debug)]
+pub(crate) struct Lock {
+    _file: File,
+}
+
+/// How to take a lock.
+#[derive(Clone, Copy)]
+pub(crate) enum Mode {
+    Shared,
+    Exclusive,
+}
+
+impl Lock {
+    fn open(path: &Path) -> Result<File> {
+        OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(Error::io("opening lock file", path))
+    }
+
+    /// Waits for the lock.
+    pub(crate) fn acquire(path: &Path, mode: Mode) -> Result<Lock> {
+        let file = Lock::open(path)?;
+        let op = match mode {
+            Mode::Shared => FlockOperation::LockShared,
+            Mode::Exclusive => FlockOperation::LockExclusive,
+        };
+        flock(&file, op).map_err(|e| Error::io("locking", path)(e.into()))?;
+        Ok(Lock { _file: file })
+    }
+
+    /// Takes the lock exclusively if nobody holds it, else returns `None`.
+    pub(crate) fn try_exclusive(path: &Path) -> Result<Option<Lock>> {
+        let file = Lock::open(path)?;
+        match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Ok(Some(Lock { _file: file })),
+            Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
+            Err(e) => Err(Error::io("locking", path)(e.into())),
+        }
+    }
+}
+
+/// Makes a rename or unlink in `dir` durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(Error::io("syncing directory", dir))
+}
+
+/// Replaces `dest` with `bytes` so that a crash leaves either the old or
+/// the new content: write a temp file in `tmp_dir` (same file system),
+/// fsync it, rename it over `dest`, fsync the directory.
+pub(crate) fn write_atomic(tmp_dir: &Path, dest: &Path, bytes: &[u8]) -> Result<()> {
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".write-")
+        .tempfile_in(tmp_dir)
+        .map_err(Error::io("creating a temporary file in", tmp_dir))?;
+    tmp.write_all(bytes)
+        .and_then(|_| tmp.as_file().sync_all())
+        .map_err(Error::io("writing", tmp.path()))?;
+    set_readable(tmp.as_file(), tmp.path())?;
+    tmp.persist(dest)
+        .map_err(|e| Error::io("replacing", dest)(e.error))?;
+    sync_dir(dest.parent().unwrap_or(Path::new("/")))
+}
+
+/// Store files are world-readable like any image layout (temp files start as 0600).
+pub(crate) fn set_readable(file: &File, path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    file.set_permissions(std::fs::Permissions::from_mode(0o644))
+        .map_err(Error::io("setting permissions of", path))
+}

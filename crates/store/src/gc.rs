@@ -1,0 +1,190 @@
+//! Garbage collection and consistency checks.
+
+use crate::descriptor::REF_NAME;
+use crate::error::{Error, Result};
+use crate::fsutil::{self, Mode};
+use crate::store::Store;
+use kiln_oci::reference::Reference;
+use kiln_oci::{Digest, DigestWriter};
+use std::collections::HashSet;
+use std::fs;
+use std::io;
+use std::time::{Duration, SystemTime};
+
+/// While another process is ingesting, GC keeps unreferenced blobs written
+/// (or re-committed) this recently, as they may be about to be tagged.
+pub const IN_FLIGHT_GRACE: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// What [`Store::gc`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GcReport {
+    /// Unreferenced blobs deleted.
+    pub removed_blobs: usize,
+    /// Bytes freed, blobs and abandoned temp files together.
+    pub reclaimed_bytes: u64,
+    /// Unreferenced blobs kept because another process may be about to use them.
+    pub kept_in_flight: usize,
+}
+
+/// What [`Store::fsck`] found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FsckReport {
+    /// Blobs whose content was hashed.
+    pub blobs_checked: usize,
+    /// Index entries checked.
+    pub images_checked: usize,
+    /// Everything wrong, one line each; empty when the store is consistent.
+    pub problems: Vec<String>,
+}
+
+impl Store {
+    /// Deletes blobs no image reaches.
+    ///
+    /// The rule that keeps concurrent writers safe: GC holds the index lock
+    /// exclusively for its whole run, so no tag lands half-way. If no other
+    /// process holds `ingest.lock` (nobody is writing blobs), every
+    /// unreferenced blob and every file left in `tmp/` (by a killed
+    /// process) is deleted. If some process is ingesting, `tmp/` is left
+    /// alone and unreferenced blobs modified within [`IN_FLIGHT_GRACE`] are
+    /// kept. Tagging re-checks that an image's blobs are all present under
+    /// the same lock, so a writer never makes a dangling tag.
+    pub fn gc(&self) -> Result<GcReport> {
+        let _lock = self.lock(Mode::Exclusive)?;
+        let started = SystemTime::now();
+        let quiet = self.try_lock_ingest()?;
+        let mut live = HashSet::new();
+        for entry in self.read_index()?.manifests {
+            live.extend(self.tree(&entry).present.into_iter().map(|d| d.digest));
+        }
+        let mut report = GcReport::default();
+        let blobs = self.blobs_dir();
+        for (name, meta) in list_dir(&blobs)? {
+            let referenced = format!("sha256:{name}")
+                .parse::<Digest>()
+                .is_ok_and(|d| live.contains(&d));
+            if referenced || !meta.is_file() {
+                continue;
+            }
+            let young = meta
+                .modified()
+                .ok()
+                .and_then(|m| started.duration_since(m).ok())
+                .is_none_or(|age| age < IN_FLIGHT_GRACE);
+            if quiet.is_none() && young {
+                report.kept_in_flight += 1;
+                continue;
+            }
+            let path = blobs.join(&name);
+            fs::remove_file(&path).map_err(Error::io("removing", &path))?;
+            report.removed_blobs += 1;
+            report.reclaimed_bytes += meta.len();
+        }
+        if quiet.is_some() {
+            for (name, meta) in list_dir(self.tmp_dir())? {
+                let path = self.tmp_dir().join(name);
+                let removed = if meta.is_dir() {
+                    fs::remove_dir_all(&path)
+                } else {
+                    fs::remove_file(&path)
+                };
+                removed.map_err(Error::io("removing", &path))?;
+                report.reclaimed_bytes += meta.len();
+            }
+        }
+        fsutil::sync_dir(&blobs)?;
+        Ok(report)
+    }
+
+    /// Checks the whole store: the layout files, that every blob hashes to
+    /// its name, and that every image's manifest, config and layers are
+    /// present with the sizes their descriptors give. Unreferenced blobs
+    /// and files in `tmp/` are not problems (GC removes them).
+    pub fn fsck(&self) -> Result<FsckReport> {
+        let _lock = self.lock(Mode::Shared)?;
+        let mut report = FsckReport::default();
+        let layout = self.layout_dir().join("oci-layout");
+        match fs::read(&layout).map(|b| serde_json::from_slice::<serde_json::Value>(&b)) {
+            Ok(Ok(v)) if v.get("imageLayoutVersion").is_some_and(|v| v.is_string()) => {}
+            _ => report.problems.push(format!(
+                "{} is missing or has no imageLayoutVersion",
+                layout.display()
+            )),
+        }
+        let blobs = self.blobs_dir();
+        for (name, meta) in list_dir(&blobs)? {
+            let path = blobs.join(&name);
+            let Ok(expected) = format!("sha256:{name}").parse::<Digest>() else {
+                report.problems.push(format!(
+                    "{} is not named by a sha256 digest",
+                    path.display()
+                ));
+                continue;
+            };
+            if !meta.is_file() {
+                report
+                    .problems
+                    .push(format!("{} is not a regular file", path.display()));
+                continue;
+            }
+            let mut hasher = DigestWriter::new(io::sink());
+            fs::File::open(&path)
+                .and_then(|mut f| io::copy(&mut f, &mut hasher))
+                .map_err(Error::io("reading", &path))?;
+            let (actual, _, _) = hasher.finish();
+            report.blobs_checked += 1;
+            if actual != expected {
+                report.problems.push(format!(
+                    "blob {expected} is corrupt: its content has digest {actual}"
+                ));
+            }
+        }
+        let index = match self.read_index() {
+            Ok(index) => index,
+            Err(e) => {
+                report.problems.push(e.to_string());
+                return Ok(report);
+            }
+        };
+        let mut names = HashSet::new();
+        for entry in &index.manifests {
+            report.images_checked += 1;
+            let label = match entry.annotations.get(REF_NAME) {
+                Some(name) => {
+                    if Reference::parse(name).is_err() {
+                        report.problems.push(format!(
+                            "index entry {} has an invalid name {name:?}",
+                            entry.digest
+                        ));
+                    }
+                    if !names.insert(name.clone()) {
+                        report.problems.push(format!(
+                            "the name {name} is given to more than one index entry"
+                        ));
+                    }
+                    name.clone()
+                }
+                None => entry.digest.to_string(),
+            };
+            for problem in self.tree(entry).problems {
+                report.problems.push(format!("image {label}: {problem}"));
+            }
+        }
+        Ok(report)
+    }
+}
+
+fn list_dir(dir: &std::path::Path) -> Result<Vec<(String, fs::Metadata)>> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).map_err(Error::io("listing", dir))? {
+        let entry = entry.map_err(Error::io("listing", dir))?;
+        let meta = match entry.metadata() {
+            Ok(m) => m,
+            // Deleted between listing and stat, e.g. a temp file just renamed.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io("reading", &entry.path())(e)),
+        };
+        out.push((entry.file_name().to_string_lossy().into_owned(), meta));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}

@@ -1,0 +1,273 @@
+//! The store handle, blob access and blob ingestion.
+
+use crate::descriptor::IndexFile;
+use crate::error::{Error, Result};
+use crate::fsutil::{self, Lock, Mode};
+use kiln_oci::{Digest, DigestWriter};
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::SystemTime;
+
+const OCI_LAYOUT: &str = "{\"imageLayoutVersion\":\"1.0.0\"}";
+
+/// A local content store: an OCI image layout in `<root>/content`, work in
+/// flight in `<root>/tmp`, and two lock files in `<root>`.
+///
+/// Several processes may use one store at once. `index.lock` is taken shared
+/// by readers and exclusive by index updates and GC. `ingest.lock` is held
+/// shared by every process from its first [`Store::ingest`] until its `Store`
+/// is dropped, so GC can tell whether blobs may be in flight (see [`Store::gc`]).
+#[derive(Debug)]
+pub struct Store {
+    root: PathBuf,
+    content: PathBuf,
+    tmp: PathBuf,
+    ingesting: OnceLock<Lock>,
+}
+
+/// A blob's digest and size, as committed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlobInfo {
+    /// The blob's digest.
+    pub digest: Digest,
+    /// The blob's size in bytes.
+    pub size: u64,
+}
+
+impl Store {
+    /// Opens the store at `root`, creating an empty one if there is none.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Store> {
+        let root = root.into();
+        let content = root.join("content");
+        let tmp = root.join("tmp");
+        for dir in [&root, &content.join("blobs").join("sha256"), &tmp] {
+            fs::create_dir_all(dir).map_err(Error::io("creating", dir))?;
+        }
+        let store = Store {
+            root,
+            content,
+            tmp,
+            ingesting: OnceLock::new(),
+        };
+        let layout = store.content.join("oci-layout");
+        let index = store.index_path();
+        if !layout.exists() || !index.exists() {
+            // Re-checked under the lock: two processes creating the store at
+            // once must not write an empty index over a freshly tagged one.
+            let _lock = store.lock(Mode::Exclusive)?;
+            if !layout.exists() {
+                fsutil::write_atomic(&store.tmp, &layout, OCI_LAYOUT.as_bytes())?;
+            }
+            if !index.exists() {
+                store.write_index(&IndexFile::default())?;
+            }
+        }
+        Ok(store)
+    }
+
+    /// The root kiln uses when none is given: `$KILN_ROOT` if set, else
+    /// `/var/lib/kiln` for root, else `$XDG_DATA_HOME/kiln` or
+    /// `~/.local/share/kiln`.
+    pub fn default_root() -> Result<PathBuf> {
+        if let Some(root) = std::env::var_os("KILN_ROOT").filter(|v| !v.is_empty()) {
+            return Ok(PathBuf::from(root));
+        }
+        if rustix::process::geteuid().is_root() {
+            return Ok(PathBuf::from("/var/lib/kiln"));
+        }
+        if let Some(data) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+            return Ok(PathBuf::from(data).join("kiln"));
+        }
+        match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+            Some(home) => Ok(PathBuf::from(home).join(".local/share/kiln")),
+            None => Err(Error::invalid(
+                "store location",
+                "neither KILN_ROOT, XDG_DATA_HOME nor HOME is set; set KILN_ROOT or pass --root",
+            )),
+        }
+    }
+
+    /// The store's root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The OCI image layout directory (`<root>/content`).
+    pub fn layout_dir(&self) -> &Path {
+        &self.content
+    }
+
+    /// The directory for work in flight; it is on the same file system as
+    /// the layout, so finished files can be renamed into place.
+    pub fn tmp_dir(&self) -> &Path {
+        &self.tmp
+    }
+
+    /// Where the blob with `digest` lives (whether or not it exists).
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.blobs_dir().join(digest.hex())
+    }
+
+    /// True if the blob is in the store.
+    pub fn has_blob(&self, digest: &Digest) -> bool {
+        self.blob_path(digest).is_file()
+    }
+
+    /// Opens a blob for reading.
+    pub fn open_blob(&self, digest: &Digest) -> Result<File> {
+        let path = self.blob_path(digest);
+        File::open(&path).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => Error::BlobNotFound {
+                digest: *digest,
+                root: self.root.clone(),
+            },
+            _ => Error::io("opening", &path)(e),
+        })
+    }
+
+    /// Reads a whole blob; meant for manifests and configs, not layers.
+    pub fn read_blob(&self, digest: &Digest) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.open_blob(digest)?
+            .read_to_end(&mut out)
+            .map_err(Error::io("reading", &self.blob_path(digest)))?;
+        Ok(out)
+    }
+
+    /// Stores `bytes` as a blob.
+    pub fn put_bytes(&self, bytes: &[u8]) -> Result<BlobInfo> {
+        let mut w = self.ingest()?;
+        w.write_all(bytes).map_err(Error::io("writing", &w.path))?;
+        w.commit(Some(Digest::of(bytes)))
+    }
+
+    /// Starts writing a blob: write its bytes, then [`BlobWriter::commit`].
+    /// A writer dropped without committing leaves nothing behind.
+    pub fn ingest(&self) -> Result<BlobWriter<'_>> {
+        self.hold_ingest_lock()?;
+        let tmp = tempfile::Builder::new()
+            .prefix("ingest-")
+            .tempfile_in(&self.tmp)
+            .map_err(Error::io("creating a temporary file in", &self.tmp))?;
+        let path = tmp.path().to_path_buf();
+        Ok(BlobWriter {
+            store: self,
+            inner: DigestWriter::new(BufWriter::with_capacity(256 * 1024, tmp)),
+            path,
+        })
+    }
+
+    /// Marks this process as writing to the store until the `Store` is
+    /// dropped, so GC neither empties `tmp/` nor deletes fresh blobs.
+    pub(crate) fn hold_ingest_lock(&self) -> Result<()> {
+        if self.ingesting.get().is_none() {
+            let lock = Lock::acquire(&self.root.join("ingest.lock"), Mode::Shared)?;
+            // Another thread may have won the race; its lock serves both.
+            let _ = self.ingesting.set(lock);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn blobs_dir(&self) -> PathBuf {
+        self.content.join("blobs").join("sha256")
+    }
+
+    pub(crate) fn index_path(&self) -> PathBuf {
+        self.content.join("index.json")
+    }
+
+    pub(crate) fn lock(&self, mode: Mode) -> Result<Lock> {
+        Lock::acquire(&self.root.join("index.lock"), mode)
+    }
+
+    pub(crate) fn try_lock_ingest(&self) -> Result<Option<Lock>> {
+        Lock::try_exclusive(&self.root.join("ingest.lock"))
+    }
+
+    /// Reads `index.json`; the caller holds the index lock.
+    pub(crate) fn read_index(&self) -> Result<IndexFile> {
+        let path = self.index_path();
+        let bytes = fs::read(&path).map_err(Error::io("reading", &path))?;
+        serde_json::from_slice(&bytes).map_err(|e| {
+            Error::invalid(
+                path.display().to_string(),
+                format!("not a valid OCI index: {e}"),
+            )
+        })
+    }
+
+    /// Replaces `index.json`; the caller holds the index lock exclusively.
+    pub(crate) fn write_index(&self, index: &IndexFile) -> Result<()> {
+        let mut bytes = serde_json::to_vec_pretty(index)
+            .map_err(|e| Error::invalid("index.json", format!("cannot be written: {e}")))?;
+        bytes.push(b'\n');
+        fsutil::write_atomic(&self.tmp, &self.index_path(), &bytes)
+    }
+}
+
+/// A blob being written. Bytes go to a temp file in `<root>/tmp` while
+/// being hashed; [`BlobWriter::commit`] makes the blob durable and visible.
+pub struct BlobWriter<'a> {
+    store: &'a Store,
+    inner: DigestWriter<BufWriter<tempfile::NamedTempFile>>,
+    path: PathBuf,
+}
+
+impl BlobWriter<'_> {
+    /// Bytes written so far.
+    pub fn len(&self) -> u64 {
+        self.inner.len()
+    }
+
+    /// True when nothing has been written.
+    pub fn is_empty(&self) -> bool {
+        self.inner.is_empty()
+    }
+
+    /// Finishes the blob: checks it against `expected` (if given), fsyncs
+    /// it, and renames it into `blobs/sha256/`. If the blob was already
+    /// there, the existing file's mtime is refreshed instead, which protects
+    /// it from a GC running while the caller still holds it unreferenced.
+    pub fn commit(self, expected: Option<Digest>) -> Result<BlobInfo> {
+        let (digest, size, buf) = self.inner.finish();
+        let tmp = buf
+            .into_inner()
+            .map_err(|e| Error::io("writing", &self.path)(e.into_error()))?;
+        if let Some(expected) = expected {
+            if expected != digest {
+                return Err(Error::DigestMismatch {
+                    what: format!("blob being written ({size} bytes)"),
+                    expected,
+                    actual: digest,
+                });
+            }
+        }
+        let dest = self.store.blob_path(&digest);
+        if let Ok(existing) = File::options().write(true).open(&dest) {
+            existing
+                .set_modified(SystemTime::now())
+                .map_err(Error::io("touching", &dest))?;
+            return Ok(BlobInfo { digest, size });
+        }
+        tmp.as_file()
+            .sync_all()
+            .map_err(Error::io("syncing", &self.path))?;
+        fsutil::set_readable(tmp.as_file(), &self.path)?;
+        tmp.persist(&dest)
+            .map_err(|e| Error::io("renaming a blob into", &dest)(e.error))?;
+        fsutil::sync_dir(&self.store.blobs_dir())?;
+        Ok(BlobInfo { digest, size })
+    }
+}
+
+impl Write for BlobWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}

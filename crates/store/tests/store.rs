@@ -1,0 +1,380 @@
+//! The store's public API against a real store in a temp dir.
+
+use flate2::write::GzEncoder;
+use kiln_oci::reference::Reference;
+use kiln_oci::Digest;
+use kiln_store::{media_type, ArchiveImage, Descriptor, Error, Store};
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+
+/// A one-layer image whose layer holds `file` with `content`; returns the
+/// manifest descriptor and the layer's digest.
+fn make_image(store: &Store, content: &[u8]) -> (Descriptor, Digest) {
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_ustar();
+    h.set_size(content.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    tar.append_data(&mut h, "file", content).unwrap();
+    let tar = tar.into_inner().unwrap();
+    let mut gz = GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&tar).unwrap();
+    let layer = store.put_bytes(&gz.finish().unwrap()).unwrap();
+    let config = serde_json::json!({
+        "created": "2024-01-02T03:04:05Z",
+        "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [Digest::of(&tar)]},
+    });
+    let config = store.put_bytes(config.to_string().as_bytes()).unwrap();
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": media_type::OCI_MANIFEST,
+        "config": Descriptor::new(media_type::OCI_CONFIG, config.digest, config.size),
+        "layers": [Descriptor::new(media_type::OCI_LAYER_GZIP, layer.digest, layer.size)],
+    });
+    let m = store.put_bytes(manifest.to_string().as_bytes()).unwrap();
+    (
+        Descriptor::new(media_type::OCI_MANIFEST, m.digest, m.size),
+        layer.digest,
+    )
+}
+
+fn r(s: &str) -> Reference {
+    s.parse().unwrap()
+}
+
+fn tmp_entries(root: &Path) -> usize {
+    fs::read_dir(root.join("tmp")).unwrap().count()
+}
+
+#[test]
+fn blobs_are_ingested_checked_and_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(
+        fs::read_to_string(dir.path().join("content/oci-layout")).unwrap(),
+        r#"{"imageLayoutVersion":"1.0.0"}"#
+    );
+    let info = store.put_bytes(b"hello").unwrap();
+    assert_eq!(info.digest, Digest::of(b"hello"));
+    assert_eq!(info.size, 5);
+    assert!(store.has_blob(&info.digest));
+    assert_eq!(store.read_blob(&info.digest).unwrap(), b"hello");
+    assert_eq!(
+        store.blob_path(&info.digest),
+        dir.path()
+            .join("content/blobs/sha256")
+            .join(info.digest.hex())
+    );
+
+    let mut w = store.ingest().unwrap();
+    w.write_all(b"other").unwrap();
+    let err = w.commit(Some(Digest::of(b"expected"))).unwrap_err();
+    assert!(matches!(err, Error::DigestMismatch { .. }), "{err}");
+    assert!(!store.has_blob(&Digest::of(b"other")));
+    let w = store.ingest().unwrap();
+    drop(w);
+    assert_eq!(
+        tmp_entries(dir.path()),
+        0,
+        "abandoned writers leave nothing"
+    );
+
+    let missing = Digest::of(b"nope");
+    let err = store.open_blob(&missing).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        format!(
+            "blob {missing} is not in the store at {}; run `kiln fsck` to check the store",
+            dir.path().display()
+        )
+    );
+}
+
+#[test]
+fn tags_resolve_move_and_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let (a, _) = make_image(&store, b"a");
+    let (b, _) = make_image(&store, b"b");
+    store.tag(&r("busybox"), &a).unwrap();
+    store.tag(&r("localhost:5000/x/y:1"), &a).unwrap();
+    store.add_untagged(&b).unwrap();
+
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(dir.path().join("content/index.json")).unwrap()).unwrap();
+    assert_eq!(
+        index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"],
+        "docker.io/library/busybox:latest"
+    );
+
+    let got = store.resolve("busybox").unwrap();
+    assert_eq!(got.descriptor, a);
+    assert_eq!(got.by_name, Some(r("busybox:latest")));
+    assert_eq!(got.tags, vec![r("busybox"), r("localhost:5000/x/y:1")]);
+    assert_eq!(
+        store
+            .resolve("docker.io/library/busybox:latest")
+            .unwrap()
+            .descriptor,
+        a
+    );
+    assert_eq!(store.resolve(&b.digest.hex()[..12]).unwrap().descriptor, b);
+    assert_eq!(
+        store
+            .resolve(&format!("sha256:{}", &a.digest.hex()[..8]))
+            .unwrap()
+            .by_name,
+        None
+    );
+    assert_eq!(
+        store
+            .resolve(&format!("busybox@{}", a.digest))
+            .unwrap()
+            .descriptor,
+        a
+    );
+
+    let err = store.resolve("nothere:1").unwrap_err().to_string();
+    assert_eq!(
+        err,
+        format!(
+            "image nothere:1 not found in the store at {}; run `kiln pull nothere:1` or `kiln images`",
+            dir.path().display()
+        )
+    );
+
+    // Moving a tag; tagging the untagged image replaces its `<none>` entry.
+    store.tag(&r("busybox"), &b).unwrap();
+    let images = store.images().unwrap();
+    let names: Vec<_> = images
+        .iter()
+        .map(|i| {
+            (
+                i.reference.as_ref().map(|r| r.familiar()),
+                i.descriptor.digest,
+            )
+        })
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            (Some("localhost:5000/x/y:1".to_string()), a.digest),
+            (Some("busybox:latest".to_string()), b.digest),
+        ]
+    );
+
+    let err = store
+        .tag(&r(&format!("x@{}", a.digest)), &a)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("a tag is needed"), "{err}");
+    assert_eq!(store.untag(&r("busybox")).unwrap(), b);
+    assert!(matches!(
+        store.untag(&r("busybox")),
+        Err(Error::ImageNotFound { .. })
+    ));
+    assert_eq!(store.remove(&a.digest).unwrap().len(), 1);
+    assert!(store.images().unwrap().is_empty());
+}
+
+#[test]
+fn tagging_needs_every_blob() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let (m, layer) = make_image(&store, b"x");
+    fs::remove_file(store.blob_path(&layer)).unwrap();
+    let err = store.tag(&r("x"), &m).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        format!(
+            "cannot add image {}: application/vnd.oci.image.layer.v1.tar+gzip {layer} is missing; \
+             store the blobs it needs first",
+            m.digest
+        )
+    );
+}
+
+#[test]
+fn gc_removes_only_unreferenced_blobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let (keep, _) = make_image(&store, b"keep");
+    let (gone, gone_layer) = make_image(&store, b"gone");
+    store.tag(&r("keep"), &keep).unwrap();
+    store.tag(&r("gone"), &gone).unwrap();
+    store.untag(&r("gone")).unwrap();
+    fs::write(
+        dir.path().join("tmp/ingest-left-by-a-killed-process"),
+        b"12345",
+    )
+    .unwrap();
+    drop(store);
+
+    // Another process is ingesting: fresh unreferenced blobs and tmp/ stay.
+    let writer = Store::open(dir.path()).unwrap();
+    let _w = writer.ingest().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let report = store.gc().unwrap();
+    assert_eq!((report.removed_blobs, report.kept_in_flight), (0, 3));
+    assert!(store.has_blob(&gone_layer));
+    drop(_w);
+    drop(writer);
+
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&store.read_blob(&gone.digest).unwrap()).unwrap();
+    let gone_config: Digest = manifest["config"]["digest"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let blob_bytes: u64 = [gone.digest, gone_config, gone_layer]
+        .iter()
+        .map(|d| fs::metadata(store.blob_path(d)).unwrap().len())
+        .sum();
+    let report = store.gc().unwrap();
+    assert_eq!(report.removed_blobs, 3);
+    assert_eq!(report.kept_in_flight, 0);
+    assert_eq!(report.reclaimed_bytes, blob_bytes + 5);
+    assert!(!store.has_blob(&gone_layer));
+    assert_eq!(tmp_entries(dir.path()), 0);
+    assert_eq!(store.resolve("keep").unwrap().descriptor, keep);
+    assert!(store.fsck().unwrap().problems.is_empty());
+}
+
+#[test]
+fn fsck_lists_corrupt_and_missing_blobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let (m, layer) = make_image(&store, b"x");
+    store.tag(&r("x"), &m).unwrap();
+    let clean = store.fsck().unwrap();
+    assert_eq!((clean.blobs_checked, clean.images_checked), (3, 1));
+    assert!(clean.problems.is_empty());
+
+    fs::remove_file(store.blob_path(&layer)).unwrap();
+    let config = Digest::of(b"not the config");
+    fs::write(store.blob_path(&config), b"tampered").unwrap();
+    let report = store.fsck().unwrap();
+    assert_eq!(
+        report.problems,
+        vec![
+            format!("blob {config} is corrupt: its content has digest {}", Digest::of(b"tampered")),
+            format!(
+                "image docker.io/library/x:latest: application/vnd.oci.image.layer.v1.tar+gzip {layer} is missing"
+            ),
+        ]
+    );
+}
+
+#[test]
+fn oci_layout_and_docker_archive_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("a")).unwrap();
+    let (m, _) = make_image(&store, b"content");
+    store.tag(&r("app:1"), &m).unwrap();
+    let img = ArchiveImage {
+        descriptor: m.clone(),
+        tags: vec![r("app:1"), r("quay.io/o/app:2")],
+    };
+
+    let layout = dir.path().join("layout");
+    store
+        .export_oci(std::slice::from_ref(&img), &layout)
+        .unwrap();
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        index["manifests"][1]["annotations"]["org.opencontainers.image.ref.name"],
+        "quay.io/o/app:2"
+    );
+    let oci_tar = dir.path().join("img.tar");
+    store
+        .export_oci(std::slice::from_ref(&img), &oci_tar)
+        .unwrap();
+    let docker_tar = dir.path().join("docker.tar");
+    store
+        .save_docker(std::slice::from_ref(&img), &docker_tar)
+        .unwrap();
+
+    for (src, want_digest) in [(&layout, true), (&oci_tar, true), (&docker_tar, false)] {
+        let other = Store::open(
+            dir.path()
+                .join(format!("b-{}", src.file_name().unwrap().to_string_lossy())),
+        )
+        .unwrap();
+        let loaded = other.load(src).unwrap();
+        assert_eq!(loaded.len(), 1, "{}", src.display());
+        assert_eq!(loaded[0].tags, img.tags);
+        if want_digest {
+            assert_eq!(loaded[0].descriptor, m);
+        }
+        let got = other.resolve("quay.io/o/app:2").unwrap();
+        assert_eq!(got.tags, img.tags);
+        assert!(other.fsck().unwrap().problems.is_empty());
+    }
+}
+
+#[test]
+fn load_rejects_tampered_docker_layers() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("a")).unwrap();
+    let (m, layer) = make_image(&store, b"content");
+    let out = dir.path().join("d");
+    fs::create_dir(&out).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&store.read_blob(&m.digest).unwrap()).unwrap();
+    let config: Digest = manifest["config"]["digest"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    fs::copy(store.blob_path(&config), out.join("config.json")).unwrap();
+    fs::write(out.join("layer.tar"), b"not the layer").unwrap();
+    fs::write(
+        out.join("manifest.json"),
+        r#"[{"Config":"config.json","RepoTags":["t:1"],"Layers":["layer.tar"]}]"#,
+    )
+    .unwrap();
+    let other = Store::open(dir.path().join("b")).unwrap();
+    let err = other.load(&out).unwrap_err().to_string();
+    assert!(
+        err.starts_with(&format!(
+            "the uncompressed content of {}",
+            out.join("layer.tar").display()
+        )),
+        "{err}"
+    );
+    assert!(err.contains("the data is corrupt or was changed"), "{err}");
+    let _ = layer;
+
+    fs::write(
+        out.join("manifest.json"),
+        r#"[{"Config":"../config.json","RepoTags":[],"Layers":[]}]"#,
+    )
+    .unwrap();
+    let err = other.load(&out).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "path \"../config.json\" in manifest.json: points outside the archive"
+    );
+    let err = other.load(dir.path()).unwrap_err().to_string();
+    assert!(err.ends_with("is neither an OCI image layout (no index.json) nor a docker-archive (no manifest.json)"), "{err}");
+}
+
+#[test]
+fn default_root_honours_kiln_root() {
+    // The only test that touches the environment.
+    std::env::set_var("KILN_ROOT", "/somewhere/kiln");
+    assert_eq!(Store::default_root().unwrap(), Path::new("/somewhere/kiln"));
+    std::env::remove_var("KILN_ROOT");
+    let is_root = std::os::unix::fs::MetadataExt::uid(&fs::metadata("/proc/self").unwrap()) == 0;
+    if is_root {
+        assert_eq!(Store::default_root().unwrap(), Path::new("/var/lib/kiln"));
+    } else {
+        std::env::set_var("XDG_DATA_HOME", "/data");
+        assert_eq!(Store::default_root().unwrap(), Path::new("/data/kiln"));
+    }
+}
