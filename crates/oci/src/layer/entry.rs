@@ -1,0 +1,251 @@
+//! What goes into a layer: an explicit list of entries, from a directory
+//! walk or assembled by COPY and overlay-diff code.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+/// Where a regular file's bytes come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FileSource {
+    /// Read from this file on disk while the tar is written.
+    Path(PathBuf),
+    /// These bytes.
+    Bytes(Vec<u8>),
+}
+
+/// The kind of a layer entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EntryKind {
+    /// A regular file.
+    File(FileSource),
+    /// A directory.
+    Dir,
+    /// A symbolic link to this target (written as is, never resolved).
+    Symlink(String),
+    /// A hard link to this earlier entry's path in the layer.
+    Hardlink(String),
+    /// A character device.
+    CharDevice {
+        /// Major number.
+        major: u32,
+        /// Minor number.
+        minor: u32,
+    },
+    /// A block device.
+    BlockDevice {
+        /// Major number.
+        major: u32,
+        /// Minor number.
+        minor: u32,
+    },
+    /// A named pipe.
+    Fifo,
+    /// Deletes the path from lower layers: written as `dir/.wh.name`.
+    Whiteout,
+    /// Hides everything lower layers had inside this directory: written as
+    /// `path/.wh..wh..opq` (the directory itself is a separate entry).
+    Opaque,
+}
+
+/// One entry of a layer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LayerEntry {
+    /// The path inside the layer, relative (`usr/bin/env`); a leading `/`
+    /// or `./` is dropped when writing.
+    pub path: String,
+    /// What it is.
+    pub kind: EntryKind,
+    /// Permission bits plus setuid/setgid/sticky (`0o7777` mask).
+    pub mode: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Modification time, seconds since the Unix epoch.
+    pub mtime: i64,
+    /// Extended attributes, written as PAX `SCHILY.xattr.<name>` records.
+    pub xattrs: Vec<(String, Vec<u8>)>,
+}
+
+impl LayerEntry {
+    /// An entry of `kind` owned by root, with mode 0644 (0755 for
+    /// directories), mtime 0 and no xattrs.
+    pub fn new(path: impl Into<String>, kind: EntryKind) -> LayerEntry {
+        let mode = match kind {
+            EntryKind::Dir => 0o755,
+            EntryKind::Symlink(_) => 0o777,
+            EntryKind::Whiteout | EntryKind::Opaque => 0,
+            _ => 0o644,
+        };
+        LayerEntry {
+            path: path.into(),
+            kind,
+            mode,
+            uid: 0,
+            gid: 0,
+            mtime: 0,
+            xattrs: Vec::new(),
+        }
+    }
+
+    /// A regular file with inline contents.
+    pub fn file(path: impl Into<String>, contents: impl Into<Vec<u8>>) -> LayerEntry {
+        LayerEntry::new(path, EntryKind::File(FileSource::Bytes(contents.into())))
+    }
+
+    /// A directory.
+    pub fn dir(path: impl Into<String>) -> LayerEntry {
+        LayerEntry::new(path, EntryKind::Dir)
+    }
+
+    /// A symlink.
+    pub fn symlink(path: impl Into<String>, target: impl Into<String>) -> LayerEntry {
+        LayerEntry::new(path, EntryKind::Symlink(target.into()))
+    }
+
+    /// A whiteout deleting `path` from lower layers.
+    pub fn whiteout(path: impl Into<String>) -> LayerEntry {
+        LayerEntry::new(path, EntryKind::Whiteout)
+    }
+
+    /// Sets the mode.
+    pub fn with_mode(mut self, mode: u32) -> LayerEntry {
+        self.mode = mode;
+        self
+    }
+
+    /// Sets the owner.
+    pub fn with_owner(mut self, uid: u32, gid: u32) -> LayerEntry {
+        self.uid = uid;
+        self.gid = gid;
+        self
+    }
+
+    /// Sets the mtime.
+    pub fn with_mtime(mut self, mtime: i64) -> LayerEntry {
+        self.mtime = mtime;
+        self
+    }
+
+    /// Adds an extended attribute.
+    pub fn with_xattr(mut self, name: impl Into<String>, value: impl Into<Vec<u8>>) -> LayerEntry {
+        self.xattrs.push((name.into(), value.into()));
+        self
+    }
+}
+
+/// Lists the tree under `root` (not `root` itself) as layer entries, in
+/// layer order. Symlinks are not followed; a file with several links becomes
+/// a file at its first path and hard links at the others; sockets are
+/// skipped, as docker does. Overlayfs' own xattrs (`trusted.overlay.*`,
+/// `user.overlay.*`) are left out.
+pub fn entries_from_dir(root: &Path) -> io::Result<Vec<LayerEntry>> {
+    let mut out = Vec::new();
+    let mut inodes = HashMap::new();
+    walk(root, "", &mut out, &mut inodes)?;
+    Ok(out)
+}
+
+fn walk(
+    dir: &Path,
+    prefix: &str,
+    out: &mut Vec<LayerEntry>,
+    inodes: &mut HashMap<(u64, u64), String>,
+) -> io::Result<()> {
+    let mut names: Vec<_> = fs::read_dir(dir)?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<io::Result<_>>()?;
+    names.sort();
+    for name in names {
+        let Some(name_str) = name.to_str() else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{}: file name is not UTF-8, which layers cannot carry",
+                    dir.join(&name).display()
+                ),
+            ));
+        };
+        let path = dir.join(&name);
+        let rel = format!("{prefix}{name_str}");
+        let md = fs::symlink_metadata(&path)?;
+        let ft = md.file_type();
+        let kind = if ft.is_dir() {
+            EntryKind::Dir
+        } else if ft.is_symlink() {
+            let target = fs::read_link(&path)?;
+            EntryKind::Symlink(target.to_string_lossy().into_owned())
+        } else if ft.is_socket() {
+            continue;
+        } else if md.nlink() > 1 && inodes.contains_key(&(md.dev(), md.ino())) {
+            EntryKind::Hardlink(inodes[&(md.dev(), md.ino())].clone())
+        } else {
+            if md.nlink() > 1 {
+                inodes.insert((md.dev(), md.ino()), rel.clone());
+            }
+            if ft.is_file() {
+                EntryKind::File(FileSource::Path(path.clone()))
+            } else if ft.is_fifo() {
+                EntryKind::Fifo
+            } else {
+                let dev = md.rdev();
+                let (major, minor) = (rustix::fs::major(dev), rustix::fs::minor(dev));
+                if ft.is_char_device() {
+                    EntryKind::CharDevice { major, minor }
+                } else {
+                    EntryKind::BlockDevice { major, minor }
+                }
+            }
+        };
+        let is_dir = kind == EntryKind::Dir;
+        out.push(LayerEntry {
+            path: rel.clone(),
+            kind,
+            mode: md.mode() & 0o7777,
+            uid: md.uid(),
+            gid: md.gid(),
+            mtime: md.mtime(),
+            xattrs: read_xattrs(&path)?,
+        });
+        if is_dir {
+            walk(&path, &format!("{rel}/"), out, inodes)?;
+        }
+    }
+    Ok(())
+}
+
+/// The xattrs of `path` (not following symlinks), sorted by name.
+pub(crate) fn read_xattrs(path: &Path) -> io::Result<Vec<(String, Vec<u8>)>> {
+    let size = match rustix::fs::llistxattr_query(path) {
+        Ok(n) => n,
+        Err(rustix::io::Errno::OPNOTSUPP) => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    if size == 0 {
+        return Ok(Vec::new());
+    }
+    let mut names = vec![0u8; size];
+    let n = rustix::fs::llistxattr(path, &mut names[..])?;
+    let mut out = Vec::new();
+    for raw in names[..n].split(|b| *b == 0).filter(|n| !n.is_empty()) {
+        let name = String::from_utf8_lossy(raw).into_owned();
+        if name.starts_with("trusted.overlay.") || name.starts_with("user.overlay.") {
+            continue;
+        }
+        let len = match rustix::fs::lgetxattr_query(path, raw) {
+            Ok(len) => len,
+            // Removed between list and get.
+            Err(rustix::io::Errno::NODATA) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let mut value = vec![0u8; len];
+        let got = rustix::fs::lgetxattr(path, raw, &mut value[..])?;
+        value.truncate(got);
+        out.push((name, value));
+    }
+    out.sort();
+    Ok(out)
+}

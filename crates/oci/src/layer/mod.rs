@@ -1,0 +1,14 @@
+//! Layers: deterministic tars written from a directory or a change set,
+//! compressed and hashed in one pass, and extracted without escaping the
+//! target directory.
+
+mod entry;
+mod extract;
+mod tar;
+mod write;
+
+pub use entry::{entries_from_dir, EntryKind, FileSource, LayerEntry};
+pub use extract::{extract_layer, ExtractError, ExtractOptions};
+pub use write::{
+    write_layer, write_tar, LayerDescriptor, LayerError, LayerOptions, MtimePolicy, Ownership,
+};

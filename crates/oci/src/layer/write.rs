@@ -1,0 +1,324 @@
+//! Writing a layer: entries → deterministic tar → diff_id → compressor →
+//! digest → destination, in one streaming pass.
+
+use super::entry::{EntryKind, FileSource, LayerEntry};
+use super::tar::{write_header, write_padding, write_trailer, Header};
+use crate::{Compression, Digest, DigestWriter};
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::PathBuf;
+
+/// Whose ownership the tar records.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Ownership {
+    /// Each entry's own uid/gid.
+    #[default]
+    Keep,
+    /// This uid/gid for every entry.
+    Set {
+        /// Owner.
+        uid: u32,
+        /// Group.
+        gid: u32,
+    },
+}
+
+/// Which modification times the tar records.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MtimePolicy {
+    /// Each entry's own mtime.
+    #[default]
+    Keep,
+    /// No later than this (BuildKit's `rewrite-timestamp` with
+    /// `SOURCE_DATE_EPOCH`).
+    Clamp(i64),
+    /// Exactly this for every entry.
+    Set(i64),
+}
+
+/// How to write a layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LayerOptions {
+    /// Ownership normalisation.
+    pub ownership: Ownership,
+    /// Timestamp normalisation.
+    pub mtime: MtimePolicy,
+    /// Blob compression.
+    pub compression: Compression,
+    /// Compression threads; the output does not depend on it.
+    pub threads: usize,
+}
+
+impl Default for LayerOptions {
+    fn default() -> LayerOptions {
+        LayerOptions {
+            ownership: Ownership::Keep,
+            mtime: MtimePolicy::Keep,
+            compression: Compression::default(),
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+    }
+}
+
+/// A written layer blob.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LayerDescriptor {
+    /// sha256 of the uncompressed tar (goes in the config's `rootfs`).
+    pub diff_id: Digest,
+    /// sha256 of the blob as written.
+    pub digest: Digest,
+    /// Size of the blob in bytes.
+    pub size: u64,
+    /// The OCI media type for the blob.
+    pub media_type: &'static str,
+}
+
+/// Why a layer could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum LayerError {
+    /// An entry's path is unusable.
+    #[error("layer entry {path:?}: {reason}")]
+    BadPath {
+        /// The path as given.
+        path: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// A source file could not be read.
+    #[error("reading {}: {err}", path.display())]
+    Source {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        err: io::Error,
+    },
+    /// A source file changed size while it was being written into the layer.
+    #[error("{} changed size while being added to the layer (expected {expected} bytes, got {actual}); retry when nothing is writing to it", path.display())]
+    SourceChanged {
+        /// The file.
+        path: PathBuf,
+        /// Size when listed.
+        expected: u64,
+        /// Bytes read.
+        actual: u64,
+    },
+    /// Writing the output failed.
+    #[error("writing the layer: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Writes `entries` as a compressed layer blob into `dest`, returning its
+/// descriptor and `dest`. Entries are sorted and parent directories added,
+/// so the same input always gives the same bytes.
+pub fn write_layer<W: Write>(
+    entries: Vec<LayerEntry>,
+    options: &LayerOptions,
+    dest: W,
+) -> Result<(LayerDescriptor, W), LayerError> {
+    let blob = DigestWriter::new(dest);
+    let encoder = options.compression.encoder(blob, options.threads)?;
+    let tar = write_tar(entries, options, DigestWriter::new(encoder))?;
+    let (diff_id, _, encoder) = tar.finish();
+    let (digest, size, dest) = encoder.finish()?.finish();
+    let descriptor = LayerDescriptor {
+        diff_id,
+        digest,
+        size,
+        media_type: options.compression.media_type(),
+    };
+    Ok((descriptor, dest))
+}
+
+/// Writes `entries` as an uncompressed tar into `out` (compression in
+/// `options` is ignored) and returns `out`.
+pub fn write_tar<W: Write>(
+    entries: Vec<LayerEntry>,
+    options: &LayerOptions,
+    mut out: W,
+) -> Result<W, LayerError> {
+    for (name, entry) in prepare(entries)? {
+        write_entry(&mut out, &name, &entry, options)?;
+    }
+    write_trailer(&mut out)?;
+    Ok(out)
+}
+
+/// Normalises paths, turns whiteouts into their marker names, adds missing
+/// parent directories, and orders entries as a sorted directory walk
+/// (each directory's opaque marker first). A later entry for the same
+/// path replaces an earlier one.
+fn prepare(entries: Vec<LayerEntry>) -> Result<Vec<(String, LayerEntry)>, LayerError> {
+    let mut by_name: BTreeMap<SortKey, (String, LayerEntry)> = BTreeMap::new();
+    for entry in entries {
+        let path = clean(&entry.path)?;
+        let name = match entry.kind {
+            EntryKind::Whiteout => {
+                let (dir, base) = path
+                    .rsplit_once('/')
+                    .map_or(("", path.as_str()), |(d, b)| (d, b));
+                if dir.is_empty() {
+                    format!(".wh.{base}")
+                } else {
+                    format!("{dir}/.wh.{base}")
+                }
+            }
+            EntryKind::Opaque => format!("{path}/.wh..wh..opq"),
+            _ => path,
+        };
+        by_name.insert(SortKey::of(&name), (name, entry));
+    }
+    let mut parents = Vec::new();
+    for (name, _) in by_name.values() {
+        let mut dir = name.as_str();
+        while let Some((parent, _)) = dir.rsplit_once('/') {
+            parents.push(parent.to_string());
+            dir = parent;
+        }
+    }
+    for p in parents {
+        by_name
+            .entry(SortKey::of(&p))
+            .or_insert_with(|| (p.clone(), LayerEntry::dir(p)));
+    }
+    Ok(by_name.into_values().collect())
+}
+
+/// Orders names component by component, with `.wh..wh..opq` before its
+/// siblings so extraction hides lower contents before adding new ones.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct SortKey(Vec<(bool, Vec<u8>)>);
+
+impl SortKey {
+    fn of(name: &str) -> SortKey {
+        SortKey(
+            name.split('/')
+                .map(|c| (c != ".wh..wh..opq", c.as_bytes().to_vec()))
+                .collect(),
+        )
+    }
+}
+
+fn clean(path: &str) -> Result<String, LayerError> {
+    let bad = |reason| LayerError::BadPath {
+        path: path.to_string(),
+        reason,
+    };
+    let mut parts = Vec::new();
+    for c in path.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => return Err(bad("\"..\" is not allowed in layer paths")),
+            c if c.contains('\0') => return Err(bad("NUL bytes are not allowed in layer paths")),
+            c => parts.push(c),
+        }
+    }
+    if parts.is_empty() {
+        return Err(bad("the layer root itself cannot be an entry"));
+    }
+    Ok(parts.join("/"))
+}
+
+fn write_entry<W: Write>(
+    out: &mut W,
+    name: &str,
+    e: &LayerEntry,
+    options: &LayerOptions,
+) -> Result<(), LayerError> {
+    let (uid, gid) = match options.ownership {
+        Ownership::Keep => (e.uid, e.gid),
+        Ownership::Set { uid, gid } => (uid, gid),
+    };
+    let mtime = match options.mtime {
+        MtimePolicy::Keep => e.mtime,
+        MtimePolicy::Clamp(limit) => e.mtime.min(limit),
+        MtimePolicy::Set(t) => t,
+    };
+    let dir_name;
+    let mut h = Header {
+        name,
+        typeflag: b'0',
+        mode: e.mode & 0o7777,
+        uid,
+        gid,
+        size: 0,
+        mtime,
+        linkname: "",
+        devmajor: 0,
+        devminor: 0,
+        xattrs: &e.xattrs,
+    };
+    let mut data: Option<Box<dyn Read + '_>> = None;
+    let mut source_path = None;
+    match &e.kind {
+        EntryKind::File(FileSource::Bytes(b)) => {
+            h.size = b.len() as u64;
+            data = Some(Box::new(&b[..]));
+        }
+        EntryKind::File(FileSource::Path(p)) => {
+            let f = File::open(p).map_err(|err| LayerError::Source {
+                path: p.clone(),
+                err,
+            })?;
+            let md = f.metadata().map_err(|err| LayerError::Source {
+                path: p.clone(),
+                err,
+            })?;
+            h.size = md.len();
+            data = Some(Box::new(f));
+            source_path = Some(p);
+        }
+        EntryKind::Dir => {
+            dir_name = format!("{name}/");
+            h.name = &dir_name;
+            h.typeflag = b'5';
+        }
+        EntryKind::Symlink(t) => {
+            h.typeflag = b'2';
+            h.linkname = t;
+        }
+        EntryKind::Hardlink(t) => {
+            h.typeflag = b'1';
+            h.linkname = t.trim_start_matches('/');
+        }
+        EntryKind::CharDevice { major, minor } => {
+            h.typeflag = b'3';
+            (h.devmajor, h.devminor) = (*major, *minor);
+        }
+        EntryKind::BlockDevice { major, minor } => {
+            h.typeflag = b'4';
+            (h.devmajor, h.devminor) = (*major, *minor);
+        }
+        EntryKind::Fifo => h.typeflag = b'6',
+        EntryKind::Whiteout | EntryKind::Opaque => {}
+    }
+    write_header(out, &h)?;
+    if let Some(mut data) = data {
+        // Copy exactly the size in the header, so a file growing under us
+        // cannot corrupt the archive; a short read is an error.
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut left = h.size;
+        while left > 0 {
+            let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            let n = match data.read(&mut buf[..want]) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) => {
+                    let path = source_path.cloned().unwrap_or_default();
+                    return Err(LayerError::Source { path, err });
+                }
+            };
+            if n == 0 {
+                return Err(LayerError::SourceChanged {
+                    path: source_path.cloned().unwrap_or_default(),
+                    expected: h.size,
+                    actual: h.size - left,
+                });
+            }
+            out.write_all(&buf[..n])?;
+            left -= n as u64;
+        }
+        write_padding(out, h.size)?;
+    }
+    Ok(())
+}
