@@ -263,3 +263,20 @@ fn odd_input_never_panics() {
     let fine = "${A:-".repeat(50) + "z" + &"}".repeat(50);
     assert_eq!(word(&fine, &[]).unwrap(), "z");
 }
+
+#[test]
+fn every_env_shape_works_as_dyn_env() {
+    let lexer = Lexer::default();
+    let list = env(&[("A", "1"), ("A", "2")]);
+    let slice: &[(String, String)] = &list;
+    let map: std::collections::BTreeMap<String, String> = list.iter().cloned().collect();
+    let hash: std::collections::HashMap<String, String> = list.iter().cloned().collect();
+    assert_eq!(lexer.process_word("$A", &list).unwrap(), "2");
+    assert_eq!(lexer.process_word("$A", &slice).unwrap(), "2");
+    assert_eq!(lexer.process_word("$A", &map).unwrap(), "2");
+    assert_eq!(lexer.process_word("$A", &hash).unwrap(), "2");
+    assert_eq!(
+        lexer.process_word("$a", &CaseInsensitive(&map)).unwrap(),
+        "2"
+    );
+}
