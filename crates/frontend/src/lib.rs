@@ -30,3 +30,7 @@ pub mod stages;
 pub use ast::{Args, Ast, Heredoc, Node, Warning};
 pub use error::{Error, ErrorKind};
 pub use parser::parse;
+pub use parser::{
+    chomp_heredoc, detect_syntax, go_quote, heredocs_from_line, parse_check, parse_heredoc_word,
+    parse_words, SyntaxDirective,
+};
