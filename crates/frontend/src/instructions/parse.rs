@@ -458,7 +458,7 @@ fn key_values(command: &str, args: &[String]) -> Result<Vec<(String, String)>, P
     if args.is_empty() {
         return Err(at_least_one(command));
     }
-    if args.len() % 3 != 0 {
+    if !args.len().is_multiple_of(3) {
         return Err(Problem::new(format!(
             "Bad input to {command}, too many arguments"
         )));

@@ -13,9 +13,6 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         || format!("invalid duration {text:?}: use a number and a unit, like 30s, 1m30s or 500ms");
     let mut rest = text.strip_prefix('+').unwrap_or(text);
     if rest.starts_with('-') {
-        if rest[1..].chars().all(|c| c == '0' || c == '.') && !rest[1..].is_empty() {
-            return Ok(Duration::ZERO);
-        }
         return Err(format!("invalid duration {text:?}: it cannot be negative"));
     }
     if rest == "0" {

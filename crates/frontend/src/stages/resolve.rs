@@ -353,12 +353,12 @@ impl Resolver<'_> {
                 .position(|s| s.name.as_deref() == Some(lower.as_str()))
         };
         let mut all = Vec::new();
-        for i in 0..raw.len() {
+        for (i, stage) in stages.iter().enumerate() {
             let mut deps = BTreeSet::new();
-            if let Base::Stage(b) = stages[i].base {
+            if let Base::Stage(b) = stage.base {
                 deps.insert(Dependency::Stage(b));
             }
-            for (cmd, _) in self.commands_of(i, raw, &stages[i].base) {
+            for (cmd, _) in self.commands_of(i, raw, &stage.base) {
                 match &cmd.instruction {
                     Instruction::Copy(c) => {
                         let Some(from) = &c.from else { continue };
@@ -529,10 +529,8 @@ impl Resolver<'_> {
             }
             Instruction::Copy(cp) => {
                 expand_paths(&mut cp.sources, &mut cp.dest, |w| ex(w, env))?;
-                for field in [&mut cp.chown, &mut cp.chmod] {
-                    if let Some(v) = field {
-                        *v = ex(v, env)?;
-                    }
+                for v in [&mut cp.chown, &mut cp.chmod].into_iter().flatten() {
+                    *v = ex(v, env)?;
                 }
                 for e in &mut cp.excludes {
                     *e = ex(e, env)?;
@@ -557,10 +555,11 @@ impl Resolver<'_> {
             }
             Instruction::Add(ad) => {
                 expand_paths(&mut ad.sources, &mut ad.dest, |w| ex(w, env))?;
-                for field in [&mut ad.chown, &mut ad.chmod, &mut ad.checksum] {
-                    if let Some(v) = field {
-                        *v = ex(v, env)?;
-                    }
+                for v in [&mut ad.chown, &mut ad.chmod, &mut ad.checksum]
+                    .into_iter()
+                    .flatten()
+                {
+                    *v = ex(v, env)?;
                 }
                 for e in &mut ad.excludes {
                     *e = ex(e, env)?;
@@ -627,6 +626,7 @@ impl Resolver<'_> {
                     }
                     mounts.push(m);
                 }
+                r.mounts = mounts.iter().map(|m| m.to_string()).collect();
             }
             _ => {}
         }
