@@ -24,6 +24,7 @@
 //!   heredoc bodies (see [`crate::instructions::Heredoc::expand`]), and
 //!   `COPY --from` / `--mount from=`, where a variable is an error.
 
+mod expand;
 mod platform;
 mod render;
 mod resolve;

@@ -4,10 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Base, BuildPlan, Dependency, Platform, ResolveOptions, Stage, Step};
-use crate::instructions::{
-    self, check_checksum, check_signal, closest, parse_chmod, parse_mount, parse_port, ArgDecl,
-    Command, Instruction, Problem, Source,
-};
+use crate::instructions::{self, closest, ArgDecl, Command, Instruction, Problem};
 use crate::shell::Lexer;
 use crate::{Ast, Error, ErrorKind};
 
@@ -23,17 +20,17 @@ const PROXY_ARGS: [&str; 5] = [
 /// An ordered environment where setting a name again replaces its value
 /// in place, like BuildKit's `EnvList`.
 #[derive(Debug, Clone, Default)]
-struct EnvList(Vec<(String, String)>);
+pub(super) struct EnvList(pub(super) Vec<(String, String)>);
 
 impl EnvList {
-    fn set(&mut self, key: &str, value: String) {
+    pub(super) fn set(&mut self, key: &str, value: String) {
         match self.0.iter_mut().find(|(k, _)| k == key) {
             Some(entry) => entry.1 = value,
             None => self.0.push((key.to_string(), value)),
         }
     }
 
-    fn get(&self, key: &str) -> Option<&str> {
+    pub(super) fn get(&self, key: &str) -> Option<&str> {
         self.0
             .iter()
             .find(|(k, _)| k == key)
@@ -42,10 +39,10 @@ impl EnvList {
 }
 
 /// A FROM and the commands under it.
-struct RawStage {
-    from: Command,
+pub(super) struct RawStage {
+    pub(super) from: Command,
     image: String,
-    name: Option<String>,
+    pub(super) name: Option<String>,
     platform: Option<String>,
     commands: Vec<Command>,
 }
@@ -60,18 +57,18 @@ pub fn resolve(ast: &Ast, opts: &ResolveOptions) -> Result<BuildPlan, Error> {
     r.run()
 }
 
-struct Resolver<'a> {
+pub(super) struct Resolver<'a> {
     ast: &'a Ast,
-    opts: &'a ResolveOptions,
-    lexer: Lexer,
+    pub(super) opts: &'a ResolveOptions,
+    pub(super) lexer: Lexer,
 }
 
 impl Resolver<'_> {
-    fn error(&self, kind: ErrorKind, cmd: &Command, p: Problem) -> Error {
+    pub(super) fn error(&self, kind: ErrorKind, cmd: &Command, p: Problem) -> Error {
         instructions::place(self.ast, cmd.start_line, cmd.end_line, kind, p)
     }
 
-    fn expand(&self, cmd: &Command, word: &str, env: &EnvList) -> Result<String, Error> {
+    pub(super) fn expand(&self, cmd: &Command, word: &str, env: &EnvList) -> Result<String, Error> {
         self.lexer
             .process_word(word, &env.0)
             .map_err(|e| self.error(ErrorKind::Expansion, cmd, Problem::new(e.to_string())))
@@ -484,174 +481,10 @@ impl Resolver<'_> {
         }
         Ok(env)
     }
-
-    fn expand_command(
-        &self,
-        cmd: &mut Command,
-        env: &mut EnvList,
-        globals: &EnvList,
-        raw: &[RawStage],
-        index: usize,
-        stage_label: &str,
-    ) -> Result<Vec<instructions::Mount>, Error> {
-        let c = cmd.clone();
-        let ex = |w: &str, env: &EnvList| self.expand(&c, w, env);
-        let bad = |m: String, needle: &str| {
-            self.error(ErrorKind::Instruction, &c, Problem::new(m).needle(needle))
-        };
-        let mut mounts = Vec::new();
-        match &mut cmd.instruction {
-            Instruction::Env(e) => {
-                for (k, v) in &mut e.pairs {
-                    *k = ex(k, env)?;
-                    *v = ex(v, env)?;
-                    env.set(k, v.clone());
-                }
-            }
-            Instruction::Label(l) => {
-                for (k, v) in &mut l.pairs {
-                    *k = ex(k, env)?;
-                    *v = ex(v, env)?;
-                }
-            }
-            Instruction::Arg(a) => {
-                for decl in &mut a.args {
-                    let value = match (self.opts.build_args.get(&decl.name), &decl.default) {
-                        (Some(v), _) => Some(v.clone()),
-                        (None, Some(d)) => Some(ex(d, env)?),
-                        (None, None) => globals.get(&decl.name).map(str::to_string),
-                    };
-                    if let Some(v) = &value {
-                        env.set(&decl.name, v.clone());
-                    }
-                    decl.default = value;
-                }
-            }
-            Instruction::Copy(cp) => {
-                expand_paths(&mut cp.sources, &mut cp.dest, |w| ex(w, env))?;
-                for v in [&mut cp.chown, &mut cp.chmod].into_iter().flatten() {
-                    *v = ex(v, env)?;
-                }
-                for e in &mut cp.excludes {
-                    *e = ex(e, env)?;
-                }
-                if let Some(m) = &cp.chmod {
-                    parse_chmod(m).map_err(|m| bad(m, "--chmod"))?;
-                }
-                if let Some(from) = &cp.from {
-                    let src = match go_atoi(from) {
-                        Some(n) => Some(n as usize),
-                        None => raw
-                            .iter()
-                            .position(|s| s.name.as_deref() == Some(from.to_lowercase().as_str())),
-                    };
-                    if src.is_some_and(|s| s >= index) {
-                        return Err(bad(
-                            format!("cannot copy from stage {from:?}, it needs to be defined before current stage {stage_label:?}"),
-                            "--from",
-                        ));
-                    }
-                }
-            }
-            Instruction::Add(ad) => {
-                expand_paths(&mut ad.sources, &mut ad.dest, |w| ex(w, env))?;
-                for v in [&mut ad.chown, &mut ad.chmod, &mut ad.checksum]
-                    .into_iter()
-                    .flatten()
-                {
-                    *v = ex(v, env)?;
-                }
-                for e in &mut ad.excludes {
-                    *e = ex(e, env)?;
-                }
-                if let Some(m) = &ad.chmod {
-                    parse_chmod(m).map_err(|m| bad(m, "--chmod"))?;
-                }
-                if let Some(c) = &ad.checksum {
-                    check_checksum(c).map_err(|m| bad(m, "--checksum"))?;
-                }
-            }
-            Instruction::Expose(e) => {
-                let mut ports = Vec::new();
-                for p in &e.ports {
-                    let words = self.lexer.process_words(p, &env.0).map_err(|err| {
-                        self.error(ErrorKind::Expansion, &c, Problem::new(err.to_string()))
-                    })?;
-                    for w in words {
-                        parse_port(&w).map_err(|m| bad(m, p))?;
-                        ports.push(w);
-                    }
-                }
-                e.ports = ports;
-            }
-            Instruction::User(u) => u.user = ex(&u.user, env)?,
-            Instruction::Workdir(w) => w.path = ex(&w.path, env)?,
-            Instruction::Volume(v) => {
-                for p in &mut v.paths {
-                    *p = ex(p, env)?;
-                    if p.is_empty() {
-                        return Err(bad(
-                            "VOLUME specified can not be an empty string".into(),
-                            "VOLUME",
-                        ));
-                    }
-                }
-            }
-            Instruction::StopSignal(s) => {
-                s.signal = ex(&s.signal, env)?;
-                check_signal(&s.signal).map_err(|m| bad(m, "STOPSIGNAL"))?;
-            }
-            Instruction::Run(r) => {
-                let snapshot = env.clone();
-                let expand = |w: &str| {
-                    self.lexer
-                        .process_word(w, &snapshot.0)
-                        .map_err(|e| e.to_string())
-                };
-                for spec in &r.mounts {
-                    let m = parse_mount(spec, &expand).map_err(|m| bad(m, "--mount"))?;
-                    if !m.from.is_empty() {
-                        let lower = m.from.to_lowercase();
-                        if let Some(j) = raw
-                            .iter()
-                            .position(|s| s.name.as_deref() == Some(lower.as_str()))
-                        {
-                            if j >= index {
-                                return Err(bad(
-                                    format!("cannot mount from stage {:?} to {stage_label:?}, stage needs to be defined before current command", m.from),
-                                    "--mount",
-                                ));
-                            }
-                        }
-                    }
-                    mounts.push(m);
-                }
-                r.mounts = mounts.iter().map(|m| m.to_string()).collect();
-            }
-            _ => {}
-        }
-        Ok(mounts)
-    }
-}
-
-/// Expands COPY/ADD source paths and the destination; heredoc sources are
-/// left for the engine.
-fn expand_paths(
-    sources: &mut [Source],
-    dest: &mut String,
-    ex: impl Fn(&str) -> Result<String, Error>,
-) -> Result<(), Error> {
-    for s in sources {
-        if let Source::Path(p) = s {
-            *p = ex(p)?;
-        }
-    }
-    *dest = ex(dest)?;
-    Ok(())
 }
 
 /// Go's `strconv.Atoi`: optional sign and decimal digits only.
-fn go_atoi(s: &str) -> Option<i64> {
+pub(super) fn go_atoi(s: &str) -> Option<i64> {
     let digits = s.strip_prefix(['+', '-']).unwrap_or(s);
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
