@@ -182,7 +182,9 @@ impl<'a> Parser<'a> {
                     let message = format!("invalid escape token '{value}' does not match ` or \\");
                     return Err(self
                         .error(ErrorKind::Syntax, message, number, Some("#"))
-                        .with_help("use `# escape=\\` (the default) or `# escape=``"));
+                        .with_help(
+                            "the escape token must be a backslash (the default) or a backtick",
+                        ));
                 }
             };
         }
@@ -245,9 +247,22 @@ impl<'a> Parser<'a> {
         line: usize,
         needle: Option<&str>,
     ) -> Error {
+        self.error_after(kind, message, line, needle, 0)
+    }
+
+    /// Like [`Parser::error`], looking for `needle` from byte `from` on.
+    fn error_after(
+        &self,
+        kind: ErrorKind,
+        message: impl Into<String>,
+        line: usize,
+        needle: Option<&str>,
+        from: usize,
+    ) -> Error {
         let mut err = Error::new(kind, message).in_file(self.file).at(line, 0);
         if let Some(text) = line.checked_sub(1).and_then(|i| self.lines.get(i)) {
-            if let Some(pos) = needle.and_then(|n| text.find(n)) {
+            let found = needle.and_then(|n| Some(from + text.get(from..)?.find(n)?));
+            if let Some(pos) = found {
                 err.column = text[..pos].chars().count() + 1;
             }
             err = err.with_source_line(text.clone());
@@ -258,12 +273,22 @@ impl<'a> Parser<'a> {
     /// Locates an instruction error on the physical line (of the
     /// instruction's lines) that holds the offending text.
     fn line_error(&self, e: LineError, start: usize, end: usize) -> Error {
-        let line = e
-            .needle
-            .as_deref()
-            .and_then(|n| (start..=end).find(|&l| self.lines[l - 1].contains(n)))
-            .unwrap_or(start);
-        let err = self.error(ErrorKind::Syntax, e.message, line, e.needle.as_deref());
+        // On the first line, look past the keyword so `ENV E` points at
+        // the name, not at the E of ENV.
+        let first = &self.lines[start - 1];
+        let after_keyword = first.len() - first.trim_start().len()
+            + first.trim_start().find(char::is_whitespace).unwrap_or(0);
+        let needle = e.needle.as_deref();
+        let (line, from) = match needle {
+            Some(n) if first.get(after_keyword..).is_some_and(|t| t.contains(n)) => {
+                (start, after_keyword)
+            }
+            Some(n) => (start + 1..=end)
+                .find(|&l| self.lines[l - 1].contains(n))
+                .map_or((start, 0), |l| (l, 0)),
+            None => (start, 0),
+        };
+        let err = self.error_after(ErrorKind::Syntax, e.message, line, needle, from);
         match e.help {
             Some(help) => err.with_help(help),
             None => err,

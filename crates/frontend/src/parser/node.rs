@@ -343,6 +343,11 @@ mod tests {
         assert_eq!(extract_flags("--x=\"\""), ("", vec!["--x=".to_string()]));
         assert_eq!(extract_flags("-x"), ("-x", vec![]));
         assert_eq!(extract_flags("--a\\"), ("", vec!["--a".to_string()]));
+        // Backslash even when the escape directive chose the backtick.
+        assert_eq!(
+            extract_flags("--a=`b\\c x"),
+            ("x", vec!["--a=`bc".to_string()])
+        );
     }
 
     #[test]

@@ -76,6 +76,8 @@ fn directive_errors_are_located() {
 fn instruction_errors_point_at_the_text() {
     let e = err(b"FROM a\nENV a=1 \\\n  b\n");
     assert_eq!(e.to_string(), "Dockerfile:3:3: Syntax error - can't find = in \"b\". Must be of the form: name=value\n   |\n 3 |   b\n   |   ^\n  help: write `b=value`, or quote the value if it has spaces");
+    let e = err(b"FROM a\nENV E\n");
+    assert_eq!((e.line, e.column), (2, 5));
     let e = err(b"FROM a\nCMD [\"a\", 1]\n");
     assert_eq!((e.line, e.column, e.file.as_str()), (2, 5, "Dockerfile"));
 }
