@@ -115,6 +115,8 @@ pub fn parse_manifest(bytes: &[u8], content_type: Option<&str>) -> Result<Parsed
         None => ManifestFormat::OciManifest,
     };
     Ok(if format.is_index() {
+        let mut value = value;
+        rename_platform_keys(&mut value, SPEC_KEYS, OCI_SPEC_KEYS);
         Parsed::Index(format, serde_json::from_value(value)?)
     } else {
         Parsed::Manifest(format, serde_json::from_value(value)?)
@@ -129,5 +131,33 @@ pub fn manifest_to_json(manifest: &ImageManifest) -> Result<Vec<u8>, ManifestErr
 
 /// An index as compact JSON with Go's escaping.
 pub fn index_to_json(index: &ImageIndex) -> Result<Vec<u8>, ManifestError> {
-    Ok(to_go_json(&serde_json::to_value(index)?))
+    let mut value = serde_json::to_value(index)?;
+    rename_platform_keys(&mut value, OCI_SPEC_KEYS, SPEC_KEYS);
+    Ok(to_go_json(&value))
+}
+
+/// The platform keys the image spec defines…
+const SPEC_KEYS: [&str; 2] = ["os.version", "os.features"];
+/// …and the names `oci-spec` 0.8 (de)serialises them under (its
+/// `Platform` has no serde rename, so the fields are `os_version` and
+/// `os_features`). Without this mapping a Windows index would lose
+/// `os.version`.
+const OCI_SPEC_KEYS: [&str; 2] = ["os_version", "os_features"];
+
+fn rename_platform_keys(index: &mut Value, from: [&str; 2], to: [&str; 2]) {
+    let Some(manifests) = index.get_mut("manifests").and_then(Value::as_array_mut) else {
+        return;
+    };
+    for m in manifests {
+        let Some(platform) = m.get_mut("platform").and_then(Value::as_object_mut) else {
+            continue;
+        };
+        for (old, new) in from.iter().zip(to) {
+            if let Some(i) = platform.keys().position(|k| k == old) {
+                if let Some(v) = platform.shift_remove(*old) {
+                    platform.shift_insert(i, new.to_string(), v);
+                }
+            }
+        }
+    }
 }

@@ -1,0 +1,120 @@
+//! Compression: thread-count independent gzip, zstd, digests.
+
+use kiln_oci::compression::ParallelGzipWriter;
+use kiln_oci::{write_layer, Compression, Digest, LayerEntry, LayerOptions};
+use sha2::{Digest as _, Sha256};
+use std::io::{Read, Write};
+
+/// ~10 MiB mixing incompressible, repetitive and text-like stretches, so
+/// blocks of every kind and dictionary use are exercised.
+fn mixed_data() -> Vec<u8> {
+    let mut out = Vec::with_capacity(10 << 20);
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut chunk = 0;
+    while out.len() < 10 << 20 {
+        let len = 37_000 + (chunk * 7919) % 150_000;
+        match chunk % 3 {
+            0 => out.extend((0..len).map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })),
+            1 => out.extend(std::iter::repeat_n(b'a' + (chunk % 26) as u8, len)),
+            _ => out.extend(format!("line {chunk} of some log output\n").bytes().cycle().take(len)),
+        }
+        chunk += 1;
+    }
+    out
+}
+
+fn gzip(data: &[u8], threads: usize) -> Vec<u8> {
+    let mut w = ParallelGzipWriter::new(Vec::new(), 6, threads).unwrap();
+    // Odd write sizes, so block boundaries never line up with writes.
+    for piece in data.chunks(100_003) {
+        w.write_all(piece).unwrap();
+    }
+    w.finish().unwrap()
+}
+
+#[test]
+fn gzip_is_identical_for_any_thread_count_and_decompresses() {
+    let data = mixed_data();
+    let one = gzip(&data, 1);
+    for threads in [2, 4, 8] {
+        assert!(gzip(&data, threads) == one, "{threads} threads differ from 1");
+    }
+    let mut back = Vec::new();
+    flate2::read::GzDecoder::new(&one[..]).read_to_end(&mut back).unwrap();
+    assert!(back == data);
+    assert!(one.len() < data.len() * 6 / 10, "compressed to {} of {}", one.len(), data.len());
+}
+
+#[test]
+fn gzip_of_nothing_and_of_exact_blocks_is_valid() {
+    for len in [0usize, 1, 128 * 1024, 256 * 1024] {
+        let data = vec![7u8; len];
+        let gz = gzip(&data, 3);
+        let mut back = Vec::new();
+        flate2::read::GzDecoder::new(&gz[..]).read_to_end(&mut back).unwrap();
+        assert_eq!(back, data, "length {len}");
+    }
+}
+
+fn sha(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+#[test]
+fn layer_digests_match_independent_hashes() {
+    let entries = vec![
+        LayerEntry::file("etc/motd", "hello\n".repeat(1000)),
+        LayerEntry::dir("var/empty"),
+    ];
+    for compression in [Compression::Gzip(6), Compression::Zstd(3), Compression::None] {
+        let options = LayerOptions {
+            compression,
+            threads: 2,
+            ..LayerOptions::default()
+        };
+        let (desc, blob) = write_layer(entries.clone(), &options, Vec::new()).unwrap();
+        let tar = match compression {
+            Compression::Gzip(_) => {
+                let mut t = Vec::new();
+                flate2::read::GzDecoder::new(&blob[..]).read_to_end(&mut t).unwrap();
+                t
+            }
+            Compression::Zstd(_) => zstd::stream::decode_all(&blob[..]).unwrap(),
+            Compression::None => blob.clone(),
+        };
+        let (plain, _) = write_layer(
+            entries.clone(),
+            &LayerOptions {
+                compression: Compression::None,
+                ..options
+            },
+            Vec::new(),
+        )
+        .unwrap();
+        assert_eq!(desc.diff_id.to_string(), sha(&tar), "{compression}");
+        assert_eq!(desc.diff_id, plain.diff_id);
+        assert_eq!(desc.digest.to_string(), sha(&blob));
+        assert_eq!(desc.size, blob.len() as u64);
+        assert_eq!(desc.media_type, compression.media_type());
+        assert_eq!(desc.digest == desc.diff_id, compression == Compression::None);
+        let _: Digest = desc.digest;
+    }
+}
+
+#[test]
+fn zstd_round_trips_and_ignores_thread_count() {
+    let data = mixed_data();
+    let enc = |threads| {
+        let mut e = Compression::Zstd(3).encoder(Vec::new(), threads).unwrap();
+        e.write_all(&data).unwrap();
+        e.finish().unwrap()
+    };
+    let one = enc(1);
+    assert!(enc(2) == one);
+    assert!(zstd::stream::decode_all(&one[..]).unwrap() == data);
+}
