@@ -1,12 +1,307 @@
-//! (being written) Store subcommands: images, inspect, tag, rm, prune, fsck, save, export, load.
+//! Store subcommands: images, inspect, tag, rm, prune, fsck, save, export, load.
+//!
+//! All of them work on the store at `--root`, else `$KILN_ROOT`, else the
+//! default location (see `kiln_store::Store::default_root`).
 
+mod show;
+
+use anyhow::{bail, Context};
+use kiln_oci::reference::Reference;
+use kiln_store::{ArchiveImage, Resolved, Store};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Subcommands that work on the local image store.
 #[derive(clap::Subcommand)]
-pub enum StoreCommand {}
+pub enum StoreCommand {
+    /// List the images in the store.
+    Images {
+        #[command(flatten)]
+        root: RootArg,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: ListFormat,
+    },
+    /// Show an image as JSON.
+    ///
+    /// The object's fields: Id (the manifest or index digest), RepoTags,
+    /// MediaType, Size (all blobs, compressed), Platform, Index (the index,
+    /// for a multi-platform image, else null), ManifestDigest and Manifest
+    /// (the manifest for this host), ConfigDigest and Config.
+    Inspect {
+        #[command(flatten)]
+        root: RootArg,
+        /// Image name or id.
+        image: String,
+    },
+    /// Give an image another name.
+    Tag {
+        #[command(flatten)]
+        root: RootArg,
+        /// Existing image name or id.
+        source: String,
+        /// New name, e.g. `registry.example.com/app:v2`.
+        target: String,
+    },
+    /// Remove image names; an image's blobs stay until `kiln prune`.
+    Rm {
+        #[command(flatten)]
+        root: RootArg,
+        /// Remove an image given by id even when it has several names.
+        #[arg(short, long)]
+        force: bool,
+        /// Image names or ids.
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Delete blobs no image uses, and work left behind by killed processes.
+    Prune {
+        #[command(flatten)]
+        root: RootArg,
+    },
+    /// Check every blob's digest and that every image's blobs are present.
+    Fsck {
+        #[command(flatten)]
+        root: RootArg,
+    },
+    /// Write images to a docker-archive tar (for `docker load`, `podman load`).
+    Save {
+        #[command(flatten)]
+        root: RootArg,
+        /// The tar file to write.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Image names or ids; an id saves every name the image has.
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Write images as an OCI image layout (a directory, or a tar file when
+    /// the output ends in .tar) or as a docker-archive.
+    Export {
+        #[command(flatten)]
+        root: RootArg,
+        /// Archive format.
+        #[arg(long, value_enum, default_value = "oci")]
+        format: ExportFormat,
+        /// The directory or .tar file to write.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Image names or ids.
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Load images from an OCI layout (directory or tar) or a docker-archive.
+    Load {
+        #[command(flatten)]
+        root: RootArg,
+        /// The archive or layout directory to read.
+        #[arg(short, long)]
+        input: PathBuf,
+    },
+}
+
+/// Where the store is.
+#[derive(clap::Args)]
+pub struct RootArg {
+    /// Store root [default: $KILN_ROOT, else /var/lib/kiln as root, else
+    /// $XDG_DATA_HOME/kiln].
+    #[arg(long)]
+    root: Option<PathBuf>,
+}
+
+impl RootArg {
+    fn open(&self) -> anyhow::Result<Store> {
+        let root = match &self.root {
+            Some(r) => r.clone(),
+            None => Store::default_root()?,
+        };
+        Store::open(&root).with_context(|| format!("cannot open the store at {}", root.display()))
+    }
+}
+
+/// `kiln images --format`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum ListFormat {
+    /// Aligned columns: REPOSITORY TAG IMAGE ID CREATED SIZE.
+    Table,
+    /// A JSON array of {Repository, Tag, Name, Id, Created, Size}.
+    Json,
+}
+
+/// `kiln export --format`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// OCI image layout.
+    Oci,
+    /// docker-archive, as `kiln save` writes.
+    Docker,
+}
 
 /// Runs a store subcommand.
 pub fn run(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
-    match cmd {}
+    match cmd {
+        StoreCommand::Images { root, format } => show::images(&root.open()?, format),
+        StoreCommand::Inspect { root, image } => show::inspect(&root.open()?, &image),
+        StoreCommand::Tag {
+            root,
+            source,
+            target,
+        } => {
+            let store = root.open()?;
+            let src = store.resolve(&source)?;
+            store.tag(&Reference::parse(&target)?, &src.descriptor)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        StoreCommand::Rm {
+            root,
+            force,
+            images,
+        } => rm(&root.open()?, force, &images),
+        StoreCommand::Prune { root } => {
+            let report = root.open()?.gc()?;
+            println!(
+                "Deleted {} blobs; reclaimed {} ({} bytes)",
+                report.removed_blobs,
+                show::human_size(report.reclaimed_bytes),
+                report.reclaimed_bytes
+            );
+            if report.kept_in_flight > 0 {
+                println!(
+                    "Kept {} unused blobs that another kiln process may be about to use; \
+                     run `kiln prune` again when it has finished",
+                    report.kept_in_flight
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        StoreCommand::Fsck { root } => fsck(&root.open()?),
+        StoreCommand::Save {
+            root,
+            output,
+            images,
+        } => {
+            let store = root.open()?;
+            store.save_docker(&archive_images(&store, &images)?, &output)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        StoreCommand::Export {
+            root,
+            format,
+            output,
+            images,
+        } => {
+            let store = root.open()?;
+            let images = archive_images(&store, &images)?;
+            match format {
+                ExportFormat::Oci => store.export_oci(&images, &output)?,
+                ExportFormat::Docker => store.save_docker(&images, &output)?,
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        StoreCommand::Load { root, input } => {
+            for img in root.open()?.load(&input)? {
+                if img.tags.is_empty() {
+                    println!("Loaded image ID: {}", img.descriptor.digest);
+                }
+                for tag in img.tags {
+                    println!("Loaded image: {}", tag.familiar());
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Images for an archive: a name selects that tag; an id, every tag.
+fn archive_images(store: &Store, inputs: &[String]) -> anyhow::Result<Vec<ArchiveImage>> {
+    let mut out: Vec<ArchiveImage> = Vec::new();
+    for input in inputs {
+        let Resolved {
+            descriptor,
+            tags,
+            by_name,
+        } = store.resolve(input)?;
+        let tags = match by_name {
+            Some(t) => vec![t],
+            None => tags,
+        };
+        match out
+            .iter_mut()
+            .find(|i| i.descriptor.digest == descriptor.digest)
+        {
+            Some(img) => {
+                for t in tags {
+                    if !img.tags.contains(&t) {
+                        img.tags.push(t);
+                    }
+                }
+            }
+            None => out.push(ArchiveImage { descriptor, tags }),
+        }
+    }
+    Ok(out)
+}
+
+fn rm(store: &Store, force: bool, inputs: &[String]) -> anyhow::Result<ExitCode> {
+    let mut failed = false;
+    for input in inputs {
+        let result = (|| -> anyhow::Result<()> {
+            let found = store.resolve(input)?;
+            if let Some(tag) = found.by_name {
+                store.untag(&tag)?;
+                println!("Untagged: {}", tag.familiar());
+                return Ok(());
+            }
+            if found.tags.len() > 1 && !force {
+                bail!(
+                    "image {input} has several names ({}); remove them by name, or use --force",
+                    found
+                        .tags
+                        .iter()
+                        .map(|t| t.familiar())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+            for img in store.remove(&found.descriptor.digest)? {
+                match img.reference {
+                    Some(tag) => println!("Untagged: {}", tag.familiar()),
+                    None => println!("Removed: {}", img.descriptor.digest),
+                }
+            }
+            Ok(())
+        })();
+        if let Err(e) = result {
+            eprintln!("error: {e:#}");
+            failed = true;
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn fsck(store: &Store) -> anyhow::Result<ExitCode> {
+    let report = store.fsck()?;
+    if report.problems.is_empty() {
+        println!(
+            "{} blobs and {} images checked: no problems",
+            report.blobs_checked, report.images_checked
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!(
+        "error: the store at {} has {} problems:",
+        store.root().display(),
+        report.problems.len()
+    );
+    for p in &report.problems {
+        eprintln!("  - {p}");
+    }
+    eprintln!(
+        "Remove broken images with `kiln rm`, run `kiln prune`, then pull or load them again."
+    );
+    Ok(ExitCode::FAILURE)
 }

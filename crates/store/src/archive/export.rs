@@ -19,7 +19,7 @@ impl Store {
         let mut index = IndexFile::default();
         let mut blobs = Vec::new();
         for img in images {
-            blobs.extend(self.complete_tree(&img.descriptor)?);
+            blobs.extend(self.image_blobs(&img.descriptor)?);
             let mut entry = img.descriptor.clone();
             entry.annotations.remove(REF_NAME);
             if img.tags.is_empty() {
@@ -59,7 +59,7 @@ impl Store {
                     manifest_desc.digest, manifest_desc.media_type
                 )));
             }
-            self.complete_tree(&manifest_desc)?;
+            self.image_blobs(&manifest_desc)?;
             // The manifest's own list, not the tree: a layer may repeat.
             let kids = children(&manifest_desc, &self.read_blob(&manifest_desc.digest)?)?;
             let (config, layers) = (&kids[0], &kids[1..]);
@@ -84,7 +84,7 @@ impl Store {
             .map_err(|e| Error::invalid("manifest.json", e.to_string()))?;
         let repositories_json = serde_json::to_vec(&repositories)
             .map_err(|e| Error::invalid("repositories", e.to_string()))?;
-        if !dest.extension().is_some_and(|e| e == "tar") && dest.is_dir() {
+        if dest.is_dir() {
             return Err(Error::invalid(
                 dest.display().to_string(),
                 "is a directory; a docker-archive is a tar file: give a path ending in .tar",
@@ -97,9 +97,11 @@ impl Store {
         })
     }
 
-    /// The image's blobs (root, then config and layers for a manifest), or
-    /// an error naming the first one missing.
-    fn complete_tree(&self, root: &Descriptor) -> Result<Vec<Descriptor>> {
+    /// Every blob of an image that is in the store (the root first, then
+    /// for a manifest its config and layers), or an error naming the first
+    /// one missing. Platform manifests of an index that were never pulled
+    /// are not errors.
+    pub fn image_blobs(&self, root: &Descriptor) -> Result<Vec<Descriptor>> {
         let tree = self.tree(root);
         if let Some(problem) = tree.problems.into_iter().next() {
             return Err(Error::invalid(
