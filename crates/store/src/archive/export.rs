@@ -64,11 +64,10 @@ impl Store {
             let kids = children(&manifest_desc, &self.read_blob(&manifest_desc.digest)?)?;
             let (config, layers) = (&kids[0], &kids[1..]);
             let path = |d: &Descriptor| format!("blobs/sha256/{}", d.digest.hex());
-            let repo_tags: Vec<String> = img.tags.iter().map(|t| t.familiar()).collect();
+            // Full names: podman reads a short `app:1` as `localhost/app:1`.
+            let repo_tags: Vec<String> = img.tags.iter().map(|t| t.to_string()).collect();
             for tag in &img.tags {
-                let repo = repositories
-                    .entry(tag.familiar_name())
-                    .or_insert_with(|| json!({}));
+                let repo = repositories.entry(tag.name()).or_insert_with(|| json!({}));
                 if let (Some(map), Some(t)) = (repo.as_object_mut(), &tag.tag) {
                     map.insert(t.clone(), json!(config.digest.hex()));
                 }
