@@ -1,4 +1,37 @@
-//! The OCI image format as kiln uses it.
+//! The OCI image format as kiln uses it: digests, image configs (kept
+//! byte-exact, docker fields included), the BuildKit-compatible config
+//! builder, manifests and indexes, deterministic layer tars, parallel
+//! compression, and extraction that cannot escape its directory.
+//!
+//! ```
+//! use kiln_oci::{extract_layer, write_layer, Compression, ConfigBuilder, ExtractOptions,
+//!                ImageConfig, LayerEntry, LayerOptions, MtimePolicy};
+//!
+//! // A layer from a change set, timestamps clamped for reproducibility.
+//! let entries = vec![LayerEntry::file("app/hello.txt", "hello\n").with_mtime(1_700_000_000)];
+//! let options = LayerOptions {
+//!     compression: Compression::Gzip(6),
+//!     mtime: MtimePolicy::Clamp(1_600_000_000),
+//!     ..LayerOptions::default()
+//! };
+//! let (layer, blob) = write_layer(entries, &options, Vec::new())?;
+//! assert_eq!(layer.media_type, "application/vnd.oci.image.layer.v1.tar+gzip");
+//!
+//! // The image config that goes with it.
+//! let mut config = ConfigBuilder::new(ImageConfig::new("linux", "amd64"))
+//!     .with_source_date_epoch(Some(1_600_000_000));
+//! config.add_layer(layer.diff_id, "COPY hello.txt /app/");
+//! config.cmd(&["cat".into(), "/app/hello.txt".into()], false);
+//! let config = config.build(0);
+//! assert_eq!(config.diff_ids()?, [layer.diff_id]);
+//! assert_eq!(config.created(), Some("2020-09-13T12:26:40Z"));
+//!
+//! // And back onto disk.
+//! let dir = tempfile::tempdir()?;
+//! extract_layer(&blob[..], dir.path(), &layer.digest, &ExtractOptions::default())?;
+//! assert_eq!(std::fs::read(dir.path().join("app/hello.txt"))?, b"hello\n");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![deny(missing_docs)]
 
 pub mod compression;
@@ -17,3 +50,4 @@ pub use layer::{
     ExtractOptions, FileSource, LayerDescriptor, LayerEntry, LayerError, LayerOptions, MtimePolicy,
     Ownership,
 };
+pub use manifest::{parse_manifest, ManifestError, ManifestFormat, Parsed};

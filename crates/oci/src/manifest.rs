@@ -73,9 +73,9 @@ impl ManifestFormat {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Parsed {
     /// An image manifest (OCI or Docker).
-    Manifest(ManifestFormat, ImageManifest),
+    Manifest(ManifestFormat, Box<ImageManifest>),
     /// An index or manifest list.
-    Index(ManifestFormat, ImageIndex),
+    Index(ManifestFormat, Box<ImageIndex>),
 }
 
 /// Why bytes are not a manifest kiln can read.
@@ -117,9 +117,9 @@ pub fn parse_manifest(bytes: &[u8], content_type: Option<&str>) -> Result<Parsed
     Ok(if format.is_index() {
         let mut value = value;
         rename_platform_keys(&mut value, SPEC_KEYS, OCI_SPEC_KEYS);
-        Parsed::Index(format, serde_json::from_value(value)?)
+        Parsed::Index(format, Box::new(serde_json::from_value(value)?))
     } else {
-        Parsed::Manifest(format, serde_json::from_value(value)?)
+        Parsed::Manifest(format, Box::new(serde_json::from_value(value)?))
     })
 }
 

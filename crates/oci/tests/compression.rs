@@ -21,7 +21,12 @@ fn mixed_data() -> Vec<u8> {
                 x as u8
             })),
             1 => out.extend(std::iter::repeat_n(b'a' + (chunk % 26) as u8, len)),
-            _ => out.extend(format!("line {chunk} of some log output\n").bytes().cycle().take(len)),
+            _ => out.extend(
+                format!("line {chunk} of some log output\n")
+                    .bytes()
+                    .cycle()
+                    .take(len),
+            ),
         }
         chunk += 1;
     }
@@ -42,12 +47,22 @@ fn gzip_is_identical_for_any_thread_count_and_decompresses() {
     let data = mixed_data();
     let one = gzip(&data, 1);
     for threads in [2, 4, 8] {
-        assert!(gzip(&data, threads) == one, "{threads} threads differ from 1");
+        assert!(
+            gzip(&data, threads) == one,
+            "{threads} threads differ from 1"
+        );
     }
     let mut back = Vec::new();
-    flate2::read::GzDecoder::new(&one[..]).read_to_end(&mut back).unwrap();
+    flate2::read::GzDecoder::new(&one[..])
+        .read_to_end(&mut back)
+        .unwrap();
     assert!(back == data);
-    assert!(one.len() < data.len() * 6 / 10, "compressed to {} of {}", one.len(), data.len());
+    assert!(
+        one.len() < data.len() * 6 / 10,
+        "compressed to {} of {}",
+        one.len(),
+        data.len()
+    );
 }
 
 #[test]
@@ -56,7 +71,9 @@ fn gzip_of_nothing_and_of_exact_blocks_is_valid() {
         let data = vec![7u8; len];
         let gz = gzip(&data, 3);
         let mut back = Vec::new();
-        flate2::read::GzDecoder::new(&gz[..]).read_to_end(&mut back).unwrap();
+        flate2::read::GzDecoder::new(&gz[..])
+            .read_to_end(&mut back)
+            .unwrap();
         assert_eq!(back, data, "length {len}");
     }
 }
@@ -71,7 +88,11 @@ fn layer_digests_match_independent_hashes() {
         LayerEntry::file("etc/motd", "hello\n".repeat(1000)),
         LayerEntry::dir("var/empty"),
     ];
-    for compression in [Compression::Gzip(6), Compression::Zstd(3), Compression::None] {
+    for compression in [
+        Compression::Gzip(6),
+        Compression::Zstd(3),
+        Compression::None,
+    ] {
         let options = LayerOptions {
             compression,
             threads: 2,
@@ -81,7 +102,9 @@ fn layer_digests_match_independent_hashes() {
         let tar = match compression {
             Compression::Gzip(_) => {
                 let mut t = Vec::new();
-                flate2::read::GzDecoder::new(&blob[..]).read_to_end(&mut t).unwrap();
+                flate2::read::GzDecoder::new(&blob[..])
+                    .read_to_end(&mut t)
+                    .unwrap();
                 t
             }
             Compression::Zstd(_) => zstd::stream::decode_all(&blob[..]).unwrap(),
@@ -101,7 +124,10 @@ fn layer_digests_match_independent_hashes() {
         assert_eq!(desc.digest.to_string(), sha(&blob));
         assert_eq!(desc.size, blob.len() as u64);
         assert_eq!(desc.media_type, compression.media_type());
-        assert_eq!(desc.digest == desc.diff_id, compression == Compression::None);
+        assert_eq!(
+            desc.digest == desc.diff_id,
+            compression == Compression::None
+        );
         let _: Digest = desc.digest;
     }
 }

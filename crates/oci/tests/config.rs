@@ -32,8 +32,14 @@ fn unknown_fields_round_trip_and_survive_edits() {
     let mut b = ConfigBuilder::new(c);
     b.env(&[("B", "2")]);
     let out = String::from_utf8(b.build(0).to_json()).unwrap();
-    assert!(out.contains(r#""x-vendor":{"b":2,"a":[1,2.5,null]}"#), "{out}");
-    assert!(out.contains(r#""config":{"Env":["A=1","B=2"],"FutureField":{"nested":true}}"#), "{out}");
+    assert!(
+        out.contains(r#""x-vendor":{"b":2,"a":[1,2.5,null]}"#),
+        "{out}"
+    );
+    assert!(
+        out.contains(r#""config":{"Env":["A=1","B=2"],"FutureField":{"nested":true}}"#),
+        "{out}"
+    );
     assert!(out.ends_with(r#""variant":"v8","zz":null}"#), "{out}");
 }
 
@@ -58,7 +64,11 @@ fn malformed_configs_are_refused_with_reasons() {
         "image config must be a JSON object, found an array"
     );
     let err = ImageConfig::from_json(br#"{"rootfs":{"diff_ids":["md5:00"]}}"#).unwrap_err();
-    assert!(err.to_string().starts_with("image config field \"rootfs.diff_ids\" is invalid:"), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("image config field \"rootfs.diff_ids\" is invalid:"),
+        "{err}"
+    );
 }
 
 fn strings(v: &[&str]) -> Vec<String> {
@@ -77,7 +87,10 @@ fn entrypoint_clears_inherited_cmd() {
     b.entrypoint(&strings(&["/entry"]), false);
     let c = b.build(0);
     assert_eq!(c.cmd(), None);
-    assert!(!c.as_json()["config"].as_object().unwrap().contains_key("Cmd"));
+    assert!(!c.as_json()["config"]
+        .as_object()
+        .unwrap()
+        .contains_key("Cmd"));
     assert_eq!(c.entrypoint().unwrap(), ["/entry"]);
 }
 
@@ -105,7 +118,8 @@ fn env_replaces_in_place_and_appends() {
 
 #[test]
 fn history_matches_buildkit_and_uses_source_date_epoch() {
-    let mut b = ConfigBuilder::new(ImageConfig::new("linux", "amd64")).with_source_date_epoch(Some(1_700_000_000));
+    let mut b = ConfigBuilder::new(ImageConfig::new("linux", "amd64"))
+        .with_source_date_epoch(Some(1_700_000_000));
     b.env(&[("A", "1")]);
     let run = b.run_created_by(&strings(&["apt-get update && make"]), true, &[("V", "2")]);
     assert_eq!(run, "RUN |1 V=2 /bin/sh -c apt-get update && make");

@@ -1,6 +1,9 @@
 //! Extraction: exact round trips, whiteouts, and refusal of escapes.
 
-use kiln_oci::{entries_from_dir, extract_layer, write_layer, Compression, Digest, ExtractOptions, LayerEntry, LayerOptions};
+use kiln_oci::{
+    entries_from_dir, extract_layer, write_layer, Compression, Digest, ExtractOptions, LayerEntry,
+    LayerOptions,
+};
 use std::fs;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::Path;
@@ -9,8 +12,16 @@ use std::path::Path;
 fn snapshot(root: &Path) -> Vec<String> {
     let mut out = Vec::new();
     let mut inodes = std::collections::HashMap::new();
-    fn rec(root: &Path, dir: &Path, out: &mut Vec<String>, inodes: &mut std::collections::HashMap<u64, String>) {
-        let mut names: Vec<_> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    fn rec(
+        root: &Path,
+        dir: &Path,
+        out: &mut Vec<String>,
+        inodes: &mut std::collections::HashMap<u64, String>,
+    ) {
+        let mut names: Vec<_> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         names.sort();
         for n in names {
             let p = dir.join(&n);
@@ -24,7 +35,10 @@ fn snapshot(root: &Path) -> Vec<String> {
                         String::new()
                     }
                 };
-                format!("{:?}{link}", String::from_utf8_lossy(&fs::read(&p).unwrap()))
+                format!(
+                    "{:?}{link}",
+                    String::from_utf8_lossy(&fs::read(&p).unwrap())
+                )
             } else if md.file_type().is_symlink() {
                 format!("-> {}", fs::read_link(&p).unwrap().display())
             } else {
@@ -36,7 +50,14 @@ fn snapshot(root: &Path) -> Vec<String> {
                     xattrs.push(format!("{k}={v:?}"));
                 }
             }
-            out.push(format!("{rel} {:o} {}:{} {} {body} {}", md.mode(), md.uid(), md.gid(), md.mtime(), xattrs.join(",")));
+            out.push(format!(
+                "{rel} {:o} {}:{} {} {body} {}",
+                md.mode(),
+                md.uid(),
+                md.gid(),
+                md.mtime(),
+                xattrs.join(",")
+            ));
             if md.is_dir() {
                 rec(root, &p, out, inodes);
             }
@@ -71,31 +92,95 @@ fn make_tree(root: &Path) {
     symlink("/usr/bin/app", root.join("usr/bin/abs")).unwrap();
     fs::create_dir(root.join("tmp")).unwrap();
     fs::set_permissions(root.join("tmp"), fs::Permissions::from_mode(0o1777)).unwrap();
-    fs::write(root.join(format!("{}-long-name.txt", "n".repeat(110))), b"x").unwrap();
-    rustix::fs::mknodat(rustix::fs::CWD, root.join("pipe"), rustix::fs::FileType::Fifo, rustix::fs::Mode::from_raw_mode(0o644), 0).unwrap();
-    rustix::fs::lsetxattr(root.join("tmp"), "user.k", b"v", rustix::fs::XattrFlags::empty()).unwrap();
+    fs::write(
+        root.join(format!("{}-long-name.txt", "n".repeat(110))),
+        b"x",
+    )
+    .unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        root.join("pipe"),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o644),
+        0,
+    )
+    .unwrap();
+    rustix::fs::lsetxattr(
+        root.join("tmp"),
+        "user.k",
+        b"v",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
     if is_root() {
-        rustix::fs::mknodat(rustix::fs::CWD, root.join("null"), rustix::fs::FileType::CharacterDevice, rustix::fs::Mode::from_raw_mode(0o666), rustix::fs::makedev(1, 3)).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            root.join("null"),
+            rustix::fs::FileType::CharacterDevice,
+            rustix::fs::Mode::from_raw_mode(0o666),
+            rustix::fs::makedev(1, 3),
+        )
+        .unwrap();
         std::os::unix::fs::lchown(root.join("usr/bin/app"), Some(1000), Some(50)).unwrap();
         fs::set_permissions(root.join("usr/bin/app"), fs::Permissions::from_mode(0o2755)).unwrap();
         let cap = [0, 0, 0, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
-        rustix::fs::lsetxattr(root.join("usr/bin/app"), "security.capability", &cap, rustix::fs::XattrFlags::empty()).unwrap();
+        rustix::fs::lsetxattr(
+            root.join("usr/bin/app"),
+            "security.capability",
+            &cap,
+            rustix::fs::XattrFlags::empty(),
+        )
+        .unwrap();
     }
-    for p in ["usr/bin/app", "usr/bin/abs", "pipe", "tmp", "usr/bin", "usr"] {
-        let t = rustix::fs::Timespec { tv_sec: 1_234_567_890, tv_nsec: 0 };
-        rustix::fs::utimensat(rustix::fs::CWD, &root.join(p), &rustix::fs::Timestamps { last_access: t, last_modification: t }, rustix::fs::AtFlags::SYMLINK_NOFOLLOW).unwrap();
+    for p in [
+        "usr/bin/app",
+        "usr/bin/abs",
+        "pipe",
+        "tmp",
+        "usr/bin",
+        "usr",
+    ] {
+        let t = rustix::fs::Timespec {
+            tv_sec: 1_234_567_890,
+            tv_nsec: 0,
+        };
+        rustix::fs::utimensat(
+            rustix::fs::CWD,
+            root.join(p),
+            &rustix::fs::Timestamps {
+                last_access: t,
+                last_modification: t,
+            },
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .unwrap();
     }
 }
 
 #[test]
 fn round_trip_reproduces_the_tree_exactly() {
-    for compression in [Compression::Gzip(6), Compression::Zstd(3), Compression::None] {
+    for compression in [
+        Compression::Gzip(6),
+        Compression::Zstd(3),
+        Compression::None,
+    ] {
         let src = tempfile::tempdir().unwrap();
         make_tree(src.path());
-        let options = LayerOptions { compression, threads: 2, ..LayerOptions::default() };
-        let (desc, blob) = write_layer(entries_from_dir(src.path()).unwrap(), &options, Vec::new()).unwrap();
+        let options = LayerOptions {
+            compression,
+            threads: 2,
+            ..LayerOptions::default()
+        };
+        let (desc, blob) =
+            write_layer(entries_from_dir(src.path()).unwrap(), &options, Vec::new()).unwrap();
         let dst = tempfile::tempdir().unwrap();
-        extract_layer(&blob[..], dst.path(), &desc.digest, &ExtractOptions::default()).unwrap();
+        extract_layer(
+            &blob[..],
+            dst.path(),
+            &desc.digest,
+            &ExtractOptions::default(),
+        )
+        .unwrap();
         let (a, b) = (snapshot(src.path()), snapshot(dst.path()));
         assert_eq!(a, b, "{compression}");
         assert!(a.iter().any(|l| l.contains("=link:usr/bin/app")), "{a:?}");
@@ -118,10 +203,17 @@ fn whiteouts_apply_to_lower_layers() {
         LayerEntry::new("cache", kiln_oci::EntryKind::Opaque),
         LayerEntry::file("cache/new", "n"),
     ];
-    let options = LayerOptions { compression: Compression::None, threads: 1, ..LayerOptions::default() };
+    let options = LayerOptions {
+        compression: Compression::None,
+        threads: 1,
+        ..LayerOptions::default()
+    };
     let (desc, blob) = write_layer(entries, &options, Vec::new()).unwrap();
     extract_layer(&blob[..], r, &desc.digest, &ExtractOptions::default()).unwrap();
-    let mut left: Vec<String> = snapshot(r).iter().map(|l| l.split(' ').next().unwrap().to_string()).collect();
+    let mut left: Vec<String> = snapshot(r)
+        .iter()
+        .map(|l| l.split(' ').next().unwrap().to_string())
+        .collect();
     left.sort();
     assert_eq!(left, ["cache", "cache/new", "etc", "etc/kept"]);
 }
@@ -142,7 +234,11 @@ fn evil_tar(entries: &[(&str, tar::EntryType, &str)]) -> Vec<u8> {
         if !link.is_empty() {
             h.set_link_name(link).unwrap();
         }
-        let data: &[u8] = if *kind == tar::EntryType::Regular { b"pwned" } else { b"" };
+        let data: &[u8] = if *kind == tar::EntryType::Regular {
+            b"pwned"
+        } else {
+            b""
+        };
         h.set_size(data.len() as u64);
         h.set_cksum();
         b.append(&h, data).unwrap();
@@ -155,12 +251,28 @@ fn refused(entries: &[(&str, tar::EntryType, &str)]) -> String {
     let root = outer.path().join("root");
     fs::create_dir_all(root.join("etc")).unwrap();
     let layer = Digest::of(b"evil");
-    let err = extract_layer(&evil_tar(entries)[..], &root, &layer, &ExtractOptions::default()).unwrap_err();
+    let err = extract_layer(
+        &evil_tar(entries)[..],
+        &root,
+        &layer,
+        &ExtractOptions::default(),
+    )
+    .unwrap_err();
     // Nothing was written outside the root.
-    let outside: Vec<_> = fs::read_dir(outer.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let outside: Vec<_> = fs::read_dir(outer.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(outside, ["root"]);
     assert!(!Path::new("/x").exists() && !Path::new("/etc/x").exists());
-    assert_eq!(fs::read("/etc/passwd").unwrap().windows(5).filter(|w| w == b"pwned").count(), 0);
+    assert_eq!(
+        fs::read("/etc/passwd")
+            .unwrap()
+            .windows(5)
+            .filter(|w| w == b"pwned")
+            .count(),
+        0
+    );
     let msg = err.to_string();
     assert!(msg.starts_with(&format!("layer {layer}: entry ")), "{msg}");
     msg[format!("layer {layer}: ").len()..].to_string()
@@ -169,9 +281,18 @@ fn refused(entries: &[(&str, tar::EntryType, &str)]) -> String {
 #[test]
 fn path_traversal_is_refused() {
     use tar::EntryType::*;
-    assert_eq!(refused(&[("../x", Regular, "")]), r#"entry "../x": path contains "..", which would escape the layer root"#);
-    assert_eq!(refused(&[("/etc/x", Regular, "")]), r#"entry "/etc/x": absolute path: layer entries must be relative to the layer root"#);
-    assert_eq!(refused(&[("a/../../x", Regular, "")]), r#"entry "a/../../x": path contains "..", which would escape the layer root"#);
+    assert_eq!(
+        refused(&[("../x", Regular, "")]),
+        r#"entry "../x": path contains "..", which would escape the layer root"#
+    );
+    assert_eq!(
+        refused(&[("/etc/x", Regular, "")]),
+        r#"entry "/etc/x": absolute path: layer entries must be relative to the layer root"#
+    );
+    assert_eq!(
+        refused(&[("a/../../x", Regular, "")]),
+        r#"entry "a/../../x": path contains "..", which would escape the layer root"#
+    );
 }
 
 #[test]
@@ -187,12 +308,21 @@ fn writes_through_symlinks_are_refused() {
     );
     // A directory replaced by a symlink, then written through.
     assert_eq!(
-        refused(&[("d/", Directory, ""), ("d/f", Regular, ""), ("d", Symlink, "/etc"), ("d/passwd", Regular, "")]),
+        refused(&[
+            ("d/", Directory, ""),
+            ("d/f", Regular, ""),
+            ("d", Symlink, "/etc"),
+            ("d/passwd", Regular, "")
+        ]),
         r#"entry "d/passwd": parent "d" is a symlink; writing through symlinks is refused"#
     );
     // A symlink inside the tree is refused too.
     assert_eq!(
-        refused(&[("real/", Directory, ""), ("alias", Symlink, "real"), ("alias/f", Regular, "")]),
+        refused(&[
+            ("real/", Directory, ""),
+            ("alias", Symlink, "real"),
+            ("alias/f", Regular, "")
+        ]),
         r#"entry "alias/f": parent "alias" is a symlink; writing through symlinks is refused"#
     );
     assert_eq!(
@@ -212,14 +342,26 @@ fn hard_link_escapes_are_refused() {
         refused(&[("l", Symlink, "/"), ("h", Link, "l/etc/passwd")]),
         r#"entry "h": hard link target "l/etc/passwd": parent "l" is a symlink; writing through symlinks is refused"#
     );
-    assert_eq!(refused(&[("h", Link, "missing")]), r#"entry "h": hard link target "missing" does not exist"#);
+    assert_eq!(
+        refused(&[("h", Link, "missing")]),
+        r#"entry "h": hard link target "missing" does not exist"#
+    );
 }
 
 #[test]
 fn symlinks_pointing_out_are_created_but_never_followed() {
     let root = tempfile::tempdir().unwrap();
-    let tar = evil_tar(&[("passwd", tar::EntryType::Symlink, "/etc/passwd"), ("passwd", tar::EntryType::Regular, "")]);
-    extract_layer(&tar[..], root.path(), &Digest::of(b"x"), &ExtractOptions::default()).unwrap();
+    let tar = evil_tar(&[
+        ("passwd", tar::EntryType::Symlink, "/etc/passwd"),
+        ("passwd", tar::EntryType::Regular, ""),
+    ]);
+    extract_layer(
+        &tar[..],
+        root.path(),
+        &Digest::of(b"x"),
+        &ExtractOptions::default(),
+    )
+    .unwrap();
     // The second entry replaced the link rather than writing through it.
     assert_eq!(fs::read(root.path().join("passwd")).unwrap(), b"pwned");
     assert!(!fs::read("/etc/passwd").unwrap().ends_with(b"pwned"));

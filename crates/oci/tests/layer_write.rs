@@ -1,6 +1,9 @@
 //! Deterministic layer tars: exact entries and headers.
 
-use kiln_oci::{entries_from_dir, write_layer, write_tar, Compression, LayerEntry, LayerOptions, MtimePolicy, Ownership};
+use kiln_oci::{
+    entries_from_dir, write_layer, write_tar, Compression, LayerEntry, LayerOptions, MtimePolicy,
+    Ownership,
+};
 use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::Path;
@@ -26,11 +29,18 @@ fn listing(tar: &[u8]) -> Vec<String> {
             for x in exts {
                 let x = x.unwrap();
                 if x.key().unwrap() != "path" && x.key().unwrap() != "linkpath" {
-                    pax.push(format!("{}={}", x.key().unwrap(), String::from_utf8_lossy(x.value_bytes()).escape_debug()));
+                    pax.push(format!(
+                        "{}={}",
+                        x.key().unwrap(),
+                        String::from_utf8_lossy(x.value_bytes()).escape_debug()
+                    ));
                 }
             }
         }
-        assert!(h.username_bytes().unwrap_or_default().is_empty() && h.groupname_bytes().unwrap_or_default().is_empty());
+        assert!(
+            h.username_bytes().unwrap_or_default().is_empty()
+                && h.groupname_bytes().unwrap_or_default().is_empty()
+        );
         out.push(format!(
             "{} {} {:o} {}:{} {} {} {} {}:{} {}",
             h.entry_type().as_byte() as char,
@@ -40,7 +50,9 @@ fn listing(tar: &[u8]) -> Vec<String> {
             h.gid().unwrap(),
             h.mtime().unwrap(),
             h.entry_size().unwrap(),
-            e.link_name_bytes().map(|l| String::from_utf8_lossy(&l).into_owned()).unwrap_or_default(),
+            e.link_name_bytes()
+                .map(|l| String::from_utf8_lossy(&l).into_owned())
+                .unwrap_or_default(),
             h.device_major().unwrap().unwrap_or(0),
             h.device_minor().unwrap().unwrap_or(0),
             pax.join(","),
@@ -64,26 +76,75 @@ fn build_tree(root: &Path) {
     fs::create_dir(root.join("tmp")).unwrap();
     fs::set_permissions(root.join("tmp"), fs::Permissions::from_mode(0o1777)).unwrap();
     symlink("../bin/tool", root.join("tmp/tool")).unwrap();
-    fs::write(root.join(&long_dir).join(format!("{}.txt", "f".repeat(60))), b"long").unwrap();
+    fs::write(
+        root.join(&long_dir).join(format!("{}.txt", "f".repeat(60))),
+        b"long",
+    )
+    .unwrap();
     symlink("t".repeat(150), root.join("long-link")).unwrap();
-    rustix::fs::mknodat(rustix::fs::CWD, root.join("fifo"), rustix::fs::FileType::Fifo, rustix::fs::Mode::from_raw_mode(0o600), 0).unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        root.join("fifo"),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
     if is_root() {
         let dev = rustix::fs::makedev(1, 3);
-        rustix::fs::mknodat(rustix::fs::CWD, root.join("null"), rustix::fs::FileType::CharacterDevice, rustix::fs::Mode::from_raw_mode(0o666), dev).unwrap();
-        rustix::fs::mknodat(rustix::fs::CWD, root.join("loop"), rustix::fs::FileType::BlockDevice, rustix::fs::Mode::from_raw_mode(0o660), rustix::fs::makedev(7, 0)).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            root.join("null"),
+            rustix::fs::FileType::CharacterDevice,
+            rustix::fs::Mode::from_raw_mode(0o666),
+            dev,
+        )
+        .unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            root.join("loop"),
+            rustix::fs::FileType::BlockDevice,
+            rustix::fs::Mode::from_raw_mode(0o660),
+            rustix::fs::makedev(7, 0),
+        )
+        .unwrap();
         // mknod applies the umask; set the modes exactly.
         fs::set_permissions(root.join("null"), fs::Permissions::from_mode(0o666)).unwrap();
         fs::set_permissions(root.join("loop"), fs::Permissions::from_mode(0o660)).unwrap();
         // cap_net_bind_service+ep, as `setcap` writes it (VFS_CAP_REVISION_2).
         let cap = [0, 0, 0, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
-        rustix::fs::lsetxattr(root.join("bin/tool"), "security.capability", &cap, rustix::fs::XattrFlags::empty()).unwrap();
+        rustix::fs::lsetxattr(
+            root.join("bin/tool"),
+            "security.capability",
+            &cap,
+            rustix::fs::XattrFlags::empty(),
+        )
+        .unwrap();
     }
-    rustix::fs::lsetxattr(root.join("bin"), "user.note", b"hi", rustix::fs::XattrFlags::empty()).unwrap();
+    rustix::fs::lsetxattr(
+        root.join("bin"),
+        "user.note",
+        b"hi",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
     // Fixed times so the listing is exact.
     let all = walk(root);
     for p in all.iter().rev() {
-        let t = rustix::fs::Timespec { tv_sec: 1_600_000_000, tv_nsec: 5 };
-        rustix::fs::utimensat(rustix::fs::CWD, p, &rustix::fs::Timestamps { last_access: t, last_modification: t }, rustix::fs::AtFlags::SYMLINK_NOFOLLOW).unwrap();
+        let t = rustix::fs::Timespec {
+            tv_sec: 1_600_000_000,
+            tv_nsec: 5,
+        };
+        rustix::fs::utimensat(
+            rustix::fs::CWD,
+            p,
+            &rustix::fs::Timestamps {
+                last_access: t,
+                last_modification: t,
+            },
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .unwrap();
     }
 }
 
@@ -112,8 +173,22 @@ fn tree_with_every_file_type_gives_exact_headers() {
     let t = 1_600_000_000;
     let mut expected = vec![
         format!("5 bin/ 755 0:0 {t} 0  0:0 SCHILY.xattr.user.note=hi"),
-        format!("0 bin/tool 4755 0:0 {t} 10  0:0 {}", if is_root() { "SCHILY.xattr.security.capability=\\0\\0\\0\\u{2}\\0\\u{4}\\0\\0\\0\\0\\0\\0\\0\\0\\0\\0\\0\\0\\0\\0" } else { "" }),
-        format!("1 bin/tool-link 4755 0:0 {t} 0 bin/tool 0:0 {}", if is_root() { "SCHILY.xattr.security.capability=\\0\\0\\0\\u{2}\\0\\u{4}\\0\\0\\0\\0\\0\\0\\0\\0\\0\\0\\0\\0\\0\\0" } else { "" }),
+        format!(
+            "0 bin/tool 4755 0:0 {t} 10  0:0 {}",
+            if is_root() {
+                "SCHILY.xattr.security.capability=\\0\\0\\0\\u{2}\\0\\u{4}\\0\\0\\0\\0\\0\\0\\0\\0\\0\\0\\0\\0\\0\\0"
+            } else {
+                ""
+            }
+        ),
+        format!(
+            "1 bin/tool-link 4755 0:0 {t} 0 bin/tool 0:0 {}",
+            if is_root() {
+                "SCHILY.xattr.security.capability=\\0\\0\\0\\u{2}\\0\\u{4}\\0\\0\\0\\0\\0\\0\\0\\0\\0\\0\\0\\0\\0\\0"
+            } else {
+                ""
+            }
+        ),
         format!("5 {long_dir}/ 755 0:0 {t} 0  0:0 "),
         format!("0 {long_dir}/{}.txt 644 0:0 {t} 4  0:0 ", "f".repeat(60)),
         format!("6 fifo 600 0:0 {t} 0  0:0 "),
@@ -144,7 +219,12 @@ fn same_tree_twice_gives_the_same_diff_id() {
         ..LayerOptions::default()
     };
     let (da, _) = write_layer(entries_from_dir(a.path()).unwrap(), &options, Vec::new()).unwrap();
-    let (db, _) = write_layer(entries_from_dir(b.path()).unwrap(), &options, std::io::sink()).unwrap();
+    let (db, _) = write_layer(
+        entries_from_dir(b.path()).unwrap(),
+        &options,
+        std::io::sink(),
+    )
+    .unwrap();
     assert_eq!(da, db);
 }
 
@@ -154,7 +234,10 @@ fn change_sets_get_parents_sorted_order_and_whiteouts() {
         LayerEntry::file("/usr/share/doc/z", "z").with_mtime(50),
         LayerEntry::whiteout("etc/old.conf"),
         LayerEntry::new("var/cache", kiln_oci::EntryKind::Opaque),
-        LayerEntry::dir("var/cache").with_mode(0o700).with_owner(1000, 1000).with_mtime(9),
+        LayerEntry::dir("var/cache")
+            .with_mode(0o700)
+            .with_owner(1000, 1000)
+            .with_mtime(9),
         LayerEntry::file("var/cache/new", "n").with_mode(0o600),
         LayerEntry::file("a-b", "x"),
         LayerEntry::file("a/b", "y").with_owner(3_000_000, 5),
@@ -184,16 +267,27 @@ fn change_sets_get_parents_sorted_order_and_whiteouts() {
 fn mtime_and_owner_normalisation() {
     let entries = || {
         vec![
-            LayerEntry::file("old", "o").with_mtime(100).with_owner(5, 6),
-            LayerEntry::file("new", "n").with_mtime(2_000_000_000).with_owner(7, 8),
+            LayerEntry::file("old", "o")
+                .with_mtime(100)
+                .with_owner(5, 6),
+            LayerEntry::file("new", "n")
+                .with_mtime(2_000_000_000)
+                .with_owner(7, 8),
         ]
     };
-    let clamp = LayerOptions { mtime: MtimePolicy::Clamp(1_000), ownership: Ownership::Set { uid: 0, gid: 0 }, ..plain() };
+    let clamp = LayerOptions {
+        mtime: MtimePolicy::Clamp(1_000),
+        ownership: Ownership::Set { uid: 0, gid: 0 },
+        ..plain()
+    };
     assert_eq!(
         listing(&write_tar(entries(), &clamp, Vec::new()).unwrap()),
         ["0 new 644 0:0 1000 1  0:0 ", "0 old 644 0:0 100 1  0:0 "]
     );
-    let set = LayerOptions { mtime: MtimePolicy::Set(7), ..plain() };
+    let set = LayerOptions {
+        mtime: MtimePolicy::Set(7),
+        ..plain()
+    };
     assert_eq!(
         listing(&write_tar(entries(), &set, Vec::new()).unwrap()),
         ["0 new 644 7:8 7 1  0:0 ", "0 old 644 5:6 7 1  0:0 "]
@@ -202,8 +296,19 @@ fn mtime_and_owner_normalisation() {
 
 #[test]
 fn bad_paths_are_refused() {
-    let err = write_tar(vec![LayerEntry::file("a/../../x", "")], &plain(), Vec::new()).unwrap_err();
-    assert_eq!(err.to_string(), "layer entry \"a/../../x\": \"..\" is not allowed in layer paths");
+    let err = write_tar(
+        vec![LayerEntry::file("a/../../x", "")],
+        &plain(),
+        Vec::new(),
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "layer entry \"a/../../x\": \"..\" is not allowed in layer paths"
+    );
     let err = write_tar(vec![LayerEntry::dir("/")], &plain(), Vec::new()).unwrap_err();
-    assert_eq!(err.to_string(), "layer entry \"/\": the layer root itself cannot be an entry");
+    assert_eq!(
+        err.to_string(),
+        "layer entry \"/\": the layer root itself cannot be an entry"
+    );
 }

@@ -40,7 +40,10 @@ fn fields_read_through_oci_spec() {
         panic!("expected a manifest")
     };
     assert_eq!(m.layers()[0].size(), 3401613);
-    assert_eq!(m.layers()[0].media_type().to_string(), "application/vnd.docker.image.rootfs.diff.tar.gzip");
+    assert_eq!(
+        m.layers()[0].media_type().to_string(),
+        "application/vnd.docker.image.rootfs.diff.tar.gzip"
+    );
 }
 
 #[test]
@@ -51,7 +54,11 @@ fn format_falls_back_to_content_type_then_shape() {
         Parsed::Index(ManifestFormat::OciIndex, _)
     ));
     assert!(matches!(
-        parse_manifest(bare.as_bytes(), Some("application/vnd.docker.distribution.manifest.list.v2+json")).unwrap(),
+        parse_manifest(
+            bare.as_bytes(),
+            Some("application/vnd.docker.distribution.manifest.list.v2+json")
+        )
+        .unwrap(),
         Parsed::Index(ManifestFormat::DockerManifestList, _)
     ));
 }
@@ -65,7 +72,9 @@ fn unsupported_documents_say_why() {
         .starts_with("docker schema 1 manifests are not supported"));
     let other = r#"{"schemaVersion":2,"mediaType":"text/plain"}"#;
     assert_eq!(
-        parse_manifest(other.as_bytes(), None).unwrap_err().to_string(),
+        parse_manifest(other.as_bytes(), None)
+            .unwrap_err()
+            .to_string(),
         "\"text/plain\" is not a manifest or index media type"
     );
 }
