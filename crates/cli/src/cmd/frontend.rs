@@ -1,12 +1,148 @@
-//! (being written) Front-end subcommands: check, parse.
+//! Front-end subcommands: `kiln check` and `kiln parse`.
 
+use anyhow::Context;
+use kiln_frontend::stages::{Platform, ResolveOptions};
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// Subcommands that read Dockerfiles without building.
 #[derive(clap::Subcommand)]
-pub enum FrontendCommand {}
+pub enum FrontendCommand {
+    /// Parse and resolve a Dockerfile, and print the stages and steps a
+    /// build would run (after ARG/ENV expansion, unused stages pruned).
+    Check(CheckArgs),
+    /// Parse a Dockerfile and print its syntax tree.
+    Parse(ParseArgs),
+}
+
+/// Arguments of `kiln check`.
+#[derive(clap::Args)]
+pub struct CheckArgs {
+    /// The Dockerfile (default: CONTEXT/Dockerfile); `-` reads standard input.
+    #[arg(short = 'f', long = "file")]
+    file: Option<PathBuf>,
+    /// A build argument, `NAME=VALUE` (or `NAME` to take it from the environment).
+    #[arg(long = "build-arg", value_name = "NAME[=VALUE]")]
+    build_args: Vec<String>,
+    /// The stage to build (default: the last one).
+    #[arg(long)]
+    target: Option<String>,
+    /// The target platform, e.g. `linux/arm64` (default: this host's).
+    #[arg(long)]
+    platform: Option<String>,
+    /// The build context directory.
+    context: PathBuf,
+}
+
+/// Arguments of `kiln parse`.
+#[derive(clap::Args)]
+pub struct ParseArgs {
+    /// Print BuildKit's AST dump format (the only format so far).
+    #[arg(long, required = true)]
+    dump: bool,
+    /// The Dockerfile; `-` reads standard input.
+    file: PathBuf,
+}
 
 /// Runs a front-end subcommand.
 pub fn run(cmd: FrontendCommand) -> anyhow::Result<ExitCode> {
-    match cmd {}
+    match cmd {
+        FrontendCommand::Check(args) => check(args),
+        FrontendCommand::Parse(args) => parse(args),
+    }
+}
+
+/// Reads a Dockerfile, or standard input for `-`; returns its display name
+/// and bytes.
+fn read_dockerfile(path: &Path) -> anyhow::Result<(String, Vec<u8>)> {
+    if path == Path::new("-") {
+        let mut buf = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut buf)
+            .context("cannot read the Dockerfile from standard input")?;
+        return Ok(("<stdin>".to_string(), buf));
+    }
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("cannot read Dockerfile {}", path.display()))?;
+    Ok((path.display().to_string(), bytes))
+}
+
+fn parse(args: ParseArgs) -> anyhow::Result<ExitCode> {
+    debug_assert!(args.dump);
+    let (name, bytes) = read_dockerfile(&args.file)?;
+    let ast = kiln_frontend::parse(&name, &bytes)?;
+    std::io::stdout().write_all(ast.dump().as_bytes())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let dockerfile = args
+        .file
+        .clone()
+        .unwrap_or_else(|| args.context.join("Dockerfile"));
+    let (name, bytes) = read_dockerfile(&dockerfile)?;
+    let ast = kiln_frontend::parse(&name, &bytes)?;
+    // A broken .dockerignore fails the build, so it fails the check too.
+    kiln_frontend::dockerignore::load(&args.context, &dockerfile)?;
+    let mut options = ResolveOptions {
+        build_args: parse_build_args(&args.build_args, |k| std::env::var(k).ok())?,
+        target: args.target.clone(),
+        ..ResolveOptions::default()
+    };
+    if let Some(platform) = &args.platform {
+        options.target_platform = Platform::parse(platform)
+            .map_err(|e| anyhow::anyhow!("invalid --platform {platform:?}: {e}"))?;
+    }
+    let plan = kiln_frontend::stages::resolve(&ast, &options)?;
+    for warning in &ast.warnings {
+        eprintln!("warning: {name}:{}: {}", warning.line, warning.message);
+    }
+    print!("{plan}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Parses `--build-arg` values as docker does: `NAME=VALUE`, or `NAME`
+/// alone to take the value from the environment (skipped when unset).
+pub fn parse_build_args(
+    args: &[String],
+    env: impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for arg in args {
+        let (name, value) = match arg.split_once('=') {
+            Some((name, value)) => (name, Some(value.to_string())),
+            None => (arg.as_str(), env(arg)),
+        };
+        if name.is_empty() {
+            anyhow::bail!("invalid --build-arg {arg:?}: expected NAME=VALUE");
+        }
+        if let Some(value) = value {
+            out.insert(name.to_string(), value);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_args_take_values_from_the_environment_when_bare() {
+        let args = [
+            "A=1".to_string(),
+            "B".to_string(),
+            "C".to_string(),
+            "D=x=y".to_string(),
+        ];
+        let got = parse_build_args(&args, |k| (k == "B").then(|| "env".to_string())).unwrap();
+        let want: BTreeMap<String, String> = [("A", "1"), ("B", "env"), ("D", "x=y")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(got, want);
+        assert!(parse_build_args(&["=v".to_string()], |_| None).is_err());
+    }
 }

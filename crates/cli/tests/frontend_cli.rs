@@ -1,0 +1,185 @@
+//! `kiln check` and `kiln parse`, run as a user runs them.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn kiln(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run kiln");
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn check_prints_the_resolved_example_with_unused_stages_pruned() {
+    let ctx = repo().join("examples/hello");
+    let out = kiln(
+        &["check", "--platform", "linux/arm64", ctx.to_str().unwrap()],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "\
+stage 0 \"build\" from image busybox:latest (linux/arm64)
+  [1/4] ARG GREETING=hello
+  [2/4] WORKDIR /src
+  [3/4] COPY hello.sh ./
+  [4/4] RUN chmod +x hello.sh && echo \"$GREETING\" > greeting.txt
+stage 2 from image busybox:latest (linux/arm64)
+  [1/8] LABEL org.opencontainers.image.title=\"kiln hello\"
+  [2/8] ENV APP_HOME=/app
+  [3/8] WORKDIR /app
+  [4/8] COPY --from=build --chmod=0755 /src/hello.sh /src/greeting.txt ./
+  [5/8] USER 1000:1000
+  [6/8] EXPOSE 8080/tcp
+  [7/8] ENTRYPOINT [\"/app/hello.sh\"]
+  [8/8] CMD [\"world\"]
+"
+    );
+}
+
+#[test]
+fn check_applies_build_args_and_target() {
+    let dockerfile =
+        "ARG BASE=alpine\nFROM $BASE AS one\nARG V=default\nENV X=$V\nFROM one AS two\nLABEL x=y\n";
+    let out = kiln(
+        &[
+            "check",
+            "-f",
+            "-",
+            "--build-arg",
+            "BASE=debian:12",
+            "--build-arg",
+            "V=given",
+            "--target",
+            "one",
+            "--platform",
+            "linux/amd64",
+            ".",
+        ],
+        Some(dockerfile),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "stage 0 \"one\" from image debian:12 (linux/amd64)\n  [1/2] ARG V=given\n  [2/2] ENV X=given\n"
+    );
+}
+
+#[test]
+fn unknown_flag_names_file_line_column_and_suggests_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        "FROM busybox\nRUN --mout=type=cache,target=/root/.cache true\n",
+    )
+    .unwrap();
+    let out = kiln(&["check", dir.path().to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    let file = dir.path().join("Dockerfile");
+    assert_eq!(
+        err,
+        format!(
+            "error: {}:2:5: unknown flag --mout for RUN\n   |\n 2 | RUN --mout=type=cache,target=/root/.cache true\n   |     ^\n  help: did you mean --mount?\n",
+            file.display()
+        )
+    );
+}
+
+#[test]
+fn unknown_instruction_and_unknown_target_are_errors() {
+    let out = kiln(&["check", "-f", "-", "."], Some("FROM a\nRUNN echo\n"));
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("<stdin>:2:1: unknown instruction: RUNN"),
+        "{err}"
+    );
+    assert!(err.contains("did you mean RUN?"), "{err}");
+
+    let out = kiln(
+        &["check", "-f", "-", "--target", "biuld", "."],
+        Some("FROM a AS build\nFROM b\n"),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("target stage \"biuld\" could not be found"),
+        "{err}"
+    );
+    assert!(err.contains("build"), "{err}");
+}
+
+#[test]
+fn missing_dockerfile_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = kiln(&["check", dir.path().to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.starts_with(&format!(
+            "error: cannot read Dockerfile {}: No such file or directory",
+            dir.path().join("Dockerfile").display()
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_dockerignore_fails_the_check() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\n").unwrap();
+    std::fs::write(dir.path().join(".dockerignore"), "ok\n[unterminated\n").unwrap();
+    let out = kiln(&["check", dir.path().to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains(".dockerignore:2"), "{err}");
+}
+
+#[test]
+fn parse_dump_matches_buildkit_byte_for_byte() {
+    let case = repo().join("../shared/conformance/buildkit/parser/testfiles/health");
+    assert!(
+        case.is_dir(),
+        "conformance data missing at {}",
+        case.display()
+    );
+    let out = kiln(
+        &["parse", "--dump", case.join("Dockerfile").to_str().unwrap()],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(out.stdout, std::fs::read(case.join("result")).unwrap());
+}
+
+#[test]
+fn parse_error_exits_non_zero_with_location() {
+    let out = kiln(
+        &["parse", "--dump", "-"],
+        Some("FROM a\nCMD [ \"echo\", [ \"nested\" ] ]\n"),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("<stdin>:2") && err.contains("arrays must be comprised of strings only"),
+        "{err}"
+    );
+}
