@@ -421,9 +421,11 @@ fn sigkill_during_load_leaves_a_consistent_store() {
     kiln_ok(&root, &["rm", "big:1"]);
     kiln_ok(&root, &["prune"]);
     let mut killed = 0;
-    for i in 0..12u32 {
+    for i in 0..14u32 {
         let mut child = load();
-        std::thread::sleep(full * i / 12 + Duration::from_millis(u64::from(i)));
+        // Up to two thirds in: later runs can be quicker (blobs left by
+        // earlier runs are deduplicated), and each must die mid-way.
+        std::thread::sleep(full * i / 21 + Duration::from_millis(u64::from(i)));
         if child.try_wait().unwrap().is_none() {
             killed += 1;
         }
@@ -457,4 +459,40 @@ fn sigkill_during_load_leaves_a_consistent_store() {
             .descriptor,
         base
     );
+}
+
+/// Processes tagging at the same time all land: index updates are
+/// serialised by the store lock, none overwrites another's.
+#[test]
+fn concurrent_tags_all_land() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let (m, _) = make_image(root, "base:1", &sample_tree(), CREATED);
+    let children: Vec<_> = (0..8)
+        .map(|i| {
+            Command::new(env!("CARGO_BIN_EXE_kiln"))
+                .args(["tag", "base:1", &format!("copy:{i}")])
+                .env("KILN_ROOT", root)
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut c in children {
+        assert!(c.wait().unwrap().success());
+    }
+    let store = kiln_store::Store::open(root).unwrap();
+    let mut names: Vec<String> = store
+        .images()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            assert_eq!(i.descriptor.digest, m.digest);
+            i.reference.as_ref().unwrap().familiar()
+        })
+        .collect();
+    names.sort();
+    let mut expected: Vec<String> = (0..8).map(|i| format!("copy:{i}")).collect();
+    expected.push("base:1".into());
+    expected.sort();
+    assert_eq!(names, expected);
 }

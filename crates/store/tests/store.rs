@@ -378,3 +378,32 @@ fn default_root_honours_kiln_root() {
         assert_eq!(Store::default_root().unwrap(), Path::new("/data/kiln"));
     }
 }
+
+#[test]
+fn bare_ref_names_load_untagged() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("a")).unwrap();
+    let (m, _) = make_image(&store, b"content");
+    let layout = dir.path().join("layout");
+    let img = ArchiveImage {
+        descriptor: m.clone(),
+        tags: vec![r("app:1")],
+    };
+    store.export_oci(&[img], &layout).unwrap();
+    let index_path = layout.join("index.json");
+    let index = fs::read_to_string(&index_path).unwrap();
+    fs::write(
+        &index_path,
+        index.replace("docker.io/library/app:1", "latest"),
+    )
+    .unwrap();
+
+    let other = Store::open(dir.path().join("b")).unwrap();
+    let loaded = other.load(&layout).unwrap();
+    assert_eq!(loaded.len(), 1);
+    assert!(loaded[0].tags.is_empty());
+    let images = other.images().unwrap();
+    assert_eq!(images.len(), 1);
+    assert_eq!(images[0].reference, None);
+    assert_eq!(images[0].descriptor, m);
+}
