@@ -220,6 +220,22 @@ fn skopeo_reads_and_writes_what_kiln_does() {
         &["export", "--format", "oci", "-o", &d("layout.tar"), "app:1"],
     );
     kiln_ok(&root, &["save", "-o", &d("docker.tar"), "app:1"]);
+    kiln_ok(
+        &root,
+        &[
+            "export",
+            "--format",
+            "docker",
+            "-o",
+            &d("export.tar"),
+            "app:1",
+        ],
+    );
+    assert_eq!(
+        fs::read(d("export.tar")).unwrap(),
+        fs::read(d("docker.tar")).unwrap(),
+        "export --format docker is save, and archives are deterministic"
+    );
 
     let skopeo =
         |args: &[&str]| run_tool(Command::new("skopeo").arg("--insecure-policy").args(args));

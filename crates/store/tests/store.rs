@@ -407,3 +407,44 @@ fn bare_ref_names_load_untagged() {
     assert_eq!(images[0].reference, None);
     assert_eq!(images[0].descriptor, m);
 }
+
+#[test]
+fn an_index_uses_the_host_platform_and_may_lack_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let (m, _) = make_image(&store, b"amd");
+    let (host_os, host_arch) = kiln_store::host_platform()
+        .split_once('/')
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .unwrap();
+    let mut host = m.clone();
+    host.extra.insert(
+        "platform".into(),
+        serde_json::json!({"os": host_os, "architecture": host_arch}),
+    );
+    let mut absent = Descriptor::new(media_type::OCI_MANIFEST, Digest::of(b"never pulled"), 10);
+    absent.extra.insert(
+        "platform".into(),
+        serde_json::json!({"os": "linux", "architecture": "s390x"}),
+    );
+    let index = serde_json::json!({"schemaVersion": 2, "mediaType": media_type::OCI_INDEX, "manifests": [absent, host]});
+    let info = store.put_bytes(index.to_string().as_bytes()).unwrap();
+    let idesc = Descriptor::new(media_type::OCI_INDEX, info.digest, info.size);
+    store.tag(&r("multi:1"), &idesc).unwrap();
+
+    assert_eq!(store.select_manifest(&idesc).unwrap(), host);
+    assert_eq!(store.image_blobs(&idesc).unwrap().len(), 4);
+    assert!(store.fsck().unwrap().problems.is_empty());
+    let out = dir.path().join("multi.tar");
+    let img = ArchiveImage {
+        descriptor: idesc.clone(),
+        tags: vec![r("multi:1")],
+    };
+    store.save_docker(&[img], &out).unwrap();
+    let other = Store::open(dir.path().join("other")).unwrap();
+    let loaded = other.load(&out).unwrap();
+    assert_eq!(
+        loaded[0].descriptor.digest, m.digest,
+        "the docker-archive holds the host's manifest"
+    );
+}
