@@ -1,1 +1,46 @@
-//! (being written)
+//! kiln's OCI distribution client: pull into and push from kiln's store,
+//! with docker-compatible authentication.
+//!
+//! * [`Client`] talks to registries: one connection pool per host, TLS with
+//!   extra CAs (`--ca-cert`, `certs.d`) or none (insecure registries),
+//!   anonymous, basic and bearer-token auth driven by `WWW-Authenticate`
+//!   challenges, and retries with backoff for 429, 5xx, timeouts and
+//!   refused connections.
+//! * [`Client::pull`] selects a platform from an index, streams blobs into
+//!   the store concurrently, verifies every digest, resumes a dropped
+//!   download with `Range`, and never refetches a blob the store has.
+//! * [`Client::push`] checks for each blob with `HEAD`, mounts across
+//!   repositories, uploads whole or in chunks, then pushes manifests.
+//! * [`AuthFiles`] reads and writes credentials as docker and podman do,
+//!   including `docker-credential-*` helpers.
+//!
+//! ```no_run
+//! use kiln_registry::{Client, ClientOptions};
+//! # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = kiln_store::Store::open("/tmp/kiln")?;
+//! let client = Client::new(ClientOptions::from_env());
+//! let pulled = client.pull(&store, &"busybox".parse()?, None).await?;
+//! println!("{}", pulled.manifest.digest);
+//! # Ok(()) }
+//! ```
+#![deny(missing_docs)]
+
+mod auth;
+mod challenge;
+mod client;
+mod credentials;
+mod errors;
+mod login;
+mod manifest;
+mod platform;
+mod pull;
+mod push;
+
+pub use challenge::Challenge;
+pub use client::{Client, ClientOptions};
+pub use credentials::{AuthFiles, Credentials};
+pub use errors::{Error, ErrorKind, Result, Target};
+pub use manifest::{urls, IndexEntry, Parsed};
+pub use platform::{ParsePlatformError, Platform};
+pub use pull::Pulled;
+pub use push::{BlobDir, PushOptions, Pushed};

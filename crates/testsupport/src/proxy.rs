@@ -210,6 +210,11 @@ fn read_head(conn: &mut TcpStream) -> io::Result<(Vec<u8>, Vec<u8>)> {
             return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "no request"));
         }
         buf.extend_from_slice(&chunk[..n]);
+        // A TLS ClientHello (clients probing for HTTPS) is refused at once,
+        // as a plain HTTP server would.
+        if !buf[0].is_ascii_uppercase() {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "not HTTP"));
+        }
         if let Some(i) = find(&buf, b"\r\n\r\n") {
             let rest = buf.split_off(i + 4);
             return Ok((buf, rest));

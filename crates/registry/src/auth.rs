@@ -1,0 +1,143 @@
+//! Authenticating requests: nothing until the registry challenges, then
+//! basic credentials or bearer tokens fetched for each scope and reused.
+
+use crate::challenge::Challenge;
+use crate::client::{error_chain, Client, Host, Scope};
+use crate::credentials::Credentials;
+use crate::errors::{detail_from_body, ErrorKind};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use std::collections::HashMap;
+
+/// What is known about a registry's authentication.
+#[derive(Default)]
+pub(crate) struct AuthState {
+    challenge: Option<Challenge>,
+    /// Looked up once, on the first challenge.
+    credentials: Option<Option<Credentials>>,
+    tokens: HashMap<Scope, String>,
+}
+
+impl AuthState {
+    /// Records a challenge from a 401; tokens fetched so far are dropped,
+    /// since a 401 means they expired or lack a scope.
+    pub(crate) fn learn(&mut self, challenge: Challenge) {
+        self.challenge = Some(challenge);
+        self.tokens.clear();
+    }
+}
+
+/// The `Authorization` header for a request needing `scope`, if the
+/// registry asked for one.
+pub(crate) async fn header(
+    client: &Client,
+    host: &Host,
+    scope: &Scope,
+) -> Result<Option<String>, ErrorKind> {
+    let mut state = host.auth.lock().await;
+    let Some(challenge) = state.challenge.clone() else {
+        return Ok(None);
+    };
+    if state.credentials.is_none() {
+        state.credentials = Some(credentials(client, &host.name)?);
+    }
+    let creds = state.credentials.clone().flatten();
+    match challenge {
+        Challenge::Basic => Ok(creds.map(|c| basic(&c))),
+        Challenge::Bearer { realm, service, .. } => {
+            if let Some(token) = state.tokens.get(scope) {
+                return Ok(Some(format!("Bearer {token}")));
+            }
+            let token =
+                fetch_token(host, &realm, service.as_deref(), scope, creds.as_ref()).await?;
+            state.tokens.insert(scope.clone(), token.clone());
+            Ok(Some(format!("Bearer {token}")))
+        }
+    }
+}
+
+/// Credentials for `registry`: given ones first, then the auth files.
+pub(crate) fn credentials(
+    client: &Client,
+    registry: &str,
+) -> Result<Option<Credentials>, ErrorKind> {
+    if let Some(c) = client.opts.credentials.get(registry) {
+        return Ok(Some(c.clone()));
+    }
+    client
+        .opts
+        .auth_files
+        .lookup(registry)
+        .map_err(ErrorKind::Credentials)
+}
+
+fn basic(c: &Credentials) -> String {
+    format!(
+        "Basic {}",
+        STANDARD.encode(format!("{}:{}", c.username, c.password))
+    )
+}
+
+/// Asks the token server at `realm` for a token covering `scope`.
+pub(crate) async fn fetch_token(
+    host: &Host,
+    realm: &str,
+    service: Option<&str>,
+    scope: &Scope,
+    creds: Option<&Credentials>,
+) -> Result<String, ErrorKind> {
+    let mut query: Vec<(&str, &str)> = Vec::new();
+    if let Some(s) = service {
+        query.push(("service", s));
+    }
+    for s in &scope.0 {
+        query.push(("scope", s));
+    }
+    if let Some(c) = creds {
+        query.push(("account", &c.username));
+    }
+    let mut request = host.http.get(realm).query(&query);
+    if let Some(c) = creds {
+        request = request.header(reqwest::header::AUTHORIZATION, basic(c));
+    }
+    let resp = request.send().await.map_err(|e| ErrorKind::Connect {
+        url: realm.to_string(),
+        attempts: 1,
+        message: format!("fetching a token: {}", error_chain(&e)),
+    })?;
+    let status = resp.status();
+    let body = resp.bytes().await.unwrap_or_default();
+    if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+        let detail = String::from_utf8_lossy(&body).trim().to_string();
+        let detail = if detail.is_empty() {
+            String::new()
+        } else {
+            format!(": the token server at {realm} said {detail}")
+        };
+        return Err(ErrorKind::Unauthorized {
+            registry: host.name.clone(),
+            detail,
+        });
+    }
+    if !status.is_success() {
+        return Err(ErrorKind::Invalid(format!(
+            "the token server at {realm} answered {status}{}",
+            detail_from_body(&body)
+        )));
+    }
+    let value: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
+        ErrorKind::Invalid(format!(
+            "the token server at {realm} sent something that is not JSON: {e}"
+        ))
+    })?;
+    ["token", "access_token"]
+        .iter()
+        .find_map(|k| {
+            value
+                .get(*k)
+                .and_then(|t| t.as_str())
+                .filter(|t| !t.is_empty())
+        })
+        .map(str::to_string)
+        .ok_or_else(|| ErrorKind::Invalid(format!("the token server at {realm} sent no token")))
+}

@@ -1,0 +1,396 @@
+//! The HTTP side: one connection pool per registry host (TLS settings can
+//! differ per host), scheme discovery for insecure registries, and requests
+//! with authentication and retries with backoff.
+
+use crate::auth::{self, AuthState};
+use crate::credentials::{AuthFiles, Credentials};
+use crate::errors::{detail_from_body, Error, ErrorKind, Result, Target};
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How a [`Client`] connects and authenticates. [`ClientOptions::from_env`]
+/// gives the defaults a user expects.
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    /// Registries (`host[:port]`) that may use plain HTTP or a certificate
+    /// that does not verify. HTTPS is tried first.
+    pub insecure_registries: Vec<String>,
+    /// When false, every registry is treated as insecure.
+    pub tls_verify: bool,
+    /// Extra CA certificates (PEM) trusted for every registry.
+    pub ca_certs: Vec<PathBuf>,
+    /// Directories holding `<host[:port]>/*.crt` CA files, as docker's and
+    /// podman's `certs.d`.
+    pub cert_dirs: Vec<PathBuf>,
+    /// Where stored credentials are found.
+    pub auth_files: AuthFiles,
+    /// Credentials given directly, by registry; they win over stored ones.
+    pub credentials: HashMap<String, Credentials>,
+    /// How many times a transient failure is retried.
+    pub retries: u32,
+    /// The first retry's delay; each later one doubles it.
+    pub backoff: Duration,
+    /// Connect timeout, and the longest a response may stall.
+    pub timeout: Duration,
+    /// Blobs transferred at once.
+    pub concurrency: usize,
+    /// Push blobs larger than this in chunks of this size (`PATCH`); `None`
+    /// pushes every blob in one request.
+    pub chunk_size: Option<u64>,
+}
+
+impl ClientOptions {
+    /// Defaults plus the environment: `KILN_INSECURE_REGISTRIES`
+    /// (comma-separated hosts), the docker/containers auth files, and the
+    /// certs.d directories `/etc/containers/certs.d`, `/etc/docker/certs.d`
+    /// and `~/.docker/certs.d`.
+    pub fn from_env() -> ClientOptions {
+        let insecure = std::env::var("KILN_INSECURE_REGISTRIES").unwrap_or_default();
+        let mut cert_dirs = vec![
+            PathBuf::from("/etc/containers/certs.d"),
+            PathBuf::from("/etc/docker/certs.d"),
+        ];
+        if let Some(home) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+            cert_dirs.push(PathBuf::from(home).join(".docker/certs.d"));
+        }
+        ClientOptions {
+            insecure_registries: insecure
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect(),
+            tls_verify: true,
+            ca_certs: Vec::new(),
+            cert_dirs,
+            auth_files: AuthFiles::from_env(),
+            credentials: HashMap::new(),
+            retries: 4,
+            backoff: Duration::from_millis(500),
+            timeout: Duration::from_secs(30),
+            concurrency: 4,
+            chunk_size: None,
+        }
+    }
+
+    fn is_insecure(&self, host: &str) -> bool {
+        !self.tls_verify || self.insecure_registries.iter().any(|h| h == host)
+    }
+}
+
+/// A registry client. Cheap to share; holds a connection pool and the
+/// tokens it was given for each registry.
+pub struct Client {
+    pub(crate) opts: ClientOptions,
+    hosts: Mutex<HashMap<String, Arc<Host>>>,
+}
+
+pub(crate) struct Host {
+    pub(crate) name: String,
+    pub(crate) http: reqwest::Client,
+    /// `https://host` or `http://host`, once known.
+    base: tokio::sync::OnceCell<String>,
+    pub(crate) auth: tokio::sync::Mutex<AuthState>,
+}
+
+/// The actions a request needs on its repositories, for token scopes.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Scope(pub(crate) Vec<String>);
+
+impl Scope {
+    pub(crate) fn pull(repo: &str) -> Scope {
+        Scope(vec![format!("repository:{repo}:pull")])
+    }
+
+    pub(crate) fn push(repo: &str) -> Scope {
+        Scope(vec![format!("repository:{repo}:pull,push")])
+    }
+
+    pub(crate) fn none() -> Scope {
+        Scope(Vec::new())
+    }
+}
+
+impl Client {
+    /// A client with `opts`.
+    pub fn new(opts: ClientOptions) -> Client {
+        Client {
+            opts,
+            hosts: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The options this client was made with.
+    pub fn options(&self) -> &ClientOptions {
+        &self.opts
+    }
+
+    pub(crate) fn host(&self, target: &Target, action: &'static str) -> Result<Arc<Host>> {
+        let mut hosts = self.hosts.lock().expect("host table poisoned");
+        if let Some(h) = hosts.get(&target.registry) {
+            return Ok(h.clone());
+        }
+        let http = self.build_http(&target.registry).map_err(|kind| Error {
+            action,
+            target: Box::new(target.clone()),
+            kind,
+        })?;
+        let host = Arc::new(Host {
+            name: target.registry.clone(),
+            http,
+            base: tokio::sync::OnceCell::new(),
+            auth: tokio::sync::Mutex::new(AuthState::default()),
+        });
+        hosts.insert(target.registry.clone(), host.clone());
+        Ok(host)
+    }
+
+    fn build_http(&self, host: &str) -> Result<reqwest::Client, ErrorKind> {
+        let mut builder = reqwest::Client::builder()
+            .use_rustls_tls()
+            .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(self.opts.timeout)
+            .read_timeout(self.opts.timeout)
+            .pool_idle_timeout(Duration::from_secs(60));
+        if self.opts.is_insecure(host) {
+            builder = builder.danger_accept_invalid_certs(true);
+        }
+        let mut cas = self.opts.ca_certs.clone();
+        for dir in &self.opts.cert_dirs {
+            if let Ok(entries) = std::fs::read_dir(dir.join(host)) {
+                let mut found: Vec<PathBuf> = entries
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.extension().is_some_and(|x| x == "crt"))
+                    .collect();
+                found.sort();
+                cas.extend(found);
+            }
+        }
+        for path in cas {
+            let pem = std::fs::read(&path).map_err(|source| ErrorKind::Io {
+                action: "reading the CA certificate",
+                path: path.display().to_string(),
+                source,
+            })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                ErrorKind::Invalid(format!("{} is not a PEM certificate: {e}", path.display()))
+            })?;
+            if certs.is_empty() {
+                return Err(ErrorKind::Invalid(format!(
+                    "{} holds no PEM certificate",
+                    path.display()
+                )));
+            }
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        builder
+            .build()
+            .map_err(|e| ErrorKind::Invalid(format!("cannot set up HTTP for {host}: {e}")))
+    }
+
+    /// The base URL of a registry: HTTPS, or for insecure registries
+    /// whichever of HTTPS and HTTP answers.
+    pub(crate) async fn base(
+        &self,
+        host: &Host,
+        target: &Target,
+        action: &'static str,
+    ) -> Result<String> {
+        let base = host
+            .base
+            .get_or_try_init(|| async {
+                let https = format!("https://{}", host.name);
+                if !self.opts.is_insecure(&host.name) {
+                    return Ok(https);
+                }
+                match host.http.get(format!("{https}/v2/")).send().await {
+                    Ok(_) => Ok(https),
+                    Err(e) if e.is_timeout() => Err(self.fail(action, target, &https, e, 1)),
+                    Err(_) => Ok(format!("http://{}", host.name)),
+                }
+            })
+            .await?;
+        Ok(base.clone())
+    }
+
+    /// Sends the request `build` makes (called again for each attempt),
+    /// authenticating for `scope`, retrying transient failures. Returns any
+    /// response that is not a 401, 429 or 5xx; the caller judges the rest.
+    pub(crate) async fn send(
+        &self,
+        target: &Target,
+        action: &'static str,
+        scope: &Scope,
+        build: impl Fn(&reqwest::Client, &str) -> RequestBuilder,
+    ) -> Result<Response> {
+        let host = self.host(target, action)?;
+        let base = self.base(&host, target, action).await?;
+        let err = |kind| Error {
+            action,
+            target: Box::new(target.clone()),
+            kind,
+        };
+        let mut attempt = 0;
+        let mut reauthenticated = false;
+        loop {
+            attempt += 1;
+            let mut request = build(&host.http, &base);
+            if let Some(value) = auth::header(self, &host, scope).await.map_err(&err)? {
+                request = request.header(reqwest::header::AUTHORIZATION, value);
+            }
+            let (kind, retry_after) = match request.send().await {
+                Err(e) => {
+                    let url = e
+                        .url()
+                        .map(|u| u.to_string())
+                        .unwrap_or_else(|| base.clone());
+                    let failure = self.fail(action, target, &url, e, attempt);
+                    if !failure.kind.is_transient() {
+                        return Err(failure);
+                    }
+                    (failure.kind, None)
+                }
+                Ok(resp) if resp.status() == StatusCode::UNAUTHORIZED => {
+                    let challenge = resp
+                        .headers()
+                        .get_all(reqwest::header::WWW_AUTHENTICATE)
+                        .iter()
+                        .filter_map(|v| v.to_str().ok())
+                        .find_map(crate::challenge::Challenge::parse);
+                    let detail = detail_from_body(&resp.bytes().await.unwrap_or_default());
+                    if !reauthenticated {
+                        if let Some(challenge) = challenge {
+                            reauthenticated = true;
+                            host.auth.lock().await.learn(challenge);
+                            attempt -= 1;
+                            continue;
+                        }
+                    }
+                    return Err(err(ErrorKind::Unauthorized {
+                        registry: target.registry.clone(),
+                        detail,
+                    }));
+                }
+                Ok(resp) if is_transient_status(resp.status()) => {
+                    let status = resp.status();
+                    let retry_after = resp
+                        .headers()
+                        .get(reqwest::header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .map(|s| Duration::from_secs(s.min(30)));
+                    let detail = detail_from_body(&resp.bytes().await.unwrap_or_default());
+                    let kind = if status == StatusCode::TOO_MANY_REQUESTS {
+                        ErrorKind::TooManyRequests { attempts: attempt }
+                    } else {
+                        ErrorKind::Server {
+                            status: status.as_u16(),
+                            attempts: attempt,
+                            detail,
+                        }
+                    };
+                    (kind, retry_after)
+                }
+                Ok(resp) => return Ok(resp),
+            };
+            if attempt > self.opts.retries {
+                return Err(err(kind));
+            }
+            let delay = self.opts.backoff * 2u32.saturating_pow(attempt - 1);
+            tracing::debug!(%target, attempt, ?delay, "retrying after: {kind}");
+            tokio::time::sleep(retry_after.map_or(delay, |r| r.max(delay))).await;
+        }
+    }
+
+    /// Turns a transport error into the error the user sees.
+    pub(crate) fn fail(
+        &self,
+        action: &'static str,
+        target: &Target,
+        url: &str,
+        e: reqwest::Error,
+        attempts: u32,
+    ) -> Error {
+        let message = error_chain(&e);
+        let kind = if e.is_timeout() {
+            ErrorKind::Timeout { attempts }
+        } else if is_tls(&message) {
+            ErrorKind::Tls {
+                url: url.to_string(),
+                host: target.registry.clone(),
+                message,
+            }
+        } else {
+            ErrorKind::Connect {
+                url: url.to_string(),
+                attempts,
+                message,
+            }
+        };
+        Error {
+            action,
+            target: Box::new(target.clone()),
+            kind,
+        }
+    }
+}
+
+fn is_transient_status(status: StatusCode) -> bool {
+    status == StatusCode::TOO_MANY_REQUESTS || matches!(status.as_u16(), 500 | 502 | 503 | 504)
+}
+
+fn is_tls(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    [
+        "certificate",
+        "tls",
+        "handshake",
+        "invalidcontenttype",
+        "unknownissuer",
+    ]
+    .iter()
+    .any(|w| m.contains(w))
+}
+
+/// "outer: inner: innermost", since reqwest's own message hides the cause.
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = s.source();
+    }
+    parts.join(": ")
+}
+
+/// An error for a response the caller did not expect.
+pub(crate) async fn status_error(resp: Response, what: &str) -> ErrorKind {
+    let status = resp.status();
+    let request = resp.url().path().to_string();
+    let detail = detail_from_body(&resp.bytes().await.unwrap_or_default());
+    match status {
+        StatusCode::FORBIDDEN => ErrorKind::Forbidden { detail },
+        StatusCode::NOT_FOUND => ErrorKind::NotFound {
+            what: what.to_string(),
+            detail,
+        },
+        _ => ErrorKind::Status {
+            status: status.as_u16(),
+            request,
+            detail,
+        },
+    }
+}
+
+/// The method/URL pair for a path under `/v2/`.
+pub(crate) fn v2(http: &reqwest::Client, method: Method, base: &str, path: &str) -> RequestBuilder {
+    http.request(method, format!("{base}/v2/{path}"))
+}

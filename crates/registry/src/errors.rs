@@ -1,0 +1,244 @@
+//! The registry client's errors: each names the registry, the repository
+//! and the reference it was working on, says what went wrong, and what to do.
+
+use kiln_oci::Digest;
+use std::fmt;
+
+/// What kiln was doing and where, for error messages.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    /// Registry host (`docker.io`, `localhost:5000`).
+    pub registry: String,
+    /// Repository inside it (`library/busybox`); empty for registry-wide
+    /// operations such as login.
+    pub repository: String,
+    /// Tag or digest (`latest`, `sha256:…`); empty when not about one image.
+    pub reference: String,
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.repository.is_empty(), self.reference.is_empty()) {
+            (true, _) => write!(f, "registry {}", self.registry),
+            (false, true) => write!(f, "{}/{}", self.registry, self.repository),
+            (false, false) if self.reference.starts_with("sha256:") => {
+                write!(
+                    f,
+                    "{}/{}@{}",
+                    self.registry, self.repository, self.reference
+                )
+            }
+            (false, false) => write!(
+                f,
+                "{}/{}:{}",
+                self.registry, self.repository, self.reference
+            ),
+        }
+    }
+}
+
+/// A registry operation that failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{action} {target}: {kind}")]
+pub struct Error {
+    /// What kiln was doing: "pulling", "pushing", "logging in to".
+    pub action: &'static str,
+    /// The registry, repository and reference involved.
+    pub target: Box<Target>,
+    /// What went wrong.
+    pub kind: ErrorKind,
+}
+
+/// What went wrong; the text of each says what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum ErrorKind {
+    /// 401: no or wrong credentials.
+    #[error(
+        "the registry asks for credentials (401 Unauthorized{detail}); run `kiln login {registry}` \
+         or check the credentials in your docker config or auth.json"
+    )]
+    Unauthorized {
+        /// The registry host, for the hint.
+        registry: String,
+        /// The registry's own explanation, formatted as `: …`, or empty.
+        detail: String,
+    },
+    /// 403: the credentials do not allow this.
+    #[error(
+        "access denied (403 Forbidden{detail}); the account you are logged in with may not \
+         read or write this repository"
+    )]
+    Forbidden {
+        /// The registry's own explanation, formatted as `: …`, or empty.
+        detail: String,
+    },
+    /// 404 on a manifest or blob.
+    #[error("{what} not found (404){detail}; check the name and tag, or that it was pushed")]
+    NotFound {
+        /// What was missing: "manifest", "blob sha256:…".
+        what: String,
+        /// The registry's own explanation, formatted as `: …`, or empty.
+        detail: String,
+    },
+    /// 429, after the retries ran out.
+    #[error("the registry is rate limiting requests (429 Too Many Requests) and kept doing so after {attempts} attempts; wait and try again, or log in for a higher limit")]
+    TooManyRequests {
+        /// How many attempts were made.
+        attempts: u32,
+    },
+    /// 5xx, after the retries ran out.
+    #[error("the registry failed with {status} after {attempts} attempts{detail}; it may be overloaded or down, try again later")]
+    Server {
+        /// The HTTP status.
+        status: u16,
+        /// How many attempts were made.
+        attempts: u32,
+        /// The registry's own explanation, formatted as `: …`, or empty.
+        detail: String,
+    },
+    /// Another unexpected HTTP status.
+    #[error("unexpected response {status} to {request}{detail}")]
+    Status {
+        /// The HTTP status.
+        status: u16,
+        /// The request: `GET /v2/…`.
+        request: String,
+        /// The registry's own explanation, formatted as `: …`, or empty.
+        detail: String,
+    },
+    /// The request timed out, after the retries ran out.
+    #[error("the registry did not answer in time after {attempts} attempts; check the network or raise the timeout")]
+    Timeout {
+        /// How many attempts were made.
+        attempts: u32,
+    },
+    /// The connection failed, after the retries ran out.
+    #[error("cannot reach the registry at {url} after {attempts} attempts ({message}); check that it is running and the address is right")]
+    Connect {
+        /// The URL being requested.
+        url: String,
+        /// How many attempts were made.
+        attempts: u32,
+        /// The underlying error.
+        message: String,
+    },
+    /// The TLS handshake failed.
+    #[error("TLS failed talking to {url} ({message}); if the registry uses a private CA pass `--ca-cert FILE` or put it in /etc/containers/certs.d/{host}/ca.crt, or if it is trusted but has no valid certificate use `--tls-verify=false` or `--insecure-registry {host}`")]
+    Tls {
+        /// The URL being requested.
+        url: String,
+        /// The registry host, for the hint.
+        host: String,
+        /// The underlying error.
+        message: String,
+    },
+    /// Content did not hash to its digest.
+    #[error("{what} has digest {actual}, but {expected} was expected; the registry or something between it and kiln served corrupt data, nothing was stored")]
+    DigestMismatch {
+        /// What was being checked.
+        what: String,
+        /// The digest it should have had.
+        expected: Digest,
+        /// The digest it had.
+        actual: Digest,
+    },
+    /// A manifest, index or token response that is not what the spec says.
+    #[error("{0}")]
+    Invalid(String),
+    /// No manifest in an index matches the wanted platform.
+    #[error("no image for platform {wanted} in the index; it has {available}; pass `--platform` with one of those")]
+    NoMatchingPlatform {
+        /// The platform asked for.
+        wanted: String,
+        /// The platforms the index offers.
+        available: String,
+    },
+    /// Reading or writing credentials failed.
+    #[error("{0}")]
+    Credentials(String),
+    /// The local store failed.
+    #[error(transparent)]
+    Store(#[from] kiln_store::Error),
+    /// A local file could not be read or written.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What kiln was doing.
+        action: &'static str,
+        /// The file.
+        path: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// kiln does not do this.
+    #[error("{0}")]
+    NotSupported(String),
+}
+
+impl ErrorKind {
+    /// True for failures worth retrying with backoff.
+    pub(crate) fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            ErrorKind::TooManyRequests { .. }
+                | ErrorKind::Server { .. }
+                | ErrorKind::Timeout { .. }
+                | ErrorKind::Connect { .. }
+        )
+    }
+}
+
+/// Shorthand for results with the registry [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Formats a registry's error body (`{"errors":[{"code","message","detail"}]}`)
+/// as `: CODE: message`, or empty when it has none.
+pub(crate) fn detail_from_body(body: &[u8]) -> String {
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return String::new();
+    };
+    let parts: Vec<String> = value
+        .get("errors")
+        .and_then(|e| e.as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|e| {
+            let code = e.get("code").and_then(|c| c.as_str()).unwrap_or("");
+            let message = e.get("message").and_then(|m| m.as_str()).unwrap_or("");
+            (!code.is_empty() || !message.is_empty()).then(|| format!("{code}: {message}"))
+        })
+        .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", parts.join("; "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_display_names_registry_repository_and_reference() {
+        let t = |repo: &str, r: &str| Target {
+            registry: "r.example:5000".into(),
+            repository: repo.into(),
+            reference: r.into(),
+        };
+        assert_eq!(t("a/b", "v1").to_string(), "r.example:5000/a/b:v1");
+        let d = Digest::of(b"x").to_string();
+        assert_eq!(t("a/b", &d).to_string(), format!("r.example:5000/a/b@{d}"));
+        assert_eq!(t("", "").to_string(), "registry r.example:5000");
+    }
+
+    #[test]
+    fn registry_error_bodies_become_details() {
+        let body =
+            br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{}}]}"#;
+        assert_eq!(
+            detail_from_body(body),
+            ": MANIFEST_UNKNOWN: manifest unknown"
+        );
+        assert_eq!(detail_from_body(b"not json"), "");
+    }
+}

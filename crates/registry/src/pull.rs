@@ -1,0 +1,316 @@
+//! Pulling: manifest or index by tag or digest, platform selection, and
+//! blobs streamed into the store concurrently, verified, resumed with
+//! `Range` after a dropped connection, and committed atomically.
+
+use crate::client::{status_error, v2, Client, Scope};
+use crate::errors::{Error, ErrorKind, Result, Target};
+use crate::manifest::{self, Parsed};
+use crate::platform::Platform;
+use futures_util::{StreamExt, TryStreamExt};
+use kiln_oci::reference::Reference;
+use kiln_oci::Digest;
+use kiln_store::{Descriptor, Store};
+use reqwest::{header, Method, StatusCode};
+use std::io::Write;
+
+/// The most kiln reads of a manifest; real ones are a few KiB.
+const MAX_MANIFEST: usize = 8 << 20;
+const ACTION: &str = "pulling";
+
+/// What a pull did.
+#[derive(Clone, Debug)]
+pub struct Pulled {
+    /// The image's manifest (the selected platform's, for an index); the
+    /// reference's tag now names it in the store.
+    pub manifest: Descriptor,
+    /// The index the manifest was chosen from, if the reference named one.
+    pub index: Option<Descriptor>,
+    /// Blobs downloaded.
+    pub fetched: Vec<Digest>,
+    /// Blobs already in the store, not downloaded again.
+    pub present: Vec<Digest>,
+    /// Foreign layers (with `urls`, e.g. Windows base layers): recorded in
+    /// the manifest, fetched only by [`Client::fetch_blob`] when needed.
+    pub foreign: Vec<Descriptor>,
+}
+
+pub(crate) fn target(reference: &Reference) -> Target {
+    Target {
+        registry: reference.registry.clone(),
+        repository: reference.repository.clone(),
+        reference: match (&reference.digest, &reference.tag) {
+            (Some(d), _) => d.to_string(),
+            (None, Some(t)) => t.clone(),
+            (None, None) => String::new(),
+        },
+    }
+}
+
+impl Client {
+    /// Pulls `reference` into `store` and tags it there. From an index,
+    /// the manifest for `platform` (default: this host's) is pulled.
+    pub async fn pull(
+        &self,
+        store: &Store,
+        reference: &Reference,
+        platform: Option<&Platform>,
+    ) -> Result<Pulled> {
+        let target = target(reference);
+        let err = |kind| Error {
+            action: ACTION,
+            target: Box::new(target.clone()),
+            kind,
+        };
+        let (mut desc, mut bytes) = self.fetch_manifest(reference).await?;
+        let mut index = None;
+        let mut parsed =
+            manifest::parse(&desc.media_type, &bytes).map_err(|e| err(ErrorKind::Invalid(e)))?;
+        if let Parsed::Index(entries) = &parsed {
+            let wanted = platform.cloned().unwrap_or_else(Platform::host);
+            let entry = wanted.select(entries).ok_or_else(|| {
+                let available: Vec<String> = entries
+                    .iter()
+                    .filter_map(|e| e.platform.as_ref().map(|p| p.to_string()))
+                    .collect();
+                err(ErrorKind::NoMatchingPlatform {
+                    wanted: wanted.to_string(),
+                    available: available.join(", "),
+                })
+            })?;
+            let mut by_digest = reference.clone();
+            by_digest.digest = Some(entry.descriptor.digest);
+            let (child, child_bytes) = self.fetch_manifest(&by_digest).await?;
+            index = Some(desc);
+            desc = Descriptor::new(&child.media_type, child.digest, child.size);
+            bytes = child_bytes;
+            parsed = manifest::parse(&desc.media_type, &bytes)
+                .map_err(|e| err(ErrorKind::Invalid(e)))?;
+        }
+        let Parsed::Image { config, layers } = parsed else {
+            return Err(err(ErrorKind::Invalid(
+                "the index names another index as a platform's image; kiln does not follow nested indexes".into(),
+            )));
+        };
+        let (foreign, blobs): (Vec<Descriptor>, Vec<Descriptor>) = std::iter::once(config)
+            .chain(layers)
+            .partition(|d| !manifest::urls(d).is_empty());
+        let results: Vec<(Digest, bool)> = futures_util::stream::iter(blobs)
+            .map(|d| async move {
+                let fetched = self.download(store, reference, &d).await?;
+                Ok::<_, Error>((d.digest, fetched))
+            })
+            .buffer_unordered(self.opts.concurrency.max(1))
+            .try_collect()
+            .await?;
+        let info = store.put_bytes(&bytes).map_err(|e| err(e.into()))?;
+        debug_assert_eq!(info.digest, desc.digest);
+        if reference.tag.is_some() {
+            store.tag(reference, &desc).map_err(|e| err(e.into()))?;
+        } else {
+            store.add_untagged(&desc).map_err(|e| err(e.into()))?;
+        }
+        let (fetched, present): (Vec<_>, Vec<_>) = results.into_iter().partition(|(_, f)| *f);
+        Ok(Pulled {
+            manifest: desc,
+            index,
+            fetched: fetched.into_iter().map(|(d, _)| d).collect(),
+            present: present.into_iter().map(|(d, _)| d).collect(),
+            foreign,
+        })
+    }
+
+    /// Fetches the manifest or index `reference` names, checking it against
+    /// the reference's digest when it has one. Returns its descriptor and bytes.
+    pub async fn fetch_manifest(&self, reference: &Reference) -> Result<(Descriptor, Vec<u8>)> {
+        let target = target(reference);
+        let err = |kind| Error {
+            action: ACTION,
+            target: Box::new(target.clone()),
+            kind,
+        };
+        let path = format!("{}/manifests/{}", reference.repository, target.reference);
+        let mut resp = self
+            .send(
+                &target,
+                ACTION,
+                &Scope::pull(&reference.repository),
+                |http, base| {
+                    v2(http, Method::GET, base, &path).header(header::ACCEPT, manifest::ACCEPT)
+                },
+            )
+            .await?;
+        if resp.status() != StatusCode::OK {
+            return Err(err(status_error(resp, "manifest").await));
+        }
+        let content_type = resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let mut bytes = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| self.fail(ACTION, &target, &path, e, 1))?
+        {
+            bytes.extend_from_slice(&chunk);
+            if bytes.len() > MAX_MANIFEST {
+                return Err(err(ErrorKind::Invalid(format!(
+                    "the manifest is larger than {} MiB; that is not a manifest",
+                    MAX_MANIFEST >> 20
+                ))));
+            }
+        }
+        let digest = Digest::of(&bytes);
+        if let Some(expected) = reference.digest {
+            if expected != digest {
+                return Err(err(ErrorKind::DigestMismatch {
+                    what: "the manifest".into(),
+                    expected,
+                    actual: digest,
+                }));
+            }
+        }
+        let mt = manifest::media_type_of(content_type.as_deref(), &bytes);
+        Ok((Descriptor::new(&mt, digest, bytes.len() as u64), bytes))
+    }
+
+    /// Makes sure blob `desc` of `reference`'s repository is in the store:
+    /// from the registry, or for a foreign layer from its `urls` when the
+    /// registry does not have it. Returns false if it was already there.
+    pub async fn fetch_blob(
+        &self,
+        store: &Store,
+        reference: &Reference,
+        desc: &Descriptor,
+    ) -> Result<bool> {
+        let urls = manifest::urls(desc);
+        if urls.is_empty() || store.has_blob(&desc.digest) {
+            return self.download(store, reference, desc).await;
+        }
+        match self.download(store, reference, desc).await {
+            Err(e) if matches!(e.kind, ErrorKind::NotFound { .. }) => {}
+            other => return other,
+        }
+        let mut last = None;
+        for url in urls {
+            match self.download_from(store, reference, desc, Some(&url)).await {
+                Ok(fetched) => return Ok(fetched),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.expect("urls is not empty"))
+    }
+
+    pub(crate) async fn download(
+        &self,
+        store: &Store,
+        reference: &Reference,
+        desc: &Descriptor,
+    ) -> Result<bool> {
+        self.download_from(store, reference, desc, None).await
+    }
+
+    /// Streams one blob into the store from the registry (or `url`),
+    /// resuming with `Range` when the connection drops part way.
+    async fn download_from(
+        &self,
+        store: &Store,
+        reference: &Reference,
+        desc: &Descriptor,
+        url: Option<&str>,
+    ) -> Result<bool> {
+        if store.has_blob(&desc.digest) {
+            return Ok(false);
+        }
+        let mut target = target(reference);
+        target.reference = desc.digest.to_string();
+        let err = |kind| Error {
+            action: ACTION,
+            target: Box::new(target.clone()),
+            kind,
+        };
+        let what = format!("blob {}", desc.digest);
+        let path = format!("{}/blobs/{}", reference.repository, desc.digest);
+        let mut writer = store.ingest().map_err(|e| err(e.into()))?;
+        let mut drops = 0;
+        loop {
+            let offset = writer.len();
+            let scope = if url.is_some() {
+                Scope::none()
+            } else {
+                Scope::pull(&reference.repository)
+            };
+            let mut resp = self
+                .send(&target, ACTION, &scope, |http, base| {
+                    let r = match url {
+                        Some(u) => http.get(u),
+                        None => v2(http, Method::GET, base, &path),
+                    };
+                    if offset > 0 {
+                        r.header(header::RANGE, format!("bytes={offset}-"))
+                    } else {
+                        r
+                    }
+                })
+                .await?;
+            match resp.status() {
+                StatusCode::PARTIAL_CONTENT if offset > 0 => {}
+                StatusCode::OK if offset == 0 => {}
+                // The server ignored the Range header: start again.
+                StatusCode::OK => writer = store.ingest().map_err(|e| err(e.into()))?,
+                _ => return Err(err(status_error(resp, &what).await)),
+            }
+            let dropped = loop {
+                match resp.chunk().await {
+                    Ok(Some(bytes)) => {
+                        if writer.len() + bytes.len() as u64 > desc.size {
+                            return Err(err(ErrorKind::Invalid(format!(
+                                "the registry sent more than the {} bytes the manifest gives {what}; \
+                                 the registry or something in between is serving corrupt data, nothing was stored",
+                                desc.size
+                            ))));
+                        }
+                        writer.write_all(&bytes).map_err(|source| {
+                            err(ErrorKind::Io {
+                                action: "writing",
+                                path: store.tmp_dir().display().to_string(),
+                                source,
+                            })
+                        })?;
+                    }
+                    Ok(None) if writer.len() == desc.size => break None,
+                    Ok(None) => {
+                        break Some(format!(
+                            "the connection ended after {} of {} bytes",
+                            writer.len(),
+                            desc.size
+                        ))
+                    }
+                    Err(e) => break Some(crate::client::error_chain(&e)),
+                }
+            };
+            let Some(message) = dropped else { break };
+            drops += 1;
+            if drops > self.opts.retries {
+                return Err(err(ErrorKind::Connect {
+                    url: url.map_or_else(|| path.clone(), str::to_string),
+                    attempts: drops,
+                    message,
+                }));
+            }
+            tracing::debug!(%target, offset = writer.len(), "resuming after: {message}");
+        }
+        writer.commit(Some(desc.digest)).map_err(|e| match e {
+            kiln_store::Error::DigestMismatch {
+                expected, actual, ..
+            } => err(ErrorKind::DigestMismatch {
+                what: what.clone(),
+                expected,
+                actual,
+            }),
+            other => err(other.into()),
+        })?;
+        Ok(true)
+    }
+}

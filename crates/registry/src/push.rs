@@ -1,0 +1,395 @@
+//! Pushing: blobs first (skipped when the registry has them, mounted from
+//! another repository when it can, else uploaded whole or in chunks),
+//! concurrently; then platform manifests by digest; then the top manifest
+//! or index by tag.
+
+use crate::client::{status_error, v2, Client, Scope};
+use crate::errors::{Error, ErrorKind, Result, Target};
+use crate::manifest::{self, Parsed};
+use crate::pull::target;
+use futures_util::{StreamExt, TryStreamExt};
+use kiln_oci::reference::Reference;
+use kiln_oci::Digest;
+use kiln_store::{Descriptor, Store};
+use reqwest::{header, Method, StatusCode};
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+const ACTION: &str = "pushing";
+const READ_CHUNK: u64 = 256 * 1024;
+
+/// Where pushed blobs are read from: a `blobs/sha256` directory.
+#[derive(Clone, Debug)]
+pub struct BlobDir(PathBuf);
+
+impl BlobDir {
+    /// The blobs of kiln's store.
+    pub fn of_store(store: &Store) -> BlobDir {
+        BlobDir(store.layout_dir().join("blobs/sha256"))
+    }
+
+    /// The blobs of an OCI image layout directory.
+    pub fn of_layout(dir: &Path) -> BlobDir {
+        BlobDir(dir.join("blobs/sha256"))
+    }
+
+    fn path(&self, digest: &Digest) -> PathBuf {
+        self.0.join(digest.hex())
+    }
+}
+
+/// Choices for a push.
+#[derive(Clone, Debug, Default)]
+pub struct PushOptions {
+    /// Repositories of the destination registry that may already hold the
+    /// blobs; they are mounted from there instead of uploaded.
+    pub mount_from: Vec<String>,
+}
+
+/// What a push did with each blob.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pushed {
+    /// The digest of the manifest or index the tag now names.
+    pub digest: Digest,
+    /// Blobs uploaded.
+    pub uploaded: Vec<Digest>,
+    /// Blobs mounted from another repository.
+    pub mounted: Vec<Digest>,
+    /// Blobs the repository already had.
+    pub existing: Vec<Digest>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum BlobOutcome {
+    Uploaded,
+    Mounted,
+    Existing,
+}
+
+impl Client {
+    /// Pushes the image `manifest` (a manifest or an index, with its blobs
+    /// in `blobs`) to `dest`, tagged with `dest`'s tag.
+    pub async fn push(
+        &self,
+        blobs: &BlobDir,
+        manifest: &Descriptor,
+        dest: &Reference,
+        opts: &PushOptions,
+    ) -> Result<Pushed> {
+        let outcomes = Mutex::new(Vec::new());
+        let bytes = self.read_local(blobs, dest, manifest)?;
+        match parse(dest, manifest, &bytes)? {
+            Parsed::Image { config, layers } => {
+                self.push_blobs(blobs, dest, config, layers, opts, &outcomes)
+                    .await?;
+            }
+            Parsed::Index(entries) => {
+                for entry in entries {
+                    let child = entry.descriptor;
+                    let child_bytes = self.read_local(blobs, dest, &child)?;
+                    let Parsed::Image { config, layers } = parse(dest, &child, &child_bytes)?
+                    else {
+                        return Err(error(
+                            dest,
+                            ErrorKind::NotSupported(
+                                "the index names another index; kiln does not push nested indexes"
+                                    .into(),
+                            ),
+                        ));
+                    };
+                    self.push_blobs(blobs, dest, config, layers, opts, &outcomes)
+                        .await?;
+                    self.put_manifest(dest, &child, child_bytes, &child.digest.to_string())
+                        .await?;
+                }
+            }
+        }
+        let tag = match (&dest.tag, &dest.digest) {
+            (Some(tag), _) => tag.clone(),
+            (None, _) => manifest.digest.to_string(),
+        };
+        self.put_manifest(dest, manifest, bytes, &tag).await?;
+        let mut pushed = Pushed {
+            digest: manifest.digest,
+            uploaded: Vec::new(),
+            mounted: Vec::new(),
+            existing: Vec::new(),
+        };
+        for (digest, outcome) in outcomes.into_inner().expect("outcome list poisoned") {
+            let list = match outcome {
+                BlobOutcome::Uploaded => &mut pushed.uploaded,
+                BlobOutcome::Mounted => &mut pushed.mounted,
+                BlobOutcome::Existing => &mut pushed.existing,
+            };
+            if !list.contains(&digest) {
+                list.push(digest);
+            }
+        }
+        Ok(pushed)
+    }
+
+    fn read_local(&self, blobs: &BlobDir, dest: &Reference, desc: &Descriptor) -> Result<Vec<u8>> {
+        let path = blobs.path(&desc.digest);
+        std::fs::read(&path).map_err(|source| {
+            error(
+                dest,
+                ErrorKind::Io {
+                    action: "reading",
+                    path: path.display().to_string(),
+                    source,
+                },
+            )
+        })
+    }
+
+    async fn push_blobs(
+        &self,
+        blobs: &BlobDir,
+        dest: &Reference,
+        config: Descriptor,
+        layers: Vec<Descriptor>,
+        opts: &PushOptions,
+        outcomes: &Mutex<Vec<(Digest, BlobOutcome)>>,
+    ) -> Result<()> {
+        // Foreign layers stay where their urls point; registries refuse
+        // them and licences often forbid copying them.
+        let todo = std::iter::once(config)
+            .chain(layers)
+            .filter(|d| manifest::urls(d).is_empty());
+        futures_util::stream::iter(todo)
+            .map(|d| async move {
+                let outcome = self.push_blob(blobs, dest, &d, opts).await?;
+                outcomes
+                    .lock()
+                    .expect("outcome list poisoned")
+                    .push((d.digest, outcome));
+                Ok::<_, Error>(())
+            })
+            .buffer_unordered(self.opts.concurrency.max(1))
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(())
+    }
+
+    async fn push_blob(
+        &self,
+        blobs: &BlobDir,
+        dest: &Reference,
+        desc: &Descriptor,
+        opts: &PushOptions,
+    ) -> Result<BlobOutcome> {
+        let repo = &dest.repository;
+        let mut t = target(dest);
+        t.reference = desc.digest.to_string();
+        let err = |kind| Error {
+            action: ACTION,
+            target: Box::new(t.clone()),
+            kind,
+        };
+        let what = format!("blob {}", desc.digest);
+        let blob_path = format!("{repo}/blobs/{}", desc.digest);
+        let resp = self
+            .send(&t, ACTION, &Scope::push(repo), |http, base| {
+                v2(http, Method::HEAD, base, &blob_path)
+            })
+            .await?;
+        if resp.status() == StatusCode::OK {
+            return Ok(BlobOutcome::Existing);
+        }
+        let mut location = None;
+        for from in opts.mount_from.iter().filter(|f| *f != repo) {
+            let mut scope = Scope::push(repo);
+            scope.0.push(format!("repository:{from}:pull"));
+            let resp = self
+                .send(&t, ACTION, &scope, |http, base| {
+                    v2(http, Method::POST, base, &format!("{repo}/blobs/uploads/"))
+                        .query(&[
+                            ("mount", desc.digest.to_string().as_str()),
+                            ("from", from.as_str()),
+                        ])
+                        .header(header::CONTENT_LENGTH, "0")
+                })
+                .await?;
+            match resp.status() {
+                StatusCode::CREATED => return Ok(BlobOutcome::Mounted),
+                StatusCode::ACCEPTED => {
+                    location = Some(self.location(&t, &resp)?);
+                    break;
+                }
+                _ => {}
+            }
+        }
+        let location = match location {
+            Some(l) => l,
+            None => {
+                let resp = self
+                    .send(&t, ACTION, &Scope::push(repo), |http, base| {
+                        v2(http, Method::POST, base, &format!("{repo}/blobs/uploads/"))
+                            .header(header::CONTENT_LENGTH, "0")
+                    })
+                    .await?;
+                if resp.status() != StatusCode::ACCEPTED {
+                    return Err(err(status_error(resp, "the upload endpoint").await));
+                }
+                self.location(&t, &resp)?
+            }
+        };
+        let file = blobs.path(&desc.digest);
+        let size = desc.size;
+        let mut location = location;
+        let mut offset = 0;
+        if let Some(chunk) = self.opts.chunk_size.filter(|c| *c > 0 && size > *c) {
+            while offset < size {
+                let len = chunk.min(size - offset);
+                let (url, file) = (location.clone(), file.clone());
+                let resp = self
+                    .send(&t, ACTION, &Scope::push(repo), |http, _| {
+                        http.patch(url.as_str())
+                            .header(header::CONTENT_TYPE, "application/octet-stream")
+                            .header(header::CONTENT_LENGTH, len.to_string())
+                            .header(
+                                header::CONTENT_RANGE,
+                                format!("{offset}-{}", offset + len - 1),
+                            )
+                            .body(file_body(file.clone(), offset, len))
+                    })
+                    .await?;
+                if resp.status() != StatusCode::ACCEPTED {
+                    return Err(err(status_error(resp, &what).await));
+                }
+                location = self.location(&t, &resp)?;
+                offset += len;
+            }
+        }
+        let sep = if location.contains('?') { '&' } else { '?' };
+        let url = format!("{location}{sep}digest={}", desc.digest);
+        let remaining = size - offset;
+        let resp = self
+            .send(&t, ACTION, &Scope::push(repo), |http, _| {
+                http.put(url.as_str())
+                    .header(header::CONTENT_TYPE, "application/octet-stream")
+                    .header(header::CONTENT_LENGTH, remaining.to_string())
+                    .body(file_body(file.clone(), offset, remaining))
+            })
+            .await?;
+        match resp.status() {
+            StatusCode::CREATED => Ok(BlobOutcome::Uploaded),
+            StatusCode::BAD_REQUEST => {
+                let detail =
+                    crate::errors::detail_from_body(&resp.bytes().await.unwrap_or_default());
+                Err(err(ErrorKind::Invalid(format!(
+                    "the registry refused {what}{detail}; the local copy may be corrupt, run `kiln fsck`"
+                ))))
+            }
+            _ => Err(err(status_error(resp, &what).await)),
+        }
+    }
+
+    /// The absolute upload URL from a response's `Location`.
+    fn location(&self, t: &Target, resp: &reqwest::Response) -> Result<String> {
+        let loc = resp
+            .headers()
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| Error {
+                action: ACTION,
+                target: Box::new(t.clone()),
+                kind: ErrorKind::Invalid(
+                    "the registry started an upload but sent no Location".into(),
+                ),
+            })?;
+        resp.url()
+            .join(loc)
+            .map(|u| u.to_string())
+            .map_err(|e| Error {
+                action: ACTION,
+                target: Box::new(t.clone()),
+                kind: ErrorKind::Invalid(format!(
+                    "the registry sent a bad upload Location {loc:?}: {e}"
+                )),
+            })
+    }
+
+    async fn put_manifest(
+        &self,
+        dest: &Reference,
+        desc: &Descriptor,
+        bytes: Vec<u8>,
+        reference: &str,
+    ) -> Result<()> {
+        let mut t = target(dest);
+        t.reference = reference.to_string();
+        let path = format!("{}/manifests/{reference}", dest.repository);
+        let resp = self
+            .send(&t, ACTION, &Scope::push(&dest.repository), |http, base| {
+                v2(http, Method::PUT, base, &path)
+                    .header(header::CONTENT_TYPE, desc.media_type.as_str())
+                    .body(bytes.clone())
+            })
+            .await?;
+        if resp.status() != StatusCode::CREATED {
+            return Err(Error {
+                action: ACTION,
+                target: Box::new(t),
+                kind: status_error(resp, "manifest").await,
+            });
+        }
+        Ok(())
+    }
+}
+
+fn error(dest: &Reference, kind: ErrorKind) -> Error {
+    Error {
+        action: ACTION,
+        target: Box::new(target(dest)),
+        kind,
+    }
+}
+
+fn parse(dest: &Reference, desc: &Descriptor, bytes: &[u8]) -> Result<Parsed> {
+    if Digest::of(bytes) != desc.digest {
+        return Err(error(
+            dest,
+            ErrorKind::DigestMismatch {
+                what: format!("the local manifest {}", desc.digest),
+                expected: desc.digest,
+                actual: Digest::of(bytes),
+            },
+        ));
+    }
+    manifest::parse(&desc.media_type, bytes).map_err(|e| error(dest, ErrorKind::Invalid(e)))
+}
+
+/// `len` bytes of `path` from `offset`, read as the request body is sent.
+fn file_body(path: PathBuf, offset: u64, len: u64) -> reqwest::Body {
+    let stream = futures_util::stream::unfold(
+        (path, offset, len, None::<std::fs::File>),
+        |(path, offset, left, file)| async move {
+            if left == 0 {
+                return None;
+            }
+            let read = |file: Option<std::fs::File>| -> std::io::Result<(Vec<u8>, std::fs::File)> {
+                let mut f = match file {
+                    Some(f) => f,
+                    None => {
+                        let mut f = std::fs::File::open(&path)?;
+                        f.seek(SeekFrom::Start(offset))?;
+                        f
+                    }
+                };
+                let mut buf = vec![0; READ_CHUNK.min(left) as usize];
+                f.read_exact(&mut buf)?;
+                Ok((buf, f))
+            };
+            match read(file) {
+                Ok((buf, f)) => {
+                    let n = buf.len() as u64;
+                    Some((Ok(buf), (path, offset + n, left - n, Some(f))))
+                }
+                Err(e) => Some((Err(e), (path, offset, 0, None))),
+            }
+        },
+    );
+    reqwest::Body::wrap_stream(stream)
+}

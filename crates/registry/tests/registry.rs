@@ -1,0 +1,434 @@
+//! kiln-registry against a real docker-registry (see kiln-testsupport).
+
+use kiln_registry::{
+    BlobDir, Client, ClientOptions, Credentials, ErrorKind, Platform, PushOptions,
+};
+use kiln_store::{Descriptor, Store};
+use kiln_testsupport::{base_images, Auth, BaseImages, Fault, Proxy, Registry, RegistryOptions};
+use std::path::Path;
+use std::time::Duration;
+
+fn options(insecure: &[String]) -> ClientOptions {
+    let mut o = ClientOptions::from_env();
+    o.insecure_registries = insecure.to_vec();
+    o.cert_dirs.clear();
+    o.auth_files = kiln_registry::AuthFiles {
+        read: Vec::new(),
+        write: "/nonexistent/kiln-test/config.json".into(),
+    };
+    o.backoff = Duration::from_millis(10);
+    o.retries = 2;
+    o.timeout = Duration::from_secs(5);
+    o
+}
+
+fn layout_manifest(layout: &Path) -> Descriptor {
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    serde_json::from_value(index["manifests"][0].clone()).unwrap()
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn push_busybox(client: &Client, host: &str, repo_tag: &str) -> kiln_registry::Pushed {
+    let layout = &base_images().busybox;
+    let dest = format!("{host}/{repo_tag}").parse().unwrap();
+    rt().block_on(client.push(
+        &BlobDir::of_layout(layout),
+        &layout_manifest(layout),
+        &dest,
+        &PushOptions::default(),
+    ))
+    .unwrap()
+}
+
+fn tmp_is_empty(store: &Store) -> bool {
+    std::fs::read_dir(store.tmp_dir()).unwrap().next().is_none()
+}
+
+#[test]
+fn push_then_pull_busybox_and_skip_present_blobs() {
+    let registry = Registry::start();
+    let client = Client::new(options(&[registry.host()]));
+    let pushed = push_busybox(&client, &registry.host(), "tools/busybox:1");
+    let want = layout_manifest(&base_images().busybox);
+    assert_eq!(pushed.digest, want.digest);
+    assert_eq!(pushed.uploaded.len(), 2, "{pushed:?}");
+    // A second push finds every blob there already.
+    let again = push_busybox(&client, &registry.host(), "tools/busybox:1");
+    assert_eq!((again.uploaded.len(), again.existing.len()), (0, 2));
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let reference = format!("{}/tools/busybox:1", registry.host())
+        .parse()
+        .unwrap();
+    let pulled = rt()
+        .block_on(client.pull(&store, &reference, None))
+        .unwrap();
+    assert_eq!(pulled.manifest.digest, want.digest);
+    assert_eq!(pulled.fetched.len(), 2);
+    assert!(pulled.index.is_none() && pulled.foreign.is_empty());
+    let resolved = store.resolve(&reference.to_string()).unwrap();
+    assert_eq!(resolved.descriptor.digest, want.digest);
+    for digest in &pulled.fetched {
+        let src = base_images()
+            .busybox
+            .join("blobs/sha256")
+            .join(digest.hex());
+        assert_eq!(
+            std::fs::read(src).unwrap(),
+            store.read_blob(digest).unwrap()
+        );
+    }
+    let again = rt()
+        .block_on(client.pull(&store, &reference, None))
+        .unwrap();
+    assert_eq!((again.fetched.len(), again.present.len()), (0, 2));
+}
+
+#[test]
+fn pull_selects_platforms_including_windows_os_version() {
+    let registry = Registry::start();
+    BaseImages::skopeo_push(&base_images().platforms, &registry.host(), "multi:latest");
+    let client = Client::new(options(&[registry.host()]));
+    let reference = format!("{}/multi:latest", registry.host()).parse().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let platform_file = |platform: &str| {
+        let p: Platform = platform.parse().unwrap();
+        let pulled = rt()
+            .block_on(client.pull(&store, &reference, Some(&p)))
+            .unwrap();
+        assert!(pulled.index.is_some());
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&store.read_blob(&pulled.manifest.digest).unwrap()).unwrap();
+        let config: serde_json::Value = serde_json::from_slice(
+            &store
+                .read_blob(
+                    &manifest["config"]["digest"]
+                        .as_str()
+                        .unwrap()
+                        .parse()
+                        .unwrap(),
+                )
+                .unwrap(),
+        )
+        .unwrap();
+        format!(
+            "{}/{} {}",
+            config["os"].as_str().unwrap(),
+            config["architecture"].as_str().unwrap(),
+            config["os.version"].as_str().unwrap_or("-")
+        )
+    };
+    assert_eq!(platform_file("linux/arm64"), "linux/arm64 -");
+    assert_eq!(platform_file("linux/amd64"), "linux/amd64 -");
+    assert_eq!(
+        platform_file("windows(10.0.17763)/amd64"),
+        "windows/amd64 10.0.17763.1234"
+    );
+    assert_eq!(
+        platform_file("windows/amd64"),
+        "windows/amd64 10.0.20348.2113"
+    );
+    let s390x: Platform = "linux/s390x".parse().unwrap();
+    let err = rt()
+        .block_on(client.pull(&store, &reference, Some(&s390x)))
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "pulling {}/multi:latest: no image for platform linux/s390x in the index; it has \
+             linux/amd64, linux/arm64/v8, windows(10.0.17763.1234)/amd64, windows(10.0.20348.2113)/amd64; \
+             pass `--platform` with one of those",
+            registry.host()
+        )
+    );
+}
+
+#[test]
+fn tls_with_the_registry_ca_and_without_it() {
+    let registry = Registry::start_with(RegistryOptions {
+        tls: true,
+        auth: Auth::None,
+    });
+    let mut opts = options(&[]);
+    opts.ca_certs = vec![registry.ca_cert()];
+    let pushed = push_busybox(&Client::new(opts), &registry.host(), "busybox:tls");
+    assert_eq!(pushed.uploaded.len(), 2);
+
+    let store_dir = tempfile::tempdir().unwrap();
+    let store = Store::open(store_dir.path()).unwrap();
+    let reference = format!("{}/busybox:tls", registry.host()).parse().unwrap();
+    let err = rt()
+        .block_on(Client::new(options(&[])).pull(&store, &reference, None))
+        .unwrap_err();
+    assert!(matches!(err.kind, ErrorKind::Tls { .. }), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.starts_with(&format!(
+            "pulling {}/busybox:tls: TLS failed talking to https://{}/v2/",
+            registry.host(),
+            registry.host()
+        )),
+        "{text}"
+    );
+    assert!(text.contains("--ca-cert FILE"), "{text}");
+    // An insecure registry skips verification.
+    let pulled = rt()
+        .block_on(Client::new(options(&[registry.host()])).pull(&store, &reference, None))
+        .unwrap();
+    assert_eq!(pulled.fetched.len(), 2);
+}
+
+fn creds() -> Credentials {
+    Credentials {
+        username: "kiln".into(),
+        password: "hunter2".into(),
+    }
+}
+
+fn auth_round_trip(auth: Auth) -> Registry {
+    let registry = Registry::start_with(RegistryOptions { tls: false, auth });
+    let anonymous = Client::new(options(&[registry.host()]));
+    let layout = &base_images().busybox;
+    let dest = format!("{}/private/busybox:1", registry.host())
+        .parse()
+        .unwrap();
+    let err = rt()
+        .block_on(anonymous.push(
+            &BlobDir::of_layout(layout),
+            &layout_manifest(layout),
+            &dest,
+            &PushOptions::default(),
+        ))
+        .unwrap_err();
+    assert!(matches!(err.kind, ErrorKind::Unauthorized { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains(&format!("run `kiln login {}`", registry.host())),
+        "{err}"
+    );
+
+    let mut opts = options(&[registry.host()]);
+    opts.credentials.insert(registry.host(), creds());
+    let client = Client::new(opts);
+    push_busybox(&client, &registry.host(), "private/busybox:1");
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let pulled = rt().block_on(client.pull(&store, &dest, None)).unwrap();
+    assert_eq!(pulled.fetched.len(), 2);
+    rt().block_on(client.login(&registry.host(), &creds()))
+        .unwrap();
+    let wrong = Credentials {
+        username: "kiln".into(),
+        password: "wrong".into(),
+    };
+    let err = rt()
+        .block_on(client.login(&registry.host(), &wrong))
+        .unwrap_err();
+    assert!(matches!(err.kind, ErrorKind::Unauthorized { .. }), "{err}");
+    registry
+}
+
+#[test]
+fn basic_auth() {
+    auth_round_trip(Auth::Basic {
+        user: "kiln".into(),
+        password: "hunter2".into(),
+    });
+}
+
+#[test]
+fn token_auth_with_real_jwts() {
+    let registry = auth_round_trip(Auth::Token {
+        user: "kiln".into(),
+        password: "hunter2".into(),
+    });
+    // Tokens are reused per scope, not fetched per request.
+    let issued = registry.issuer().unwrap().requests();
+    assert!((2..=8).contains(&issued), "{issued} token requests");
+}
+
+#[test]
+fn corrupt_blob_aborts_and_leaves_nothing() {
+    let registry = Registry::start();
+    let client = Client::new(options(&[registry.host()]));
+    push_busybox(&client, &registry.host(), "busybox:1");
+    let layout = &base_images().busybox;
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            layout
+                .join("blobs/sha256")
+                .join(layout_manifest(layout).digest.hex()),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let layer = manifest["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let proxy = Proxy::start(registry.port(), vec![Fault::CorruptBlob(layer.clone())]);
+    let client = Client::new(options(&[proxy.host()]));
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let reference = format!("{}/busybox:1", proxy.host()).parse().unwrap();
+    let err = rt()
+        .block_on(client.pull(&store, &reference, None))
+        .unwrap_err();
+    assert!(
+        matches!(err.kind, ErrorKind::DigestMismatch { .. }),
+        "{err}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.starts_with(&format!(
+            "pulling {}/busybox@{layer}: blob {layer} has digest sha256:",
+            proxy.host()
+        )),
+        "{text}"
+    );
+    assert!(text.ends_with("nothing was stored"), "{text}");
+    assert!(!store.has_blob(&layer.parse().unwrap()));
+    assert!(store.resolve(&reference.to_string()).is_err());
+    assert!(tmp_is_empty(&store));
+}
+
+#[test]
+fn dropped_connection_resumes_with_range_and_5xx_is_retried() {
+    let registry = Registry::start();
+    let client = Client::new(options(&[registry.host()]));
+    push_busybox(&client, &registry.host(), "busybox:1");
+    let layout = &base_images().busybox;
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            layout
+                .join("blobs/sha256")
+                .join(layout_manifest(layout).digest.hex()),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let layer = manifest["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let proxy = Proxy::start(
+        registry.port(),
+        vec![
+            Fault::DropBlob {
+                digest: layer.clone(),
+                after: 100_000,
+                times: 1,
+            },
+            Fault::Status {
+                path: "/manifests/".into(),
+                code: 503,
+                times: 2,
+            },
+        ],
+    );
+    let client = Client::new(options(&[proxy.host()]));
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let reference = format!("{}/busybox:1", proxy.host()).parse().unwrap();
+    let pulled = rt()
+        .block_on(client.pull(&store, &reference, None))
+        .unwrap();
+    assert_eq!(pulled.fetched.len(), 2);
+    let requests = proxy.requests();
+    let manifest_gets = requests
+        .iter()
+        .filter(|r| r.contains("/manifests/1 "))
+        .count();
+    assert_eq!(manifest_gets, 3, "{requests:#?}");
+    let ranged: Vec<_> = requests
+        .iter()
+        .filter(|r| r.contains("[range: bytes=100000-]"))
+        .collect();
+    assert_eq!(ranged.len(), 1, "{requests:#?}");
+    assert!(ranged[0].starts_with(&format!("GET /v2/busybox/blobs/{layer}")));
+}
+
+#[test]
+fn stopped_registry_and_missing_tag_say_what_to_do() {
+    let mut registry = Registry::start();
+    let client = Client::new(options(&[registry.host()]));
+    push_busybox(&client, &registry.host(), "busybox:1");
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let missing = format!("{}/busybox:nope", registry.host()).parse().unwrap();
+    let err = rt()
+        .block_on(client.pull(&store, &missing, None))
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "pulling {}/busybox:nope: manifest not found (404): MANIFEST_UNKNOWN: manifest unknown; \
+             check the name and tag, or that it was pushed",
+            registry.host()
+        )
+    );
+    registry.stop();
+    let reference = format!("{}/busybox:1", registry.host()).parse().unwrap();
+    let err = rt()
+        .block_on(client.pull(&store, &reference, None))
+        .unwrap_err();
+    assert!(
+        matches!(err.kind, ErrorKind::Connect { attempts: 3, .. }),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.starts_with(&format!(
+            "pulling {}/busybox:1: cannot reach the registry at",
+            registry.host()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.ends_with("check that it is running and the address is right"),
+        "{text}"
+    );
+}
+
+#[test]
+fn cross_repository_mount_and_chunked_upload() {
+    let registry = Registry::start();
+    let client = Client::new(options(&[registry.host()]));
+    push_busybox(&client, &registry.host(), "a/busybox:1");
+    let layout = &base_images().busybox;
+    let manifest = layout_manifest(layout);
+    let dest = format!("{}/b/busybox:1", registry.host()).parse().unwrap();
+    let opts = PushOptions {
+        mount_from: vec!["a/busybox".into()],
+    };
+    let pushed = rt()
+        .block_on(client.push(&BlobDir::of_layout(layout), &manifest, &dest, &opts))
+        .unwrap();
+    assert_eq!(
+        (pushed.mounted.len(), pushed.uploaded.len()),
+        (2, 0),
+        "{pushed:?}"
+    );
+
+    let mut chunked = options(&[registry.host()]);
+    chunked.chunk_size = Some(64 * 1024);
+    let client = Client::new(chunked);
+    let pushed = push_busybox(&client, &registry.host(), "c/busybox:1");
+    assert_eq!(pushed.uploaded.len(), 2);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let reference = format!("{}/c/busybox:1", registry.host()).parse().unwrap();
+    let pulled = rt()
+        .block_on(client.pull(&store, &reference, None))
+        .unwrap();
+    assert_eq!(pulled.manifest.digest, manifest.digest);
+}
