@@ -38,9 +38,10 @@ fn main() {
                 threads,
                 ..LayerOptions::default()
             };
+            let input = entries.clone();
             let start = Instant::now();
             let (desc, _) =
-                write_layer(entries.clone(), &options, std::io::sink()).expect("writing the layer");
+                write_layer(input, &options, std::io::sink()).expect("writing the layer");
             let secs = start.elapsed().as_secs_f64();
             println!(
                 "{label:15} {compression:16} {mib} MiB in {secs:.2}s = {:.0} MiB/s, blob {} bytes, {threads} threads",
