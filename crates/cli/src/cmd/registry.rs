@@ -1,12 +1,348 @@
-//! (being written) Registry subcommands: pull, push, copy, login, logout.
+//! Registry subcommands: pull, push, copy, login, logout.
 
+use anyhow::{bail, Context};
+use kiln_oci::reference::Reference;
+use kiln_registry::{
+    AuthFiles, BlobDir, Client, ClientOptions, Credentials, Platform, PushOptions,
+};
+use kiln_store::{ArchiveImage, Descriptor, Store};
+use std::io::Read;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Subcommands that talk to registries.
 #[derive(clap::Subcommand)]
-pub enum RegistryCommand {}
+pub enum RegistryCommand {
+    /// Pull an image from a registry into the store.
+    Pull {
+        #[command(flatten)]
+        root: StoreArg,
+        #[command(flatten)]
+        net: NetArgs,
+        /// Platform to pull from a multi-platform image: os/arch[/variant],
+        /// or windows(10.0.17763)/amd64 for a Windows build [default: this host's].
+        #[arg(long)]
+        platform: Option<Platform>,
+        /// The image: NAME[:TAG] or NAME@DIGEST.
+        image: String,
+    },
+    /// Push an image from the store to a registry.
+    Push {
+        #[command(flatten)]
+        root: StoreArg,
+        #[command(flatten)]
+        net: NetArgs,
+        /// The image in the store (name or id).
+        image: String,
+        /// Where to push it [default: the image's own name].
+        dest: Option<String>,
+    },
+    /// Copy an image between registries (docker://REF), OCI layouts
+    /// (oci:DIR[:TAG]), docker-archives (docker-archive:FILE) and the
+    /// store (store:REF), like `skopeo copy`.
+    Copy {
+        #[command(flatten)]
+        root: StoreArg,
+        #[command(flatten)]
+        net: NetArgs,
+        /// Platform to copy from a multi-platform image [default: this host's].
+        #[arg(long)]
+        platform: Option<Platform>,
+        /// Source.
+        src: String,
+        /// Destination.
+        dest: String,
+    },
+    /// Check and save credentials for a registry, as `docker login` does.
+    Login {
+        #[command(flatten)]
+        net: NetArgs,
+        /// User name.
+        #[arg(short, long)]
+        username: Option<String>,
+        /// Password or access token (prefer --password-stdin).
+        #[arg(short, long)]
+        password: Option<String>,
+        /// Read the password from standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        /// The registry host[:port] [default: docker.io].
+        registry: Option<String>,
+    },
+    /// Remove saved credentials for a registry.
+    Logout {
+        /// The registry host[:port] [default: docker.io].
+        registry: Option<String>,
+    },
+}
+
+/// Where the store is.
+#[derive(clap::Args)]
+pub struct StoreArg {
+    /// Store root [default: $KILN_ROOT, else /var/lib/kiln as root, else
+    /// $XDG_DATA_HOME/kiln].
+    #[arg(long)]
+    root: Option<PathBuf>,
+}
+
+impl StoreArg {
+    fn open(&self) -> anyhow::Result<Store> {
+        let root = match &self.root {
+            Some(r) => r.clone(),
+            None => Store::default_root()?,
+        };
+        Store::open(&root).with_context(|| format!("cannot open the store at {}", root.display()))
+    }
+}
+
+/// How to reach registries.
+#[derive(clap::Args)]
+pub struct NetArgs {
+    /// Verify registries' TLS certificates (`--tls-verify=false` treats
+    /// every registry as insecure).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    tls_verify: bool,
+    /// A registry (host[:port]) reachable over plain HTTP or with an
+    /// unverified certificate; repeatable. Also $KILN_INSECURE_REGISTRIES.
+    #[arg(long = "insecure-registry", value_name = "HOST")]
+    insecure: Vec<String>,
+    /// An extra CA certificate (PEM) to trust; repeatable.
+    #[arg(long = "ca-cert", value_name = "FILE")]
+    ca_certs: Vec<PathBuf>,
+}
+
+impl NetArgs {
+    fn client(&self) -> Client {
+        let mut opts = ClientOptions::from_env();
+        opts.tls_verify = self.tls_verify;
+        opts.insecure_registries
+            .extend(self.insecure.iter().cloned());
+        opts.ca_certs.extend(self.ca_certs.iter().cloned());
+        Client::new(opts)
+    }
+}
 
 /// Runs a registry subcommand.
 pub fn run(cmd: RegistryCommand) -> anyhow::Result<ExitCode> {
-    match cmd {}
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(run_async(cmd))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_async(cmd: RegistryCommand) -> anyhow::Result<()> {
+    match cmd {
+        RegistryCommand::Pull {
+            root,
+            net,
+            platform,
+            image,
+        } => {
+            let reference = parse_ref(&image)?;
+            let store = root.open()?;
+            let pulled = net
+                .client()
+                .pull(&store, &reference, platform.as_ref())
+                .await?;
+            println!("Pulled {}", reference.familiar());
+            println!("Digest: {}", pulled.manifest.digest);
+            Ok(())
+        }
+        RegistryCommand::Push {
+            root,
+            net,
+            image,
+            dest,
+        } => {
+            let store = root.open()?;
+            let resolved = store.resolve(&image)?;
+            let dest = match dest {
+                Some(d) => parse_ref(&d)?,
+                None => resolved
+                    .by_name
+                    .clone()
+                    .or_else(|| resolved.tags.first().cloned())
+                    .with_context(|| format!("{image} has no name to push to; give a destination: `kiln push {image} REGISTRY/REPO:TAG`"))?,
+            };
+            let pushed = net
+                .client()
+                .push(
+                    &BlobDir::of_store(&store),
+                    &resolved.descriptor,
+                    &dest,
+                    &PushOptions::default(),
+                )
+                .await?;
+            println!("Pushed {}", dest.familiar());
+            println!("Digest: {}", pushed.digest);
+            Ok(())
+        }
+        RegistryCommand::Copy {
+            root,
+            net,
+            platform,
+            src,
+            dest,
+        } => copy(&root, &net, platform.as_ref(), &src, &dest).await,
+        RegistryCommand::Login {
+            net,
+            username,
+            password,
+            password_stdin,
+            registry,
+        } => {
+            let registry = registry_name(registry.as_deref());
+            let Some(username) = username else {
+                bail!("give a user name with --username (kiln does not prompt)");
+            };
+            let password = match (password, password_stdin) {
+                (Some(_), true) => bail!("--password and --password-stdin cannot be used together"),
+                (Some(p), false) => p,
+                (None, true) => {
+                    let mut p = String::new();
+                    std::io::stdin()
+                        .read_to_string(&mut p)
+                        .context("reading the password from standard input")?;
+                    p.trim_end_matches(['\n', '\r']).to_string()
+                }
+                (None, false) => bail!(
+                    "give a password with --password-stdin or --password (kiln does not prompt)"
+                ),
+            };
+            let creds = Credentials { username, password };
+            net.client().login(&registry, &creds).await?;
+            let saved = AuthFiles::from_env()
+                .store(&registry, &creds)
+                .map_err(anyhow::Error::msg)?;
+            println!("Login Succeeded (credentials for {registry} saved in {saved})");
+            Ok(())
+        }
+        RegistryCommand::Logout { registry } => {
+            let registry = registry_name(registry.as_deref());
+            let files = AuthFiles::from_env();
+            if !files.erase(&registry).map_err(anyhow::Error::msg)? {
+                bail!(
+                    "not logged in to {registry} (no credentials in {})",
+                    files.write.display()
+                );
+            }
+            println!("Removed login credentials for {registry}");
+            Ok(())
+        }
+    }
+}
+
+fn parse_ref(s: &str) -> anyhow::Result<Reference> {
+    Ok(Reference::parse(s)?)
+}
+
+/// `https://index.docker.io/v1/` → `docker.io`; `http://h:5000/` → `h:5000`.
+fn registry_name(arg: Option<&str>) -> String {
+    let arg = arg.unwrap_or("docker.io");
+    let rest = arg
+        .strip_prefix("https://")
+        .or_else(|| arg.strip_prefix("http://"))
+        .unwrap_or(arg);
+    match rest.split('/').next().unwrap_or(rest) {
+        "index.docker.io" | "registry-1.docker.io" => "docker.io".to_string(),
+        host => host.to_string(),
+    }
+}
+
+/// One end of `kiln copy`.
+enum Location {
+    Registry(Reference),
+    Layout(PathBuf, Option<String>),
+    DockerArchive(PathBuf),
+    Store(Reference),
+}
+
+fn location(s: &str) -> anyhow::Result<Location> {
+    if let Some(r) = s.strip_prefix("docker://") {
+        return Ok(Location::Registry(parse_ref(r)?));
+    }
+    if let Some(p) = s.strip_prefix("oci:") {
+        let (path, tag) = match p.rsplit_once(':') {
+            Some((path, tag)) if !tag.contains('/') => (path, Some(tag.to_string())),
+            _ => (p, None),
+        };
+        return Ok(Location::Layout(path.into(), tag));
+    }
+    if let Some(p) = s.strip_prefix("docker-archive:") {
+        return Ok(Location::DockerArchive(p.into()));
+    }
+    if let Some(r) = s.strip_prefix("store:") {
+        return Ok(Location::Store(parse_ref(r)?));
+    }
+    bail!("{s:?} names no known transport; use docker://REF, oci:DIR[:TAG], docker-archive:FILE or store:REF")
+}
+
+async fn copy(
+    root: &StoreArg,
+    net: &NetArgs,
+    platform: Option<&Platform>,
+    src: &str,
+    dest: &str,
+) -> anyhow::Result<()> {
+    let (src, dest) = (location(src)?, location(dest)?);
+    let client = net.client();
+    // Registry to store: a pull, tagged with the store name.
+    if let (Location::Registry(from), Location::Store(to)) = (&src, &dest) {
+        let store = root.open()?;
+        let pulled = client.pull(&store, from, platform).await?;
+        store.tag(to, &pulled.manifest)?;
+        println!("Copied {} to store:{}", from.familiar(), to.familiar());
+        return Ok(());
+    }
+    // Everything else goes through a staging store, or the real one.
+    let staging_dir = tempfile::tempdir().context("creating a staging directory")?;
+    let staging = Store::open(staging_dir.path())?;
+    let main;
+    let (store, image): (&Store, Descriptor) = match &src {
+        Location::Registry(r) => (&staging, client.pull(&staging, r, platform).await?.manifest),
+        Location::Layout(path, _) | Location::DockerArchive(path) => {
+            let images = staging.load(path)?;
+            let first = images
+                .into_iter()
+                .next()
+                .with_context(|| format!("{} holds no image", path.display()))?;
+            (&staging, first.descriptor)
+        }
+        Location::Store(r) => {
+            main = root.open()?;
+            let d = main.resolve(&r.to_string())?.descriptor;
+            (&main, d)
+        }
+    };
+    match &dest {
+        Location::Registry(to) => {
+            let mount_from = match &src {
+                Location::Registry(from) if from.registry == to.registry => vec![from.repository.clone()],
+                _ => Vec::new(),
+            };
+            let pushed = client
+                .push(&BlobDir::of_store(store), &image, to, &PushOptions { mount_from })
+                .await?;
+            println!("Copied to {}", to.familiar());
+            println!("Digest: {}", pushed.digest);
+        }
+        Location::Layout(path, tag) => {
+            let tags = match tag {
+                Some(t) => vec![parse_ref(&format!("localhost/image:{t}"))?],
+                None => Vec::new(),
+            };
+            store.export_oci(&[ArchiveImage { descriptor: image, tags }], path)?;
+            println!("Copied to oci:{}", path.display());
+        }
+        Location::DockerArchive(path) => {
+            store.save_docker(&[ArchiveImage { descriptor: image, tags: Vec::new() }], path)?;
+            println!("Copied to docker-archive:{}", path.display());
+        }
+        Location::Store(_) => bail!(
+            "copying into the store from an OCI layout, docker-archive or the store itself is not supported by `kiln copy`; use `kiln load` for archives and `kiln tag` within the store"
+        ),
+    }
+    Ok(())
 }

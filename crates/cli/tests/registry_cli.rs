@@ -1,0 +1,312 @@
+//! `kiln pull/push/copy/login/logout` against a real docker-registry.
+
+use kiln_testsupport::{base_images, Auth, BaseImages, Registry, RegistryOptions};
+use std::path::Path;
+use std::process::Command;
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs kiln with a clean environment: `home` as HOME and DOCKER_CONFIG's parent.
+fn kiln(home: &Path, args: &[&str]) -> Run {
+    let path = format!(
+        "{}:{}",
+        home.join("bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(args)
+        .env_clear()
+        .env("PATH", path)
+        .env("HOME", home)
+        .env("DOCKER_CONFIG", home.join("docker"))
+        .env("KILN_ROOT", home.join("store"))
+        .output()
+        .unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn busybox_digest() -> String {
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(base_images().busybox.join("index.json")).unwrap())
+            .unwrap();
+    index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn pull_push_and_copy() {
+    let registry = Registry::start();
+    let host = registry.host();
+    BaseImages::skopeo_push(&base_images().busybox, &host, "busybox:1");
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let digest = busybox_digest();
+
+    let run = kiln(
+        h,
+        &[
+            "pull",
+            "--insecure-registry",
+            &host,
+            &format!("{host}/busybox:1"),
+        ],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        run.stdout,
+        format!("Pulled {host}/busybox:1\nDigest: {digest}\n")
+    );
+
+    let run = kiln(
+        h,
+        &[
+            "push",
+            "--insecure-registry",
+            &host,
+            &format!("{host}/busybox:1"),
+            &format!("{host}/copy:2"),
+        ],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        run.stdout,
+        format!("Pushed {host}/copy:2\nDigest: {digest}\n")
+    );
+
+    // oci layout → registry → oci layout, with the insecure host from the environment.
+    let run = {
+        let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args([
+                "copy",
+                &format!("oci:{}", base_images().busybox.display()),
+                &format!("docker://{host}/from-oci:3"),
+            ])
+            .env("KILN_INSECURE_REGISTRIES", &host)
+            .env("KILN_ROOT", h.join("store"))
+            .env("DOCKER_CONFIG", h.join("docker"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(
+        run,
+        format!("Copied to {host}/from-oci:3\nDigest: {digest}\n")
+    );
+    let out_dir = h.join("exported");
+    let run = kiln(
+        h,
+        &[
+            "copy",
+            "--tls-verify=false",
+            &format!("docker://{host}/from-oci:3"),
+            &format!("oci:{}", out_dir.display()),
+        ],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("index.json")).unwrap()).unwrap();
+    assert_eq!(index["manifests"][0]["digest"], digest.as_str());
+
+    // registry → registry within one registry mounts rather than uploads.
+    let run = kiln(
+        h,
+        &[
+            "copy",
+            "--tls-verify=false",
+            &format!("docker://{host}/copy:2"),
+            &format!("docker://{host}/mounted:4"),
+        ],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let run = kiln(
+        h,
+        &["pull", "--tls-verify=false", &format!("{host}/mounted:4")],
+    );
+    assert_eq!(
+        run.stdout,
+        format!("Pulled {host}/mounted:4\nDigest: {digest}\n")
+    );
+}
+
+#[test]
+fn login_logout_and_errors_name_the_registry() {
+    let registry = Registry::start_with(RegistryOptions {
+        tls: true,
+        auth: Auth::Basic {
+            user: "kiln".into(),
+            password: "hunter2".into(),
+        },
+    });
+    let host = registry.host();
+    let ca = registry.ca_cert();
+    let ca = ca.to_str().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    std::fs::create_dir_all(h.join("store")).unwrap();
+
+    let run = kiln(
+        h,
+        &["login", "--ca-cert", ca, "-u", "kiln", "-p", "wrong", &host],
+    );
+    assert_eq!(run.code, 1);
+    assert_eq!(
+        run.stderr,
+        format!(
+            "error: logging in to registry {host}: the registry asks for credentials (401 Unauthorized: \
+             the user name or password is wrong); run `kiln login {host}` or check the credentials in your docker config or auth.json\n"
+        )
+    );
+    assert!(!h.join("docker/config.json").exists());
+
+    let run = kiln(
+        h,
+        &[
+            "login",
+            "--ca-cert",
+            ca,
+            "-u",
+            "kiln",
+            "-p",
+            "hunter2",
+            &host,
+        ],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let config = h.join("docker/config.json");
+    assert_eq!(
+        run.stdout,
+        format!(
+            "Login Succeeded (credentials for {host} saved in {})\n",
+            config.display()
+        )
+    );
+    let saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+    assert_eq!(saved["auths"][&host]["auth"], "a2lsbjpodW50ZXIy");
+
+    // The stored credentials are used; certs.d supplies the CA.
+    let certs = h.join(".docker/certs.d").join(&host);
+    std::fs::create_dir_all(&certs).unwrap();
+    std::fs::copy(registry.ca_cert(), certs.join("ca.crt")).unwrap();
+    let oci = format!("oci:{}", base_images().busybox.display());
+    let run = kiln(h, &["copy", &oci, &format!("docker://{host}/private:1")]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+
+    let run = kiln(h, &["logout", &host]);
+    assert_eq!(
+        (run.code, run.stdout.as_str()),
+        (
+            0,
+            format!("Removed login credentials for {host}\n").as_str()
+        )
+    );
+    let run = kiln(h, &["logout", &host]);
+    assert_eq!(
+        run.stderr,
+        format!(
+            "error: not logged in to {host} (no credentials in {})\n",
+            config.display()
+        )
+    );
+    let run = kiln(h, &["pull", &format!("{host}/private:1")]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr.starts_with(&format!(
+            "error: pulling {host}/private:1: the registry asks for credentials (401 Unauthorized: UNAUTHORIZED: authentication required); run `kiln login {host}`"
+        )),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn credential_helper_is_used_for_login_and_pull() {
+    let registry = Registry::start_with(RegistryOptions {
+        tls: false,
+        auth: Auth::Token {
+            user: "kiln".into(),
+            password: "hunter2".into(),
+        },
+    });
+    let host = registry.host();
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    std::fs::create_dir_all(h.join("bin")).unwrap();
+    std::fs::create_dir_all(h.join("docker")).unwrap();
+    std::fs::write(h.join("docker/config.json"), r#"{"credsStore":"kilntest"}"#).unwrap();
+    // A helper keeping one secret in a file, as docker-credential-* programs do.
+    let helper = h.join("bin/docker-credential-kilntest");
+    let state = h.join("helper-state");
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\nset -e\ncase \"$1\" in\n  store) cat > {s} ;;\n  get) read host || true; if [ -f {s} ]; then sed 's/\"ServerURL\":\"[^\"]*\",//' {s}; else echo 'credentials not found in native keychain'; exit 1; fi ;;\n  erase) rm -f {s} ;;\nesac\n",
+            s = state.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let oci = format!("oci:{}", base_images().busybox.display());
+    let dest = format!("docker://{host}/helped:1");
+    let run = kiln(h, &["copy", "--insecure-registry", &host, &oci, &dest]);
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("401 Unauthorized"), "{}", run.stderr);
+
+    let run = kiln(
+        h,
+        &[
+            "login",
+            "--insecure-registry",
+            &host,
+            "-u",
+            "kiln",
+            "-p",
+            "hunter2",
+            &host,
+        ],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        run.stdout,
+        format!("Login Succeeded (credentials for {host} saved in docker-credential-kilntest)\n")
+    );
+    let stored: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    assert_eq!(
+        stored,
+        serde_json::json!({"ServerURL": host, "Username": "kiln", "Secret": "hunter2"})
+    );
+
+    let run = kiln(h, &["copy", "--insecure-registry", &host, &oci, &dest]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let run = kiln(
+        h,
+        &[
+            "pull",
+            "--insecure-registry",
+            &host,
+            &format!("{host}/helped:1"),
+        ],
+    );
+    assert_eq!(
+        run.stdout,
+        format!("Pulled {host}/helped:1\nDigest: {}\n", busybox_digest())
+    );
+}
