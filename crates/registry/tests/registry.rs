@@ -432,3 +432,37 @@ fn cross_repository_mount_and_chunked_upload() {
         .unwrap();
     assert_eq!(pulled.manifest.digest, manifest.digest);
 }
+
+#[test]
+fn rate_limiting_that_does_not_stop_gives_up_with_advice() {
+    let registry = Registry::start();
+    let proxy = Proxy::start(
+        registry.port(),
+        vec![Fault::Status {
+            path: "/manifests/".into(),
+            code: 429,
+            times: 10,
+        }],
+    );
+    let client = Client::new(options(&[proxy.host()]));
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let reference = format!("{}/busybox:1", proxy.host()).parse().unwrap();
+    let err = rt()
+        .block_on(client.pull(&store, &reference, None))
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "pulling {}/busybox:1: the registry is rate limiting requests (429 Too Many Requests) and kept \
+             doing so after 3 attempts; wait and try again, or log in for a higher limit",
+            proxy.host()
+        )
+    );
+    let gets = proxy
+        .requests()
+        .iter()
+        .filter(|r| r.contains("/manifests/1 "))
+        .count();
+    assert_eq!(gets, 3);
+}

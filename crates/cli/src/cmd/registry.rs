@@ -329,9 +329,14 @@ async fn copy(
             println!("Digest: {}", pushed.digest);
         }
         Location::Layout(path, tag) => {
-            let tags = match tag {
-                Some(t) => vec![parse_ref(&format!("localhost/image:{t}"))?],
-                None => Vec::new(),
+            // The store names layout entries by full reference; the source's
+            // name with the requested tag is the one that means something.
+            let tags = match (tag, &src) {
+                (None, _) => Vec::new(),
+                (Some(t), Location::Registry(r) | Location::Store(r)) => vec![r.with_tag(t)?],
+                (Some(_), _) => bail!(
+                    "a tag for the destination layout is only supported when copying from a registry or the store; drop `:TAG`"
+                ),
             };
             store.export_oci(&[ArchiveImage { descriptor: image, tags }], path)?;
             println!("Copied to oci:{}", path.display());
