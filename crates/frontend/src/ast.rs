@@ -82,12 +82,7 @@ pub struct Warning {
 impl Ast {
     /// Builds an error located at `line` of this file, with the source line
     /// filled in and the caret on the first occurrence of `needle`, if given.
-    pub fn error_at(
-        &self,
-        err: crate::Error,
-        line: usize,
-        needle: Option<&str>,
-    ) -> crate::Error {
+    pub fn error_at(&self, err: crate::Error, line: usize, needle: Option<&str>) -> crate::Error {
         let mut err = err.in_file(self.file.clone()).at(line, 0);
         if let Some(text) = line.checked_sub(1).and_then(|i| self.lines.get(i)) {
             err = err.with_source_line(text.clone());
