@@ -16,6 +16,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     #[command(flatten)]
+    Build(cmd::build::BuildCommand),
+    #[command(flatten)]
     Frontend(cmd::frontend::FrontendCommand),
     #[command(flatten)]
     Store(cmd::store::StoreCommand),
@@ -26,6 +28,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Build(c) => cmd::build::run(c),
         Command::Frontend(c) => cmd::frontend::run(c),
         Command::Store(c) => cmd::store::run(c),
         Command::Registry(c) => cmd::registry::run(c),
