@@ -17,7 +17,6 @@ mod dump;
 mod heredoc;
 mod json;
 mod node;
-mod shlex;
 mod text;
 
 pub use directives::{detect_syntax, parse_check, SyntaxDirective};

@@ -2,7 +2,7 @@
 //! lines, found the way BuildKit finds them: split the whole line into
 //! shell words, then test each word against `^(\d*)<<(-?)\s*([^<]*)$`.
 
-use super::shlex;
+use crate::shell::Lexer;
 use crate::{Error, ErrorKind, Heredoc};
 
 /// Reads one shell word as a heredoc marker.
@@ -33,11 +33,11 @@ pub fn parse_heredoc_word(word: &str) -> Result<Option<Heredoc>, Error> {
         return Ok(None);
     }
     let syntax = |message: String| Error::new(ErrorKind::Syntax, message);
-    let words = shlex::words(name, false, false).map_err(syntax)?;
+    let words = shell_words(name, false, false).map_err(syntax)?;
     let [word] = words.as_slice() else {
         return Ok(None);
     };
-    let raw = shlex::words(name, true, false).map_err(syntax)?;
+    let raw = shell_words(name, true, false).map_err(syntax)?;
     let [raw] = raw.as_slice() else {
         return Err(syntax(format!(
             "internal lexing of heredoc produced inconsistent results: {name}"
@@ -70,7 +70,7 @@ pub fn parse_heredoc_word(word: &str) -> Result<Option<Heredoc>, Error> {
 /// assert_eq!(names, ["A", "B"]);
 /// ```
 pub fn heredocs_from_line(line: &str) -> Result<Vec<Heredoc>, Error> {
-    let words = shlex::words(line, true, true).unwrap_or_default();
+    let words = shell_words(line, true, true).unwrap_or_default();
     let mut docs = Vec::new();
     for word in &words {
         if let Some(doc) = parse_heredoc_word(word)? {
@@ -145,4 +145,16 @@ mod tests {
     fn chomp_strips_only_leading_tabs() {
         assert_eq!(chomp_heredoc("\ta\tb\n \tc\r\n\t\td"), "a\tb\n \tc\r\nd");
     }
+}
+
+/// Splits `input` into shell words the way BuildKit does to find heredoc
+/// markers: backslash as escape token whatever the `escape` directive says,
+/// unset variables kept as written, no expansion.
+fn shell_words(input: &str, raw_quotes: bool, raw_escapes: bool) -> Result<Vec<String>, String> {
+    Lexer::new('\\')
+        .raw_quotes(raw_quotes)
+        .raw_escapes(raw_escapes)
+        .skip_unset(true)
+        .process_words(input, &Vec::<(String, String)>::new())
+        .map_err(|e| e.to_string())
 }
