@@ -92,6 +92,18 @@ pub fn chomp_heredoc(content: &str) -> String {
         .collect()
 }
 
+/// Splits `input` into shell words the way BuildKit does to find heredoc
+/// markers: backslash as escape token whatever the `escape` directive says,
+/// unset variables kept as written, no expansion.
+fn shell_words(input: &str, raw_quotes: bool, raw_escapes: bool) -> Result<Vec<String>, String> {
+    Lexer::new('\\')
+        .raw_quotes(raw_quotes)
+        .raw_escapes(raw_escapes)
+        .skip_unset(true)
+        .process_words(input, &Vec::<(String, String)>::new())
+        .map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,16 +157,4 @@ mod tests {
     fn chomp_strips_only_leading_tabs() {
         assert_eq!(chomp_heredoc("\ta\tb\n \tc\r\n\t\td"), "a\tb\n \tc\r\nd");
     }
-}
-
-/// Splits `input` into shell words the way BuildKit does to find heredoc
-/// markers: backslash as escape token whatever the `escape` directive says,
-/// unset variables kept as written, no expansion.
-fn shell_words(input: &str, raw_quotes: bool, raw_escapes: bool) -> Result<Vec<String>, String> {
-    Lexer::new('\\')
-        .raw_quotes(raw_quotes)
-        .raw_escapes(raw_escapes)
-        .skip_unset(true)
-        .process_words(input, &Vec::<(String, String)>::new())
-        .map_err(|e| e.to_string())
 }
