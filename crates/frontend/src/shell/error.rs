@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use super::names::go_quote;
+use crate::go_quote;
 use super::pattern::PatternError;
 
 /// What went wrong while expanding a word.

@@ -31,53 +31,6 @@ pub(crate) fn is_space(c: char) -> bool {
     c.is_whitespace()
 }
 
-/// Go's `strconv.IsPrint`: letters, marks, numbers, punctuation, symbols
-/// and the ASCII space.
-fn is_print(c: char) -> bool {
-    if c == ' ' {
-        return true;
-    }
-    !matches!(
-        get_general_category(c),
-        Gc::Control
-            | Gc::Format
-            | Gc::LineSeparator
-            | Gc::ParagraphSeparator
-            | Gc::PrivateUse
-            | Gc::SpaceSeparator
-            | Gc::Surrogate
-            | Gc::Unassigned
-    )
-}
-
-/// Go's `%q` (`strconv.Quote`), so error messages quote the word the way
-/// BuildKit's do.
-pub(crate) fn go_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if is_print(c) => out.push(c),
-            '\u{07}' => out.push_str("\\a"),
-            '\u{08}' => out.push_str("\\b"),
-            '\u{0c}' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{0b}' => out.push_str("\\v"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                out.push_str(&format!("\\x{:02x}", c as u32))
-            }
-            c if (c as u32) < 0x1_0000 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push_str(&format!("\\U{:08x}", c as u32)),
-        }
-    }
-    out.push('"');
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,15 +50,5 @@ mod tests {
             assert!(!is_digit(c), "{c}");
         }
         assert!(is_space('\u{a0}') && is_space('\u{3000}') && !is_space('x'));
-    }
-
-    #[test]
-    fn quotes_like_go() {
-        assert_eq!(go_quote("a\"b\\c"), r#""a\"b\\c""#);
-        assert_eq!(go_quote("\t\n\u{0}\u{7f}♥"), r#""\t\n\x00\x7f♥""#);
-        assert_eq!(
-            go_quote("\u{a0}\u{ad}\u{e000}\u{f0000}"),
-            r#""\u00a0\u00ad\ue000\U000f0000""#
-        );
     }
 }
