@@ -183,3 +183,22 @@ fn parse_error_exits_non_zero_with_location() {
         "{err}"
     );
 }
+
+#[test]
+fn foreign_syntax_directive_is_reported_and_ignored() {
+    let out = kiln(
+        &["check", "-f", "-", "."],
+        Some("# syntax=example.com/custom/frontend:2\nFROM scratch\nLABEL a=b\n"),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stderr),
+        "warning: <stdin>:1: # syntax=example.com/custom/frontend:2 is ignored: kiln reads Dockerfiles with its own BuildKit-compatible front end and cannot run front-end images\n"
+    );
+    let out = kiln(
+        &["check", "-f", "-", "."],
+        Some("# syntax=docker/dockerfile:1\nFROM scratch\n"),
+    );
+    assert!(out.status.success());
+    assert_eq!(text(&out.stderr), "");
+}

@@ -32,5 +32,5 @@ pub use error::{Error, ErrorKind};
 pub use parser::parse;
 pub use parser::{
     chomp_heredoc, detect_syntax, go_quote, heredocs_from_line, parse_check, parse_heredoc_word,
-    parse_words, SyntaxDirective,
+    parse_words, syntax_warning, SyntaxDirective,
 };

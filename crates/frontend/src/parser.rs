@@ -19,7 +19,7 @@ mod json;
 mod node;
 mod text;
 
-pub use directives::{detect_syntax, parse_check, SyntaxDirective};
+pub use directives::{detect_syntax, parse_check, syntax_warning, SyntaxDirective};
 pub use dump::go_quote;
 pub use heredoc::{chomp_heredoc, heredocs_from_line, parse_heredoc_word};
 pub use node::parse_words;

@@ -96,7 +96,8 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
             .map_err(|e| anyhow::anyhow!("invalid --platform {platform:?}: {e}"))?;
     }
     let plan = kiln_frontend::stages::resolve(&ast, &options)?;
-    for warning in &ast.warnings {
+    let syntax = kiln_frontend::syntax_warning(&bytes);
+    for warning in ast.warnings.iter().chain(&syntax) {
         eprintln!("warning: {name}:{}: {}", warning.line, warning.message);
     }
     print!("{plan}");

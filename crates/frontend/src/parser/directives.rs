@@ -99,6 +99,32 @@ pub fn detect_syntax(source: &[u8]) -> Option<SyntaxDirective> {
     find_directive("syntax", source, true)
 }
 
+/// The warning a build shows for a `# syntax=` directive naming a front end
+/// other than Docker's own Dockerfile front end, which kiln implements
+/// itself: kiln cannot run front-end images, so such a directive is
+/// ignored rather than silently obeyed.
+///
+/// ```
+/// assert!(kiln_frontend::syntax_warning(b"# syntax=docker/dockerfile:1.7\nFROM a\n").is_none());
+/// let w = kiln_frontend::syntax_warning(b"# syntax=example.com/my/frontend\nFROM a\n").unwrap();
+/// assert_eq!(w.line, 1);
+/// ```
+pub fn syntax_warning(source: &[u8]) -> Option<crate::Warning> {
+    let syntax = detect_syntax(source)?;
+    let name = syntax.ref_.split(['@', ':']).next().unwrap_or_default();
+    let name = name.strip_prefix("docker.io/").unwrap_or(name);
+    if matches!(name, "docker/dockerfile" | "docker/dockerfile-upstream") {
+        return None;
+    }
+    Some(crate::Warning {
+        line: syntax.line,
+        message: format!(
+            "# syntax={} is ignored: kiln reads Dockerfiles with its own BuildKit-compatible front end and cannot run front-end images",
+            syntax.cmdline
+        ),
+    })
+}
+
 /// Finds the `# check=` directive (lint configuration); only the `#` form
 /// counts.
 ///
