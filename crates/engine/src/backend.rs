@@ -1,1 +1,431 @@
-//! (being written)
+//! Build backends: the [`BuildBackend`] trait, what a build is asked to do
+//! ([`BuildRequest`]) and what it produced ([`BuiltImage`]), and the
+//! [`NativeBackend`], which builds in this process.
+//!
+//! The native build, as BuildKit's Dockerfile frontend does it:
+//! 1. parse, and resolve the plan once to learn the base images;
+//! 2. find each base (store, registry, named context) and read its config;
+//! 3. resolve again with the bases' ENV (so `$PATH` expands from the base)
+//!    and with the ONBUILD triggers of base images inserted after their
+//!    FROM lines;
+//! 4. run the stages with the [`crate::solver`], independent ones at once;
+//! 5. write the target stage's config and manifest into the store and
+//!    [`crate::export`] it.
+
+mod error;
+
+pub use error::BuildError;
+
+use crate::base::Bases;
+use crate::events::{BuildEvent, EventSink};
+use crate::export::{self, Output};
+use crate::solver;
+use crate::stage::{self, StageContext};
+use kiln_frontend::dockerignore::{self, Matcher};
+use kiln_frontend::stages::{self, Base, BuildPlan, Platform, ResolveOptions};
+use kiln_frontend::{Ast, Error as DockerfileError, ErrorKind};
+use kiln_oci::reference::Reference;
+use kiln_oci::{Compression, Digest};
+use kiln_registry::{Client, ClientOptions};
+use kiln_store::{Descriptor, Store};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Something that can build images.
+pub trait BuildBackend: Send + Sync {
+    /// A short name (`native`).
+    fn name(&self) -> &'static str;
+    /// True when the backend can run builds on this machine.
+    fn is_available(&self) -> bool;
+    /// Runs the build `req` describes, reporting to `events`.
+    fn build(&self, req: &BuildRequest, events: &EventSink) -> Result<BuiltImage, BuildError>;
+}
+
+/// The Dockerfile of a build.
+#[derive(Clone, Debug)]
+pub struct Dockerfile {
+    /// The name errors use (`Dockerfile`, `app/Dockerfile`, `<stdin>`).
+    pub name: String,
+    /// Its contents.
+    pub bytes: Vec<u8>,
+    /// Its path, when it is a file: `<path>.dockerignore` is looked for
+    /// beside it.
+    pub path: Option<PathBuf>,
+}
+
+/// A `--build-context name=VALUE`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NamedContext {
+    /// A local directory, usable with `COPY --from=name`.
+    Dir(PathBuf),
+    /// `docker-image://REF`: this image instead of the one named.
+    Image(String),
+    /// `oci-layout://DIR[:TAG]` or `oci-layout://DIR@sha256:…`: an image
+    /// from an OCI layout on disk.
+    OciLayout {
+        /// The layout directory.
+        path: PathBuf,
+        /// A tag or digest; `None` when the layout holds one image.
+        reference: Option<String>,
+    },
+}
+
+impl FromStr for NamedContext {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<NamedContext, String> {
+        if let Some(reference) = value.strip_prefix("docker-image://") {
+            Reference::parse(reference).map_err(|e| e.to_string())?;
+            return Ok(NamedContext::Image(reference.to_string()));
+        }
+        if let Some(rest) = value.strip_prefix("oci-layout://") {
+            let (path, reference) = match rest.rsplit_once('@') {
+                Some((p, d)) => (p, Some(d.to_string())),
+                None => match rest.rsplit_once(':') {
+                    Some((p, t)) if !t.contains('/') => (p, Some(t.to_string())),
+                    _ => (rest, None),
+                },
+            };
+            return Ok(NamedContext::OciLayout {
+                path: PathBuf::from(path),
+                reference,
+            });
+        }
+        if let Some((scheme, _)) = value.split_once("://") {
+            return Err(format!(
+                "build contexts of type {scheme}:// are not supported; use a directory, docker-image://REF or oci-layout://DIR[:TAG]"
+            ));
+        }
+        Ok(NamedContext::Dir(PathBuf::from(value)))
+    }
+}
+
+/// Everything a build needs besides the store.
+#[derive(Clone, Debug)]
+pub struct BuildRequest {
+    /// The Dockerfile.
+    pub dockerfile: Dockerfile,
+    /// The build context directory; `None` for a build without one (only
+    /// steps that need no files from it can run).
+    pub context: Option<PathBuf>,
+    /// `--build-arg`s.
+    pub build_args: BTreeMap<String, String>,
+    /// `--target`: the stage to build (default: the last one).
+    pub target: Option<String>,
+    /// `--platform` (default: this host's).
+    pub platform: Option<Platform>,
+    /// Names for the image (`-t`).
+    pub tags: Vec<Reference>,
+    /// `--label`s, set on the final image after its own LABELs.
+    pub labels: BTreeMap<String, String>,
+    /// `--pull`: check the registry for base images even when the store
+    /// has them.
+    pub pull: bool,
+    /// `--build-context`s by name.
+    pub build_contexts: BTreeMap<String, NamedContext>,
+    /// Where the result goes (default: the store).
+    pub outputs: Vec<Output>,
+    /// Compression of new layers.
+    pub compression: Compression,
+    /// `SOURCE_DATE_EPOCH`: clamps new files' mtimes and sets `created`
+    /// and history times, for reproducible images.
+    pub source_date_epoch: Option<i64>,
+}
+
+impl BuildRequest {
+    /// A request with defaults: the last stage, this host's platform, no
+    /// tags, gzip layers, output to the store.
+    pub fn new(dockerfile: Dockerfile, context: Option<PathBuf>) -> BuildRequest {
+        BuildRequest {
+            dockerfile,
+            context,
+            build_args: BTreeMap::new(),
+            target: None,
+            platform: None,
+            tags: Vec::new(),
+            labels: BTreeMap::new(),
+            pull: false,
+            build_contexts: BTreeMap::new(),
+            outputs: vec![Output::Image { push: false }],
+            compression: Compression::default(),
+            source_date_epoch: None,
+        }
+    }
+}
+
+/// What a build produced.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BuiltImage {
+    /// The image manifest, in the store. Its digest is the image id.
+    pub manifest: Descriptor,
+    /// The config's descriptor.
+    pub config: Descriptor,
+    /// The names it was given.
+    pub tags: Vec<Reference>,
+    /// Number of layers.
+    pub layers: usize,
+    /// Config plus layer blobs, in bytes (compressed).
+    pub size: u64,
+    /// How long the build took.
+    pub build_time: Duration,
+    /// True for a multi-platform index (not built yet: always false).
+    pub is_index: bool,
+}
+
+impl BuiltImage {
+    /// The image id: the manifest digest, as containerd and `docker
+    /// images --digests` show it (not the config digest of docker's
+    /// classic store).
+    pub fn image_id(&self) -> Digest {
+        self.manifest.digest
+    }
+}
+
+/// Builds in this process: no daemon, no container for steps that need
+/// none. RUN is not supported yet.
+#[derive(Debug)]
+pub struct NativeBackend {
+    store: Store,
+    registry: ClientOptions,
+}
+
+impl NativeBackend {
+    /// A backend writing into `store`, reaching registries with `registry`.
+    pub fn new(store: Store, registry: ClientOptions) -> NativeBackend {
+        NativeBackend { store, registry }
+    }
+
+    /// The store images are built into.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+}
+
+impl BuildBackend for NativeBackend {
+    fn name(&self) -> &'static str {
+        "native"
+    }
+
+    fn is_available(&self) -> bool {
+        cfg!(target_os = "linux")
+    }
+
+    fn build(&self, req: &BuildRequest, events: &EventSink) -> Result<BuiltImage, BuildError> {
+        let started = Instant::now();
+        let result = self.run(req, events).map(|mut built| {
+            built.build_time = started.elapsed();
+            built
+        });
+        events.send(match &result {
+            Ok(built) => BuildEvent::BuildComplete {
+                image_id: built.image_id().to_string(),
+            },
+            Err(e) => BuildEvent::BuildFailed {
+                error: e.to_string(),
+            },
+        });
+        result
+    }
+}
+
+impl NativeBackend {
+    fn run(&self, req: &BuildRequest, events: &EventSink) -> Result<BuiltImage, BuildError> {
+        let ast = kiln_frontend::parse(&req.dockerfile.name, &req.dockerfile.bytes)?;
+        let ignore = load_ignore(req)?;
+        let mut named_ignores = BTreeMap::new();
+        for (name, ctx) in &req.build_contexts {
+            if let NamedContext::Dir(dir) = ctx {
+                check_dir(dir, &format!("build context {name:?}"))?;
+                named_ignores.insert(
+                    name.clone(),
+                    dockerignore::load(dir, &dir.join("Dockerfile"))?,
+                );
+            }
+        }
+        let client = Client::new(self.registry.clone());
+        let bases = Bases::new(&self.store, &client, req.pull, &req.build_contexts);
+        let mut options = ResolveOptions {
+            build_args: req.build_args.clone(),
+            target: req.target.clone(),
+            ..ResolveOptions::default()
+        };
+        if let Some(p) = &req.platform {
+            options.target_platform = p.clone();
+        }
+        let (ast, plan) = plan_with_bases(ast, &mut options, &bases)?;
+        events.send(BuildEvent::BuildStarted {
+            stages: plan.stages.len(),
+            instructions: plan.stages.iter().map(|s| s.steps.len() + 1).sum(),
+        });
+        let scratch = tempfile::Builder::new()
+            .prefix("build-")
+            .tempdir_in(self.store.tmp_dir())
+            .map_err(|e| BuildError::Output {
+                path: self.store.tmp_dir().to_path_buf(),
+                source: e,
+            })?;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let ctx = StageContext {
+            ast: &ast,
+            plan: &plan,
+            store: &self.store,
+            bases: &bases,
+            events,
+            context: req.context.as_deref(),
+            ignore: &ignore,
+            named_ignores: &named_ignores,
+            compression: req.compression,
+            epoch: req.source_date_epoch,
+            now,
+            scratch: scratch.path(),
+        };
+        let mut done = solver::solve(&plan.stages, |stage, done, cancel| {
+            stage::run(&ctx, stage, done, cancel)
+        })?;
+        let target = plan
+            .stages
+            .last()
+            .and_then(|s| done.remove(&s.index))
+            .ok_or_else(|| BuildError::Request("the plan has no stages".into()))?;
+        let image = export::write_image(&self.store, &target, &req.labels)?;
+        let tags = export::export(
+            &self.store,
+            &client,
+            &image,
+            &target,
+            &req.tags,
+            &req.outputs,
+        )?;
+        Ok(BuiltImage {
+            layers: target.layers.len(),
+            size: image.config.size + target.layers.iter().map(|l| l.size).sum::<u64>(),
+            manifest: image.manifest,
+            config: image.config,
+            tags,
+            build_time: Duration::ZERO,
+            is_index: false,
+        })
+    }
+}
+
+fn check_dir(dir: &Path, what: &str) -> Result<(), BuildError> {
+    if dir.is_dir() {
+        Ok(())
+    } else {
+        Err(BuildError::Request(format!(
+            "the {what} {} is not a directory; give an existing directory",
+            dir.display()
+        )))
+    }
+}
+
+fn load_ignore(req: &BuildRequest) -> Result<Matcher, BuildError> {
+    let Some(dir) = &req.context else {
+        return Ok(Matcher::default());
+    };
+    check_dir(dir, "build context")?;
+    let dockerfile = req
+        .dockerfile
+        .path
+        .clone()
+        .unwrap_or_else(|| dir.join("Dockerfile"));
+    Ok(dockerignore::load(dir, &dockerfile)?)
+}
+
+/// Resolves once to find the base images, fetches them, then resolves
+/// again with their ENV and ONBUILD triggers. Returns the AST the plan's
+/// steps refer to (with the triggers in it).
+fn plan_with_bases(
+    ast: Ast,
+    options: &mut ResolveOptions,
+    bases: &Bases,
+) -> Result<(Ast, BuildPlan), BuildError> {
+    let first = stages::resolve(&ast, options)?;
+    let mut triggers = Vec::new();
+    for stage in &first.stages {
+        let Base::Image(name) = &stage.base else {
+            continue;
+        };
+        let image = bases.image(name, &stage.platform).map_err(|e| {
+            ast.error_at(
+                DockerfileError::new(ErrorKind::Io, format!("base image {name}: {e}")),
+                stage.line,
+                Some(name),
+            )
+        })?;
+        options.image_env.insert(name.clone(), image.env());
+        let on_build = image.config.on_build();
+        if !on_build.is_empty() {
+            triggers.push((stage.line, on_build));
+        }
+    }
+    if first
+        .stages
+        .iter()
+        .all(|s| !matches!(s.base, Base::Image(_)))
+    {
+        return Ok((ast, first));
+    }
+    let ast = if triggers.is_empty() {
+        ast
+    } else {
+        insert_triggers(ast, &triggers)?
+    };
+    let plan = stages::resolve(&ast, options)?;
+    Ok((ast, plan))
+}
+
+/// Puts each base image's ONBUILD triggers right after its stage's FROM,
+/// placed on the FROM line, as BuildKit runs them: first in the stage.
+fn insert_triggers(mut ast: Ast, triggers: &[(usize, Vec<String>)]) -> Result<Ast, BuildError> {
+    for (line, list) in triggers.iter().rev() {
+        let at = ast
+            .children
+            .iter()
+            .position(|n| n.start_line == *line && n.keyword.eq_ignore_ascii_case("from"))
+            .ok_or_else(|| BuildError::Request(format!("no FROM on line {line}")))?;
+        let mut nodes = Vec::new();
+        for trigger in list {
+            let parsed = kiln_frontend::parse(&ast.file, trigger.as_bytes()).map_err(|e| {
+                ast.error_at(
+                    DockerfileError::new(
+                        ErrorKind::Syntax,
+                        format!(
+                            "the base image's ONBUILD trigger {trigger:?} does not parse: {}",
+                            e.message
+                        ),
+                    ),
+                    *line,
+                    None,
+                )
+            })?;
+            for mut node in parsed.children {
+                let keyword = node.keyword.to_ascii_uppercase();
+                if matches!(keyword.as_str(), "ONBUILD" | "FROM" | "MAINTAINER") {
+                    let message = match keyword.as_str() {
+                        "ONBUILD" => {
+                            "chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed".to_string()
+                        }
+                        k => format!("{k} isn't allowed as an ONBUILD trigger"),
+                    };
+                    return Err(ast
+                        .error_at(
+                            DockerfileError::new(ErrorKind::Semantic, message),
+                            *line,
+                            None,
+                        )
+                        .into());
+                }
+                node.start_line = *line;
+                node.end_line = *line;
+                nodes.push(node);
+            }
+        }
+        ast.children.splice(at + 1..at + 1, nodes);
+    }
+    Ok(ast)
+}

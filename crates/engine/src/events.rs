@@ -1,1 +1,142 @@
-//! (being written)
+//! What a build reports while it runs.
+//!
+//! Events are delivered to an [`EventSink`] on the thread that produced
+//! them: stages run concurrently, so events of different stages interleave,
+//! while the events of one stage always arrive in order.
+
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::Mutex;
+
+/// Something that happened during a build.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BuildEvent {
+    /// The plan is resolved: `stages` stages with `instructions` steps in
+    /// all (FROM lines included) will run.
+    BuildStarted {
+        /// Stages to run (unused stages are not counted).
+        stages: usize,
+        /// Instructions to run, one FROM per stage included.
+        instructions: usize,
+    },
+    /// A stage's dependencies are done and it starts.
+    StageStarted {
+        /// The stage's index in the Dockerfile.
+        index: usize,
+        /// Its name (`AS name`), if any.
+        name: Option<String>,
+        /// What it starts from, as written after expansion (`scratch`,
+        /// a stage name, an image reference).
+        base: String,
+        /// Its instructions, FROM included: the `M` of BuildKit's `[N/M]`.
+        instructions: usize,
+    },
+    /// An instruction starts. Index 0 is the stage's FROM; the steps
+    /// follow from 1.
+    InstructionStarted {
+        /// The stage's index in the Dockerfile.
+        stage: usize,
+        /// The instruction's index in the stage.
+        index: usize,
+        /// The instruction as BuildKit shows it (`COPY hello.sh ./`).
+        text: String,
+    },
+    /// A line of output from an instruction.
+    Output {
+        /// The stage's index in the Dockerfile.
+        stage: usize,
+        /// The instruction's index in the stage.
+        index: usize,
+        /// The line, without its newline.
+        line: String,
+    },
+    /// An instruction finished.
+    InstructionComplete {
+        /// The stage's index in the Dockerfile.
+        stage: usize,
+        /// The instruction's index in the stage.
+        index: usize,
+        /// True when the result came from a cache (there is none yet, so
+        /// this is always false).
+        cached: bool,
+    },
+    /// A stage finished.
+    StageComplete {
+        /// The stage's index in the Dockerfile.
+        index: usize,
+    },
+    /// The image is written and exported.
+    BuildComplete {
+        /// The image id: the manifest digest.
+        image_id: String,
+    },
+    /// The build failed; no more events follow.
+    BuildFailed {
+        /// The error, as it would be printed.
+        error: String,
+    },
+}
+
+type Callback = Box<dyn Fn(BuildEvent) + Send + Sync>;
+
+/// Where a build sends its events: a channel, a callback, or nowhere.
+pub struct EventSink {
+    inner: Sink,
+}
+
+enum Sink {
+    Discard,
+    Channel(Mutex<Sender<BuildEvent>>),
+    Callback(Callback),
+}
+
+impl EventSink {
+    /// A sink that drops every event.
+    pub fn discard() -> EventSink {
+        EventSink {
+            inner: Sink::Discard,
+        }
+    }
+
+    /// A sink feeding a std channel, and its receiving end. Events sent
+    /// after the receiver is dropped are discarded.
+    pub fn channel() -> (EventSink, Receiver<BuildEvent>) {
+        let (tx, rx) = mpsc::channel();
+        let sink = EventSink {
+            inner: Sink::Channel(Mutex::new(tx)),
+        };
+        (sink, rx)
+    }
+
+    /// A sink calling `f` for each event, on the thread that produced it.
+    /// `f` may block: the stage that sent the event waits for it.
+    pub fn callback(f: impl Fn(BuildEvent) + Send + Sync + 'static) -> EventSink {
+        EventSink {
+            inner: Sink::Callback(Box::new(f)),
+        }
+    }
+
+    /// Delivers one event.
+    pub fn send(&self, event: BuildEvent) {
+        match &self.inner {
+            Sink::Discard => {}
+            Sink::Channel(tx) => {
+                if let Ok(tx) = tx.lock() {
+                    // A dropped receiver means nobody is listening any more.
+                    let _ = tx.send(event);
+                }
+            }
+            Sink::Callback(f) => f(event),
+        }
+    }
+}
+
+impl std::fmt::Debug for EventSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.inner {
+            Sink::Discard => "discard",
+            Sink::Channel(_) => "channel",
+            Sink::Callback(_) => "callback",
+        };
+        f.debug_struct("EventSink").field("kind", &kind).finish()
+    }
+}

@@ -1,1 +1,296 @@
-//! (being written)
+//! Writing the result: the final config and manifest into the store, then
+//! each requested output — tags in the store, an OCI layout, a
+//! docker-archive, the root file system as a directory or a tar, or a push.
+
+use crate::backend::BuildError;
+use crate::stage::{self, StageOutput};
+use kiln_oci::reference::Reference;
+use kiln_oci::{entries_from_dir, write_tar, LayerOptions};
+use kiln_registry::{BlobDir, Client, PushOptions};
+use kiln_store::{media_type, ArchiveImage, Descriptor, Store};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::PathBuf;
+
+/// Where a build's result goes (`--output`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// `type=image`: the kiln store, named by the build's tags; with
+    /// `push`, also pushed to each tag's registry.
+    Image {
+        /// `push=true` / `--push`.
+        push: bool,
+    },
+    /// `type=oci,dest=PATH`: an OCI image layout, a directory, or a tar
+    /// when `PATH` ends in `.tar`.
+    Oci {
+        /// The directory or tar file.
+        dest: PathBuf,
+    },
+    /// `type=docker,dest=FILE`: a docker-archive tar (`docker load`).
+    Docker {
+        /// The tar file.
+        dest: PathBuf,
+    },
+    /// `type=local,dest=DIR`: the final root file system as files.
+    Local {
+        /// The directory.
+        dest: PathBuf,
+    },
+    /// `type=tar,dest=FILE`: the final root file system as one tar.
+    Tar {
+        /// The tar file.
+        dest: PathBuf,
+    },
+}
+
+impl Output {
+    /// Parses buildx's `--output` syntax: `type=oci,dest=out.tar`,
+    /// `type=image,push=true`, or a bare path (`type=local`).
+    pub fn parse(spec: &str) -> Result<Output, String> {
+        if !spec.contains('=') {
+            return Ok(Output::Local {
+                dest: PathBuf::from(spec),
+            });
+        }
+        let mut fields = BTreeMap::new();
+        for part in spec.split(',') {
+            let (k, v) = part
+                .split_once('=')
+                .ok_or_else(|| format!("invalid --output {spec:?}: {part:?} is not KEY=VALUE"))?;
+            fields.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+        }
+        let kind = fields.remove("type").unwrap_or_else(|| "local".to_string());
+        let dest = |fields: &mut BTreeMap<String, String>| {
+            fields
+                .remove("dest")
+                .map(PathBuf::from)
+                .ok_or_else(|| format!("--output type={kind} needs dest=PATH"))
+        };
+        let out = match kind.as_str() {
+            "image" | "registry" => {
+                let push = match fields.remove("push").as_deref() {
+                    None => kind == "registry",
+                    Some("true") => true,
+                    Some("false") => false,
+                    Some(v) => {
+                        return Err(format!("invalid push={v:?} in --output: use true or false"))
+                    }
+                };
+                Output::Image { push }
+            }
+            "oci" => Output::Oci {
+                dest: dest(&mut fields)?,
+            },
+            "docker" => Output::Docker {
+                dest: dest(&mut fields)?,
+            },
+            "local" => Output::Local {
+                dest: dest(&mut fields)?,
+            },
+            "tar" => Output::Tar {
+                dest: dest(&mut fields)?,
+            },
+            other => {
+                return Err(format!(
+                "unknown --output type {other:?}: use image, registry, oci, docker, local or tar"
+            ))
+            }
+        };
+        if let Some(key) = fields.keys().next() {
+            return Err(format!(
+                "--output type={kind} does not support {key}=; kiln knows type, dest and push"
+            ));
+        }
+        Ok(out)
+    }
+}
+
+/// The final image's blobs in the store.
+#[derive(Clone, Debug)]
+pub(crate) struct WrittenImage {
+    pub(crate) manifest: Descriptor,
+    pub(crate) config: Descriptor,
+}
+
+/// Writes the target stage's config (with the `--label`s) and an OCI
+/// manifest into the store. Nothing is tagged yet.
+pub(crate) fn write_image(
+    store: &Store,
+    target: &StageOutput,
+    labels: &BTreeMap<String, String>,
+) -> Result<WrittenImage, BuildError> {
+    let config_bytes = stage::with_labels(&target.config, labels).to_json();
+    let info = store.put_bytes(&config_bytes)?;
+    let config = Descriptor::new(media_type::OCI_CONFIG, info.digest, info.size);
+    let layers: Vec<Descriptor> = target.layers.iter().map(oci_layer).collect();
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": media_type::OCI_MANIFEST,
+        "config": config,
+        "layers": layers,
+    });
+    let bytes = serde_json::to_vec(&manifest)
+        .map_err(|e| BuildError::Request(format!("cannot write the manifest: {e}")))?;
+    let info = store.put_bytes(&bytes)?;
+    Ok(WrittenImage {
+        manifest: Descriptor::new(media_type::OCI_MANIFEST, info.digest, info.size),
+        config,
+    })
+}
+
+/// A base layer as an OCI manifest lists it: docker's media types become
+/// their OCI equivalents (the same bytes), as BuildKit does.
+fn oci_layer(d: &Descriptor) -> Descriptor {
+    let mt = match d.media_type.as_str() {
+        "application/vnd.docker.image.rootfs.diff.tar.gzip" => media_type::OCI_LAYER_GZIP,
+        "application/vnd.docker.image.rootfs.diff.tar" => media_type::OCI_LAYER_TAR,
+        other => other,
+    };
+    let mut out = d.clone();
+    out.media_type = mt.to_string();
+    out
+}
+
+/// Sends the image to every output; returns the tags it now has in the
+/// store.
+pub(crate) fn export(
+    store: &Store,
+    client: &Client,
+    image: &WrittenImage,
+    target: &StageOutput,
+    tags: &[Reference],
+    outputs: &[Output],
+) -> Result<Vec<Reference>, BuildError> {
+    let mut stored = Vec::new();
+    let archive = [ArchiveImage {
+        descriptor: image.manifest.clone(),
+        tags: tags.to_vec(),
+    }];
+    for output in outputs {
+        match output {
+            Output::Image { push } => {
+                if tags.is_empty() {
+                    if *push {
+                        return Err(BuildError::Request(
+                            "pushing needs a name: add -t REGISTRY/REPOSITORY:TAG".into(),
+                        ));
+                    }
+                    store.add_untagged(&image.manifest)?;
+                }
+                for tag in tags {
+                    store.tag(tag, &image.manifest)?;
+                    stored.push(tag.clone());
+                }
+                if *push {
+                    push_all(store, client, &image.manifest, tags)?;
+                }
+            }
+            Output::Oci { dest } => store.export_oci(&archive, dest)?,
+            Output::Docker { dest } => store.save_docker(&archive, dest)?,
+            Output::Local { dest } => {
+                std::fs::create_dir_all(dest).map_err(|e| BuildError::Output {
+                    path: dest.clone(),
+                    source: e,
+                })?;
+                target
+                    .fs
+                    .extract(store, "/", dest)
+                    .map_err(|e| BuildError::Request(format!("writing {}: {e}", dest.display())))?;
+            }
+            Output::Tar { dest } => rootfs_tar(store, target, dest)?,
+        }
+    }
+    Ok(stored)
+}
+
+fn push_all(
+    store: &Store,
+    client: &Client,
+    manifest: &Descriptor,
+    tags: &[Reference],
+) -> Result<(), BuildError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| BuildError::Request(format!("cannot start the async runtime: {e}")))?;
+    for tag in tags {
+        runtime.block_on(client.push(
+            &BlobDir::of_store(store),
+            manifest,
+            tag,
+            &PushOptions::default(),
+        ))?;
+    }
+    Ok(())
+}
+
+/// The root file system as one tar: extracted into the store's temp space,
+/// then written in kiln's deterministic tar order.
+fn rootfs_tar(
+    store: &Store,
+    target: &StageOutput,
+    dest: &std::path::Path,
+) -> Result<(), BuildError> {
+    let out_err = |e: std::io::Error| BuildError::Output {
+        path: dest.to_path_buf(),
+        source: e,
+    };
+    let tmp = tempfile::Builder::new()
+        .prefix("rootfs-")
+        .tempdir_in(store.tmp_dir())
+        .map_err(out_err)?;
+    target
+        .fs
+        .extract(store, "/", tmp.path())
+        .map_err(|e| BuildError::Request(format!("writing {}: {e}", dest.display())))?;
+    let entries = entries_from_dir(tmp.path()).map_err(out_err)?;
+    let file = File::create(dest).map_err(out_err)?;
+    let writer = write_tar(entries, &LayerOptions::default(), BufWriter::new(file))
+        .map_err(|e| BuildError::Request(format!("writing {}: {e}", dest.display())))?;
+    writer
+        .into_inner()
+        .map_err(|e| out_err(e.into_error()))?
+        .sync_all()
+        .map_err(out_err)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_specs() {
+        assert_eq!(
+            Output::parse("type=oci,dest=out.tar").unwrap(),
+            Output::Oci {
+                dest: "out.tar".into()
+            }
+        );
+        assert_eq!(
+            Output::parse("type=image,push=true").unwrap(),
+            Output::Image { push: true }
+        );
+        assert_eq!(
+            Output::parse("type=registry").unwrap(),
+            Output::Image { push: true }
+        );
+        assert_eq!(
+            Output::parse("dir").unwrap(),
+            Output::Local { dest: "dir".into() }
+        );
+        assert_eq!(
+            Output::parse("type=oci").unwrap_err(),
+            "--output type=oci needs dest=PATH"
+        );
+        assert!(Output::parse("type=cacheonly")
+            .unwrap_err()
+            .contains("unknown --output type"));
+        assert!(Output::parse("type=tar,dest=x,compression=zstd")
+            .unwrap_err()
+            .contains("does not support compression="));
+    }
+}

@@ -15,11 +15,37 @@
 //! * [`export`]: writing the result to the store, an OCI layout, a
 //!   docker-archive, a tar or a directory, or pushing it;
 //! * [`events`]: what a build reports while it runs.
+//!
+//! ```no_run
+//! use kiln_engine::backend::{BuildBackend, BuildRequest, Dockerfile, NativeBackend};
+//! use kiln_engine::events::EventSink;
+//!
+//! let store = kiln_store::Store::open("/tmp/kiln")?;
+//! let backend = NativeBackend::new(store, kiln_registry::ClientOptions::from_env());
+//! let dockerfile = Dockerfile {
+//!     name: "Dockerfile".into(),
+//!     bytes: b"FROM scratch\nCOPY hello.txt /\n".to_vec(),
+//!     path: None,
+//! };
+//! let mut req = BuildRequest::new(dockerfile, Some("app".into()));
+//! req.tags.push("hello:latest".parse()?);
+//! let built = backend.build(&req, &EventSink::discard())?;
+//! println!("{}", built.image_id());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![deny(missing_docs)]
 
 pub mod backend;
+mod base;
 pub mod copy;
 pub mod events;
 pub mod export;
 pub mod imagefs;
 pub mod solver;
+mod stage;
+
+pub use backend::{
+    BuildBackend, BuildError, BuildRequest, BuiltImage, Dockerfile, NamedContext, NativeBackend,
+};
+pub use events::{BuildEvent, EventSink};
+pub use export::Output;

@@ -1,12 +1,312 @@
-//! (being written) `kiln build`.
+//! `kiln build`: a Dockerfile and a context in, an image out, with
+//! BuildKit-style plain progress on standard error.
 
+use super::frontend::parse_build_args;
+use super::registry::{NetArgs, StoreArg};
+use anyhow::{bail, Context};
+use kiln_engine::backend::{BuildBackend, BuildRequest, Dockerfile, NamedContext, NativeBackend};
+use kiln_engine::events::{BuildEvent, EventSink};
+use kiln_engine::export::Output;
+use kiln_engine::BuiltImage;
+use kiln_frontend::stages::Platform;
+use kiln_oci::reference::Reference;
+use kiln_oci::{Compression, ConfigBuilder};
+use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Mutex;
+use std::time::Instant;
 
 /// Subcommands that build images.
 #[derive(clap::Subcommand)]
-pub enum BuildCommand {}
+pub enum BuildCommand {
+    /// Build an image from a Dockerfile (steps that need no container:
+    /// COPY, ADD, ENV, WORKDIR, LABEL, …; RUN is not supported yet).
+    Build(BuildArgs),
+}
+
+/// Arguments of `kiln build`.
+#[derive(clap::Args)]
+pub struct BuildArgs {
+    #[command(flatten)]
+    root: StoreArg,
+    #[command(flatten)]
+    net: NetArgs,
+    /// The Dockerfile [default: CONTEXT/Dockerfile]; `-` reads standard input.
+    #[arg(short = 'f', long = "file")]
+    file: Option<PathBuf>,
+    /// Name the image NAME[:TAG]; repeatable.
+    #[arg(short = 't', long = "tag", value_name = "NAME[:TAG]")]
+    tags: Vec<String>,
+    /// A build argument, NAME=VALUE (or NAME to take it from the environment).
+    #[arg(long = "build-arg", value_name = "NAME[=VALUE]")]
+    build_args: Vec<String>,
+    /// The stage to build [default: the last one].
+    #[arg(long)]
+    target: Option<String>,
+    /// The target platform, os/arch[/variant] [default: this host's].
+    #[arg(long)]
+    platform: Option<String>,
+    /// A label KEY=VALUE for the image; repeatable.
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    labels: Vec<String>,
+    /// Do not use a build cache (kiln has none yet, so this changes nothing).
+    #[arg(long)]
+    no_cache: bool,
+    /// Check the registry for newer base images even when the store has them.
+    #[arg(long)]
+    pull: bool,
+    /// Write the image id (the manifest digest, sha256:…) to this file.
+    #[arg(long, value_name = "FILE")]
+    iidfile: Option<PathBuf>,
+    /// Write build results as JSON (buildx's keys) to this file.
+    #[arg(long, value_name = "FILE")]
+    metadata_file: Option<PathBuf>,
+    /// Where the result goes: type=image[,push=true] (the store, default),
+    /// type=registry, type=oci,dest=DIR|FILE.tar, type=docker,dest=FILE.tar,
+    /// type=local,dest=DIR, type=tar,dest=FILE; repeatable.
+    #[arg(short = 'o', long = "output", value_name = "SPEC")]
+    outputs: Vec<String>,
+    /// Push the image to the registry of each tag (same as type=image,push=true).
+    #[arg(long)]
+    push: bool,
+    /// An extra named context NAME=DIR|docker-image://REF|oci-layout://DIR[:TAG]
+    /// for FROM and COPY --from; repeatable.
+    #[arg(long = "build-context", value_name = "NAME=VALUE")]
+    build_contexts: Vec<String>,
+    /// Layer compression: gzip, zstd or uncompressed.
+    #[arg(long, default_value = "gzip")]
+    compression: String,
+    /// Compression level (gzip 0-9, zstd 1-22).
+    #[arg(long, value_name = "N")]
+    compression_level: Option<String>,
+    /// Seconds since 1970 used for `created`, history times and as the
+    /// newest file time [default: $SOURCE_DATE_EPOCH].
+    #[arg(long, value_name = "SECONDS")]
+    source_date_epoch: Option<i64>,
+    /// The build context directory; `-` means none (the Dockerfile then
+    /// comes from standard input, or from -f).
+    context: PathBuf,
+}
 
 /// Runs a build subcommand.
 pub fn run(cmd: BuildCommand) -> anyhow::Result<ExitCode> {
-    match cmd {}
+    match cmd {
+        BuildCommand::Build(args) => build(args),
+    }
+}
+
+fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
+    let req = request(&args)?;
+    let store = args.root.open()?;
+    let backend = NativeBackend::new(store, args.net.options());
+    let progress = Progress::new();
+    let sink = EventSink::callback(move |e| progress.show(e));
+    let built = backend.build(&req, &sink)?;
+    if let Some(path) = &args.iidfile {
+        std::fs::write(path, built.image_id().to_string())
+            .with_context(|| format!("cannot write the image id to {}", path.display()))?;
+    }
+    if let Some(path) = &args.metadata_file {
+        let json = serde_json::to_vec_pretty(&metadata(&built))?;
+        std::fs::write(path, json)
+            .with_context(|| format!("cannot write build metadata to {}", path.display()))?;
+    }
+    let names: Vec<String> = built.tags.iter().map(|t| t.familiar()).collect();
+    if names.is_empty() {
+        println!("Built {}", built.image_id());
+    } else {
+        println!("Built {} as {}", built.image_id(), names.join(", "));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// buildx's `--metadata-file` keys for an image build.
+fn metadata(built: &BuiltImage) -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    out.insert(
+        "containerimage.config.digest".into(),
+        built.config.digest.to_string().into(),
+    );
+    out.insert(
+        "containerimage.descriptor".into(),
+        serde_json::json!({
+            "mediaType": built.manifest.media_type,
+            "digest": built.manifest.digest.to_string(),
+            "size": built.manifest.size,
+        }),
+    );
+    out.insert(
+        "containerimage.digest".into(),
+        built.manifest.digest.to_string().into(),
+    );
+    if !built.tags.is_empty() {
+        let names: Vec<String> = built.tags.iter().map(|t| t.to_string()).collect();
+        out.insert("image.name".into(), names.join(",").into());
+    }
+    serde_json::Value::Object(out)
+}
+
+fn request(args: &BuildArgs) -> anyhow::Result<BuildRequest> {
+    let no_context = args.context == Path::new("-");
+    let dockerfile = match (&args.file, no_context) {
+        (Some(f), _) if f == Path::new("-") => stdin_dockerfile()?,
+        (Some(f), _) => file_dockerfile(f)?,
+        (None, true) => stdin_dockerfile()?,
+        (None, false) => file_dockerfile(&args.context.join("Dockerfile"))?,
+    };
+    let context = (!no_context).then(|| args.context.clone());
+    let mut req = BuildRequest::new(dockerfile, context);
+    req.build_args = parse_build_args(&args.build_args, |k| std::env::var(k).ok())?;
+    req.target = args.target.clone();
+    if let Some(p) = &args.platform {
+        if p.contains(',') {
+            bail!("building for several platforms at once (--platform {p}) is not supported yet; build each platform separately");
+        }
+        req.platform =
+            Some(Platform::parse(p).map_err(|e| anyhow::anyhow!("invalid --platform {p:?}: {e}"))?);
+    }
+    for tag in &args.tags {
+        req.tags
+            .push(Reference::parse(tag).with_context(|| format!("invalid --tag {tag:?}"))?);
+    }
+    req.labels = pairs("--label", &args.labels)?;
+    req.pull = args.pull;
+    for (name, value) in pairs("--build-context", &args.build_contexts)? {
+        let ctx: NamedContext = value
+            .parse()
+            .map_err(|e| anyhow::anyhow!("invalid --build-context {name}={value}: {e}"))?;
+        req.build_contexts.insert(name, ctx);
+    }
+    let mut outputs = Vec::new();
+    for spec in &args.outputs {
+        outputs.push(Output::parse(spec).map_err(anyhow::Error::msg)?);
+    }
+    if args.push {
+        match outputs
+            .iter_mut()
+            .find(|o| matches!(o, Output::Image { .. }))
+        {
+            Some(o) => *o = Output::Image { push: true },
+            None => outputs.push(Output::Image { push: true }),
+        }
+    }
+    if !outputs.is_empty() {
+        req.outputs = outputs;
+    }
+    req.compression = Compression::parse(&args.compression, args.compression_level.as_deref())?;
+    req.source_date_epoch = match args.source_date_epoch {
+        Some(e) => Some(e),
+        None => ConfigBuilder::source_date_epoch_from_env()?,
+    };
+    Ok(req)
+}
+
+fn pairs(flag: &str, values: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for v in values {
+        match v.split_once('=') {
+            Some((k, val)) if !k.is_empty() => {
+                out.insert(k.to_string(), val.to_string());
+            }
+            _ => bail!("invalid {flag} {v:?}: expected NAME=VALUE"),
+        }
+    }
+    Ok(out)
+}
+
+fn stdin_dockerfile() -> anyhow::Result<Dockerfile> {
+    let mut bytes = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut bytes)
+        .context("cannot read the Dockerfile from standard input")?;
+    Ok(Dockerfile {
+        name: "<stdin>".into(),
+        bytes,
+        path: None,
+    })
+}
+
+fn file_dockerfile(path: &Path) -> anyhow::Result<Dockerfile> {
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("cannot read Dockerfile {}", path.display()))?;
+    Ok(Dockerfile {
+        name: path.display().to_string(),
+        bytes,
+        path: Some(path.to_path_buf()),
+    })
+}
+
+/// Plain progress lines, as BuildKit's `--progress=plain` prints them:
+/// `#3 [build 2/4] COPY hello.sh ./` then `#3 DONE 0.1s`.
+struct Progress {
+    state: Mutex<ProgressState>,
+}
+
+#[derive(Default)]
+struct ProgressState {
+    named: bool,
+    next: usize,
+    stages: HashMap<usize, (String, usize)>,
+    running: HashMap<(usize, usize), (usize, Instant)>,
+}
+
+impl Progress {
+    fn new() -> Progress {
+        Progress {
+            state: Mutex::new(ProgressState::default()),
+        }
+    }
+
+    fn show(&self, event: BuildEvent) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        match event {
+            BuildEvent::BuildStarted { stages, .. } => s.named = stages > 1,
+            BuildEvent::StageStarted {
+                index,
+                name,
+                instructions,
+                ..
+            } => {
+                let label = if s.named {
+                    format!("{} ", name.unwrap_or_else(|| format!("stage-{index}")))
+                } else {
+                    String::new()
+                };
+                s.stages.insert(index, (label, instructions));
+            }
+            BuildEvent::InstructionStarted { stage, index, text } => {
+                s.next += 1;
+                let n = s.next;
+                let (label, total) = s.stages.get(&stage).cloned().unwrap_or_default();
+                eprintln!("#{n} [{label}{}/{total}] {text}", index + 1);
+                s.running.insert((stage, index), (n, Instant::now()));
+            }
+            BuildEvent::Output { stage, index, line } => {
+                if let Some((n, _)) = s.running.get(&(stage, index)) {
+                    eprintln!("#{n} {line}");
+                }
+            }
+            BuildEvent::InstructionComplete {
+                stage,
+                index,
+                cached,
+            } => {
+                if let Some((n, started)) = s.running.remove(&(stage, index)) {
+                    if cached {
+                        eprintln!("#{n} CACHED");
+                    } else {
+                        eprintln!("#{n} DONE {:.1}s", started.elapsed().as_secs_f64());
+                    }
+                }
+            }
+            BuildEvent::BuildFailed { .. } => {
+                for (n, _) in s.running.values() {
+                    eprintln!("#{n} ERROR");
+                }
+            }
+            BuildEvent::StageComplete { .. } | BuildEvent::BuildComplete { .. } => {}
+        }
+    }
 }

@@ -86,7 +86,7 @@ pub struct StoreArg {
 }
 
 impl StoreArg {
-    fn open(&self) -> anyhow::Result<Store> {
+    pub(crate) fn open(&self) -> anyhow::Result<Store> {
         let root = match &self.root {
             Some(r) => r.clone(),
             None => Store::default_root()?,
@@ -112,13 +112,17 @@ pub struct NetArgs {
 }
 
 impl NetArgs {
-    fn client(&self) -> Client {
+    pub(crate) fn options(&self) -> ClientOptions {
         let mut opts = ClientOptions::from_env();
         opts.tls_verify = self.tls_verify;
         opts.insecure_registries
             .extend(self.insecure.iter().cloned());
         opts.ca_certs.extend(self.ca_certs.iter().cloned());
-        Client::new(opts)
+        opts
+    }
+
+    fn client(&self) -> Client {
+        Client::new(self.options())
     }
 }
 

@@ -1,0 +1,36 @@
+//! The error a build ends with.
+
+use std::path::PathBuf;
+
+/// Why a build failed. Dockerfile problems and failing steps carry the
+/// file, line and the offending source line ([`kiln_frontend::Error`]).
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The Dockerfile is wrong, or one of its steps failed; the error says
+    /// where.
+    #[error("{0}")]
+    Dockerfile(#[from] kiln_frontend::Error),
+    /// The request itself is unusable (a missing context, a bad option).
+    #[error("{0}")]
+    Request(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] kiln_store::Error),
+    /// A registry failed while pushing.
+    #[error(transparent)]
+    Registry(#[from] kiln_registry::Error),
+    /// Writing an output failed.
+    #[error("writing {}: {source}", path.display())]
+    Output {
+        /// The output path.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The feature is known but this backend cannot do it.
+    #[error("{0}")]
+    NotSupported(String),
+    /// Another stage failed first; this stage stopped.
+    #[error("cancelled because another stage failed")]
+    Cancelled,
+}

@@ -1,0 +1,289 @@
+//! Where a stage's base and `COPY --from` images come from: the store,
+//! a registry (pulled into the store), or a named build context
+//! (`--build-context name=docker-image://ref|oci-layout://dir[:tag]`).
+//!
+//! Each reference is looked up once per build; the lookup is serialised
+//! (one lock), so two stages needing the same image pull it once.
+
+use crate::backend::NamedContext;
+use kiln_frontend::stages::Platform;
+use kiln_oci::reference::Reference;
+use kiln_oci::{Digest, ImageConfig};
+use kiln_registry::Client;
+use kiln_store::{children, media_type, Descriptor, IndexFile, Store, REF_NAME};
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// An image ready to build on: its manifest, config and layers, all in the
+/// store.
+#[derive(Clone, Debug)]
+pub(crate) struct ImageSource {
+    /// The config.
+    pub(crate) config: ImageConfig,
+    /// The layers, bottom first.
+    pub(crate) layers: Vec<Descriptor>,
+}
+
+impl ImageSource {
+    /// The image's ENV as pairs.
+    pub(crate) fn env(&self) -> Vec<(String, String)> {
+        self.config
+            .env()
+            .iter()
+            .map(|e| match e.split_once('=') {
+                Some((k, v)) => (k.to_string(), v.to_string()),
+                None => (e.clone(), String::new()),
+            })
+            .collect()
+    }
+}
+
+/// Why an image could not be found or read.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum BaseError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] kiln_store::Error),
+    /// The registry failed.
+    #[error(transparent)]
+    Registry(#[from] kiln_registry::Error),
+    /// Anything else, said for the user.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Finds images for one build.
+pub(crate) struct Bases<'a> {
+    store: &'a Store,
+    client: &'a Client,
+    pull: bool,
+    contexts: &'a BTreeMap<String, NamedContext>,
+    runtime: OnceLock<tokio::runtime::Runtime>,
+    cache: Mutex<HashMap<(String, Platform), Arc<ImageSource>>>,
+}
+
+impl<'a> Bases<'a> {
+    /// `pull` forces a registry check for every image (`--pull`).
+    pub(crate) fn new(
+        store: &'a Store,
+        client: &'a Client,
+        pull: bool,
+        contexts: &'a BTreeMap<String, NamedContext>,
+    ) -> Bases<'a> {
+        Bases {
+            store,
+            client,
+            pull,
+            contexts,
+            runtime: OnceLock::new(),
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The named build context for `name`, matched as written or by its
+    /// normalised reference (`alpine` and `docker.io/library/alpine:latest`
+    /// are the same name), as BuildKit matches them.
+    pub(crate) fn context(&self, name: &str) -> Option<&'a NamedContext> {
+        if let Some(c) = self.contexts.get(name) {
+            return Some(c);
+        }
+        let wanted = Reference::parse(name).ok()?;
+        self.contexts
+            .iter()
+            .find(|(k, _)| Reference::parse(k).ok().as_ref() == Some(&wanted))
+            .map(|(_, c)| c)
+    }
+
+    /// The image `name` (as written in FROM or `COPY --from`) for `platform`.
+    pub(crate) fn image(
+        &self,
+        name: &str,
+        platform: &Platform,
+    ) -> Result<Arc<ImageSource>, BaseError> {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (name.to_string(), platform.clone());
+        if let Some(hit) = cache.get(&key) {
+            return Ok(hit.clone());
+        }
+        let found = match self.context(name) {
+            Some(NamedContext::Image(other)) => self.from_registry_or_store(other, platform)?,
+            Some(NamedContext::OciLayout { path, reference }) => {
+                self.from_layout(path, reference.as_deref(), platform)?
+            }
+            Some(NamedContext::Dir(dir)) => {
+                return Err(BaseError::Other(format!(
+                    "the build context {name:?} is a directory ({}); kiln can use it with COPY --from={name} but not yet as a base image",
+                    dir.display()
+                )))
+            }
+            None => self.from_registry_or_store(name, platform)?,
+        };
+        let found = Arc::new(found);
+        cache.insert(key, found.clone());
+        Ok(found)
+    }
+
+    fn from_registry_or_store(
+        &self,
+        name: &str,
+        platform: &Platform,
+    ) -> Result<ImageSource, BaseError> {
+        let reference = Reference::parse(name).map_err(|e| BaseError::Other(e.to_string()))?;
+        if !self.pull {
+            match self.store.resolve(&reference.to_string()) {
+                Ok(found) => {
+                    if let Some(manifest) = self.select(&found.descriptor, platform)? {
+                        return read_image(self.store, manifest);
+                    }
+                }
+                Err(kiln_store::Error::ImageNotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let wanted = kiln_registry::Platform {
+            os: platform.os.clone(),
+            architecture: platform.architecture.clone(),
+            variant: platform.variant.clone(),
+            os_version: None,
+        };
+        let runtime = match self.runtime.get() {
+            Some(rt) => rt,
+            None => {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| {
+                        BaseError::Other(format!("cannot start the async runtime: {e}"))
+                    })?;
+                self.runtime.get_or_init(|| rt)
+            }
+        };
+        let pulled = runtime.block_on(self.client.pull(self.store, &reference, Some(&wanted)))?;
+        read_image(self.store, pulled.manifest)
+    }
+
+    /// The manifest for `platform`: `desc` itself, or its entry in an index
+    /// (`None` when the stored index has no manifest for it).
+    fn select(
+        &self,
+        desc: &Descriptor,
+        platform: &Platform,
+    ) -> Result<Option<Descriptor>, BaseError> {
+        if !media_type::is_index(&desc.media_type) {
+            return Ok(Some(desc.clone()));
+        }
+        let bytes = self.store.read_blob(&desc.digest)?;
+        let wanted = platform.to_string();
+        Ok(children(desc, &bytes)?.into_iter().find(|d| {
+            d.platform().as_deref() == Some(wanted.as_str()) && self.store.has_blob(&d.digest)
+        }))
+    }
+
+    /// Copies the image `reference` names (a tag, `@digest`, or the only
+    /// image) from the OCI layout at `dir` into the store, untagged.
+    fn from_layout(
+        &self,
+        dir: &Path,
+        reference: Option<&str>,
+        platform: &Platform,
+    ) -> Result<ImageSource, BaseError> {
+        let index_path = dir.join("index.json");
+        let bytes = std::fs::read(&index_path).map_err(|e| {
+            BaseError::Other(format!(
+                "cannot read the OCI layout {}: {e}; give a directory holding index.json",
+                dir.display()
+            ))
+        })?;
+        let index: IndexFile = serde_json::from_slice(&bytes).map_err(|e| {
+            BaseError::Other(format!("{} is not an OCI index: {e}", index_path.display()))
+        })?;
+        let pick = |d: &&Descriptor| match reference {
+            None => true,
+            Some(r) if r.starts_with("sha256:") => d.digest.to_string() == r,
+            Some(tag) => d
+                .annotations
+                .get(REF_NAME)
+                .is_some_and(|n| n == tag || n.rsplit_once(':').is_some_and(|(_, t)| t == tag)),
+        };
+        let candidates: Vec<&Descriptor> = index.manifests.iter().filter(pick).collect();
+        let entry = match (candidates.as_slice(), reference) {
+            ([one], _) => (*one).clone(),
+            ([], Some(r)) => {
+                return Err(BaseError::Other(format!(
+                    "the OCI layout {} has no image {r:?}",
+                    dir.display()
+                )))
+            }
+            (_, _) => {
+                return Err(BaseError::Other(format!(
+                    "the OCI layout {} holds {} images; name one with oci-layout://{}:TAG",
+                    dir.display(),
+                    candidates.len(),
+                    dir.display()
+                )))
+            }
+        };
+        let mut manifest = Descriptor::new(&entry.media_type, entry.digest, entry.size);
+        import_blob(self.store, dir, &manifest.digest)?;
+        if media_type::is_index(&manifest.media_type) {
+            let bytes = self.store.read_blob(&manifest.digest)?;
+            let wanted = platform.to_string();
+            let child = children(&manifest, &bytes)?
+                .into_iter()
+                .find(|d| d.platform().as_deref() == Some(wanted.as_str()))
+                .ok_or_else(|| {
+                    BaseError::Other(format!(
+                        "the image in the OCI layout {} has no manifest for {wanted}",
+                        dir.display()
+                    ))
+                })?;
+            manifest = Descriptor::new(&child.media_type, child.digest, child.size);
+            import_blob(self.store, dir, &manifest.digest)?;
+        }
+        let bytes = self.store.read_blob(&manifest.digest)?;
+        for blob in children(&manifest, &bytes)? {
+            import_blob(self.store, dir, &blob.digest)?;
+        }
+        read_image(self.store, manifest)
+    }
+}
+
+/// Reads a manifest's config and layer list from the store.
+pub(crate) fn read_image(store: &Store, manifest: Descriptor) -> Result<ImageSource, BaseError> {
+    let bytes = store.read_blob(&manifest.digest)?;
+    let kids = children(&manifest, &bytes)?;
+    let Some((config_desc, layers)) = kids.split_first() else {
+        return Err(BaseError::Other(format!(
+            "manifest {} has no config",
+            manifest.digest
+        )));
+    };
+    let config = ImageConfig::from_json(&store.read_blob(&config_desc.digest)?)
+        .map_err(|e| BaseError::Other(format!("image {}: {e}", manifest.digest)))?;
+    Ok(ImageSource {
+        config,
+        layers: layers.to_vec(),
+    })
+}
+
+fn import_blob(store: &Store, dir: &Path, digest: &Digest) -> Result<(), BaseError> {
+    if store.has_blob(digest) {
+        return Ok(());
+    }
+    let path: PathBuf = dir.join("blobs/sha256").join(digest.hex());
+    let mut file = File::open(&path).map_err(|e| {
+        BaseError::Other(format!(
+            "the OCI layout {} is missing blob {digest} ({}: {e})",
+            dir.display(),
+            path.display()
+        ))
+    })?;
+    let mut w = store.ingest()?;
+    io::copy(&mut file, &mut w)
+        .map_err(|e| BaseError::Other(format!("reading {}: {e}", path.display())))?;
+    w.commit(Some(*digest))?;
+    Ok(())
+}

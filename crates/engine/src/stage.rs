@@ -1,0 +1,456 @@
+//! Running one stage: its base (scratch, an earlier stage or an image),
+//! then each step. Config steps go through [`kiln_oci::ConfigBuilder`]
+//! (BuildKit's history included); COPY, ADD and WORKDIR make layers.
+//!
+//! WORKDIR, as BuildKit 1.26 does it: for any directory but `/`, a
+//! mkdir-with-parents step that always records a layer (an empty one when
+//! the directory exists). Directories it creates are owned by the current
+//! USER (resolved in the image's `/etc/passwd` and `/etc/group`), mode
+//! 0755, with the build time (or `SOURCE_DATE_EPOCH`) as mtime.
+
+mod config;
+mod copy_step;
+
+pub(crate) use config::with_labels;
+
+use crate::backend::BuildError;
+use crate::base::Bases;
+use crate::events::{BuildEvent, EventSink};
+use crate::imagefs::{FsKind, ImageFs};
+use crate::solver::{Cancel, Finished};
+use kiln_frontend::dockerignore::Matcher;
+use kiln_frontend::instructions::{CommandLine, HealthcheckInstruction, Instruction};
+use kiln_frontend::stages::{Base, BuildPlan, Stage, Step};
+use kiln_frontend::{Ast, Error as DockerfileError, ErrorKind};
+use kiln_oci::{
+    write_layer, Compression, ConfigBuilder, Healthcheck, ImageConfig, LayerDescriptor, LayerEntry,
+    LayerOptions, MtimePolicy,
+};
+use kiln_store::{Descriptor, Store};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// What every stage of one build shares.
+pub(crate) struct StageContext<'a> {
+    pub(crate) ast: &'a Ast,
+    pub(crate) plan: &'a BuildPlan,
+    pub(crate) store: &'a Store,
+    pub(crate) bases: &'a Bases<'a>,
+    pub(crate) events: &'a EventSink,
+    /// The main build context; `None` when there is none.
+    pub(crate) context: Option<&'a Path>,
+    pub(crate) ignore: &'a Matcher,
+    /// `.dockerignore` rules of named directory contexts.
+    pub(crate) named_ignores: &'a BTreeMap<String, Matcher>,
+    pub(crate) compression: Compression,
+    pub(crate) epoch: Option<i64>,
+    /// The build's start, seconds since the Unix epoch.
+    pub(crate) now: i64,
+    /// A directory steps may use for temporary files.
+    pub(crate) scratch: &'a Path,
+}
+
+/// A finished stage.
+#[derive(Clone, Debug)]
+pub(crate) struct StageOutput {
+    /// Its file system.
+    pub(crate) fs: ImageFs,
+    /// Its config, with `created` set.
+    pub(crate) config: ImageConfig,
+    /// Its layers, the base's included, bottom first.
+    pub(crate) layers: Vec<Descriptor>,
+}
+
+/// A stage in progress.
+struct State {
+    fs: ImageFs,
+    builder: ConfigBuilder,
+    layers: Vec<Descriptor>,
+}
+
+impl StageContext<'_> {
+    /// An error at `line` of the Dockerfile, the caret on `needle`.
+    pub(crate) fn error_at(
+        &self,
+        line: usize,
+        kind: ErrorKind,
+        message: impl Into<String>,
+        needle: Option<&str>,
+    ) -> BuildError {
+        BuildError::Dockerfile(
+            self.ast
+                .error_at(DockerfileError::new(kind, message), line, needle),
+        )
+    }
+
+    /// The name a stage shows in progress lines and FROM texts.
+    pub(crate) fn stage_name(&self, index: usize) -> String {
+        self.plan
+            .stages
+            .iter()
+            .find(|s| s.index == index)
+            .and_then(|s| s.name.clone())
+            .unwrap_or_else(|| format!("stage-{index}"))
+    }
+}
+
+/// Runs `stage`; the stages it depends on are in `done`.
+pub(crate) fn run(
+    ctx: &StageContext,
+    stage: &Stage,
+    done: &Finished<StageOutput>,
+    cancel: &Cancel,
+) -> Result<StageOutput, BuildError> {
+    let base_text = match &stage.base {
+        Base::Scratch => "scratch".to_string(),
+        Base::Stage(b) => ctx.stage_name(*b),
+        Base::Image(name) => name.clone(),
+    };
+    ctx.events.send(BuildEvent::StageStarted {
+        index: stage.index,
+        name: stage.name.clone(),
+        base: base_text.clone(),
+        instructions: stage.steps.len() + 1,
+    });
+    ctx.events.send(BuildEvent::InstructionStarted {
+        stage: stage.index,
+        index: 0,
+        text: format!("FROM {base_text}"),
+    });
+    let (fs, base_config, layers) = match &stage.base {
+        Base::Scratch => (
+            ImageFs::empty(),
+            config::scratch(&stage.platform),
+            Vec::new(),
+        ),
+        Base::Stage(b) => {
+            let out = done.get(b).ok_or_else(|| {
+                ctx.error_at(
+                    stage.line,
+                    ErrorKind::Semantic,
+                    format!(
+                        "stage {} did not finish before the stage built on it",
+                        ctx.stage_name(*b)
+                    ),
+                    None,
+                )
+            })?;
+            (out.fs.clone(), out.config.clone(), out.layers.clone())
+        }
+        Base::Image(name) => {
+            let image = ctx.bases.image(name, &stage.platform).map_err(|e| {
+                ctx.error_at(
+                    stage.line,
+                    ErrorKind::Io,
+                    format!("base image {name}: {e}"),
+                    Some(name),
+                )
+            })?;
+            let fs = ImageFs::open(ctx.store, &image.layers).map_err(|e| {
+                ctx.error_at(
+                    stage.line,
+                    ErrorKind::Io,
+                    format!("base image {name}: {e}"),
+                    Some(name),
+                )
+            })?;
+            (fs, image.config.clone(), image.layers.clone())
+        }
+    };
+    ctx.events.send(BuildEvent::InstructionComplete {
+        stage: stage.index,
+        index: 0,
+        cached: false,
+    });
+    let mut state = State {
+        fs,
+        builder: ConfigBuilder::new(config::for_stage(&base_config, &stage.platform))
+            .with_source_date_epoch(ctx.epoch),
+        layers,
+    };
+    for (i, step) in stage.steps.iter().enumerate() {
+        if cancel.is_cancelled() {
+            return Err(BuildError::Cancelled);
+        }
+        ctx.events.send(BuildEvent::InstructionStarted {
+            stage: stage.index,
+            index: i + 1,
+            text: step.command.to_string(),
+        });
+        state.step(ctx, stage, step, done)?;
+        ctx.events.send(BuildEvent::InstructionComplete {
+            stage: stage.index,
+            index: i + 1,
+            cached: false,
+        });
+    }
+    ctx.events
+        .send(BuildEvent::StageComplete { index: stage.index });
+    Ok(StageOutput {
+        fs: state.fs,
+        config: state.builder.build(ctx.now),
+        layers: state.layers,
+    })
+}
+
+impl State {
+    fn step(
+        &mut self,
+        ctx: &StageContext,
+        stage: &Stage,
+        step: &Step,
+        done: &Finished<StageOutput>,
+    ) -> Result<(), BuildError> {
+        let line = step.command.start_line;
+        let b = &mut self.builder;
+        match &step.command.instruction {
+            Instruction::Env(i) => b.env(&pairs(&i.pairs)),
+            Instruction::Label(i) => b.label(&pairs(&i.pairs)),
+            Instruction::Arg(i) => {
+                let args: Vec<(&str, Option<&str>)> = i
+                    .args
+                    .iter()
+                    .map(|a| (a.name.as_str(), a.default.as_deref()))
+                    .collect();
+                b.arg(&args);
+            }
+            Instruction::Expose(i) => {
+                let ports: Vec<&str> = i.ports.iter().map(String::as_str).collect();
+                b.expose(&ports)
+                    .map_err(|m| ctx.error_at(line, ErrorKind::Instruction, m, None))?;
+            }
+            Instruction::Volume(i) => {
+                let paths: Vec<&str> = i.paths.iter().map(String::as_str).collect();
+                b.volume(&paths)
+                    .map_err(|m| ctx.error_at(line, ErrorKind::Instruction, m, None))?;
+            }
+            Instruction::User(i) => b.user(&i.user),
+            Instruction::StopSignal(i) => b.stop_signal(&i.signal),
+            Instruction::Maintainer(i) => b.maintainer(&i.name),
+            Instruction::Onbuild(i) => b.onbuild(&i.expression),
+            Instruction::Shell(i) => b.shell(&i.shell),
+            Instruction::Cmd(i) => {
+                let (args, shell) = command_line(&i.command);
+                b.cmd(&args, shell);
+            }
+            Instruction::Entrypoint(i) => {
+                let (args, shell) = command_line(&i.command);
+                b.entrypoint(&args, shell);
+            }
+            Instruction::Healthcheck(i) => b.healthcheck(&healthcheck(i)),
+            Instruction::Workdir(i) => self.workdir(ctx, stage, line, &i.path)?,
+            Instruction::Copy(i) => self.copy(ctx, stage, step, done, i)?,
+            Instruction::Add(i) => self.add(ctx, step, i)?,
+            Instruction::Run(_) => {
+                let mut err = DockerfileError::new(
+                    ErrorKind::NotSupported,
+                    "RUN is not supported yet by kiln's native backend",
+                );
+                err.help = Some(
+                    "kiln builds steps that need no container so far (COPY, ADD, ENV, WORKDIR, LABEL, …); remove the RUN or build this Dockerfile with BuildKit or buildah".into(),
+                );
+                return Err(ctx.ast.error_at(err, line, Some("RUN")).into());
+            }
+            Instruction::From(_) => {
+                return Err(ctx.error_at(line, ErrorKind::Semantic, "FROM inside a stage", None))
+            }
+        }
+        Ok(())
+    }
+
+    /// WORKDIR: see the module docs.
+    fn workdir(
+        &mut self,
+        ctx: &StageContext,
+        stage: &Stage,
+        line: usize,
+        path: &str,
+    ) -> Result<(), BuildError> {
+        let current = self.builder.config().working_dir().to_string();
+        let abs = clean_path(&if path.starts_with('/') {
+            path.to_string()
+        } else {
+            format!("/{current}/{path}")
+        });
+        if abs == "/" || stage.platform.os == "windows" {
+            self.builder.workdir(&abs, None);
+            return Ok(());
+        }
+        let fail = |m: String| ctx.error_at(line, ErrorKind::Io, m, None);
+        let resolved = self
+            .fs
+            .resolve(&abs, true)
+            .map_err(|e| fail(format!("WORKDIR {abs}: {e}")))?;
+        let (uid, gid) = self
+            .user_ids()
+            .map_err(|e| fail(format!("WORKDIR {abs}: {e}")))?;
+        let mtime = ctx.epoch.unwrap_or(ctx.now);
+        let mut entries = Vec::new();
+        let mut prefix = String::new();
+        for part in resolved.split('/').filter(|p| !p.is_empty()) {
+            prefix.push('/');
+            prefix.push_str(part);
+            match self.fs.lookup(&prefix) {
+                Some(e) if matches!(e.kind, FsKind::Dir) => {}
+                Some(_) => {
+                    return Err(fail(format!(
+                        "WORKDIR {abs}: {prefix} exists and is not a directory"
+                    )))
+                }
+                None => entries.push(
+                    LayerEntry::dir(&prefix[1..])
+                        .with_mode(0o755)
+                        .with_owner(uid, gid)
+                        .with_mtime(mtime),
+                ),
+            }
+        }
+        // Only directories this step creates, with their existing parents,
+        // belong in its layer; when there are none the layer is empty, as
+        // BuildKit's is.
+        let entries = with_parents(&self.fs, entries);
+        let layer = self.write_layer(ctx, line, entries)?;
+        self.builder.workdir(&abs, Some(layer.diff_id));
+        Ok(())
+    }
+
+    /// The uid and gid of the current USER, from the image's files.
+    fn user_ids(&self) -> Result<(u32, u32), String> {
+        let user = self.builder.config().user().to_string();
+        if user.is_empty() {
+            return Ok((0, 0));
+        }
+        let (name, group) = match user.split_once(':') {
+            Some((n, g)) => (n, Some(g)),
+            None => (user.as_str(), None),
+        };
+        let (uid, primary) = match self.fs.lookup_user(name) {
+            Ok(ids) => ids,
+            Err(e) => match name.parse::<u32>() {
+                Ok(uid) => (uid, 0),
+                Err(_) => return Err(format!("unable to find user {name}: {e}")),
+            },
+        };
+        let gid = match group {
+            None => primary,
+            Some(g) => match self.fs.lookup_group(g) {
+                Ok(gid) => gid,
+                Err(e) => g
+                    .parse::<u32>()
+                    .map_err(|_| format!("unable to find group {g}: {e}"))?,
+            },
+        };
+        Ok((uid, gid))
+    }
+
+    /// Writes `entries` as a layer into the store and puts it on top of
+    /// the stage's file system.
+    fn write_layer(
+        &mut self,
+        ctx: &StageContext,
+        line: usize,
+        entries: Vec<LayerEntry>,
+    ) -> Result<LayerDescriptor, BuildError> {
+        let options = LayerOptions {
+            compression: ctx.compression,
+            mtime: ctx.epoch.map_or(MtimePolicy::Keep, MtimePolicy::Clamp),
+            ..LayerOptions::default()
+        };
+        let writer = ctx.store.ingest()?;
+        let (layer, writer) = write_layer(entries, &options, writer)
+            .map_err(|e| ctx.error_at(line, ErrorKind::Io, e.to_string(), None))?;
+        writer.commit(Some(layer.digest))?;
+        let desc = Descriptor::new(layer.media_type, layer.digest, layer.size);
+        self.fs
+            .push_layer(ctx.store, &desc)
+            .map_err(|e| ctx.error_at(line, ErrorKind::Io, e.to_string(), None))?;
+        self.layers.push(desc);
+        Ok(layer)
+    }
+}
+
+/// Adds entries for the existing parent directories of `entries` that are
+/// not in the list, with their metadata from `fs`, so the layer's implied
+/// parents do not override them with defaults.
+fn with_parents(fs: &ImageFs, mut entries: Vec<LayerEntry>) -> Vec<LayerEntry> {
+    let mut parents = Vec::new();
+    for e in &entries {
+        let mut dir = e.path.as_str();
+        while let Some((parent, _)) = dir.rsplit_once('/') {
+            dir = parent;
+            if parent.is_empty()
+                || entries.iter().any(|x| x.path == parent)
+                || parents.iter().any(|p: &LayerEntry| p.path == parent)
+            {
+                continue;
+            }
+            if let Some(found) = fs.lookup(&format!("/{parent}")) {
+                parents.push(LayerEntry {
+                    path: parent.to_string(),
+                    kind: kiln_oci::EntryKind::Dir,
+                    mode: found.mode & 0o7777,
+                    uid: found.uid,
+                    gid: found.gid,
+                    mtime: found.mtime,
+                    xattrs: found.xattrs.clone(),
+                });
+            }
+        }
+    }
+    parents.append(&mut entries);
+    parents
+}
+
+fn pairs(list: &[(String, String)]) -> Vec<(&str, &str)> {
+    list.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
+fn command_line(c: &CommandLine) -> (Vec<String>, bool) {
+    match c {
+        CommandLine::Shell(s) => (vec![s.clone()], true),
+        CommandLine::Exec(v) => (v.clone(), false),
+    }
+}
+
+fn healthcheck(h: &HealthcheckInstruction) -> Healthcheck {
+    match h {
+        HealthcheckInstruction::None => Healthcheck {
+            test: vec!["NONE".into()],
+            ..Healthcheck::default()
+        },
+        HealthcheckInstruction::Check(c) => {
+            let test = match &c.command {
+                CommandLine::Shell(s) => vec!["CMD-SHELL".to_string(), s.clone()],
+                CommandLine::Exec(v) => {
+                    let mut t = vec!["CMD".to_string()];
+                    t.extend(v.iter().cloned());
+                    t
+                }
+            };
+            let ns = |d: std::time::Duration| d.as_nanos().min(i64::MAX as u128) as i64;
+            Healthcheck {
+                test,
+                interval_ns: ns(c.interval),
+                timeout_ns: ns(c.timeout),
+                start_period_ns: ns(c.start_period),
+                start_interval_ns: ns(c.start_interval),
+                retries: i64::from(c.retries),
+            }
+        }
+    }
+}
+
+/// `path.Clean` for absolute paths.
+pub(crate) fn clean_path(p: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for c in p.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}

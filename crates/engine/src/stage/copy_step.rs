@@ -1,0 +1,247 @@
+//! COPY and ADD steps: where `--from` points, the [`crate::copy`] call,
+//! the layer, and BuildKit's history text.
+
+use super::{with_parents, StageContext, StageOutput, State};
+use crate::backend::{BuildError, NamedContext};
+use crate::copy::{self, CopyContext, CopySource};
+use crate::imagefs::ImageFs;
+use crate::solver::Finished;
+use kiln_frontend::instructions::{AddInstruction, CopyInstruction, Source};
+use kiln_frontend::stages::{Stage, Step};
+use kiln_frontend::ErrorKind;
+
+/// Where a COPY reads from, once `--from` is resolved.
+enum From<'a> {
+    /// A directory: the build context or a named directory context.
+    Dir(
+        &'a std::path::Path,
+        &'a kiln_frontend::dockerignore::Matcher,
+    ),
+    /// A file system: a stage's or an image's.
+    Fs(ImageFs),
+}
+
+impl State {
+    pub(super) fn copy(
+        &mut self,
+        ctx: &StageContext,
+        stage: &Stage,
+        step: &Step,
+        done: &Finished<StageOutput>,
+        instr: &CopyInstruction,
+    ) -> Result<(), BuildError> {
+        let line = step.command.start_line;
+        let scratch = self.scratch(ctx, line)?;
+        let from = match &instr.from {
+            None => {
+                let (dir, ignore) = main_context(ctx, scratch.path());
+                From::Dir(dir, ignore)
+            }
+            Some(name) => self.source(ctx, stage, line, done, name)?,
+        };
+        let (dir, ignore) = match &from {
+            From::Dir(d, i) => (*d, *i),
+            From::Fs(_) => (scratch.path(), ctx.ignore),
+        };
+        let workdir = self.builder.config().working_dir().to_string();
+        let copy_ctx = CopyContext {
+            context_dir: dir,
+            ignore,
+            dest_fs: &self.fs,
+            workdir: if workdir.is_empty() { "/" } else { &workdir },
+            env: &step.env,
+            source_date_epoch: ctx.epoch,
+            scratch_dir: scratch.path(),
+        };
+        let source = match &from {
+            From::Dir(..) => CopySource::Context,
+            From::Fs(fs) => CopySource::Stage(fs, ctx.store),
+        };
+        let out = copy::copy(&copy_ctx, source, instr)
+            .map_err(|e| ctx.error_at(line, ErrorKind::Io, e.to_string(), None))?;
+        let created_by = history_text(
+            "COPY",
+            instr.parents,
+            instr.chown.as_deref(),
+            instr.chmod.as_deref(),
+            &instr.sources,
+            &instr.dest,
+        );
+        let entries = with_parents(&self.fs, out.entries);
+        let layer = self.write_layer(ctx, line, entries)?;
+        self.builder.add_layer(layer.diff_id, &created_by);
+        Ok(())
+    }
+
+    pub(super) fn add(
+        &mut self,
+        ctx: &StageContext,
+        step: &Step,
+        instr: &AddInstruction,
+    ) -> Result<(), BuildError> {
+        let line = step.command.start_line;
+        let scratch = self.scratch(ctx, line)?;
+        let (dir, ignore) = main_context(ctx, scratch.path());
+        let workdir = self.builder.config().working_dir().to_string();
+        let copy_ctx = CopyContext {
+            context_dir: dir,
+            ignore,
+            dest_fs: &self.fs,
+            workdir: if workdir.is_empty() { "/" } else { &workdir },
+            env: &step.env,
+            source_date_epoch: ctx.epoch,
+            scratch_dir: scratch.path(),
+        };
+        let out = copy::add(&copy_ctx, instr)
+            .map_err(|e| ctx.error_at(line, ErrorKind::Io, e.to_string(), None))?;
+        let created_by = history_text(
+            "ADD",
+            false,
+            instr.chown.as_deref(),
+            instr.chmod.as_deref(),
+            &instr.sources,
+            &instr.dest,
+        );
+        let entries = with_parents(&self.fs, out.entries);
+        let layer = self.write_layer(ctx, line, entries)?;
+        self.builder.add_layer(layer.diff_id, &created_by);
+        Ok(())
+    }
+
+    fn scratch(&self, ctx: &StageContext, line: usize) -> Result<tempfile::TempDir, BuildError> {
+        tempfile::Builder::new()
+            .prefix("step-")
+            .tempdir_in(ctx.scratch)
+            .map_err(|e| {
+                ctx.error_at(
+                    line,
+                    ErrorKind::Io,
+                    format!(
+                        "cannot create a temporary directory in {}: {e}",
+                        ctx.scratch.display()
+                    ),
+                    None,
+                )
+            })
+    }
+
+    /// What `--from=name` means: a stage (by name or index), a named
+    /// build context, or an image.
+    fn source<'a>(
+        &self,
+        ctx: &StageContext<'a>,
+        stage: &Stage,
+        line: usize,
+        done: &Finished<StageOutput>,
+        name: &str,
+    ) -> Result<From<'a>, BuildError> {
+        let lower = name.to_lowercase();
+        let by_index = name.parse::<usize>().ok();
+        if let Some(s) = ctx
+            .plan
+            .stages
+            .iter()
+            .find(|s| Some(s.index) == by_index || s.name.as_deref() == Some(lower.as_str()))
+        {
+            let out = done.get(&s.index).ok_or_else(|| {
+                ctx.error_at(
+                    line,
+                    ErrorKind::Semantic,
+                    format!("stage {name} has not finished"),
+                    Some(name),
+                )
+            })?;
+            return Ok(From::Fs(out.fs.clone()));
+        }
+        if let Some(NamedContext::Dir(dir)) = ctx.bases.context(name) {
+            let ignore = ctx.named_ignores.get(name).unwrap_or(ctx.ignore);
+            return Ok(From::Dir(dir.as_path(), ignore));
+        }
+        // A bare word that names no stage is almost always a typo; BuildKit
+        // would try to pull docker.io/library/<word>, which fails slowly
+        // and says nothing about stages.
+        let bare = !name.contains(['/', ':', '@', '.']);
+        if bare && ctx.bases.context(name).is_none() && ctx.store.resolve(name).is_err() {
+            let names: Vec<String> = ctx
+                .plan
+                .stages
+                .iter()
+                .filter_map(|s| s.name.clone())
+                .collect();
+            let mut err = kiln_frontend::Error::new(
+                ErrorKind::Semantic,
+                format!("COPY --from={name}: no stage or image is named {name:?}"),
+            );
+            err.help = Some(if names.is_empty() {
+                format!("name a stage with `FROM … AS {name}`, or give an image in full, like docker.io/library/{name}:latest")
+            } else {
+                format!(
+                    "the stages this build can use are: {}; for an image, give its full name, like docker.io/library/{name}:latest",
+                    names.join(", ")
+                )
+            });
+            return Err(ctx.ast.error_at(err, line, Some(name)).into());
+        }
+        let image = ctx.bases.image(name, &stage.platform).map_err(|e| {
+            ctx.error_at(
+                line,
+                ErrorKind::Io,
+                format!("COPY --from={name}: {e}"),
+                Some(name),
+            )
+        })?;
+        let fs = ImageFs::open(ctx.store, &image.layers).map_err(|e| {
+            ctx.error_at(
+                line,
+                ErrorKind::Io,
+                format!("COPY --from={name}: {e}"),
+                Some(name),
+            )
+        })?;
+        Ok(From::Fs(fs))
+    }
+}
+
+/// The build context, or an empty directory for a build without one (so
+/// COPY finds nothing and says so).
+fn main_context<'a>(
+    ctx: &StageContext<'a>,
+    empty: &'a std::path::Path,
+) -> (
+    &'a std::path::Path,
+    &'a kiln_frontend::dockerignore::Matcher,
+) {
+    (ctx.context.unwrap_or(empty), ctx.ignore)
+}
+
+/// BuildKit's history text for COPY and ADD: the keyword, `--parents`,
+/// `--chown`, `--chmod`, the sources (heredocs as `<<NAME`) and the
+/// destination. `--from`, `--link` and `--exclude` are not part of it.
+fn history_text(
+    keyword: &str,
+    parents: bool,
+    chown: Option<&str>,
+    chmod: Option<&str>,
+    sources: &[Source],
+    dest: &str,
+) -> String {
+    let mut out = keyword.to_string();
+    if parents {
+        out.push_str(" --parents");
+    }
+    if let Some(c) = chown {
+        out.push_str(&format!(" --chown={c}"));
+    }
+    if let Some(c) = chmod {
+        out.push_str(&format!(" --chmod={c}"));
+    }
+    for s in sources {
+        match s {
+            Source::Path(p) => out.push_str(&format!(" {p}")),
+            Source::Heredoc(h) => out.push_str(&format!(" <<{}", h.name)),
+        }
+    }
+    out.push(' ');
+    out.push_str(dest);
+    out
+}
