@@ -232,6 +232,11 @@ impl BuildBackend for NativeBackend {
 
 impl NativeBackend {
     fn run(&self, req: &BuildRequest, events: &EventSink) -> Result<BuiltImage, BuildError> {
+        if req.tags.is_empty() && req.outputs.contains(&Output::Image { push: true }) {
+            return Err(BuildError::Request(
+                "pushing needs a name: add -t REGISTRY/REPOSITORY:TAG".into(),
+            ));
+        }
         let ast = kiln_frontend::parse(&req.dockerfile.name, &req.dockerfile.bytes)?;
         let ignore = load_ignore(req)?;
         let mut named_ignores = BTreeMap::new();

@@ -165,7 +165,7 @@ mod tests {
     #[test]
     fn first_error_cancels_the_rest() {
         let stages = [stage(0, &[]), stage(1, &[]), stage(2, &[1])];
-        let err = solve(&stages, |s, _, cancel| match s.index {
+        let err = solve(&stages, |s, _: &Finished<()>, cancel| match s.index {
             0 => Err("stage 0 failed".to_string()),
             1 => {
                 while !cancel.is_cancelled() {

@@ -162,11 +162,15 @@ impl State {
         // and says nothing about stages.
         let bare = !name.contains(['/', ':', '@', '.']);
         if bare && ctx.bases.context(name).is_none() && ctx.store.resolve(name).is_err() {
-            let names: Vec<String> = ctx
-                .plan
-                .stages
-                .iter()
-                .filter_map(|s| s.name.clone())
+            // Every stage of the Dockerfile, not only the ones this
+            // build runs: the one meant may be unused so far.
+            let names: Vec<String> = kiln_frontend::instructions::parse(ctx.ast)
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|c| match c.instruction {
+                    kiln_frontend::instructions::Instruction::From(f) => f.name,
+                    _ => None,
+                })
                 .collect();
             let mut err = kiln_frontend::Error::new(
                 ErrorKind::Semantic,
