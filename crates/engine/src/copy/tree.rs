@@ -1,0 +1,411 @@
+//! Where COPY reads from: a directory on disk (the build context, a
+//! download, a git checkout) or an image's file system, behind one trait so
+//! the copy rules are written once.
+
+use std::collections::HashSet;
+use std::fs;
+use std::io;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use kiln_frontend::dockerignore::Matcher;
+
+use super::paths::{join, parent};
+use super::ErrorKind;
+use crate::imagefs::{FsKind, ImageFs};
+
+/// What a path is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum NodeKind {
+    File,
+    Dir,
+    Symlink(String),
+    CharDevice { major: u32, minor: u32 },
+    BlockDevice { major: u32, minor: u32 },
+    Fifo,
+}
+
+/// A path's metadata, as COPY needs it.
+#[derive(Clone, Debug)]
+pub(crate) struct Node {
+    pub kind: NodeKind,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime: i64,
+    pub xattrs: Vec<(String, Vec<u8>)>,
+    /// Paths with the same key are hard links of one file.
+    pub link_key: Option<String>,
+    /// Where a regular file's bytes are.
+    pub content: Option<PathBuf>,
+}
+
+impl Node {
+    pub(crate) fn is_dir(&self) -> bool {
+        self.kind == NodeKind::Dir
+    }
+}
+
+/// A read-only tree of files; paths are clean, relative and `/`-separated,
+/// `""` being the root.
+pub(crate) trait Tree {
+    /// The node at `path`, symlinks not followed; `None` when missing.
+    fn node(&self, path: &str) -> Result<Option<Node>, ErrorKind>;
+    /// The names inside the directory `path`, sorted.
+    fn children(&self, path: &str) -> Result<Vec<String>, ErrorKind>;
+    /// Whether a symlink may lead out of the tree (an error) or stays
+    /// clamped at its root (an image, where `/` is the root).
+    fn strict(&self) -> bool;
+    /// Names the tree in "not found" errors.
+    fn describe(&self) -> &str;
+
+    /// Resolves every symlink on `path` (the last one too when
+    /// `follow_last`) inside the tree.
+    fn resolve(&self, path: &str, follow_last: bool) -> Result<String, ErrorKind> {
+        let mut done: Vec<String> = Vec::new();
+        let mut todo: Vec<String> = path.split('/').rev().map(str::to_string).collect();
+        let mut hops = 0;
+        while let Some(comp) = todo.pop() {
+            match comp.as_str() {
+                "" | "." => continue,
+                ".." => {
+                    if done.pop().is_none() && self.strict() {
+                        return Err(ErrorKind::SymlinkEscapes {
+                            path: path.to_string(),
+                        });
+                    }
+                    continue;
+                }
+                _ => {}
+            }
+            done.push(comp);
+            let last = todo.iter().all(|c| c.is_empty() || c == ".");
+            if last && !follow_last {
+                break;
+            }
+            let here = done.join("/");
+            if let Some(Node {
+                kind: NodeKind::Symlink(target),
+                ..
+            }) = self.node(&here)?
+            {
+                hops += 1;
+                if hops > 255 {
+                    return Err(ErrorKind::SymlinkLoop {
+                        path: path.to_string(),
+                    });
+                }
+                done.pop();
+                if target.starts_with('/') {
+                    if self.strict() {
+                        return Err(ErrorKind::SymlinkEscapes {
+                            path: path.to_string(),
+                        });
+                    }
+                    done.clear();
+                }
+                todo.extend(target.split('/').rev().map(str::to_string));
+            }
+        }
+        Ok(done.join("/"))
+    }
+}
+
+/// A directory on disk. For the build context, paths `.dockerignore`
+/// excludes do not exist and owners read as root, as BuildKit's context
+/// transfer sends them.
+pub(crate) struct DiskTree {
+    root: PathBuf,
+    visible: Option<HashSet<String>>,
+    reset_owner: bool,
+    strict: bool,
+    name: String,
+}
+
+impl DiskTree {
+    /// The build context: `.dockerignore` applied, owners reset, symlinks
+    /// may not leave it.
+    pub(crate) fn context(root: &Path, ignore: &Matcher) -> Result<DiskTree, ErrorKind> {
+        let visible = if ignore.is_empty() {
+            None
+        } else {
+            let walked = ignore.walk(root).map_err(|e| ErrorKind::Context {
+                reason: e.to_string(),
+            })?;
+            Some(
+                walked
+                    .into_iter()
+                    .map(|e| e.path.to_string_lossy().into_owned())
+                    .collect(),
+            )
+        };
+        Ok(DiskTree {
+            root: root.to_path_buf(),
+            visible,
+            reset_owner: true,
+            strict: true,
+            name: "build context".into(),
+        })
+    }
+
+    /// A directory kiln made (a download, a checkout, an inline file):
+    /// owners reset to root.
+    pub(crate) fn scratch(root: &Path, name: &str) -> DiskTree {
+        DiskTree {
+            root: root.to_path_buf(),
+            visible: None,
+            reset_owner: true,
+            strict: false,
+            name: name.into(),
+        }
+    }
+
+    fn visible(&self, path: &str) -> bool {
+        path.is_empty() || self.visible.as_ref().is_none_or(|v| v.contains(path))
+    }
+}
+
+impl Tree for DiskTree {
+    fn node(&self, path: &str) -> Result<Option<Node>, ErrorKind> {
+        if !self.visible(path) {
+            return Ok(None);
+        }
+        let full = self.root.join(path);
+        let md = match fs::symlink_metadata(&full) {
+            Ok(md) => md,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                ) =>
+            {
+                return Ok(None)
+            }
+            Err(e) => return Err(io_error("reading", &full, e)),
+        };
+        let ft = md.file_type();
+        let dev = md.rdev();
+        let (major, minor) = (rustix::fs::major(dev), rustix::fs::minor(dev));
+        let kind = if ft.is_dir() {
+            NodeKind::Dir
+        } else if ft.is_symlink() {
+            let target = fs::read_link(&full).map_err(|e| io_error("reading", &full, e))?;
+            NodeKind::Symlink(target.to_string_lossy().into_owned())
+        } else if ft.is_file() {
+            NodeKind::File
+        } else if ft.is_char_device() {
+            NodeKind::CharDevice { major, minor }
+        } else if ft.is_block_device() {
+            NodeKind::BlockDevice { major, minor }
+        } else if ft.is_fifo() {
+            NodeKind::Fifo
+        } else {
+            // Sockets are never sent with a context.
+            return Ok(None);
+        };
+        let (uid, gid) = if self.reset_owner {
+            (0, 0)
+        } else {
+            (md.uid(), md.gid())
+        };
+        let is_file = kind == NodeKind::File;
+        Ok(Some(Node {
+            link_key: (is_file && md.nlink() > 1).then(|| format!("{}:{}", md.dev(), md.ino())),
+            content: is_file.then(|| full.clone()),
+            kind,
+            mode: md.mode() & 0o7777,
+            uid,
+            gid,
+            mtime: md.mtime(),
+            xattrs: read_xattrs(&full).map_err(|e| io_error("reading xattrs of", &full, e))?,
+        }))
+    }
+
+    fn children(&self, path: &str) -> Result<Vec<String>, ErrorKind> {
+        let full = self.root.join(path);
+        let mut names = Vec::new();
+        for entry in fs::read_dir(&full).map_err(|e| io_error("listing", &full, e))? {
+            let entry = entry.map_err(|e| io_error("listing", &full, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if self.visible(&join(path, &name)) {
+                names.push(name);
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    fn strict(&self) -> bool {
+        self.strict
+    }
+
+    fn describe(&self) -> &str {
+        &self.name
+    }
+}
+
+/// An image's file system; file contents come from a subtree that
+/// [`ImageFs::extract`] wrote to disk.
+pub(crate) struct ImageTree<'a> {
+    pub fs: &'a ImageFs,
+    /// Image path (relative) whose subtree is extracted at `dir`.
+    pub extracted: Vec<(String, PathBuf)>,
+}
+
+impl ImageTree<'_> {
+    /// Where [`ImageFs::extract`] put the file at `path`: a directory's
+    /// contents go straight into the extraction directory, a file becomes
+    /// `<dir>/<name>`.
+    fn content_path(&self, path: &str) -> Option<PathBuf> {
+        self.extracted.iter().rev().find_map(|(base, dir)| {
+            if path == base {
+                Some(dir.join(super::paths::base(path)))
+            } else if base.is_empty() {
+                Some(dir.join(path))
+            } else {
+                path.strip_prefix(base.as_str())
+                    .and_then(|rest| rest.strip_prefix('/'))
+                    .map(|rest| dir.join(rest))
+            }
+        })
+    }
+}
+
+impl Tree for ImageTree<'_> {
+    fn node(&self, path: &str) -> Result<Option<Node>, ErrorKind> {
+        let Some(entry) = self.fs.lookup(&format!("/{path}")) else {
+            return Ok(None);
+        };
+        let (kind, link_key) = match &entry.kind {
+            FsKind::File => (NodeKind::File, Some(path.to_string())),
+            FsKind::Hardlink(target) => (
+                NodeKind::File,
+                Some(target.trim_start_matches('/').to_string()),
+            ),
+            FsKind::Dir => (NodeKind::Dir, None),
+            FsKind::Symlink(t) => (NodeKind::Symlink(t.clone()), None),
+            FsKind::CharDevice { major, minor } => (
+                NodeKind::CharDevice {
+                    major: *major,
+                    minor: *minor,
+                },
+                None,
+            ),
+            FsKind::BlockDevice { major, minor } => (
+                NodeKind::BlockDevice {
+                    major: *major,
+                    minor: *minor,
+                },
+                None,
+            ),
+            FsKind::Fifo => (NodeKind::Fifo, None),
+        };
+        let content = (kind == NodeKind::File)
+            .then(|| self.content_path(path))
+            .flatten();
+        Ok(Some(Node {
+            kind,
+            mode: entry.mode & 0o7777,
+            uid: entry.uid,
+            gid: entry.gid,
+            mtime: entry.mtime,
+            xattrs: entry.xattrs.clone(),
+            link_key,
+            content,
+        }))
+    }
+
+    fn children(&self, path: &str) -> Result<Vec<String>, ErrorKind> {
+        let mut names: Vec<String> = self
+            .fs
+            .read_dir(&format!("/{path}"))
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    fn strict(&self) -> bool {
+        false
+    }
+
+    fn describe(&self) -> &str {
+        "the source image"
+    }
+}
+
+/// Lists `path`'s subtree below `base` depth first, for wildcard matching;
+/// a directory that matches is not entered.
+pub(crate) fn walk_matches(
+    tree: &dyn Tree,
+    base: &str,
+    rel: &str,
+    pattern: &str,
+    out: &mut Vec<String>,
+) -> Result<(), ErrorKind> {
+    let dir = join(base, rel);
+    for name in tree.children(&dir)? {
+        let child_rel = join(rel, &name);
+        let child = join(base, &child_rel);
+        let is_dir = tree.node(&child)?.is_some_and(|n| n.is_dir());
+        if super::paths::go_match(pattern, &child_rel) {
+            out.push(child);
+        } else if is_dir {
+            walk_matches(tree, base, &child_rel, pattern, out)?;
+        }
+    }
+    Ok(())
+}
+
+fn io_error(what: &str, path: &Path, err: io::Error) -> ErrorKind {
+    ErrorKind::Io {
+        what: format!("{what} {}", path.display()),
+        reason: err.to_string(),
+    }
+}
+
+/// The xattrs of `path` (not following symlinks), sorted by name, without
+/// overlayfs' own.
+pub(crate) fn read_xattrs(path: &Path) -> io::Result<Vec<(String, Vec<u8>)>> {
+    let size = match rustix::fs::llistxattr_query(path) {
+        Ok(n) => n,
+        Err(rustix::io::Errno::OPNOTSUPP) => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    if size == 0 {
+        return Ok(Vec::new());
+    }
+    let mut names = vec![0u8; size];
+    let n = rustix::fs::llistxattr(path, &mut names[..])?;
+    let mut out = Vec::new();
+    for raw in names[..n].split(|b| *b == 0).filter(|n| !n.is_empty()) {
+        let name = String::from_utf8_lossy(raw).into_owned();
+        if name.starts_with("trusted.overlay.") || name.starts_with("user.overlay.") {
+            continue;
+        }
+        let len = match rustix::fs::lgetxattr_query(path, raw) {
+            Ok(len) => len,
+            Err(rustix::io::Errno::NODATA) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let mut value = vec![0u8; len];
+        let got = rustix::fs::lgetxattr(path, raw, &mut value[..])?;
+        value.truncate(got);
+        out.push((name, value));
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The parent directories of a relative path, outermost first.
+pub(crate) fn ancestors(path: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut p = parent(path);
+    while !p.is_empty() {
+        out.push(p);
+        p = parent(p);
+    }
+    out.reverse();
+    out
+}
