@@ -1,0 +1,188 @@
+//! The Dockerfile corpus (tests/corpus at the repository root): every case
+//! is built by buildah (the reference) and by `kiln build`, both images are
+//! unpacked with umoci, and the root file systems (paths, types, modes,
+//! owners, content, symlink targets, xattrs, hard links; not mtimes) and the
+//! config fields are compared. Where BuildKit and buildah differ, the case's
+//! expect.json holds BuildKit's value, and kiln is held to it.
+//!
+//! `KILN_CORPUS_CASE=name[,name…]` runs only some cases.
+
+mod corpus_support;
+
+use corpus_support::case::{self, Case, Prepared};
+use corpus_support::tools::{self, BuildRequest, Buildah};
+use corpus_support::{config, start_base, tree};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// What a build produced, in comparable form.
+struct Image {
+    tree: tree::Tree,
+    config: BTreeMap<String, Value>,
+}
+
+fn request<'a>(
+    case: &'a Case,
+    p: &'a Prepared,
+    dockerfile: &'a Path,
+    base: &str,
+) -> BuildRequest<'a> {
+    let mut build_args = vec![("BASE".to_string(), base.to_string())];
+    build_args.extend(case.expect.build_args.clone());
+    BuildRequest {
+        context: &p.context,
+        dockerfile,
+        build_args,
+        build_contexts: case
+            .expect
+            .build_contexts
+            .iter()
+            .map(|(k, v)| (k.clone(), p.context.join(v)))
+            .collect(),
+        target: case.expect.target.as_deref(),
+    }
+}
+
+fn unpack(layout: &Path, bundle: &Path) -> Result<tree::Tree, String> {
+    let rootfs = tools::umoci_unpack(layout, bundle)?;
+    tree::scan(&rootfs)
+}
+
+/// buildah's image with the case's known BuildKit differences applied.
+fn reference_image(
+    case: &Case,
+    buildah: &Buildah,
+    p: &Prepared,
+    base: &str,
+    work: &Path,
+) -> Result<Image, String> {
+    let layout = work.join("buildah-oci");
+    let docker_config = buildah.build(
+        &request(case, p, &p.buildah_dockerfile, base),
+        &format!("corpus-{}", case.name),
+        &layout,
+    )?;
+    let mut tree = unpack(&layout, &work.join("buildah-bundle"))?;
+    for (path, node) in &case.expect.paths {
+        match node {
+            None => {
+                tree.remove(path);
+            }
+            Some(v) => {
+                tree.insert(path.clone(), tree::Node::from_json(path, v)?);
+            }
+        }
+    }
+    let mut config = config::normalize(&docker_config);
+    config::apply_overrides(&mut config, &case.expect.config);
+    Ok(Image { tree, config })
+}
+
+fn kiln_image(
+    case: &Case,
+    store: &Path,
+    host: &str,
+    p: &Prepared,
+    base: &str,
+    work: &Path,
+) -> Result<Image, String> {
+    let layout = work.join("kiln-oci");
+    tools::kiln_build(
+        Path::new(env!("CARGO_BIN_EXE_kiln")),
+        store,
+        host,
+        &request(case, p, &p.dockerfile, base),
+        &layout,
+        &[],
+    )?;
+    let tree = unpack(&layout, &work.join("kiln-bundle"))?;
+    let image_config = tools::image_config(&layout)?;
+    Ok(Image {
+        tree,
+        config: config::normalize(&image_config["config"]),
+    })
+}
+
+fn selected(cases: Vec<Case>) -> Vec<Case> {
+    match std::env::var("KILN_CORPUS_CASE") {
+        Ok(names) if !names.is_empty() => {
+            let names: Vec<&str> = names.split(',').collect();
+            cases
+                .into_iter()
+                .filter(|c| names.contains(&c.name.as_str()))
+                .collect()
+        }
+        _ => cases,
+    }
+}
+
+#[test]
+fn corpus_matches_buildah() {
+    let all = case::load_all().unwrap();
+    assert!(all.len() >= 30, "the corpus has only {} cases", all.len());
+    let cases = selected(all);
+    let base = start_base();
+    let host = base.registry.host();
+    let work = tempfile::tempdir().unwrap();
+    let mut prepared = Vec::new();
+    for c in &cases {
+        let dir = work.path().join(&c.name);
+        std::fs::create_dir(&dir).unwrap();
+        let p = case::prepare(c, &dir.join("context"), &base.reference)
+            .unwrap_or_else(|e| panic!("preparing case {}: {e}", c.name));
+        prepared.push((c, p, dir));
+    }
+
+    let buildah = Buildah::new();
+    let store = work.path().join("kiln-store");
+    // The two builders run side by side, each through its cases in order.
+    let (references, kilns) = std::thread::scope(|s| {
+        let r = s.spawn(|| {
+            prepared
+                .iter()
+                .map(|(c, p, dir)| reference_image(c, &buildah, p, &base.reference, dir))
+                .collect::<Vec<_>>()
+        });
+        let k = s.spawn(|| {
+            prepared
+                .iter()
+                .map(|(c, p, dir)| kiln_image(c, &store, &host, p, &base.reference, dir))
+                .collect::<Vec<_>>()
+        });
+        (r.join().unwrap(), k.join().unwrap())
+    });
+
+    let mut report = String::new();
+    let mut failed = Vec::new();
+    for (((c, _, _), reference), kiln) in prepared.iter().zip(references).zip(kilns) {
+        let problems = match (reference, kiln) {
+            (Err(e), _) => vec![format!("reference build failed (a corpus bug): {e}")],
+            (Ok(_), Err(e)) => vec![format!("kiln build failed: {e}")],
+            (Ok(want), Ok(got)) => {
+                let mut d = tree::diff(&want.tree, &got.tree);
+                d.extend(config::diff(&want.config, &got.config));
+                d
+            }
+        };
+        if problems.is_empty() {
+            report.push_str(&format!("PASS {}\n", c.name));
+        } else {
+            report.push_str(&format!("FAIL {}\n", c.name));
+            for p in &problems {
+                for line in p.lines() {
+                    report.push_str(&format!("    {line}\n"));
+                }
+            }
+            failed.push(c.name.clone());
+        }
+    }
+    println!("{report}");
+    assert!(
+        failed.is_empty(),
+        "{} of {} corpus cases differ from the reference: {}\n{report}",
+        failed.len(),
+        prepared.len(),
+        failed.join(", ")
+    );
+}
