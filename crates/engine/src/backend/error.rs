@@ -8,7 +8,7 @@ use std::path::PathBuf;
 pub enum BuildError {
     /// The Dockerfile is wrong, or one of its steps failed; the error says
     /// where.
-    #[error("{0}")]
+    #[error(transparent)]
     Dockerfile(#[from] kiln_frontend::Error),
     /// The request itself is unusable (a missing context, a bad option).
     #[error("{0}")]

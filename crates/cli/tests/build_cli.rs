@@ -1,0 +1,241 @@
+//! `kiln build` as the built binary: progress, id and metadata files,
+//! outputs, stdin Dockerfiles, and failures that leave the store alone.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn kiln_in(dir: &Path, args: &[&str], stdin: Option<&str>) -> Run {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(args)
+        .current_dir(dir)
+        .env("KILN_ROOT", dir.join("store"))
+        .env("HOME", dir)
+        .env_remove("SOURCE_DATE_EPOCH")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).unwrap();
+    }
+    drop(input);
+    let out = child.wait_with_output().unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn kiln(dir: &Path, args: &[&str]) -> Run {
+    kiln_in(dir, args, None)
+}
+
+/// Progress lines with the durations blanked.
+fn progress(stderr: &str) -> Vec<String> {
+    stderr
+        .lines()
+        .map(|l| match l.split_once(" DONE ") {
+            Some((head, _)) => format!("{head} DONE"),
+            None => l.to_string(),
+        })
+        .collect()
+}
+
+fn setup() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = dir.path().join("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    std::fs::write(ctx.join("hello.txt"), "hello\n").unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM scratch AS build\nCOPY hello.txt /src/\n\nFROM scratch\nCOPY --from=build /src/hello.txt /\nCMD [\"/hello\"]\n",
+    )
+    .unwrap();
+    dir
+}
+
+#[test]
+fn build_prints_progress_and_writes_id_and_metadata() {
+    let dir = setup();
+    let d = dir.path();
+    let run = kiln(
+        d,
+        &[
+            "build",
+            "-t",
+            "app:1",
+            "--tag",
+            "registry.example/app:2",
+            "--label",
+            "org.example=yes",
+            "--iidfile",
+            "iid",
+            "--metadata-file",
+            "meta.json",
+            "--source-date-epoch",
+            "1700000000",
+            "--no-cache",
+            "ctx",
+        ],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        progress(&run.stderr),
+        [
+            "#1 [build 1/2] FROM scratch",
+            "#1 DONE",
+            "#2 [build 2/2] COPY hello.txt /src/",
+            "#2 DONE",
+            "#3 [stage-1 1/3] FROM scratch",
+            "#3 DONE",
+            "#4 [stage-1 2/3] COPY --from=build /src/hello.txt /",
+            "#4 DONE",
+            "#5 [stage-1 3/3] CMD [\"/hello\"]",
+            "#5 DONE",
+        ]
+    );
+    let id = std::fs::read_to_string(d.join("iid")).unwrap();
+    assert!(id.starts_with("sha256:") && id.len() == 71, "{id}");
+    assert_eq!(
+        run.stdout,
+        format!("Built {id} as app:1, registry.example/app:2\n")
+    );
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("meta.json")).unwrap()).unwrap();
+    assert_eq!(meta["containerimage.digest"], id);
+    assert_eq!(
+        meta["image.name"],
+        "docker.io/library/app:1,registry.example/app:2"
+    );
+    assert_eq!(
+        meta["containerimage.descriptor"]["mediaType"],
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+    let config_digest = meta["containerimage.config.digest"].as_str().unwrap();
+    let store = kiln_store::Store::open(d.join("store")).unwrap();
+    let config: serde_json::Value =
+        serde_json::from_slice(&store.read_blob(&config_digest.parse().unwrap()).unwrap()).unwrap();
+    assert_eq!(config["config"]["Labels"]["org.example"], "yes");
+    assert_eq!(config["created"], "2023-11-14T22:13:20Z");
+    assert_eq!(
+        store
+            .resolve("app:1")
+            .unwrap()
+            .descriptor
+            .digest
+            .to_string(),
+        id
+    );
+
+    // Same inputs, same image.
+    let again = kiln(
+        d,
+        &[
+            "build",
+            "--label",
+            "org.example=yes",
+            "--source-date-epoch",
+            "1700000000",
+            "--iidfile",
+            "iid2",
+            "ctx",
+        ],
+    );
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert_eq!(std::fs::read_to_string(d.join("iid2")).unwrap(), id);
+}
+
+#[test]
+fn dockerfile_on_stdin_without_context_and_oci_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let run = kiln_in(
+        d,
+        &["build", "-o", "type=oci,dest=out", "-t", "x:1", "-"],
+        Some("FROM scratch\nENV A=b\n"),
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let out = Command::new("skopeo")
+        .args([
+            "inspect",
+            "--config",
+            &format!("oci:{}:docker.io/library/x:1", d.join("out").display()),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        config["config"]["Env"],
+        serde_json::json!([
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "A=b"
+        ])
+    );
+}
+
+#[test]
+fn failures_name_the_line_and_leave_the_store_alone() {
+    let dir = setup();
+    let d = dir.path();
+    assert_eq!(kiln(d, &["build", "-t", "keep:1", "ctx"]).code, 0);
+    let images = kiln(d, &["images"]).stdout;
+    for (dockerfile, want) in [
+        (
+            "FROM scratch\nRUN true\n",
+            "error: <stdin>:2:1: RUN is not supported yet by kiln's native backend\n",
+        ),
+        (
+            "FROM scratch\nCOPY nope.txt /\n",
+            "error: <stdin>:2: COPY failed: ",
+        ),
+        (
+            "FROM scratch\nCOPY --from=nope /a /a\n",
+            "error: <stdin>:2:13: COPY --from=nope: no stage or image is named \"nope\"\n",
+        ),
+    ] {
+        let run = kiln_in(
+            d,
+            &["build", "-t", "bad:1", "-f", "-", "ctx"],
+            Some(dockerfile),
+        );
+        assert_eq!(run.code, 1, "{}", run.stderr);
+        let last_error = run
+            .stderr
+            .find("error: ")
+            .map(|i| &run.stderr[i..])
+            .unwrap_or("");
+        assert!(
+            last_error.starts_with(want),
+            "got:\n{}\nwant:\n{want}",
+            run.stderr
+        );
+        assert_eq!(kiln(d, &["images"]).stdout, images);
+        let fsck = kiln(d, &["fsck"]);
+        assert_eq!(fsck.code, 0, "{}", fsck.stdout);
+    }
+    let run = kiln(
+        d,
+        &["build", "--platform", "linux/amd64,linux/arm64", "ctx"],
+    );
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr.contains("several platforms at once"),
+        "{}",
+        run.stderr
+    );
+}
