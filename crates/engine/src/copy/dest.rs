@@ -250,6 +250,8 @@ impl Layer<'_> {
             parent(&dest).to_string()
         };
         self.mkdir_all(&target)?;
+        // fsutil keeps hard links within one source only.
+        self.inodes.clear();
         let skip_includes = job.includes.is_empty();
         self.copy_node(job, &job.src, "", &dest, false, skip_includes)
     }

@@ -353,7 +353,7 @@ fn run(ctx: &CopyContext, from: CopySource, step: &Step) -> Result<CopyOutput, E
                         let items = local_items(&probe, src, step.parents, excludes.as_ref())?;
                         let mut extracted = Vec::new();
                         for item in &items.list {
-                            let dir = scratch.dir("stage")?.join("root");
+                            let dir = scratch.dir("stage")?;
                             fs.extract(store, &format!("/{}", item.src), &dir)
                                 .map_err(|e| ErrorKind::Io {
                                     what: format!("extracting /{} from the source image", item.src),
