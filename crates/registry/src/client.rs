@@ -128,23 +128,30 @@ impl Client {
         &self.opts
     }
 
-    pub(crate) fn host(&self, target: &Target, action: &'static str) -> Result<Arc<Host>> {
+    /// The connection pool and auth state for `name` (`host[:port]`);
+    /// `target` and `action` only label errors.
+    pub(crate) fn host(
+        &self,
+        name: &str,
+        target: &Target,
+        action: &'static str,
+    ) -> Result<Arc<Host>> {
         let mut hosts = self.hosts.lock().expect("host table poisoned");
-        if let Some(h) = hosts.get(&target.registry) {
+        if let Some(h) = hosts.get(name) {
             return Ok(h.clone());
         }
-        let http = self.build_http(&target.registry).map_err(|kind| Error {
+        let http = self.build_http(name).map_err(|kind| Error {
             action,
             target: Box::new(target.clone()),
             kind,
         })?;
         let host = Arc::new(Host {
-            name: target.registry.clone(),
+            name: name.to_string(),
             http,
             base: tokio::sync::OnceCell::new(),
             auth: tokio::sync::Mutex::new(AuthState::default()),
         });
-        hosts.insert(target.registry.clone(), host.clone());
+        hosts.insert(name.to_string(), host.clone());
         Ok(host)
     }
 
@@ -228,8 +235,55 @@ impl Client {
         scope: &Scope,
         build: impl Fn(&reqwest::Client, &str) -> RequestBuilder,
     ) -> Result<Response> {
-        let host = self.host(target, action)?;
+        let host = self.host(&target.registry, target, action)?;
         let base = self.base(&host, target, action).await?;
+        self.send_via(&host, &base, target, action, scope, build)
+            .await
+    }
+
+    /// Sends a GET of `url`, which is not on the registry (a foreign
+    /// layer's URL), with that host's TLS settings and credentials, never
+    /// the registry's; retried as [`Client::send`] does. `target` labels errors.
+    pub(crate) async fn send_url(
+        &self,
+        url: &str,
+        target: &Target,
+        action: &'static str,
+        range_from: u64,
+    ) -> Result<Response> {
+        let parsed = reqwest::Url::parse(url).map_err(|e| Error {
+            action,
+            target: Box::new(target.clone()),
+            kind: ErrorKind::Invalid(format!("the layer URL {url:?} is not a URL: {e}")),
+        })?;
+        let name = match (parsed.host_str(), parsed.port()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (Some(h), None) => h.to_string(),
+            (None, _) => {
+                return Err(Error {
+                    action,
+                    target: Box::new(target.clone()),
+                    kind: ErrorKind::Invalid(format!("the layer URL {url:?} names no host")),
+                })
+            }
+        };
+        let host = self.host(&name, target, action)?;
+        self.send_via(&host, url, target, action, &Scope::none(), |http, _| {
+            with_range(http.get(url), range_from)
+        })
+        .await
+    }
+
+    async fn send_via(
+        &self,
+        host: &Host,
+        base: &str,
+        target: &Target,
+        action: &'static str,
+        scope: &Scope,
+        build: impl Fn(&reqwest::Client, &str) -> RequestBuilder,
+    ) -> Result<Response> {
+        let base = base.to_string();
         let err = |kind| Error {
             action,
             target: Box::new(target.clone()),
@@ -240,7 +294,7 @@ impl Client {
         loop {
             attempt += 1;
             let mut request = build(&host.http, &base);
-            if let Some(value) = auth::header(self, &host, scope).await.map_err(&err)? {
+            if let Some(value) = auth::header(self, host, scope).await.map_err(&err)? {
                 request = request.header(reqwest::header::AUTHORIZATION, value);
             }
             let (kind, retry_after) = match request.send().await {
@@ -387,6 +441,15 @@ pub(crate) async fn status_error(resp: Response, what: &str) -> ErrorKind {
             request,
             detail,
         },
+    }
+}
+
+/// `request` asking for the bytes from `offset` on, or all of them from 0.
+pub(crate) fn with_range(request: RequestBuilder, offset: u64) -> RequestBuilder {
+    if offset > 0 {
+        request.header(reqwest::header::RANGE, format!("bytes={offset}-"))
+    } else {
+        request
     }
 }
 

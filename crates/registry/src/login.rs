@@ -24,7 +24,7 @@ impl Client {
             target: Box::new(target.clone()),
             kind,
         };
-        let host = self.host(&target, ACTION)?;
+        let host = self.host(&target.registry, &target, ACTION)?;
         let base = self.base(&host, &target, ACTION).await?;
         let url = format!("{base}/v2/");
         let ping = host

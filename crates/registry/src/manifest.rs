@@ -107,13 +107,7 @@ fn platform_of(v: &Value) -> Option<Platform> {
 
 /// The `urls` of a descriptor (foreign layers), empty for ordinary blobs.
 pub fn urls(desc: &Descriptor) -> Vec<String> {
-    desc.extra
-        .get("urls")
-        .and_then(|u| u.as_array())
-        .into_iter()
-        .flatten()
-        .filter_map(|u| u.as_str().map(str::to_string))
-        .collect()
+    desc.urls().into_iter().map(str::to_string).collect()
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! blobs streamed into the store concurrently, verified, resumed with
 //! `Range` after a dropped connection, and committed atomically.
 
-use crate::client::{status_error, v2, Client, Scope};
+use crate::client::{status_error, v2, with_range, Client, Scope};
 use crate::errors::{Error, ErrorKind, Result, Target};
 use crate::manifest::{self, Parsed};
 use crate::platform::Platform;
@@ -236,24 +236,18 @@ impl Client {
         let mut drops = 0;
         loop {
             let offset = writer.len();
-            let scope = if url.is_some() {
-                Scope::none()
-            } else {
-                Scope::pull(&reference.repository)
+            let mut resp = match url {
+                Some(u) => self.send_url(u, &target, ACTION, offset).await?,
+                None => {
+                    self.send(
+                        &target,
+                        ACTION,
+                        &Scope::pull(&reference.repository),
+                        |http, base| with_range(v2(http, Method::GET, base, &path), offset),
+                    )
+                    .await?
+                }
             };
-            let mut resp = self
-                .send(&target, ACTION, &scope, |http, base| {
-                    let r = match url {
-                        Some(u) => http.get(u),
-                        None => v2(http, Method::GET, base, &path),
-                    };
-                    if offset > 0 {
-                        r.header(header::RANGE, format!("bytes={offset}-"))
-                    } else {
-                        r
-                    }
-                })
-                .await?;
             match resp.status() {
                 StatusCode::PARTIAL_CONTENT if offset > 0 => {}
                 StatusCode::OK if offset == 0 => {}

@@ -1,55 +1,11 @@
 //! kiln-registry against a real docker-registry (see kiln-testsupport).
 
-use kiln_registry::{
-    BlobDir, Client, ClientOptions, Credentials, ErrorKind, Platform, PushOptions,
-};
-use kiln_store::{Descriptor, Store};
+use common::{busybox_layer, layout_manifest, options, push_busybox, rt, tmp_is_empty};
+use kiln_registry::{BlobDir, Client, Credentials, ErrorKind, Platform, PushOptions};
+use kiln_store::Store;
 use kiln_testsupport::{base_images, Auth, BaseImages, Fault, Proxy, Registry, RegistryOptions};
-use std::path::Path;
-use std::time::Duration;
 
-fn options(insecure: &[String]) -> ClientOptions {
-    let mut o = ClientOptions::from_env();
-    o.insecure_registries = insecure.to_vec();
-    o.cert_dirs.clear();
-    o.auth_files = kiln_registry::AuthFiles {
-        read: Vec::new(),
-        write: "/nonexistent/kiln-test/config.json".into(),
-    };
-    o.backoff = Duration::from_millis(10);
-    o.retries = 2;
-    o.timeout = Duration::from_secs(5);
-    o
-}
-
-fn layout_manifest(layout: &Path) -> Descriptor {
-    let index: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
-    serde_json::from_value(index["manifests"][0].clone()).unwrap()
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn push_busybox(client: &Client, host: &str, repo_tag: &str) -> kiln_registry::Pushed {
-    let layout = &base_images().busybox;
-    let dest = format!("{host}/{repo_tag}").parse().unwrap();
-    rt().block_on(client.push(
-        &BlobDir::of_layout(layout),
-        &layout_manifest(layout),
-        &dest,
-        &PushOptions::default(),
-    ))
-    .unwrap()
-}
-
-fn tmp_is_empty(store: &Store) -> bool {
-    std::fs::read_dir(store.tmp_dir()).unwrap().next().is_none()
-}
+mod common;
 
 #[test]
 fn push_then_pull_busybox_and_skip_present_blobs() {
@@ -261,20 +217,7 @@ fn corrupt_blob_aborts_and_leaves_nothing() {
     let registry = Registry::start();
     let client = Client::new(options(&[registry.host()]));
     push_busybox(&client, &registry.host(), "busybox:1");
-    let layout = &base_images().busybox;
-    let manifest: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(
-            layout
-                .join("blobs/sha256")
-                .join(layout_manifest(layout).digest.hex()),
-        )
-        .unwrap(),
-    )
-    .unwrap();
-    let layer = manifest["layers"][0]["digest"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let layer = busybox_layer();
     let proxy = Proxy::start(registry.port(), vec![Fault::CorruptBlob(layer.clone())]);
     let client = Client::new(options(&[proxy.host()]));
     let dir = tempfile::tempdir().unwrap();
@@ -306,20 +249,7 @@ fn dropped_connection_resumes_with_range_and_5xx_is_retried() {
     let registry = Registry::start();
     let client = Client::new(options(&[registry.host()]));
     push_busybox(&client, &registry.host(), "busybox:1");
-    let layout = &base_images().busybox;
-    let manifest: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(
-            layout
-                .join("blobs/sha256")
-                .join(layout_manifest(layout).digest.hex()),
-        )
-        .unwrap(),
-    )
-    .unwrap();
-    let layer = manifest["layers"][0]["digest"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let layer = busybox_layer();
     let proxy = Proxy::start(
         registry.port(),
         vec![

@@ -75,6 +75,25 @@ impl Descriptor {
         }
     }
 
+    /// The descriptor's `urls`: where a foreign (non-distributable) layer,
+    /// such as a Windows base layer, is downloaded from. Empty for ordinary blobs.
+    pub fn urls(&self) -> Vec<&str> {
+        self.extra
+            .get("urls")
+            .and_then(|u| u.as_array())
+            .into_iter()
+            .flatten()
+            .filter_map(|u| u.as_str())
+            .collect()
+    }
+
+    /// True for a foreign layer: one with `urls`. Registries do not hold
+    /// it and licences often forbid copying it, so the store accepts
+    /// images without its bytes; they are fetched only when needed.
+    pub fn is_foreign(&self) -> bool {
+        !self.urls().is_empty()
+    }
+
     /// `os/architecture[/variant]` from the descriptor's `platform`, if it has one.
     pub fn platform(&self) -> Option<String> {
         let p = self.extra.get("platform")?;
@@ -160,6 +179,13 @@ mod tests {
         let desc: Descriptor = serde_json::from_str(&json).unwrap();
         assert_eq!(desc.platform().as_deref(), Some("linux/arm64/v8"));
         assert_eq!(serde_json::to_string(&desc).unwrap(), json);
+        assert!(!desc.is_foreign());
+        let foreign: Descriptor = serde_json::from_str(&format!(
+            r#"{{"mediaType":"application/vnd.docker.image.rootfs.foreign.diff.tar.gzip","digest":"{d}","size":1,"urls":["https://example.com/l",7]}}"#
+        ))
+        .unwrap();
+        assert_eq!(foreign.urls(), vec!["https://example.com/l"]);
+        assert!(foreign.is_foreign());
     }
 
     #[test]

@@ -35,6 +35,9 @@ pub struct FsckReport {
     pub images_checked: usize,
     /// Everything wrong, one line each; empty when the store is consistent.
     pub problems: Vec<String>,
+    /// Things worth knowing that are not wrong, one line each: foreign
+    /// layers whose bytes are not in the store.
+    pub notes: Vec<String>,
 }
 
 impl Store {
@@ -165,8 +168,16 @@ impl Store {
                 }
                 None => entry.digest.to_string(),
             };
-            for problem in self.tree(entry).problems {
+            let tree = self.tree(entry);
+            for problem in tree.problems {
                 report.problems.push(format!("image {label}: {problem}"));
+            }
+            for layer in tree.foreign_absent {
+                report.notes.push(format!(
+                    "image {label}: foreign layer {} is not present (it is fetched from {} when needed)",
+                    layer.digest,
+                    layer.urls().join(", ")
+                ));
             }
         }
         Ok(report)

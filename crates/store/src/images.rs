@@ -32,6 +32,8 @@ pub struct Resolved {
 pub(crate) struct Tree {
     pub present: Vec<Descriptor>,
     pub problems: Vec<String>,
+    /// Foreign layers (with `urls`) whose bytes are not in the store.
+    pub foreign_absent: Vec<Descriptor>,
 }
 
 impl Store {
@@ -48,7 +50,8 @@ impl Store {
 
     /// Names `manifest` as `reference` (a tag; any digest in it is dropped),
     /// moving the tag if it named another image. The manifest and the blobs
-    /// it needs must already be in the store.
+    /// it needs must already be in the store, except foreign layers (with
+    /// `urls`), which are fetched from their URLs only when needed.
     pub fn tag(&self, reference: &Reference, manifest: &Descriptor) -> Result<()> {
         let tag = reference.tag.as_deref().ok_or_else(|| {
             Error::invalid(
@@ -186,11 +189,13 @@ impl Store {
     /// The blobs reachable from `root` that are in the store (root first),
     /// and what is wrong: a missing or mis-sized blob a manifest needs, an
     /// unreadable manifest. Platform manifests missing from an index are
-    /// fine: a pull may fetch one platform only.
+    /// fine: a pull may fetch one platform only. So are foreign layers
+    /// (descriptors with `urls`): they are fetched from there when needed.
     pub(crate) fn tree(&self, root: &Descriptor) -> Tree {
         let mut tree = Tree {
             present: Vec::new(),
             problems: Vec::new(),
+            foreign_absent: Vec::new(),
         };
         let mut seen = HashSet::new();
         let mut stack = vec![(root.clone(), true)];
@@ -201,6 +206,10 @@ impl Store {
             let len = match std::fs::metadata(self.blob_path(&desc.digest)) {
                 Ok(m) => m.len(),
                 Err(_) if !required => continue,
+                Err(_) if desc.is_foreign() => {
+                    tree.foreign_absent.push(desc);
+                    continue;
+                }
                 Err(_) => {
                     tree.problems
                         .push(format!("{} {} is missing", desc.media_type, desc.digest));

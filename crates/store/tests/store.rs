@@ -448,3 +448,72 @@ fn an_index_uses_the_host_platform_and_may_lack_others() {
         "the docker-archive holds the host's manifest"
     );
 }
+
+#[test]
+fn foreign_layers_may_be_absent() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let (base, layer) = make_image(&store, b"x");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&store.read_blob(&base.digest).unwrap()).unwrap();
+    let foreign_bytes = b"windows base layer";
+    let foreign = Digest::of(foreign_bytes);
+    let mut with_foreign = manifest.clone();
+    with_foreign["layers"].as_array_mut().unwrap().insert(
+        0,
+        serde_json::json!({
+            "mediaType": "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+            "digest": foreign, "size": foreign_bytes.len(),
+            "urls": ["https://example.com/base.tar.gz"],
+        }),
+    );
+    let m = store
+        .put_bytes(with_foreign.to_string().as_bytes())
+        .unwrap();
+    let m = Descriptor::new(media_type::OCI_MANIFEST, m.digest, m.size);
+    store.tag(&r("win"), &m).unwrap();
+    let report = store.fsck().unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!(
+        report.notes,
+        vec![format!(
+            "image docker.io/library/win:latest: foreign layer {foreign} is not present \
+             (it is fetched from https://example.com/base.tar.gz when needed)"
+        )]
+    );
+    // An ordinary layer is still required.
+    let mut broken = with_foreign.clone();
+    broken["layers"][1]["digest"] = serde_json::json!(Digest::of(b"gone"));
+    let b = store.put_bytes(broken.to_string().as_bytes()).unwrap();
+    let b = Descriptor::new(media_type::OCI_MANIFEST, b.digest, b.size);
+    let err = store.tag(&r("broken"), &b).unwrap_err().to_string();
+    assert!(
+        err.contains("is missing; store the blobs it needs first"),
+        "{err}"
+    );
+
+    store.gc().unwrap();
+    assert!(store.has_blob(&layer));
+    // Exported layouts leave the foreign layer out, as skopeo does, and load back.
+    let out = dir.path().join("out");
+    store
+        .export_oci(
+            &[ArchiveImage {
+                descriptor: m.clone(),
+                tags: vec![r("win")],
+            }],
+            &out,
+        )
+        .unwrap();
+    assert!(!out.join("blobs/sha256").join(foreign.hex()).exists());
+    let other = Store::open(dir.path().join("other")).unwrap();
+    let loaded = other.load(&out).unwrap();
+    assert_eq!(loaded[0].descriptor.digest, m.digest);
+
+    // Once fetched, the bytes count like any blob's.
+    store.put_bytes(foreign_bytes).unwrap();
+    let report = store.fsck().unwrap();
+    assert!(report.problems.is_empty() && report.notes.is_empty());
+    store.gc().unwrap();
+    assert!(store.has_blob(&foreign));
+}

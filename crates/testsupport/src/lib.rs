@@ -7,14 +7,18 @@
 //!   header whose certificate is the registry's `rootcertbundle`.
 //! * [`Proxy`]: a TCP proxy in front of a registry that can corrupt a blob,
 //!   drop a connection part way through one, or answer with an error status.
+//! * [`FileServer`]: plain HTTP files outside any registry, for the
+//!   `urls` of foreign layers.
 //! * [`base_images`]: OCI layouts built by `scripts/make-base-images`.
 #![deny(missing_docs)]
 
+mod files;
 mod images;
 mod proxy;
 mod registry;
 mod token;
 
+pub use files::FileServer;
 pub use images::{base_images, BaseImages};
 pub use proxy::{Fault, Proxy};
 pub use registry::{Auth, Registry, RegistryOptions};

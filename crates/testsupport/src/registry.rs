@@ -38,7 +38,9 @@ pub struct RegistryOptions {
     pub auth: Auth,
 }
 
-/// A running `docker-registry`; killed when dropped.
+/// A running `docker-registry`; killed when dropped. It accepts manifests
+/// whose foreign layers have `urls` on 127.0.0.1 (a registry allows none
+/// unless configured to).
 pub struct Registry {
     child: Option<Child>,
     dir: tempfile::TempDir,
@@ -60,6 +62,7 @@ impl Registry {
         let mut config = format!(
             "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  \
              filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
+             validation:\n  manifests:\n    urls:\n      allow:\n        - '^https?://127\\.0\\.0\\.1[:/]'\n\
              http:\n  addr: 127.0.0.1:{port}\n",
             dir.path().join("storage").display()
         );

@@ -285,6 +285,9 @@ fn rm(store: &Store, force: bool, inputs: &[String]) -> anyhow::Result<ExitCode>
 
 fn fsck(store: &Store) -> anyhow::Result<ExitCode> {
     let report = store.fsck()?;
+    for note in &report.notes {
+        println!("note: {note}");
+    }
     if report.problems.is_empty() {
         println!(
             "{} blobs and {} images checked: no problems",

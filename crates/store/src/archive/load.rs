@@ -96,7 +96,7 @@ impl Store {
             }
             let path = dir.join("blobs/sha256").join(desc.digest.hex());
             if !path.is_file() {
-                if required {
+                if required && !desc.is_foreign() {
                     return Err(Error::invalid(
                         dir.display().to_string(),
                         format!(
