@@ -1,0 +1,139 @@
+//! Users and groups from the image's `/etc/passwd` and `/etc/group`, with
+//! runc's rules for `USER` and BuildKit's for `--chown`.
+
+use super::{Error, ImageFs};
+
+/// The most of `/etc/passwd` or `/etc/group` kiln reads.
+const LIMIT: u64 = 16 << 20;
+
+/// One line of `/etc/passwd` or `/etc/group`: the name and the numeric
+/// fields kiln needs. Like runc, a number that does not parse counts as 0.
+struct Line<'a> {
+    name: &'a str,
+    id: u32,
+    gid: u32,
+}
+
+/// Reads a database file; `None` when the image has none, which BuildKit
+/// treats like a file without the name.
+fn read_db(fs: &ImageFs, path: &str) -> Result<Option<String>, Error> {
+    match fs.read_file(path, LIMIT) {
+        Ok(bytes) => Ok(bytes.map(|b| String::from_utf8_lossy(&b).into_owned())),
+        Err(Error::NotADirectory { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The `(id, gid)` of the first line `pred` selects.
+fn find(text: &Option<String>, pred: impl Fn(&Line<'_>) -> bool) -> Option<(u32, u32)> {
+    let found = lines(text.as_deref().unwrap_or_default())
+        .find(pred)
+        .map(|l| (l.id, l.gid));
+    found
+}
+
+/// `name:password:id[:gid:...]` lines, blank ones skipped.
+fn lines(text: &str) -> impl Iterator<Item = Line<'_>> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let mut f = l.split(':');
+            let name = f.next().unwrap_or_default();
+            f.next(); // the password field
+            let mut num = || f.next().and_then(|v| v.trim().parse().ok()).unwrap_or(0);
+            Line {
+                name,
+                id: num(),
+                gid: num(),
+            }
+        })
+}
+
+/// A numeric id as runc and BuildKit accept it: a signed decimal that must
+/// be a valid id. `None` when `s` is not a number at all (so it is a name).
+fn numeric(s: &str, what: &'static str) -> Result<Option<u32>, Error> {
+    let Ok(n) = s.parse::<i64>() else {
+        return Ok(None);
+    };
+    match u32::try_from(n) {
+        Ok(id) if id != u32::MAX => Ok(Some(id)),
+        _ => Err(Error::InvalidId {
+            what,
+            value: s.to_string(),
+        }),
+    }
+}
+
+pub(super) fn lookup_user(fs: &ImageFs, user: &str) -> Result<(u32, u32), Error> {
+    let passwd = read_db(fs, "/etc/passwd")?;
+    let uid = if user.is_empty() {
+        Some(0)
+    } else {
+        numeric(user, "uid")?
+    };
+    if let Some(uid) = uid {
+        let gid = find(&passwd, |l| l.id == uid).map_or(0, |(_, gid)| gid);
+        return Ok((uid, gid));
+    }
+    find(&passwd, |l| l.name == user).ok_or_else(|| Error::UnknownUser {
+        user: user.to_string(),
+    })
+}
+
+pub(super) fn lookup_group(fs: &ImageFs, group: &str) -> Result<u32, Error> {
+    if let Some(gid) = numeric(group, "gid")? {
+        return Ok(gid);
+    }
+    let groups = read_db(fs, "/etc/group")?;
+    // A group line is `name:password:gid:members`: its id is the third field.
+    find(&groups, |l| l.name == group)
+        .map(|(gid, _)| gid)
+        .ok_or_else(|| Error::UnknownGroup {
+            group: group.to_string(),
+        })
+}
+
+/// A `--chown` part as `llb.WithUser` reads it: `root` and numbers are ids,
+/// anything else is a name.
+fn chown_id(part: &str, what: &'static str) -> Result<Option<u32>, Error> {
+    if part == "root" {
+        return Ok(Some(0));
+    }
+    // BuildKit parses ids as 32-bit signed numbers; larger ones are names.
+    match part.parse::<i32>() {
+        Ok(n) => u32::try_from(n).map(Some).map_err(|_| Error::InvalidId {
+            what,
+            value: part.to_string(),
+        }),
+        Err(_) => Ok(None),
+    }
+}
+
+pub(super) fn resolve_chown(fs: &ImageFs, spec: &str) -> Result<(u32, u32), Error> {
+    let (user, group) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let (uid, mut gid) = match chown_id(user, "uid")? {
+        Some(id) => (id, id),
+        None if user.is_empty() => (0, 0),
+        None => {
+            let passwd = read_db(fs, "/etc/passwd")?;
+            find(&passwd, |l| l.name == user).unwrap_or((0, 0))
+        }
+    };
+    if let Some(group) = group {
+        match chown_id(group, "gid")? {
+            Some(id) => gid = id,
+            None if group.is_empty() => gid = 0,
+            None => {
+                let groups = read_db(fs, "/etc/group")?;
+                if let Some((id, _)) = find(&groups, |l| l.name == group) {
+                    gid = id;
+                }
+            }
+        }
+    }
+    Ok((uid, gid))
+}
