@@ -285,6 +285,11 @@ fn hard_links_keep_the_linked_contents() {
     );
     assert_eq!(read(&fs, "/bin/sh").as_deref(), Some("BB"));
     assert_eq!(read(&fs, "/usr/bin/env").as_deref(), Some("BB"));
+    let key = |p: &str| fs.lookup(p).unwrap().content_key();
+    assert_eq!(key("/bin/sh"), key("/usr/bin/env"));
+    assert!(key("/bin/sh").is_some());
+    assert_ne!(key("/bin/sh"), key("/bin/busybox"));
+    assert_eq!(key("/bin"), None);
     assert_eq!(read(&fs, "/bin/busybox").as_deref(), Some("NEW!"));
 
     // Extracted, the three names of the old file are one inode again.

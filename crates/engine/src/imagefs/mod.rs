@@ -144,6 +144,14 @@ impl FsEntry {
     pub fn is_dir(&self) -> bool {
         self.kind == FsKind::Dir
     }
+
+    /// For regular files and hard links: an identity of the file's
+    /// contents. Two entries with the same key are hard links of one file
+    /// (unlike comparing [`FsKind::Hardlink`] targets, this stays right
+    /// when a later layer replaced the path a link was made to).
+    pub fn content_key(&self) -> Option<(usize, u64)> {
+        self.data.map(|d| (d.layer, d.ordinal))
+    }
 }
 
 impl ImageFs {
