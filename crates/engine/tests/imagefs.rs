@@ -546,6 +546,33 @@ fn extract_a_subtree_and_a_single_file() {
 }
 
 #[test]
+fn extract_keeps_long_names_and_link_targets() {
+    let (_dir, store) = new_store();
+    let deep = format!("{}/{}", "d".repeat(120), "f".repeat(90));
+    let target = format!("/{}/{}", "t".repeat(150), "x");
+    let l0 = layer(
+        &store,
+        vec![
+            LayerEntry::file(format!("top/{deep}"), "deep").with_mtime(9),
+            LayerEntry::symlink("top/far", target.clone()).with_mtime(9),
+            LayerEntry::file("top/name with spaces and ünïcode", "u").with_mtime(9),
+        ],
+    );
+    let fs = ImageFs::open(&store, &[l0]).unwrap();
+    let dest = tempfile::tempdir().unwrap();
+    fs.extract(&store, "top", dest.path()).unwrap();
+    assert_eq!(std::fs::read(dest.path().join(&deep)).unwrap(), b"deep");
+    assert_eq!(
+        std::fs::read_link(dest.path().join("far")).unwrap(),
+        Path::new(&target)
+    );
+    assert_eq!(
+        std::fs::read(dest.path().join("name with spaces and ünïcode")).unwrap(),
+        b"u"
+    );
+}
+
+#[test]
 fn users_and_groups() {
     let (_dir, store) = new_store();
     let l0 = layer(
