@@ -109,9 +109,9 @@ impl<'a> Bases<'a> {
             return Ok(hit.clone());
         }
         let found = match self.context(name) {
-            Some(NamedContext::Image(other)) => self.from_registry_or_store(other, platform)?,
+            Some(NamedContext::Image(other)) => self.registry_or_store(other, platform)?,
             Some(NamedContext::OciLayout { path, reference }) => {
-                self.from_layout(path, reference.as_deref(), platform)?
+                self.layout_image(path, reference.as_deref(), platform)?
             }
             Some(NamedContext::Dir(dir)) => {
                 return Err(BaseError::Other(format!(
@@ -119,14 +119,14 @@ impl<'a> Bases<'a> {
                     dir.display()
                 )))
             }
-            None => self.from_registry_or_store(name, platform)?,
+            None => self.registry_or_store(name, platform)?,
         };
         let found = Arc::new(found);
         cache.insert(key, found.clone());
         Ok(found)
     }
 
-    fn from_registry_or_store(
+    fn registry_or_store(
         &self,
         name: &str,
         platform: &Platform,
@@ -184,7 +184,7 @@ impl<'a> Bases<'a> {
 
     /// Copies the image `reference` names (a tag, `@digest`, or the only
     /// image) from the OCI layout at `dir` into the store, untagged.
-    fn from_layout(
+    fn layout_image(
         &self,
         dir: &Path,
         reference: Option<&str>,
