@@ -1,6 +1,6 @@
 //! `kiln pull/push/copy/login/logout` against a real docker-registry.
 
-use kiln_testsupport::{base_images, Auth, BaseImages, Registry, RegistryOptions};
+use kiln_testsupport::{base_images, Auth, BaseImages, Fault, Proxy, Registry, RegistryOptions};
 use std::path::Path;
 use std::process::Command;
 
@@ -308,5 +308,202 @@ fn credential_helper_is_used_for_login_and_pull() {
     assert_eq!(
         run.stdout,
         format!("Pulled {host}/helped:1\nDigest: {}\n", busybox_digest())
+    );
+}
+
+#[test]
+fn all_platforms_pull_push_and_copy_keep_the_index_digest() {
+    let registry = Registry::start();
+    let host = registry.host();
+    let platforms = &base_images().platforms;
+    BaseImages::skopeo_push(platforms, &host, "multi:latest");
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(platforms.join("index.json")).unwrap()).unwrap();
+    let digest = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let original = std::fs::read(
+        platforms
+            .join("blobs/sha256")
+            .join(digest.strip_prefix("sha256:").unwrap()),
+    )
+    .unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let net = ["--insecure-registry", host.as_str()];
+
+    let run = kiln(
+        h,
+        &[
+            &["pull", "--all-platforms"][..],
+            &net,
+            &[&format!("{host}/multi:latest")],
+        ]
+        .concat(),
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        run.stdout,
+        format!(
+            "Pulled {host}/multi:latest\nPlatforms: linux/amd64, linux/arm64/v8, windows/amd64, \
+             windows/amd64\nDigest: {digest}\n"
+        )
+    );
+    let run = kiln(
+        h,
+        &[
+            &["push"][..],
+            &net,
+            &[&format!("{host}/multi:latest"), &format!("{host}/pushed:1")],
+        ]
+        .concat(),
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        run.stdout,
+        format!("Pushed {host}/pushed:1\nDigest: {digest}\n")
+    );
+    let raw = Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{host}/pushed:1"))
+        .output()
+        .unwrap();
+    assert!(
+        raw.status.success(),
+        "{}",
+        String::from_utf8_lossy(&raw.stderr)
+    );
+    assert_eq!(raw.stdout, original);
+
+    // registry → oci layout → registry, every platform.
+    let layout = h.join("layout");
+    let run = kiln(
+        h,
+        &[
+            &["copy", "--all"][..],
+            &net,
+            &[
+                &format!("docker://{host}/pushed:1"),
+                &format!("oci:{}", layout.display()),
+            ],
+        ]
+        .concat(),
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let blobs = std::fs::read_dir(layout.join("blobs/sha256"))
+        .unwrap()
+        .count();
+    assert_eq!(blobs, 1 + 4 * 3);
+    let run = kiln(
+        h,
+        &[
+            &["copy", "--all"][..],
+            &net,
+            &[
+                &format!("oci:{}", layout.display()),
+                &format!("docker://{host}/from-layout:1"),
+            ],
+        ]
+        .concat(),
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        run.stdout,
+        format!("Copied to {host}/from-layout:1\nDigest: {digest}\n")
+    );
+    // Without --all, one platform is chosen from the layout's index.
+    let run = kiln(
+        h,
+        &[
+            &["copy", "--platform", "linux/arm64"][..],
+            &net,
+            &[
+                &format!("oci:{}", layout.display()),
+                &format!("docker://{host}/arm:1"),
+            ],
+        ]
+        .concat(),
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let arm = index_entry_digest(&original, "arm64");
+    assert_eq!(
+        run.stdout,
+        format!("Copied to {host}/arm:1\nDigest: {arm}\n")
+    );
+    let run = kiln(
+        h,
+        &[
+            "copy",
+            "--all",
+            &format!("oci:{}", layout.display()),
+            &format!("docker-archive:{}", h.join("x.tar").display()),
+        ],
+    );
+    assert_eq!(run.code, 1);
+    assert_eq!(
+        run.stderr,
+        "error: a docker-archive holds single-platform images, not an index; drop --all (and pick \
+         one with --platform), or copy to oci:DIR\n"
+    );
+}
+
+/// The digest of the entry for architecture `arch` in an index.
+fn index_entry_digest(index: &[u8], arch: &str) -> String {
+    let index: serde_json::Value = serde_json::from_slice(index).unwrap();
+    index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["platform"]["architecture"] == arch)
+        .unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn timeout_flag_bounds_a_stalled_registry() {
+    let registry = Registry::start();
+    let proxy = Proxy::start(
+        registry.port(),
+        vec![Fault::Stall {
+            path: "/manifests/".into(),
+            times: 10,
+        }],
+    );
+    let host = proxy.host();
+    let home = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let run = kiln(
+        home.path(),
+        &[
+            "pull",
+            "--insecure-registry",
+            &host,
+            "--timeout",
+            "0.2",
+            "--retry-times",
+            "1",
+            &format!("{host}/stuck:1"),
+        ],
+    );
+    assert_eq!(run.code, 1);
+    assert_eq!(
+        run.stderr,
+        format!(
+            "error: pulling {host}/stuck:1: the registry did not answer within 200ms (2 attempts); \
+             check that it is up and the network, or allow longer with `--timeout SECONDS`\n"
+        )
+    );
+    // Two stalls of 0.2 s and one backoff of 0.5 s.
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+    let run = kiln(home.path(), &["pull", "--timeout", "soon", "x"]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr
+            .contains("invalid value 'soon' for '--timeout <SECONDS>': \"soon\" is not a positive number of seconds"),
+        "{}",
+        run.stderr
     );
 }

@@ -33,7 +33,8 @@ pub struct ClientOptions {
     pub retries: u32,
     /// The first retry's delay; each later one doubles it.
     pub backoff: Duration,
-    /// Connect timeout, and the longest a response may stall.
+    /// Connect timeout, and the longest a response may stall (waiting for
+    /// its headers or between two reads of its body).
     pub timeout: Duration,
     /// Blobs transferred at once.
     pub concurrency: usize,
@@ -372,7 +373,10 @@ impl Client {
     ) -> Error {
         let message = error_chain(&e);
         let kind = if e.is_timeout() {
-            ErrorKind::Timeout { attempts }
+            ErrorKind::Timeout {
+                attempts,
+                limit: self.opts.timeout,
+            }
         } else if is_tls(&message) {
             ErrorKind::Tls {
                 url: url.to_string(),

@@ -107,10 +107,12 @@ pub enum ErrorKind {
         detail: String,
     },
     /// The request timed out, after the retries ran out.
-    #[error("the registry did not answer in time after {attempts} attempts; check the network or raise the timeout")]
+    #[error("the registry did not answer within {limit:?} ({attempts} attempts); check that it is up and the network, or allow longer with `--timeout SECONDS`")]
     Timeout {
         /// How many attempts were made.
         attempts: u32,
+        /// How long each attempt could stall ([`crate::ClientOptions::timeout`]).
+        limit: std::time::Duration,
     },
     /// The connection failed, after the retries ran out.
     #[error("cannot reach the registry at {url} after {attempts} attempts ({message}); check that it is running and the address is right")]

@@ -9,8 +9,10 @@
 //! * [`Client::pull`] selects a platform from an index, streams blobs into
 //!   the store concurrently, verifies every digest, resumes a dropped
 //!   download with `Range`, and never refetches a blob the store has.
+//!   [`Client::pull_all`] stores every platform of an index instead.
 //! * [`Client::push`] checks for each blob with `HEAD`, mounts across
-//!   repositories, uploads whole or in chunks, then pushes manifests.
+//!   repositories, uploads whole or in chunks, then pushes manifests, and
+//!   for an index every platform's manifest before the index itself.
 //! * [`AuthFiles`] reads and writes credentials as docker and podman do,
 //!   including `docker-credential-*` helpers.
 //!
@@ -34,13 +36,15 @@ mod login;
 mod manifest;
 mod platform;
 mod pull;
+mod pull_all;
 mod push;
 
 pub use challenge::Challenge;
 pub use client::{Client, ClientOptions};
 pub use credentials::{AuthFiles, Credentials};
 pub use errors::{Error, ErrorKind, Result, Target};
-pub use manifest::{urls, IndexEntry, Parsed};
+pub use manifest::{parse as parse_manifest, urls, IndexEntry, Parsed};
 pub use platform::{ParsePlatformError, Platform};
 pub use pull::Pulled;
+pub use pull_all::PulledAll;
 pub use push::{BlobDir, PushOptions, Pushed};

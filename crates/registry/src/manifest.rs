@@ -51,8 +51,9 @@ pub(crate) fn media_type_of(content_type: Option<&str>, bytes: &[u8]) -> String 
     }
 }
 
-/// Parses a manifest or index of `mt`.
-pub(crate) fn parse(mt: &str, bytes: &[u8]) -> Result<Parsed, String> {
+/// Parses a manifest or index of media type `mt`; the error says what is
+/// wrong with it.
+pub fn parse(mt: &str, bytes: &[u8]) -> Result<Parsed, String> {
     if !media_type::is_manifest(mt) && !media_type::is_index(mt) {
         return Err(format!(
             "the manifest has media type {mt}, which kiln does not support (only OCI and Docker schema 2 manifests and indexes)"

@@ -15,7 +15,7 @@ use std::io::Write;
 
 /// The most kiln reads of a manifest; real ones are a few KiB.
 const MAX_MANIFEST: usize = 8 << 20;
-const ACTION: &str = "pulling";
+pub(crate) const ACTION: &str = "pulling";
 
 /// What a pull did.
 #[derive(Clone, Debug)]
@@ -32,6 +32,15 @@ pub struct Pulled {
     /// Foreign layers (with `urls`, e.g. Windows base layers): recorded in
     /// the manifest, fetched only by [`Client::fetch_blob`] when needed.
     pub foreign: Vec<Descriptor>,
+}
+
+/// Splits [`Client::download_all`]'s results into fetched and present digests.
+pub(crate) fn split_fetched(results: Vec<(Digest, bool)>) -> (Vec<Digest>, Vec<Digest>) {
+    let (fetched, present): (Vec<_>, Vec<_>) = results.into_iter().partition(|(_, f)| *f);
+    (
+        fetched.into_iter().map(|(d, _)| d).collect(),
+        present.into_iter().map(|(d, _)| d).collect(),
+    )
 }
 
 pub(crate) fn target(reference: &Reference) -> Target {
@@ -93,15 +102,8 @@ impl Client {
         };
         let (foreign, blobs): (Vec<Descriptor>, Vec<Descriptor>) = std::iter::once(config)
             .chain(layers)
-            .partition(|d| !manifest::urls(d).is_empty());
-        let results: Vec<(Digest, bool)> = futures_util::stream::iter(blobs)
-            .map(|d| async move {
-                let fetched = self.download(store, reference, &d).await?;
-                Ok::<_, Error>((d.digest, fetched))
-            })
-            .buffer_unordered(self.opts.concurrency.max(1))
-            .try_collect()
-            .await?;
+            .partition(|d| d.is_foreign());
+        let results = self.download_all(store, reference, blobs).await?;
         let info = store.put_bytes(&bytes).map_err(|e| err(e.into()))?;
         debug_assert_eq!(info.digest, desc.digest);
         if reference.tag.is_some() {
@@ -109,14 +111,32 @@ impl Client {
         } else {
             store.add_untagged(&desc).map_err(|e| err(e.into()))?;
         }
-        let (fetched, present): (Vec<_>, Vec<_>) = results.into_iter().partition(|(_, f)| *f);
+        let (fetched, present) = split_fetched(results);
         Ok(Pulled {
             manifest: desc,
             index,
-            fetched: fetched.into_iter().map(|(d, _)| d).collect(),
-            present: present.into_iter().map(|(d, _)| d).collect(),
+            fetched,
+            present,
             foreign,
         })
+    }
+
+    /// Downloads `blobs` of `reference`'s repository concurrently; returns
+    /// each digest with whether it was fetched (false: already stored).
+    pub(crate) async fn download_all(
+        &self,
+        store: &Store,
+        reference: &Reference,
+        blobs: Vec<Descriptor>,
+    ) -> Result<Vec<(Digest, bool)>> {
+        futures_util::stream::iter(blobs)
+            .map(|d| async move {
+                let fetched = self.download(store, reference, &d).await?;
+                Ok::<_, Error>((d.digest, fetched))
+            })
+            .buffer_unordered(self.opts.concurrency.max(1))
+            .try_collect()
+            .await
     }
 
     /// Fetches the manifest or index `reference` names, checking it against
@@ -275,22 +295,34 @@ impl Client {
                     }
                     Ok(None) if writer.len() == desc.size => break None,
                     Ok(None) => {
-                        break Some(format!(
-                            "the connection ended after {} of {} bytes",
-                            writer.len(),
-                            desc.size
+                        break Some((
+                            format!(
+                                "the connection ended after {} of {} bytes",
+                                writer.len(),
+                                desc.size
+                            ),
+                            false,
                         ))
                     }
-                    Err(e) => break Some(crate::client::error_chain(&e)),
+                    Err(e) => break Some((crate::client::error_chain(&e), e.is_timeout())),
                 }
             };
-            let Some(message) = dropped else { break };
+            let Some((message, stalled)) = dropped else {
+                break;
+            };
             drops += 1;
             if drops > self.opts.retries {
-                return Err(err(ErrorKind::Connect {
-                    url: url.map_or_else(|| path.clone(), str::to_string),
-                    attempts: drops,
-                    message,
+                return Err(err(if stalled {
+                    ErrorKind::Timeout {
+                        attempts: drops,
+                        limit: self.opts.timeout,
+                    }
+                } else {
+                    ErrorKind::Connect {
+                        url: url.map_or_else(|| path.clone(), str::to_string),
+                        attempts: drops,
+                        message,
+                    }
                 }));
             }
             tracing::debug!(%target, offset = writer.len(), "resuming after: {message}");

@@ -87,6 +87,20 @@ impl Client {
             Parsed::Index(entries) => {
                 for entry in entries {
                     let child = entry.descriptor;
+                    if !blobs.path(&child.digest).is_file() {
+                        let platform = entry
+                            .platform
+                            .map_or_else(String::new, |p| format!(" ({p})"));
+                        return Err(error(
+                            dest,
+                            ErrorKind::Invalid(format!(
+                                "the image is an index, and its manifest {}{platform} is not here: \
+                                 only some of its platforms were pulled; pull it again with \
+                                 `kiln pull --all-platforms` to push every platform",
+                                child.digest
+                            )),
+                        ));
+                    }
                     let child_bytes = self.read_local(blobs, dest, &child)?;
                     let Parsed::Image { config, layers } = parse(dest, &child, &child_bytes)?
                     else {

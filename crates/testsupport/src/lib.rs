@@ -6,7 +6,8 @@
 //! * [`TokenIssuer`]: a small token server signing ES256 JWTs with an `x5c`
 //!   header whose certificate is the registry's `rootcertbundle`.
 //! * [`Proxy`]: a TCP proxy in front of a registry that can corrupt a blob,
-//!   drop a connection part way through one, or answer with an error status.
+//!   drop a connection part way through one, ignore `Range`, stall, or
+//!   answer with an error status.
 //! * [`FileServer`]: plain HTTP files outside any registry, for the
 //!   `urls` of foreign layers.
 //! * [`base_images`]: OCI layouts built by `scripts/make-base-images`.

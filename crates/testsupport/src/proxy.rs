@@ -23,6 +23,18 @@ pub enum Fault {
         /// How many fetches are cut.
         times: usize,
     },
+    /// Forward requests for the blob whose path ends with this digest
+    /// without their `Range` header, as a server that does not support
+    /// ranges would: a resumed download gets the whole blob again (200).
+    IgnoreRange(String),
+    /// Accept the first `times` requests whose path contains `path`, then
+    /// never answer (until the client hangs up), as a stuck server does.
+    Stall {
+        /// A substring of the request path.
+        path: String,
+        /// How many requests stall.
+        times: usize,
+    },
     /// Answer the first `times` requests whose path contains `path` with
     /// this status (e.g. 503 or 429) instead of forwarding them.
     Status {
@@ -98,6 +110,8 @@ impl Drop for Proxy {
 
 enum Action {
     Forward,
+    ForwardWithoutRange,
+    Stall,
     Corrupt,
     Drop(usize),
     Status(u16),
@@ -122,6 +136,11 @@ fn handle(mut client: TcpStream, shared: &Shared) -> io::Result<()> {
         .expect("proxy log")
         .push(format!("{request_line}{}", range.unwrap_or_default()));
     let action = choose(shared, &request_line, &path);
+    if let Action::Stall = action {
+        // Hold the connection, reading nothing back, until the client gives up.
+        let _ = io::copy(&mut client, &mut io::sink());
+        return Ok(());
+    }
     if let Action::Status(code) = action {
         let _ = write!(
             client,
@@ -131,10 +150,11 @@ fn handle(mut client: TcpStream, shared: &Shared) -> io::Result<()> {
         return Ok(());
     }
     let mut upstream = TcpStream::connect(("127.0.0.1", shared.upstream))?;
-    upstream.write_all(&rewrite_head(&head_text).into_bytes())?;
+    let keep_range = !matches!(action, Action::ForwardWithoutRange);
+    upstream.write_all(&rewrite_head(&head_text, keep_range).into_bytes())?;
     upstream.write_all(&rest)?;
     match action {
-        Action::Forward => {
+        Action::Forward | Action::ForwardWithoutRange => {
             let mut up_read = upstream.try_clone()?;
             let mut client_write = client.try_clone()?;
             let downstream = std::thread::spawn(move || {
@@ -164,7 +184,7 @@ fn handle(mut client: TcpStream, shared: &Shared) -> io::Result<()> {
             }
             client.shutdown(Shutdown::Both)?;
         }
-        Action::Status(_) => {}
+        Action::Status(_) | Action::Stall => {}
     }
     Ok(())
 }
@@ -184,6 +204,13 @@ fn choose(shared: &Shared, request_line: &str, path: &str) -> Action {
             } if *times > 0 && is_blob_get && path.ends_with(digest.as_str()) => {
                 *times -= 1;
                 return Action::Drop(*after);
+            }
+            Fault::IgnoreRange(d) if is_blob_get && path.ends_with(d.as_str()) => {
+                return Action::ForwardWithoutRange
+            }
+            Fault::Stall { path: p, times } if *times > 0 && path.contains(p.as_str()) => {
+                *times -= 1;
+                return Action::Stall;
             }
             Fault::Status {
                 path: p,
@@ -222,10 +249,11 @@ fn read_head(conn: &mut TcpStream) -> io::Result<(Vec<u8>, Vec<u8>)> {
     }
 }
 
-fn rewrite_head(head: &str) -> String {
+fn rewrite_head(head: &str, keep_range: bool) -> String {
     let mut out = String::new();
     for line in head.split("\r\n").filter(|l| !l.is_empty()) {
-        if !line.to_ascii_lowercase().starts_with("connection:") {
+        let lower = line.to_ascii_lowercase();
+        if !lower.starts_with("connection:") && (keep_range || !lower.starts_with("range:")) {
             out.push_str(line);
             out.push_str("\r\n");
         }

@@ -3,12 +3,14 @@
 use anyhow::{bail, Context};
 use kiln_oci::reference::Reference;
 use kiln_registry::{
-    AuthFiles, BlobDir, Client, ClientOptions, Credentials, Platform, PushOptions,
+    AuthFiles, BlobDir, Client, ClientOptions, Credentials, IndexEntry, Parsed, Platform,
+    PushOptions,
 };
-use kiln_store::{ArchiveImage, Descriptor, Store};
+use kiln_store::{media_type, ArchiveImage, Descriptor, Store};
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 /// Subcommands that talk to registries.
 #[derive(clap::Subcommand)]
@@ -23,6 +25,10 @@ pub enum RegistryCommand {
         /// or windows(10.0.17763)/amd64 for a Windows build [default: this host's].
         #[arg(long)]
         platform: Option<Platform>,
+        /// Pull every platform of a multi-platform image: the whole index,
+        /// which can be pushed again unchanged (like `skopeo copy --all`).
+        #[arg(long, conflicts_with = "platform")]
+        all_platforms: bool,
         /// The image: NAME[:TAG] or NAME@DIGEST.
         image: String,
     },
@@ -48,6 +54,10 @@ pub enum RegistryCommand {
         /// Platform to copy from a multi-platform image [default: this host's].
         #[arg(long)]
         platform: Option<Platform>,
+        /// Copy every platform of a multi-platform image: the whole index,
+        /// unchanged (like `skopeo copy --all`).
+        #[arg(long, conflicts_with = "platform")]
+        all: bool,
         /// Source.
         src: String,
         /// Destination.
@@ -109,6 +119,21 @@ pub struct NetArgs {
     /// An extra CA certificate (PEM) to trust; repeatable.
     #[arg(long = "ca-cert", value_name = "FILE")]
     ca_certs: Vec<PathBuf>,
+    /// Give up on a registry that does not answer (connect, headers, or
+    /// the next bytes of a body) within this many seconds [default: 30].
+    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
+    timeout: Option<Duration>,
+    /// How many times a transient failure (timeout, refused connection,
+    /// 429, 5xx) is retried, with backoff [default: 4].
+    #[arg(long, value_name = "N")]
+    retry_times: Option<u32>,
+}
+
+fn parse_seconds(s: &str) -> Result<Duration, String> {
+    match s.parse::<f64>() {
+        Ok(secs) if secs > 0.0 && secs.is_finite() => Ok(Duration::from_secs_f64(secs)),
+        _ => Err(format!("{s:?} is not a positive number of seconds")),
+    }
 }
 
 impl NetArgs {
@@ -118,6 +143,12 @@ impl NetArgs {
         opts.insecure_registries
             .extend(self.insecure.iter().cloned());
         opts.ca_certs.extend(self.ca_certs.iter().cloned());
+        if let Some(t) = self.timeout {
+            opts.timeout = t;
+        }
+        if let Some(n) = self.retry_times {
+            opts.retries = n;
+        }
         opts
     }
 
@@ -142,16 +173,29 @@ async fn run_async(cmd: RegistryCommand) -> anyhow::Result<()> {
             root,
             net,
             platform,
+            all_platforms,
             image,
         } => {
             let reference = parse_ref(&image)?;
             let store = root.open()?;
-            let pulled = net
-                .client()
-                .pull(&store, &reference, platform.as_ref())
-                .await?;
-            println!("Pulled {}", reference.familiar());
-            println!("Digest: {}", pulled.manifest.digest);
+            let client = net.client();
+            if all_platforms {
+                let pulled = client.pull_all(&store, &reference).await?;
+                println!("Pulled {}", reference.familiar());
+                if media_type::is_index(&pulled.top.media_type) {
+                    let platforms: Vec<String> = pulled
+                        .manifests
+                        .iter()
+                        .map(|m| m.platform().unwrap_or_else(|| m.digest.to_string()))
+                        .collect();
+                    println!("Platforms: {}", platforms.join(", "));
+                }
+                println!("Digest: {}", pulled.top.digest);
+            } else {
+                let pulled = client.pull(&store, &reference, platform.as_ref()).await?;
+                println!("Pulled {}", reference.familiar());
+                println!("Digest: {}", pulled.manifest.digest);
+            }
             Ok(())
         }
         RegistryCommand::Push {
@@ -187,9 +231,10 @@ async fn run_async(cmd: RegistryCommand) -> anyhow::Result<()> {
             root,
             net,
             platform,
+            all,
             src,
             dest,
-        } => copy(&root, &net, platform.as_ref(), &src, &dest).await,
+        } => copy(&root, &net, platform.as_ref(), all, &src, &dest).await,
         RegistryCommand::Login {
             net,
             username,
@@ -283,20 +328,73 @@ fn location(s: &str) -> anyhow::Result<Location> {
     bail!("{s:?} names no known transport; use docker://REF, oci:DIR[:TAG], docker-archive:FILE or store:REF")
 }
 
+/// Pulls `from` into `store`: every platform with `all`, else one.
+async fn pull_into(
+    client: &Client,
+    store: &Store,
+    from: &Reference,
+    platform: Option<&Platform>,
+    all: bool,
+) -> anyhow::Result<Descriptor> {
+    Ok(if all {
+        client.pull_all(store, from).await?.top
+    } else {
+        client.pull(store, from, platform).await?.manifest
+    })
+}
+
+/// The manifest of `image` for `platform` (default: this host's) when it
+/// is an index, among the platforms `store` has.
+fn one_platform(
+    store: &Store,
+    image: Descriptor,
+    platform: Option<&Platform>,
+) -> anyhow::Result<Descriptor> {
+    if !media_type::is_index(&image.media_type) {
+        return Ok(image);
+    }
+    let bytes = store.read_blob(&image.digest)?;
+    let Parsed::Index(entries) =
+        kiln_registry::parse_manifest(&image.media_type, &bytes).map_err(anyhow::Error::msg)?
+    else {
+        bail!("{} is not an index", image.digest);
+    };
+    let present: Vec<IndexEntry> = entries
+        .into_iter()
+        .filter(|e| store.has_blob(&e.descriptor.digest))
+        .collect();
+    let wanted = platform.cloned().unwrap_or_else(Platform::host);
+    match wanted.select(&present) {
+        Some(entry) => one_platform(store, entry.descriptor.clone(), platform),
+        None => bail!(
+            "the source is a multi-platform image without {wanted}; it has {}; pass `--platform` with one of those, or `--all` to copy every platform",
+            present
+                .iter()
+                .filter_map(|e| e.platform.as_ref().map(|p| p.to_string()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
 async fn copy(
     root: &StoreArg,
     net: &NetArgs,
     platform: Option<&Platform>,
+    all: bool,
     src: &str,
     dest: &str,
 ) -> anyhow::Result<()> {
     let (src, dest) = (location(src)?, location(dest)?);
+    if all && matches!(dest, Location::DockerArchive(_)) {
+        bail!("a docker-archive holds single-platform images, not an index; drop --all (and pick one with --platform), or copy to oci:DIR");
+    }
     let client = net.client();
     // Registry to store: a pull, tagged with the store name.
     if let (Location::Registry(from), Location::Store(to)) = (&src, &dest) {
         let store = root.open()?;
-        let pulled = client.pull(&store, from, platform).await?;
-        store.tag(to, &pulled.manifest)?;
+        let top = pull_into(&client, &store, from, platform, all).await?;
+        store.tag(to, &top)?;
         println!("Copied {} to store:{}", from.familiar(), to.familiar());
         return Ok(());
     }
@@ -305,7 +403,10 @@ async fn copy(
     let staging = Store::open(staging_dir.path())?;
     let main;
     let (store, image): (&Store, Descriptor) = match &src {
-        Location::Registry(r) => (&staging, client.pull(&staging, r, platform).await?.manifest),
+        Location::Registry(r) => (
+            &staging,
+            pull_into(&client, &staging, r, platform, all).await?,
+        ),
         Location::Layout(path, _) | Location::DockerArchive(path) => {
             let images = staging.load(path)?;
             let first = images
@@ -319,6 +420,11 @@ async fn copy(
             let d = main.resolve(&r.to_string())?.descriptor;
             (&main, d)
         }
+    };
+    let image = if all {
+        image
+    } else {
+        one_platform(store, image, platform)?
     };
     match &dest {
         Location::Registry(to) => {

@@ -1,0 +1,99 @@
+//! Pulling every platform of an index, as `skopeo copy --all` does: the
+//! index, each platform's manifest, config and layers, stored unchanged so
+//! the index can be pushed again with the same digest.
+
+use crate::client::Client;
+use crate::errors::{Error, ErrorKind, Result};
+use crate::manifest::{self, Parsed};
+use crate::pull::{split_fetched, target, ACTION};
+use kiln_oci::reference::Reference;
+use kiln_oci::Digest;
+use kiln_store::{Descriptor, Store};
+
+/// What [`Client::pull_all`] did.
+#[derive(Clone, Debug)]
+pub struct PulledAll {
+    /// What the reference named and the store now holds: the index, or
+    /// the manifest when the reference names a single image.
+    pub top: Descriptor,
+    /// Every platform's manifest, in index order (just `top` for a single image).
+    pub manifests: Vec<Descriptor>,
+    /// Blobs downloaded.
+    pub fetched: Vec<Digest>,
+    /// Blobs already in the store, not downloaded again.
+    pub present: Vec<Digest>,
+    /// Foreign layers, recorded but not fetched (see [`Client::fetch_blob`]).
+    pub foreign: Vec<Descriptor>,
+}
+
+impl Client {
+    /// Pulls `reference` with every platform it has into `store` and tags
+    /// it there (or keeps it untagged when the reference is a digest).
+    pub async fn pull_all(&self, store: &Store, reference: &Reference) -> Result<PulledAll> {
+        let t = target(reference);
+        let err = |kind| Error {
+            action: ACTION,
+            target: Box::new(t.clone()),
+            kind,
+        };
+        let (top, top_bytes) = self.fetch_manifest(reference).await?;
+        let parsed =
+            manifest::parse(&top.media_type, &top_bytes).map_err(|e| err(ErrorKind::Invalid(e)))?;
+        // Each platform manifest with its bytes, and their config and layers.
+        let mut manifests = Vec::new();
+        let mut blobs: Vec<Descriptor> = Vec::new();
+        let mut image_blobs = |parsed: Parsed| -> Result<()> {
+            let Parsed::Image { config, layers } = parsed else {
+                return Err(err(ErrorKind::NotSupported(
+                    "the index names another index; kiln does not follow nested indexes".into(),
+                )));
+            };
+            for d in std::iter::once(config).chain(layers) {
+                if !blobs.iter().any(|b| b.digest == d.digest) {
+                    blobs.push(d);
+                }
+            }
+            Ok(())
+        };
+        match parsed {
+            Parsed::Index(entries) => {
+                for entry in entries {
+                    let mut by_digest = reference.clone();
+                    by_digest.digest = Some(entry.descriptor.digest);
+                    // Checked against the digest the index gives.
+                    let (_, bytes) = self.fetch_manifest(&by_digest).await?;
+                    image_blobs(
+                        manifest::parse(&entry.descriptor.media_type, &bytes)
+                            .map_err(|e| err(ErrorKind::Invalid(e)))?,
+                    )?;
+                    manifests.push((entry.descriptor, Some(bytes)));
+                }
+            }
+            image => {
+                image_blobs(image)?;
+                manifests.push((top.clone(), None));
+            }
+        }
+        let (foreign, blobs): (Vec<_>, Vec<_>) = blobs.into_iter().partition(|d| d.is_foreign());
+        let results = self.download_all(store, reference, blobs).await?;
+        // Manifests after their blobs, the top last: a store never names
+        // an image whose blobs are not all there.
+        for bytes in manifests.iter().filter_map(|(_, b)| b.as_deref()) {
+            store.put_bytes(bytes).map_err(|e| err(e.into()))?;
+        }
+        store.put_bytes(&top_bytes).map_err(|e| err(e.into()))?;
+        if reference.tag.is_some() {
+            store.tag(reference, &top).map_err(|e| err(e.into()))?;
+        } else {
+            store.add_untagged(&top).map_err(|e| err(e.into()))?;
+        }
+        let (fetched, present) = split_fetched(results);
+        Ok(PulledAll {
+            top,
+            manifests: manifests.into_iter().map(|(d, _)| d).collect(),
+            fetched,
+            present,
+            foreign,
+        })
+    }
+}
