@@ -110,13 +110,14 @@ pub(crate) fn try_extract(
                 }
             }
         }
+        // Go's tar reads an empty numeric field as 0; so does kiln.
         let mut e = LayerEntry::new(target, kind)
-            .with_mode(header.mode().map_err(io)? & 0o7777)
+            .with_mode(header.mode().unwrap_or(0o644) & 0o7777)
             .with_owner(
-                header.uid().map_err(io)? as u32,
-                header.gid().map_err(io)? as u32,
+                header.uid().unwrap_or(0) as u32,
+                header.gid().unwrap_or(0) as u32,
             )
-            .with_mtime(header.mtime().map_err(io)? as i64);
+            .with_mtime(header.mtime().unwrap_or(0) as i64);
         e.xattrs = xattrs;
         layer.put(e)?;
     }

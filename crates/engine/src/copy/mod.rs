@@ -318,9 +318,11 @@ fn run(ctx: &CopyContext, from: CopySource, step: &Step) -> Result<CopyOutput, E
                 if let Some(add) = step.add {
                     if let Some(git) = remote::GitRef::parse(src) {
                         let dir = scratch.dir("git")?;
+                        // BuildKit's git source is the subdirectory itself,
+                        // copied from its root.
                         let root = git.checkout(&dir, add.keep_git_dir)?;
-                        let tree = DiskTree::scratch(&dir, "the git checkout");
-                        copy_whole(&mut layer, &tree, &root, &dest, None)?;
+                        let tree = DiskTree::scratch(&dir.join(root), "the git checkout");
+                        copy_whole(&mut layer, &tree, "", &dest, None)?;
                         continue;
                     }
                     if remote::is_http(src) {
@@ -658,17 +660,25 @@ impl Scratch<'_> {
         Scratch { root, next: 0 }
     }
 
+    /// A new directory; names already taken (by an earlier step sharing
+    /// the scratch dir) are skipped.
     fn dir(&mut self, what: &str) -> Result<PathBuf, ErrorKind> {
         use std::os::unix::fs::PermissionsExt;
-        self.next += 1;
-        let dir = self.root.join(format!("{what}-{}", self.next));
-        let io = |e: std::io::Error| ErrorKind::Io {
-            what: format!("creating {}", dir.display()),
-            reason: e.to_string(),
-        };
-        std::fs::create_dir_all(&dir).map_err(io)?;
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).map_err(io)?;
-        Ok(dir)
+        loop {
+            self.next += 1;
+            let dir = self.root.join(format!("{what}-{}", self.next));
+            let io = |e: std::io::Error| ErrorKind::Io {
+                what: format!("creating {}", dir.display()),
+                reason: e.to_string(),
+            };
+            match std::fs::create_dir(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(io(e)),
+            }
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).map_err(io)?;
+            return Ok(dir);
+        }
     }
 }
 

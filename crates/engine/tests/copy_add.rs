@@ -1,0 +1,330 @@
+//! ADD: local archives in every compression, downloads from a server in
+//! the test, and git checkouts served by `git daemon`.
+
+mod copy_support;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::Command;
+
+use copy_support::*;
+
+/// A tar with a directory, a file owned by 1000, a symlink and a hard link.
+fn sample_tar() -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Directory);
+    h.set_mode(0o750);
+    h.set_mtime(100);
+    h.set_size(0);
+    b.append_data(&mut h, "pkg/", &[][..]).unwrap();
+    let mut h = tar::Header::new_gnu();
+    h.set_mode(0o755);
+    h.set_uid(1000);
+    h.set_gid(1000);
+    h.set_mtime(101);
+    h.set_size(3);
+    b.append_data(&mut h, "pkg/run", &b"RUN"[..]).unwrap();
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Symlink);
+    h.set_mode(0o777);
+    h.set_mtime(102);
+    h.set_size(0);
+    b.append_link(&mut h, "pkg/ln", "run").unwrap();
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Link);
+    h.set_mode(0o755);
+    h.set_mtime(101);
+    h.set_size(0);
+    b.append_link(&mut h, "pkg/hard", "pkg/run").unwrap();
+    b.into_inner().unwrap()
+}
+
+const SAMPLE_LISTING: [&str; 5] = [
+    "x dir 755 0:0 @1700000000",
+    "x/pkg dir 750 0:0 @100",
+    "x/pkg/hard hardlink(x/pkg/run) 755 0:0 @101",
+    "x/pkg/ln symlink(run) 777 0:0 @102",
+    "x/pkg/run file(RUN) 755 1000:1000 @101",
+];
+
+#[test]
+fn local_archives_are_extracted_in_every_compression() {
+    let context = tempfile::tempdir().unwrap();
+    let tar = sample_tar();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&tar).unwrap();
+    let mut bz = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::fast());
+    bz.write_all(&tar).unwrap();
+    let mut xz = Vec::new();
+    lzma_rs::xz_compress(&mut &tar[..], &mut xz).unwrap();
+    let archives = [
+        ("a.tar", tar.clone()),
+        ("a.tgz", gz.finish().unwrap()),
+        ("a.tbz", bz.finish().unwrap()),
+        ("a.txz", xz),
+        ("a.tzst", zstd::encode_all(&tar[..], 1).unwrap()),
+    ];
+    let t = Harness::new(context.path());
+    for (name, data) in archives {
+        std::fs::write(context.path().join(name), data).unwrap();
+        // The chown applies to the directory ADD creates, not the contents.
+        let mut instr = add_instr(&[name], "/x");
+        instr.chown = Some("7".into());
+        let out = t.add(&instr).unwrap();
+        let mut want = SAMPLE_LISTING.map(String::from).to_vec();
+        want[0] = "x dir 755 7:7 @1700000000".into();
+        assert_eq!(list(&out.entries), want, "{name}");
+    }
+    // --unpack=false copies the archive as a file.
+    let mut instr = add_instr(&["a.tar"], "/x/");
+    instr.unpack = Some(false);
+    let out = t.add(&instr).unwrap();
+    assert_eq!(out.entries[1].path, "x/a.tar");
+    assert!(matches!(out.entries[1].kind, kiln_oci::EntryKind::File(_)));
+    // Something that only looks compressed is copied as it is.
+    file(context.path(), "fake.gz", "\u{1f}not gzip", 0o644, 5);
+    let out = t.add(&add_instr(&["fake.gz"], "/y")).unwrap();
+    assert_eq!(list(&out.entries), ["y file(\u{1f}not gzip) 644 0:0 @5"]);
+}
+
+#[test]
+fn archive_entries_may_not_leave_the_destination() {
+    let context = tempfile::tempdir().unwrap();
+    let mut data = Vec::new();
+    {
+        // Written by hand: the tar crate refuses `..` in names.
+        let mut h = tar::Header::new_old();
+        h.as_old_mut().name[..9].copy_from_slice(b"../escape");
+        h.set_mode(0o644);
+        h.set_size(1);
+        h.set_cksum();
+        data.extend_from_slice(h.as_bytes());
+        data.extend_from_slice(&[b'x'; 512][..512]);
+        data.extend_from_slice(&[0; 1024]);
+    }
+    std::fs::write(context.path().join("evil.tar"), data).unwrap();
+    let t = Harness::new(context.path());
+    assert_eq!(
+        t.add(&add_instr(&["evil.tar"], "/x"))
+            .unwrap_err()
+            .to_string(),
+        "ADD failed: extracting evil.tar: entry \"../escape\" points outside the destination"
+    );
+}
+
+/// Serves `body` once per connection on 127.0.0.1 with `Last-Modified`;
+/// `/missing` answers 404.
+fn serve(body: &'static [u8]) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let mut stream = stream.unwrap();
+            let mut req = [0u8; 2048];
+            let n = stream.read(&mut req).unwrap_or(0);
+            let line = String::from_utf8_lossy(&req[..n]).to_string();
+            let response = if line.starts_with("GET /missing") {
+                b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec()
+            } else {
+                let mut r = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nLast-Modified: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Disposition: attachment; filename=\"other.bin\"\r\nConnection: close\r\n\r\n",
+                    body.len()
+                )
+                .into_bytes();
+                r.extend_from_slice(body);
+                r
+            };
+            let _ = stream.write_all(&response);
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[test]
+fn urls_are_downloaded_with_their_last_modified_time() {
+    let base = serve(b"payload");
+    let context = tempfile::tempdir().unwrap();
+    let t = Harness::new(context.path());
+    let out = t
+        .add(&add_instr(
+            &[&format!("{base}/files/tool.bin?v=1")],
+            "/opt/",
+        ))
+        .unwrap();
+    assert_eq!(
+        list(&out.entries),
+        [
+            "opt dir 755 0:0 @1700000000",
+            "opt/tool.bin file(payload) 600 0:0 @784111777"
+        ]
+    );
+    // --checksum: the right digest passes, a wrong one names both.
+    let good = "sha256:239f59ed55e737c77147cf55ad0c1b030b6d7ee748a7426952f9b852d5a935e5";
+    let mut instr = add_instr(&[&format!("{base}/t")], "/t");
+    instr.checksum = Some(good.into());
+    instr.chmod = Some("755".into());
+    assert_eq!(
+        list(&t.add(&instr).unwrap().entries),
+        ["t file(payload) 755 0:0 @784111777"]
+    );
+    let bad = format!("sha256:{}", "0".repeat(64));
+    instr.checksum = Some(bad.clone());
+    assert_eq!(
+        t.add(&instr).unwrap_err().to_string(),
+        format!("ADD failed: checksum mismatch for {base}/t: --checksum is {bad} but the download is {good}")
+    );
+    assert_eq!(
+        t.add(&add_instr(&[&format!("{base}/missing")], "/m"))
+            .unwrap_err()
+            .to_string(),
+        format!("ADD failed: downloading {base}/missing: the server answered 404 Not Found")
+    );
+    let mut local = add_instr(&["x"], "/");
+    local.checksum = Some(good.into());
+    assert_eq!(
+        t.add(&local).unwrap_err().to_string(),
+        "ADD failed: checksum can't be specified for non-HTTP(S) sources"
+    );
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_DATE", "2020-01-01T00:00:00Z")
+        .env("GIT_COMMITTER_DATE", "2020-01-01T00:00:00Z")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A served repository with `main` (README, docs/guide.md) and tag v1.
+struct GitServer {
+    _dir: tempfile::TempDir,
+    daemon: std::process::Child,
+    url: String,
+}
+
+impl Drop for GitServer {
+    fn drop(&mut self) {
+        let _ = self.daemon.kill();
+        let _ = self.daemon.wait();
+    }
+}
+
+fn git_server() -> Option<GitServer> {
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    git(&work, &["init", "-q", "-b", "main"]);
+    git(&work, &["config", "user.email", "t@example.com"]);
+    git(&work, &["config", "user.name", "t"]);
+    std::fs::write(work.join("README"), "v1\n").unwrap();
+    git(&work, &["add", "."]);
+    git(&work, &["commit", "-q", "-m", "one"]);
+    git(&work, &["tag", "v1"]);
+    std::fs::create_dir(work.join("docs")).unwrap();
+    std::fs::write(work.join("docs/guide.md"), "guide\n").unwrap();
+    std::fs::write(work.join("README"), "v2\n").unwrap();
+    git(&work, &["add", "."]);
+    git(&work, &["commit", "-q", "-m", "two"]);
+    let served = dir.path().join("served");
+    std::fs::create_dir(&served).unwrap();
+    git(
+        &served,
+        &["clone", "-q", "--bare", work.to_str().unwrap(), "repo.git"],
+    );
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let daemon = Command::new("git")
+        .args([
+            "daemon",
+            "--reuseaddr",
+            "--export-all",
+            "--listen=127.0.0.1",
+        ])
+        .arg(format!("--port={port}"))
+        .arg(format!("--base-path={}", served.display()))
+        .arg(&served)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Some(GitServer {
+                _dir: dir,
+                daemon,
+                url: format!("git://127.0.0.1:{port}/repo.git"),
+            });
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    None
+}
+
+/// Entries without times: a checkout's files get the time they were
+/// written.
+fn shape(entries: &[kiln_oci::LayerEntry]) -> Vec<String> {
+    list(entries)
+        .into_iter()
+        .map(|l| l.split(" @").next().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn git_repositories_are_checked_out() {
+    let Some(server) = git_server() else {
+        eprintln!("skipping: git daemon is not available");
+        return;
+    };
+    let context = tempfile::tempdir().unwrap();
+    let t = Harness::new(context.path());
+    let out = t.add(&add_instr(&[&server.url], "/src")).unwrap();
+    assert_eq!(
+        shape(&out.entries),
+        [
+            "src dir 755 0:0",
+            "src/README file(v2\n) 644 0:0",
+            "src/docs dir 755 0:0",
+            "src/docs/guide.md file(guide\n) 644 0:0",
+        ]
+    );
+    let out = t
+        .add(&add_instr(&[&format!("{}#v1", server.url)], "/src"))
+        .unwrap();
+    assert_eq!(
+        shape(&out.entries),
+        ["src dir 755 0:0", "src/README file(v1\n) 644 0:0"]
+    );
+    let mut instr = add_instr(&[&format!("{}#main:docs", server.url)], "/d/");
+    instr.chown = Some("5:6".into());
+    let out = t.add(&instr).unwrap();
+    assert_eq!(
+        shape(&out.entries),
+        ["d dir 755 5:6", "d/guide.md file(guide\n) 644 5:6"]
+    );
+    let mut instr = add_instr(&[&format!("{}#v1", server.url)], "/k");
+    instr.keep_git_dir = true;
+    let out = t.add(&instr).unwrap();
+    assert!(out.entries.iter().any(|e| e.path == "k/.git/HEAD"));
+    let err = t
+        .add(&add_instr(&[&format!("{}#nope", server.url)], "/n"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with(&format!(
+            "ADD failed: fetching git repository {}: git fetch failed: ",
+            server.url
+        )),
+        "{err}"
+    );
+}
