@@ -12,9 +12,10 @@ mod corpus_support;
 use corpus_support::case::{self, Case, Prepared};
 use corpus_support::tools::{self, BuildRequest, Buildah};
 use corpus_support::{config, start_base, tree};
+use kiln_testsupport::base_images;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// What a build produced, in comparable form.
 struct Image {
@@ -185,4 +186,85 @@ fn corpus_matches_buildah() {
         prepared.len(),
         failed.join(", ")
     );
+}
+
+/// The entries' mtimes of one layer blob of `layout`.
+fn layer_mtimes(layout: &Path, layer: &Value) -> Vec<(String, u64)> {
+    let digest = layer["digest"].as_str().unwrap();
+    let blob = tools::read_blob(layout, digest).unwrap();
+    let reader: Box<dyn std::io::Read> = match layer["mediaType"].as_str().unwrap() {
+        "application/vnd.oci.image.layer.v1.tar+gzip" => {
+            Box::new(flate2::read::GzDecoder::new(&blob[..]))
+        }
+        "application/vnd.oci.image.layer.v1.tar" => Box::new(&blob[..]),
+        other => panic!("layer {digest} has media type {other}, which this test cannot read"),
+    };
+    let mut archive = tar::Archive::new(reader);
+    archive
+        .entries()
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let path = e.path().unwrap().to_string_lossy().into_owned();
+            (path, e.header().mtime().unwrap())
+        })
+        .collect()
+}
+
+/// Two builds of the same case give the same manifest digest; with
+/// SOURCE_DATE_EPOCH every file time in kiln's layers is clamped to it,
+/// `created` is it, and touching the context changes nothing.
+#[test]
+fn kiln_builds_are_reproducible() {
+    let base = start_base();
+    let host = base.registry.host();
+    let c = case::load(&case::corpus_dir().join("copy-dir-tree")).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let p = case::prepare(&c, &work.path().join("context"), &base.reference).unwrap();
+    let req = request(&c, &p, &p.dockerfile, &base.reference);
+    let kiln = Path::new(env!("CARGO_BIN_EXE_kiln"));
+    // A fresh store for every build, so nothing is reused between them.
+    let build = |name: &str, env: &[(&str, &str)]| {
+        let layout = work.path().join(name);
+        let store = work.path().join(format!("{name}-store"));
+        tools::kiln_build(kiln, &store, &host, &req, &layout, env).unwrap();
+        layout
+    };
+
+    let first = build("first", &[]);
+    let second = build("second", &[]);
+    assert_eq!(
+        tools::manifest(&first).unwrap().0,
+        tools::manifest(&second).unwrap().0
+    );
+
+    const EPOCH: u64 = 1_700_000_000;
+    let sde = [("SOURCE_DATE_EPOCH", "1700000000")];
+    let clamped = build("epoch", &sde);
+    let config = tools::image_config(&clamped).unwrap();
+    assert_eq!(config["created"], "2023-11-14T22:13:20Z");
+    let (digest, manifest) = tools::manifest(&clamped).unwrap();
+    let base_layers = tools::manifest(&base_images().busybox).unwrap().1["layers"]
+        .as_array()
+        .unwrap()
+        .len();
+    let layers = manifest["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), base_layers + 3, "one layer per COPY");
+    for layer in &layers[base_layers..] {
+        let mtimes = layer_mtimes(&clamped, layer);
+        assert!(!mtimes.is_empty());
+        // The context was written moments ago, so every time is clamped.
+        let wrong: Vec<_> = mtimes.iter().filter(|(_, t)| *t != EPOCH).collect();
+        assert!(wrong.is_empty(), "mtimes not clamped to {EPOCH}: {wrong:?}");
+    }
+
+    // Later file times in the context do not change a clamped build.
+    let touched = std::process::Command::new("find")
+        .arg(&p.context)
+        .args(["-exec", "touch", "-h", "-d", "@1900000000", "{}", "+"])
+        .status()
+        .unwrap();
+    assert!(touched.success());
+    let again = build("epoch-again", &sde);
+    assert_eq!(tools::manifest(&again).unwrap().0, digest);
 }

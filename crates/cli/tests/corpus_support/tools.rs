@@ -118,7 +118,7 @@ pub fn kiln_build(
         c.args(["--target", t]);
     }
     c.arg("--output")
-        .arg(format!("type=oci,dest={},tar=false", layout.display()))
+        .arg(format!("type=oci,dest={}", layout.display()))
         .arg(req.context)
         .env_remove("SOURCE_DATE_EPOCH")
         .env("KILN_ROOT", store)
