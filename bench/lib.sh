@@ -1,0 +1,87 @@
+# Shared helpers for the bench/ scripts; source it after `cd` to the repo
+# root and after setting $work (the script's scratch directory):
+#
+#   . bench/lib.sh
+#
+# Everything here is deterministic or measures; nothing prints unless asked.
+
+# bench_require NAME TOOL...: exits with a message naming the first TOOL
+# that is not on PATH.
+bench_require() {
+    local name=$1 tool
+    shift
+    for tool in "$@"; do
+        command -v "$tool" >/dev/null || { echo "$name: $tool not found" >&2; exit 1; }
+    done
+}
+
+# bench_aes BYTES: BYTES of incompressible, deterministic data on stdout
+# (AES-CTR of zeros with a fixed key: random-looking, identical every run).
+bench_aes() {
+    head -c "$1" /dev/zero |
+        openssl enc -aes-128-ctr -nosalt -K 6b696c6e6b696c6e6b696c6e6b696c6e -iv 00000000000000000000000000000000
+}
+
+# bench_kiln: builds kiln (release) and sets $kiln to its absolute path.
+bench_kiln() {
+    cargo build --release -q -p kiln
+    kiln=$(realpath "${CARGO_TARGET_DIR:-target}/release/kiln")
+}
+
+registry_pid=
+# bench_stop_registry: stops the registry bench_start_registry started, if any.
+bench_stop_registry() {
+    if [ -n "$registry_pid" ]; then
+        kill "$registry_pid" 2>/dev/null || true
+        wait "$registry_pid" 2>/dev/null || true
+        registry_pid=
+    fi
+}
+
+# bench_start_registry: a fresh, empty docker-registry on a free port with
+# its storage under $work/registry; sets $host (127.0.0.1:PORT). The
+# caller stops it (trap bench_stop_registry EXIT).
+bench_start_registry() {
+    bench_stop_registry
+    rm -rf "$work/registry"
+    mkdir -p "$work/registry"
+    local port
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    printf 'version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:%s\n' \
+        "$work/registry/storage" "$port" >"$work/registry/config.yml"
+    docker-registry serve "$work/registry/config.yml" >"$work/registry/log" 2>&1 &
+    registry_pid=$!
+    host=127.0.0.1:$port
+    for _ in $(seq 100); do
+        (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return
+        sleep 0.05
+    done
+    echo "bench: docker-registry did not start:" >&2
+    cat "$work/registry/log" >&2
+    exit 1
+}
+
+# bench_seconds CMD...: runs CMD quietly, prints its wall time in seconds;
+# on failure prints CMD's standard error and exits.
+bench_seconds() {
+    local start end
+    start=$(date +%s.%N)
+    "$@" >/dev/null 2>"$work/stderr" || { echo "bench: $* failed:" >&2; cat "$work/stderr" >&2; exit 1; }
+    end=$(date +%s.%N)
+    echo "$end - $start" | bc -l
+}
+
+# bench_measure CMD...: runs CMD quietly, prints "SECONDS PEAK_KIB" (wall
+# time and peak resident set size, from /usr/bin/time); on failure prints
+# CMD's standard error and exits.
+bench_measure() {
+    /usr/bin/time -f "%e %M" -o "$work/time" "$@" >/dev/null 2>"$work/stderr" ||
+        { echo "bench: $* failed:" >&2; cat "$work/stderr" >&2; exit 1; }
+    cat "$work/time"
+}
+
+# bench_median NUMBER...: the median of its arguments.
+bench_median() {
+    printf '%s\n' "$@" | sort -g |
+        awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
