@@ -18,17 +18,7 @@ pub struct BaseImages {
 pub fn base_images() -> &'static BaseImages {
     static IMAGES: OnceLock<BaseImages> = OnceLock::new();
     IMAGES.get_or_init(|| {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/make-base-images");
-        let out = Command::new(&script)
-            .output()
-            .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
-        assert!(
-            out.status.success(),
-            "{} failed:\n{}",
-            script.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        let dir = make_base_images(&[]);
         BaseImages {
             busybox: dir.join("busybox"),
             platforms: dir.join("platforms"),
@@ -36,10 +26,58 @@ pub fn base_images() -> &'static BaseImages {
     })
 }
 
+/// A Debian 12 (bookworm) minbase image made by mmdebstrap: an OCI layout
+/// with one gzip layer tagged `latest`, config Env PATH and Cmd `["bash"]`.
+#[derive(Clone, Debug)]
+pub struct DebianImage {
+    /// The OCI layout; push it with [`BaseImages::skopeo_push`].
+    pub layout: PathBuf,
+    /// `sha256:…` of the uncompressed tar mmdebstrap wrote, recorded before
+    /// it was compressed: what the layer's diff_id must be.
+    pub diff_id: String,
+}
+
+/// Builds (or finds cached) the Debian image with
+/// `scripts/make-base-images --debian`. Kept apart from [`base_images`]
+/// because the first build downloads packages from the Debian mirror in
+/// this machine's APT sources and takes a minute or two; later calls find
+/// it in the cache at once. Panics with the script's output when it fails.
+pub fn debian_image() -> &'static DebianImage {
+    static IMAGE: OnceLock<DebianImage> = OnceLock::new();
+    IMAGE.get_or_init(|| {
+        let layout = make_base_images(&["--debian"]);
+        let diff_id_file = layout.join("diff-id");
+        let diff_id = std::fs::read_to_string(&diff_id_file)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", diff_id_file.display()));
+        DebianImage {
+            layout,
+            diff_id: diff_id.trim().to_string(),
+        }
+    })
+}
+
+/// Runs the script with `args` and returns the directory it prints.
+fn make_base_images(args: &[&str]) -> PathBuf {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/make-base-images");
+    let out = Command::new(&script)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
+    assert!(
+        out.status.success(),
+        "{} {} failed:\n{}",
+        script.display(),
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
 impl BaseImages {
     /// Copies `layout:latest` to `host/repo:tag` with skopeo (plain HTTP,
     /// anonymous), for tests that need an image in a registry before kiln
-    /// pushes anything.
+    /// pushes anything. Works for any layout here, [`DebianImage::layout`]
+    /// included.
     pub fn skopeo_push(layout: &Path, host: &str, repo_tag: &str) {
         let out = Command::new("skopeo")
             .args(["copy", "--all", "--dest-tls-verify=false", "--quiet"])

@@ -10,7 +10,8 @@
 //!   answer with an error status.
 //! * [`FileServer`]: plain HTTP files outside any registry, for the
 //!   `urls` of foreign layers.
-//! * [`base_images`]: OCI layouts built by `scripts/make-base-images`.
+//! * [`base_images`]: OCI layouts built by `scripts/make-base-images`;
+//!   [`debian_image`]: a Debian 12 image it builds with mmdebstrap.
 #![deny(missing_docs)]
 
 mod files;
@@ -20,7 +21,7 @@ mod registry;
 mod token;
 
 pub use files::FileServer;
-pub use images::{base_images, BaseImages};
+pub use images::{base_images, debian_image, BaseImages, DebianImage};
 pub use proxy::{Fault, Proxy};
 pub use registry::{Auth, Registry, RegistryOptions};
 pub use token::TokenIssuer;
