@@ -116,6 +116,18 @@ pub fn write_layer<W: Write>(
     options: &LayerOptions,
     dest: W,
 ) -> Result<(LayerDescriptor, W), LayerError> {
+    if options.compression == Compression::None {
+        // The blob is the tar: one hash gives both digests, which saves a
+        // full sha256 pass (about 0.8 s per GiB) on large layers.
+        let (diff_id, size, dest) = write_tar(entries, options, DigestWriter::new(dest))?.finish();
+        let descriptor = LayerDescriptor {
+            diff_id,
+            digest: diff_id,
+            size,
+            media_type: options.compression.media_type(),
+        };
+        return Ok((descriptor, dest));
+    }
     let blob = DigestWriter::new(dest);
     let encoder = options.compression.encoder(blob, options.threads)?;
     let tar = write_tar(entries, options, DigestWriter::new(encoder))?;
