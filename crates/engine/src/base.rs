@@ -126,11 +126,7 @@ impl<'a> Bases<'a> {
         Ok(found)
     }
 
-    fn registry_or_store(
-        &self,
-        name: &str,
-        platform: &Platform,
-    ) -> Result<ImageSource, BaseError> {
+    fn registry_or_store(&self, name: &str, platform: &Platform) -> Result<ImageSource, BaseError> {
         let reference = Reference::parse(name).map_err(|e| BaseError::Other(e.to_string()))?;
         if !self.pull {
             match self.store.resolve(&reference.to_string()) {

@@ -228,7 +228,9 @@ fn parents_keep_the_source_path() {
 }
 
 #[test]
-fn chmod_applies_to_files_directories_and_created_parents() {
+/// BuildKit creates missing parents with `MkdirAll(dst, 0755, chown)`:
+/// `--chmod` reaches the copied files and directories, never the parents.
+fn chmod_applies_to_copied_files_and_directories_not_created_parents() {
     let context = sample_context();
     let t = Harness::new(context.path());
     let mut instr = cp(&["dir/sub", "a.txt"], "/m/");
@@ -236,17 +238,19 @@ fn chmod_applies_to_files_directories_and_created_parents() {
     assert_eq!(
         list(&t.copy(&instr).unwrap().entries),
         [
-            "m dir 750 0:0 @1700000000",
+            "m dir 755 0:0 @1700000000",
             "m/a.txt file(A) 750 0:0 @1000",
             "m/c.txt file(DSC) 750 0:0 @2003",
         ]
     );
+    // A trailing `/` makes BuildKit create the destination first (0755),
+    // so the directory copy finds it existing and leaves its mode alone.
     let mut instr = cp(&["dir"], "/m/");
     instr.chmod = Some("u+x,go-rwx".into());
     assert_eq!(
         list(&t.copy(&instr).unwrap().entries),
         [
-            "m dir 700 0:0 @1700000000",
+            "m dir 755 0:0 @1700000000",
             "m/b.txt file(DB) 700 0:0 @2001",
             "m/h hardlink(m/b.txt) 700 0:0 @2001",
             "m/link symlink(b.txt) 777 0:0",
@@ -424,7 +428,8 @@ fn from_a_stage_owners_and_links_are_kept() {
 }
 
 #[test]
-fn heredocs_become_0644_files() {
+/// BuildKit writes heredoc sources with `llb.Mkfile(name, 0664, data)`.
+fn heredocs_become_0664_files() {
     let context = tempfile::tempdir().unwrap();
     let mut t = Harness::new(context.path());
     t.env = vec![("NAME".into(), "kiln".into())];
@@ -447,8 +452,8 @@ fn heredocs_become_0644_files() {
         list(&t.copy(&instr).unwrap().entries),
         [
             "etc dir 755 0:0 @1700000000",
-            "etc/greeting file(hello \"kiln\" kiln\n) 644 0:0 @1700000000",
-            "etc/raw file($NAME\n) 644 0:0 @1700000000",
+            "etc/greeting file(hello \"kiln\" kiln\n) 664 0:0 @1700000000",
+            "etc/raw file($NAME\n) 664 0:0 @1700000000",
         ]
     );
 }

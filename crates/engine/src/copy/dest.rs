@@ -112,6 +112,14 @@ impl<'a> Layer<'a> {
     /// (following symlinks) as root-owned 0755 directories, or with the
     /// `--chown` owner and the `--chmod` mode.
     pub(crate) fn mkdir_all(&mut self, path: &str) -> Result<(), ErrorKind> {
+        self.mkdir_all_as(path, false)
+    }
+
+    /// Like [`Self::mkdir_all`]. BuildKit creates missing parents with
+    /// `MkdirAll(dst, 0755, chown)`: `--chmod` never applies to them. Only
+    /// the directory a directory copy itself creates (`chmod_leaf`) takes
+    /// the `--chmod` mode, as fsutil copies the source directory's mode.
+    fn mkdir_all_as(&mut self, path: &str, chmod_leaf: bool) -> Result<(), ErrorKind> {
         let resolved = self.resolve(path, true)?;
         if resolved.is_empty() {
             return Ok(());
@@ -127,11 +135,12 @@ impl<'a> Layer<'a> {
                     })
                 }
                 None => {
-                    let mode = self
+                    let chmod = self
                         .opts
                         .chmod
                         .as_ref()
-                        .map_or(0o755, |m| m.apply(0o755, true));
+                        .filter(|_| chmod_leaf && dir == resolved);
+                    let mode = chmod.map_or(0o755, |m| m.apply(0o755, true));
                     let (uid, gid) = self.opts.chown.unwrap_or((0, 0));
                     let entry = LayerEntry::dir(dir)
                         .with_mode(mode)
@@ -244,12 +253,11 @@ impl Layer<'_> {
         {
             dest = join(&dest, base(&job.name_path));
         }
-        let target = if job.dir_contents && node.is_dir() && dest_kind.is_none() {
-            dest.clone()
+        if job.dir_contents && node.is_dir() && dest_kind.is_none() {
+            self.mkdir_all_as(&dest.clone(), true)?;
         } else {
-            parent(&dest).to_string()
-        };
-        self.mkdir_all(&target)?;
+            self.mkdir_all(parent(&dest))?;
+        }
         // fsutil keeps hard links within one source only.
         self.inodes.clear();
         let skip_includes = job.includes.is_empty();

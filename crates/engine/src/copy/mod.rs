@@ -590,7 +590,7 @@ fn ensure_dest(layer: &mut Layer, dest: &str) -> Result<(), ErrorKind> {
     }
 }
 
-/// Writes a heredoc source as BuildKit's `Mkfile(name, 0644, data)`, its
+/// Writes a heredoc source as BuildKit's `Mkfile(name, 0664, data)`, its
 /// body expanded with the step's variables unless the marker was quoted
 /// (quotes in the body stay, as BuildKit expands with
 /// `SkipProcessQuotes`).
@@ -610,7 +610,7 @@ fn write_heredoc(ctx: &CopyContext, doc: &Heredoc, dir: &Path, now: i64) -> Resu
         doc.content.clone()
     };
     let path = dir.join(&doc.name);
-    scratch_write(&path, content.as_bytes(), 0o644, now)
+    scratch_write(&path, content.as_bytes(), 0o664, now)
 }
 
 /// Writes a file kiln creates for a step, with its mode and mtime.

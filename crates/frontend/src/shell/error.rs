@@ -2,8 +2,8 @@
 
 use std::fmt;
 
-use crate::go_quote;
 use super::pattern::PatternError;
+use crate::go_quote;
 
 /// What went wrong while expanding a word.
 #[derive(Debug, Clone, PartialEq, Eq)]
