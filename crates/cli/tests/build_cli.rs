@@ -239,3 +239,25 @@ fn failures_name_the_line_and_leave_the_store_alone() {
         run.stderr
     );
 }
+
+#[test]
+fn dockerfile_warnings_are_shown_before_the_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = kiln_in(
+        dir.path(),
+        &["build", "-t", "w:1", "-"],
+        Some("# syntax=example.com/frontend:1\nFROM scratch\nENV A=1 \\\n\n  B=2\n"),
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(
+        lines[..3],
+        [
+            "warning: <stdin>:1: # syntax=example.com/frontend:1 is ignored: kiln reads Dockerfiles with its own BuildKit-compatible front end and cannot run front-end images",
+            "warning: <stdin>:5: Empty continuation line found in: ENV A=1   B=2",
+            "Empty continuation lines will become errors in a future release",
+        ][..],
+        "{}",
+        run.stderr
+    );
+}

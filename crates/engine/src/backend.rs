@@ -238,6 +238,14 @@ impl NativeBackend {
             ));
         }
         let ast = kiln_frontend::parse(&req.dockerfile.name, &req.dockerfile.bytes)?;
+        let syntax = kiln_frontend::syntax_warning(&req.dockerfile.bytes);
+        for warning in syntax.iter().chain(&ast.warnings) {
+            events.send(BuildEvent::Warning {
+                file: ast.file.clone(),
+                line: warning.line,
+                message: warning.message.clone(),
+            });
+        }
         let ignore = load_ignore(req)?;
         let mut named_ignores = BTreeMap::new();
         for (name, ctx) in &req.build_contexts {

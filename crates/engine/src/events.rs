@@ -69,6 +69,16 @@ pub enum BuildEvent {
         /// The image id: the manifest digest.
         image_id: String,
     },
+    /// Something in the Dockerfile works but deserves attention (an empty
+    /// continuation line, an ignored `# syntax=` front end).
+    Warning {
+        /// The Dockerfile's name.
+        file: String,
+        /// The 1-based line the warning is about.
+        line: usize,
+        /// What to look at.
+        message: String,
+    },
     /// The build failed; no more events follow.
     BuildFailed {
         /// The error, as it would be printed.

@@ -301,6 +301,11 @@ impl Progress {
                     }
                 }
             }
+            BuildEvent::Warning {
+                file,
+                line,
+                message,
+            } => eprintln!("warning: {file}:{line}: {message}"),
             BuildEvent::BuildFailed { .. } => {
                 for (n, _) in s.running.values() {
                     eprintln!("#{n} ERROR");

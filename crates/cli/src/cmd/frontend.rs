@@ -97,7 +97,7 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     }
     let plan = kiln_frontend::stages::resolve(&ast, &options)?;
     let syntax = kiln_frontend::syntax_warning(&bytes);
-    for warning in ast.warnings.iter().chain(&syntax) {
+    for warning in syntax.iter().chain(&ast.warnings) {
         eprintln!("warning: {name}:{}: {}", warning.line, warning.message);
     }
     print!("{plan}");
