@@ -260,13 +260,15 @@ fn git_server() -> GitServer {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("start git-daemon (from Debian's git package)");
+    // Owned at once, so the daemon is killed and reaped on every path.
+    let server = GitServer {
+        _dir: dir,
+        daemon,
+        url: format!("git://127.0.0.1:{port}/repo.git"),
+    };
     for _ in 0..100 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return GitServer {
-                _dir: dir,
-                daemon,
-                url: format!("git://127.0.0.1:{port}/repo.git"),
-            };
+            return server;
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
