@@ -77,10 +77,9 @@ impl StageContext<'_> {
         message: impl Into<String>,
         needle: Option<&str>,
     ) -> BuildError {
-        BuildError::Dockerfile(
-            self.ast
-                .error_at(DockerfileError::new(kind, message), line, needle),
-        )
+        self.ast
+            .error_at(DockerfileError::new(kind, message), line, needle)
+            .into()
     }
 
     /// The name a stage shows in progress lines and FROM texts.

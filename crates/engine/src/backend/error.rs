@@ -7,9 +7,10 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
     /// The Dockerfile is wrong, or one of its steps failed; the error says
-    /// where.
+    /// where. Boxed: it carries the source line and a hint, and would make
+    /// every `Result` of the engine large.
     #[error(transparent)]
-    Dockerfile(#[from] kiln_frontend::Error),
+    Dockerfile(Box<kiln_frontend::Error>),
     /// The request itself is unusable (a missing context, a bad option).
     #[error("{0}")]
     Request(String),
@@ -33,4 +34,10 @@ pub enum BuildError {
     /// Another stage failed first; this stage stopped.
     #[error("cancelled because another stage failed")]
     Cancelled,
+}
+
+impl From<kiln_frontend::Error> for BuildError {
+    fn from(err: kiln_frontend::Error) -> BuildError {
+        BuildError::Dockerfile(Box::new(err))
+    }
 }
