@@ -46,7 +46,7 @@ pub use compression::{Compression, CompressionError};
 pub use config::{ConfigBuilder, ConfigError, Healthcheck, ImageConfig};
 pub use digest::{Digest, DigestWriter};
 pub use layer::{
-    entries_from_dir, extract_layer, write_layer, write_tar, EntryKind, ExtractError,
+    entries_from_dir, extract_layer, read_xattrs, write_layer, write_tar, EntryKind, ExtractError,
     ExtractOptions, FileSource, LayerDescriptor, LayerEntry, LayerError, LayerOptions, MtimePolicy,
     Ownership,
 };

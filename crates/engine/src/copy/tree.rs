@@ -217,7 +217,8 @@ impl Tree for DiskTree {
             uid,
             gid,
             mtime: md.mtime(),
-            xattrs: read_xattrs(&full).map_err(|e| io_error("reading xattrs of", &full, e))?,
+            xattrs: kiln_oci::read_xattrs(&full)
+                .map_err(|e| io_error("reading xattrs of", &full, e))?,
         }))
     }
 
@@ -363,39 +364,6 @@ fn io_error(what: &str, path: &Path, err: io::Error) -> ErrorKind {
         what: format!("{what} {}", path.display()),
         reason: err.to_string(),
     }
-}
-
-/// The xattrs of `path` (not following symlinks), sorted by name, without
-/// overlayfs' own.
-pub(crate) fn read_xattrs(path: &Path) -> io::Result<Vec<(String, Vec<u8>)>> {
-    let size = match rustix::fs::llistxattr_query(path) {
-        Ok(n) => n,
-        Err(rustix::io::Errno::OPNOTSUPP) => return Ok(Vec::new()),
-        Err(e) => return Err(e.into()),
-    };
-    if size == 0 {
-        return Ok(Vec::new());
-    }
-    let mut names = vec![0u8; size];
-    let n = rustix::fs::llistxattr(path, &mut names[..])?;
-    let mut out = Vec::new();
-    for raw in names[..n].split(|b| *b == 0).filter(|n| !n.is_empty()) {
-        let name = String::from_utf8_lossy(raw).into_owned();
-        if name.starts_with("trusted.overlay.") || name.starts_with("user.overlay.") {
-            continue;
-        }
-        let len = match rustix::fs::lgetxattr_query(path, raw) {
-            Ok(len) => len,
-            Err(rustix::io::Errno::NODATA) => continue,
-            Err(e) => return Err(e.into()),
-        };
-        let mut value = vec![0u8; len];
-        let got = rustix::fs::lgetxattr(path, raw, &mut value[..])?;
-        value.truncate(got);
-        out.push((name, value));
-    }
-    out.sort();
-    Ok(out)
 }
 
 /// The parent directories of a relative path, outermost first.

@@ -217,8 +217,10 @@ fn walk(
     Ok(())
 }
 
-/// The xattrs of `path` (not following symlinks), sorted by name.
-pub(crate) fn read_xattrs(path: &Path) -> io::Result<Vec<(String, Vec<u8>)>> {
+/// The xattrs of `path` (not following symlinks), sorted by name, without
+/// overlayfs' own (`trusted.overlay.*`, `user.overlay.*`), which describe
+/// the mount, not the file. A file system without xattrs gives none.
+pub fn read_xattrs(path: &Path) -> io::Result<Vec<(String, Vec<u8>)>> {
     let size = match rustix::fs::llistxattr_query(path) {
         Ok(n) => n,
         Err(rustix::io::Errno::OPNOTSUPP) => return Ok(Vec::new()),

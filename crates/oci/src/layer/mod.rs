@@ -7,7 +7,7 @@ mod extract;
 mod tar;
 mod write;
 
-pub use entry::{entries_from_dir, EntryKind, FileSource, LayerEntry};
+pub use entry::{entries_from_dir, read_xattrs, EntryKind, FileSource, LayerEntry};
 pub use extract::{extract_layer, ExtractError, ExtractOptions};
 pub use write::{
     write_layer, write_tar, LayerDescriptor, LayerError, LayerOptions, MtimePolicy, Ownership,
