@@ -3,31 +3,13 @@
 //! `PATH`, inherited ONBUILD triggers dropped) and `--label`s.
 
 use kiln_frontend::stages::Platform;
+use kiln_oci::config::set_config_field;
 use kiln_oci::ImageConfig;
 use serde_json::{json, Map, Value};
 
 /// The `PATH` BuildKit gives an image whose config has none.
 pub(crate) const DEFAULT_PATH: &str =
     "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-/// Keys of the `config` object in the order BuildKit writes them, so an
-/// inserted key lands where BuildKit would put it.
-const CONFIG_ORDER: &[&str] = &[
-    "User",
-    "ExposedPorts",
-    "Env",
-    "Entrypoint",
-    "Cmd",
-    "Volumes",
-    "WorkingDir",
-    "Labels",
-    "StopSignal",
-    "ArgsEscaped",
-    "Healthcheck",
-    "OnBuild",
-    "Shell",
-    "StopTimeout",
-];
 
 /// BuildKit's empty image for FROM scratch: the platform, the default
 /// `PATH` (not on Windows) and `WorkingDir` `/`.
@@ -67,7 +49,7 @@ pub(crate) fn for_stage(base: &ImageConfig, platform: &Platform) -> ImageConfig 
                 .cloned()
                 .unwrap_or_default();
             env.push(json!(DEFAULT_PATH));
-            insert_ordered(config, "Env", Value::Array(env));
+            set_config_field(config, "Env", Value::Array(env));
         }
     })
 }
@@ -92,7 +74,7 @@ pub(crate) fn with_labels(
         }
         let mut sorted: Vec<(String, Value)> = map.into_iter().collect();
         sorted.sort_by(|a, b| a.0.cmp(&b.0));
-        insert_ordered(
+        set_config_field(
             config,
             "Labels",
             Value::Object(sorted.into_iter().collect()),
@@ -124,22 +106,6 @@ fn from_doc(doc: Map<String, Value>) -> ImageConfig {
     let bytes = serde_json::to_vec(&Value::Object(doc)).unwrap_or_default();
     // The document came from a valid config with only known-good edits.
     ImageConfig::from_json(&bytes).unwrap_or_else(|_| ImageConfig::new("linux", "amd64"))
-}
-
-fn insert_ordered(map: &mut Map<String, Value>, key: &str, value: Value) {
-    if let Some(slot) = map.get_mut(key) {
-        *slot = value;
-        return;
-    }
-    let rank = |k: &str| {
-        CONFIG_ORDER
-            .iter()
-            .position(|o| *o == k)
-            .unwrap_or(usize::MAX)
-    };
-    let mine = rank(key);
-    let at = map.keys().position(|k| rank(k) > mine).unwrap_or(map.len());
-    map.shift_insert(at, key.to_string(), value);
 }
 
 #[cfg(test)]

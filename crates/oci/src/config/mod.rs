@@ -304,8 +304,7 @@ impl ImageConfig {
 
     /// Sets a key of the `config` object, keeping its place if present.
     pub(crate) fn set_config(&mut self, key: &str, value: Value) {
-        let config = self.config_mut();
-        insert_ordered(config, CONFIG_ORDER, key, value);
+        set_config_field(self.config_mut(), key, value);
     }
 
     /// Removes a key of the `config` object (Go omits empty fields).
@@ -355,6 +354,13 @@ impl ImageConfig {
 
 /// Inserts `key` keeping an existing key's position; a new key goes before
 /// the first present key that `order` puts after it, else at the end.
+/// Sets `key` of an image config's `config` object: in place when it is
+/// there, otherwise where BuildKit writes it, so edited configs serialise
+/// as BuildKit's do.
+pub fn set_config_field(config: &mut Map<String, Value>, key: &str, value: Value) {
+    insert_ordered(config, CONFIG_ORDER, key, value);
+}
+
 fn insert_ordered(map: &mut Map<String, Value>, order: &[&str], key: &str, value: Value) {
     if let Some(slot) = map.get_mut(key) {
         *slot = value;
