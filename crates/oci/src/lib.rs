@@ -46,8 +46,8 @@ pub use compression::{Compression, CompressionError};
 pub use config::{ConfigBuilder, ConfigError, Healthcheck, ImageConfig};
 pub use digest::{Digest, DigestWriter};
 pub use layer::{
-    entries_from_dir, extract_layer, read_xattrs, write_layer, write_tar, EntryKind, ExtractError,
-    ExtractOptions, FileSource, LayerDescriptor, LayerEntry, LayerError, LayerOptions, MtimePolicy,
-    Ownership,
+    entries_from_dir, extract_layer, pax_records, read_xattrs, write_layer, write_tar, EntryKind,
+    ExtractError, ExtractOptions, FileSource, LayerDescriptor, LayerEntry, LayerError,
+    LayerOptions, MtimePolicy, Ownership,
 };
 pub use manifest::{parse_manifest, ManifestError, ManifestFormat, Parsed};

@@ -253,7 +253,7 @@ fn append<W: Write, R: Read>(
     for (k, v) in &e.xattrs {
         records.push((format!("SCHILY.xattr.{k}"), v));
     }
-    let body = pax_records(&records);
+    let body = kiln_oci::pax_records(records.iter().map(|(k, v)| (k.as_str(), *v)));
     let mut pax = tar::Header::new_ustar();
     pax.set_path("PaxHeader")?;
     pax.set_entry_type(T::XHeader);
@@ -280,22 +280,6 @@ fn append<W: Write, R: Read>(
     }
     h.set_cksum();
     out.append(&h, data)
-}
-
-/// `"<len> <key>=<value>\n"` records, where `<len>` counts the whole record.
-fn pax_records(records: &[(String, &[u8])]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (k, v) in records {
-        let body = k.len() + v.len() + 3; // ' ', '=', '\n'
-        let mut len = body + 1;
-        while len != body + len.to_string().len() {
-            len = body + len.to_string().len();
-        }
-        out.extend_from_slice(format!("{len} {k}=").as_bytes());
-        out.extend_from_slice(v);
-        out.push(b'\n');
-    }
-    out
 }
 
 /// Counts the bytes read through it.
@@ -361,19 +345,5 @@ impl Read for ChunkReader {
         out[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
         self.pos += n;
         Ok(n)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::pax_records;
-
-    #[test]
-    fn pax_record_lengths_count_themselves() {
-        assert_eq!(pax_records(&[("path".into(), b"aaa")]), b"12 path=aaa\n");
-        let long = vec![b'a'; 92];
-        let r = pax_records(&[("path".into(), &long)]);
-        assert_eq!(r.len(), 102);
-        assert!(r.starts_with(b"102 path="));
     }
 }

@@ -65,7 +65,7 @@ pub(crate) fn write_header<W: Write>(w: &mut W, h: &Header<'_>) -> io::Result<()
     }
 
     if !pax.is_empty() {
-        let body = pax_records(&pax);
+        let body = pax_records(pax.iter().map(|(k, v)| (k.as_str(), v.as_slice())));
         let pax_name = pax_header_name(h.name);
         let block = ustar_block(&UstarFields {
             prefix: "",
@@ -199,8 +199,9 @@ fn pax_header_name(name: &str) -> String {
     truncate(&ascii, 100).to_string()
 }
 
-/// `"<len> <key>=<value>\n"` records, where `<len>` counts the whole record.
-fn pax_records(records: &BTreeMap<String, Vec<u8>>) -> Vec<u8> {
+/// The body of a PAX extended header: `"<len> <key>=<value>\n"` records,
+/// where `<len>` counts the whole record, its own digits included.
+pub fn pax_records<'a>(records: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> Vec<u8> {
     let mut out = Vec::new();
     for (k, v) in records {
         let body = k.len() + v.len() + 3; // ' ', '=', '\n'
@@ -223,9 +224,12 @@ mod tests {
     fn pax_record_lengths_count_themselves() {
         let mut m = BTreeMap::new();
         m.insert("path".to_string(), vec![b'a'; 3]);
-        assert_eq!(pax_records(&m), b"12 path=aaa\n");
+        let records = |m: &BTreeMap<String, Vec<u8>>| {
+            pax_records(m.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
+        };
+        assert_eq!(records(&m), b"12 path=aaa\n");
         m.insert("path".to_string(), vec![b'a'; 92]);
-        let r = pax_records(&m);
+        let r = records(&m);
         assert_eq!(r.len(), 102);
         assert!(r.starts_with(b"102 path="));
     }
