@@ -470,17 +470,7 @@ fn local_items(
     let (literal, pattern) = split_wildcards(&cleaned);
     let mut list = Vec::new();
     if pattern.is_empty() {
-        let resolved = tree.resolve(&cleaned, true)?;
-        if tree.node(&resolved)?.is_none() {
-            return Err(ErrorKind::NotFound {
-                path: display_path(&cleaned),
-                place: tree.describe().to_string(),
-            });
-        }
-        list.push(Item {
-            name_path: cleaned,
-            src: resolved,
-        });
+        list.push(existing_item(tree, cleaned)?);
     } else {
         let base = tree.resolve(&literal, true)?;
         if !tree.node(&base)?.is_some_and(|n| n.is_dir()) {
@@ -498,20 +488,26 @@ fn local_items(
             if excludes.is_some_and(|x| x.is_excluded(rel)) {
                 continue;
             }
-            let resolved = tree.resolve(&m, true)?;
-            if tree.node(&resolved)?.is_none() {
-                return Err(ErrorKind::NotFound {
-                    path: display_path(&m),
-                    place: tree.describe().to_string(),
-                });
-            }
-            list.push(Item {
-                name_path: m,
-                src: resolved,
-            });
+            list.push(existing_item(tree, m)?);
         }
     }
     Ok(Items { list, includes })
+}
+
+/// The source item at `path` (symlinks resolved inside the tree), or a
+/// not-found error naming `path` as the user wrote it.
+fn existing_item(tree: &dyn Tree, path: String) -> Result<Item, ErrorKind> {
+    let resolved = tree.resolve(&path, true)?;
+    if tree.node(&resolved)?.is_none() {
+        return Err(ErrorKind::NotFound {
+            path: display_path(&path),
+            place: tree.describe().to_string(),
+        });
+    }
+    Ok(Item {
+        name_path: path,
+        src: resolved,
+    })
 }
 
 fn display_path(p: &str) -> String {
