@@ -43,12 +43,12 @@ impl State {
             From::Dir(d, i) => (*d, *i),
             From::Fs(_) => (scratch.path(), ctx.ignore),
         };
-        let workdir = self.builder.config().working_dir().to_string();
+        let workdir = self.copy_workdir();
         let copy_ctx = CopyContext {
             context_dir: dir,
             ignore,
             dest_fs: &self.fs,
-            workdir: if workdir.is_empty() { "/" } else { &workdir },
+            workdir: &workdir,
             env: &step.env,
             source_date_epoch: ctx.epoch,
             scratch_dir: scratch.path(),
@@ -67,10 +67,7 @@ impl State {
             &instr.sources,
             &instr.dest,
         );
-        let entries = with_parents(&self.fs, out.entries);
-        let layer = self.write_layer(ctx, line, entries)?;
-        self.builder.add_layer(layer.diff_id, &created_by);
-        Ok(())
+        self.commit_copy(ctx, line, out.entries, &created_by)
     }
 
     pub(super) fn add(
@@ -82,12 +79,12 @@ impl State {
         let line = step.command.start_line;
         let scratch = self.scratch(ctx, line)?;
         let (dir, ignore) = main_context(ctx, scratch.path());
-        let workdir = self.builder.config().working_dir().to_string();
+        let workdir = self.copy_workdir();
         let copy_ctx = CopyContext {
             context_dir: dir,
             ignore,
             dest_fs: &self.fs,
-            workdir: if workdir.is_empty() { "/" } else { &workdir },
+            workdir: &workdir,
             env: &step.env,
             source_date_epoch: ctx.epoch,
             scratch_dir: scratch.path(),
@@ -102,9 +99,28 @@ impl State {
             &instr.sources,
             &instr.dest,
         );
-        let entries = with_parents(&self.fs, out.entries);
+        self.commit_copy(ctx, line, out.entries, &created_by)
+    }
+
+    /// The WORKDIR destinations are relative to; `/` when none is set.
+    fn copy_workdir(&self) -> String {
+        match self.builder.config().working_dir() {
+            "" => "/".to_string(),
+            dir => dir.to_string(),
+        }
+    }
+
+    /// Turns a COPY or ADD's entries into a layer on top of the stage.
+    fn commit_copy(
+        &mut self,
+        ctx: &StageContext,
+        line: usize,
+        entries: Vec<kiln_oci::LayerEntry>,
+        created_by: &str,
+    ) -> Result<(), BuildError> {
+        let entries = with_parents(&self.fs, entries);
         let layer = self.write_layer(ctx, line, entries)?;
-        self.builder.add_layer(layer.diff_id, &created_by);
+        self.builder.add_layer(layer.diff_id, created_by);
         Ok(())
     }
 
