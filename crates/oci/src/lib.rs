@@ -48,6 +48,6 @@ pub use digest::{Digest, DigestWriter};
 pub use layer::{
     entries_from_dir, extract_layer, pax_records, read_xattrs, write_layer, write_tar, EntryKind,
     ExtractError, ExtractOptions, FileSource, LayerDescriptor, LayerEntry, LayerError,
-    LayerOptions, MtimePolicy, Ownership,
+    LayerOptions, MtimePolicy, Ownership, Whiteouts,
 };
 pub use manifest::{parse_manifest, ManifestError, ManifestFormat, Parsed};

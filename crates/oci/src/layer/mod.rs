@@ -8,7 +8,7 @@ mod tar;
 mod write;
 
 pub use entry::{entries_from_dir, read_xattrs, EntryKind, FileSource, LayerEntry};
-pub use extract::{extract_layer, ExtractError, ExtractOptions};
+pub use extract::{extract_layer, ExtractError, ExtractOptions, Whiteouts};
 pub use tar::pax_records;
 pub use write::{
     write_layer, write_tar, LayerDescriptor, LayerError, LayerOptions, MtimePolicy, Ownership,

@@ -5,7 +5,9 @@
 //! escapes, and any entry whose parent path passes through a symlink (even
 //! one pointing inside the tree, as docker refuses) or a non-directory.
 //! Symlinks themselves may point anywhere: they are only ever created,
-//! never followed. OCI whiteouts are applied to what lower layers left.
+//! never followed. OCI whiteouts are applied to what lower layers left, or,
+//! for a directory that will be an overlayfs layer, stored in overlayfs'
+//! own format ([`Whiteouts::Overlay`]).
 
 mod fsops;
 
@@ -26,12 +28,46 @@ use std::path::Path;
 pub struct ExtractOptions {
     /// Set owners from the tar (needs root; default: when running as root).
     pub restore_owners: bool,
+    /// What to do with OCI whiteout entries.
+    pub whiteouts: Whiteouts,
 }
 
 impl Default for ExtractOptions {
     fn default() -> ExtractOptions {
         ExtractOptions {
             restore_owners: rustix::process::geteuid().is_root(),
+            whiteouts: Whiteouts::default(),
+        }
+    }
+}
+
+/// What OCI whiteouts (`.wh.NAME`, `.wh..wh..opq`) become.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Whiteouts {
+    /// Delete what lower layers left in the target directory.
+    #[default]
+    Apply,
+    /// Keep them as overlayfs does, for a directory that will be one
+    /// overlay layer: `.wh.NAME` becomes a 0/0 character device `NAME`,
+    /// `.wh..wh..opq` the xattr `trusted.overlay.opaque=y` (with `userxattr`,
+    /// `user.overlay.opaque=y`) on its directory. As the OCI spec says, a
+    /// whiteout hides only lower layers: a path this layer also has stays
+    /// (a directory becomes opaque instead). Overlay xattrs carried in the
+    /// tar are dropped, as they would steer the mount (redirects, metacopy)
+    /// rather than describe a file.
+    Overlay {
+        /// Use the `user.overlay.*` xattrs of an overlay mounted with
+        /// `userxattr` (inside a user namespace).
+        userxattr: bool,
+    },
+}
+
+impl Whiteouts {
+    fn opaque_xattr(userxattr: bool) -> &'static str {
+        if userxattr {
+            "user.overlay.opaque"
+        } else {
+            "trusted.overlay.opaque"
         }
     }
 }
@@ -72,6 +108,7 @@ pub fn extract_layer<R: Read>(
         root: root_fd,
         options: *options,
         created: HashSet::new(),
+        whiteouts: HashSet::new(),
         dirs: Vec::new(),
     };
     let mut archive = tar::Archive::new(reader);
@@ -118,6 +155,9 @@ struct Extractor {
     options: ExtractOptions,
     /// Paths this layer wrote, which an opaque whiteout must not remove.
     created: HashSet<Vec<u8>>,
+    /// Overlay-format whiteout devices this layer made, which a later entry
+    /// at or under the same path turns back into a (then opaque) directory.
+    whiteouts: HashSet<Vec<u8>>,
     /// Directories and their mtimes, applied at the end.
     dirs: Vec<(Vec<u8>, i64)>,
 }
@@ -142,8 +182,14 @@ impl Extractor {
             .map_or((&b""[..], &[][..]), |(n, p)| (*n, p));
         let path = comps.join(&b'/');
 
+        if let Whiteouts::Overlay { userxattr } = self.options.whiteouts {
+            self.reopen_whited_out_parents(parents, userxattr)?;
+        }
         if let Some(hidden) = name.strip_prefix(b".wh.") {
             let dir = open_dir(self.root.as_fd(), parents).map_err(walk_reason)?;
+            if let Whiteouts::Overlay { userxattr } = self.options.whiteouts {
+                return self.overlay_whiteout(dir.as_fd(), parents, hidden, userxattr);
+            }
             if hidden == b".wh..opq" {
                 let prefix = parents.join(&b'/');
                 clear_dir(dir.as_fd(), |child| {
@@ -163,7 +209,14 @@ impl Extractor {
             return Ok(());
         }
 
-        let meta = read_meta(entry)?;
+        let mut meta = read_meta(entry)?;
+        let mut make_opaque = None;
+        if let Whiteouts::Overlay { userxattr } = self.options.whiteouts {
+            meta.xattrs.retain(|(k, _)| !is_overlay_xattr(k));
+            if self.whiteouts.remove(&path) && entry.header().entry_type().is_dir() {
+                make_opaque = Some(userxattr);
+            }
+        }
         let dir = open_dir(self.root.as_fd(), parents).map_err(walk_reason)?;
         let dir = dir.as_fd();
         let name_os = OsStr::from_bytes(name);
@@ -207,6 +260,9 @@ impl Extractor {
                 )
                 .map_err(|e| io_err("opening the directory", e.into()))?;
                 self.finish_fd(fd.as_fd(), &meta)?;
+                if let Some(userxattr) = make_opaque {
+                    set_opaque(fd.as_fd(), userxattr)?;
+                }
                 self.dirs.push((path.clone(), meta.mtime));
             }
             T::Symlink => {
@@ -314,6 +370,89 @@ impl Extractor {
         Ok(())
     }
 
+    /// An OCI whiteout in a directory that will be an overlay layer.
+    fn overlay_whiteout(
+        &mut self,
+        dir: BorrowedFd<'_>,
+        parents: &[&[u8]],
+        hidden: &[u8],
+        userxattr: bool,
+    ) -> Result<(), String> {
+        if hidden == b".wh..opq" {
+            return set_opaque(dir, userxattr);
+        }
+        if hidden.starts_with(b".wh.") {
+            return Ok(());
+        }
+        let name = OsStr::from_bytes(hidden);
+        match file_type_at(dir, name).map_err(|e| e.to_string())? {
+            None => {
+                rfs::mknodat(
+                    dir,
+                    name,
+                    rfs::FileType::CharacterDevice,
+                    Mode::empty(),
+                    rfs::makedev(0, 0),
+                )
+                .map_err(|e| format!("creating the overlay whiteout: {e}"))?;
+                let mut path = parents.join(&b'/');
+                if !path.is_empty() {
+                    path.push(b'/');
+                }
+                path.extend_from_slice(hidden);
+                self.whiteouts.insert(path);
+                Ok(())
+            }
+            // This layer's own directory replaces the lower one: hide only
+            // what is below it.
+            Some(rfs::FileType::Directory) => {
+                let fd = rfs::openat(
+                    dir,
+                    name,
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(|e| format!("opening the directory: {e}"))?;
+                set_opaque(fd.as_fd(), userxattr)
+            }
+            // This layer's own file already hides the lower path.
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// An entry below a path this layer whited out (`.wh.a` then `a/b`)
+    /// means a new directory there, hiding the lower one: overlay's opaque
+    /// directory, made before the walk would stop at the device.
+    fn reopen_whited_out_parents(
+        &mut self,
+        parents: &[&[u8]],
+        userxattr: bool,
+    ) -> Result<(), String> {
+        if self.whiteouts.is_empty() {
+            return Ok(());
+        }
+        for i in 1..=parents.len() {
+            if !self.whiteouts.remove(&parents[..i].join(&b'/')) {
+                continue;
+            }
+            let dir = open_dir(self.root.as_fd(), &parents[..i - 1]).map_err(walk_reason)?;
+            let name = OsStr::from_bytes(parents[i - 1]);
+            rfs::unlinkat(dir.as_fd(), name, AtFlags::empty())
+                .map_err(|e| format!("replacing the overlay whiteout: {e}"))?;
+            rfs::mkdirat(dir.as_fd(), name, Mode::from_raw_mode(0o755))
+                .map_err(|e| format!("creating the directory: {e}"))?;
+            let fd = rfs::openat(
+                dir.as_fd(),
+                name,
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| format!("opening the directory: {e}"))?;
+            set_opaque(fd.as_fd(), userxattr)?;
+        }
+        Ok(())
+    }
+
     /// Owner, then mode (chown clears setuid/setgid), then xattrs (chown
     /// clears `security.capability`).
     fn finish_fd(&self, fd: BorrowedFd<'_>, meta: &Meta) -> Result<(), String> {
@@ -340,6 +479,16 @@ impl Extractor {
         }
         Ok(())
     }
+}
+
+fn set_opaque(dir: BorrowedFd<'_>, userxattr: bool) -> Result<(), String> {
+    let key = Whiteouts::opaque_xattr(userxattr);
+    rfs::fsetxattr(dir, key, b"y", XattrFlags::empty())
+        .map_err(|e| format!("setting {key} (the overlay opaque marker): {e}"))
+}
+
+fn is_overlay_xattr(name: &str) -> bool {
+    name.starts_with("trusted.overlay.") || name.starts_with("user.overlay.")
 }
 
 fn ids(meta: &Meta) -> Result<(rfs::Uid, rfs::Gid), String> {
