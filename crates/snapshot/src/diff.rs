@@ -1,0 +1,124 @@
+//! Turning changed files into layer entries, and the overlay driver's diff:
+//! its upper directory already is the change set.
+
+use crate::view::{is_opaque, is_whiteout};
+use crate::Error;
+use kiln_oci::{read_xattrs, EntryKind, FileSource, LayerEntry};
+use std::collections::HashMap;
+use std::fs::{self, Metadata};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::Path;
+
+/// Paths already emitted for multiply-linked inodes, so later links to the
+/// same inode become hard-link entries pointing at the first.
+#[derive(Default)]
+pub(crate) struct Links(HashMap<(u64, u64), String>);
+
+/// The layer entry for the file at `path` (whose path in the layer is
+/// `rel`), or `None` for a socket, which layers do not carry.
+pub(crate) fn entry_for(
+    path: &Path,
+    rel: &str,
+    md: &Metadata,
+    links: &mut Links,
+) -> Result<Option<LayerEntry>, Error> {
+    let ft = md.file_type();
+    let kind = if ft.is_dir() {
+        EntryKind::Dir
+    } else if ft.is_symlink() {
+        let target = fs::read_link(path).map_err(Error::io("reading the symlink", path))?;
+        let Some(target) = target.to_str() else {
+            return Err(Error::NotUtf8 {
+                path: path.to_path_buf(),
+            });
+        };
+        EntryKind::Symlink(target.to_string())
+    } else if ft.is_socket() {
+        return Ok(None);
+    } else if let Some(first) = links.0.get(&(md.dev(), md.ino())) {
+        EntryKind::Hardlink(first.clone())
+    } else {
+        if md.nlink() > 1 {
+            links.0.insert((md.dev(), md.ino()), rel.to_string());
+        }
+        if ft.is_file() {
+            EntryKind::File(FileSource::Path(path.to_path_buf()))
+        } else if ft.is_fifo() {
+            EntryKind::Fifo
+        } else {
+            let (major, minor) = (rustix::fs::major(md.rdev()), rustix::fs::minor(md.rdev()));
+            if ft.is_char_device() {
+                EntryKind::CharDevice { major, minor }
+            } else {
+                EntryKind::BlockDevice { major, minor }
+            }
+        }
+    };
+    Ok(Some(LayerEntry {
+        path: rel.to_string(),
+        kind,
+        mode: md.mode() & 0o7777,
+        uid: md.uid(),
+        gid: md.gid(),
+        mtime: md.mtime(),
+        xattrs: read_xattrs(path).map_err(Error::io("reading the xattrs of", path))?,
+    }))
+}
+
+/// The sorted names in `dir`, which must all be UTF-8 to go into a layer.
+pub(crate) fn sorted_names(dir: &Path) -> Result<Vec<String>, Error> {
+    let mut names = Vec::new();
+    for entry in fs::read_dir(dir).map_err(Error::io("listing", dir))? {
+        let name = entry.map_err(Error::io("listing", dir))?.file_name();
+        match name.into_string() {
+            Ok(name) => names.push(name),
+            Err(name) => {
+                return Err(Error::NotUtf8 {
+                    path: dir.join(name),
+                })
+            }
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+pub(crate) fn lstat(path: &Path) -> Result<Metadata, Error> {
+    fs::symlink_metadata(path).map_err(Error::io("reading the metadata of", path))
+}
+
+/// The changes recorded in an overlay upper directory, in layer order.
+pub(crate) fn upper_changes(upper: &Path, opaque_key: &str) -> Result<Vec<LayerEntry>, Error> {
+    let mut out = Vec::new();
+    walk_upper(upper, "", opaque_key, &mut out, &mut Links::default())?;
+    Ok(out)
+}
+
+fn walk_upper(
+    dir: &Path,
+    prefix: &str,
+    key: &str,
+    out: &mut Vec<LayerEntry>,
+    links: &mut Links,
+) -> Result<(), Error> {
+    for name in sorted_names(dir)? {
+        let path = dir.join(&name);
+        let rel = format!("{prefix}{name}");
+        let md = lstat(&path)?;
+        if is_whiteout(&md) {
+            out.push(LayerEntry::whiteout(rel));
+            continue;
+        }
+        let Some(entry) = entry_for(&path, &rel, &md, links)? else {
+            continue;
+        };
+        out.push(entry);
+        if md.is_dir() {
+            if is_opaque(&path, key).map_err(Error::io("reading the xattrs of", &path))? {
+                out.push(LayerEntry::new(rel.clone(), EntryKind::Opaque));
+            }
+            walk_upper(&path, &format!("{rel}/"), key, out, links)?;
+        }
+    }
+    Ok(())
+}
