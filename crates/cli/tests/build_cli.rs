@@ -196,8 +196,8 @@ fn failures_name_the_line_and_leave_the_store_alone() {
     let images = kiln(d, &["images"]).stdout;
     for (dockerfile, want) in [
         (
-            "FROM scratch\nRUN true\n",
-            "error: <stdin>:2:1: RUN is not supported yet by kiln's native backend\n",
+            "FROM scratch\nRUN --security=insecure true\n",
+            "error: <stdin>:2:1: RUN --security=insecure is not supported by kiln's native backend\n",
         ),
         (
             "FROM scratch\nCOPY nope.txt /\n",

@@ -11,7 +11,7 @@ mod corpus_support;
 
 use corpus_support::case::{self, Case, Prepared};
 use corpus_support::tools::{self, BuildRequest, Buildah};
-use corpus_support::{config, start_base, tree};
+use corpus_support::{config, start_base, tree, Base};
 use kiln_testsupport::base_images;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -27,9 +27,12 @@ fn request<'a>(
     case: &'a Case,
     p: &'a Prepared,
     dockerfile: &'a Path,
-    base: &str,
+    base: &Base,
 ) -> BuildRequest<'a> {
-    let mut build_args = vec![("BASE".to_string(), base.to_string())];
+    let mut build_args = vec![("BASE".to_string(), base.reference.clone())];
+    if let Some(debian) = &base.debian {
+        build_args.push(("DEBIAN".to_string(), debian.clone()));
+    }
     build_args.extend(case.expect.build_args.clone());
     BuildRequest {
         context: &p.context,
@@ -42,6 +45,12 @@ fn request<'a>(
             .map(|(k, v)| (k.clone(), p.context.join(v)))
             .collect(),
         target: case.expect.target.as_deref(),
+        secrets: case
+            .expect
+            .secrets
+            .iter()
+            .map(|(k, v)| (k.clone(), case.dir.join(v)))
+            .collect(),
     }
 }
 
@@ -55,7 +64,7 @@ fn reference_image(
     case: &Case,
     buildah: &Buildah,
     p: &Prepared,
-    base: &str,
+    base: &Base,
     work: &Path,
 ) -> Result<Image, String> {
     let layout = work.join("buildah-oci");
@@ -85,7 +94,7 @@ fn kiln_image(
     store: &Path,
     host: &str,
     p: &Prepared,
-    base: &str,
+    base: &Base,
     work: &Path,
 ) -> Result<Image, String> {
     let layout = work.join("kiln-oci");
@@ -118,12 +127,17 @@ fn selected(cases: Vec<Case>) -> Vec<Case> {
     }
 }
 
+/// Whether a case builds on the Debian base (`FROM $DEBIAN`).
+fn uses_debian(case: &Case) -> bool {
+    std::fs::read_to_string(case.dir.join("Dockerfile")).is_ok_and(|d| d.contains("$DEBIAN"))
+}
+
 #[test]
 fn corpus_matches_buildah() {
     let all = case::load_all().unwrap();
     assert!(all.len() >= 30, "the corpus has only {} cases", all.len());
     let cases = selected(all);
-    let base = start_base();
+    let base = start_base(cases.iter().any(uses_debian));
     let host = base.registry.host();
     let work = tempfile::tempdir().unwrap();
     let mut prepared = Vec::new();
@@ -142,13 +156,13 @@ fn corpus_matches_buildah() {
         let r = s.spawn(|| {
             prepared
                 .iter()
-                .map(|(c, p, dir)| reference_image(c, &buildah, p, &base.reference, dir))
+                .map(|(c, p, dir)| reference_image(c, &buildah, p, &base, dir))
                 .collect::<Vec<_>>()
         });
         let k = s.spawn(|| {
             prepared
                 .iter()
-                .map(|(c, p, dir)| kiln_image(c, &store, &host, p, &base.reference, dir))
+                .map(|(c, p, dir)| kiln_image(c, &store, &host, p, &base, dir))
                 .collect::<Vec<_>>()
         });
         (r.join().unwrap(), k.join().unwrap())
@@ -216,12 +230,12 @@ fn layer_mtimes(layout: &Path, layer: &Value) -> Vec<(String, u64)> {
 /// `created` is it, and touching the context changes nothing.
 #[test]
 fn kiln_builds_are_reproducible() {
-    let base = start_base();
+    let base = start_base(false);
     let host = base.registry.host();
     let c = case::load(&case::corpus_dir().join("copy-dir-tree")).unwrap();
     let work = tempfile::tempdir().unwrap();
     let p = case::prepare(&c, &work.path().join("context"), &base.reference).unwrap();
-    let req = request(&c, &p, &p.dockerfile, &base.reference);
+    let req = request(&c, &p, &p.dockerfile, &base);
     let kiln = Path::new(env!("CARGO_BIN_EXE_kiln"));
     // A fresh store for every build, so nothing is reused between them.
     let build = |name: &str, env: &[(&str, &str)]| {

@@ -19,6 +19,7 @@ pub use error::BuildError;
 use crate::base::Bases;
 use crate::events::{BuildEvent, EventSink};
 use crate::export::{self, Output};
+use crate::run::Exec;
 use crate::solver;
 use crate::stage::{self, StageContext};
 use kiln_frontend::dockerignore::{self, Matcher};
@@ -31,6 +32,8 @@ use kiln_store::{Descriptor, Store};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Something that can build images.
@@ -102,6 +105,63 @@ impl FromStr for NamedContext {
     }
 }
 
+/// Where a `--secret` comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SecretSource {
+    /// A file, read when a RUN mounts the secret.
+    File(PathBuf),
+    /// An environment variable of the kiln process.
+    Env(String),
+}
+
+impl SecretSource {
+    /// Parses a `--secret` value as buildx does: `id=ID[,src=PATH|,env=VAR]`
+    /// (`source=` and `type=file|env` are accepted too). Without `src` or
+    /// `env`, an environment variable named ID is used when set, else a
+    /// file named ID.
+    pub fn parse(value: &str) -> Result<(String, SecretSource), String> {
+        let (mut id, mut src, mut env, mut kind) = (None, None, None, None);
+        for field in value.split(',') {
+            let (k, v) = field
+                .split_once('=')
+                .ok_or_else(|| format!("--secret {value:?}: expected key=value, got {field:?}"))?;
+            match k.trim() {
+                "id" => id = Some(v.to_string()),
+                "src" | "source" => src = Some(v.to_string()),
+                "env" => env = Some(v.to_string()),
+                "type" => kind = Some(v.to_string()),
+                other => {
+                    return Err(format!(
+                        "--secret {value:?}: unknown key {other:?} (expected id, src, env or type)"
+                    ))
+                }
+            }
+        }
+        let id = id
+            .filter(|i| !i.is_empty())
+            .ok_or_else(|| format!("--secret {value:?}: id= is required"))?;
+        let source = match (kind.as_deref(), src, env) {
+            (_, Some(_), Some(_)) => {
+                return Err(format!(
+                    "--secret {value:?}: give either src= or env=, not both"
+                ))
+            }
+            (Some(t), ..) if t != "env" && t != "file" => {
+                return Err(format!(
+                    "--secret {value:?}: type must be file or env, not {t:?}"
+                ))
+            }
+            (_, None, Some(var)) | (Some("env"), Some(var), None) => SecretSource::Env(var),
+            (_, Some(path), None) => SecretSource::File(PathBuf::from(path)),
+            (Some("env"), None, None) => SecretSource::Env(id.clone()),
+            (Some(_), None, None) => SecretSource::File(PathBuf::from(&id)),
+            (None, None, None) if std::env::var_os(&id).is_some() => SecretSource::Env(id.clone()),
+            (None, None, None) => SecretSource::File(PathBuf::from(&id)),
+        };
+        Ok((id, source))
+    }
+}
+
 /// Everything a build needs besides the store.
 #[derive(Clone, Debug)]
 pub struct BuildRequest {
@@ -132,6 +192,17 @@ pub struct BuildRequest {
     /// `SOURCE_DATE_EPOCH`: clamps new files' mtimes and sets `created`
     /// and history times, for reproducible images.
     pub source_date_epoch: Option<i64>,
+    /// `--secret`s by id, for `RUN --mount=type=secret`.
+    pub secrets: BTreeMap<String, SecretSource>,
+    /// `--ssh` agent sockets by id, for `RUN --mount=type=ssh`.
+    pub ssh: BTreeMap<String, PathBuf>,
+    /// `--runtime`: the OCI runtime for RUN (`runc`, `crun` or a path);
+    /// `None` picks one that works on this host.
+    pub runtime: Option<String>,
+    /// Set it (from a signal handler, another thread) to stop the build:
+    /// running containers are killed, their snapshots removed, and the
+    /// build fails with [`BuildError::Interrupted`].
+    pub interrupt: Arc<AtomicBool>,
 }
 
 impl BuildRequest {
@@ -151,6 +222,10 @@ impl BuildRequest {
             outputs: vec![Output::Image { push: false }],
             compression: Compression::default(),
             source_date_epoch: None,
+            secrets: BTreeMap::new(),
+            ssh: BTreeMap::new(),
+            runtime: None,
+            interrupt: Arc::default(),
         }
     }
 }
@@ -184,7 +259,8 @@ impl BuiltImage {
 }
 
 /// Builds in this process: no daemon, no container for steps that need
-/// none. RUN is not supported yet.
+/// none; RUN steps run in containers of an OCI runtime (runc or crun) on
+/// overlayfs snapshots.
 #[derive(Debug)]
 pub struct NativeBackend {
     store: Store,
@@ -279,6 +355,7 @@ impl NativeBackend {
                 path: self.store.tmp_dir().to_path_buf(),
                 source: e,
             })?;
+        let exec = Exec::new(self.store.root(), req.runtime.clone());
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
@@ -295,10 +372,19 @@ impl NativeBackend {
             epoch: req.source_date_epoch,
             now,
             scratch: scratch.path(),
+            exec: &exec,
+            secrets: &req.secrets,
+            ssh: &req.ssh,
+            warned: &Mutex::new(Vec::new()),
         };
-        let mut done = solver::solve(&plan.stages, |stage, done, cancel| {
+        let cancel = solver::Cancel::new(req.interrupt.clone());
+        let solved = solver::solve(&plan.stages, &cancel, |stage, done, cancel| {
             stage::run(&ctx, stage, done, cancel)
-        })?;
+        });
+        if cancel.is_interrupted() {
+            return Err(BuildError::Interrupted);
+        }
+        let mut done = solved?;
         let target = plan
             .stages
             .last()

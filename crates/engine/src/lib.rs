@@ -12,6 +12,9 @@
 //!   inside the root, `/etc/passwd`, extracting subtrees);
 //! * [`copy`]: COPY and ADD: which files a step adds and with what metadata,
 //!   as a list of layer entries;
+//! * `run`: what RUN needs from the machine: snapshots of layers
+//!   ([`kiln_snapshot`]), the OCI runtime ([`kiln_runtime`]) and the
+//!   `--mount`s of a step;
 //! * [`export`]: writing the result to the store, an OCI layout, a
 //!   docker-archive, a tar or a directory, or pushing it;
 //! * [`events`]: what a build reports while it runs.
@@ -41,11 +44,13 @@ pub mod copy;
 pub mod events;
 pub mod export;
 pub mod imagefs;
+mod run;
 pub mod solver;
 mod stage;
 
 pub use backend::{
     BuildBackend, BuildError, BuildRequest, BuiltImage, Dockerfile, NamedContext, NativeBackend,
+    SecretSource,
 };
 pub use events::{BuildEvent, EventSink};
 pub use export::Output;

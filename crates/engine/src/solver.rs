@@ -12,19 +12,46 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
-/// Set when another stage failed: a running stage should stop at its next
-/// step.
+/// Set when another stage failed or the build was interrupted: a running
+/// stage should stop at its next step.
 #[derive(Debug, Default)]
-pub struct Cancel(AtomicBool);
+pub struct Cancel {
+    flag: Arc<AtomicBool>,
+    /// Whether a failing stage set `flag` (rather than someone outside).
+    by_failure: AtomicBool,
+}
 
 impl Cancel {
+    /// A cancel flag that someone else can set too (a signal handler).
+    pub fn new(flag: Arc<AtomicBool>) -> Cancel {
+        Cancel {
+            flag,
+            by_failure: AtomicBool::new(false),
+        }
+    }
+
+    /// True when the flag was set from outside before any stage failed.
+    pub fn is_interrupted(&self) -> bool {
+        self.is_cancelled() && !self.by_failure.load(Ordering::SeqCst)
+    }
+
     /// True once the build is being cancelled.
     pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+        self.flag.load(Ordering::SeqCst)
+    }
+
+    /// The flag itself, for code that polls it while waiting (a running
+    /// container is killed when it turns true).
+    pub fn flag(&self) -> &AtomicBool {
+        &self.flag
     }
 
     fn set(&self) {
-        self.0.store(true, Ordering::SeqCst);
+        // Stages stopped by an interrupt fail too; only the first setter
+        // says why the build was cancelled.
+        if !self.flag.swap(true, Ordering::SeqCst) {
+            self.by_failure.store(true, Ordering::SeqCst);
+        }
     }
 }
 
@@ -40,8 +67,9 @@ struct State<T, E> {
 /// depends on ([`Dependency::Stage`]), and returns every stage's result.
 /// `run` gets the stage and the results finished so far (its dependencies
 /// among them). The first error is returned; stages not yet started then
-/// never start, and running ones see [`Cancel::is_cancelled`].
-pub fn solve<T, E, F>(stages: &[Stage], run: F) -> Result<Finished<T>, E>
+/// never start, and running ones see [`Cancel::is_cancelled`]; so do they
+/// when `cancel` is set from outside.
+pub fn solve<T, E, F>(stages: &[Stage], cancel: &Cancel, run: F) -> Result<Finished<T>, E>
 where
     T: Send + Sync,
     E: Send,
@@ -52,11 +80,10 @@ where
         error: None,
     });
     let changed = Condvar::new();
-    let cancel = Cancel::default();
     let known: Vec<usize> = stages.iter().map(|s| s.index).collect();
     std::thread::scope(|scope| {
         for stage in stages {
-            let (state, changed, cancel, run, known) = (&state, &changed, &cancel, &run, &known);
+            let (state, changed, run, known) = (&state, &changed, &run, &known);
             scope.spawn(move || {
                 // Only dependencies in the plan can be waited for; the
                 // resolver guarantees the rest are not needed.
@@ -131,7 +158,7 @@ mod tests {
     #[test]
     fn dependencies_finish_first_and_results_are_passed_on() {
         let stages = [stage(0, &[]), stage(2, &[0]), stage(3, &[0, 2])];
-        let got = solve(&stages, |s, done, _| {
+        let got = solve(&stages, &Cancel::default(), |s, done, _| {
             let deps: Vec<usize> = s
                 .dependencies
                 .iter()
@@ -154,7 +181,7 @@ mod tests {
         // if they run at the same time.
         let barrier = Barrier::new(2);
         let stages = [stage(0, &[]), stage(1, &[])];
-        let got = solve(&stages, |s, _, _| {
+        let got = solve(&stages, &Cancel::default(), |s, _, _| {
             barrier.wait();
             Ok::<usize, String>(s.index)
         })
@@ -165,16 +192,20 @@ mod tests {
     #[test]
     fn first_error_cancels_the_rest() {
         let stages = [stage(0, &[]), stage(1, &[]), stage(2, &[1])];
-        let err = solve(&stages, |s, _: &Finished<()>, cancel| match s.index {
-            0 => Err("stage 0 failed".to_string()),
-            1 => {
-                while !cancel.is_cancelled() {
-                    std::thread::sleep(Duration::from_millis(1));
+        let err = solve(
+            &stages,
+            &Cancel::default(),
+            |s, _: &Finished<()>, cancel| match s.index {
+                0 => Err("stage 0 failed".to_string()),
+                1 => {
+                    while !cancel.is_cancelled() {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    Err("cancelled".to_string())
                 }
-                Err("cancelled".to_string())
-            }
-            _ => panic!("stage 2 depends on a cancelled stage and must not start"),
-        })
+                _ => panic!("stage 2 depends on a cancelled stage and must not start"),
+            },
+        )
         .unwrap_err();
         assert_eq!(err, "stage 0 failed");
     }

@@ -10,13 +10,15 @@
 
 mod config;
 mod copy_step;
+mod run_step;
 
 pub(crate) use config::with_labels;
 
-use crate::backend::BuildError;
+use crate::backend::{BuildError, SecretSource};
 use crate::base::Bases;
 use crate::events::{BuildEvent, EventSink};
 use crate::imagefs::{FsKind, ImageFs};
+use crate::run::Exec;
 use crate::solver::{Cancel, Finished};
 use kiln_frontend::dockerignore::Matcher;
 use kiln_frontend::instructions::{CommandLine, HealthcheckInstruction, Instruction};
@@ -28,7 +30,8 @@ use kiln_oci::{
 };
 use kiln_store::{Descriptor, Store};
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 /// What every stage of one build shares.
 pub(crate) struct StageContext<'a> {
@@ -48,6 +51,14 @@ pub(crate) struct StageContext<'a> {
     pub(crate) now: i64,
     /// A directory steps may use for temporary files.
     pub(crate) scratch: &'a Path,
+    /// Snapshots and the OCI runtime, for RUN.
+    pub(crate) exec: &'a Exec,
+    /// `--secret`s by id.
+    pub(crate) secrets: &'a BTreeMap<String, SecretSource>,
+    /// `--ssh` agent sockets by id.
+    pub(crate) ssh: &'a BTreeMap<String, PathBuf>,
+    /// Warnings already shown, so one about the host shows once a build.
+    pub(crate) warned: &'a Mutex<Vec<String>>,
 }
 
 /// A finished stage.
@@ -59,6 +70,9 @@ pub(crate) struct StageOutput {
     pub(crate) config: ImageConfig,
     /// Its layers, the base's included, bottom first.
     pub(crate) layers: Vec<Descriptor>,
+    /// The ARGs it declared (with those of the stage it is built on), in
+    /// order: RUN history lists them.
+    pub(crate) args: Vec<String>,
 }
 
 /// A stage in progress.
@@ -66,6 +80,7 @@ struct State {
     fs: ImageFs,
     builder: ConfigBuilder,
     layers: Vec<Descriptor>,
+    args: Vec<String>,
 }
 
 impl StageContext<'_> {
@@ -80,6 +95,21 @@ impl StageContext<'_> {
         self.ast
             .error_at(DockerfileError::new(kind, message), line, needle)
             .into()
+    }
+
+    /// Sends a warning about `line` unless the same message was sent
+    /// already in this build.
+    pub(crate) fn warn_once(&self, line: usize, message: &str) {
+        let mut warned = self.warned.lock().unwrap_or_else(|p| p.into_inner());
+        if warned.iter().any(|w| w == message) {
+            return;
+        }
+        warned.push(message.to_string());
+        self.events.send(BuildEvent::Warning {
+            file: self.ast.file.clone(),
+            line,
+            message: message.to_string(),
+        });
     }
 
     /// The name a stage shows in progress lines and FROM texts.
@@ -116,10 +146,11 @@ pub(crate) fn run(
         index: 0,
         text: format!("FROM {base_text}"),
     });
-    let (fs, base_config, layers) = match &stage.base {
+    let (fs, base_config, layers, args) = match &stage.base {
         Base::Scratch => (
             ImageFs::empty(),
             config::scratch(&stage.platform),
+            Vec::new(),
             Vec::new(),
         ),
         Base::Stage(b) => {
@@ -134,7 +165,12 @@ pub(crate) fn run(
                     None,
                 )
             })?;
-            (out.fs.clone(), out.config.clone(), out.layers.clone())
+            (
+                out.fs.clone(),
+                out.config.clone(),
+                out.layers.clone(),
+                out.args.clone(),
+            )
         }
         Base::Image(name) => {
             let image = ctx.bases.image(name, &stage.platform).map_err(|e| {
@@ -153,7 +189,7 @@ pub(crate) fn run(
                     Some(name),
                 )
             })?;
-            (fs, image.config.clone(), image.layers.clone())
+            (fs, image.config.clone(), image.layers.clone(), Vec::new())
         }
     };
     ctx.events.send(BuildEvent::InstructionComplete {
@@ -166,6 +202,7 @@ pub(crate) fn run(
         builder: ConfigBuilder::new(config::for_stage(&base_config, &stage.platform))
             .with_source_date_epoch(ctx.epoch),
         layers,
+        args,
     };
     for (i, step) in stage.steps.iter().enumerate() {
         if cancel.is_cancelled() {
@@ -176,7 +213,7 @@ pub(crate) fn run(
             index: i + 1,
             text: step.command.to_string(),
         });
-        state.step(ctx, stage, step, done)?;
+        state.step(ctx, stage, step, i + 1, done, cancel)?;
         ctx.events.send(BuildEvent::InstructionComplete {
             stage: stage.index,
             index: i + 1,
@@ -189,6 +226,7 @@ pub(crate) fn run(
         fs: state.fs,
         config: state.builder.build(ctx.now),
         layers: state.layers,
+        args: state.args,
     })
 }
 
@@ -198,7 +236,9 @@ impl State {
         ctx: &StageContext,
         stage: &Stage,
         step: &Step,
+        index: usize,
         done: &Finished<StageOutput>,
+        cancel: &Cancel,
     ) -> Result<(), BuildError> {
         let line = step.command.start_line;
         let b = &mut self.builder;
@@ -212,6 +252,11 @@ impl State {
                     .map(|a| (a.name.as_str(), a.default.as_deref()))
                     .collect();
                 b.arg(&args);
+                for (name, _) in args {
+                    if !self.args.iter().any(|a| a == name) {
+                        self.args.push(name.to_string());
+                    }
+                }
             }
             Instruction::Expose(i) => {
                 let ports: Vec<&str> = i.ports.iter().map(String::as_str).collect();
@@ -240,16 +285,7 @@ impl State {
             Instruction::Workdir(i) => self.workdir(ctx, stage, line, &i.path)?,
             Instruction::Copy(i) => self.copy(ctx, stage, step, done, i)?,
             Instruction::Add(i) => self.add(ctx, step, i)?,
-            Instruction::Run(_) => {
-                let mut err = DockerfileError::new(
-                    ErrorKind::NotSupported,
-                    "RUN is not supported yet by kiln's native backend",
-                );
-                err.help = Some(
-                    "kiln builds steps that need no container so far (COPY, ADD, ENV, WORKDIR, LABEL, …); remove the RUN or build this Dockerfile with BuildKit or buildah".into(),
-                );
-                return Err(ctx.ast.error_at(err, line, Some("RUN")).into());
-            }
+            Instruction::Run(i) => self.run(ctx, stage, step, index, done, i, cancel)?,
             Instruction::From(_) => {
                 return Err(ctx.error_at(line, ErrorKind::Semantic, "FROM inside a stage", None))
             }

@@ -7,7 +7,7 @@ use kiln_oci::{read_xattrs, EntryKind, FileSource, LayerEntry};
 use std::collections::HashMap;
 use std::fs::{self, Metadata};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Paths already emitted for multiply-linked inodes, so later links to the
 /// same inode become hard-link entries pointing at the first.
@@ -88,15 +88,54 @@ pub(crate) fn lstat(path: &Path) -> Result<Metadata, Error> {
 }
 
 /// The changes recorded in an overlay upper directory, in layer order.
-pub(crate) fn upper_changes(upper: &Path, opaque_key: &str) -> Result<Vec<LayerEntry>, Error> {
+/// `lowers` are the lower layer directories, top-most first: a directory
+/// overlay copied up (a file made and removed in it, say) but that holds
+/// no change and kept its lower metadata is left out, as the copy driver
+/// and BuildKit's differ leave it out.
+pub(crate) fn upper_changes(
+    upper: &Path,
+    lowers: &[PathBuf],
+    opaque_key: &str,
+) -> Result<Vec<LayerEntry>, Error> {
     let mut out = Vec::new();
-    walk_upper(upper, "", opaque_key, &mut out, &mut Links::default())?;
+    walk_upper(
+        upper,
+        "",
+        lowers,
+        opaque_key,
+        &mut out,
+        &mut Links::default(),
+    )?;
     Ok(out)
+}
+
+/// Whether the directory `path` (`rel` in the layer) has the same mode,
+/// owner, mtime and xattrs as the top-most lower directory at `rel`.
+fn same_as_lower(path: &Path, md: &Metadata, rel: &str, lowers: &[PathBuf]) -> Result<bool, Error> {
+    for lower in lowers {
+        let candidate = lower.join(rel);
+        let Ok(lmd) = fs::symlink_metadata(&candidate) else {
+            continue;
+        };
+        if !lmd.is_dir() {
+            return Ok(false);
+        }
+        if md.mode() & 0o7777 != lmd.mode() & 0o7777
+            || (md.uid(), md.gid()) != (lmd.uid(), lmd.gid())
+            || (md.mtime(), md.mtime_nsec()) != (lmd.mtime(), lmd.mtime_nsec())
+        {
+            return Ok(false);
+        }
+        let xattrs = |p: &Path| read_xattrs(p).map_err(Error::io("reading the xattrs of", p));
+        return Ok(xattrs(path)? == xattrs(&candidate)?);
+    }
+    Ok(false)
 }
 
 fn walk_upper(
     dir: &Path,
     prefix: &str,
+    lowers: &[PathBuf],
     key: &str,
     out: &mut Vec<LayerEntry>,
     links: &mut Links,
@@ -112,13 +151,21 @@ fn walk_upper(
         let Some(entry) = entry_for(&path, &rel, &md, links)? else {
             continue;
         };
-        out.push(entry);
-        if md.is_dir() {
-            if is_opaque(&path, key).map_err(Error::io("reading the xattrs of", &path))? {
-                out.push(LayerEntry::new(rel.clone(), EntryKind::Opaque));
-            }
-            walk_upper(&path, &format!("{rel}/"), key, out, links)?;
+        if !md.is_dir() {
+            out.push(entry);
+            continue;
         }
+        let opaque = is_opaque(&path, key).map_err(Error::io("reading the xattrs of", &path))?;
+        let mut below = Vec::new();
+        walk_upper(&path, &format!("{rel}/"), lowers, key, &mut below, links)?;
+        if below.is_empty() && !opaque && same_as_lower(&path, &md, &rel, lowers)? {
+            continue;
+        }
+        out.push(entry);
+        if opaque {
+            out.push(LayerEntry::new(rel.clone(), EntryKind::Opaque));
+        }
+        out.append(&mut below);
     }
     Ok(())
 }

@@ -440,7 +440,9 @@ impl Active {
     /// recorded opaque, whether or not it was removed and made again.
     pub fn changes(&self) -> Result<Vec<LayerEntry>, Error> {
         match self.driver {
-            DriverKind::Overlay => diff::upper_changes(&self.dir.join("upper"), self.format_key),
+            DriverKind::Overlay => {
+                diff::upper_changes(&self.dir.join("upper"), &self.lowers, self.format_key)
+            }
             DriverKind::Copy => {
                 copy::changes(&self.rootfs, &self.lowers, self.prepared, self.format())
             }

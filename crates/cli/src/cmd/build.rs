@@ -4,13 +4,16 @@
 use super::frontend::parse_build_args;
 use super::registry::{NetArgs, StoreArg};
 use anyhow::{bail, Context};
-use kiln_engine::backend::{BuildBackend, BuildRequest, Dockerfile, NamedContext, NativeBackend};
+use kiln_engine::backend::{
+    BuildBackend, BuildRequest, Dockerfile, NamedContext, NativeBackend, SecretSource,
+};
 use kiln_engine::events::{BuildEvent, EventSink};
 use kiln_engine::export::Output;
-use kiln_engine::BuiltImage;
+use kiln_engine::{BuildError, BuiltImage};
 use kiln_frontend::stages::Platform;
 use kiln_oci::reference::Reference;
 use kiln_oci::{Compression, ConfigBuilder};
+use signal_hook::consts::{SIGINT, SIGTERM};
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -21,9 +24,9 @@ use std::time::Instant;
 /// Subcommands that build images.
 #[derive(clap::Subcommand)]
 pub enum BuildCommand {
-    /// Build an image from a Dockerfile (steps that need no container:
-    /// COPY, ADD, ENV, WORKDIR, LABEL, …; RUN is not supported yet).
-    Build(BuildArgs),
+    /// Build an image from a Dockerfile: COPY, ADD and config steps without
+    /// a container, RUN in one (runc or crun on overlayfs snapshots).
+    Build(Box<BuildArgs>),
 }
 
 /// Arguments of `kiln build`.
@@ -85,6 +88,18 @@ pub struct BuildArgs {
     /// newest file time [default: $SOURCE_DATE_EPOCH].
     #[arg(long, value_name = "SECONDS")]
     source_date_epoch: Option<i64>,
+    /// A secret for RUN --mount=type=secret: id=ID[,src=FILE|,env=VAR];
+    /// repeatable. Never stored in the image.
+    #[arg(long = "secret", value_name = "id=ID,src=FILE")]
+    secrets: Vec<String>,
+    /// An SSH agent for RUN --mount=type=ssh: default|ID[=SOCKET] (SOCKET
+    /// defaults to $SSH_AUTH_SOCK); repeatable.
+    #[arg(long = "ssh", value_name = "ID[=SOCKET]")]
+    ssh: Vec<String>,
+    /// The OCI runtime for RUN: runc, crun or a path [default: the first of
+    /// crun and runc that works on this host].
+    #[arg(long, value_name = "RUNTIME")]
+    runtime: Option<String>,
     /// The build context directory; `-` means none (the Dockerfile then
     /// comes from standard input, or from -f).
     context: PathBuf,
@@ -93,7 +108,7 @@ pub struct BuildArgs {
 /// Runs a build subcommand.
 pub fn run(cmd: BuildCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        BuildCommand::Build(args) => build(args),
+        BuildCommand::Build(args) => build(*args),
     }
 }
 
@@ -101,9 +116,23 @@ fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
     let req = request(&args)?;
     let store = args.root.open()?;
     let backend = NativeBackend::new(store, args.net.options());
+    // The first SIGINT or SIGTERM stops the build cleanly (containers
+    // killed, snapshots removed); a second one exits at once, which leaves
+    // at most what a SIGKILL would and the next build cleans that up.
+    for signal in [SIGINT, SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(signal, 130, req.interrupt.clone())
+            .and_then(|_| signal_hook::flag::register(signal, req.interrupt.clone()))
+            .context("cannot install the SIGINT/SIGTERM handler")?;
+    }
     let progress = Progress::new();
     let sink = EventSink::callback(move |e| progress.show(e));
-    let built = backend.build(&req, &sink)?;
+    let built = match backend.build(&req, &sink) {
+        Err(BuildError::Interrupted) => {
+            eprintln!("error: build interrupted; nothing was stored");
+            return Ok(ExitCode::from(130));
+        }
+        other => other?,
+    };
     if let Some(path) = &args.iidfile {
         std::fs::write(path, built.image_id().to_string())
             .with_context(|| format!("cannot write the image id to {}", path.display()))?;
@@ -195,6 +224,23 @@ fn request(args: &BuildArgs) -> anyhow::Result<BuildRequest> {
     if !outputs.is_empty() {
         req.outputs = outputs;
     }
+    for value in &args.secrets {
+        let (id, source) = SecretSource::parse(value).map_err(anyhow::Error::msg)?;
+        req.secrets.insert(id, source);
+    }
+    for value in &args.ssh {
+        let (id, socket) = match value.split_once('=') {
+            Some((id, path)) => (id.to_string(), PathBuf::from(path)),
+            None => match std::env::var_os("SSH_AUTH_SOCK") {
+                Some(sock) => (value.clone(), PathBuf::from(sock)),
+                None => bail!(
+                    "--ssh {value}: SSH_AUTH_SOCK is not set; give the agent socket as --ssh {value}=PATH"
+                ),
+            },
+        };
+        req.ssh.insert(id, socket);
+    }
+    req.runtime = args.runtime.clone();
     req.compression = Compression::parse(&args.compression, args.compression_level.as_deref())?;
     req.source_date_epoch = match args.source_date_epoch {
         Some(e) => Some(e),

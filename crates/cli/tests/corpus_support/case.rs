@@ -30,6 +30,9 @@ pub struct Expect {
     pub build_contexts: BTreeMap<String, String>,
     /// `--target`.
     pub target: Option<String>,
+    /// `--secret id=ID,src=FILE` for both builders: id → file relative to
+    /// the case.
+    pub secrets: BTreeMap<String, String>,
     /// Source modes to set in the temporary context (git keeps only 644/755).
     pub modes: BTreeMap<String, u32>,
     /// Paths where kiln must differ from buildah: the BuildKit value, or
@@ -102,6 +105,7 @@ fn parse_expect(v: &Value) -> Result<Expect, String> {
         "build_args",
         "build_contexts",
         "target",
+        "secrets",
         "modes",
         "paths",
         "config",
@@ -135,6 +139,7 @@ fn parse_expect(v: &Value) -> Result<Expect, String> {
         build_args: string_map(obj.get("build_args"), "build_args")?,
         build_contexts: string_map(obj.get("build_contexts"), "build_contexts")?,
         target: obj.get("target").and_then(Value::as_str).map(String::from),
+        secrets: string_map(obj.get("secrets"), "secrets")?,
         modes,
         paths,
         config,

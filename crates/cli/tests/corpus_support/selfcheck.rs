@@ -95,7 +95,7 @@ fn config_normalize_ignores_spelling_differences() {
 /// person worked out from the Dockerfile.
 #[test]
 fn buildah_reference_matches_hand_made_trees() {
-    let base = super::start_base();
+    let base = super::start_base(false);
     let buildah = Buildah::new();
     let work = tempfile::tempdir().unwrap();
     let build = |name: &str| {
@@ -109,6 +109,7 @@ fn buildah_reference_matches_hand_made_trees() {
             build_args: vec![("BASE".into(), base.reference.clone())],
             build_contexts: Vec::new(),
             target: None,
+            secrets: Vec::new(),
         };
         let layout = dir.join("oci");
         let docker_config = buildah.build(&req, name, &layout).unwrap();

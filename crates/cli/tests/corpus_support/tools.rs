@@ -15,6 +15,8 @@ pub struct BuildRequest<'a> {
     /// name → absolute directory.
     pub build_contexts: Vec<(String, PathBuf)>,
     pub target: Option<&'a str>,
+    /// id → absolute secret file.
+    pub secrets: Vec<(String, PathBuf)>,
 }
 
 fn run(cmd: &mut Command) -> Result<String, String> {
@@ -79,6 +81,10 @@ impl Buildah {
         if let Some(t) = req.target {
             c.args(["--target", t]);
         }
+        for (id, src) in &req.secrets {
+            c.arg("--secret")
+                .arg(format!("id={id},src={}", src.display()));
+        }
         c.arg(req.context);
         run(&mut c)?;
         let mut push = self.cmd();
@@ -116,6 +122,10 @@ pub fn kiln_build(
     }
     if let Some(t) = req.target {
         c.args(["--target", t]);
+    }
+    for (id, src) in &req.secrets {
+        c.arg("--secret")
+            .arg(format!("id={id},src={}", src.display()));
     }
     c.arg("--output")
         .arg(format!("type=oci,dest={}", layout.display()))

@@ -34,6 +34,11 @@ pub enum BuildError {
     /// Another stage failed first; this stage stopped.
     #[error("cancelled because another stage failed")]
     Cancelled,
+    /// The build was interrupted ([`BuildRequest::interrupt`](crate::BuildRequest::interrupt)
+    /// was set, by SIGINT or SIGTERM in the CLI); running containers were
+    /// killed and nothing was stored.
+    #[error("build interrupted")]
+    Interrupted,
 }
 
 impl From<kiln_frontend::Error> for BuildError {

@@ -319,6 +319,12 @@ impl ImageFs {
         users::lookup_group(self, group)
     }
 
+    /// The gids of the groups `/etc/group` lists `user` (a name) in: a RUN
+    /// process's supplementary groups.
+    pub fn supplementary_groups(&self, user: &str) -> Result<Vec<u32>, Error> {
+        users::supplementary_groups(self, user)
+    }
+
     /// The uid and gid for a `COPY`/`ADD --chown` value, following
     /// BuildKit (`llb.WithUser` and the file op's `readUser`) exactly:
     ///

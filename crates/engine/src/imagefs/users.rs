@@ -94,6 +94,30 @@ pub(super) fn lookup_group(fs: &ImageFs, group: &str) -> Result<u32, Error> {
         })
 }
 
+/// The gids of the groups in `/etc/group` that list `user` (a name) as a
+/// member: the supplementary groups a container process of that user gets,
+/// as runc gives them. Sorted, without duplicates.
+pub(super) fn supplementary_groups(fs: &ImageFs, user: &str) -> Result<Vec<u32>, Error> {
+    let groups = read_db(fs, "/etc/group")?;
+    let mut gids: Vec<u32> = groups
+        .as_deref()
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.trim().split(':');
+            let (_name, _pw, gid, members) = (f.next()?, f.next()?, f.next()?, f.next()?);
+            members
+                .split(',')
+                .any(|m| m.trim() == user)
+                .then(|| gid.trim().parse().ok())
+                .flatten()
+        })
+        .collect();
+    gids.sort_unstable();
+    gids.dedup();
+    Ok(gids)
+}
+
 /// A `--chown` part as `llb.WithUser` reads it: `root` and numbers are ids,
 /// anything else is a name.
 fn chown_id(part: &str, what: &'static str) -> Result<Option<u32>, Error> {

@@ -5,20 +5,22 @@ use super::{with_parents, StageContext, StageOutput, State};
 use crate::backend::{BuildError, NamedContext};
 use crate::copy::{self, CopyContext, CopySource};
 use crate::imagefs::ImageFs;
+use crate::run::{self, Layer};
 use crate::solver::Finished;
 use kiln_frontend::instructions::{AddInstruction, CopyInstruction, Source};
 use kiln_frontend::stages::{Stage, Step};
 use kiln_frontend::ErrorKind;
 
-/// Where a COPY reads from, once `--from` is resolved.
-enum From<'a> {
+/// Where a COPY reads from (or a RUN mounts from), once `--from` is
+/// resolved.
+pub(super) enum From<'a> {
     /// A directory: the build context or a named directory context.
     Dir(
         &'a std::path::Path,
         &'a kiln_frontend::dockerignore::Matcher,
     ),
-    /// A file system: a stage's or an image's.
-    Fs(ImageFs),
+    /// A file system: a stage's or an image's, with its layers.
+    Fs(ImageFs, Vec<Layer>),
 }
 
 impl State {
@@ -37,11 +39,11 @@ impl State {
                 let (dir, ignore) = main_context(ctx, scratch.path());
                 From::Dir(dir, ignore)
             }
-            Some(name) => self.source(ctx, stage, line, done, name)?,
+            Some(name) => self.source(ctx, stage, line, done, name, "COPY --from")?,
         };
         let (dir, ignore) = match &from {
             From::Dir(d, i) => (*d, *i),
-            From::Fs(_) => (scratch.path(), ctx.ignore),
+            From::Fs(..) => (scratch.path(), ctx.ignore),
         };
         let workdir = self.copy_workdir();
         let copy_ctx = CopyContext {
@@ -55,7 +57,7 @@ impl State {
         };
         let source = match &from {
             From::Dir(..) => CopySource::Context,
-            From::Fs(fs) => CopySource::Stage(fs, ctx.store),
+            From::Fs(fs, _) => CopySource::Stage(fs, ctx.store),
         };
         let out = copy::copy(&copy_ctx, source, instr)
             .map_err(|e| ctx.error_at(line, ErrorKind::Io, e.to_string(), None))?;
@@ -124,7 +126,11 @@ impl State {
         Ok(())
     }
 
-    fn scratch(&self, ctx: &StageContext, line: usize) -> Result<tempfile::TempDir, BuildError> {
+    pub(super) fn scratch(
+        &self,
+        ctx: &StageContext,
+        line: usize,
+    ) -> Result<tempfile::TempDir, BuildError> {
         tempfile::Builder::new()
             .prefix("step-")
             .tempdir_in(ctx.scratch)
@@ -142,15 +148,25 @@ impl State {
     }
 
     /// What `--from=name` means: a stage (by name or index), a named
-    /// build context, or an image.
-    fn source<'a>(
+    /// build context, or an image. `what` starts error messages
+    /// (`COPY --from`, `RUN --mount from`).
+    pub(super) fn source<'a>(
         &self,
         ctx: &StageContext<'a>,
         stage: &Stage,
         line: usize,
         done: &Finished<StageOutput>,
         name: &str,
+        what: &str,
     ) -> Result<From<'a>, BuildError> {
+        let fail = |e: String| {
+            ctx.error_at(
+                line,
+                ErrorKind::Io,
+                format!("{what}={name}: {e}"),
+                Some(name),
+            )
+        };
         let lower = name.to_lowercase();
         let by_index = name.parse::<usize>().ok();
         if let Some(s) = ctx
@@ -167,7 +183,8 @@ impl State {
                     Some(name),
                 )
             })?;
-            return Ok(From::Fs(out.fs.clone()));
+            let layers = run::layers(&out.layers, &out.config).map_err(fail)?;
+            return Ok(From::Fs(out.fs.clone(), layers));
         }
         if let Some(NamedContext::Dir(dir)) = ctx.bases.context(name) {
             let ignore = ctx.named_ignores.get(name).unwrap_or(ctx.ignore);
@@ -190,7 +207,7 @@ impl State {
                 .collect();
             let mut err = kiln_frontend::Error::new(
                 ErrorKind::Semantic,
-                format!("COPY --from={name}: no stage or image is named {name:?}"),
+                format!("{what}={name}: no stage or image is named {name:?}"),
             );
             err.help = Some(if names.is_empty() {
                 format!("name a stage with `FROM … AS {name}`, or give an image in full, like docker.io/library/{name}:latest")
@@ -202,23 +219,13 @@ impl State {
             });
             return Err(ctx.ast.error_at(err, line, Some(name)).into());
         }
-        let image = ctx.bases.image(name, &stage.platform).map_err(|e| {
-            ctx.error_at(
-                line,
-                ErrorKind::Io,
-                format!("COPY --from={name}: {e}"),
-                Some(name),
-            )
-        })?;
-        let fs = ImageFs::open(ctx.store, &image.layers).map_err(|e| {
-            ctx.error_at(
-                line,
-                ErrorKind::Io,
-                format!("COPY --from={name}: {e}"),
-                Some(name),
-            )
-        })?;
-        Ok(From::Fs(fs))
+        let image = ctx
+            .bases
+            .image(name, &stage.platform)
+            .map_err(|e| fail(e.to_string()))?;
+        let fs = ImageFs::open(ctx.store, &image.layers).map_err(|e| fail(e.to_string()))?;
+        let layers = run::layers(&image.layers, &image.config).map_err(fail)?;
+        Ok(From::Fs(fs, layers))
     }
 }
 

@@ -291,7 +291,10 @@ impl ConfigBuilder {
         self.config
     }
 
-    fn with_shell(&self, args: &[String], shell_form: bool) -> Vec<String> {
+    /// The command a RUN, CMD or ENTRYPOINT `args` stand for: as given in
+    /// exec form; in shell form joined and put after the SHELL (default
+    /// `/bin/sh -c`, `cmd /S /C` for Windows images).
+    pub fn with_shell(&self, args: &[String], shell_form: bool) -> Vec<String> {
         if !shell_form {
             return args.to_vec();
         }

@@ -1,0 +1,347 @@
+//! RUN, as BuildKit runs it: the command (shell-wrapped for the shell
+//! form, heredocs as BuildKit turns them into commands), the step's
+//! environment (base ENV, ARGs, ENVs, proxy variables), USER resolved in
+//! the image, WORKDIR, `--mount`s and `--network`, executed by the OCI
+//! runtime on a writable snapshot of the stage's layers. The new layer is
+//! what the snapshot gained; the history text is BuildKit's, build args
+//! included as `|N k=v …`.
+
+use super::copy_step::From;
+use super::{StageContext, StageOutput, State};
+use crate::backend::BuildError;
+use crate::events::BuildEvent;
+use crate::run;
+use crate::run::mounts::{MountFrom, MountInputs, Prepared};
+use crate::solver::{Cancel, Finished};
+use kiln_frontend::instructions::{CommandLine, Mount, Network, RunInstruction, Security};
+use kiln_frontend::stages::{Platform, Stage, Step};
+use kiln_frontend::ErrorKind;
+use kiln_runtime::{ContainerSpec, Network as NetworkMode};
+use std::collections::VecDeque;
+
+/// How many of a failed step's last output lines its error shows.
+const TAIL_LINES: usize = 10;
+
+/// The hostname RUN steps see, BuildKit's.
+const HOSTNAME: &str = "buildkitsandbox";
+
+/// The PATH a step gets when its environment has none (BuildKit's and
+/// docker's default).
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+impl State {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn run(
+        &mut self,
+        ctx: &StageContext,
+        stage: &Stage,
+        step: &Step,
+        index: usize,
+        done: &Finished<StageOutput>,
+        instr: &RunInstruction,
+        cancel: &Cancel,
+    ) -> Result<(), BuildError> {
+        let line = step.command.start_line;
+        let fail = |m: String| ctx.error_at(line, ErrorKind::Io, m, None);
+        check_platform(ctx, line, &stage.platform)?;
+        if instr.security == Security::Insecure {
+            return Err(not_supported(
+                ctx,
+                line,
+                "RUN --security=insecure is not supported by kiln's native backend",
+                "kiln does not run privileged build steps; drop --security=insecure",
+            ));
+        }
+        let (argv, history_args, shell_form) = self.command(instr);
+        let (uid, gid, groups) = self
+            .run_user()
+            .map_err(|e| ctx.error_at(line, ErrorKind::Io, e, Some("RUN")))?;
+        let cwd = match self.builder.config().working_dir() {
+            "" => "/".to_string(),
+            dir => dir.to_string(),
+        };
+
+        let scratch = self.scratch(ctx, line)?;
+        let inputs = MountInputs {
+            exec: ctx.exec,
+            store: ctx.store,
+            scratch: scratch.path(),
+            secrets: ctx.secrets,
+            ssh: ctx.ssh,
+            workdir: &cwd,
+            uid,
+            gid,
+        };
+        let mut mounts = Prepared::default();
+        for mount in &step.mounts {
+            let from = self.mount_from(ctx, stage, line, done, mount)?;
+            mounts
+                .add(&inputs, mount, from)
+                .map_err(|e| fail(format!("RUN --mount={mount}: {e}")))?;
+        }
+
+        let layers = run::layers(&self.layers, self.builder.config()).map_err(fail)?;
+        let snapshot = ctx.exec.prepare(ctx.store, &layers).map_err(fail)?;
+        let (runtime, fallback) = ctx.exec.runtime().map_err(fail)?;
+        if let Some(why) = fallback {
+            ctx.warn_once(line, why);
+        }
+        let mut env = run_env(step, &ctx.plan.proxy_env);
+        env.extend(mounts.env.iter().map(|(k, v)| format!("{k}={v}")));
+        let network = match instr.network {
+            Network::None => NetworkMode::None,
+            Network::Host => NetworkMode::Host,
+            Network::Default => NetworkMode::Private,
+        };
+        let spec = ContainerSpec {
+            id: ctx.exec.container_id(),
+            bundle: scratch.path().join("bundle"),
+            rootfs: snapshot.rootfs().to_path_buf(),
+            args: argv.clone(),
+            env,
+            cwd,
+            uid,
+            gid,
+            additional_gids: groups,
+            hostname: HOSTNAME.into(),
+            mounts: mounts.mounts.clone(),
+            network,
+            hosts: Some(hosts_file()),
+            resolv_conf: None,
+        };
+        let mut tail: VecDeque<String> = VecDeque::with_capacity(TAIL_LINES);
+        let outcome = runtime.run(&spec, cancel.flag(), &mut |_stream, text: &str| {
+            if tail.len() == TAIL_LINES {
+                tail.pop_front();
+            }
+            tail.push_back(text.to_string());
+            ctx.events.send(BuildEvent::Output {
+                stage: stage.index,
+                index,
+                line: text.to_string(),
+            });
+        });
+        if let Some(why) = outcome.as_ref().ok().and_then(|o| o.warning.as_deref()) {
+            ctx.warn_once(line, why);
+        }
+        let status = outcome
+            .map_err(|e| fail(format!("RUN {}: {e}", argv.join(" "))))?
+            .status;
+        if cancel.is_cancelled() {
+            return Err(BuildError::Cancelled);
+        }
+        if !status.success() {
+            let what = format!("exit code: {}", status.code);
+            let mut err = kiln_frontend::Error::new(
+                ErrorKind::Io,
+                format!(
+                    "process \"{}\" did not complete successfully: {what}",
+                    argv.join(" ")
+                ),
+            );
+            if !tail.is_empty() {
+                err.help = Some(format!(
+                    "its last output lines:\n{}",
+                    tail.iter()
+                        .map(|l| format!("  {l}"))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                ));
+            }
+            return Err(ctx.ast.error_at(err, line, Some("RUN")).into());
+        }
+        // Mounts go first: an rw bind or cache must not be written to while
+        // the layer is taken, and nothing of theirs is part of it.
+        drop(mounts);
+        let entries = snapshot.changes().map_err(|e| fail(e.to_string()))?;
+        let layer = self.write_layer(ctx, line, entries)?;
+        snapshot
+            .commit(&layer.diff_id)
+            .map_err(|e| fail(e.to_string()))?;
+        let build_args = self.history_args(step);
+        let args: Vec<(&str, &str)> = build_args
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let created_by = self
+            .builder
+            .run_created_by(&history_args, shell_form, &args);
+        self.builder.add_layer(layer.diff_id, &created_by);
+        Ok(())
+    }
+
+    /// The process's arguments, and the arguments and shell-form flag the
+    /// history records, with BuildKit's heredoc rules: a RUN that is one
+    /// heredoc runs its body (a file of it when it starts with `#!`);
+    /// otherwise the command line and every body go to the shell, which
+    /// reads the heredocs itself.
+    fn command(&self, instr: &RunInstruction) -> (Vec<String>, Vec<String>, bool) {
+        let (args, shell_form) = match &instr.command {
+            CommandLine::Exec(v) => (v.clone(), false),
+            CommandLine::Shell(s) => {
+                let text = match instr.heredocs.as_slice() {
+                    [] => s.clone(),
+                    [only] if is_heredoc_marker(s) => only.content.clone(),
+                    docs => {
+                        let mut full = s.clone();
+                        for d in docs {
+                            full.push('\n');
+                            full.push_str(&d.content);
+                            full.push_str(&d.name);
+                        }
+                        full
+                    }
+                };
+                (vec![text], true)
+            }
+        };
+        let wrapped = self.builder.with_shell(&args, shell_form);
+        (wrapped, args, shell_form)
+    }
+
+    /// The uid, gid and supplementary gids of the current USER, as runc
+    /// resolves `USER name[:group]` in the image's `/etc/passwd` and
+    /// `/etc/group`.
+    fn run_user(&self) -> Result<(u32, u32, Vec<u32>), String> {
+        let (uid, gid) = self.user_ids()?;
+        let user = self.builder.config().user().to_string();
+        let name = user.split(':').next().unwrap_or_default();
+        let groups = if name.is_empty() || name.parse::<u32>().is_ok() {
+            Vec::new()
+        } else {
+            self.fs
+                .supplementary_groups(name)
+                .map_err(|e| format!("reading /etc/group: {e}"))?
+        };
+        Ok((uid, gid, groups))
+    }
+
+    /// The stage's declared ARGs with their values at `step`, as the RUN
+    /// history lists them.
+    fn history_args(&self, step: &Step) -> Vec<(String, String)> {
+        self.args
+            .iter()
+            .filter_map(|name| {
+                step.env
+                    .iter()
+                    .rev()
+                    .find(|(k, _)| k == name)
+                    .map(|(k, v)| (k.clone(), v.clone()))
+            })
+            .collect()
+    }
+
+    /// What a mount's `from=` names: the context (none given), a stage, a
+    /// named context or an image.
+    fn mount_from<'a>(
+        &self,
+        ctx: &StageContext<'a>,
+        stage: &Stage,
+        line: usize,
+        done: &Finished<StageOutput>,
+        mount: &Mount,
+    ) -> Result<MountFrom<'a>, BuildError> {
+        if mount.from.is_empty() {
+            return match ctx.context {
+                Some(dir) => Ok(MountFrom::Dir(dir)),
+                None => Err(ctx.error_at(
+                    line,
+                    ErrorKind::Semantic,
+                    format!("RUN --mount={mount}: this build has no context to mount from"),
+                    None,
+                )),
+            };
+        }
+        Ok(
+            match self.source(ctx, stage, line, done, &mount.from, "RUN --mount from")? {
+                From::Dir(dir, _) => MountFrom::Dir(dir),
+                From::Fs(fs, layers) => MountFrom::Fs { layers, fs },
+            },
+        )
+    }
+}
+
+/// A `<<EOF` (or `<<-EOF`, quoted or not) that is the whole command.
+fn is_heredoc_marker(command: &str) -> bool {
+    let rest = command.trim();
+    let Some(rest) = rest.strip_prefix("<<") else {
+        return false;
+    };
+    let rest = rest.strip_prefix('-').unwrap_or(rest);
+    let word = rest.trim_matches(|c| c == '"' || c == '\'');
+    !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// The step's environment as `KEY=VALUE`: its variables (later ones win),
+/// the proxy build args, and the default PATH when none is set.
+fn run_env(step: &Step, proxy: &[(String, String)]) -> Vec<String> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for (k, v) in step.env.iter().chain(proxy) {
+        match out.iter_mut().find(|(ok, _)| ok == k) {
+            Some(slot) => slot.1 = v.clone(),
+            None => out.push((k.clone(), v.clone())),
+        }
+    }
+    if !out.iter().any(|(k, _)| k == "PATH") {
+        out.insert(0, ("PATH".into(), DEFAULT_PATH.into()));
+    }
+    out.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
+}
+
+/// BuildKit's `/etc/hosts` for build containers.
+fn hosts_file() -> String {
+    format!("127.0.0.1\tlocalhost {HOSTNAME}\n::1\tlocalhost ip6-localhost ip6-loopback\n")
+}
+
+fn not_supported(ctx: &StageContext, line: usize, message: &str, help: &str) -> BuildError {
+    let mut err = kiln_frontend::Error::new(ErrorKind::NotSupported, message);
+    err.help = Some(help.into());
+    ctx.ast.error_at(err, line, Some("RUN")).into()
+}
+
+/// RUN executes the image's programs, so the image must be for this host,
+/// or for an architecture binfmt_misc hands to an emulator.
+fn check_platform(ctx: &StageContext, line: usize, platform: &Platform) -> Result<(), BuildError> {
+    let host = Platform::host();
+    if platform.os == "windows" {
+        return Err(not_supported(
+            ctx,
+            line,
+            "RUN in a Windows image needs a Windows host",
+            "build this Dockerfile on Windows, or keep to steps that need no container (COPY, ADD, ENV, …)",
+        ));
+    }
+    if platform.os != host.os {
+        return Err(not_supported(
+            ctx,
+            line,
+            &format!("RUN for {} needs a {} host", platform.os, platform.os),
+            "build this stage on a matching host",
+        ));
+    }
+    if platform.architecture == host.architecture || emulated(&platform.architecture) {
+        return Ok(());
+    }
+    Err(not_supported(
+        ctx,
+        line,
+        &format!(
+            "RUN for linux/{} needs an emulator: no binfmt_misc handler for it is registered on this host",
+            platform.architecture
+        ),
+        "install qemu-user-static (Debian registers its handlers through binfmt-support), or build on a matching host",
+    ))
+}
+
+/// True when binfmt_misc has an enabled qemu handler for `arch`.
+fn emulated(arch: &str) -> bool {
+    let qemu = match arch {
+        "arm64" => "aarch64",
+        "amd64" => "x86_64",
+        "386" => "i386",
+        "ppc64le" => "ppc64le",
+        other => other,
+    };
+    std::fs::read_to_string(format!("/proc/sys/fs/binfmt_misc/qemu-{qemu}"))
+        .is_ok_and(|s| s.lines().next() == Some("enabled"))
+}

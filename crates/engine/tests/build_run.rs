@@ -1,0 +1,295 @@
+//! RUN steps in real containers (runc on overlayfs snapshots) on the
+//! busybox base: the layer a step makes, its output, its failure text,
+//! the environment and user it runs with, `--mount`s and `--network`.
+
+mod build_support;
+
+use build_support::*;
+use kiln_engine::{BuildEvent, BuildRequest, NamedContext, SecretSource};
+use kiln_testsupport::base_images;
+use serde_json::json;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+const EPOCH: i64 = 1_700_000_000;
+
+/// A request building `dockerfile` FROM `bb`, the busybox base.
+fn request(env: &Env, dockerfile: &str) -> BuildRequest {
+    let mut req = env.request(dockerfile);
+    req.source_date_epoch = Some(EPOCH);
+    req.build_contexts.insert(
+        "bb".into(),
+        NamedContext::OciLayout {
+            path: base_images().busybox.clone(),
+            reference: Some("latest".into()),
+        },
+    );
+    req
+}
+
+/// A RUN layer's entries without the mount points runc makes for /dev,
+/// /proc and /sys when the image lacks them (the busybox base does), which
+/// BuildKit keeps in the layer too.
+fn changed(entries: &[Entry]) -> Vec<String> {
+    lines(entries)
+        .into_iter()
+        .filter(|l| {
+            !["dev dir ", "proc dir ", "sys dir "]
+                .iter()
+                .any(|p| l.starts_with(p))
+        })
+        .collect()
+}
+
+fn output(events: &[BuildEvent]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            BuildEvent::Output { line, .. } => Some(line.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_run_step_makes_a_layer_of_what_it_changed_and_streams_its_output() {
+    let env = Env::new();
+    let req = request(
+        &env,
+        "FROM bb\nARG WHO=world\nRUN echo hello $WHO > /hello && echo out && echo err >&2\n",
+    );
+    let (built, events) = env.build_events(&req);
+    let built = built.unwrap();
+    let out = output(&events);
+    assert!(out.contains(&"out".to_string()), "{out:?}");
+    assert!(out.contains(&"err".to_string()), "{out:?}");
+    let layers = env.layers(&built);
+    assert_eq!(layers.len(), 2);
+    // Only the new file and runc's mount points: no /etc/hosts,
+    // /etc/resolv.conf or mount stubs, and /etc (where the stubs were) is
+    // unchanged.
+    assert_eq!(
+        lines(&layers[1]),
+        [
+            format!("dev dir 755 0:0 {EPOCH}"),
+            format!("hello file 644 0:0 {EPOCH}"),
+            format!("proc dir 755 0:0 {EPOCH}"),
+            format!("sys dir 755 0:0 {EPOCH}"),
+        ]
+    );
+    assert_eq!(layers[1][1].data, "hello world\n");
+    let config = env.config(&built);
+    assert_eq!(
+        history(&config).last().unwrap(),
+        "RUN |1 WHO=world /bin/sh -c echo hello $WHO > /hello && echo out && echo err >&2 # buildkit"
+    );
+    // ARGs reach RUN's environment, never the image's.
+    assert_eq!(
+        config["config"]["Env"],
+        json!(["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"])
+    );
+}
+
+#[test]
+fn deletions_become_whiteouts_and_a_recreated_directory_is_opaque() {
+    let env = Env::new();
+    let req = request(
+        &env,
+        "FROM bb\nRUN mkdir -p /d/sub && echo a > /d/a && echo b > /d/sub/b\nRUN rm /d/a && rm -r /d/sub && mkdir /d/sub && echo c > /d/sub/c\n",
+    );
+    let built = env.run(&req).unwrap();
+    let layers = env.layers(&built);
+    assert_eq!(layers.len(), 3);
+    let last = lines(&layers[2]);
+    assert!(
+        last.iter().any(|l| l.starts_with("d/.wh.a file")),
+        "{last:?}"
+    );
+    assert!(
+        last.iter().any(|l| l.starts_with("d/sub/.wh..wh..opq ")),
+        "{last:?}"
+    );
+    assert!(
+        last.iter().any(|l| l.starts_with("d/sub/c file 644")),
+        "{last:?}"
+    );
+    assert!(!last.iter().any(|l| l.starts_with("d/sub/b")), "{last:?}");
+}
+
+#[test]
+fn a_failing_step_names_its_line_exit_code_and_last_output_lines() {
+    let env = Env::new();
+    let images = env.images();
+    let mut req = request(
+        &env,
+        "FROM bb\nRUN for i in 1 2 3 4 5 6 7 8 9 10 11 12; do echo line$i; done; exit 3\n",
+    );
+    req.tags.push("never:1".parse().unwrap());
+    let err = env.run(&req).unwrap_err().to_string();
+    assert!(
+        err.starts_with(
+            "Dockerfile:2:1: process \"/bin/sh -c for i in 1 2 3 4 5 6 7 8 9 10 11 12; do echo line$i; done; exit 3\" did not complete successfully: exit code: 3"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("  line3\n") && err.contains("  line12"),
+        "{err}"
+    );
+    assert!(!err.contains("line2\n"), "{err}");
+    assert_eq!(env.images(), images);
+    assert_fsck_clean(env.store());
+}
+
+#[test]
+fn a_missing_program_is_named() {
+    let env = Env::new();
+    let req = request(&env, "FROM bb\nRUN [\"/no/such/program\", \"x\"]\n");
+    let err = env.run(&req).unwrap_err().to_string();
+    assert!(err.starts_with("Dockerfile:2:"), "{err}");
+    assert!(err.contains("/no/such/program"), "{err}");
+}
+
+#[test]
+fn user_workdir_env_and_hosts_are_what_the_step_sees() {
+    let env = Env::new();
+    let req = request(
+        &env,
+        "FROM bb\nENV A=1\nWORKDIR /w\nUSER 1000:1001\nRUN id -u; id -g; pwd; echo A=$A; hostname; cat /etc/hosts\n",
+    );
+    let (built, events) = env.build_events(&req);
+    built.unwrap();
+    let out = output(&events);
+    assert_eq!(
+        out,
+        [
+            "1000",
+            "1001",
+            "/w",
+            "A=1",
+            "buildkitsandbox",
+            "127.0.0.1\tlocalhost buildkitsandbox",
+            "::1\tlocalhost ip6-localhost ip6-loopback"
+        ]
+    );
+}
+
+#[test]
+fn network_none_has_only_loopback_and_host_sees_the_hosts_interfaces() {
+    let env = Env::new();
+    let req = request(
+        &env,
+        "FROM bb\nRUN --network=none ls /sys/class/net\nRUN --network=host ls /sys/class/net\n",
+    );
+    let (built, events) = env.build_events(&req);
+    built.unwrap();
+    let out = output(&events);
+    let host: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(out[0], "lo", "{out:?}");
+    let seen: Vec<&str> = out[1..].iter().flat_map(|l| l.split_whitespace()).collect();
+    for name in &host {
+        assert!(seen.contains(&name.as_str()), "{name} missing from {out:?}");
+    }
+}
+
+#[test]
+fn a_cache_mount_persists_across_builds_and_stays_out_of_the_layer() {
+    let env = Env::new();
+    let dockerfile = "FROM bb\nRUN --mount=type=cache,target=/cache echo x >> /cache/log && wc -l < /cache/log > /count\n";
+    for want in ["1", "2"] {
+        let built = env.run(&request(&env, dockerfile)).unwrap();
+        let layers = env.layers(&built);
+        assert_eq!(changed(&layers[1]), [format!("count file 644 0:0 {EPOCH}")]);
+        let count = layers[1]
+            .iter()
+            .find(|e| e.line.starts_with("count "))
+            .unwrap();
+        assert_eq!(count.data.trim(), want);
+    }
+}
+
+#[test]
+fn bind_mounts_of_the_context_discard_writes() {
+    let env = Env::new();
+    env.file("a.txt", "from the context\n");
+    let req = request(
+        &env,
+        "FROM bb\nRUN --mount=type=bind,target=/ctx,rw echo new > /ctx/new && cat /ctx/a.txt > /a\nRUN --mount=target=/ro ! touch /ro/x\n",
+    );
+    let built = env.run(&req).unwrap();
+    let layers = env.layers(&built);
+    assert_eq!(changed(&layers[1]), [format!("a file 644 0:0 {EPOCH}")]);
+    assert_eq!(layers[1][0].data, "from the context\n");
+    assert!(!env.ctx().join("new").exists());
+    assert!(!env.ctx().join("x").exists());
+}
+
+#[test]
+fn secrets_are_mounted_but_never_stored() {
+    let env = Env::new();
+    std::fs::write(env.path("token"), "s3cr3t-file").unwrap();
+    let mut req = request(
+        &env,
+        "FROM bb\nRUN --mount=type=secret,id=tok cat /run/secrets/tok && touch /ok\nRUN --mount=type=secret,id=tok,target=/t,required test -f /t\n",
+    );
+    req.secrets
+        .insert("tok".into(), SecretSource::File(env.path("token")));
+    let (built, events) = env.build_events(&req);
+    let built = built.unwrap();
+    assert_eq!(output(&events), ["s3cr3t-file"]);
+    let layers = env.layers(&built);
+    for layer in &layers[1..] {
+        assert!(!layer.iter().any(|e| e.data.contains("s3cr3t")));
+    }
+    assert_eq!(changed(&layers[1]), [format!("ok file 644 0:0 {EPOCH}")]);
+    assert!(lines(&layers[2]).is_empty(), "{:?}", lines(&layers[2]));
+    let config = serde_json::to_string(&env.config(&built)).unwrap();
+    assert!(!config.contains("s3cr3t"), "{config}");
+
+    let mut req = request(
+        &env,
+        "FROM bb\nRUN --mount=type=secret,id=missing,required true\n",
+    );
+    req.secrets.clear();
+    let err = env.run(&req).unwrap_err().to_string();
+    assert!(err.starts_with("Dockerfile:2:"), "{err}");
+    assert!(err.contains("missing"), "{err}");
+}
+
+#[test]
+fn a_tmpfs_mount_leaves_nothing_behind() {
+    let env = Env::new();
+    let req = request(
+        &env,
+        "FROM bb\nRUN --mount=type=tmpfs,target=/scratch/deep echo x > /scratch/deep/f && grep -q tmpfs /proc/mounts\n",
+    );
+    let built = env.run(&req).unwrap();
+    let layer = &env.layers(&built)[1];
+    assert!(changed(layer).is_empty(), "{:?}", lines(layer));
+}
+
+#[test]
+fn an_interrupted_build_kills_its_container_and_stores_nothing() {
+    let env = Env::new();
+    let images = env.images();
+    let mut req = request(&env, "FROM bb\nRUN sleep 100\n");
+    req.tags.push("never:1".parse().unwrap());
+    let interrupt = req.interrupt.clone();
+    let setter = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(1500));
+        interrupt.store(true, Ordering::SeqCst);
+    });
+    let err = env.run(&req).unwrap_err().to_string();
+    setter.join().unwrap();
+    assert_eq!(err, "build interrupted");
+    assert_eq!(env.images(), images);
+    let active = env.path("store/snapshots/active");
+    let left: Vec<_> = std::fs::read_dir(&active)
+        .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+    assert_fsck_clean(env.store());
+}

@@ -1,0 +1,570 @@
+//! Finding a runtime that works here, and running one container to
+//! completion through it.
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read};
+use std::net::IpAddr;
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use crate::error::IoContext;
+use crate::network::{find_program, NetworkTool, PrivateNet};
+use crate::spec::{self, ContainerSpec, MountSpec, NetNs, Network, ResolvedKind, ResolvedMount};
+use crate::stubs::Stubs;
+use crate::{Error, ProbeFailure};
+
+/// How often a run looks at its cancel flag while waiting for output.
+const POLL: Duration = Duration::from_millis(50);
+
+/// Which OCI runtime a [`Runtime`] drives; both take the same command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuntimeKind {
+    /// runc, the reference implementation.
+    Runc,
+    /// crun, the C one: faster to start.
+    Crun,
+}
+
+impl RuntimeKind {
+    /// The program's usual name.
+    pub fn name(self) -> &'static str {
+        match self {
+            RuntimeKind::Runc => "runc",
+            RuntimeKind::Crun => "crun",
+        }
+    }
+}
+
+/// An OCI runtime that passed its probe.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    kind: RuntimeKind,
+    binary: PathBuf,
+    /// The runtime's `--root`: its container state, kept under kiln's own
+    /// root so kiln's containers can be listed (and removed) later.
+    state: PathBuf,
+}
+
+/// What [`Runtime::detect`] found.
+#[derive(Debug)]
+pub struct Detection {
+    /// The runtime to use.
+    pub runtime: Runtime,
+    /// The candidates tried before it, and why each did not work.
+    pub skipped: Vec<ProbeFailure>,
+}
+
+/// Which of a container's output streams a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+/// How the container's process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExitStatus {
+    /// The exit code as BuildKit shows it: a process killed by signal N
+    /// reports `128 + N`, as the runtime returns it.
+    pub code: i32,
+}
+
+impl ExitStatus {
+    /// True for exit code 0.
+    pub fn success(&self) -> bool {
+        self.code == 0
+    }
+}
+
+/// The result of a container run whose process started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunOutcome {
+    /// How the process ended.
+    pub status: ExitStatus,
+    /// Something the caller should tell the user, e.g. that a private
+    /// network could not be set up and the host's was used instead.
+    pub warning: Option<String>,
+    /// Where the container reached the host's loopback, for a private
+    /// network (pasta's gateway, or slirp4netns' `10.0.2.2`).
+    pub host_address: Option<IpAddr>,
+    /// The helper that connected a private network.
+    pub network_tool: Option<NetworkTool>,
+}
+
+impl RunOutcome {
+    /// The address at which the container could reach a server listening
+    /// on the host's `127.0.0.1`, when it had a private network.
+    pub fn host_address(&self) -> Option<IpAddr> {
+        self.host_address
+    }
+}
+
+impl Runtime {
+    /// Finds a runtime that works on this host: `preference` (`runc`,
+    /// `crun` or a path) first when given, then crun, then runc. Each is
+    /// probed by running a real (tiny) container, because a runtime can be
+    /// installed and still fail here: crun 1.8 refuses cgroup v1 hybrid
+    /// hosts. A probe's verdict is remembered under `state_root` for that
+    /// binary (path, size, mtime), so later builds do not pay for it.
+    pub fn detect(preference: Option<&str>, state_root: &Path) -> Result<Detection, Error> {
+        let mut candidates: Vec<String> = Vec::new();
+        if let Some(p) = preference {
+            candidates.push(p.to_string());
+        }
+        // crun first: it starts a container in a fraction of runc's time.
+        for name in ["crun", "runc"] {
+            if !candidates.iter().any(|c| c == name) {
+                candidates.push(name.to_string());
+            }
+        }
+        fs::create_dir_all(state_root).context(|| format!("creating {}", state_root.display()))?;
+        let mut skipped = Vec::new();
+        for candidate in candidates {
+            match probe_cached(&candidate, state_root) {
+                Ok(runtime) => return Ok(Detection { runtime, skipped }),
+                Err(reason) => {
+                    // Missing defaults are not worth a warning; a missing or
+                    // broken runtime someone asked for is.
+                    let asked = preference == Some(candidate.as_str());
+                    if asked || !reason.ends_with("not found on PATH") {
+                        skipped.push(ProbeFailure { candidate, reason });
+                    }
+                }
+            }
+        }
+        Err(Error::NoRuntime(skipped))
+    }
+
+    /// runc or crun.
+    pub fn kind(&self) -> RuntimeKind {
+        self.kind
+    }
+
+    /// The runtime's name, for messages.
+    pub fn name(&self) -> &'static str {
+        self.kind.name()
+    }
+
+    fn command(&self) -> Command {
+        let mut c = Command::new(&self.binary);
+        c.arg("--root").arg(&self.state);
+        c
+    }
+
+    /// Kills and deletes every container whose id is `{prefix}{pid}-…`
+    /// for a `pid` that is no longer running: what a killed kiln left.
+    /// Returns the ids removed.
+    pub fn cleanup_stale(&self, prefix: &str) -> Result<Vec<String>, Error> {
+        let out = self
+            .command()
+            .args(["list", "--quiet"])
+            .stdin(Stdio::null())
+            .output()
+            .context(|| format!("running {} list", self.name()))?;
+        let mut removed = Vec::new();
+        for id in String::from_utf8_lossy(&out.stdout).lines() {
+            let Some(rest) = id.strip_prefix(prefix) else {
+                continue;
+            };
+            let owner = rest.split('-').next().and_then(|p| p.parse::<u32>().ok());
+            if owner.is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists()) {
+                continue;
+            }
+            self.delete(id);
+            removed.push(id.to_string());
+        }
+        Ok(removed)
+    }
+
+    fn delete(&self, id: &str) {
+        let _ = self
+            .command()
+            .args(["kill", id, "KILL"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = self
+            .command()
+            .args(["delete", "--force", id])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+
+    /// Runs `spec` to completion, passing each line of its output to
+    /// `on_line` as it comes. Returns how the process ended; `Err` when
+    /// the runtime could not start it (with the runtime's message), when
+    /// `cancel` was set (the container is killed) or on a setup failure.
+    /// Whatever the outcome, the container is deleted, the mount stubs
+    /// removed and the network helpers stopped.
+    pub fn run(
+        &self,
+        spec: &ContainerSpec,
+        cancel: &AtomicBool,
+        on_line: &mut dyn FnMut(Stream, &str),
+    ) -> Result<RunOutcome, Error> {
+        spec.validate()?;
+        fs::create_dir_all(&spec.bundle)
+            .context(|| format!("creating {}", spec.bundle.display()))?;
+
+        let mut warning = None;
+        let mut host_address = None;
+        let mut network_tool = None;
+        let mut private = None;
+        let netns = match spec.network {
+            Network::None => NetNs::New,
+            Network::Host => NetNs::Host,
+            Network::Private => match PrivateNet::setup(&spec.bundle) {
+                Ok(net) => {
+                    host_address = net.host_address;
+                    network_tool = Some(net.tool);
+                    let path = net.path();
+                    private = Some(net);
+                    NetNs::Path(path)
+                }
+                Err(e) => {
+                    warning = Some(format!(
+                        "no private network for RUN ({e}); the step used the host's network"
+                    ));
+                    NetNs::Host
+                }
+            },
+        };
+
+        let hosts = spec
+            .hosts
+            .clone()
+            .unwrap_or_else(|| default_hosts(&spec.hostname));
+        let resolv = match &spec.resolv_conf {
+            Some(r) => r.clone(),
+            None => resolv_conf(!matches!(netns, NetNs::Host)),
+        };
+        let hosts_file = spec.bundle.join("hosts");
+        let resolv_file = spec.bundle.join("resolv.conf");
+        fs::write(&hosts_file, hosts).context(|| format!("writing {}", hosts_file.display()))?;
+        fs::write(&resolv_file, resolv).context(|| format!("writing {}", resolv_file.display()))?;
+
+        let mut stubs = Stubs::default();
+        let mut resolved = Vec::new();
+        let extra = spec.mounts.iter().cloned().chain([
+            MountSpec::Bind {
+                source: hosts_file,
+                target: "/etc/hosts".into(),
+                readonly: false,
+            },
+            MountSpec::Bind {
+                source: resolv_file,
+                target: "/etc/resolv.conf".into(),
+                readonly: false,
+            },
+        ]);
+        for mount in extra {
+            let (file, kind) = match mount.clone() {
+                MountSpec::Bind {
+                    source, readonly, ..
+                } => (!source.is_dir(), ResolvedKind::Bind { source, readonly }),
+                MountSpec::Tmpfs { size, mode, .. } => (false, ResolvedKind::Tmpfs { size, mode }),
+            };
+            let destination = stubs.ensure(&spec.rootfs, mount.target(), file)?;
+            resolved.push(ResolvedMount { destination, kind });
+        }
+
+        let config = spec::build(spec, &spec.rootfs, &resolved, &netns)?;
+        let config_path = spec.bundle.join("config.json");
+        let json = serde_json::to_vec_pretty(&config)
+            .map_err(|e| Error::InvalidSpec(format!("serializing config.json: {e}")))?;
+        fs::write(&config_path, json).context(|| format!("writing {}", config_path.display()))?;
+
+        let log = spec.bundle.join("log.json");
+        let _ = fs::remove_file(&log);
+        let child = self
+            .command()
+            .arg("--log")
+            .arg(&log)
+            .args(["--log-format", "json", "run", "--bundle"])
+            .arg(&spec.bundle)
+            .arg(&spec.id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context(|| format!("running {}", self.binary.display()))?;
+        let mut guard = Container {
+            runtime: self,
+            id: &spec.id,
+            child: Some(child),
+        };
+        let status = guard.wait(cancel, on_line)?;
+        drop(guard);
+        drop(stubs);
+        drop(private);
+        if status != 0 {
+            if let Some(message) = runtime_error(&log) {
+                return Err(Error::Runtime {
+                    runtime: self.name().to_string(),
+                    message,
+                });
+            }
+        }
+        Ok(RunOutcome {
+            status: ExitStatus { code: status },
+            warning,
+            host_address,
+            network_tool,
+        })
+    }
+}
+
+/// A running `runc run`; killed and deleted on drop unless it finished.
+struct Container<'a> {
+    runtime: &'a Runtime,
+    id: &'a str,
+    child: Option<Child>,
+}
+
+impl Container<'_> {
+    /// Streams output until the process exits; returns its exit code.
+    fn wait(
+        &mut self,
+        cancel: &AtomicBool,
+        on_line: &mut dyn FnMut(Stream, &str),
+    ) -> Result<i32, Error> {
+        let child = self.child.as_mut().expect("a container is waited for once");
+        let (tx, rx) = mpsc::channel();
+        let readers = [
+            (
+                child
+                    .stdout
+                    .take()
+                    .map(|s| Box::new(s) as Box<dyn Read + Send>),
+                Stream::Stdout,
+            ),
+            (
+                child
+                    .stderr
+                    .take()
+                    .map(|s| Box::new(s) as Box<dyn Read + Send>),
+                Stream::Stderr,
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(r, stream)| r.map(|r| (r, stream)))
+        .map(|(r, stream)| {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(r);
+                let mut buf = Vec::new();
+                loop {
+                    buf.clear();
+                    match reader.read_until(b'\n', &mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => {
+                            if buf.last() == Some(&b'\n') {
+                                buf.pop();
+                            }
+                            let line = String::from_utf8_lossy(&buf).into_owned();
+                            if tx.send((stream, line)).is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+            })
+        })
+        .collect::<Vec<_>>();
+        drop(tx);
+        loop {
+            if cancel.load(Ordering::SeqCst) {
+                return Err(Error::Cancelled);
+            }
+            match rx.recv_timeout(POLL) {
+                Ok((stream, line)) => on_line(stream, &line),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        for r in readers {
+            let _ = r.join();
+        }
+        let mut child = self.child.take().expect("a container is waited for once");
+        let status = child
+            .wait()
+            .context(|| format!("waiting for {}", self.runtime.name()))?;
+        Ok(status
+            .code()
+            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+    }
+}
+
+impl Drop for Container<'_> {
+    fn drop(&mut self) {
+        // Only a run that did not finish gets here with its child: the
+        // container may still be running.
+        if let Some(mut child) = self.child.take() {
+            self.runtime.delete(self.id);
+            let _ = child.kill();
+            let _ = child.wait();
+            self.runtime.delete(self.id);
+        }
+    }
+}
+
+/// The error-level messages of a runtime's JSON log, when it failed
+/// before (or instead of) running the process.
+fn runtime_error(log: &Path) -> Option<String> {
+    let text = fs::read_to_string(log).ok()?;
+    let messages: Vec<String> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| matches!(v["level"].as_str(), Some("error" | "fatal")))
+        .filter_map(|v| v["msg"].as_str().map(String::from))
+        .collect();
+    (!messages.is_empty()).then(|| messages.join("; "))
+}
+
+/// BuildKit's `/etc/hosts` for build containers.
+fn default_hosts(hostname: &str) -> String {
+    format!("127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n")
+}
+
+/// The host's resolv.conf; in a namespace of its own the host's loopback
+/// name servers are unreachable, so they are dropped, and with none left
+/// the container gets Google's, as BuildKit and docker do.
+fn resolv_conf(private: bool) -> String {
+    let host = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    if !private {
+        return host;
+    }
+    let mut servers = 0;
+    let mut out = String::new();
+    for line in host.lines() {
+        let mut words = line.split_whitespace();
+        if words.next() == Some("nameserver") {
+            let addr = words.next().unwrap_or_default();
+            if addr.starts_with("127.") || addr == "::1" {
+                continue;
+            }
+            servers += 1;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    if servers == 0 {
+        out.push_str("nameserver 8.8.8.8\nnameserver 8.8.4.4\n");
+    }
+    out
+}
+
+/// A probe's verdict, remembered per binary.
+fn probe_cached(candidate: &str, state_root: &Path) -> Result<Runtime, String> {
+    let binary = find_program(candidate).ok_or_else(|| format!("{candidate} not found on PATH"))?;
+    let meta = fs::metadata(&binary).map_err(|e| format!("{}: {e}", binary.display()))?;
+    let name = binary
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let kind = if name.contains("crun") {
+        RuntimeKind::Crun
+    } else if name.contains("runc") {
+        RuntimeKind::Runc
+    } else {
+        version_kind(&binary)?
+    };
+    let runtime = Runtime {
+        kind,
+        state: state_root.join(kind.name()),
+        binary: binary.clone(),
+    };
+    let stamp = format!("{} {} {}", binary.display(), meta.len(), meta.mtime());
+    let memo = state_root.join(format!("probe-{}", kind.name()));
+    if let Ok(text) = fs::read_to_string(&memo) {
+        if let Some((seen, verdict)) = text.split_once('\n') {
+            if seen == stamp {
+                return match verdict.strip_prefix("fail ") {
+                    Some(reason) => Err(reason.to_string()),
+                    None => Ok(runtime),
+                };
+            }
+        }
+    }
+    let verdict = probe(&runtime, state_root);
+    let line = match &verdict {
+        Ok(()) => "ok".to_string(),
+        Err(reason) => format!("fail {reason}"),
+    };
+    let _ = fs::write(&memo, format!("{stamp}\n{line}"));
+    verdict.map(|()| runtime)
+}
+
+/// runc or crun, from `--version`, for a binary named neither.
+fn version_kind(binary: &Path) -> Result<RuntimeKind, String> {
+    let out = Command::new(binary)
+        .arg("--version")
+        .output()
+        .map_err(|e| format!("running {} --version: {e}", binary.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if text.starts_with("crun") {
+        Ok(RuntimeKind::Crun)
+    } else if text.starts_with("runc") {
+        Ok(RuntimeKind::Runc)
+    } else {
+        Err(format!("{} is neither runc nor crun", binary.display()))
+    }
+}
+
+/// Runs the host's `true` in a container whose rootfs holds only the
+/// host's program directories, bound read-only.
+fn probe(runtime: &Runtime, state_root: &Path) -> Result<(), String> {
+    let dir = tempfile::Builder::new()
+        .prefix("probe-")
+        .tempdir_in(state_root)
+        .map_err(|e| format!("creating a probe directory: {e}"))?;
+    let rootfs = dir.path().join("rootfs");
+    fs::create_dir(&rootfs).map_err(|e| e.to_string())?;
+    let mut spec = ContainerSpec::new(
+        format!("kiln-probe-{}", std::process::id()),
+        dir.path().join("bundle"),
+        &rootfs,
+        ["true"],
+    );
+    for top in ["usr", "bin", "sbin", "lib", "lib64"] {
+        let host = Path::new("/").join(top);
+        match fs::symlink_metadata(&host) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let target = fs::read_link(&host).map_err(|e| e.to_string())?;
+                std::os::unix::fs::symlink(target, rootfs.join(top)).map_err(|e| e.to_string())?;
+            }
+            Ok(m) if m.is_dir() => spec.mounts.push(MountSpec::Bind {
+                source: host.clone(),
+                target: host,
+                readonly: true,
+            }),
+            _ => {}
+        }
+    }
+    let never = AtomicBool::new(false);
+    let mut output = Vec::new();
+    match runtime.run(&spec, &never, &mut |_, line| output.push(line.to_string())) {
+        Ok(o) if o.status.success() => Ok(()),
+        Ok(o) => Err(format!(
+            "a test container exited with code {}{}",
+            o.status.code,
+            if output.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", output.join(" "))
+            }
+        )),
+        Err(Error::Runtime { message, .. }) => Err(message),
+        Err(e) => Err(e.to_string()),
+    }
+}
