@@ -319,10 +319,14 @@ impl ImageFs {
         users::lookup_group(self, group)
     }
 
-    /// The gids of the groups `/etc/group` lists `user` (a name) in: a RUN
-    /// process's supplementary groups.
-    pub fn supplementary_groups(&self, user: &str) -> Result<Vec<u32>, Error> {
-        users::supplementary_groups(self, user)
+    /// A RUN process's supplementary groups: the groups `/etc/group` lists
+    /// `user` (a name, or a uid `/etc/passwd` names) in, plus `primary`.
+    pub fn supplementary_groups(
+        &self,
+        user: &str,
+        primary: Option<u32>,
+    ) -> Result<Vec<u32>, Error> {
+        users::supplementary_groups(self, user, primary)
     }
 
     /// The uid and gid for a `COPY`/`ADD --chown` value, following

@@ -94,10 +94,27 @@ pub(super) fn lookup_group(fs: &ImageFs, group: &str) -> Result<u32, Error> {
         })
 }
 
-/// The gids of the groups in `/etc/group` that list `user` (a name) as a
-/// member: the supplementary groups a container process of that user gets,
-/// as runc gives them. Sorted, without duplicates.
-pub(super) fn supplementary_groups(fs: &ImageFs, user: &str) -> Result<Vec<u32>, Error> {
+/// The supplementary groups a container process of `user` (a name, or a
+/// uid that `/etc/passwd` names) gets, as runc and buildah give them: the
+/// groups in `/etc/group` that list the user as a member, plus `primary`
+/// (the user's own group, when USER named no group). Sorted, without
+/// duplicates.
+pub(super) fn supplementary_groups(
+    fs: &ImageFs,
+    user: &str,
+    primary: Option<u32>,
+) -> Result<Vec<u32>, Error> {
+    let passwd;
+    let name = match numeric(user, "uid")? {
+        Some(uid) => {
+            passwd = read_db(fs, "/etc/passwd")?;
+            match lines(passwd.as_deref().unwrap_or_default()).find(|l| l.id == uid) {
+                Some(line) => line.name,
+                None => return Ok(primary.into_iter().collect()),
+            }
+        }
+        None => user,
+    };
     let groups = read_db(fs, "/etc/group")?;
     let mut gids: Vec<u32> = groups
         .as_deref()
@@ -108,10 +125,11 @@ pub(super) fn supplementary_groups(fs: &ImageFs, user: &str) -> Result<Vec<u32>,
             let (_name, _pw, gid, members) = (f.next()?, f.next()?, f.next()?, f.next()?);
             members
                 .split(',')
-                .any(|m| m.trim() == user)
+                .any(|m| m.trim() == name)
                 .then(|| gid.trim().parse().ok())
                 .flatten()
         })
+        .chain(primary)
         .collect();
     gids.sort_unstable();
     gids.dedup();

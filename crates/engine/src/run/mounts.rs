@@ -274,9 +274,11 @@ impl Prepared {
                 .ok_or_else(|| {
                 format!("secret {id}: the environment variable {var} is not set")
             })?,
-            None if mount.required => return Err(format!(
+            None if mount.required => {
+                return Err(format!(
                 "secret {id} is required but was not given; pass it with --secret id={id},src=FILE"
-            )),
+            ))
+            }
             None => return Ok(()),
         };
         if let Some(var) = &mount.env {

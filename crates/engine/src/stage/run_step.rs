@@ -205,14 +205,17 @@ impl State {
     fn run_user(&self) -> Result<(u32, u32, Vec<u32>), String> {
         let (uid, gid) = self.user_ids()?;
         let user = self.builder.config().user().to_string();
-        let name = user.split(':').next().unwrap_or_default();
-        let groups = if name.is_empty() || name.parse::<u32>().is_ok() {
-            Vec::new()
-        } else {
-            self.fs
-                .supplementary_groups(name)
-                .map_err(|e| format!("reading /etc/group: {e}"))?
+        let (name, group) = match user.split_once(':') {
+            Some((n, g)) => (n, Some(g)),
+            None => (user.as_str(), None),
         };
+        // No USER is root, whose groups come from the image's files too.
+        let name = if name.is_empty() { "0" } else { name };
+        let primary = group.is_none().then_some(gid);
+        let groups = self
+            .fs
+            .supplementary_groups(name, primary)
+            .map_err(|e| format!("reading /etc/group: {e}"))?;
         Ok((uid, gid, groups))
     }
 
