@@ -19,6 +19,12 @@ pub(crate) fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
 /// for a field, and moving bytes between a field's name and value, or between
 /// two fields, changes the key.
 ///
+/// The encoding, which must never change without changing the version tag
+/// (a test pins a key): `kiln-cache-key/v1\0`, then the kind, then per
+/// parent `P` and its 32 digest bytes, per field `F`, the name and the
+/// value, where each string is its length as a big-endian u64 followed by
+/// its bytes. The key is the sha256 of that.
+///
 /// ```
 /// use kiln_cache::KeyBuilder;
 ///
