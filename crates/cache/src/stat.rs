@@ -193,7 +193,13 @@ impl<'c> StatSession<'c> {
         let top = self.root.join(path);
         let mut pending = vec![PathBuf::new()];
         while let Some(rel) = pending.pop() {
-            let full = top.join(&rel);
+            // Joining "" would add a trailing slash, which makes the kernel
+            // follow a symlink and refuse a file.
+            let full = if rel.as_os_str().is_empty() {
+                top.clone()
+            } else {
+                top.join(&rel)
+            };
             let meta = fs::symlink_metadata(&full).map_err(|source| Error::Io {
                 action: "reading",
                 path: full.clone(),
