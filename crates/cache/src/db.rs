@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const SCHEMA_VERSION: i64 = 1;
 
@@ -181,8 +181,11 @@ impl Cache {
             path: path.to_path_buf(),
             idle: Mutex::new(Vec::new()),
         };
-        let mut conn = cache.connect()?;
-        cache.init_schema(&mut conn)?;
+        let conn = cache.retry_busy(|| {
+            let mut conn = cache.connect()?;
+            cache.init_schema(&mut conn)?;
+            Ok(conn)
+        })?;
         cache.idle.lock().map_err(|_| cache.poisoned())?.push(conn);
         Ok(cache)
     }
@@ -490,12 +493,36 @@ impl Cache {
         let idle = self.idle.lock().map_err(|_| self.poisoned())?.pop();
         let conn = match idle {
             Some(conn) => conn,
-            None => self.connect()?,
+            None => self.retry_busy(|| self.connect())?,
         };
         Ok(Conn {
             cache: self,
             conn: Some(conn),
         })
+    }
+
+    /// Runs `f` again while it fails with SQLITE_BUSY, up to the busy
+    /// timeout. SQLite does not call the busy handler in some lock states
+    /// that only setting up a connection meets (switching a new file to
+    /// WAL, recovering a WAL another process left), so processes opening
+    /// one database at once can be refused there without this.
+    fn retry_busy<T>(&self, mut f: impl FnMut() -> Result<T, Error>) -> Result<T, Error> {
+        let start = Instant::now();
+        let mut pause = Duration::from_millis(1);
+        loop {
+            match f() {
+                Err(Error::Db {
+                    source: rusqlite::Error::SqliteFailure(e, _),
+                    ..
+                }) if e.code == rusqlite::ErrorCode::DatabaseBusy
+                    && start.elapsed() < BUSY_TIMEOUT =>
+                {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(50));
+                }
+                other => return other,
+            }
+        }
     }
 
     fn connect(&self) -> Result<Connection, Error> {
