@@ -212,6 +212,30 @@ impl Runtime {
         cancel: &AtomicBool,
         on_line: &mut dyn FnMut(Stream, &str),
     ) -> Result<RunOutcome, Error> {
+        let mut tries = 0;
+        loop {
+            match self.run_once(spec, cancel, on_line) {
+                // runc 1.1 copies itself into a sealed memfd for every
+                // container; sealing fails with EBUSY now and then when
+                // several start at once, before anything ran, so a retry
+                // is safe.
+                Err(Error::Runtime { message, .. })
+                    if tries < 3 && message.contains("sealing memfd") =>
+                {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(20 << tries));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn run_once(
+        &self,
+        spec: &ContainerSpec,
+        cancel: &AtomicBool,
+        on_line: &mut dyn FnMut(Stream, &str),
+    ) -> Result<RunOutcome, Error> {
         spec.validate()?;
         fs::create_dir_all(&spec.bundle)
             .context(|| format!("creating {}", spec.bundle.display()))?;

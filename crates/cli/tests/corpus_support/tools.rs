@@ -86,7 +86,18 @@ impl Buildah {
                 .arg(format!("id={id},src={}", src.display()));
         }
         c.arg(req.context);
-        run(&mut c)?;
+        // runc 1.1 (under buildah) sometimes fails to seal its memfd copy
+        // with EBUSY when containers start at once; nothing ran, so retry.
+        let mut tries = 0;
+        loop {
+            match run(&mut c) {
+                Err(e) if tries < 3 && e.contains("sealing memfd") => tries += 1,
+                other => {
+                    other?;
+                    break;
+                }
+            }
+        }
         let mut push = self.cmd();
         push.args(["push", "--quiet", tag])
             .arg(format!("oci:{}:img", layout.display()));
