@@ -17,6 +17,7 @@ mod error;
 pub use error::BuildError;
 
 use crate::base::Bases;
+use crate::cache::BuildCache;
 use crate::events::{BuildEvent, EventSink};
 use crate::export::{self, Output};
 use crate::run::Exec;
@@ -180,6 +181,12 @@ pub struct BuildRequest {
     pub tags: Vec<Reference>,
     /// `--label`s, set on the final image after its own LABELs.
     pub labels: BTreeMap<String, String>,
+    /// `--no-cache`: take no step from the build cache (results are still
+    /// recorded).
+    pub no_cache: bool,
+    /// `--no-cache-filter`: stages (names or indexes) that take no step
+    /// from the cache.
+    pub no_cache_filter: Vec<String>,
     /// `--pull`: check the registry for base images even when the store
     /// has them.
     pub pull: bool,
@@ -218,6 +225,8 @@ impl BuildRequest {
             tags: Vec::new(),
             labels: BTreeMap::new(),
             pull: false,
+            no_cache: false,
+            no_cache_filter: Vec::new(),
             build_contexts: BTreeMap::new(),
             outputs: vec![Output::Image { push: false }],
             compression: Compression::default(),
@@ -356,6 +365,8 @@ impl NativeBackend {
                 source: e,
             })?;
         let exec = Exec::new(self.store.root(), req.runtime.clone());
+        let cache = BuildCache::open(self.store.root(), req.no_cache, req.no_cache_filter.clone())
+            .map_err(|e| BuildError::Request(format!("opening the build cache: {e}")))?;
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
@@ -376,6 +387,7 @@ impl NativeBackend {
             secrets: &req.secrets,
             ssh: &req.ssh,
             warned: &Mutex::new(Vec::new()),
+            cache: &cache,
         };
         let cancel = solver::Cancel::new(req.interrupt.clone());
         let solved = solver::solve(&plan.stages, &cancel, |stage, done, cancel| {

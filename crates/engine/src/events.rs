@@ -55,9 +55,18 @@ pub enum BuildEvent {
         stage: usize,
         /// The instruction's index in the stage.
         index: usize,
-        /// True when the result came from a cache (there is none yet, so
-        /// this is always false).
+        /// True when the result came from the build cache.
         cached: bool,
+    },
+    /// A step was not taken from the cache, and why ("--no-cache",
+    /// "COPY app/ /app/: app/main.rs changed", …).
+    CacheMiss {
+        /// The stage's index in the Dockerfile.
+        stage: usize,
+        /// The instruction's index in the stage.
+        index: usize,
+        /// Why.
+        reason: String,
     },
     /// A stage finished.
     StageComplete {

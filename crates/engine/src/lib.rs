@@ -40,6 +40,7 @@
 
 pub mod backend;
 mod base;
+mod cache;
 pub mod copy;
 pub mod events;
 pub mod export;

@@ -8,6 +8,7 @@
 //! USER (resolved in the image's `/etc/passwd` and `/etc/group`), mode
 //! 0755, with the build time (or `SOURCE_DATE_EPOCH`) as mtime.
 
+mod cached;
 mod config;
 mod copy_step;
 mod run_step;
@@ -16,6 +17,7 @@ pub(crate) use config::with_labels;
 
 use crate::backend::{BuildError, SecretSource};
 use crate::base::Bases;
+use crate::cache::BuildCache;
 use crate::events::{BuildEvent, EventSink};
 use crate::imagefs::{FsKind, ImageFs};
 use crate::run::Exec;
@@ -24,8 +26,9 @@ use kiln_frontend::dockerignore::Matcher;
 use kiln_frontend::instructions::{CommandLine, HealthcheckInstruction, Instruction};
 use kiln_frontend::stages::{Base, BuildPlan, Stage, Step};
 use kiln_frontend::{Ast, Error as DockerfileError, ErrorKind};
+use kiln_cache::KeyBuilder;
 use kiln_oci::{
-    write_layer, Compression, ConfigBuilder, Healthcheck, ImageConfig, LayerDescriptor, LayerEntry,
+    write_layer, Digest, Compression, ConfigBuilder, Healthcheck, ImageConfig, LayerDescriptor, LayerEntry,
     LayerOptions, MtimePolicy,
 };
 use kiln_store::{Descriptor, Store};
@@ -59,6 +62,8 @@ pub(crate) struct StageContext<'a> {
     pub(crate) ssh: &'a BTreeMap<String, PathBuf>,
     /// Warnings already shown, so one about the host shows once a build.
     pub(crate) warned: &'a Mutex<Vec<String>>,
+    /// The build cache.
+    pub(crate) cache: &'a BuildCache,
 }
 
 /// A finished stage.
@@ -73,6 +78,10 @@ pub(crate) struct StageOutput {
     /// The ARGs it declared (with those of the stage it is built on), in
     /// order: RUN history lists them.
     pub(crate) args: Vec<String>,
+    /// The cache key of its last step: what later stages' keys build on.
+    pub(crate) key: Digest,
+    /// When its newest step was first built (seconds since the epoch).
+    pub(crate) created: i64,
 }
 
 /// A stage in progress.
@@ -81,6 +90,10 @@ struct State {
     builder: ConfigBuilder,
     layers: Vec<Descriptor>,
     args: Vec<String>,
+    /// The cache key of the last step so far.
+    key: Digest,
+    /// When the newest step so far was first built; `None` before any.
+    created: Option<i64>,
 }
 
 impl StageContext<'_> {
@@ -146,12 +159,16 @@ pub(crate) fn run(
         index: 0,
         text: format!("FROM {base_text}"),
     });
-    let (fs, base_config, layers, args) = match &stage.base {
+    let (fs, base_config, layers, args, base_key, base_created) = match &stage.base {
         Base::Scratch => (
             ImageFs::empty(),
             config::scratch(&stage.platform),
             Vec::new(),
             Vec::new(),
+            KeyBuilder::new("scratch")
+                .field("platform", format!("{:?}", stage.platform))
+                .finish(),
+            None,
         ),
         Base::Stage(b) => {
             let out = done.get(b).ok_or_else(|| {
@@ -170,6 +187,8 @@ pub(crate) fn run(
                 out.config.clone(),
                 out.layers.clone(),
                 out.args.clone(),
+                out.key,
+                Some(out.created),
             )
         }
         Base::Image(name) => {
@@ -189,7 +208,12 @@ pub(crate) fn run(
                     Some(name),
                 )
             })?;
-            (fs, image.config.clone(), image.layers.clone(), Vec::new())
+            let layers: Vec<String> = image.layers.iter().map(|l| l.digest.to_string()).collect();
+            let key = KeyBuilder::new("image")
+                .field("config", serde_json::to_vec(image.config.as_json()).unwrap_or_default())
+                .field("layers", layers.join(","))
+                .finish();
+            (fs, image.config.clone(), image.layers.clone(), Vec::new(), key, None)
         }
     };
     ctx.events.send(BuildEvent::InstructionComplete {
@@ -203,6 +227,8 @@ pub(crate) fn run(
             .with_source_date_epoch(ctx.epoch),
         layers,
         args,
+        key: base_key,
+        created: base_created,
     };
     for (i, step) in stage.steps.iter().enumerate() {
         if cancel.is_cancelled() {
@@ -213,20 +239,23 @@ pub(crate) fn run(
             index: i + 1,
             text: step.command.to_string(),
         });
-        state.step(ctx, stage, step, i + 1, done, cancel)?;
+        let cached = state.cached_step(ctx, stage, step, i + 1, done, cancel)?;
         ctx.events.send(BuildEvent::InstructionComplete {
             stage: stage.index,
             index: i + 1,
-            cached: false,
+            cached,
         });
     }
     ctx.events
         .send(BuildEvent::StageComplete { index: stage.index });
+    let created = state.created.unwrap_or(ctx.now);
     Ok(StageOutput {
         fs: state.fs,
-        config: state.builder.build(ctx.now),
+        config: state.builder.build(created),
         layers: state.layers,
         args: state.args,
+        key: state.key,
+        created,
     })
 }
 
@@ -301,12 +330,7 @@ impl State {
         line: usize,
         path: &str,
     ) -> Result<(), BuildError> {
-        let current = self.builder.config().working_dir().to_string();
-        let abs = clean_path(&if path.starts_with('/') {
-            path.to_string()
-        } else {
-            format!("/{current}/{path}")
-        });
+        let abs = self.workdir_path(path);
         if abs == "/" || stage.platform.os == "windows" {
             self.builder.workdir(&abs, None);
             return Ok(());
@@ -347,6 +371,16 @@ impl State {
         let layer = self.write_layer(ctx, line, entries)?;
         self.builder.workdir(&abs, Some(layer.diff_id));
         Ok(())
+    }
+
+    /// The absolute directory a WORKDIR `path` names.
+    fn workdir_path(&self, path: &str) -> String {
+        let current = self.builder.config().working_dir();
+        clean_path(&if path.starts_with('/') {
+            path.to_string()
+        } else {
+            format!("/{current}/{path}")
+        })
     }
 
     /// The uid and gid of the current USER, from the image's files.

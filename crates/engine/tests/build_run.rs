@@ -199,8 +199,11 @@ fn network_none_has_only_loopback_and_host_sees_the_hosts_interfaces() {
 fn a_cache_mount_persists_across_builds_and_stays_out_of_the_layer() {
     let env = Env::new();
     let dockerfile = "FROM bb\nRUN --mount=type=cache,target=/cache echo x >> /cache/log && wc -l < /cache/log > /count\n";
-    for want in ["1", "2"] {
-        let built = env.run(&request(&env, dockerfile)).unwrap();
+    // The second build must not be a cache hit, or the step would not run again.
+    for (want, no_cache) in [("1", false), ("2", true)] {
+        let mut req = request(&env, dockerfile);
+        req.no_cache = no_cache;
+        let built = env.run(&req).unwrap();
         let layers = env.layers(&built);
         assert_eq!(changed(&layers[1]), [format!("count file 644 0:0 {EPOCH}")]);
         let count = layers[1]

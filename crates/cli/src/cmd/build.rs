@@ -54,9 +54,13 @@ pub struct BuildArgs {
     /// A label KEY=VALUE for the image; repeatable.
     #[arg(long = "label", value_name = "KEY=VALUE")]
     labels: Vec<String>,
-    /// Do not use a build cache (kiln has none yet, so this changes nothing).
+    /// Take no step from the build cache (results are still recorded).
     #[arg(long)]
     no_cache: bool,
+    /// Take no step of this stage (a name or index) from the build cache;
+    /// repeatable, or comma-separated.
+    #[arg(long, value_name = "STAGE", value_delimiter = ',')]
+    no_cache_filter: Vec<String>,
     /// Check the registry for newer base images even when the store has them.
     #[arg(long)]
     pull: bool,
@@ -241,6 +245,8 @@ fn request(args: &BuildArgs) -> anyhow::Result<BuildRequest> {
         req.ssh.insert(id, socket);
     }
     req.runtime = args.runtime.clone();
+    req.no_cache = args.no_cache;
+    req.no_cache_filter = args.no_cache_filter.clone();
     req.compression = Compression::parse(&args.compression, args.compression_level.as_deref())?;
     req.source_date_epoch = match args.source_date_epoch {
         Some(e) => Some(e),
@@ -345,6 +351,15 @@ impl Progress {
                     } else {
                         eprintln!("#{n} DONE {:.1}s", started.elapsed().as_secs_f64());
                     }
+                }
+            }
+            BuildEvent::CacheMiss {
+                stage,
+                index,
+                reason,
+            } => {
+                if let Some((n, _)) = s.running.get(&(stage, index)) {
+                    eprintln!("#{n} cache miss: {reason}");
                 }
             }
             BuildEvent::Warning {

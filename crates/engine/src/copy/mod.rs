@@ -42,7 +42,7 @@
 mod archive;
 mod dest;
 mod mode;
-mod paths;
+pub(crate) mod paths;
 mod remote;
 mod tree;
 
@@ -231,6 +231,16 @@ fn not_found(path: &str, place: &str) -> String {
     } else {
         format!("{path}: not found in {place}")
     }
+}
+
+/// Whether an ADD source is a git repository.
+pub(crate) fn is_remote_git(src: &str) -> bool {
+    remote::GitRef::parse(src).is_some()
+}
+
+/// Whether an ADD source is an http(s) URL.
+pub(crate) fn is_remote_http(src: &str) -> bool {
+    remote::is_http(src)
 }
 
 /// Runs a COPY: from the context, or from the stage or image `from`.

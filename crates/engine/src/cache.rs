@@ -1,0 +1,273 @@
+//! The build cache as a build uses it: [`kiln_cache`] holds the records,
+//! this module decides what goes into a step's key and digests the
+//! context files a COPY, ADD or RUN bind mount reads.
+//!
+//! A key is the parent step's key, the instruction after expansion, the
+//! step's environment (ENV and the build args in scope, never secret
+//! values: a secret mount names only its id), the platform, and what the
+//! step reads besides its parent: context files by content (see
+//! [`kiln_cache::SourceHasher`] for what counts), other stages by their
+//! final key, images by their config and layers. ADD of a URL without
+//! `--checksum` or of a git repository is never cached, since only the
+//! download says what it holds.
+
+use crate::copy::paths::{go_match, split_wildcards};
+use kiln_cache::{Cache, KeyBuilder, Record, SourceHasher, StatSession};
+use kiln_frontend::dockerignore::Matcher;
+use kiln_oci::Digest;
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Component, Path, PathBuf};
+
+/// The cache of one build.
+pub(crate) struct BuildCache {
+    cache: Cache,
+    /// `--no-cache`: no step is taken from the cache (results are still
+    /// recorded for later builds).
+    no_cache: bool,
+    /// `--no-cache-filter`: stages (names or indexes) never taken from it.
+    no_cache_filter: Vec<String>,
+}
+
+/// The most source entries a shape record keeps to say which file changed.
+const MAX_LISTED: usize = 100_000;
+
+impl BuildCache {
+    /// Opens the index at `root/cache/index.db`.
+    pub(crate) fn open(
+        root: &Path,
+        no_cache: bool,
+        no_cache_filter: Vec<String>,
+    ) -> Result<BuildCache, String> {
+        let cache = Cache::open(&root.join("cache").join("index.db")).map_err(|e| e.to_string())?;
+        Ok(BuildCache {
+            cache,
+            no_cache,
+            no_cache_filter,
+        })
+    }
+
+    /// Why the stage named `name` (index `index`) may not use the cache.
+    pub(crate) fn disabled_for(&self, name: Option<&str>, index: usize) -> Option<&'static str> {
+        if self.no_cache {
+            return Some("--no-cache");
+        }
+        let hit = self
+            .no_cache_filter
+            .iter()
+            .any(|f| Some(f.as_str()) == name || *f == index.to_string());
+        hit.then_some("--no-cache-filter names this stage")
+    }
+
+    /// The record for `key`; a broken index only costs the hit.
+    pub(crate) fn get(&self, key: &Digest) -> Option<Record> {
+        self.cache.get(key).ok().flatten()
+    }
+
+    /// Remembers `record` for `key`; failing to is not a build failure.
+    pub(crate) fn put(&self, key: &Digest, record: &Record) {
+        let _ = self.cache.put(key, record);
+    }
+
+    /// The digest of the context files `sources` name (paths relative to
+    /// `root`, as COPY's sources are), with the list of entries for a later
+    /// "what changed" message.
+    pub(crate) fn sources_digest(
+        &self,
+        root: &Path,
+        ignore: &Matcher,
+        sources: &[String],
+    ) -> Result<(Digest, Vec<(String, Digest)>), String> {
+        let mut session = self
+            .cache
+            .stat_session(root)
+            .map_err(|e| e.to_string())?;
+        let mut walk = Walk {
+            session: &mut session,
+            root,
+            ignore,
+            hasher: SourceHasher::new(),
+            listed: Vec::new(),
+        };
+        for (i, src) in sources.iter().enumerate() {
+            walk.source(i, src).map_err(|e| format!("{src}: {e}"))?;
+        }
+        let Walk {
+            hasher, mut listed, ..
+        } = walk;
+        listed.sort();
+        let digest = hasher.finish();
+        session.finish().map_err(|e| e.to_string())?;
+        Ok((digest, listed))
+    }
+}
+
+/// A "shape" record: the key of a step without its sources, whose record
+/// lists the source entries it last had, so a miss can name what changed.
+pub(crate) fn shape_key(key: &KeyBuilder) -> Digest {
+    key.clone().field("shape", "sources left out").finish()
+}
+
+/// The listing kept in a shape record.
+pub(crate) fn encode_listing(listed: &[(String, Digest)]) -> Vec<u8> {
+    let mut out = String::new();
+    for (path, digest) in listed.iter().take(MAX_LISTED) {
+        out.push_str(path);
+        out.push('\t');
+        out.push_str(&digest.to_string());
+        out.push('\n');
+    }
+    out.into_bytes()
+}
+
+/// The first path whose entry differs between a stored listing and now:
+/// `"app/main.rs changed"`, `"x was added"`, `"y was removed"`.
+pub(crate) fn what_changed(stored: &[u8], now: &[(String, Digest)]) -> Option<String> {
+    let before: BTreeMap<&str, &str> = std::str::from_utf8(stored)
+        .ok()?
+        .lines()
+        .filter_map(|l| l.split_once('\t'))
+        .collect();
+    let after: BTreeMap<&str, String> = now
+        .iter()
+        .map(|(p, d)| (p.as_str(), d.to_string()))
+        .collect();
+    for (path, digest) in &after {
+        match before.get(path) {
+            None => return Some(format!("{} was added", shown(path))),
+            Some(old) if old != digest => return Some(format!("{} changed", shown(path))),
+            _ => {}
+        }
+    }
+    before
+        .keys()
+        .find(|p| !after.contains_key(*p))
+        .map(|p| format!("{} was removed", shown(p)))
+}
+
+/// A listed path without its source-number prefix.
+fn shown(path: &str) -> &str {
+    let rest = path.split_once(':').map_or(path, |(_, r)| r);
+    if rest.is_empty() {
+        "."
+    } else {
+        rest
+    }
+}
+
+struct Walk<'s, 'c> {
+    session: &'s mut StatSession<'c>,
+    root: &'s Path,
+    ignore: &'s Matcher,
+    hasher: SourceHasher,
+    listed: Vec<(String, Digest)>,
+}
+
+impl Walk<'_, '_> {
+    /// Hashes what source number `i` names: the tree at its path, or for a
+    /// wildcard in its last part the matching names of that directory
+    /// (anything deeper hashes the whole directory before the wildcard).
+    fn source(&mut self, i: usize, src: &str) -> io::Result<()> {
+        let cleaned = clean(&src.replace("/./", "/"));
+        let (literal, pattern) = split_wildcards(&cleaned);
+        if pattern.is_empty() {
+            return self.item(i, &cleaned);
+        }
+        if pattern.contains('/') {
+            return self.item(i, &literal);
+        }
+        let dir = self.root.join(&literal);
+        let mut names: Vec<String> = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| go_match(&pattern, n))
+                .collect(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        names.sort();
+        for name in names {
+            self.item(i, &join(&literal, &name))?;
+        }
+        Ok(())
+    }
+
+    /// Hashes `rel` and everything under it. A source named through a
+    /// symlink is copied from what the link points at, so that is hashed
+    /// too (inside the context; a link out of it fails the COPY itself).
+    fn item(&mut self, i: usize, rel: &str) -> io::Result<()> {
+        // (path, whether it is the source itself or what its link names)
+        let mut pending = vec![(rel.to_string(), true)];
+        let mut hops = 0;
+        while let Some((rel, top)) = pending.pop() {
+            let full = if rel.is_empty() {
+                self.root.to_path_buf()
+            } else {
+                self.root.join(&rel)
+            };
+            let meta = match std::fs::symlink_metadata(&full) {
+                Ok(m) => m,
+                // The step itself reports a missing source.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            if !rel.is_empty() && self.ignore.is_excluded(&rel) {
+                if !meta.is_dir() || self.ignore.may_skip_dir(&rel) {
+                    continue;
+                }
+            } else {
+                let entry = self
+                    .session
+                    .source_entry(Path::new(&rel))
+                    .map_err(io::Error::other)?;
+                let mut one = SourceHasher::new();
+                one.add(&entry);
+                self.listed.push((format!("{i}:{rel}"), one.finish()));
+                let mut entry = entry;
+                entry.path = PathBuf::from(format!("{i}/{rel}"));
+                self.hasher.add(&entry);
+            }
+            if meta.file_type().is_symlink() && top && hops < 40 {
+                hops += 1;
+                let target = std::fs::read_link(&full)?;
+                let base = Path::new(&rel).parent().unwrap_or(Path::new(""));
+                let joined = if target.is_absolute() {
+                    target
+                } else {
+                    base.join(target)
+                };
+                pending.push((clean(&joined.to_string_lossy()), true));
+            } else if meta.is_dir() {
+                for e in std::fs::read_dir(&full)? {
+                    let name = e?.file_name().to_string_lossy().into_owned();
+                    pending.push((join(&rel, &name), false));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A relative path without `.`, `..` above the root or a leading `/`.
+fn clean(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for c in Path::new(path).components() {
+        match c {
+            Component::Normal(n) => parts.push(n.to_str().unwrap_or_default()),
+            Component::ParentDir => {
+                parts.pop();
+            }
+            _ => {}
+        }
+    }
+    parts.join("/")
+}
+
+fn join(a: &str, b: &str) -> String {
+    if a.is_empty() {
+        b.to_string()
+    } else {
+        format!("{a}/{b}")
+    }
+}
