@@ -71,21 +71,20 @@ impl BuildCache {
 
     /// The digest of the context files `sources` name (paths relative to
     /// `root`, as COPY's sources are), with the list of entries for a later
-    /// "what changed" message.
+    /// "what changed" message. `mask` leaves out what the step overrides.
     pub(crate) fn sources_digest(
         &self,
         root: &Path,
         ignore: &Matcher,
         sources: &[String],
+        mask: SourceMask,
     ) -> Result<(Digest, Vec<(String, Digest)>), String> {
-        let mut session = self
-            .cache
-            .stat_session(root)
-            .map_err(|e| e.to_string())?;
+        let mut session = self.cache.stat_session(root).map_err(|e| e.to_string())?;
         let mut walk = Walk {
             session: &mut session,
             root,
             ignore,
+            mask,
             hasher: SourceHasher::new(),
             listed: Vec::new(),
         };
@@ -100,6 +99,26 @@ impl BuildCache {
         session.finish().map_err(|e| e.to_string())?;
         Ok((digest, listed))
     }
+}
+
+/// What of a source's metadata a step replaces, and so leaves out of its
+/// digest: a COPY with an octal `--chmod` sets every permission bit but
+/// setuid, setgid and sticky, and one with `--chown` sets every owner, so
+/// the sources' own bits and owners cannot change the layer.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SourceMask {
+    /// The mode bits that still count.
+    pub(crate) mode: u32,
+    /// Whether owners count.
+    pub(crate) owner: bool,
+}
+
+impl SourceMask {
+    /// Everything counts.
+    pub(crate) const ALL: SourceMask = SourceMask {
+        mode: 0o7777,
+        owner: true,
+    };
 }
 
 /// A "shape" record: the key of a step without its sources, whose record
@@ -159,6 +178,7 @@ struct Walk<'s, 'c> {
     session: &'s mut StatSession<'c>,
     root: &'s Path,
     ignore: &'s Matcher,
+    mask: SourceMask,
     hasher: SourceHasher,
     listed: Vec<(String, Digest)>,
 }
@@ -217,14 +237,17 @@ impl Walk<'_, '_> {
                     continue;
                 }
             } else {
-                let entry = self
+                let mut entry = self
                     .session
                     .source_entry(Path::new(&rel))
                     .map_err(io::Error::other)?;
+                entry.mode &= self.mask.mode;
+                if !self.mask.owner {
+                    (entry.uid, entry.gid) = (0, 0);
+                }
                 let mut one = SourceHasher::new();
                 one.add(&entry);
                 self.listed.push((format!("{i}:{rel}"), one.finish()));
-                let mut entry = entry;
                 entry.path = PathBuf::from(format!("{i}/{rel}"));
                 self.hasher.add(&entry);
             }

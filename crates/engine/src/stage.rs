@@ -22,14 +22,14 @@ use crate::events::{BuildEvent, EventSink};
 use crate::imagefs::{FsKind, ImageFs};
 use crate::run::Exec;
 use crate::solver::{Cancel, Finished};
+use kiln_cache::KeyBuilder;
 use kiln_frontend::dockerignore::Matcher;
 use kiln_frontend::instructions::{CommandLine, HealthcheckInstruction, Instruction};
 use kiln_frontend::stages::{Base, BuildPlan, Stage, Step};
 use kiln_frontend::{Ast, Error as DockerfileError, ErrorKind};
-use kiln_cache::KeyBuilder;
 use kiln_oci::{
-    write_layer, Digest, Compression, ConfigBuilder, Healthcheck, ImageConfig, LayerDescriptor, LayerEntry,
-    LayerOptions, MtimePolicy,
+    write_layer, Compression, ConfigBuilder, Digest, Healthcheck, ImageConfig, LayerDescriptor,
+    LayerEntry, LayerOptions, MtimePolicy,
 };
 use kiln_store::{Descriptor, Store};
 use std::collections::BTreeMap;
@@ -210,10 +210,20 @@ pub(crate) fn run(
             })?;
             let layers: Vec<String> = image.layers.iter().map(|l| l.digest.to_string()).collect();
             let key = KeyBuilder::new("image")
-                .field("config", serde_json::to_vec(image.config.as_json()).unwrap_or_default())
+                .field(
+                    "config",
+                    serde_json::to_vec(image.config.as_json()).unwrap_or_default(),
+                )
                 .field("layers", layers.join(","))
                 .finish();
-            (fs, image.config.clone(), image.layers.clone(), Vec::new(), key, None)
+            (
+                fs,
+                image.config.clone(),
+                image.layers.clone(),
+                Vec::new(),
+                key,
+                None,
+            )
         }
     };
     ctx.events.send(BuildEvent::InstructionComplete {

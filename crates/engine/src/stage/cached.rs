@@ -8,7 +8,7 @@
 use super::copy_step::From;
 use super::{StageContext, StageOutput, State};
 use crate::backend::BuildError;
-use crate::cache::{encode_listing, shape_key, what_changed};
+use crate::cache::{encode_listing, shape_key, what_changed, SourceMask};
 use crate::events::BuildEvent;
 use crate::solver::{Cancel, Finished};
 use kiln_cache::{KeyBuilder, Layer, Record};
@@ -41,7 +41,10 @@ impl State {
     ) -> Result<bool, BuildError> {
         let makes_layer = matches!(
             step.command.instruction,
-            Instruction::Copy(_) | Instruction::Add(_) | Instruction::Run(_) | Instruction::Workdir(_)
+            Instruction::Copy(_)
+                | Instruction::Add(_)
+                | Instruction::Run(_)
+                | Instruction::Workdir(_)
         );
         let key = match self.key(ctx, stage, step, done)? {
             Ok(key) => key,
@@ -94,7 +97,12 @@ impl State {
         self.step(ctx, stage, step, index, done, cancel)?;
         let layer = if self.layers.len() > layers_before {
             let blob = self.layers.last().cloned();
-            let diff_id = self.builder.config().diff_ids().ok().and_then(|d| d.last().copied());
+            let diff_id = self
+                .builder
+                .config()
+                .diff_ids()
+                .ok()
+                .and_then(|d| d.last().copied());
             blob.zip(diff_id).map(|(blob, diff_id)| Layer {
                 digest: blob.digest,
                 media_type: blob.media_type.clone(),
@@ -134,7 +142,12 @@ impl State {
 
     /// Puts a recorded layer on the stage and replays the step's config
     /// change; false when the layer's blob is gone (a miss, then).
-    fn replay(&mut self, ctx: &StageContext, step: &Step, record: &Record) -> Result<bool, BuildError> {
+    fn replay(
+        &mut self,
+        ctx: &StageContext,
+        step: &Step,
+        record: &Record,
+    ) -> Result<bool, BuildError> {
         let Some(layer) = &record.layer else {
             return Ok(false);
         };
@@ -213,8 +226,10 @@ impl State {
         let fail = |e: String| ctx.error_at(line, ErrorKind::Io, e, None);
         let mut context: Vec<String> = Vec::new();
         let mut dir_from: Option<(&Path, &kiln_frontend::dockerignore::Matcher)> = None;
+        let mut mask = SourceMask::ALL;
         match &step.command.instruction {
             Instruction::Copy(i) => {
+                mask = source_mask(i.chmod.as_deref(), i.chown.is_some());
                 let paths = source_paths(&i.sources);
                 match &i.from {
                     None => context = paths,
@@ -228,6 +243,7 @@ impl State {
                 }
             }
             Instruction::Add(i) => {
+                mask = source_mask(i.chmod.as_deref(), i.chown.is_some());
                 for src in source_paths(&i.sources) {
                     if crate::copy::is_remote_git(&src) {
                         return Ok(Err("ADD of a git repository is never cached"));
@@ -259,11 +275,18 @@ impl State {
                         From::Dir(dir, ignore) => {
                             let (digest, _) = ctx
                                 .cache
-                                .sources_digest(dir, ignore, std::slice::from_ref(&mount.source))
+                                .sources_digest(
+                                    dir,
+                                    ignore,
+                                    std::slice::from_ref(&mount.source),
+                                    SourceMask::ALL,
+                                )
                                 .map_err(fail)?;
                             shape = shape.field("mount-dir", digest.to_string());
                         }
-                        From::Fs(_, layers) => shape = shape.field("mount-from", layer_ids(&layers)),
+                        From::Fs(_, layers) => {
+                            shape = shape.field("mount-from", layer_ids(&layers))
+                        }
                     }
                 }
             }
@@ -280,9 +303,27 @@ impl State {
                     None => return Ok(Err("the build has no context")),
                 },
             };
-            Some(ctx.cache.sources_digest(dir, ignore, &context).map_err(fail)?)
+            Some(
+                ctx.cache
+                    .sources_digest(dir, ignore, &context, mask)
+                    .map_err(fail)?,
+            )
         };
         Ok(Ok(Key { shape, sources }))
+    }
+}
+
+/// What a COPY or ADD with these flags overrides of its sources.
+fn source_mask(chmod: Option<&str>, chown: bool) -> SourceMask {
+    let octal = chmod.is_some_and(|m| {
+        matches!(
+            kiln_frontend::instructions::parse_chmod(m),
+            Ok(kiln_frontend::instructions::Chmod::Octal(_))
+        )
+    });
+    SourceMask {
+        mode: if octal { 0o7000 } else { 0o7777 },
+        owner: !chown,
     }
 }
 
