@@ -43,22 +43,39 @@ bench_stop_registry() {
 # caller stops it (trap bench_stop_registry EXIT).
 bench_start_registry() {
     bench_stop_registry
-    rm -rf "$work/registry"
-    mkdir -p "$work/registry"
-    local port
+    bench_registry_serve "$work/registry"
+    registry_pid=$reg_pid
+    host=$reg_host
+}
+
+# bench_registry_serve DIR: a fresh, empty docker-registry on a free port
+# with its storage (wiped first), config and log under DIR; sets $reg_pid
+# and $reg_host (127.0.0.1:PORT). The caller kills $reg_pid; a script
+# needing two registries at once calls this twice.
+bench_registry_serve() {
+    local dir=$1 port
+    rm -rf "$dir"
+    mkdir -p "$dir"
     port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     printf 'version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:%s\n' \
-        "$work/registry/storage" "$port" >"$work/registry/config.yml"
-    docker-registry serve "$work/registry/config.yml" >"$work/registry/log" 2>&1 &
-    registry_pid=$!
-    host=127.0.0.1:$port
+        "$dir/storage" "$port" >"$dir/config.yml"
+    docker-registry serve "$dir/config.yml" >"$dir/log" 2>&1 &
+    reg_pid=$!
+    reg_host=127.0.0.1:$port
     for _ in $(seq 100); do
         (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return
         sleep 0.05
     done
     echo "bench: docker-registry did not start:" >&2
-    cat "$work/registry/log" >&2
+    cat "$dir/log" >&2
     exit 1
+}
+
+# bench_from DOCKERFILE HOST > OUT: bench/gen's Dockerfile with its
+# `FROM base` / `FROM debian` lines naming the images served by HOST
+# (HOST/busybox:latest, HOST/debian:bookworm).
+bench_from() {
+    sed -E "s#^FROM base( |\$)#FROM $2/busybox:latest\1#; s#^FROM debian( |\$)#FROM $2/debian:bookworm\1#" "$1"
 }
 
 # bench_seconds CMD...: runs CMD quietly, prints its wall time in seconds;
