@@ -512,7 +512,7 @@ impl Cache {
         loop {
             match f() {
                 Err(Error::Db {
-                    source: rusqlite::Error::SqliteFailure(e, _),
+                    error: rusqlite::Error::SqliteFailure(e, _),
                     ..
                 }) if e.code == rusqlite::ErrorCode::DatabaseBusy
                     && start.elapsed() < BUSY_TIMEOUT =>
@@ -572,10 +572,10 @@ impl Cache {
         tx.commit().map_err(|e| self.db(e))
     }
 
-    pub(crate) fn db(&self, source: rusqlite::Error) -> Error {
+    pub(crate) fn db(&self, error: rusqlite::Error) -> Error {
         Error::Db {
             path: self.path.clone(),
-            source,
+            error,
         }
     }
 

@@ -74,12 +74,13 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The database refused an operation.
-    #[error("cache database {path}: {source}")]
+    #[error("cache database {path}: {error}")]
     Db {
         /// The database file.
         path: PathBuf,
-        /// What SQLite said.
-        source: rusqlite::Error,
+        /// What SQLite said. Not a `source`: rusqlite's error already
+        /// says all its own source would, and a chain would repeat it.
+        error: rusqlite::Error,
     },
     /// A file system operation failed.
     #[error("{action} {path}: {source}")]

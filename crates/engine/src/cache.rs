@@ -19,6 +19,13 @@ use std::collections::BTreeMap;
 use std::io;
 use std::path::{Component, Path, PathBuf};
 
+/// Opens the build cache index of the store at `store_root`, where every
+/// build of that store records its steps (`KILN_ROOT/cache/index.db`), for
+/// `kiln du`, `kiln prune` and `kiln fsck`.
+pub fn open_index(store_root: &Path) -> Result<Cache, kiln_cache::Error> {
+    Cache::open(&store_root.join("cache").join("index.db"))
+}
+
 /// The cache of one build.
 pub(crate) struct BuildCache {
     cache: Cache,
@@ -39,7 +46,7 @@ impl BuildCache {
         no_cache: bool,
         no_cache_filter: Vec<String>,
     ) -> Result<BuildCache, String> {
-        let cache = Cache::open(&root.join("cache").join("index.db")).map_err(|e| e.to_string())?;
+        let cache = open_index(root).map_err(|e| e.to_string())?;
         Ok(BuildCache {
             cache,
             no_cache,

@@ -53,5 +53,6 @@ pub use backend::{
     BuildBackend, BuildError, BuildRequest, BuiltImage, Dockerfile, NamedContext, NativeBackend,
     SecretSource,
 };
+pub use cache::open_index as open_cache_index;
 pub use events::{BuildEvent, EventSink};
 pub use export::Output;

@@ -52,13 +52,17 @@ impl Store {
     /// kept. Tagging re-checks that an image's blobs are all present under
     /// the same lock, so a writer never makes a dangling tag.
     pub fn gc(&self) -> Result<GcReport> {
+        self.gc_keeping(&HashSet::new())
+    }
+
+    /// [`Store::gc`], also keeping the blobs in `keep` (the layers the build
+    /// cache refers to).
+    pub fn gc_keeping(&self, keep: &HashSet<Digest>) -> Result<GcReport> {
         let _lock = self.lock(Mode::Exclusive)?;
         let started = SystemTime::now();
         let quiet = self.try_lock_ingest()?;
-        let mut live = HashSet::new();
-        for entry in self.read_index()?.manifests {
-            live.extend(self.tree(&entry).present.into_iter().map(|d| d.digest));
-        }
+        let mut live = self.live_blobs()?;
+        live.extend(keep.iter().copied());
         let mut report = GcReport::default();
         let blobs = self.blobs_dir();
         for (name, meta) in list_dir(&blobs)? {
@@ -96,6 +100,27 @@ impl Store {
         }
         fsutil::sync_dir(&blobs)?;
         Ok(report)
+    }
+
+    /// The blobs the store's images use (manifests, configs, layers and the
+    /// indexes between), and the total size of every blob in the store.
+    pub fn usage(&self) -> Result<(HashSet<Digest>, u64)> {
+        let _lock = self.lock(Mode::Shared)?;
+        let live = self.live_blobs()?;
+        let total = list_dir(&self.blobs_dir())?
+            .iter()
+            .map(|(_, meta)| meta.len())
+            .sum();
+        Ok((live, total))
+    }
+
+    /// What the images reach; the caller holds the index lock.
+    fn live_blobs(&self) -> Result<HashSet<Digest>> {
+        let mut live = HashSet::new();
+        for entry in self.read_index()?.manifests {
+            live.extend(self.tree(&entry).present.into_iter().map(|d| d.digest));
+        }
+        Ok(live)
     }
 
     /// Checks the whole store: the layout files, that every blob hashes to

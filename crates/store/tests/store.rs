@@ -244,6 +244,36 @@ fn gc_removes_only_unreferenced_blobs() {
 }
 
 #[test]
+fn gc_keeping_spares_the_blobs_it_is_given_and_usage_counts_what_images_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let (image, image_layer) = make_image(&store, b"image");
+    store.tag(&r("image"), &image).unwrap();
+    let cached = store
+        .put_bytes(b"a layer only the build cache knows")
+        .unwrap();
+    let loose = store.put_bytes(b"a blob nothing knows").unwrap();
+    drop(store);
+    let store = Store::open(dir.path()).unwrap();
+    let (live, total) = store.usage().unwrap();
+    assert!(live.contains(&image.digest) && live.contains(&image_layer));
+    assert!(!live.contains(&cached.digest) && !live.contains(&loose.digest));
+    assert_eq!(live.len(), 3);
+    let on_disk: u64 = fs::read_dir(dir.path().join("content/blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    assert_eq!(total, on_disk);
+    let report = store
+        .gc_keeping(&std::iter::once(cached.digest).collect())
+        .unwrap();
+    assert_eq!(report.removed_blobs, 1);
+    assert!(store.has_blob(&cached.digest));
+    assert!(!store.has_blob(&loose.digest));
+    assert!(store.has_blob(&image_layer));
+}
+
+#[test]
 fn fsck_lists_corrupt_and_missing_blobs() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();

@@ -1,8 +1,9 @@
-//! Store subcommands: images, inspect, tag, rm, prune, fsck, save, export, load.
+//! Store subcommands: images, inspect, tag, rm, du, prune, fsck, save, export, load.
 //!
 //! All of them work on the store at `--root`, else `$KILN_ROOT`, else the
 //! default location (see `kiln_store::Store::default_root`).
 
+mod cache;
 mod show;
 
 use anyhow::{bail, Context};
@@ -54,10 +55,31 @@ pub enum StoreCommand {
         #[arg(required = true)]
         images: Vec<String>,
     },
-    /// Delete blobs no image uses, and work left behind by killed processes.
+    /// Show the build cache, record by record, and the store's size.
+    Du {
+        #[command(flatten)]
+        root: RootArg,
+        /// Full record ids and step texts.
+        #[arg(short, long)]
+        verbose: bool,
+    },
+    /// Delete build cache records as the flags select, then every blob no
+    /// image and no remaining record uses, and work left behind by killed
+    /// processes.
     Prune {
         #[command(flatten)]
         root: RootArg,
+        /// Delete the whole build cache.
+        #[arg(short, long)]
+        all: bool,
+        /// `until=DURATION`: delete build cache records not used for that
+        /// long (`until=24h`, `until=90m`).
+        #[arg(long, value_name = "FILTER")]
+        filter: Vec<String>,
+        /// Then delete least recently used records until the cache's layers
+        /// take at most this much (`10GB`, `512MB`; powers of 1024).
+        #[arg(long, value_name = "SIZE")]
+        keep_storage: Option<String>,
     },
     /// Check every blob's digest and that every image's blobs are present.
     Fsck {
@@ -157,22 +179,15 @@ pub fn run(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
             force,
             images,
         } => rm(&root.open()?, force, &images),
-        StoreCommand::Prune { root } => {
-            let report = root.open()?.gc()?;
-            println!(
-                "Deleted {} blobs; reclaimed {} ({} bytes)",
-                report.removed_blobs,
-                show::human_size(report.reclaimed_bytes),
-                report.reclaimed_bytes
-            );
-            if report.kept_in_flight > 0 {
-                println!(
-                    "Kept {} unused blobs that another kiln process may be about to use; \
-                     run `kiln prune` again when it has finished",
-                    report.kept_in_flight
-                );
-            }
-            Ok(ExitCode::SUCCESS)
+        StoreCommand::Du { root, verbose } => cache::du(&root.open()?, verbose),
+        StoreCommand::Prune {
+            root,
+            all,
+            filter,
+            keep_storage,
+        } => {
+            let filter = cache::prune_filter(all, &filter, keep_storage.as_deref())?;
+            cache::prune(&root.open()?, &filter)
         }
         StoreCommand::Fsck { root } => fsck(&root.open()?),
         StoreCommand::Save {
@@ -284,7 +299,10 @@ fn rm(store: &Store, force: bool, inputs: &[String]) -> anyhow::Result<ExitCode>
 }
 
 fn fsck(store: &Store) -> anyhow::Result<ExitCode> {
-    let report = store.fsck()?;
+    let mut report = store.fsck()?;
+    let (problems, notes) = cache::fsck(store)?;
+    report.problems.extend(problems);
+    report.notes.extend(notes);
     for note in &report.notes {
         println!("note: {note}");
     }

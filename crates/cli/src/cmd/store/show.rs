@@ -154,7 +154,7 @@ pub(super) fn human_size(bytes: u64) -> String {
 }
 
 /// "5 minutes ago", "3 days ago", … for an age in seconds.
-fn ago(secs: i64) -> String {
+pub(super) fn ago(secs: i64) -> String {
     let steps = [
         (365 * 86400, "year"),
         (30 * 86400, "month"),
