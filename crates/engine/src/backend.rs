@@ -17,7 +17,7 @@ mod error;
 pub use error::BuildError;
 
 use crate::base::Bases;
-use crate::cache::BuildCache;
+use crate::cache::{BuildCache, CacheExport, CacheLocation};
 use crate::events::{BuildEvent, EventSink};
 use crate::export::{self, Output};
 use crate::run::Exec;
@@ -187,6 +187,10 @@ pub struct BuildRequest {
     /// `--no-cache-filter`: stages (names or indexes) that take no step
     /// from the cache.
     pub no_cache_filter: Vec<String>,
+    /// `--cache-from`: shared caches whose steps this build may take.
+    pub cache_from: Vec<CacheLocation>,
+    /// `--cache-to`: shared caches the build's steps are written to.
+    pub cache_to: Vec<CacheExport>,
     /// `--pull`: check the registry for base images even when the store
     /// has them.
     pub pull: bool,
@@ -227,6 +231,8 @@ impl BuildRequest {
             pull: false,
             no_cache: false,
             no_cache_filter: Vec::new(),
+            cache_from: Vec::new(),
+            cache_to: Vec::new(),
             build_contexts: BTreeMap::new(),
             outputs: vec![Output::Image { push: false }],
             compression: Compression::default(),
@@ -365,8 +371,18 @@ impl NativeBackend {
                 source: e,
             })?;
         let exec = Exec::new(self.store.root(), req.runtime.clone());
-        let cache = BuildCache::open(self.store.root(), req.no_cache, req.no_cache_filter.clone())
-            .map_err(|e| BuildError::Request(format!("opening the build cache: {e}")))?;
+        let mut cache =
+            BuildCache::open(self.store.root(), req.no_cache, req.no_cache_filter.clone())
+                .map_err(|e| BuildError::Request(format!("opening the build cache: {e}")))?;
+        for location in &req.cache_from {
+            if let Err(message) = cache.import(location, &client, &self.store) {
+                events.send(BuildEvent::Warning {
+                    file: ast.file.clone(),
+                    line: 0,
+                    message,
+                });
+            }
+        }
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
@@ -388,6 +404,7 @@ impl NativeBackend {
             ssh: &req.ssh,
             warned: &Mutex::new(Vec::new()),
             cache: &cache,
+            client: &client,
         };
         let cancel = solver::Cancel::new(req.interrupt.clone());
         let solved = solver::solve(&plan.stages, &cancel, |stage, done, cancel| {
@@ -403,6 +420,14 @@ impl NativeBackend {
             .and_then(|s| done.remove(&s.index))
             .ok_or_else(|| BuildError::Request("the plan has no stages".into()))?;
         let image = export::write_image(&self.store, &target, &req.labels)?;
+        if !req.cache_to.is_empty() {
+            let stages = image_stages(&plan);
+            for to in &req.cache_to {
+                cache
+                    .export(to, &stages, &client, &self.store)
+                    .map_err(BuildError::Request)?;
+            }
+        }
         let tags = export::export(
             &self.store,
             &client,
@@ -421,6 +446,21 @@ impl NativeBackend {
             is_index: false,
         })
     }
+}
+
+/// The stages whose steps make the image: the target and the stages it
+/// is built on (`FROM` an earlier stage), what `--cache-to mode=min` keeps.
+fn image_stages(plan: &BuildPlan) -> Vec<usize> {
+    let mut out = Vec::new();
+    let mut next = plan.stages.last();
+    while let Some(stage) = next {
+        out.push(stage.index);
+        next = match stage.base {
+            Base::Stage(i) => plan.stages.iter().find(|s| s.index == i),
+            _ => None,
+        };
+    }
+    out
 }
 
 fn check_dir(dir: &Path, what: &str) -> Result<(), BuildError> {

@@ -83,7 +83,8 @@ pub enum BuildEvent {
     Warning {
         /// The Dockerfile's name.
         file: String,
-        /// The 1-based line the warning is about.
+        /// The 1-based line the warning is about; 0 for one about the build
+        /// as a whole (a `--cache-from` that cannot be read).
         line: usize,
         /// What to look at.
         message: String,

@@ -53,6 +53,9 @@ pub use backend::{
     BuildBackend, BuildError, BuildRequest, BuiltImage, Dockerfile, NamedContext, NativeBackend,
     SecretSource,
 };
-pub use cache::open_index as open_cache_index;
+pub use cache::{
+    open_index as open_cache_index, parse_cache_from, parse_cache_to, CacheExport, CacheLocation,
+    CacheMode, ARTIFACT_TYPE as CACHE_ARTIFACT_TYPE, CONFIG_MEDIA_TYPE as CACHE_CONFIG_MEDIA_TYPE,
+};
 pub use events::{BuildEvent, EventSink};
 pub use export::Output;

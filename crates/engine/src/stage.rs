@@ -64,6 +64,8 @@ pub(crate) struct StageContext<'a> {
     pub(crate) warned: &'a Mutex<Vec<String>>,
     /// The build cache.
     pub(crate) cache: &'a BuildCache,
+    /// The registry client, for `--cache-from` layers.
+    pub(crate) client: &'a kiln_registry::Client,
 }
 
 /// A finished stage.

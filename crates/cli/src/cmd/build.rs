@@ -61,6 +61,16 @@ pub struct BuildArgs {
     /// repeatable, or comma-separated.
     #[arg(long, value_name = "STAGE", value_delimiter = ',')]
     no_cache_filter: Vec<String>,
+    /// Take steps from a shared cache: `type=registry,ref=IMAGE`,
+    /// `type=local,src=DIR`, or just IMAGE; repeatable.
+    #[arg(long, value_name = "SPEC")]
+    cache_from: Vec<String>,
+    /// Write the build's steps to a shared cache:
+    /// `type=registry,ref=IMAGE[,mode=min|max]` or
+    /// `type=local,dest=DIR[,mode=min|max]` (min: the image's steps; max:
+    /// every stage's); repeatable.
+    #[arg(long, value_name = "SPEC")]
+    cache_to: Vec<String>,
     /// Check the registry for newer base images even when the store has them.
     #[arg(long)]
     pull: bool,
@@ -247,6 +257,14 @@ fn request(args: &BuildArgs) -> anyhow::Result<BuildRequest> {
     req.runtime = args.runtime.clone();
     req.no_cache = args.no_cache;
     req.no_cache_filter = args.no_cache_filter.clone();
+    for spec in &args.cache_from {
+        req.cache_from
+            .push(kiln_engine::parse_cache_from(spec).map_err(anyhow::Error::msg)?);
+    }
+    for spec in &args.cache_to {
+        req.cache_to
+            .push(kiln_engine::parse_cache_to(spec).map_err(anyhow::Error::msg)?);
+    }
     req.compression = Compression::parse(&args.compression, args.compression_level.as_deref())?;
     req.source_date_epoch = match args.source_date_epoch {
         Some(e) => Some(e),
@@ -361,6 +379,9 @@ impl Progress {
                 if let Some((n, _)) = s.running.get(&(stage, index)) {
                     eprintln!("#{n} cache miss: {reason}");
                 }
+            }
+            BuildEvent::Warning { line, message, .. } if line == 0 => {
+                eprintln!("warning: {message}")
             }
             BuildEvent::Warning {
                 file,

@@ -11,13 +11,24 @@
 //! `--checksum` or of a git repository is never cached, since only the
 //! download says what it holds.
 
+mod remote;
+
+pub use remote::{
+    parse_cache_from, parse_cache_to, CacheExport, CacheLocation, CacheMode, ARTIFACT_TYPE,
+    CONFIG_MEDIA_TYPE,
+};
+
 use crate::copy::paths::{go_match, split_wildcards};
-use kiln_cache::{Cache, KeyBuilder, Record, SourceHasher, StatSession};
+use kiln_cache::{Cache, KeyBuilder, Layer, Record, SourceHasher, StatSession};
 use kiln_frontend::dockerignore::Matcher;
 use kiln_oci::Digest;
+use kiln_registry::Client;
+use kiln_store::Store;
+use remote::Imported;
 use std::collections::BTreeMap;
 use std::io;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Mutex;
 
 /// Opens the build cache index of the store at `store_root`, where every
 /// build of that store records its steps (`KILN_ROOT/cache/index.db`), for
@@ -34,6 +45,11 @@ pub(crate) struct BuildCache {
     no_cache: bool,
     /// `--no-cache-filter`: stages (names or indexes) never taken from it.
     no_cache_filter: Vec<String>,
+    /// The `--cache-from` caches that could be read.
+    imported: Vec<Imported>,
+    /// Every step this build took or made: (stage index, key, record), for
+    /// `--cache-to`.
+    used: Mutex<Vec<(usize, Digest, Record)>>,
 }
 
 /// The most source entries a shape record keeps to say which file changed.
@@ -51,7 +67,61 @@ impl BuildCache {
             cache,
             no_cache,
             no_cache_filter,
+            imported: Vec::new(),
+            used: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Reads a `--cache-from` cache (its records, no layer); a cache that
+    /// cannot be read is only a warning, as in BuildKit, since the build
+    /// can go on without it.
+    pub(crate) fn import(
+        &mut self,
+        location: &CacheLocation,
+        client: &Client,
+        store: &Store,
+    ) -> Result<(), String> {
+        let imported = remote::import(location, client, store)
+            .map_err(|e| format!("cannot read the cache {location}: {e}"))?;
+        self.imported.push(imported);
+        Ok(())
+    }
+
+    /// Notes that the build took or made `key` in stage `stage`.
+    pub(crate) fn used(&self, stage: usize, key: Digest, record: &Record) {
+        let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        used.push((stage, key, record.clone()));
+    }
+
+    /// Writes the steps of `stages` (every stage for `mode=max`) to the
+    /// `--cache-to` cache.
+    pub(crate) fn export(
+        &self,
+        export: &CacheExport,
+        stages: &[usize],
+        client: &Client,
+        store: &Store,
+    ) -> Result<(), String> {
+        let used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        let records: Vec<(Digest, Record)> = used
+            .iter()
+            .filter(|(stage, _, _)| export.mode == CacheMode::Max || stages.contains(stage))
+            .map(|(_, key, record)| (*key, record.clone()))
+            .collect();
+        remote::export(export, client, store, &records)
+            .map_err(|e| format!("cannot write the cache {}: {e}", export.location))
+    }
+
+    /// Makes sure `layer` is in the store, fetching it from a `--cache-from`
+    /// cache that has it; false when none can.
+    pub(crate) fn ensure_layer(&self, client: &Client, store: &Store, layer: &Layer) -> bool {
+        if store.has_blob(&layer.digest) {
+            return true;
+        }
+        self.imported
+            .iter()
+            .filter(|i| i.has_layer(&layer.digest))
+            .any(|i| remote::fetch_layer(i, client, store, layer).is_ok())
     }
 
     /// Why the stage named `name` (index `index`) may not use the cache.
@@ -66,8 +136,21 @@ impl BuildCache {
         hit.then_some("--no-cache-filter names this stage")
     }
 
-    /// The record for `key`; a broken index only costs the hit.
-    pub(crate) fn get(&self, key: &Digest) -> Option<Record> {
+    /// The record for `key`, from the local index or else (with `true`) a
+    /// `--cache-from` cache; a broken index only costs the hit.
+    pub(crate) fn get(&self, key: &Digest) -> Option<(Record, bool)> {
+        if let Some(r) = self.cache.get(key).ok().flatten() {
+            return Some((r, false));
+        }
+        self.imported
+            .iter()
+            .find_map(|i| i.get(key).cloned())
+            .map(|r| (r, true))
+    }
+
+    /// The record for `key` in the local index only (the shape records
+    /// that say what changed are never shared).
+    pub(crate) fn get_local(&self, key: &Digest) -> Option<Record> {
         self.cache.get(key).ok().flatten()
     }
 

@@ -71,18 +71,24 @@ impl State {
         }
         .finish();
         let disabled = ctx.cache.disabled_for(stage.name.as_deref(), stage.index);
-        let record = ctx.cache.get(&full);
-        if let (None, Some(record)) = (disabled, &record) {
-            if !makes_layer {
+        let found = ctx.cache.get(&full);
+        if let (None, Some((record, remote))) = (disabled, &found) {
+            let taken = if makes_layer {
+                self.replay(ctx, step, record)?
+            } else {
                 self.step(ctx, stage, step, index, done, cancel)?;
-                self.took(full, record);
-                return Ok(true);
-            }
-            if self.replay(ctx, step, record)? {
+                true
+            };
+            if taken {
+                if *remote {
+                    ctx.cache.put(&full, record);
+                }
+                ctx.cache.used(stage.index, full, record);
                 self.took(full, record);
                 return Ok(true);
             }
         }
+        let record = found.map(|(r, _)| r);
         let reason = match (disabled, &record) {
             (Some(why), _) => why.to_string(),
             (None, Some(_)) => "its layer is no longer in the store".to_string(),
@@ -119,6 +125,7 @@ impl State {
             metadata: self.last_created_by().into_bytes(),
         };
         ctx.cache.put(&full, &record);
+        ctx.cache.used(stage.index, full, &record);
         if let Some((_, listed)) = &key.sources {
             let shape = Record {
                 layer: None,
@@ -151,7 +158,7 @@ impl State {
         let Some(layer) = &record.layer else {
             return Ok(false);
         };
-        if !ctx.store.has_blob(&layer.digest) {
+        if !ctx.cache.ensure_layer(ctx.client, ctx.store, layer) {
             return Ok(false);
         }
         let line = step.command.start_line;
@@ -197,7 +204,7 @@ impl State {
         };
         match ctx
             .cache
-            .get(&shape_key(&key.shape))
+            .get_local(&shape_key(&key.shape))
             .and_then(|r| what_changed(&r.metadata, listed))
         {
             Some(change) => format!("{}: {change}", short(&step.command.to_string())),

@@ -1,0 +1,492 @@
+//! Sharing the build cache between machines: `--cache-to` writes a build's
+//! step records and their layers to a registry or an OCI layout directory;
+//! `--cache-from` reads them back, and a step found there takes only its
+//! own layer, fetched when the step is replayed.
+//!
+//! The format is kiln's own: an OCI image manifest whose `artifactType`
+//! is [`ARTIFACT_TYPE`], whose config (media type [`CONFIG_MEDIA_TYPE`])
+//! lists the records by step key, and whose layers are the layers those
+//! records name, so that a registry keeps them and a push skips the ones
+//! it already has, as for an image. BuildKit's cache manifests describe its
+//! LLB graph, which kiln's keys do not follow, so neither tool could use
+//! the other's records; kiln does not pretend to.
+
+use kiln_cache::{Layer, Record};
+use kiln_oci::reference::Reference;
+use kiln_oci::Digest;
+use kiln_registry::{BlobDir, Client, PushOptions};
+use kiln_store::{media_type, Descriptor, Store};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// The `artifactType` of a kiln cache manifest.
+pub const ARTIFACT_TYPE: &str = "application/vnd.kiln.cache.v1";
+/// The media type of its config: the records.
+pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.kiln.cache.config.v1+json";
+
+/// Where a shared cache lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CacheLocation {
+    /// A manifest in a registry (`type=registry,ref=…`).
+    Registry(Reference),
+    /// An OCI image layout directory (`type=local,dest=…` or `src=…`).
+    Local(PathBuf),
+}
+
+impl std::fmt::Display for CacheLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CacheLocation::Registry(r) => write!(f, "{r}"),
+            CacheLocation::Local(dir) => write!(f, "{}", dir.display()),
+        }
+    }
+}
+
+/// Which steps `--cache-to` writes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CacheMode {
+    /// The steps of the image built: the target stage and the stages it is
+    /// built on (`FROM` another stage).
+    #[default]
+    Min,
+    /// Every step of the build, other stages' included.
+    Max,
+}
+
+/// A `--cache-to`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CacheExport {
+    /// Where to write.
+    pub location: CacheLocation,
+    /// What to write.
+    pub mode: CacheMode,
+}
+
+/// Parses `--cache-to` as buildx does: `type=registry,ref=R[,mode=min|max]`
+/// or `type=local,dest=DIR[,mode=…]`.
+pub fn parse_cache_to(spec: &str) -> Result<CacheExport, String> {
+    let fields = fields(spec, "--cache-to")?;
+    let mut mode = CacheMode::Min;
+    if let Some(m) = fields.get("mode") {
+        mode = match m.as_str() {
+            "min" => CacheMode::Min,
+            "max" => CacheMode::Max,
+            _ => {
+                return Err(format!(
+                    "--cache-to {spec}: mode must be min or max, not {m:?}"
+                ))
+            }
+        };
+    }
+    let location = location(spec, "--cache-to", &fields, "dest")?;
+    for key in fields.keys() {
+        if ![
+            "type",
+            "ref",
+            "dest",
+            "mode",
+            "compression",
+            "oci-mediatypes",
+            "ignore-error",
+        ]
+        .contains(&key.as_str())
+        {
+            return Err(format!("--cache-to {spec}: unknown attribute {key:?}"));
+        }
+    }
+    Ok(CacheExport { location, mode })
+}
+
+/// Parses `--cache-from`: `type=registry,ref=R`, `type=local,src=DIR`, or
+/// a bare image reference (a registry cache, as buildx takes it).
+pub fn parse_cache_from(spec: &str) -> Result<CacheLocation, String> {
+    if !spec.contains('=') {
+        return Reference::parse(spec)
+            .map(CacheLocation::Registry)
+            .map_err(|e| format!("--cache-from {spec}: {e}"));
+    }
+    let fields = fields(spec, "--cache-from")?;
+    for key in fields.keys() {
+        if !["type", "ref", "src"].contains(&key.as_str()) {
+            return Err(format!("--cache-from {spec}: unknown attribute {key:?}"));
+        }
+    }
+    location(spec, "--cache-from", &fields, "src")
+}
+
+fn fields(spec: &str, flag: &str) -> Result<HashMap<String, String>, String> {
+    let mut out = HashMap::new();
+    for part in spec.split(',') {
+        let Some((k, v)) = part.split_once('=') else {
+            return Err(format!("{flag} {spec}: {part:?} is not KEY=VALUE"));
+        };
+        out.insert(k.trim().to_string(), v.trim().to_string());
+    }
+    Ok(out)
+}
+
+fn location(
+    spec: &str,
+    flag: &str,
+    fields: &HashMap<String, String>,
+    dir_key: &str,
+) -> Result<CacheLocation, String> {
+    let missing = |key: &str| format!("{flag} {spec}: type={} needs {key}=", fields["type"]);
+    match fields.get("type").map(String::as_str) {
+        Some("registry") => {
+            let r = fields.get("ref").ok_or_else(|| missing("ref"))?;
+            Reference::parse(r)
+                .map(CacheLocation::Registry)
+                .map_err(|e| format!("{flag} {spec}: {e}"))
+        }
+        Some("local") => fields
+            .get(dir_key)
+            .map(|d| CacheLocation::Local(PathBuf::from(d)))
+            .ok_or_else(|| missing(dir_key)),
+        Some(other @ ("inline" | "gha" | "s3" | "azblob")) => Err(format!(
+            "{flag} {spec}: NotSupported: kiln shares its cache through type=registry or type=local, not type={other}"
+        )),
+        Some(other) => Err(format!(
+            "{flag} {spec}: unknown type {other:?}; use type=registry or type=local"
+        )),
+        None => Err(format!("{flag} {spec}: give type=registry or type=local")),
+    }
+}
+
+/// The config blob.
+#[derive(Serialize, Deserialize)]
+struct CacheConfig {
+    version: u32,
+    records: Vec<RecordJson>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct RecordJson {
+    key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    layer: Option<LayerJson>,
+    created: String,
+    description: String,
+    metadata: String,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LayerJson {
+    digest: String,
+    media_type: String,
+    size: u64,
+    diff_id: String,
+}
+
+/// A cache read with `--cache-from`.
+pub(crate) struct Imported {
+    location: CacheLocation,
+    records: HashMap<Digest, Record>,
+}
+
+impl Imported {
+    /// The record for `key`, if this cache has one.
+    pub(crate) fn get(&self, key: &Digest) -> Option<&Record> {
+        self.records.get(key)
+    }
+
+    /// Whether a record here names `layer`, so it can be fetched from here.
+    pub(crate) fn has_layer(&self, layer: &Digest) -> bool {
+        self.records
+            .values()
+            .any(|r| r.layer.as_ref().is_some_and(|l| l.digest == *layer))
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))
+}
+
+/// Reads the records of the cache at `location`: only its manifest and
+/// config, never a layer.
+pub(crate) fn import(
+    location: &CacheLocation,
+    client: &Client,
+    store: &Store,
+) -> Result<Imported, String> {
+    let config = match location {
+        CacheLocation::Registry(r) => {
+            let rt = runtime()?;
+            let (_, bytes) = rt
+                .block_on(client.fetch_manifest(r))
+                .map_err(|e| e.to_string())?;
+            let config = config_of(&bytes)?;
+            rt.block_on(client.fetch_blob(store, r, &config))
+                .map_err(|e| e.to_string())?;
+            store.read_blob(&config.digest).map_err(|e| e.to_string())?
+        }
+        CacheLocation::Local(dir) => {
+            let index = read(&dir.join("index.json"))?;
+            let index: serde_json::Value = serde_json::from_slice(&index)
+                .map_err(|e| format!("{}/index.json is not an OCI index: {e}", dir.display()))?;
+            let digest = index["manifests"][0]["digest"]
+                .as_str()
+                .and_then(|d| d.parse::<Digest>().ok())
+                .ok_or_else(|| format!("{}/index.json names no manifest", dir.display()))?;
+            let bytes = read_verified(dir, &digest)?;
+            read_verified(dir, &config_of(&bytes)?.digest)?
+        }
+    };
+    let config: CacheConfig = serde_json::from_slice(&config)
+        .map_err(|e| format!("the cache config is not kiln's: {e}"))?;
+    if config.version != 1 {
+        return Err(format!(
+            "the cache has format version {}; this kiln reads version 1",
+            config.version
+        ));
+    }
+    let mut records = HashMap::new();
+    for r in config.records {
+        let bad = |what: &str| format!("the cache config has a bad {what} in record {}", r.key);
+        let key: Digest = r.key.parse().map_err(|_| bad("key"))?;
+        let layer = match r.layer {
+            None => None,
+            Some(l) => Some(Layer {
+                digest: l.digest.parse().map_err(|_| bad("layer digest"))?,
+                media_type: l.media_type,
+                size: l.size,
+                diff_id: l.diff_id.parse().map_err(|_| bad("diff id"))?,
+            }),
+        };
+        records.insert(
+            key,
+            Record {
+                layer,
+                created: r.created,
+                description: r.description,
+                metadata: r.metadata.into_bytes(),
+            },
+        );
+    }
+    Ok(Imported {
+        location: location.clone(),
+        records,
+    })
+}
+
+/// The config descriptor of a cache manifest, checked to be kiln's.
+fn config_of(manifest: &[u8]) -> Result<Descriptor, String> {
+    let m: serde_json::Value = serde_json::from_slice(manifest)
+        .map_err(|e| format!("the cache manifest is not JSON: {e}"))?;
+    let config: Descriptor = serde_json::from_value(m["config"].clone())
+        .map_err(|e| format!("the cache manifest has no config: {e}"))?;
+    if config.media_type != CONFIG_MEDIA_TYPE {
+        return Err(format!(
+            "it is not a kiln build cache (its config is {}, not {CONFIG_MEDIA_TYPE})",
+            config.media_type
+        ));
+    }
+    Ok(config)
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))
+}
+
+fn blob_path(dir: &Path, digest: &Digest) -> PathBuf {
+    dir.join("blobs").join("sha256").join(digest.hex())
+}
+
+fn read_verified(dir: &Path, digest: &Digest) -> Result<Vec<u8>, String> {
+    let path = blob_path(dir, digest);
+    let bytes = read(&path)?;
+    let actual = Digest::of(&bytes);
+    if actual != *digest {
+        return Err(format!(
+            "{} has digest {actual}, not {digest}: the cache is corrupt",
+            path.display()
+        ));
+    }
+    Ok(bytes)
+}
+
+/// Puts `layer` into the store from the imported cache: downloaded from
+/// the registry, or copied (and verified) from the layout directory.
+pub(crate) fn fetch_layer(
+    imported: &Imported,
+    client: &Client,
+    store: &Store,
+    layer: &Layer,
+) -> Result<(), String> {
+    let desc = Descriptor::new(&layer.media_type, layer.digest, layer.size);
+    match &imported.location {
+        CacheLocation::Registry(r) => {
+            runtime()?
+                .block_on(client.fetch_blob(store, r, &desc))
+                .map_err(|e| e.to_string())?;
+        }
+        CacheLocation::Local(dir) => {
+            let path = blob_path(dir, &layer.digest);
+            let mut src = std::fs::File::open(&path)
+                .map_err(|e| format!("reading {}: {e}", path.display()))?;
+            let mut w = store.ingest().map_err(|e| e.to_string())?;
+            std::io::copy(&mut src, &mut w)
+                .map_err(|e| format!("reading {}: {e}", path.display()))?;
+            w.commit(Some(layer.digest)).map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes `records` (and the layers they name, from the store) to the
+/// cache `export` names. Records whose layer is not in the store are left
+/// out.
+pub(crate) fn export(
+    export: &CacheExport,
+    client: &Client,
+    store: &Store,
+    records: &[(Digest, Record)],
+) -> Result<(), String> {
+    let mut layers: Vec<Descriptor> = Vec::new();
+    let mut json = Vec::new();
+    for (key, r) in records {
+        if let Some(l) = &r.layer {
+            if !store.has_blob(&l.digest) {
+                continue;
+            }
+            if !layers.iter().any(|d| d.digest == l.digest) {
+                layers.push(Descriptor::new(&l.media_type, l.digest, l.size));
+            }
+        }
+        json.push(RecordJson {
+            key: key.to_string(),
+            layer: r.layer.as_ref().map(|l| LayerJson {
+                digest: l.digest.to_string(),
+                media_type: l.media_type.clone(),
+                size: l.size,
+                diff_id: l.diff_id.to_string(),
+            }),
+            created: r.created.clone(),
+            description: r.description.clone(),
+            metadata: String::from_utf8_lossy(&r.metadata).into_owned(),
+        });
+    }
+    let config = serde_json::to_vec(&CacheConfig {
+        version: 1,
+        records: json,
+    })
+    .expect("the cache config serializes");
+    let err = |e: kiln_store::Error| e.to_string();
+    let config = store.put_bytes(&config).map_err(err)?;
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": media_type::OCI_MANIFEST,
+        "artifactType": ARTIFACT_TYPE,
+        "config": Descriptor::new(CONFIG_MEDIA_TYPE, config.digest, config.size),
+        "layers": layers,
+    });
+    let manifest = serde_json::to_vec(&manifest).expect("the cache manifest serializes");
+    let info = store.put_bytes(&manifest).map_err(err)?;
+    let desc = Descriptor::new(media_type::OCI_MANIFEST, info.digest, info.size);
+    match &export.location {
+        CacheLocation::Registry(r) => {
+            runtime()?
+                .block_on(client.push(&BlobDir::of_store(store), &desc, r, &PushOptions::default()))
+                .map_err(|e| e.to_string())?;
+        }
+        CacheLocation::Local(dir) => {
+            let blobs = dir.join("blobs").join("sha256");
+            std::fs::create_dir_all(&blobs)
+                .map_err(|e| format!("creating {}: {e}", blobs.display()))?;
+            let all = layers
+                .iter()
+                .map(|l| l.digest)
+                .chain([config.digest, info.digest]);
+            for digest in all {
+                let to = blob_path(dir, &digest);
+                if to.is_file() {
+                    continue;
+                }
+                let tmp = to.with_extension("tmp");
+                std::fs::copy(store.blob_path(&digest), &tmp)
+                    .and_then(|_| std::fs::rename(&tmp, &to))
+                    .map_err(|e| format!("writing {}: {e}", to.display()))?;
+            }
+            write_atomic(
+                &dir.join("oci-layout"),
+                br#"{"imageLayoutVersion":"1.0.0"}"#,
+            )?;
+            let index = serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": media_type::OCI_INDEX,
+                "manifests": [{
+                    "mediaType": media_type::OCI_MANIFEST,
+                    "artifactType": ARTIFACT_TYPE,
+                    "digest": info.digest.to_string(),
+                    "size": info.size,
+                }],
+            });
+            write_atomic(
+                &dir.join("index.json"),
+                &serde_json::to_vec_pretty(&index).expect("the index serializes"),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    let tmp = path.with_extension("tmp");
+    std::fs::File::create(&tmp)
+        .and_then(|mut f| f.write_all(bytes).and_then(|_| f.sync_all()))
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .map_err(|e| format!("writing {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_to_and_from_parse_as_buildx_takes_them() {
+        let e = parse_cache_to("type=registry,ref=localhost:5000/app:cache,mode=max").unwrap();
+        assert_eq!(e.mode, CacheMode::Max);
+        assert_eq!(
+            e.location,
+            CacheLocation::Registry(Reference::parse("localhost:5000/app:cache").unwrap())
+        );
+        let e = parse_cache_to("type=local,dest=/tmp/c").unwrap();
+        assert_eq!(
+            (e.location, e.mode),
+            (CacheLocation::Local("/tmp/c".into()), CacheMode::Min)
+        );
+        assert_eq!(
+            parse_cache_from("type=local,src=/tmp/c").unwrap(),
+            CacheLocation::Local("/tmp/c".into())
+        );
+        assert_eq!(
+            parse_cache_from("localhost:5000/app:cache").unwrap(),
+            CacheLocation::Registry(Reference::parse("localhost:5000/app:cache").unwrap())
+        );
+        assert_eq!(
+            parse_cache_to("type=local,dest=d,mode=all").unwrap_err(),
+            "--cache-to type=local,dest=d,mode=all: mode must be min or max, not \"all\""
+        );
+        assert_eq!(
+            parse_cache_to("type=local").unwrap_err(),
+            "--cache-to type=local: type=local needs dest="
+        );
+        assert_eq!(
+            parse_cache_from("type=local,dest=x").unwrap_err(),
+            "--cache-from type=local,dest=x: unknown attribute \"dest\""
+        );
+        assert!(parse_cache_to("type=gha").unwrap_err().contains(
+            "NotSupported: kiln shares its cache through type=registry or type=local, not type=gha"
+        ));
+        assert_eq!(
+            parse_cache_from("type=ftp,src=x").unwrap_err(),
+            "--cache-from type=ftp,src=x: unknown type \"ftp\"; use type=registry or type=local"
+        );
+    }
+}
