@@ -91,7 +91,10 @@ fn a_local_cache_gives_a_clean_store_every_step_of_the_image() {
     // An OCI layout holding one kiln cache manifest.
     let index: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
-    assert_eq!(index["manifests"][0]["artifactType"], kiln_engine::CACHE_ARTIFACT_TYPE);
+    assert_eq!(
+        index["manifests"][0]["artifactType"],
+        kiln_engine::CACHE_ARTIFACT_TYPE
+    );
     assert!(dir.join("oci-layout").is_file());
 
     // Another machine: a clean store, the same context elsewhere.

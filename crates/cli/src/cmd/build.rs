@@ -380,7 +380,9 @@ impl Progress {
                     eprintln!("#{n} cache miss: {reason}");
                 }
             }
-            BuildEvent::Warning { line, message, .. } if line == 0 => {
+            BuildEvent::Warning {
+                line: 0, message, ..
+            } => {
                 eprintln!("warning: {message}")
             }
             BuildEvent::Warning {
