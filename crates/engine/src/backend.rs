@@ -305,7 +305,20 @@ impl BuildBackend for NativeBackend {
 
     fn build(&self, req: &BuildRequest, events: &EventSink) -> Result<BuiltImage, BuildError> {
         let started = Instant::now();
-        let result = self.run(req, events).map(|mut built| {
+        let mut result = self.run(req, events);
+        if let (Err(BuildError::CacheLayer(why)), false) = (&result, req.cache_from.is_empty()) {
+            // Its records were taken before its layer turned out missing
+            // or corrupt: without the cache, those steps run.
+            events.send(BuildEvent::Warning {
+                file: req.dockerfile.name.clone(),
+                line: 0,
+                message: format!("{why}; building again without --cache-from"),
+            });
+            let mut again = req.clone();
+            again.cache_from.clear();
+            result = self.run(&again, events);
+        }
+        let result = result.map(|mut built| {
             built.build_time = started.elapsed();
             built
         });
@@ -414,11 +427,23 @@ impl NativeBackend {
             return Err(BuildError::Interrupted);
         }
         let mut done = solved?;
-        let target = plan
+        let mut target = plan
             .stages
             .last()
             .and_then(|s| done.remove(&s.index))
             .ok_or_else(|| BuildError::Request("the plan has no stages".into()))?;
+        for layer in &target.layers {
+            cache
+                .ensure_blob(&client, &self.store, layer)
+                .map_err(BuildError::CacheLayer)?;
+        }
+        if req
+            .outputs
+            .iter()
+            .any(|o| matches!(o, Output::Local { .. } | Output::Tar { .. }))
+        {
+            std::sync::Arc::make_mut(&mut target).fs.catch_up(&ctx)?;
+        }
         let image = export::write_image(&self.store, &target, &req.labels)?;
         if !req.cache_to.is_empty() {
             let stages = image_stages(&plan);

@@ -67,6 +67,9 @@ pub enum BuildEvent {
         index: usize,
         /// Why.
         reason: String,
+        /// Whether the miss is what the user would expect anyway (a first
+        /// build, `--no-cache`), which progress displays need not show.
+        expected: bool,
     },
     /// A stage finished.
     StageComplete {

@@ -197,6 +197,7 @@ pub(crate) fn export(
                 })?;
                 target
                     .fs
+                    .indexed()
                     .extract(store, "/", dest)
                     .map_err(|e| BuildError::Request(format!("writing {}: {e}", dest.display())))?;
             }
@@ -244,6 +245,7 @@ fn rootfs_tar(
         .map_err(out_err)?;
     target
         .fs
+        .indexed()
         .extract(store, "/", tmp.path())
         .map_err(|e| BuildError::Request(format!("writing {}: {e}", dest.display())))?;
     let entries = entries_from_dir(tmp.path()).map_err(out_err)?;

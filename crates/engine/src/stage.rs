@@ -11,7 +11,10 @@
 mod cached;
 mod config;
 mod copy_step;
+mod lazy_fs;
 mod run_step;
+
+pub(crate) use lazy_fs::LazyFs;
 
 pub(crate) use config::with_labels;
 
@@ -72,7 +75,7 @@ pub(crate) struct StageContext<'a> {
 #[derive(Clone, Debug)]
 pub(crate) struct StageOutput {
     /// Its file system.
-    pub(crate) fs: ImageFs,
+    pub(crate) fs: LazyFs,
     /// Its config, with `created` set.
     pub(crate) config: ImageConfig,
     /// Its layers, the base's included, bottom first.
@@ -88,7 +91,7 @@ pub(crate) struct StageOutput {
 
 /// A stage in progress.
 struct State {
-    fs: ImageFs,
+    fs: LazyFs,
     builder: ConfigBuilder,
     layers: Vec<Descriptor>,
     args: Vec<String>,
@@ -163,7 +166,7 @@ pub(crate) fn run(
     });
     let (fs, base_config, layers, args, base_key, base_created) = match &stage.base {
         Base::Scratch => (
-            ImageFs::empty(),
+            LazyFs::empty(),
             config::scratch(&stage.platform),
             Vec::new(),
             Vec::new(),
@@ -202,14 +205,7 @@ pub(crate) fn run(
                     Some(name),
                 )
             })?;
-            let fs = ImageFs::open(ctx.store, &image.layers).map_err(|e| {
-                ctx.error_at(
-                    stage.line,
-                    ErrorKind::Io,
-                    format!("base image {name}: {e}"),
-                    Some(name),
-                )
-            })?;
+            let fs = LazyFs::of_layers(image.layers.clone());
             let layers: Vec<String> = image.layers.iter().map(|l| l.digest.to_string()).collect();
             let key = KeyBuilder::new("image")
                 .field(
@@ -282,6 +278,15 @@ impl State {
         cancel: &Cancel,
     ) -> Result<(), BuildError> {
         let line = step.command.start_line;
+        if matches!(
+            step.command.instruction,
+            Instruction::Workdir(_)
+                | Instruction::Copy(_)
+                | Instruction::Add(_)
+                | Instruction::Run(_)
+        ) {
+            self.fs.catch_up(ctx)?;
+        }
         let b = &mut self.builder;
         match &step.command.instruction {
             Instruction::Env(i) => b.env(&pairs(&i.pairs)),
@@ -350,6 +355,7 @@ impl State {
         let fail = |m: String| ctx.error_at(line, ErrorKind::Io, m, None);
         let resolved = self
             .fs
+            .indexed()
             .resolve(&abs, true)
             .map_err(|e| fail(format!("WORKDIR {abs}: {e}")))?;
         let (uid, gid) = self
@@ -361,7 +367,7 @@ impl State {
         for part in resolved.split('/').filter(|p| !p.is_empty()) {
             prefix.push('/');
             prefix.push_str(part);
-            match self.fs.lookup(&prefix) {
+            match self.fs.indexed().lookup(&prefix) {
                 Some(e) if matches!(e.kind, FsKind::Dir) => {}
                 Some(_) => {
                     return Err(fail(format!(
@@ -379,7 +385,7 @@ impl State {
         // Only directories this step creates, with their existing parents,
         // belong in its layer; when there are none the layer is empty, as
         // BuildKit's is.
-        let entries = with_parents(&self.fs, entries);
+        let entries = with_parents(self.fs.indexed(), entries);
         let layer = self.write_layer(ctx, line, entries)?;
         self.builder.workdir(&abs, Some(layer.diff_id));
         Ok(())
@@ -405,7 +411,7 @@ impl State {
             Some((n, g)) => (n, Some(g)),
             None => (user.as_str(), None),
         };
-        let (uid, primary) = match self.fs.lookup_user(name) {
+        let (uid, primary) = match self.fs.indexed().lookup_user(name) {
             Ok(ids) => ids,
             Err(e) => match name.parse::<u32>() {
                 Ok(uid) => (uid, 0),
@@ -414,7 +420,7 @@ impl State {
         };
         let gid = match group {
             None => primary,
-            Some(g) => match self.fs.lookup_group(g) {
+            Some(g) => match self.fs.indexed().lookup_group(g) {
                 Ok(gid) => gid,
                 Err(e) => g
                     .parse::<u32>()
@@ -442,9 +448,9 @@ impl State {
             .map_err(|e| ctx.error_at(line, ErrorKind::Io, e.to_string(), None))?;
         writer.commit(Some(layer.digest))?;
         let desc = Descriptor::new(layer.media_type, layer.digest, layer.size);
-        self.fs
-            .push_layer(ctx.store, &desc)
-            .map_err(|e| ctx.error_at(line, ErrorKind::Io, e.to_string(), None))?;
+        // Indexed when a later step reads it, which saves reading back a
+        // layer no step looks at.
+        self.fs.push(desc.clone());
         self.layers.push(desc);
         Ok(layer)
     }

@@ -375,11 +375,13 @@ impl Progress {
                 stage,
                 index,
                 reason,
+                expected: false,
             } => {
                 if let Some((n, _)) = s.running.get(&(stage, index)) {
                     eprintln!("#{n} cache miss: {reason}");
                 }
             }
+            BuildEvent::CacheMiss { .. } => {}
             BuildEvent::Warning {
                 line: 0, message, ..
             } => {

@@ -28,6 +28,10 @@ pub enum BuildError {
         /// The error.
         source: std::io::Error,
     },
+    /// A layer that a `--cache-from` cache named could not be fetched from
+    /// it (gone, or corrupt); the build is tried again without the cache.
+    #[error("{0}")]
+    CacheLayer(String),
     /// The feature is known but this backend cannot do it.
     #[error("{0}")]
     NotSupported(String),

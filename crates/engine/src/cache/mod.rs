@@ -19,11 +19,11 @@ pub use remote::{
 };
 
 use crate::copy::paths::{go_match, split_wildcards};
-use kiln_cache::{Cache, KeyBuilder, Layer, Record, SourceHasher, StatSession};
+use kiln_cache::{Cache, KeyBuilder, Record, SourceHasher, StatSession};
 use kiln_frontend::dockerignore::Matcher;
 use kiln_oci::Digest;
 use kiln_registry::Client;
-use kiln_store::Store;
+use kiln_store::{Descriptor, Store};
 use remote::Imported;
 use std::collections::BTreeMap;
 use std::io;
@@ -112,16 +112,37 @@ impl BuildCache {
             .map_err(|e| format!("cannot write the cache {}: {e}", export.location))
     }
 
+    /// Whether blob `digest` is in the store or a `--cache-from` cache.
+    pub(crate) fn can_get(&self, store: &Store, digest: &Digest) -> bool {
+        store.has_blob(digest) || self.imported.iter().any(|i| i.has_layer(digest))
+    }
+
     /// Makes sure `layer` is in the store, fetching it from a `--cache-from`
-    /// cache that has it; false when none can.
-    pub(crate) fn ensure_layer(&self, client: &Client, store: &Store, layer: &Layer) -> bool {
+    /// cache that has it; the error says why none could.
+    pub(crate) fn ensure_blob(
+        &self,
+        client: &Client,
+        store: &Store,
+        layer: &Descriptor,
+    ) -> Result<(), String> {
         if store.has_blob(&layer.digest) {
-            return true;
+            return Ok(());
         }
-        self.imported
-            .iter()
-            .filter(|i| i.has_layer(&layer.digest))
-            .any(|i| remote::fetch_layer(i, client, store, layer).is_ok())
+        let mut why = Vec::new();
+        for i in self.imported.iter().filter(|i| i.has_layer(&layer.digest)) {
+            match remote::fetch_layer(i, client, store, layer) {
+                Ok(()) => return Ok(()),
+                Err(e) => why.push(format!("from {}: {e}", i.location())),
+            }
+        }
+        if why.is_empty() {
+            why.push("it is not in the store, nor in any --cache-from cache".into());
+        }
+        Err(format!(
+            "cannot get layer {}: {}",
+            layer.digest,
+            why.join("; ")
+        ))
     }
 
     /// Why the stage named `name` (index `index`) may not use the cache.

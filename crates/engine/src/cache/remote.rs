@@ -193,6 +193,11 @@ impl Imported {
         self.records.get(key)
     }
 
+    /// Where the cache is.
+    pub(crate) fn location(&self) -> &CacheLocation {
+        &self.location
+    }
+
     /// Whether a record here names `layer`, so it can be fetched from here.
     pub(crate) fn has_layer(&self, layer: &Digest) -> bool {
         self.records
@@ -317,13 +322,12 @@ pub(crate) fn fetch_layer(
     imported: &Imported,
     client: &Client,
     store: &Store,
-    layer: &Layer,
+    layer: &Descriptor,
 ) -> Result<(), String> {
-    let desc = Descriptor::new(&layer.media_type, layer.digest, layer.size);
     match &imported.location {
         CacheLocation::Registry(r) => {
             runtime()?
-                .block_on(client.fetch_blob(store, r, &desc))
+                .block_on(client.fetch_blob(store, r, layer))
                 .map_err(|e| e.to_string())?;
         }
         CacheLocation::Local(dir) => {

@@ -19,6 +19,9 @@ use kiln_oci::Digest;
 use kiln_store::Descriptor;
 use std::path::Path;
 
+/// The reason of a miss with nothing more to say.
+const NEW: &str = "not built before with these inputs (or an earlier step changed)";
+
 /// What a step's key holds besides its parent and text.
 struct Key {
     /// Everything but the context files it reads.
@@ -53,6 +56,7 @@ impl State {
                     stage: stage.index,
                     index,
                     reason: why.to_string(),
+                    expected: false,
                 });
                 self.step(ctx, stage, step, index, done, cancel)?;
                 // Nothing later can be found by a key made after this step.
@@ -94,10 +98,12 @@ impl State {
             (None, Some(_)) => "its layer is no longer in the store".to_string(),
             (None, None) => self.miss_reason(ctx, step, &key),
         };
+        let expected = disabled.is_some() || reason == NEW;
         ctx.events.send(BuildEvent::CacheMiss {
             stage: stage.index,
             index,
             reason,
+            expected,
         });
         let layers_before = self.layers.len();
         self.step(ctx, stage, step, index, done, cancel)?;
@@ -158,14 +164,11 @@ impl State {
         let Some(layer) = &record.layer else {
             return Ok(false);
         };
-        if !ctx.cache.ensure_layer(ctx.client, ctx.store, layer) {
+        if !ctx.cache.can_get(ctx.store, &layer.digest) {
             return Ok(false);
         }
-        let line = step.command.start_line;
         let desc = Descriptor::new(&layer.media_type, layer.digest, layer.size);
-        self.fs
-            .push_layer(ctx.store, &desc)
-            .map_err(|e| ctx.error_at(line, ErrorKind::Io, e.to_string(), None))?;
+        self.fs.push(desc.clone());
         self.layers.push(desc);
         match &step.command.instruction {
             Instruction::Workdir(i) => {
@@ -200,7 +203,7 @@ impl State {
     /// earlier step) is new.
     fn miss_reason(&self, ctx: &StageContext, step: &Step, key: &Key) -> String {
         let Some((_, listed)) = &key.sources else {
-            return "not built before with these inputs (or an earlier step changed)".into();
+            return NEW.into();
         };
         match ctx
             .cache
@@ -208,7 +211,7 @@ impl State {
             .and_then(|r| what_changed(&r.metadata, listed))
         {
             Some(change) => format!("{}: {change}", short(&step.command.to_string())),
-            None => "not built before with these inputs (or an earlier step changed)".into(),
+            None => NEW.into(),
         }
     }
 

@@ -1,10 +1,9 @@
 //! COPY and ADD steps: where `--from` points, the [`crate::copy`] call,
 //! the layer, and BuildKit's history text.
 
-use super::{with_parents, StageContext, StageOutput, State};
+use super::{with_parents, LazyFs, StageContext, StageOutput, State};
 use crate::backend::{BuildError, NamedContext};
 use crate::copy::{self, CopyContext, CopySource};
-use crate::imagefs::ImageFs;
 use crate::run::{self, Layer};
 use crate::solver::Finished;
 use kiln_frontend::instructions::{AddInstruction, CopyInstruction, Source};
@@ -20,7 +19,7 @@ pub(super) enum From<'a> {
         &'a kiln_frontend::dockerignore::Matcher,
     ),
     /// A file system: a stage's or an image's, with its layers.
-    Fs(ImageFs, Vec<Layer>),
+    Fs(LazyFs, Vec<Layer>),
 }
 
 impl State {
@@ -49,15 +48,19 @@ impl State {
         let copy_ctx = CopyContext {
             context_dir: dir,
             ignore,
-            dest_fs: &self.fs,
+            dest_fs: self.fs.indexed(),
             workdir: &workdir,
             env: &step.env,
             source_date_epoch: ctx.epoch,
             scratch_dir: scratch.path(),
         };
+        let stage_fs;
         let source = match &from {
             From::Dir(..) => CopySource::Context,
-            From::Fs(fs, _) => CopySource::Stage(fs, ctx.store),
+            From::Fs(fs, _) => {
+                stage_fs = fs.resolved(ctx)?;
+                CopySource::Stage(&stage_fs, ctx.store)
+            }
         };
         let out = copy::copy(&copy_ctx, source, instr)
             .map_err(|e| ctx.error_at(line, ErrorKind::Io, e.to_string(), None))?;
@@ -85,7 +88,7 @@ impl State {
         let copy_ctx = CopyContext {
             context_dir: dir,
             ignore,
-            dest_fs: &self.fs,
+            dest_fs: self.fs.indexed(),
             workdir: &workdir,
             env: &step.env,
             source_date_epoch: ctx.epoch,
@@ -120,7 +123,7 @@ impl State {
         entries: Vec<kiln_oci::LayerEntry>,
         created_by: &str,
     ) -> Result<(), BuildError> {
-        let entries = with_parents(&self.fs, entries);
+        let entries = with_parents(self.fs.indexed(), entries);
         let layer = self.write_layer(ctx, line, entries)?;
         self.builder.add_layer(layer.diff_id, created_by);
         Ok(())
@@ -223,7 +226,7 @@ impl State {
             .bases
             .image(name, &stage.platform)
             .map_err(|e| fail(e.to_string()))?;
-        let fs = ImageFs::open(ctx.store, &image.layers).map_err(|e| fail(e.to_string()))?;
+        let fs = LazyFs::of_layers(image.layers.clone());
         let layers = run::layers(&image.layers, &image.config).map_err(fail)?;
         Ok(From::Fs(fs, layers))
     }

@@ -214,6 +214,7 @@ impl State {
         let primary = group.is_none().then_some(gid);
         let groups = self
             .fs
+            .indexed()
             .supplementary_groups(name, primary)
             .map_err(|e| format!("reading /etc/group: {e}"))?;
         Ok((uid, gid, groups))
@@ -258,7 +259,10 @@ impl State {
         Ok(
             match self.source(ctx, stage, line, done, &mount.from, "RUN --mount from")? {
                 From::Dir(dir, _) => MountFrom::Dir(dir),
-                From::Fs(fs, layers) => MountFrom::Fs { layers, fs },
+                From::Fs(fs, layers) => MountFrom::Fs {
+                    layers,
+                    fs: fs.resolved(ctx)?,
+                },
             },
         )
     }
