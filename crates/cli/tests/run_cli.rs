@@ -1,0 +1,179 @@
+//! RUN through the binary: the copy snapshotter (forced with
+//! `KILN_SNAPSHOTTER=copy`) gives the same image as overlayfs, and a build
+//! killed with SIGKILL in the middle of a RUN leaves nothing the next build
+//! does not clean up.
+
+use kiln_testsupport::base_images;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn kiln(dir: &Path, envs: &[(&str, &str)], args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(args)
+        .current_dir(dir)
+        .env("KILN_ROOT", dir.join("store"))
+        .env("HOME", dir)
+        .envs(envs.iter().copied())
+        .output()
+        .unwrap()
+}
+
+fn bb_context() -> String {
+    format!("bb=oci-layout://{}:latest", base_images().busybox.display())
+}
+
+fn image_id(dir: &Path, envs: &[(&str, &str)], dockerfile: &str) -> String {
+    std::fs::create_dir_all(dir.join("ctx")).unwrap();
+    std::fs::write(dir.join("ctx/Dockerfile"), dockerfile).unwrap();
+    let out = kiln(
+        dir,
+        envs,
+        &[
+            "build",
+            "--no-cache",
+            "--source-date-epoch",
+            "1700000000",
+            "--build-context",
+            &bb_context(),
+            "--iidfile",
+            "iid",
+            "ctx",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read_to_string(dir.join("iid")).unwrap()
+}
+
+/// Deletions (whiteouts), a directory replaced (opaque), hard links, a
+/// setuid file, a symlink and a FIFO.
+const CHANGES: &str = "FROM bb\n\
+    RUN mkdir -p /a/keep /a/gone /opaque/old && echo x > /a/gone/f && echo y > /opaque/old/f\n\
+    RUN rm -rf /a/gone /bin/vi && rm -rf /opaque && mkdir -p /opaque/new && echo z > /opaque/new/f \
+        && echo h > /h1 && ln /h1 /h2 && echo s > /suid && chmod 4755 /suid \
+        && ln -s /h1 /link && mkfifo /fifo\n";
+
+#[test]
+fn the_copy_snapshotter_gives_the_image_overlayfs_gives() {
+    let overlay = tempfile::tempdir().unwrap();
+    let copy = tempfile::tempdir().unwrap();
+    let a = image_id(overlay.path(), &[("KILN_SNAPSHOTTER", "overlay")], CHANGES);
+    let b = image_id(copy.path(), &[("KILN_SNAPSHOTTER", "copy")], CHANGES);
+    assert_eq!(a, b);
+    // The copy driver never mounts: it keeps merged trees as directories.
+    let active = copy.path().join("store/snapshots/active");
+    let left = std::fs::read_dir(&active).map_or(0, |d| d.count());
+    assert_eq!(left, 0, "snapshots left in {}", active.display());
+    // The variable is read, not ignored.
+    let bad = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(bad.path().join("ctx")).unwrap();
+    std::fs::write(bad.path().join("ctx/Dockerfile"), "FROM bb\nRUN true\n").unwrap();
+    let out = kiln(
+        bad.path(),
+        &[("KILN_SNAPSHOTTER", "zfs")],
+        &["build", "--build-context", &bb_context(), "ctx"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("KILN_SNAPSHOTTER=\"zfs\" is not a snapshotter; use overlay or copy"),
+        "{stderr}"
+    );
+}
+
+fn mounts_under(root: &Path) -> Vec<String> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(root.to_str().unwrap()))
+        .map(str::to_string)
+        .collect()
+}
+
+fn processes_running(marker: &str) -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.unwrap().path().join("cmdline")).ok())
+        .filter(|c| {
+            String::from_utf8_lossy(c)
+                .replace('\0', " ")
+                .contains(marker)
+        })
+        .count()
+}
+
+#[test]
+fn a_build_killed_during_run_is_cleaned_up_by_the_next_build() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("ctx")).unwrap();
+    // A marker no other process has on its command line.
+    let marker = format!("sleep 3{}", std::process::id() % 10_000);
+    std::fs::write(
+        d.join("ctx/Dockerfile"),
+        format!("FROM bb\nRUN echo started && {marker}\n"),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["build", "--build-context", &bb_context(), "ctx"])
+        .current_dir(d)
+        .env("KILN_ROOT", d.join("store"))
+        .env("HOME", d)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut seen = Vec::new();
+    for line in BufReader::new(stderr).lines() {
+        let line = line.unwrap();
+        seen.push(line.clone());
+        if line.ends_with(" started") {
+            break;
+        }
+    }
+    assert!(seen.iter().any(|l| l.ends_with(" started")), "{seen:#?}");
+    let store = d.join("store");
+    assert!(
+        !mounts_under(&store).is_empty(),
+        "the RUN's overlay is mounted"
+    );
+    assert_eq!(processes_running(&marker), 1);
+    child.kill().unwrap(); // SIGKILL: no handler runs
+    child.wait().unwrap();
+
+    // The next build, of anything, removes what the killed one left: its
+    // container (and the sleep in it), its mount and its snapshot.
+    std::fs::write(d.join("ctx/Dockerfile"), "FROM bb\nRUN true\n").unwrap();
+    let out = kiln(d, &[], &["build", "--build-context", &bb_context(), "ctx"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while processes_running(&marker) > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        processes_running(&marker),
+        0,
+        "the killed build's RUN still runs"
+    );
+    assert_eq!(mounts_under(&store), Vec::<String>::new());
+    let active = std::fs::read_dir(store.join("snapshots/active"))
+        .unwrap()
+        .count();
+    assert_eq!(active, 0);
+    let fsck = kiln(d, &[], &["fsck"]);
+    assert!(
+        fsck.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fsck.stderr)
+    );
+}
