@@ -230,14 +230,165 @@ fn failures_name_the_line_and_leave_the_store_alone() {
     }
     let run = kiln(
         d,
-        &["build", "--platform", "linux/amd64,linux/arm64", "ctx"],
+        &["build", "--platform", "linux/amd64,linux/amd64", "ctx"],
+    );
+    assert_eq!(run.code, 1);
+    assert_eq!(
+        run.stderr,
+        "error: --platform linux/amd64,linux/amd64: linux/amd64 is given twice\n"
+    );
+}
+
+#[test]
+fn several_platforms_build_an_index() {
+    let dir = setup();
+    let d = dir.path();
+    std::fs::write(
+        d.join("ctx/Dockerfile"),
+        "FROM scratch\nARG TARGETPLATFORM\nCOPY hello.txt /\nLABEL built.for=$TARGETPLATFORM\n",
+    )
+    .unwrap();
+    let run = kiln(
+        d,
+        &[
+            "build",
+            "--platform",
+            "linux/amd64,linux/arm64/v8",
+            "-t",
+            "multi:1",
+            "--iidfile",
+            "iid",
+            "-o",
+            "type=image",
+            "-o",
+            "type=oci,dest=oci-out",
+            "-o",
+            "type=local,dest=rootfs",
+            "ctx",
+        ],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let iid = std::fs::read_to_string(d.join("iid")).unwrap();
+    let inspect: serde_json::Value =
+        serde_json::from_str(&kiln(d, &["inspect", "multi:1"]).stdout).unwrap();
+    assert_eq!(inspect["Id"], iid.as_str());
+    assert_eq!(
+        inspect["MediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    // skopeo reads the layout: an index of two manifests with platforms,
+    // each config for its platform.
+    let raw = std::process::Command::new("skopeo")
+        .args(["inspect", "--raw", "oci:oci-out"])
+        .current_dir(d)
+        .output()
+        .unwrap();
+    assert!(
+        raw.status.success(),
+        "{}",
+        String::from_utf8_lossy(&raw.stderr)
+    );
+    let index: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
+    let platforms: Vec<String> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let p = &m["platform"];
+            let v = p["variant"]
+                .as_str()
+                .map(|v| format!("/{v}"))
+                .unwrap_or_default();
+            format!(
+                "{}/{}{v}",
+                p["os"].as_str().unwrap(),
+                p["architecture"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(platforms, ["linux/amd64", "linux/arm64"]);
+    for (arch, label) in [("amd64", "linux/amd64"), ("arm64", "linux/arm64")] {
+        let out = std::process::Command::new("skopeo")
+            .args([
+                "inspect",
+                "--config",
+                "--override-arch",
+                arch,
+                "oci:oci-out",
+            ])
+            .current_dir(d)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let config: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(config["architecture"], arch);
+        assert_eq!(config["config"]["Labels"]["built.for"], label);
+    }
+    for dir in ["linux_amd64", "linux_arm64"] {
+        let hello = std::fs::read_to_string(d.join("rootfs").join(dir).join("hello.txt")).unwrap();
+        assert_eq!(hello, "hello\n");
+    }
+    let run = kiln(
+        d,
+        &[
+            "build",
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "-o",
+            "type=docker,dest=x.tar",
+            "ctx",
+        ],
     );
     assert_eq!(run.code, 1);
     assert!(
-        run.stderr.contains("several platforms at once"),
+        run.stderr.contains(
+            "--platform linux/amd64,linux/arm64: a docker-archive holds one platform's image; use type=oci or type=local, or build one platform"
+        ),
         "{}",
         run.stderr
     );
+    assert!(!d.join("x.tar").exists());
+
+    // Pushed, the registry holds the index and both manifests.
+    let registry = kiln_testsupport::Registry::start();
+    let host = registry.host();
+    let pushed = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args([
+            "build",
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "--push",
+            "-t",
+        ])
+        .arg(format!("{host}/multi:1"))
+        .arg("ctx")
+        .current_dir(d)
+        .env("KILN_ROOT", d.join("store"))
+        .env("HOME", d)
+        .env("KILN_INSECURE_REGISTRIES", &host)
+        .output()
+        .unwrap();
+    assert!(
+        pushed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pushed.stderr)
+    );
+    let raw = std::process::Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{host}/multi:1"))
+        .output()
+        .unwrap();
+    assert!(
+        raw.status.success(),
+        "{}",
+        String::from_utf8_lossy(&raw.stderr)
+    );
+    let remote: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
+    assert_eq!(remote, index);
 }
 
 #[test]

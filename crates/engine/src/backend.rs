@@ -177,6 +177,9 @@ pub struct BuildRequest {
     pub target: Option<String>,
     /// `--platform` (default: this host's).
     pub platform: Option<Platform>,
+    /// `--platform a,b`: with two or more, the build runs once for each
+    /// and the result is an image index; `platform` is then ignored.
+    pub platforms: Vec<Platform>,
     /// Names for the image (`-t`).
     pub tags: Vec<Reference>,
     /// `--label`s, set on the final image after its own LABELs.
@@ -233,6 +236,7 @@ impl BuildRequest {
             no_cache_filter: Vec::new(),
             cache_from: Vec::new(),
             cache_to: Vec::new(),
+            platforms: Vec::new(),
             build_contexts: BTreeMap::new(),
             outputs: vec![Output::Image { push: false }],
             compression: Compression::default(),
@@ -334,6 +338,12 @@ impl BuildBackend for NativeBackend {
     }
 }
 
+/// One platform's image, written to the store but not yet exported.
+struct Solved {
+    target: std::sync::Arc<stage::StageOutput>,
+    image: export::WrittenImage,
+}
+
 impl NativeBackend {
     fn run(&self, req: &BuildRequest, events: &EventSink) -> Result<BuiltImage, BuildError> {
         if req.tags.is_empty() && req.outputs.contains(&Output::Image { push: true }) {
@@ -341,6 +351,144 @@ impl NativeBackend {
                 "pushing needs a name: add -t REGISTRY/REPOSITORY:TAG".into(),
             ));
         }
+        let client = Client::new(self.registry.clone());
+        if req.platforms.len() > 1 {
+            return self.run_platforms(req, events, &client);
+        }
+        let solved = self.solve(req, events, &client)?;
+        let Solved { target, image } = solved;
+        let tags = export::export(
+            &self.store,
+            &client,
+            &image,
+            &target,
+            &req.tags,
+            &req.outputs,
+        )?;
+        Ok(BuiltImage {
+            layers: target.layers.len(),
+            size: image.config.size + target.layers.iter().map(|l| l.size).sum::<u64>(),
+            manifest: image.manifest,
+            config: image.config,
+            tags,
+            build_time: Duration::ZERO,
+            is_index: false,
+        })
+    }
+
+    /// `--platform a,b`: each platform built in turn, then an OCI index of
+    /// their manifests, exported as one image. The root file system outputs
+    /// get a directory per platform (`linux_amd64/`), as BuildKit's do.
+    fn run_platforms(
+        &self,
+        req: &BuildRequest,
+        events: &EventSink,
+        client: &Client,
+    ) -> Result<BuiltImage, BuildError> {
+        for output in &req.outputs {
+            let unsupported = match output {
+                Output::Docker { .. } => Some("a docker-archive holds one platform's image"),
+                Output::Tar { .. } => Some("a type=tar output holds one platform's file system"),
+                _ => None,
+            };
+            if let Some(why) = unsupported {
+                return Err(BuildError::NotSupported(format!(
+                    "--platform {}: {why}; use type=oci or type=local, or build one platform",
+                    platform_list(&req.platforms)
+                )));
+            }
+        }
+        let mut solved = Vec::new();
+        for platform in &req.platforms {
+            let mut one = req.clone();
+            one.platform = Some(platform.clone());
+            one.platforms = Vec::new();
+            solved.push((platform, self.solve(&one, events, client)?));
+        }
+        let entries: Vec<serde_json::Value> = solved
+            .iter()
+            .map(|(platform, s)| {
+                let mut p = serde_json::json!({
+                    "architecture": platform.architecture,
+                    "os": platform.os,
+                });
+                if let Some(v) = &platform.variant {
+                    p["variant"] = v.clone().into();
+                }
+                let mut entry = serde_json::to_value(&s.image.manifest).expect("a descriptor");
+                entry["platform"] = p;
+                entry
+            })
+            .collect();
+        let index = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": kiln_store::media_type::OCI_INDEX,
+            "manifests": entries,
+        });
+        let bytes = serde_json::to_vec(&index).expect("the index serializes");
+        let info = self.store.put_bytes(&bytes)?;
+        let index = Descriptor::new(kiln_store::media_type::OCI_INDEX, info.digest, info.size);
+        let mut tags = Vec::new();
+        let mut image_outputs = Vec::new();
+        for output in &req.outputs {
+            match output {
+                Output::Local { dest } => {
+                    for (platform, s) in &solved {
+                        let mut dir = format!("{}_{}", platform.os, platform.architecture);
+                        if let Some(v) = &platform.variant {
+                            dir = format!("{dir}_{v}");
+                        }
+                        let one = [Output::Local {
+                            dest: dest.join(dir),
+                        }];
+                        export::export(&self.store, client, &s.image, &s.target, &[], &one)?;
+                    }
+                }
+                other => image_outputs.push(other.clone()),
+            }
+        }
+        let written = export::WrittenImage {
+            manifest: index.clone(),
+            config: index.clone(),
+        };
+        if !image_outputs.is_empty() {
+            let first = &solved[0].1.target;
+            tags = export::export(
+                &self.store,
+                client,
+                &written,
+                first,
+                &req.tags,
+                &image_outputs,
+            )?;
+        }
+        Ok(BuiltImage {
+            layers: solved.iter().map(|(_, s)| s.target.layers.len()).sum(),
+            size: info.size
+                + solved
+                    .iter()
+                    .map(|(_, s)| {
+                        s.image.manifest.size
+                            + s.image.config.size
+                            + s.target.layers.iter().map(|l| l.size).sum::<u64>()
+                    })
+                    .sum::<u64>(),
+            manifest: index.clone(),
+            config: index,
+            tags,
+            build_time: Duration::ZERO,
+            is_index: true,
+        })
+    }
+
+    /// Parses, plans and runs the build for one platform, and writes the
+    /// image's config and manifest into the store (untagged).
+    fn solve(
+        &self,
+        req: &BuildRequest,
+        events: &EventSink,
+        client: &Client,
+    ) -> Result<Solved, BuildError> {
         let ast = kiln_frontend::parse(&req.dockerfile.name, &req.dockerfile.bytes)?;
         let syntax = kiln_frontend::syntax_warning(&req.dockerfile.bytes);
         for warning in syntax.iter().chain(&ast.warnings) {
@@ -361,8 +509,7 @@ impl NativeBackend {
                 );
             }
         }
-        let client = Client::new(self.registry.clone());
-        let bases = Bases::new(&self.store, &client, req.pull, &req.build_contexts);
+        let bases = Bases::new(&self.store, client, req.pull, &req.build_contexts);
         let mut options = ResolveOptions {
             build_args: req.build_args.clone(),
             target: req.target.clone(),
@@ -453,24 +600,16 @@ impl NativeBackend {
                     .map_err(BuildError::Request)?;
             }
         }
-        let tags = export::export(
-            &self.store,
-            &client,
-            &image,
-            &target,
-            &req.tags,
-            &req.outputs,
-        )?;
-        Ok(BuiltImage {
-            layers: target.layers.len(),
-            size: image.config.size + target.layers.iter().map(|l| l.size).sum::<u64>(),
-            manifest: image.manifest,
-            config: image.config,
-            tags,
-            build_time: Duration::ZERO,
-            is_index: false,
-        })
+        Ok(Solved { target, image })
     }
+}
+
+fn platform_list(platforms: &[Platform]) -> String {
+    platforms
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// The stages whose steps make the image: the target and the stages it

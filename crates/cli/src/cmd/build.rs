@@ -48,7 +48,8 @@ pub struct BuildArgs {
     /// The stage to build [default: the last one].
     #[arg(long)]
     target: Option<String>,
-    /// The target platform, os/arch[/variant] [default: this host's].
+    /// The target platform, os/arch[/variant] [default: this host's]; several,
+    /// comma-separated, build an image index.
     #[arg(long)]
     platform: Option<String>,
     /// A label KEY=VALUE for the image; repeatable.
@@ -203,12 +204,21 @@ fn request(args: &BuildArgs) -> anyhow::Result<BuildRequest> {
     let mut req = BuildRequest::new(dockerfile, context);
     req.build_args = parse_build_args(&args.build_args, |k| std::env::var(k).ok())?;
     req.target = args.target.clone();
-    if let Some(p) = &args.platform {
-        if p.contains(',') {
-            bail!("building for several platforms at once (--platform {p}) is not supported yet; build each platform separately");
+    if let Some(list) = &args.platform {
+        let mut platforms = Vec::new();
+        for p in list.split(',').map(str::trim) {
+            let parsed =
+                Platform::parse(p).map_err(|e| anyhow::anyhow!("invalid --platform {p:?}: {e}"))?;
+            if platforms.contains(&parsed) {
+                bail!("--platform {list}: {parsed} is given twice");
+            }
+            platforms.push(parsed);
         }
-        req.platform =
-            Some(Platform::parse(p).map_err(|e| anyhow::anyhow!("invalid --platform {p:?}: {e}"))?);
+        if platforms.len() == 1 {
+            req.platform = platforms.pop();
+        } else {
+            req.platforms = platforms;
+        }
     }
     for tag in &args.tags {
         req.tags
