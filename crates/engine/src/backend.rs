@@ -535,7 +535,7 @@ impl NativeBackend {
             BuildCache::open(self.store.root(), req.no_cache, req.no_cache_filter.clone())
                 .map_err(|e| BuildError::Request(format!("opening the build cache: {e}")))?;
         for location in &req.cache_from {
-            if let Err(message) = cache.import(location, &client, &self.store) {
+            if let Err(message) = cache.import(location, client, &self.store) {
                 events.send(BuildEvent::Warning {
                     file: ast.file.clone(),
                     line: 0,
@@ -564,7 +564,7 @@ impl NativeBackend {
             ssh: &req.ssh,
             warned: &Mutex::new(Vec::new()),
             cache: &cache,
-            client: &client,
+            client: client,
         };
         let cancel = solver::Cancel::new(req.interrupt.clone());
         let solved = solver::solve(&plan.stages, &cancel, |stage, done, cancel| {
@@ -581,7 +581,7 @@ impl NativeBackend {
             .ok_or_else(|| BuildError::Request("the plan has no stages".into()))?;
         for layer in &target.layers {
             cache
-                .ensure_blob(&client, &self.store, layer)
+                .ensure_blob(client, &self.store, layer)
                 .map_err(BuildError::CacheLayer)?;
         }
         if req
@@ -596,7 +596,7 @@ impl NativeBackend {
             let stages = image_stages(&plan);
             for to in &req.cache_to {
                 cache
-                    .export(to, &stages, &client, &self.store)
+                    .export(to, &stages, client, &self.store)
                     .map_err(BuildError::Request)?;
             }
         }
