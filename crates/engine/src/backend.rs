@@ -564,7 +564,7 @@ impl NativeBackend {
             ssh: &req.ssh,
             warned: &Mutex::new(Vec::new()),
             cache: &cache,
-            client: client,
+            client,
         };
         let cancel = solver::Cancel::new(req.interrupt.clone());
         let solved = solver::solve(&plan.stages, &cancel, |stage, done, cancel| {
