@@ -172,10 +172,9 @@ impl<'a> Bases<'a> {
             return Ok(Some(desc.clone()));
         }
         let bytes = self.store.read_blob(&desc.digest)?;
-        let wanted = platform.to_string();
-        Ok(children(desc, &bytes)?.into_iter().find(|d| {
-            d.platform().as_deref() == Some(wanted.as_str()) && self.store.has_blob(&d.digest)
-        }))
+        Ok(children(desc, &bytes)?
+            .into_iter()
+            .find(|d| entry_matches(d, platform) && self.store.has_blob(&d.digest)))
     }
 
     /// Copies the image `reference` names (a tag, `@digest`, or the only
@@ -226,13 +225,12 @@ impl<'a> Bases<'a> {
         import_blob(self.store, dir, &manifest.digest)?;
         if media_type::is_index(&manifest.media_type) {
             let bytes = self.store.read_blob(&manifest.digest)?;
-            let wanted = platform.to_string();
             let child = children(&manifest, &bytes)?
                 .into_iter()
-                .find(|d| d.platform().as_deref() == Some(wanted.as_str()))
+                .find(|d| entry_matches(d, platform))
                 .ok_or_else(|| {
                     BaseError::Other(format!(
-                        "the image in the OCI layout {} has no manifest for {wanted}",
+                        "the image in the OCI layout {} has no manifest for {platform}",
                         dir.display()
                     ))
                 })?;
@@ -244,6 +242,19 @@ impl<'a> Bases<'a> {
             import_blob(self.store, dir, &blob.digest)?;
         }
         read_image(self.store, manifest)
+    }
+}
+
+/// Whether index entry `entry` is for `wanted`, with the default variants
+/// containerd fills in (arm64 is arm64/v8, arm is arm/v7).
+fn entry_matches(entry: &Descriptor, wanted: &Platform) -> bool {
+    let parse = |p: &str| p.parse::<kiln_registry::Platform>().ok();
+    match (
+        entry.platform().as_deref().and_then(parse),
+        parse(&wanted.to_string()),
+    ) {
+        (Some(have), Some(want)) => want.matches(&have),
+        _ => false,
     }
 }
 

@@ -56,6 +56,15 @@ pub fn debian_image() -> &'static DebianImage {
     })
 }
 
+/// An OCI layout whose `latest` is an index of two busybox images: this
+/// machine's architecture and another (arm64 on amd64 hosts), from
+/// `scripts/make-base-images --multiarch`, for RUN under qemu. The first
+/// call downloads the other busybox-static package.
+pub fn busybox_multiarch() -> &'static PathBuf {
+    static LAYOUT: OnceLock<PathBuf> = OnceLock::new();
+    LAYOUT.get_or_init(|| make_base_images(&["--multiarch"]).join("busybox-multiarch"))
+}
+
 /// Runs the script with `args` and returns the directory it prints.
 fn make_base_images(args: &[&str]) -> PathBuf {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/make-base-images");

@@ -11,17 +11,22 @@
 //! * [`FileServer`]: plain HTTP files outside any registry, for the
 //!   `urls` of foreign layers.
 //! * [`base_images`]: OCI layouts built by `scripts/make-base-images`;
-//!   [`debian_image`]: a Debian 12 image it builds with mmdebstrap.
+//!   [`debian_image`]: a Debian 12 image it builds with mmdebstrap;
+//!   [`busybox_multiarch`]: busybox for two architectures, in one index.
+//! * [`Binfmt`]: qemu's binfmt_misc handler for an architecture, registered
+//!   for a test and unregistered after.
 #![deny(missing_docs)]
 
+mod binfmt;
 mod files;
 mod images;
 mod proxy;
 mod registry;
 mod token;
 
+pub use binfmt::Binfmt;
 pub use files::FileServer;
-pub use images::{base_images, debian_image, BaseImages, DebianImage};
+pub use images::{base_images, busybox_multiarch, debian_image, BaseImages, DebianImage};
 pub use proxy::{Fault, Proxy};
 pub use registry::{Auth, Registry, RegistryOptions};
 pub use token::TokenIssuer;
