@@ -240,8 +240,8 @@ fn skopeo_reads_and_writes_what_kiln_does() {
     let skopeo =
         |args: &[&str]| run_tool(Command::new("skopeo").arg("--insecure-policy").args(args));
     for src in [
-        format!("oci:{}:docker.io/library/app:1", d("layout")),
-        format!("oci-archive:{}:docker.io/library/app:1", d("layout.tar")),
+        format!("oci:{}:1", d("layout")),
+        format!("oci-archive:{}:1", d("layout.tar")),
     ] {
         let v: serde_json::Value = serde_json::from_str(&skopeo(&["inspect", &src])).unwrap();
         assert_eq!(v["Digest"], m.digest.to_string(), "{src}");
@@ -267,7 +267,7 @@ fn skopeo_reads_and_writes_what_kiln_does() {
     // its own; kiln loads both and gets the same config back.
     skopeo(&[
         "copy",
-        &format!("oci:{}:docker.io/library/app:1", d("layout")),
+        &format!("oci:{}:1", d("layout")),
         &format!("docker-archive:{}:copied:2", d("copied.tar")),
     ]);
     skopeo(&[
@@ -305,7 +305,7 @@ fn umoci_unpacks_the_exact_tree() {
     run_tool(
         Command::new("umoci")
             .args(["unpack", "--image"])
-            .arg(format!("{}:docker.io/library/app:1", layout.display()))
+            .arg(format!("{}:1", layout.display()))
             .arg(&bundle),
     );
     assert_eq!(read_tree(&bundle.join("rootfs")), sample_tree());

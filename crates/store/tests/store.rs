@@ -316,8 +316,14 @@ fn oci_layout_and_docker_archive_round_trip() {
     let index: serde_json::Value =
         serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
     assert_eq!(index["manifests"].as_array().unwrap().len(), 2);
+    // BuildKit's naming: the tag for skopeo and umoci, the full name for
+    // containerd and `kiln load`.
     assert_eq!(
         index["manifests"][1]["annotations"]["org.opencontainers.image.ref.name"],
+        "2"
+    );
+    assert_eq!(
+        index["manifests"][1]["annotations"]["io.containerd.image.name"],
         "quay.io/o/app:2"
     );
     let oci_tar = dir.path().join("img.tar");
@@ -421,12 +427,15 @@ fn bare_ref_names_load_untagged() {
     };
     store.export_oci(&[img], &layout).unwrap();
     let index_path = layout.join("index.json");
-    let index = fs::read_to_string(&index_path).unwrap();
-    fs::write(
-        &index_path,
-        index.replace("docker.io/library/app:1", "latest"),
-    )
-    .unwrap();
+    // A layout another tool wrote: a bare tag and no containerd name.
+    let mut index: serde_json::Value =
+        serde_json::from_slice(&fs::read(&index_path).unwrap()).unwrap();
+    let annotations = index["manifests"][0]["annotations"]
+        .as_object_mut()
+        .unwrap();
+    annotations.remove("io.containerd.image.name");
+    annotations.insert("org.opencontainers.image.ref.name".into(), "latest".into());
+    fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
 
     let other = Store::open(dir.path().join("b")).unwrap();
     let loaded = other.load(&layout).unwrap();

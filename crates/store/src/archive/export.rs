@@ -2,7 +2,7 @@
 
 use super::sink::{DirSink, Sink, TarSink};
 use super::ArchiveImage;
-use crate::descriptor::{children, media_type, Descriptor, IndexFile, REF_NAME};
+use crate::descriptor::{children, media_type, Descriptor, IndexFile, CONTAINERD_NAME, REF_NAME};
 use crate::error::{Error, Result};
 use crate::store::Store;
 use serde_json::json;
@@ -14,7 +14,10 @@ use std::path::Path;
 impl Store {
     /// Writes `images` as an OCI image layout: a directory, or a tar file
     /// when `dest` ends in `.tar`. Each tag becomes an `index.json` entry
-    /// named (`org.opencontainers.image.ref.name`) by the full reference.
+    /// named as BuildKit's OCI exporter names it: the tag alone in
+    /// `org.opencontainers.image.ref.name` (what `skopeo`'s `oci:DIR:TAG`,
+    /// `umoci` and podman look up) and the full reference in
+    /// `io.containerd.image.name` (what `kiln load` and containerd read).
     pub fn export_oci(&self, images: &[ArchiveImage], dest: &Path) -> Result<()> {
         let mut index = IndexFile::default();
         let mut blobs = Vec::new();
@@ -22,14 +25,17 @@ impl Store {
             blobs.extend(self.image_blobs(&img.descriptor)?);
             let mut entry = img.descriptor.clone();
             entry.annotations.remove(REF_NAME);
+            entry.annotations.remove(CONTAINERD_NAME);
             if img.tags.is_empty() {
                 index.manifests.push(entry.clone());
             }
             for tag in &img.tags {
                 let mut named = entry.clone();
+                let short = tag.tag.clone().unwrap_or_else(|| "latest".to_string());
+                named.annotations.insert(REF_NAME.to_string(), short);
                 named
                     .annotations
-                    .insert(REF_NAME.to_string(), tag.to_string());
+                    .insert(CONTAINERD_NAME.to_string(), tag.to_string());
                 index.manifests.push(named);
             }
         }

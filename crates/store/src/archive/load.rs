@@ -72,6 +72,7 @@ impl Store {
                 None => {
                     let mut descriptor = entry.clone();
                     descriptor.annotations.remove(REF_NAME);
+                    descriptor.annotations.remove(CONTAINERD_NAME);
                     out.push(ArchiveImage {
                         descriptor,
                         tags: tag.clone().into_iter().collect(),
