@@ -177,3 +177,48 @@ fn a_build_killed_during_run_is_cleaned_up_by_the_next_build() {
         String::from_utf8_lossy(&fsck.stderr)
     );
 }
+
+#[test]
+fn a_runtime_asked_for_is_used_or_the_build_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("ctx")).unwrap();
+    std::fs::write(d.join("ctx/Dockerfile"), "FROM bb\nRUN true\n").unwrap();
+    let out = kiln(
+        d,
+        &[],
+        &[
+            "build",
+            "--runtime",
+            "/nonexistent/runtime",
+            "--build-context",
+            &bb_context(),
+            "ctx",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "ctx/Dockerfile:2: no working OCI runtime found: /nonexistent/runtime: /nonexistent/runtime not found on PATH"
+        ),
+        "{stderr}"
+    );
+    let out = kiln(
+        d,
+        &[],
+        &[
+            "build",
+            "--runtime",
+            "runc",
+            "--build-context",
+            &bb_context(),
+            "ctx",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

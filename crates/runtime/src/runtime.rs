@@ -108,22 +108,20 @@ impl RunOutcome {
 
 impl Runtime {
     /// Finds a runtime that works on this host: `preference` (`runc`,
-    /// `crun` or a path) first when given, then crun, then runc. Each is
+    /// `crun` or a path) alone when given, else crun, then runc. Each is
     /// probed by running a real (tiny) container, because a runtime can be
     /// installed and still fail here: crun 1.8 refuses cgroup v1 hybrid
     /// hosts. A probe's verdict is remembered under `state_root` for that
     /// binary (path, size, mtime), so later builds do not pay for it.
     pub fn detect(preference: Option<&str>, state_root: &Path) -> Result<Detection, Error> {
-        let mut candidates: Vec<String> = Vec::new();
-        if let Some(p) = preference {
-            candidates.push(p.to_string());
-        }
-        // crun first: it starts a container in a fraction of runc's time.
-        for name in ["crun", "runc"] {
-            if !candidates.iter().any(|c| c == name) {
-                candidates.push(name.to_string());
-            }
-        }
+        // A runtime someone named is the only candidate: building with
+        // another than the one asked for would hide a broken setup (docker
+        // and buildah fail the same way). Otherwise crun first: it starts a
+        // container in a fraction of runc's time.
+        let candidates: Vec<String> = match preference {
+            Some(p) => vec![p.to_string()],
+            None => vec!["crun".to_string(), "runc".to_string()],
+        };
         fs::create_dir_all(state_root).context(|| format!("creating {}", state_root.display()))?;
         let mut skipped = Vec::new();
         for candidate in candidates {

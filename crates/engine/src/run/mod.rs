@@ -61,8 +61,6 @@ pub(crate) struct Exec {
 struct Ready {
     snapshots: Snapshotter,
     runtime: Runtime,
-    /// Why the runtime asked for was not used, when it was not.
-    fallback: Option<String>,
 }
 
 /// The prefix of every container id kiln creates, so stale ones can be
@@ -103,28 +101,18 @@ impl Exec {
                     .map_err(|e| e.to_string())?;
                 let snapshots = Snapshotter::open(&self.root.join("snapshots"), driver)
                     .map_err(|e| e.to_string())?;
-                // Passing over a runtime nobody asked for is not news.
-                let asked = self.runtime.is_some();
-                let fallback = (asked && !detected.skipped.is_empty()).then(|| {
-                    let skipped: Vec<String> =
-                        detected.skipped.iter().map(ToString::to_string).collect();
-                    format!("{}; using {}", skipped.join("; "), detected.runtime.name())
-                });
                 Ok(Ready {
                     snapshots,
                     runtime: detected.runtime,
-                    fallback,
                 })
             })
             .as_ref()
             .map_err(Clone::clone)
     }
 
-    /// The runtime RUN steps use, and why another one was passed over
-    /// (for a warning), once.
-    pub(crate) fn runtime(&self) -> Result<(&Runtime, Option<&str>), String> {
-        let ready = self.ready()?;
-        Ok((&ready.runtime, ready.fallback.as_deref()))
+    /// The runtime RUN steps use.
+    pub(crate) fn runtime(&self) -> Result<&Runtime, String> {
+        Ok(&self.ready()?.runtime)
     }
 
     /// A fresh container id, `kiln-PID-N`: the pid tells the next build

@@ -82,10 +82,7 @@ impl State {
 
         let layers = run::layers(&self.layers, self.builder.config()).map_err(fail)?;
         let snapshot = ctx.exec.prepare(ctx.store, &layers).map_err(fail)?;
-        let (runtime, fallback) = ctx.exec.runtime().map_err(fail)?;
-        if let Some(why) = fallback {
-            ctx.warn_once(line, why);
-        }
+        let runtime = ctx.exec.runtime().map_err(fail)?;
         let mut env = run_env(step, &ctx.plan.proxy_env);
         env.extend(mounts.env.iter().map(|(k, v)| format!("{k}={v}")));
         let network = match instr.network {
