@@ -112,9 +112,9 @@ fn detection_uses_a_runtime_that_works_and_says_why_others_did_not() {
     let again = Runtime::detect(None, dir.path()).unwrap();
     assert_eq!(again.runtime.kind(), detection.runtime.kind());
     // A runtime asked for is used or fails: no fallback to another.
-    let err = Runtime::detect(Some("/no/such/runtime"), dir.path())
-        .err()
-        .expect("a missing runtime that was asked for is an error");
+    let Err(err) = Runtime::detect(Some("/no/such/runtime"), dir.path()) else {
+        panic!("a missing runtime that was asked for is an error");
+    };
     let text = err.to_string();
     assert!(
         text.starts_with("no working OCI runtime found: /no/such/runtime: "),
