@@ -1,6 +1,7 @@
 //! The `kiln` command line.
 
 mod cmd;
+mod userns;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -27,6 +28,12 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Build(_)) {
+        if let Err(message) = userns::enter_if_rootless() {
+            eprintln!("error: {message}");
+            return ExitCode::FAILURE;
+        }
+    }
     let result = match cli.command {
         Command::Build(c) => cmd::build::run(c),
         Command::Frontend(c) => cmd::frontend::run(c),

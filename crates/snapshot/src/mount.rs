@@ -22,12 +22,19 @@ pub(crate) struct Overlay<'a> {
 
 /// Options turning off features whose on-disk state a layer tar cannot
 /// carry: directory renames recorded as redirect xattrs, the inode index,
-/// and metadata-only copy-ups.
-const FEATURES_OFF: [(&str, &str); 3] = [
-    ("redirect_dir", "off"),
-    ("index", "off"),
-    ("metacopy", "off"),
-];
+/// and metadata-only copy-ups. With `userxattr` the kernel refuses to
+/// follow redirects (`redirect_dir=off` means "create none, follow old
+/// ones" on recent kernels, which it rejects as conflicting), so there it is
+/// `nofollow`: none created, none followed. Either way renaming a lower
+/// directory fails with EXDEV and tools copy instead.
+fn features_off(userxattr: bool) -> [(&'static str, &'static str); 3] {
+    let redirect = if userxattr { "nofollow" } else { "off" };
+    [
+        ("redirect_dir", redirect),
+        ("index", "off"),
+        ("metacopy", "off"),
+    ]
+}
 
 /// The most the classic mount(2) call copies from its data argument: one
 /// page, including the terminating NUL.
@@ -69,7 +76,7 @@ impl Overlay<'_> {
         };
         set("upperdir", self.upper)?;
         set("workdir", self.work)?;
-        for (key, value) in FEATURES_OFF {
+        for (key, value) in features_off(self.userxattr) {
             set(key, Path::new(value))?;
         }
         if self.userxattr {
@@ -103,7 +110,7 @@ impl Overlay<'_> {
             data.extend(format!(",{key}=").bytes());
             data.extend(self.escaped(path)?);
         }
-        for (key, value) in FEATURES_OFF {
+        for (key, value) in features_off(self.userxattr) {
             data.extend(format!(",{key}={value}").bytes());
         }
         if self.userxattr {

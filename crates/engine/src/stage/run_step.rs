@@ -44,6 +44,17 @@ impl State {
         let line = step.command.start_line;
         let fail = |m: String| ctx.error_at(line, ErrorKind::Io, m, None);
         check_platform(ctx, line, &stage.platform)?;
+        if !rustix::process::geteuid().is_root() {
+            // The CLI re-executes a user with subordinate ids in a user
+            // namespace, where it is root; without them there is no way
+            // to give the files of a layer their owners.
+            return Err(not_supported(
+                ctx,
+                line,
+                "RUN needs root: run kiln as root, or give your user subordinate id ranges for a rootless build",
+                "usermod --add-subuids 100000-165535 --add-subgids 100000-165535 $USER (the kiln CLI then builds in a user namespace)",
+            ));
+        }
         if instr.security == Security::Insecure {
             return Err(not_supported(
                 ctx,
