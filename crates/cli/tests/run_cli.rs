@@ -222,3 +222,56 @@ fn a_runtime_asked_for_is_used_or_the_build_fails() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn sigint_during_run_stops_the_container_and_stores_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("ctx")).unwrap();
+    let marker = format!("sleep 4{}", std::process::id() % 10_000);
+    std::fs::write(
+        d.join("ctx/Dockerfile"),
+        format!("FROM bb\nRUN echo started && {marker}\n"),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args([
+            "build",
+            "-t",
+            "never",
+            "--build-context",
+            &bb_context(),
+            "ctx",
+        ])
+        .current_dir(d)
+        .env("KILN_ROOT", d.join("store"))
+        .env("HOME", d)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        if line.unwrap().ends_with(" started") {
+            break;
+        }
+    }
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{rest:#?}");
+    assert!(rest.iter().any(|l| l.contains("interrupted")), "{rest:#?}");
+    // The container is gone at once, not at the next build.
+    assert_eq!(processes_running(&marker), 0);
+    let store = d.join("store");
+    assert_eq!(mounts_under(&store), Vec::<String>::new());
+    assert_eq!(
+        std::fs::read_dir(store.join("snapshots/active"))
+            .unwrap()
+            .count(),
+        0
+    );
+    let images = kiln(d, &[], &["images"]);
+    assert!(!String::from_utf8_lossy(&images.stdout).contains("never"));
+}
