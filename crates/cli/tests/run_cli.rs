@@ -107,20 +107,31 @@ fn processes_running(marker: &str) -> usize {
         .count()
 }
 
-#[test]
-fn a_build_killed_during_run_is_cleaned_up_by_the_next_build() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
+/// A build in `d` whose RUN prints "started" then sleeps under `marker`
+/// (a command line no other process has), returned once the RUN has
+/// started, with the rest of its progress lines.
+fn build_until_started(
+    d: &Path,
+    marker: &str,
+) -> (
+    std::process::Child,
+    std::io::Lines<BufReader<std::process::ChildStderr>>,
+) {
     std::fs::create_dir_all(d.join("ctx")).unwrap();
-    // A marker no other process has on its command line.
-    let marker = format!("sleep 3{}", std::process::id() % 10_000);
     std::fs::write(
         d.join("ctx/Dockerfile"),
         format!("FROM bb\nRUN echo started && {marker}\n"),
     )
     .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(["build", "--build-context", &bb_context(), "ctx"])
+        .args([
+            "build",
+            "-t",
+            "never",
+            "--build-context",
+            &bb_context(),
+            "ctx",
+        ])
         .current_dir(d)
         .env("KILN_ROOT", d.join("store"))
         .env("HOME", d)
@@ -128,16 +139,26 @@ fn a_build_killed_during_run_is_cleaned_up_by_the_next_build() {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let mut seen = Vec::new();
-    for line in BufReader::new(stderr).lines() {
+    for line in lines.by_ref() {
         let line = line.unwrap();
         seen.push(line.clone());
         if line.ends_with(" started") {
-            break;
+            return (child, lines);
         }
     }
-    assert!(seen.iter().any(|l| l.ends_with(" started")), "{seen:#?}");
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("the RUN never started: {seen:#?}");
+}
+
+#[test]
+fn a_build_killed_during_run_is_cleaned_up_by_the_next_build() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let marker = format!("sleep 3{}", std::process::id() % 10_000);
+    let (mut child, _lines) = build_until_started(d, &marker);
     let store = d.join("store");
     assert!(
         !mounts_under(&store).is_empty(),
@@ -227,35 +248,8 @@ fn a_runtime_asked_for_is_used_or_the_build_fails() {
 fn sigint_during_run_stops_the_container_and_stores_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    std::fs::create_dir_all(d.join("ctx")).unwrap();
     let marker = format!("sleep 4{}", std::process::id() % 10_000);
-    std::fs::write(
-        d.join("ctx/Dockerfile"),
-        format!("FROM bb\nRUN echo started && {marker}\n"),
-    )
-    .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args([
-            "build",
-            "-t",
-            "never",
-            "--build-context",
-            &bb_context(),
-            "ctx",
-        ])
-        .current_dir(d)
-        .env("KILN_ROOT", d.join("store"))
-        .env("HOME", d)
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    for line in lines.by_ref() {
-        if line.unwrap().ends_with(" started") {
-            break;
-        }
-    }
+    let (mut child, lines) = build_until_started(d, &marker);
     let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
     rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
     let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();

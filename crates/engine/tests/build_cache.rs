@@ -5,8 +5,7 @@
 mod build_support;
 
 use build_support::*;
-use kiln_engine::{BuildEvent, BuildRequest, BuiltImage, NamedContext, SecretSource};
-use kiln_testsupport::base_images;
+use kiln_engine::{BuildEvent, BuildRequest, BuiltImage, SecretSource};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
@@ -73,18 +72,6 @@ fn set_mtime(path: &Path, secs: u64) {
 fn chmod(path: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
-}
-
-/// A request with the busybox base as `bb`.
-fn with_busybox(mut req: BuildRequest) -> BuildRequest {
-    req.build_contexts.insert(
-        "bb".into(),
-        NamedContext::OciLayout {
-            path: base_images().busybox.clone(),
-            reference: Some("latest".into()),
-        },
-    );
-    req
 }
 
 const APP: &str = "FROM scratch\nCOPY app/ /app/\nENV A=1\nWORKDIR /w\nCOPY top.txt /\nLABEL x=y\n";

@@ -5,8 +5,7 @@
 mod build_support;
 
 use build_support::*;
-use kiln_engine::{BuildEvent, BuildRequest, NamedContext, SecretSource};
-use kiln_testsupport::base_images;
+use kiln_engine::{BuildEvent, BuildRequest, SecretSource};
 use serde_json::json;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -15,15 +14,8 @@ const EPOCH: i64 = 1_700_000_000;
 
 /// A request building `dockerfile` FROM `bb`, the busybox base.
 fn request(env: &Env, dockerfile: &str) -> BuildRequest {
-    let mut req = env.request(dockerfile);
+    let mut req = with_busybox(env.request(dockerfile));
     req.source_date_epoch = Some(EPOCH);
-    req.build_contexts.insert(
-        "bb".into(),
-        NamedContext::OciLayout {
-            path: base_images().busybox.clone(),
-            reference: Some("latest".into()),
-        },
-    );
     req
 }
 

@@ -134,6 +134,19 @@ impl Env {
     }
 }
 
+/// Makes `bb` name the busybox base (`scripts/make-base-images`) in `req`,
+/// as `--build-context bb=oci-layout://…:latest` does.
+pub fn with_busybox(mut req: BuildRequest) -> BuildRequest {
+    req.build_contexts.insert(
+        "bb".into(),
+        kiln_engine::NamedContext::OciLayout {
+            path: kiln_testsupport::base_images().busybox.clone(),
+            reference: Some("latest".into()),
+        },
+    );
+    req
+}
+
 /// One tar entry: `path type mode uid:gid mtime` plus the contents of a file
 /// or the target of a link.
 #[derive(Debug, Clone, PartialEq, Eq)]
