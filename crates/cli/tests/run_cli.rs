@@ -269,3 +269,47 @@ fn sigint_during_run_stops_the_container_and_stores_nothing() {
     let images = kiln(d, &[], &["images"]);
     assert!(!String::from_utf8_lossy(&images.stdout).contains("never"));
 }
+
+#[test]
+fn entitlements_are_granted_with_allow() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("ctx")).unwrap();
+    std::fs::write(
+        d.join("ctx/Dockerfile"),
+        "FROM bb\nRUN --network=host test -e /sys/class/net/lo\n",
+    )
+    .unwrap();
+    let build = |allow: &[&str]| {
+        let mut args = vec!["build", "--build-context"];
+        let bb = bb_context();
+        args.push(&bb);
+        args.extend_from_slice(allow);
+        args.push("ctx");
+        let out = kiln(d, &[], &args);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stderr) = build(&[]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("needs the network.host entitlement"),
+        "{stderr}"
+    );
+    let (code, stderr) = build(&["--allow", "network.host"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let (code, stderr) = build(&["--allow", "security.insecure"]);
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        stderr,
+        "error: --allow security.insecure: NotSupported: kiln does not run privileged build steps\n"
+    );
+    let (code, stderr) = build(&["--allow", "network.hots"]);
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        stderr,
+        "error: --allow network.hots: unknown entitlement; kiln knows network.host\n"
+    );
+}

@@ -213,6 +213,9 @@ pub struct BuildRequest {
     /// `--runtime`: the OCI runtime for RUN (`runc`, `crun` or a path);
     /// `None` picks one that works on this host.
     pub runtime: Option<String>,
+    /// `--allow network.host`: RUN steps may use `--network=host`, as
+    /// BuildKit's entitlement allows.
+    pub allow_network_host: bool,
     /// Set it (from a signal handler, another thread) to stop the build:
     /// running containers are killed, their snapshots removed, and the
     /// build fails with [`BuildError::Interrupted`].
@@ -244,6 +247,7 @@ impl BuildRequest {
             secrets: BTreeMap::new(),
             ssh: BTreeMap::new(),
             runtime: None,
+            allow_network_host: false,
             interrupt: Arc::default(),
         }
     }
@@ -562,6 +566,7 @@ impl NativeBackend {
             exec: &exec,
             secrets: &req.secrets,
             ssh: &req.ssh,
+            allow_network_host: req.allow_network_host,
             warned: &Mutex::new(Vec::new()),
             cache: &cache,
             client,
@@ -573,6 +578,7 @@ impl NativeBackend {
         if cancel.is_interrupted() {
             return Err(BuildError::Interrupted);
         }
+        cancel.finish();
         let mut done = solved?;
         let mut target = plan
             .stages

@@ -46,6 +46,15 @@ impl Cancel {
         &self.flag
     }
 
+    /// Ends the build's use of the flag: one set by a failing stage is put
+    /// back, so the caller's flag (shared with a signal handler, or reused
+    /// for the next build) does not read as an interrupt.
+    pub fn finish(&self) {
+        if self.by_failure.load(Ordering::SeqCst) {
+            self.flag.store(false, Ordering::SeqCst);
+        }
+    }
+
     fn set(&self) {
         // Stages stopped by an interrupt fail too; only the first setter
         // says why the build was cancelled.

@@ -63,6 +63,8 @@ pub(crate) struct StageContext<'a> {
     pub(crate) secrets: &'a BTreeMap<String, SecretSource>,
     /// `--ssh` agent sockets by id.
     pub(crate) ssh: &'a BTreeMap<String, PathBuf>,
+    /// `--allow network.host`.
+    pub(crate) allow_network_host: bool,
     /// Warnings already shown, so one about the host shows once a build.
     pub(crate) warned: &'a Mutex<Vec<String>>,
     /// The build cache.

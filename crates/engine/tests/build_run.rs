@@ -169,10 +169,23 @@ fn user_workdir_env_and_hosts_are_what_the_step_sees() {
 #[test]
 fn network_none_has_only_loopback_and_host_sees_the_hosts_interfaces() {
     let env = Env::new();
-    let req = request(
+    let mut req = request(
         &env,
         "FROM bb\nRUN --network=none ls /sys/class/net\nRUN --network=host ls /sys/class/net\n",
     );
+    // Without the entitlement, the host's network is refused, as in BuildKit.
+    let err = env.run(&req).unwrap_err().to_string();
+    assert!(
+        err.contains("Dockerfile:3:5: RUN --network=host needs the network.host entitlement, which this build does not grant"),
+        "{err}"
+    );
+    assert!(err.contains("kiln build --allow network.host"), "{err}");
+    // A failed build leaves the request's interrupt flag as it found it.
+    assert!(!req.interrupt.load(Ordering::SeqCst));
+    req.allow_network_host = true;
+    // The first step was recorded by the failed build; run it again to
+    // see its output.
+    req.no_cache = true;
     let (built, events) = env.build_events(&req);
     built.unwrap();
     let out = output(&events);

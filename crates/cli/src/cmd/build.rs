@@ -111,6 +111,10 @@ pub struct BuildArgs {
     /// defaults to $SSH_AUTH_SOCK); repeatable.
     #[arg(long = "ssh", value_name = "ID[=SOCKET]")]
     ssh: Vec<String>,
+    /// Grant an entitlement, as buildx does: `network.host` lets RUN steps
+    /// use `--network=host`; repeatable or comma-separated.
+    #[arg(long = "allow", value_name = "ENTITLEMENT", value_delimiter = ',')]
+    allow: Vec<String>,
     /// The OCI runtime for RUN: runc, crun or a path [default: the first of
     /// crun and runc that works on this host].
     #[arg(long, value_name = "RUNTIME")]
@@ -265,6 +269,15 @@ fn request(args: &BuildArgs) -> anyhow::Result<BuildRequest> {
         req.ssh.insert(id, socket);
     }
     req.runtime = args.runtime.clone();
+    for entitlement in &args.allow {
+        match entitlement.as_str() {
+            "network.host" => req.allow_network_host = true,
+            "security.insecure" => bail!(
+                "--allow security.insecure: NotSupported: kiln does not run privileged build steps"
+            ),
+            other => bail!("--allow {other}: unknown entitlement; kiln knows network.host"),
+        }
+    }
     req.no_cache = args.no_cache;
     req.no_cache_filter = args.no_cache_filter.clone();
     for spec in &args.cache_from {

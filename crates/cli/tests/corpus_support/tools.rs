@@ -121,10 +121,12 @@ pub fn kiln_build(
     extra_env: &[(&str, &str)],
 ) -> Result<(), String> {
     let mut c = Command::new(kiln);
+    // buildah grants --network=host without asking; kiln, like BuildKit,
+    // needs the entitlement.
     c.arg("build")
         .arg("-f")
         .arg(req.dockerfile)
-        .args(["-t", "img"]);
+        .args(["-t", "img", "--allow", "network.host"]);
     for (k, v) in &req.build_args {
         c.arg("--build-arg").arg(format!("{k}={v}"));
     }

@@ -55,6 +55,16 @@ impl State {
                 "usermod --add-subuids 100000-165535 --add-subgids 100000-165535 $USER (the kiln CLI then builds in a user namespace)",
             ));
         }
+        if instr.network == Network::Host && !ctx.allow_network_host {
+            // BuildKit's entitlement: a Dockerfile alone may not put a step
+            // on the host's network.
+            let mut err = kiln_frontend::Error::new(
+                ErrorKind::Semantic,
+                "RUN --network=host needs the network.host entitlement, which this build does not grant",
+            );
+            err.help = Some("build with `kiln build --allow network.host` to allow it".into());
+            return Err(ctx.ast.error_at(err, line, Some("--network=host")).into());
+        }
         if instr.security == Security::Insecure {
             return Err(not_supported(
                 ctx,
