@@ -301,3 +301,48 @@ fn an_interrupted_build_kills_its_container_and_stores_nothing() {
     assert!(left.is_empty(), "{left:?}");
     assert_fsck_clean(env.store());
 }
+
+#[test]
+fn a_bind_mount_of_the_context_leaves_out_what_dockerignore_excludes() {
+    let env = Env::new();
+    env.file(".dockerignore", "secret.txt\n*.log\n!keep.log\nbuild/\n")
+        .file("secret.txt", "s")
+        .file("debug.log", "d")
+        .file("keep.log", "k")
+        .file("build/out.o", "o")
+        .file("app/main.c", "m");
+    for rw in ["", ",rw"] {
+        let mut req = request(
+            &env,
+            &format!(
+                "FROM bb\nRUN --mount=type=bind,target=/ctx{rw} cd /ctx && find . | sort > /list\n"
+            ),
+        );
+        req.no_cache = true;
+        let built = env.run(&req).unwrap_or_else(|e| panic!("{e}"));
+        let layers = env.layers(&built);
+        let list = layers[1]
+            .iter()
+            .find(|e| e.line.starts_with("list "))
+            .unwrap();
+        assert_eq!(
+            list.data, ".\n./.dockerignore\n./app\n./app/main.c\n./keep.log\n",
+            "rw={rw:?}"
+        );
+    }
+    // A mount whose source holds nothing excluded sees it all.
+    let req = request(
+        &env,
+        "FROM bb\nRUN --mount=type=bind,source=app,target=/app cat /app/main.c > /m\n",
+    );
+    let built = env.run(&req).unwrap();
+    let layers = env.layers(&built);
+    assert_eq!(
+        layers[1]
+            .iter()
+            .find(|e| e.line.starts_with("m "))
+            .unwrap()
+            .data,
+        "m"
+    );
+}

@@ -23,6 +23,7 @@ use super::ssh::AgentProxy;
 use super::{Exec, Layer};
 use crate::backend::SecretSource;
 use crate::imagefs::ImageFs;
+use kiln_frontend::dockerignore::Matcher;
 use kiln_frontend::instructions::{Mount, MountType, Sharing};
 use kiln_runtime::MountSpec;
 use kiln_store::Store;
@@ -34,8 +35,10 @@ use std::path::{Path, PathBuf};
 
 /// What a `from=` names, once resolved by the stage.
 pub(crate) enum MountFrom<'a> {
-    /// The build context or a named directory context.
-    Dir(&'a Path),
+    /// The build context or a named directory context, with its
+    /// `.dockerignore` rules: what they leave out is not in the mount, as
+    /// BuildKit's context holds only what was sent.
+    Dir(&'a Path, &'a Matcher),
     /// A stage's or an image's file system.
     Fs {
         /// Its layers, to snapshot.
@@ -107,15 +110,16 @@ impl Prepared {
         from: MountFrom,
     ) -> Result<(), String> {
         let source = match from {
-            MountFrom::Dir(dir) => {
+            MountFrom::Dir(dir, ignore) => {
                 let path = inside_dir(dir, &mount.source)?;
-                if mount.read_only {
+                if mount.read_only && !excludes_any(dir, &path, ignore) {
                     path
                 } else {
-                    // Writes must not reach the user's files: mount a copy.
+                    // Writes must not reach the user's files, and ignored
+                    // files must not be seen: mount a copy.
                     let copy = self.temp_dir(inputs, "bind-")?;
                     let dest = copy.join("src");
-                    copy_tree(&path, &dest)?;
+                    copy_context(dir, &path, ignore, &dest)?;
                     dest
                 }
             }
@@ -221,7 +225,9 @@ impl Prepared {
         let seeded = !mount.from.is_empty();
         if seeded {
             match from {
-                MountFrom::Dir(src) => copy_tree(&inside_dir(src, &mount.source)?, &fresh)?,
+                MountFrom::Dir(src, ignore) => {
+                    copy_context(src, &inside_dir(src, &mount.source)?, ignore, &fresh)?
+                }
                 MountFrom::Fs { fs, .. } => {
                     fs::create_dir(&fresh).map_err(|e| format!("creating the cache: {e}"))?;
                     fs.extract(inputs.store, &absolute("/", &mount.source), &fresh)
@@ -422,6 +428,112 @@ fn inside_dir(dir: &Path, source: &str) -> Result<PathBuf, String> {
         ));
     }
     Ok(real)
+}
+
+/// Whether `ignore` leaves out anything at or below `path` (inside the
+/// context `root`), which then cannot be mounted as it is.
+fn excludes_any(root: &Path, path: &Path, ignore: &Matcher) -> bool {
+    fn walk(dir: &Path, rel: &str, ignore: &Matcher) -> bool {
+        let Ok(entries) = fs::read_dir(dir) else {
+            return false;
+        };
+        entries.flatten().any(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let child = if rel.is_empty() {
+                name
+            } else {
+                format!("{rel}/{name}")
+            };
+            ignore.is_excluded(&child)
+                || (e.file_type().is_ok_and(|t| t.is_dir()) && walk(&e.path(), &child, ignore))
+        })
+    }
+    if ignore.is_empty() {
+        return false;
+    }
+    let Ok(root) = root.canonicalize() else {
+        return true;
+    };
+    let rel = path
+        .strip_prefix(&root)
+        .map(|r| r.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    ignore.is_excluded(&rel) || walk(path, &rel, ignore)
+}
+
+/// Copies `path` (inside the context `root`) to `dest`, leaving out what
+/// `ignore` excludes: with `cp -a` when nothing is excluded, else entry by
+/// entry (owners, modes, times and links kept; devices, sockets and FIFOs,
+/// which a context never carries into a build, skipped).
+fn copy_context(root: &Path, path: &Path, ignore: &Matcher, dest: &Path) -> Result<(), String> {
+    if ignore.is_empty() {
+        return copy_tree(path, dest);
+    }
+    let root = root
+        .canonicalize()
+        .map_err(|e| format!("{}: {e}", root.display()))?;
+    let rel = path
+        .strip_prefix(&root)
+        .map(|r| r.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    copy_filtered(path, &rel, ignore, dest)
+}
+
+fn copy_filtered(src: &Path, rel: &str, ignore: &Matcher, dest: &Path) -> Result<(), String> {
+    let fail = |e: std::io::Error| format!("copying {} to {}: {e}", src.display(), dest.display());
+    let meta = fs::symlink_metadata(src).map_err(fail)?;
+    let kind = meta.file_type();
+    if kind.is_dir() {
+        fs::create_dir(dest).map_err(fail)?;
+        let mut names: Vec<_> = fs::read_dir(src)
+            .map_err(fail)?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<Result<_, _>>()
+            .map_err(fail)?;
+        names.sort();
+        for name in names {
+            let child = if rel.is_empty() {
+                name.to_string_lossy().into_owned()
+            } else {
+                format!("{rel}/{}", name.to_string_lossy())
+            };
+            let child_src = src.join(&name);
+            if ignore.is_excluded(&child) {
+                let is_dir = fs::symlink_metadata(&child_src).is_ok_and(|m| m.is_dir());
+                // An excluded directory may still hold re-included files.
+                if !is_dir || ignore.may_skip_dir(&child) {
+                    continue;
+                }
+            }
+            copy_filtered(&child_src, &child, ignore, &dest.join(&name))?;
+        }
+        fs::set_permissions(dest, meta.permissions()).map_err(fail)?;
+    } else if kind.is_symlink() {
+        std::os::unix::fs::symlink(fs::read_link(src).map_err(fail)?, dest).map_err(fail)?;
+    } else if kind.is_file() {
+        fs::copy(src, dest).map_err(fail)?;
+    } else {
+        return Ok(());
+    }
+    use std::os::unix::fs::MetadataExt;
+    std::os::unix::fs::lchown(dest, Some(meta.uid()), Some(meta.gid())).map_err(fail)?;
+    let times = rustix::fs::Timestamps {
+        last_access: rustix::fs::Timespec {
+            tv_sec: meta.atime(),
+            tv_nsec: meta.atime_nsec() as _,
+        },
+        last_modification: rustix::fs::Timespec {
+            tv_sec: meta.mtime(),
+            tv_nsec: meta.mtime_nsec() as _,
+        },
+    };
+    rustix::fs::utimensat(
+        rustix::fs::CWD,
+        dest,
+        &times,
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .map_err(|e| format!("setting the times of {}: {e}", dest.display()))
 }
 
 /// Copies a tree with its owners, modes, times, links and xattrs. `cp -a`

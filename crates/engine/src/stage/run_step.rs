@@ -265,7 +265,7 @@ impl State {
     ) -> Result<MountFrom<'a>, BuildError> {
         if mount.from.is_empty() {
             return match ctx.context {
-                Some(dir) => Ok(MountFrom::Dir(dir)),
+                Some(dir) => Ok(MountFrom::Dir(dir, ctx.ignore)),
                 None => Err(ctx.error_at(
                     line,
                     ErrorKind::Semantic,
@@ -276,7 +276,7 @@ impl State {
         }
         Ok(
             match self.source(ctx, stage, line, done, &mount.from, "RUN --mount from")? {
-                From::Dir(dir, _) => MountFrom::Dir(dir),
+                From::Dir(dir, ignore) => MountFrom::Dir(dir, ignore),
                 From::Fs(fs, layers) => MountFrom::Fs {
                     layers,
                     fs: fs.resolved(ctx)?,
