@@ -598,6 +598,7 @@ impl NativeBackend {
             std::sync::Arc::make_mut(&mut target).fs.catch_up(&ctx)?;
         }
         let image = export::write_image(&self.store, &target, &req.labels)?;
+        cache.keep_remote_hits(&self.store);
         if !req.cache_to.is_empty() {
             let stages = image_stages(&plan);
             for to in &req.cache_to {

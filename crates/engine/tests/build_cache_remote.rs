@@ -146,6 +146,17 @@ fn a_registry_cache_with_mode_max_serves_every_stage_and_only_needed_layers_are_
     let big = largest_blob(&first);
     assert!(!blob_gets.iter().any(|r| r.contains(&big)), "{requests:#?}");
     assert!(blob_count(&second) < blob_count(&first));
+    // Only the hits whose layers came along were recorded locally: every
+    // layer the local index names is in the store.
+    let index = kiln_engine::open_cache_index(second.store().root()).unwrap();
+    for blob in index.referenced_blobs().unwrap() {
+        assert!(second.store().has_blob(&blob), "{blob} named but absent");
+    }
+    // Without the shared cache, the final stage still hits locally; the
+    // build stage, whose layers never came, runs.
+    let (id3, hits, _) = cached(&second, &request(&second, vec![], vec![]));
+    assert_eq!(hits, [(1, 1), (1, 2)]);
+    assert_eq!(id3, id);
 }
 
 #[test]

@@ -50,6 +50,9 @@ pub(crate) struct BuildCache {
     /// Every step this build took or made: (stage index, key, record), for
     /// `--cache-to`.
     used: Mutex<Vec<(usize, Digest, Record)>>,
+    /// Steps taken from a `--cache-from` cache, to record locally once the
+    /// build is done (only those whose layer it fetched).
+    remote_hits: Mutex<Vec<(Digest, Record)>>,
 }
 
 /// The most source entries a shape record keeps to say which file changed.
@@ -69,6 +72,7 @@ impl BuildCache {
             no_cache_filter,
             imported: Vec::new(),
             used: Mutex::new(Vec::new()),
+            remote_hits: Mutex::new(Vec::new()),
         })
     }
 
@@ -85,6 +89,28 @@ impl BuildCache {
             .map_err(|e| format!("cannot read the cache {location}: {e}"))?;
         self.imported.push(imported);
         Ok(())
+    }
+
+    /// Notes that the build took `key` from a `--cache-from` cache.
+    pub(crate) fn took_remote(&self, key: Digest, record: &Record) {
+        let mut hits = self.remote_hits.lock().unwrap_or_else(|p| p.into_inner());
+        hits.push((key, record.clone()));
+    }
+
+    /// Records locally the `--cache-from` hits whose layer is now in the
+    /// store (or that have none), so the next build finds them without
+    /// the shared cache; a hit whose layer nothing fetched stays remote.
+    pub(crate) fn keep_remote_hits(&self, store: &Store) {
+        let hits = self.remote_hits.lock().unwrap_or_else(|p| p.into_inner());
+        for (key, record) in hits.iter() {
+            if record
+                .layer
+                .as_ref()
+                .is_none_or(|l| store.has_blob(&l.digest))
+            {
+                self.put(key, record);
+            }
+        }
     }
 
     /// Notes that the build took or made `key` in stage `stage`.

@@ -85,7 +85,7 @@ impl State {
             };
             if taken {
                 if *remote {
-                    ctx.cache.put(&full, record);
+                    ctx.cache.took_remote(full, record);
                 }
                 ctx.cache.used(stage.index, full, record);
                 self.took(full, record);
