@@ -269,6 +269,15 @@ fn several_platforms_build_an_index() {
         ],
     );
     assert_eq!(run.code, 0, "{}", run.stderr);
+    // Each platform's steps say which platform they are for, as BuildKit's do.
+    for p in ["linux/amd64", "linux/arm64"] {
+        assert!(
+            run.stderr
+                .contains(&format!(" [{p} 3/4] COPY hello.txt /\n")),
+            "{}",
+            run.stderr
+        );
+    }
     let iid = std::fs::read_to_string(d.join("iid")).unwrap();
     let inspect: serde_json::Value =
         serde_json::from_str(&kiln(d, &["inspect", "multi:1"]).stdout).unwrap();

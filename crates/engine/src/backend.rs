@@ -359,7 +359,7 @@ impl NativeBackend {
         if req.platforms.len() > 1 {
             return self.run_platforms(req, events, &client);
         }
-        let solved = self.solve(req, events, &client)?;
+        let solved = self.solve(req, events, &client, false)?;
         let Solved { target, image } = solved;
         let tags = export::export(
             &self.store,
@@ -407,7 +407,7 @@ impl NativeBackend {
             let mut one = req.clone();
             one.platform = Some(platform.clone());
             one.platforms = Vec::new();
-            solved.push((platform, self.solve(&one, events, client)?));
+            solved.push((platform, self.solve(&one, events, client, true)?));
         }
         let entries: Vec<serde_json::Value> = solved
             .iter()
@@ -492,6 +492,7 @@ impl NativeBackend {
         req: &BuildRequest,
         events: &EventSink,
         client: &Client,
+        multi_platform: bool,
     ) -> Result<Solved, BuildError> {
         let ast = kiln_frontend::parse(&req.dockerfile.name, &req.dockerfile.bytes)?;
         let syntax = kiln_frontend::syntax_warning(&req.dockerfile.bytes);
@@ -567,6 +568,7 @@ impl NativeBackend {
             secrets: &req.secrets,
             ssh: &req.ssh,
             allow_network_host: req.allow_network_host,
+            multi_platform,
             warned: &Mutex::new(Vec::new()),
             cache: &cache,
             client,

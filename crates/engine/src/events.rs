@@ -29,6 +29,9 @@ pub enum BuildEvent {
         base: String,
         /// Its instructions, FROM included: the `M` of BuildKit's `[N/M]`.
         instructions: usize,
+        /// In a build of several platforms, the one this stage is built
+        /// for (`linux/arm64`), which BuildKit shows in front of the name.
+        platform: Option<String>,
     },
     /// An instruction starts. Index 0 is the stage's FROM; the steps
     /// follow from 1.

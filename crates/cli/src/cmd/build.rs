@@ -360,13 +360,17 @@ impl Progress {
                 index,
                 name,
                 instructions,
+                platform,
                 ..
             } => {
-                let label = if s.named {
+                let mut label = if s.named {
                     format!("{} ", name.unwrap_or_else(|| format!("stage-{index}")))
                 } else {
                     String::new()
                 };
+                if let Some(p) = platform {
+                    label = format!("{p} {label}");
+                }
                 s.stages.insert(index, (label, instructions));
             }
             BuildEvent::InstructionStarted { stage, index, text } => {
