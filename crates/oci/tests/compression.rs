@@ -144,3 +144,65 @@ fn zstd_round_trips_and_ignores_thread_count() {
     assert!(enc(2) == one);
     assert!(zstd::stream::decode_all(&one[..]).unwrap() == data);
 }
+
+/// Incompressible bytes (xorshift).
+fn noise(len: usize, mut x: u64) -> Vec<u8> {
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+#[test]
+fn incompressible_blocks_are_stored_and_any_gzip_reads_them() {
+    // Random blocks are stored (the output is the input plus framing), the
+    // text between them still deflated, and the last block of the stream,
+    // stored or not, ends it.
+    for (len, text) in [
+        (1 << 20, false),
+        ((1 << 20) + 5_000, false),
+        (3 << 20, true),
+    ] {
+        let mut data = noise(len, 0x1234_5678_9abc_def1);
+        if text {
+            let log: Vec<u8> = b"a log line that repeats\n"
+                .iter()
+                .copied()
+                .cycle()
+                .take(1 << 20)
+                .collect();
+            data.splice(1 << 20..1 << 20, log);
+        }
+        let gz = gzip(&data, 2);
+        assert!(gz == gzip(&data, 1), "thread count changed the bytes");
+        let random = len;
+        assert!(
+            gz.len() < random + random / 100 + if text { 100_000 } else { 0 },
+            "{} bytes for {} ({} random)",
+            gz.len(),
+            data.len(),
+            random
+        );
+        let mut back = Vec::new();
+        flate2::read::GzDecoder::new(&gz[..])
+            .read_to_end(&mut back)
+            .unwrap();
+        assert!(back == data, "flate2 read back other bytes");
+        let mut child = std::process::Command::new("gzip")
+            .args(["-dc"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let writer = std::thread::spawn(move || stdin.write_all(&gz).unwrap());
+        let out = child.wait_with_output().unwrap();
+        writer.join().unwrap();
+        assert!(out.status.success());
+        assert!(out.stdout == data, "gzip -d read back other bytes");
+    }
+}
