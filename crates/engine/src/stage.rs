@@ -448,7 +448,8 @@ impl State {
             mtime: ctx.epoch.map_or(MtimePolicy::Keep, MtimePolicy::Clamp),
             ..LayerOptions::default()
         };
-        let writer = ctx.store.ingest()?;
+        // write_layer hashes the blob as it compresses it.
+        let writer = ctx.store.ingest_prehashed()?;
         let (layer, writer) = write_layer(entries, &options, writer)
             .map_err(|e| ctx.error_at(line, ErrorKind::Io, e.to_string(), None))?;
         writer.commit(Some(layer.digest))?;

@@ -274,6 +274,24 @@ fn gc_keeping_spares_the_blobs_it_is_given_and_usage_counts_what_images_use() {
 }
 
 #[test]
+fn a_prehashed_blob_is_stored_under_the_digest_given_and_needs_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let mut w = store.ingest_prehashed().unwrap();
+    w.write_all(b"layer bytes").unwrap();
+    assert_eq!(w.len(), 11);
+    let info = w.commit(Some(Digest::of(b"layer bytes"))).unwrap();
+    assert_eq!(info.size, 11);
+    assert_eq!(store.read_blob(&info.digest).unwrap(), b"layer bytes");
+    let mut w = store.ingest_prehashed().unwrap();
+    w.write_all(b"x").unwrap();
+    let err = w.commit(None).unwrap_err().to_string();
+    assert!(err.contains("needs its digest"), "{err}");
+    // Nothing half-written stays behind.
+    assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+}
+
+#[test]
 fn fsck_lists_corrupt_and_missing_blobs() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
