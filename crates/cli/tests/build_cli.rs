@@ -240,6 +240,22 @@ fn failures_name_the_line_and_leave_the_store_alone() {
     );
 }
 
+/// `skopeo ARGS` run in `dir`, its JSON output parsed; panics with its
+/// error when it fails.
+fn skopeo_json(dir: &Path, args: &[&str]) -> serde_json::Value {
+    let out = Command::new("skopeo")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "skopeo {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 #[test]
 fn several_platforms_build_an_index() {
     let dir = setup();
@@ -288,17 +304,7 @@ fn several_platforms_build_an_index() {
     );
     // skopeo reads the layout: an index of two manifests with platforms,
     // each config for its platform.
-    let raw = std::process::Command::new("skopeo")
-        .args(["inspect", "--raw", "oci:oci-out"])
-        .current_dir(d)
-        .output()
-        .unwrap();
-    assert!(
-        raw.status.success(),
-        "{}",
-        String::from_utf8_lossy(&raw.stderr)
-    );
-    let index: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
+    let index = skopeo_json(d, &["inspect", "--raw", "oci:oci-out"]);
     let platforms: Vec<String> = index["manifests"]
         .as_array()
         .unwrap()
@@ -318,23 +324,16 @@ fn several_platforms_build_an_index() {
         .collect();
     assert_eq!(platforms, ["linux/amd64", "linux/arm64"]);
     for (arch, label) in [("amd64", "linux/amd64"), ("arm64", "linux/arm64")] {
-        let out = std::process::Command::new("skopeo")
-            .args([
+        let config = skopeo_json(
+            d,
+            &[
                 "inspect",
                 "--config",
                 "--override-arch",
                 arch,
                 "oci:oci-out",
-            ])
-            .current_dir(d)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+            ],
         );
-        let config: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(config["architecture"], arch);
         assert_eq!(config["config"]["Labels"]["built.for"], label);
     }
@@ -387,17 +386,15 @@ fn several_platforms_build_an_index() {
         "{}",
         String::from_utf8_lossy(&pushed.stderr)
     );
-    let raw = std::process::Command::new("skopeo")
-        .args(["inspect", "--raw", "--tls-verify=false"])
-        .arg(format!("docker://{host}/multi:1"))
-        .output()
-        .unwrap();
-    assert!(
-        raw.status.success(),
-        "{}",
-        String::from_utf8_lossy(&raw.stderr)
+    let remote = skopeo_json(
+        d,
+        &[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{host}/multi:1"),
+        ],
     );
-    let remote: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
     assert_eq!(remote, index);
 }
 
