@@ -12,12 +12,17 @@ use super::StageContext;
 use crate::backend::BuildError;
 use crate::imagefs::ImageFs;
 use kiln_store::Descriptor;
+use std::sync::{Arc, OnceLock};
 
 /// An indexed file system and the layers above it not yet indexed.
 #[derive(Clone, Debug)]
 pub(crate) struct LazyFs {
     fs: ImageFs,
     pending: Vec<Descriptor>,
+    /// The whole file system once [`LazyFs::resolved`] indexed it, shared
+    /// by the clones, so a stage that several `COPY --from`s read is
+    /// indexed once.
+    full: Arc<OnceLock<ImageFs>>,
 }
 
 impl LazyFs {
@@ -31,17 +36,24 @@ impl LazyFs {
         LazyFs {
             fs: ImageFs::empty(),
             pending: layers,
+            full: Arc::default(),
         }
     }
 
     /// Puts `layer` on top without reading it.
     pub(crate) fn push(&mut self, layer: Descriptor) {
         self.pending.push(layer);
+        self.full = Arc::default();
     }
 
     /// Indexes every pending layer; after this [`LazyFs::indexed`] is the
     /// whole file system.
     pub(crate) fn catch_up(&mut self, ctx: &StageContext) -> Result<(), BuildError> {
+        if let Some(fs) = self.full.get().filter(|_| !self.pending.is_empty()) {
+            self.fs = fs.clone();
+            self.pending.clear();
+            return Ok(());
+        }
         while let Some(layer) = self.pending.first() {
             ctx.cache
                 .ensure_blob(ctx.client, ctx.store, layer)
@@ -66,8 +78,16 @@ impl LazyFs {
 
     /// The whole file system, indexed, leaving `self` as it is.
     pub(crate) fn resolved(&self, ctx: &StageContext) -> Result<ImageFs, BuildError> {
+        if self.pending.is_empty() {
+            return Ok(self.fs.clone());
+        }
+        if let Some(fs) = self.full.get() {
+            return Ok(fs.clone());
+        }
         let mut all = self.clone();
         all.catch_up(ctx)?;
+        // Another thread may have indexed it meanwhile: either copy serves.
+        let _ = self.full.set(all.fs.clone());
         Ok(all.fs)
     }
 }
