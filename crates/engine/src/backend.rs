@@ -346,6 +346,26 @@ impl BuildBackend for NativeBackend {
 struct Solved {
     target: std::sync::Arc<stage::StageOutput>,
     image: export::WrittenImage,
+    /// For each `--cache-to`, the steps it writes.
+    cache_records: Vec<Vec<(Digest, kiln_cache::Record)>>,
+}
+
+/// Writes each `--cache-to` of `req` with the records of every solved
+/// platform together, so one platform's do not replace another's.
+fn export_caches(
+    req: &BuildRequest,
+    solved: &[&Solved],
+    client: &Client,
+    store: &Store,
+) -> Result<(), BuildError> {
+    for (i, to) in req.cache_to.iter().enumerate() {
+        let records: Vec<(Digest, kiln_cache::Record)> = solved
+            .iter()
+            .flat_map(|s| s.cache_records[i].iter().cloned())
+            .collect();
+        crate::cache::export_records(to, client, store, &records).map_err(BuildError::Request)?;
+    }
+    Ok(())
 }
 
 impl NativeBackend {
@@ -360,7 +380,8 @@ impl NativeBackend {
             return self.run_platforms(req, events, &client);
         }
         let solved = self.solve(req, events, &client, false)?;
-        let Solved { target, image } = solved;
+        export_caches(req, &[&solved], &client, &self.store)?;
+        let Solved { target, image, .. } = solved;
         let tags = export::export(
             &self.store,
             &client,
@@ -409,6 +430,8 @@ impl NativeBackend {
             one.platforms = Vec::new();
             solved.push((platform, self.solve(&one, events, client, true)?));
         }
+        let all: Vec<&Solved> = solved.iter().map(|(_, s)| s).collect();
+        export_caches(req, &all, client, &self.store)?;
         let entries: Vec<serde_json::Value> = solved
             .iter()
             .map(|(platform, s)| {
@@ -601,15 +624,17 @@ impl NativeBackend {
         }
         let image = export::write_image(&self.store, &target, &req.labels)?;
         cache.keep_remote_hits(&self.store);
-        if !req.cache_to.is_empty() {
-            let stages = image_stages(&plan);
-            for to in &req.cache_to {
-                cache
-                    .export(to, &stages, client, &self.store)
-                    .map_err(BuildError::Request)?;
-            }
-        }
-        Ok(Solved { target, image })
+        let stages = image_stages(&plan);
+        let cache_records = req
+            .cache_to
+            .iter()
+            .map(|to| cache.records_for(to.mode, &stages))
+            .collect();
+        Ok(Solved {
+            target,
+            image,
+            cache_records,
+        })
     }
 }
 

@@ -218,3 +218,34 @@ fn a_corrupt_layer_in_a_local_cache_is_a_miss_not_a_bad_image() {
     let fsck = second.store().fsck().unwrap();
     assert!(fsck.problems.is_empty(), "{:?}", fsck.problems);
 }
+
+#[test]
+fn a_shared_cache_of_a_multi_platform_build_holds_every_platform() {
+    use kiln_frontend::stages::Platform;
+    let first = Env::new();
+    first.file("f.txt", "f\n");
+    let dir = first.path("shared-cache");
+    let dockerfile = "FROM scratch\nARG TARGETARCH\nCOPY f.txt /f-$TARGETARCH\n";
+    let platforms = vec![
+        Platform::parse("linux/amd64").unwrap(),
+        Platform::parse("linux/arm64").unwrap(),
+    ];
+    let mut req = first.request(dockerfile);
+    req.source_date_epoch = Some(EPOCH);
+    req.platforms = platforms.clone();
+    req.cache_to = vec![CacheExport {
+        location: CacheLocation::Local(dir.clone()),
+        mode: CacheMode::Min,
+    }];
+    let (id, _, _) = cached(&first, &req);
+    let second = Env::new();
+    second.file("f.txt", "f\n");
+    let mut req = second.request(dockerfile);
+    req.source_date_epoch = Some(EPOCH);
+    req.platforms = platforms;
+    req.cache_from = vec![CacheLocation::Local(dir)];
+    let (id2, hits, _) = cached(&second, &req);
+    // Both platforms' COPY (and ARG) steps: neither overwrote the other's.
+    assert_eq!(hits, [(0, 1), (0, 2), (0, 1), (0, 2)]);
+    assert_eq!(id2, id);
+}

@@ -37,6 +37,18 @@ pub fn open_index(store_root: &Path) -> Result<Cache, kiln_cache::Error> {
     Cache::open(&store_root.join("cache").join("index.db"))
 }
 
+/// Writes `records` (of one build, or of each platform of one) to the
+/// `--cache-to` cache `export` names.
+pub(crate) fn export_records(
+    export: &CacheExport,
+    client: &Client,
+    store: &Store,
+    records: &[(Digest, Record)],
+) -> Result<(), String> {
+    remote::export(export, client, store, records)
+        .map_err(|e| format!("cannot write the cache {}: {e}", export.location))
+}
+
 /// The cache of one build.
 pub(crate) struct BuildCache {
     cache: Cache,
@@ -119,23 +131,14 @@ impl BuildCache {
         used.push((stage, key, record.clone()));
     }
 
-    /// Writes the steps of `stages` (every stage for `mode=max`) to the
-    /// `--cache-to` cache.
-    pub(crate) fn export(
-        &self,
-        export: &CacheExport,
-        stages: &[usize],
-        client: &Client,
-        store: &Store,
-    ) -> Result<(), String> {
+    /// The steps `--cache-to` with `mode` writes: those of `stages` (the
+    /// image's), or with `mode=max` every step of the build.
+    pub(crate) fn records_for(&self, mode: CacheMode, stages: &[usize]) -> Vec<(Digest, Record)> {
         let used = self.used.lock().unwrap_or_else(|p| p.into_inner());
-        let records: Vec<(Digest, Record)> = used
-            .iter()
-            .filter(|(stage, _, _)| export.mode == CacheMode::Max || stages.contains(stage))
+        used.iter()
+            .filter(|(stage, _, _)| mode == CacheMode::Max || stages.contains(stage))
             .map(|(_, key, record)| (*key, record.clone()))
-            .collect();
-        remote::export(export, client, store, &records)
-            .map_err(|e| format!("cannot write the cache {}: {e}", export.location))
+            .collect()
     }
 
     /// Whether blob `digest` is in the store or a `--cache-from` cache.
