@@ -276,3 +276,42 @@ fn four_builds_at_once_share_the_cache_and_leave_it_consistent() {
     let (fsck, _) = ok(dir.path(), &["fsck"]);
     assert!(fsck.ends_with("no problems\n"), "{fsck}");
 }
+
+#[test]
+fn cache_to_and_cache_from_a_directory_through_the_binary() {
+    let first = setup();
+    let cache = first.path().join("shared");
+    let to = format!("type=local,dest={},mode=max", cache.display());
+    ok(first.path(), &["build", "--cache-to", &to, "ctx"]);
+    // Another store: every step comes from the shared cache.
+    let second = setup();
+    std::fs::remove_dir_all(second.path().join("ctx")).unwrap();
+    std::fs::rename(first.path().join("ctx"), second.path().join("ctx")).unwrap();
+    let from = format!("type=local,src={}", cache.display());
+    let (_, stderr) = ok(second.path(), &["build", "--cache-from", &from, "ctx"]);
+    assert_eq!(cached_lines(&stderr), 3, "{stderr}");
+    let out = kiln(second.path(), &["build", "--cache-to", "type=gha", "ctx"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("NotSupported"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A cache that is not there is a warning, not a failure.
+    let (_, stderr) = ok(
+        second.path(),
+        &[
+            "build",
+            "--no-cache",
+            "--cache-from",
+            "type=local,src=/nonexistent",
+            "ctx",
+        ],
+    );
+    assert!(
+        stderr.contains(
+            "warning: cannot read the cache /nonexistent: reading /nonexistent/index.json"
+        ),
+        "{stderr}"
+    );
+}
