@@ -379,7 +379,7 @@ impl NativeBackend {
         if req.platforms.len() > 1 {
             return self.run_platforms(req, events, &client);
         }
-        let solved = self.solve(req, events, &client, false)?;
+        let solved = self.solve(req, events, &client)?;
         export_caches(req, &[&solved], &client, &self.store)?;
         let Solved { target, image, .. } = solved;
         let tags = export::export(
@@ -423,12 +423,46 @@ impl NativeBackend {
                 )));
             }
         }
+        // The platforms build at once, as BuildKit's do; each one's events
+        // carry its platform.
+        let results: Vec<Result<Solved, BuildError>> = std::thread::scope(|scope| {
+            let running: Vec<_> = req
+                .platforms
+                .iter()
+                .map(|platform| {
+                    let mut one = req.clone();
+                    one.platform = Some(platform.clone());
+                    one.platforms = Vec::new();
+                    let sink = events.for_platform(&platform.to_string());
+                    scope.spawn(move || self.solve(&one, &sink, client))
+                })
+                .collect();
+            running
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(BuildError::Request("a platform's build panicked".into()))
+                    })
+                })
+                .collect()
+        });
+        // A platform that failed cancels the others through the shared
+        // flag, and they come back interrupted: report the failure itself.
         let mut solved = Vec::new();
-        for platform in &req.platforms {
-            let mut one = req.clone();
-            one.platform = Some(platform.clone());
-            one.platforms = Vec::new();
-            solved.push((platform, self.solve(&one, events, client, true)?));
+        let mut first_error: Option<BuildError> = None;
+        for (platform, result) in req.platforms.iter().zip(results) {
+            match result {
+                Ok(s) => solved.push((platform, s)),
+                Err(e) => {
+                    let secondary = matches!(e, BuildError::Interrupted | BuildError::Cancelled);
+                    if first_error.is_none() || (!secondary && first_is_secondary(&first_error)) {
+                        first_error = Some(e);
+                    }
+                }
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
         }
         let all: Vec<&Solved> = solved.iter().map(|(_, s)| s).collect();
         export_caches(req, &all, client, &self.store)?;
@@ -515,7 +549,6 @@ impl NativeBackend {
         req: &BuildRequest,
         events: &EventSink,
         client: &Client,
-        multi_platform: bool,
     ) -> Result<Solved, BuildError> {
         let ast = kiln_frontend::parse(&req.dockerfile.name, &req.dockerfile.bytes)?;
         let syntax = kiln_frontend::syntax_warning(&req.dockerfile.bytes);
@@ -591,7 +624,6 @@ impl NativeBackend {
             secrets: &req.secrets,
             ssh: &req.ssh,
             allow_network_host: req.allow_network_host,
-            multi_platform,
             warned: &Mutex::new(Vec::new()),
             cache: &cache,
             client,
@@ -636,6 +668,10 @@ impl NativeBackend {
             cache_records,
         })
     }
+}
+
+fn first_is_secondary(e: &Option<BuildError>) -> bool {
+    matches!(e, Some(BuildError::Interrupted | BuildError::Cancelled))
 }
 
 fn platform_list(platforms: &[Platform]) -> String {

@@ -29,9 +29,6 @@ pub enum BuildEvent {
         base: String,
         /// Its instructions, FROM included: the `M` of BuildKit's `[N/M]`.
         instructions: usize,
-        /// In a build of several platforms, the one this stage is built
-        /// for (`linux/arm64`), which BuildKit shows in front of the name.
-        platform: Option<String>,
     },
     /// An instruction starts. Index 0 is the stage's FROM; the steps
     /// follow from 1.
@@ -95,6 +92,15 @@ pub enum BuildEvent {
         /// What to look at.
         message: String,
     },
+    /// An event of one platform's build, in a `--platform a,b` build,
+    /// whose platforms are built at the same time: their stage indexes
+    /// repeat, so a display tells them apart by `platform` (`linux/arm64`).
+    Platform {
+        /// The platform.
+        platform: String,
+        /// The event.
+        event: Box<BuildEvent>,
+    },
     /// The build failed; no more events follow.
     BuildFailed {
         /// The error, as it would be printed.
@@ -106,7 +112,10 @@ type Callback = Box<dyn Fn(BuildEvent) + Send + Sync>;
 
 /// Where a build sends its events: a channel, a callback, or nowhere.
 pub struct EventSink {
-    inner: Sink,
+    inner: std::sync::Arc<Sink>,
+    /// Set on a [`EventSink::for_platform`] sink: every event goes out as
+    /// [`BuildEvent::Platform`].
+    platform: Option<String>,
 }
 
 enum Sink {
@@ -118,8 +127,23 @@ enum Sink {
 impl EventSink {
     /// A sink that drops every event.
     pub fn discard() -> EventSink {
+        EventSink::of(Sink::Discard)
+    }
+
+    fn of(sink: Sink) -> EventSink {
         EventSink {
-            inner: Sink::Discard,
+            inner: std::sync::Arc::new(sink),
+            platform: None,
+        }
+    }
+
+    /// The same destination, with each event wrapped in
+    /// [`BuildEvent::Platform`] for `platform`: what each platform of a
+    /// `--platform a,b` build sends to, as they run at once.
+    pub fn for_platform(&self, platform: &str) -> EventSink {
+        EventSink {
+            inner: self.inner.clone(),
+            platform: Some(platform.to_string()),
         }
     }
 
@@ -127,23 +151,25 @@ impl EventSink {
     /// after the receiver is dropped are discarded.
     pub fn channel() -> (EventSink, Receiver<BuildEvent>) {
         let (tx, rx) = mpsc::channel();
-        let sink = EventSink {
-            inner: Sink::Channel(Mutex::new(tx)),
-        };
-        (sink, rx)
+        (EventSink::of(Sink::Channel(Mutex::new(tx))), rx)
     }
 
     /// A sink calling `f` for each event, on the thread that produced it.
     /// `f` may block: the stage that sent the event waits for it.
     pub fn callback(f: impl Fn(BuildEvent) + Send + Sync + 'static) -> EventSink {
-        EventSink {
-            inner: Sink::Callback(Box::new(f)),
-        }
+        EventSink::of(Sink::Callback(Box::new(f)))
     }
 
     /// Delivers one event.
     pub fn send(&self, event: BuildEvent) {
-        match &self.inner {
+        let event = match &self.platform {
+            Some(p) => BuildEvent::Platform {
+                platform: p.clone(),
+                event: Box::new(event),
+            },
+            None => event,
+        };
+        match &*self.inner {
             Sink::Discard => {}
             Sink::Channel(tx) => {
                 if let Ok(tx) = tx.lock() {
@@ -158,7 +184,7 @@ impl EventSink {
 
 impl std::fmt::Debug for EventSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let kind = match self.inner {
+        let kind = match *self.inner {
             Sink::Discard => "discard",
             Sink::Channel(_) => "channel",
             Sink::Callback(_) => "callback",

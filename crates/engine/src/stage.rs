@@ -65,8 +65,6 @@ pub(crate) struct StageContext<'a> {
     pub(crate) ssh: &'a BTreeMap<String, PathBuf>,
     /// `--allow network.host`.
     pub(crate) allow_network_host: bool,
-    /// Whether this is one platform of a `--platform a,b` build.
-    pub(crate) multi_platform: bool,
     /// Warnings already shown, so one about the host shows once a build.
     pub(crate) warned: &'a Mutex<Vec<String>>,
     /// The build cache.
@@ -162,7 +160,6 @@ pub(crate) fn run(
         name: stage.name.clone(),
         base: base_text.clone(),
         instructions: stage.steps.len() + 1,
-        platform: ctx.multi_platform.then(|| stage.platform.to_string()),
     });
     ctx.events.send(BuildEvent::InstructionStarted {
         stage: stage.index,

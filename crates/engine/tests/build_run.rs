@@ -346,3 +346,32 @@ fn a_bind_mount_of_the_context_leaves_out_what_dockerignore_excludes() {
         "m"
     );
 }
+
+#[test]
+fn a_platform_that_fails_fails_the_build_with_its_own_error() {
+    use kiln_frontend::stages::Platform;
+    if std::path::Path::new("/proc/sys/fs/binfmt_misc/qemu-s390x").exists() {
+        eprintln!("skipping: this host emulates s390x");
+        return;
+    }
+    let env = Env::new();
+    let mut req = request(&env, "FROM bb\nRUN true\n");
+    let host = if cfg!(target_arch = "aarch64") {
+        "linux/arm64"
+    } else {
+        "linux/amd64"
+    };
+    // No emulator runs s390x here: that platform's RUN fails, while the
+    // host's builds (or is cancelled by the failure).
+    req.platforms = vec![
+        Platform::parse(host).unwrap(),
+        Platform::parse("linux/s390x").unwrap(),
+    ];
+    let err = env.run(&req).unwrap_err().to_string();
+    assert!(
+        err.contains("RUN for linux/s390x needs an emulator: no binfmt_misc handler for it is registered on this host"),
+        "{err}"
+    );
+    assert!(!req.interrupt.load(Ordering::SeqCst));
+    assert!(env.images().is_empty(), "{:?}", env.images());
+}

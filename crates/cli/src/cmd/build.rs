@@ -337,12 +337,16 @@ struct Progress {
     state: Mutex<ProgressState>,
 }
 
+/// A stage of the build: its index, and its platform in a `--platform
+/// a,b` build (whose platforms repeat the stage indexes).
+type StageKey = (Option<String>, usize);
+
 #[derive(Default)]
 struct ProgressState {
     named: bool,
     next: usize,
-    stages: HashMap<usize, (String, usize)>,
-    running: HashMap<(usize, usize), (usize, Instant)>,
+    stages: HashMap<StageKey, (String, usize)>,
+    running: HashMap<(StageKey, usize), (usize, Instant)>,
 }
 
 impl Progress {
@@ -355,12 +359,21 @@ impl Progress {
     fn show(&self, event: BuildEvent) {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         match event {
+            BuildEvent::Platform { platform, event } => {
+                Self::show_one(&mut s, Some(platform), *event)
+            }
+            event => Self::show_one(&mut s, None, event),
+        }
+    }
+
+    fn show_one(s: &mut ProgressState, platform: Option<String>, event: BuildEvent) {
+        let key = |stage: usize| (platform.clone(), stage);
+        match event {
             BuildEvent::BuildStarted { stages, .. } => s.named = stages > 1,
             BuildEvent::StageStarted {
                 index,
                 name,
                 instructions,
-                platform,
                 ..
             } => {
                 let mut label = if s.named {
@@ -368,20 +381,21 @@ impl Progress {
                 } else {
                     String::new()
                 };
-                if let Some(p) = platform {
+                // BuildKit's `[linux/arm64 build 2/3]`.
+                if let Some(p) = &platform {
                     label = format!("{p} {label}");
                 }
-                s.stages.insert(index, (label, instructions));
+                s.stages.insert(key(index), (label, instructions));
             }
             BuildEvent::InstructionStarted { stage, index, text } => {
                 s.next += 1;
                 let n = s.next;
-                let (label, total) = s.stages.get(&stage).cloned().unwrap_or_default();
+                let (label, total) = s.stages.get(&key(stage)).cloned().unwrap_or_default();
                 eprintln!("#{n} [{label}{}/{total}] {text}", index + 1);
-                s.running.insert((stage, index), (n, Instant::now()));
+                s.running.insert((key(stage), index), (n, Instant::now()));
             }
             BuildEvent::Output { stage, index, line } => {
-                if let Some((n, _)) = s.running.get(&(stage, index)) {
+                if let Some((n, _)) = s.running.get(&(key(stage), index)) {
                     eprintln!("#{n} {line}");
                 }
             }
@@ -390,7 +404,7 @@ impl Progress {
                 index,
                 cached,
             } => {
-                if let Some((n, started)) = s.running.remove(&(stage, index)) {
+                if let Some((n, started)) = s.running.remove(&(key(stage), index)) {
                     if cached {
                         eprintln!("#{n} CACHED");
                     } else {
@@ -404,7 +418,7 @@ impl Progress {
                 reason,
                 expected: false,
             } => {
-                if let Some((n, _)) = s.running.get(&(stage, index)) {
+                if let Some((n, _)) = s.running.get(&(key(stage), index)) {
                     eprintln!("#{n} cache miss: {reason}");
                 }
             }
@@ -424,7 +438,11 @@ impl Progress {
                     eprintln!("#{n} ERROR");
                 }
             }
-            BuildEvent::StageComplete { .. } | BuildEvent::BuildComplete { .. } => {}
+            // Platform events come wrapped once; one inside another is not
+            // something the engine sends.
+            BuildEvent::Platform { .. }
+            | BuildEvent::StageComplete { .. }
+            | BuildEvent::BuildComplete { .. } => {}
         }
     }
 }
