@@ -207,6 +207,7 @@ pub(crate) fn run(
                     Some(name),
                 )
             })?;
+            warn_platform_mismatch(ctx, stage, name, &image.config);
             let fs = LazyFs::of_layers(image.layers.clone());
             let layers: Vec<String> = image.layers.iter().map(|l| l.digest.to_string()).collect();
             let key = KeyBuilder::new("image")
@@ -456,6 +457,32 @@ impl State {
         self.fs.push(desc.clone());
         self.layers.push(desc);
         Ok(layer)
+    }
+}
+
+/// BuildKit's InvalidBaseImagePlatform warning: a base image that is not
+/// an index is used whatever its platform, which is rarely what was meant.
+fn warn_platform_mismatch(ctx: &StageContext, stage: &Stage, name: &str, config: &ImageConfig) {
+    let field = |k: &str| {
+        config
+            .as_json()
+            .get(k)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let (os, arch) = (field("os"), field("architecture"));
+    if os.is_empty() || arch.is_empty() {
+        return;
+    }
+    if os != stage.platform.os || arch != stage.platform.architecture {
+        ctx.warn_once(
+            stage.line,
+            &format!(
+                "base image {name} is for {os}/{arch}, not {}: the stage is built on it as it is",
+                stage.platform
+            ),
+        );
     }
 }
 
