@@ -386,3 +386,85 @@ fn a_platform_that_fails_fails_the_build_with_its_own_error() {
     assert!(!req.interrupt.load(Ordering::SeqCst));
     assert!(env.images().is_empty(), "{:?}", env.images());
 }
+
+#[test]
+fn cache_mount_options_ids_modes_owners_seeds_and_locked_sharing() {
+    let env = Env::new();
+    let dockerfile = "FROM bb AS seed\nRUN mkdir -p /seed && echo seeded > /seed/s\n\
+        FROM bb\n\
+        RUN --mount=type=cache,id=shared,target=/a,mode=0700,uid=1234,gid=2345 stat -c '%a %u %g' /a > /a-stat && echo one > /a/x\n\
+        RUN --mount=type=cache,id=shared,target=/b cat /b/x > /b-x\n\
+        RUN --mount=type=cache,target=/c,from=seed,source=/seed cat /c/s > /c-s\n";
+    let mut req = request(&env, dockerfile);
+    req.no_cache = true;
+    let built = env.run(&req).unwrap_or_else(|e| panic!("{e}"));
+    let layers = env.layers(&built);
+    let file = |layer: &[Entry], name: &str| {
+        layer
+            .iter()
+            .find(|e| e.line.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} in {layer:?}"))
+            .data
+            .clone()
+    };
+    // A new cache directory gets mode, uid and gid; the id, not the
+    // target, names the cache; from= and source= seed an empty one.
+    assert_eq!(file(&layers[1], "a-stat"), "700 1234 2345\n");
+    assert_eq!(file(&layers[2], "b-x"), "one\n");
+    assert_eq!(file(&layers[3], "c-s"), "seeded\n");
+
+    // Two stages at once on one locked cache take turns.
+    let dockerfile = "FROM bb AS one\nRUN --mount=type=cache,id=l,target=/l,sharing=locked echo start >> /l/log && sleep 1 && echo end >> /l/log\n\
+        FROM bb AS two\nRUN --mount=type=cache,id=l,target=/l,sharing=locked echo start >> /l/log && sleep 1 && echo end >> /l/log\n\
+        FROM bb\nCOPY --from=one /bin/busybox /one\nCOPY --from=two /bin/busybox /two\nRUN --mount=type=cache,id=l,target=/l cp /l/log /log\n";
+    let mut req = request(&env, dockerfile);
+    req.no_cache = true;
+    let built = env.run(&req).unwrap_or_else(|e| panic!("{e}"));
+    let layers = env.layers(&built);
+    let log = file(layers.last().unwrap(), "log");
+    assert_eq!(log, "start\nend\nstart\nend\n");
+}
+
+#[test]
+fn an_ssh_mount_is_a_socket_for_the_step_user_and_a_missing_agent_is_an_error() {
+    let env = Env::new();
+    let agent_dir = tempfile::tempdir().unwrap();
+    let agent = agent_dir.path().join("agent.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&agent).unwrap();
+    let dockerfile = "FROM bb\nRUN --mount=type=ssh test -S \"$SSH_AUTH_SOCK\" && echo \"$SSH_AUTH_SOCK\" > /sock \
+        && stat -c '%u %a' \"$SSH_AUTH_SOCK\" >> /sock\n\
+        RUN --mount=type=ssh,id=deploy,target=/run/deploy.sock,uid=1000,mode=0660 stat -c '%u %a' /run/deploy.sock > /deploy\n";
+    let mut req = request(&env, dockerfile);
+    req.ssh.insert("default".into(), agent.clone());
+    req.ssh.insert("deploy".into(), agent.clone());
+    let built = env.run(&req).unwrap_or_else(|e| panic!("{e}"));
+    let layers = env.layers(&built);
+    let data = |i: usize, name: &str| {
+        layers[i]
+            .iter()
+            .find(|e| e.line.starts_with(&format!("{name} ")))
+            .unwrap()
+            .data
+            .clone()
+    };
+    assert_eq!(data(1, "sock"), "/run/buildkit/ssh_agent.0\n0 600\n");
+    assert_eq!(data(2, "deploy"), "1000 660\n");
+    // Nothing of the agent stays in the layers.
+    assert!(
+        !layers[1]
+            .iter()
+            .any(|e| e.line.starts_with("run/buildkit/ssh")),
+        "{:?}",
+        layers[1]
+    );
+    // required=true without --ssh for that id fails, naming the flag.
+    let req = request(
+        &env,
+        "FROM bb\nRUN --mount=type=ssh,id=other,required=true true\n",
+    );
+    let err = env.run(&req).unwrap_err().to_string();
+    assert!(
+        err.contains("ssh agent other is required but was not given; pass it with --ssh other=$SSH_AUTH_SOCK"),
+        "{err}"
+    );
+}

@@ -16,6 +16,9 @@ use std::thread::JoinHandle;
 pub(crate) struct AgentProxy {
     socket: PathBuf,
     stop: Arc<AtomicBool>,
+    /// The listening socket, shut down on drop to wake the acceptor even
+    /// when the socket's path is already gone with its directory.
+    listener: UnixListener,
     acceptor: Option<JoinHandle<()>>,
 }
 
@@ -36,6 +39,7 @@ impl AgentProxy {
         std::fs::set_permissions(socket, std::fs::Permissions::from_mode(mode))?;
         let stop = Arc::new(AtomicBool::new(false));
         let (agent, flag) = (agent.to_path_buf(), stop.clone());
+        let own = listener.try_clone()?;
         let acceptor = std::thread::spawn(move || {
             for client in listener.incoming() {
                 if flag.load(Ordering::SeqCst) {
@@ -51,6 +55,7 @@ impl AgentProxy {
         Ok(AgentProxy {
             socket: socket.to_path_buf(),
             stop,
+            listener: own,
             acceptor: Some(acceptor),
         })
     }
@@ -75,11 +80,70 @@ fn forward(a: UnixStream, b: UnixStream) {
 impl Drop for AgentProxy {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        // Wake the acceptor so it sees the flag.
-        let _ = UnixStream::connect(&self.socket);
+        // Wake the acceptor so it sees the flag: shutting the listening
+        // socket down makes its accept return.
+        let _ = rustix::net::shutdown(&self.listener, rustix::net::Shutdown::Both);
         if let Some(t) = self.acceptor.take() {
             let _ = t.join();
         }
         let _ = std::fs::remove_file(&self.socket);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn connections_to_the_socket_reach_the_agent_both_ways() {
+        let dir = tempfile::tempdir().unwrap();
+        let agent_path = dir.path().join("agent");
+        let agent = UnixListener::bind(&agent_path).unwrap();
+        // A stand-in agent: answers each request with it reversed. The
+        // proxy's own check that the agent is there connects and closes.
+        let server = std::thread::spawn(move || {
+            let mut answered = 0;
+            while answered < 2 {
+                let (mut conn, _) = agent.accept().unwrap();
+                let mut buf = [0u8; 5];
+                if conn.read_exact(&mut buf).is_err() {
+                    continue;
+                }
+                buf.reverse();
+                conn.write_all(&buf).unwrap();
+                answered += 1;
+            }
+            agent
+        });
+        let socket = dir.path().join("proxy.sock");
+        let proxy = AgentProxy::start(&agent_path, &socket, 1234, 5678, 0o600).unwrap();
+        let meta = std::fs::metadata(&socket).unwrap();
+        assert_eq!(
+            (meta.uid(), meta.gid(), meta.mode() & 0o777),
+            (1234, 5678, 0o600)
+        );
+        for request in [b"hello", b"agent"] {
+            let mut c = UnixStream::connect(&socket).unwrap();
+            c.write_all(request).unwrap();
+            let mut reply = Vec::new();
+            c.read_to_end(&mut reply).unwrap();
+            let mut want = request.to_vec();
+            want.reverse();
+            assert_eq!(reply, want);
+        }
+        let _agent = server.join().unwrap();
+        drop(proxy);
+        assert!(!socket.exists(), "the socket goes with the proxy");
+        // A proxy whose socket went first (with its directory) still stops.
+        let gone = dir.path().join("gone.sock");
+        let proxy = AgentProxy::start(&agent_path, &gone, 0, 0, 0o600).unwrap();
+        std::fs::remove_file(&gone).unwrap();
+        drop(proxy);
+        // An agent that is not there fails at once, naming nothing half made.
+        let err = AgentProxy::start(&dir.path().join("none"), &socket, 0, 0, 0o600).err();
+        assert!(err.is_some());
+        assert!(!socket.exists());
     }
 }
