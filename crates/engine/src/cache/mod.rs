@@ -18,7 +18,7 @@ pub use remote::{
     CONFIG_MEDIA_TYPE,
 };
 
-use crate::copy::paths::{go_match, split_wildcards};
+use crate::copy::paths::{clean_clamped, go_match, join, split_wildcards};
 use kiln_cache::{Cache, KeyBuilder, Record, SourceHasher, StatSession};
 use kiln_frontend::dockerignore::Matcher;
 use kiln_oci::Digest;
@@ -27,7 +27,7 @@ use kiln_store::{Descriptor, Store};
 use remote::Imported;
 use std::collections::BTreeMap;
 use std::io;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 /// Opens the build cache index of the store at `store_root`, where every
@@ -189,7 +189,7 @@ impl BuildCache {
     /// The record for `key`, from the local index or else (with `true`) a
     /// `--cache-from` cache; a broken index only costs the hit.
     pub(crate) fn get(&self, key: &Digest) -> Option<(Record, bool)> {
-        if let Some(r) = self.cache.get(key).ok().flatten() {
+        if let Some(r) = self.get_local(key) {
             return Some((r, false));
         }
         self.imported
@@ -328,7 +328,7 @@ impl Walk<'_, '_> {
     /// wildcard in its last part the matching names of that directory
     /// (anything deeper hashes the whole directory before the wildcard).
     fn source(&mut self, i: usize, src: &str) -> io::Result<()> {
-        let cleaned = clean(&src.replace("/./", "/"));
+        let cleaned = clean_clamped(&src.replace("/./", "/"));
         let (literal, pattern) = split_wildcards(&cleaned);
         if pattern.is_empty() {
             return self.item(i, &cleaned);
@@ -400,7 +400,7 @@ impl Walk<'_, '_> {
                 } else {
                     base.join(target)
                 };
-                pending.push((clean(&joined.to_string_lossy()), true));
+                pending.push((clean_clamped(&joined.to_string_lossy()), true));
             } else if meta.is_dir() {
                 for e in std::fs::read_dir(&full)? {
                     let name = e?.file_name().to_string_lossy().into_owned();
@@ -409,28 +409,5 @@ impl Walk<'_, '_> {
             }
         }
         Ok(())
-    }
-}
-
-/// A relative path without `.`, `..` above the root or a leading `/`.
-fn clean(path: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for c in Path::new(path).components() {
-        match c {
-            Component::Normal(n) => parts.push(n.to_str().unwrap_or_default()),
-            Component::ParentDir => {
-                parts.pop();
-            }
-            _ => {}
-        }
-    }
-    parts.join("/")
-}
-
-fn join(a: &str, b: &str) -> String {
-    if a.is_empty() {
-        b.to_string()
-    } else {
-        format!("{a}/{b}")
     }
 }
