@@ -148,12 +148,7 @@ impl<'a> Bases<'a> {
         let runtime = match self.runtime.get() {
             Some(rt) => rt,
             None => {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .map_err(|e| {
-                        BaseError::Other(format!("cannot start the async runtime: {e}"))
-                    })?;
+                let rt = crate::async_runtime().map_err(BaseError::Other)?;
                 self.runtime.get_or_init(|| rt)
             }
         };

@@ -53,6 +53,16 @@ pub use backend::{
     BuildBackend, BuildError, BuildRequest, BuiltImage, Dockerfile, NamedContext, NativeBackend,
     SecretSource,
 };
+/// A single-threaded runtime for the registry client's and downloads' async
+/// calls: the engine is synchronous (stages run on threads), so each place
+/// that needs one blocks on its own.
+pub(crate) fn async_runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))
+}
+
 pub use cache::{
     open_index as open_cache_index, parse_cache_from, parse_cache_to, CacheExport, CacheLocation,
     CacheMode, ARTIFACT_TYPE as CACHE_ARTIFACT_TYPE, CONFIG_MEDIA_TYPE as CACHE_CONFIG_MEDIA_TYPE,

@@ -206,13 +206,6 @@ impl Imported {
     }
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, String> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))
-}
-
 /// Reads the records of the cache at `location`: only its manifest and
 /// config, never a layer.
 pub(crate) fn import(
@@ -222,7 +215,7 @@ pub(crate) fn import(
 ) -> Result<Imported, String> {
     let config = match location {
         CacheLocation::Registry(r) => {
-            let rt = runtime()?;
+            let rt = crate::async_runtime()?;
             let (_, bytes) = rt
                 .block_on(client.fetch_manifest(r))
                 .map_err(|e| e.to_string())?;
@@ -326,7 +319,7 @@ pub(crate) fn fetch_layer(
 ) -> Result<(), String> {
     match &imported.location {
         CacheLocation::Registry(r) => {
-            runtime()?
+            crate::async_runtime()?
                 .block_on(client.fetch_blob(store, r, layer))
                 .map_err(|e| e.to_string())?;
         }
@@ -395,7 +388,7 @@ pub(crate) fn export(
     let desc = Descriptor::new(media_type::OCI_MANIFEST, info.digest, info.size);
     match &export.location {
         CacheLocation::Registry(r) => {
-            runtime()?
+            crate::async_runtime()?
                 .block_on(client.push(&BlobDir::of_store(store), &desc, r, &PushOptions::default()))
                 .map_err(|e| e.to_string())?;
         }

@@ -205,10 +205,7 @@ struct Fetched {
 /// Streams the body to `path` on a runtime of its own, so ADD works
 /// whether or not the caller is inside one.
 fn fetch(url: &str, path: &Path) -> Result<Fetched, String> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
+    let rt = crate::async_runtime()?;
     rt.block_on(async {
         let client = reqwest::Client::builder()
             .build()
