@@ -385,7 +385,7 @@ impl NativeBackend {
         let tags = export::export(
             &self.store,
             &client,
-            &image,
+            &image.manifest,
             &target,
             &req.tags,
             &req.outputs,
@@ -401,7 +401,7 @@ impl NativeBackend {
         })
     }
 
-    /// `--platform a,b`: each platform built in turn, then an OCI index of
+    /// `--platform a,b`: the platforms built at once, then an OCI index of
     /// their manifests, exported as one image. The root file system outputs
     /// get a directory per platform (`linux_amd64/`), as BuildKit's do.
     fn run_platforms(
@@ -449,20 +449,19 @@ impl NativeBackend {
         // A platform that failed cancels the others through the shared
         // flag, and they come back interrupted: report the failure itself.
         let mut solved = Vec::new();
-        let mut first_error: Option<BuildError> = None;
+        let mut errors = Vec::new();
         for (platform, result) in req.platforms.iter().zip(results) {
             match result {
                 Ok(s) => solved.push((platform, s)),
-                Err(e) => {
-                    let secondary = matches!(e, BuildError::Interrupted | BuildError::Cancelled);
-                    if first_error.is_none() || (!secondary && first_is_secondary(&first_error)) {
-                        first_error = Some(e);
-                    }
-                }
+                Err(e) => errors.push(e),
             }
         }
-        if let Some(e) = first_error {
-            return Err(e);
+        if !errors.is_empty() {
+            let own = errors
+                .iter()
+                .position(|e| !matches!(e, BuildError::Interrupted | BuildError::Cancelled))
+                .unwrap_or(0);
+            return Err(errors.swap_remove(own));
         }
         let all: Vec<&Solved> = solved.iter().map(|(_, s)| s).collect();
         export_caches(req, &all, client, &self.store)?;
@@ -502,22 +501,26 @@ impl NativeBackend {
                         let one = [Output::Local {
                             dest: dest.join(dir),
                         }];
-                        export::export(&self.store, client, &s.image, &s.target, &[], &one)?;
+                        export::export(
+                            &self.store,
+                            client,
+                            &s.image.manifest,
+                            &s.target,
+                            &[],
+                            &one,
+                        )?;
                     }
                 }
                 other => image_outputs.push(other.clone()),
             }
         }
-        let written = export::WrittenImage {
-            manifest: index.clone(),
-            config: index.clone(),
-        };
         if !image_outputs.is_empty() {
+            // The image outputs read no file system; any target serves.
             let first = &solved[0].1.target;
             tags = export::export(
                 &self.store,
                 client,
-                &written,
+                &index,
                 first,
                 &req.tags,
                 &image_outputs,
@@ -668,10 +671,6 @@ impl NativeBackend {
             cache_records,
         })
     }
-}
-
-fn first_is_secondary(e: &Option<BuildError>) -> bool {
-    matches!(e, Some(BuildError::Interrupted | BuildError::Cancelled))
 }
 
 fn platform_list(platforms: &[Platform]) -> String {

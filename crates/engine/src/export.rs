@@ -154,19 +154,20 @@ fn oci_layer(d: &Descriptor) -> Descriptor {
     out
 }
 
-/// Sends the image to every output; returns the tags it now has in the
-/// store.
+/// Sends the image (`manifest`: an image manifest, or the index of a
+/// multi-platform build) to every output; returns the tags it now has in
+/// the store. `target` gives the root file system for `local` and `tar`.
 pub(crate) fn export(
     store: &Store,
     client: &Client,
-    image: &WrittenImage,
+    manifest: &Descriptor,
     target: &StageOutput,
     tags: &[Reference],
     outputs: &[Output],
 ) -> Result<Vec<Reference>, BuildError> {
     let mut stored = Vec::new();
     let archive = [ArchiveImage {
-        descriptor: image.manifest.clone(),
+        descriptor: manifest.clone(),
         tags: tags.to_vec(),
     }];
     for output in outputs {
@@ -178,14 +179,14 @@ pub(crate) fn export(
                             "pushing needs a name: add -t REGISTRY/REPOSITORY:TAG".into(),
                         ));
                     }
-                    store.add_untagged(&image.manifest)?;
+                    store.add_untagged(manifest)?;
                 }
                 for tag in tags {
-                    store.tag(tag, &image.manifest)?;
+                    store.tag(tag, manifest)?;
                     stored.push(tag.clone());
                 }
                 if *push {
-                    push_all(store, client, &image.manifest, tags)?;
+                    push_all(store, client, manifest, tags)?;
                 }
             }
             Output::Oci { dest } => store.export_oci(&archive, dest)?,
@@ -213,10 +214,7 @@ fn push_all(
     manifest: &Descriptor,
     tags: &[Reference],
 ) -> Result<(), BuildError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| BuildError::Request(format!("cannot start the async runtime: {e}")))?;
+    let runtime = crate::async_runtime().map_err(BuildError::Request)?;
     for tag in tags {
         runtime.block_on(client.push(
             &BlobDir::of_store(store),
