@@ -1,6 +1,6 @@
 //! The build cache's part of `kiln du`, `kiln prune` and `kiln fsck`.
 
-use super::show::{ago, human_size};
+use super::show::{ago, human_size, table};
 use anyhow::{bail, Context};
 use kiln_cache::{Cache, PruneFilter};
 use kiln_oci::Digest;
@@ -139,21 +139,7 @@ pub(super) fn du(store: &Store, verbose: bool) -> anyhow::Result<ExitCode> {
             step,
         ]);
     }
-    let widths: Vec<usize> = (0..3)
-        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
-        .collect();
-    for r in &rows {
-        println!(
-            "{:w0$}  {:w1$}  {:w2$}  {}",
-            r[0],
-            r[1],
-            r[2],
-            r[3],
-            w0 = widths[0],
-            w1 = widths[1],
-            w2 = widths[2]
-        );
-    }
+    print!("{}", table(&rows));
     let mut layers: Vec<(Digest, u64)> = entries
         .iter()
         .filter_map(|e| e.blob.map(|b| (b, e.size)))

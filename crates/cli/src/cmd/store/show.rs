@@ -108,8 +108,8 @@ pub(super) fn inspect(store: &Store, input: &str) -> anyhow::Result<ExitCode> {
 }
 
 /// Columns separated by three spaces, like docker's tables.
-fn table(rows: &[[String; 5]]) -> String {
-    let mut widths = [0usize; 5];
+pub(super) fn table<const N: usize>(rows: &[[String; N]]) -> String {
+    let mut widths = [0usize; N];
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
