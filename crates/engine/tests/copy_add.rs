@@ -114,6 +114,77 @@ fn archive_entries_may_not_leave_the_destination() {
     );
 }
 
+/// A hand-written ustar header (the tar crate will not write some of
+/// these), checksum set.
+fn raw_header(name: &str, typeflag: u8, size: u64, link: &str) -> Vec<u8> {
+    let mut h = tar::Header::new_ustar();
+    h.as_mut_bytes()[..name.len()].copy_from_slice(name.as_bytes());
+    h.as_mut_bytes()[157..157 + link.len()].copy_from_slice(link.as_bytes());
+    h.as_mut_bytes()[156] = typeflag;
+    h.set_mode(0o644);
+    h.set_size(size);
+    h.set_cksum();
+    h.as_bytes().to_vec()
+}
+
+#[test]
+fn an_archive_hard_link_to_a_file_not_in_it_is_refused() {
+    // The attack: `hl -> /etc/passwd`, absent from the archive, was
+    // committed as a dangling link that broke the next RUN.
+    let context = tempfile::tempdir().unwrap();
+    let mut data = raw_header("hl", b'1', 0, "/etc/passwd");
+    data.extend_from_slice(&[0; 1024]);
+    std::fs::write(context.path().join("evil.tar"), data).unwrap();
+    let t = Harness::new(context.path());
+    assert_eq!(
+        t.add(&add_instr(&["evil.tar"], "/"))
+            .unwrap_err()
+            .to_string(),
+        "ADD failed: extracting evil.tar: hard link \"hl\" points at \"/etc/passwd\", which is not a file earlier in the archive"
+    );
+}
+
+#[test]
+fn an_archive_with_a_huge_long_name_is_refused_without_reading_it() {
+    let context = tempfile::tempdir().unwrap();
+    // First, as BuildKit, a file whose first header cannot be read is no
+    // archive: it is copied as it is.
+    let mut first = raw_header("././@LongLink", b'L', 1 << 30, "");
+    first.extend_from_slice(&[0; 4096]);
+    std::fs::write(context.path().join("first.tar"), &first).unwrap();
+    let t = Harness::new(context.path());
+    let out = t.add(&add_instr(&["first.tar"], "/x")).unwrap();
+    assert_eq!(out.entries.len(), 1);
+    assert_eq!(out.entries[0].path, "x");
+    // Later in an archive, it fails the ADD.
+    let mut data = raw_header("ok", b'0', 0, "");
+    data.extend(first);
+    std::fs::write(context.path().join("evil.tar"), data).unwrap();
+    let err = t
+        .add(&add_instr(&["evil.tar"], "/x"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.ends_with("GNU long name of 1073741824 bytes; at most 1048576 are accepted"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_archive_entry_of_an_unknown_type_is_named() {
+    let context = tempfile::tempdir().unwrap();
+    let mut data = raw_header("odd", b'Z', 0, "");
+    data.extend_from_slice(&[0; 1024]);
+    std::fs::write(context.path().join("evil.tar"), data).unwrap();
+    let t = Harness::new(context.path());
+    assert_eq!(
+        t.add(&add_instr(&["evil.tar"], "/x"))
+            .unwrap_err()
+            .to_string(),
+        "ADD failed: extracting evil.tar: entry \"odd\" has tar type 'Z' (0x5a), which ADD cannot extract"
+    );
+}
+
 /// Serves `body` once per connection on 127.0.0.1 with `Last-Modified`;
 /// `/missing` answers 404.
 fn serve(body: &'static [u8]) -> String {

@@ -263,14 +263,8 @@ fn hard_links_keep_the_linked_contents() {
             hardlink("bin/ls", "/bin/busybox"),
         ],
     );
-    let l1 = layer(
-        &store,
-        vec![
-            LayerEntry::file("bin/busybox", "NEW!"),
-            hardlink("usr/bin/env", "bin/ls"),
-        ],
-    );
-    let fs = ImageFs::open(&store, &[l0, l1]).unwrap();
+    let l1 = layer(&store, vec![LayerEntry::file("bin/busybox", "NEW!")]);
+    let fs = ImageFs::open(&store, &[l0.clone(), l1]).unwrap();
     assert_eq!(
         listing(&fs),
         [
@@ -278,15 +272,11 @@ fn hard_links_keep_the_linked_contents() {
             "/bin/busybox file 4 644 0:0 L1",
             "/bin/ls link /bin/busybox 2 755 0:0 L0",
             "/bin/sh link /bin/busybox 2 755 0:0 L0",
-            "/usr dir 755 0:0 L1",
-            "/usr/bin dir 755 0:0 L1",
-            "/usr/bin/env link /bin/ls 2 755 0:0 L1",
         ]
     );
     assert_eq!(read(&fs, "/bin/sh").as_deref(), Some("BB"));
-    assert_eq!(read(&fs, "/usr/bin/env").as_deref(), Some("BB"));
     let key = |p: &str| fs.lookup(p).unwrap().content_key();
-    assert_eq!(key("/bin/sh"), key("/usr/bin/env"));
+    assert_eq!(key("/bin/sh"), key("/bin/ls"));
     assert!(key("/bin/sh").is_some());
     assert_ne!(key("/bin/sh"), key("/bin/busybox"));
     assert_eq!(key("/bin"), None);
@@ -300,14 +290,9 @@ fn hard_links_keep_the_linked_contents() {
         std::fs::read(dest.path().join("bin/busybox")).unwrap(),
         b"NEW!"
     );
-    assert_eq!(
-        std::fs::read(dest.path().join("usr/bin/env")).unwrap(),
-        b"BB"
-    );
     assert_eq!(md("bin/busybox").nlink(), 1);
-    assert_eq!(md("bin/sh").nlink(), 3);
+    assert_eq!(md("bin/sh").nlink(), 2);
     assert_eq!(md("bin/sh").ino(), md("bin/ls").ino());
-    assert_eq!(md("bin/sh").ino(), md("usr/bin/env").ino());
     assert_eq!(md("bin/sh").mode() & 0o7777, 0o755);
     assert_eq!(md("bin/sh").mtime(), 100);
 
@@ -322,9 +307,18 @@ fn hard_links_keep_the_linked_contents() {
     assert_eq!(
         ImageFs::open(&store, std::slice::from_ref(&broken)).unwrap_err().to_string(),
         format!(
-            "layer {}: entry \"a\": hard link target \"nope\" does not exist in this or a lower layer",
+            "layer {}: entry \"a\": hard link target \"nope\" is not a file written earlier in this layer",
             broken.digest
         )
+    );
+    // A link into a lower layer is refused here as RUN's snapshots refuse
+    // it (each layer is unpacked on its own there), so COPY --from and RUN
+    // never see different files.
+    let cross = layer(&store, vec![hardlink("usr/bin/env", "bin/ls")]);
+    let err = ImageFs::open(&store, &[l0, cross]).unwrap_err().to_string();
+    assert!(
+        err.ends_with(r#"entry "usr/bin/env": hard link target "bin/ls" is not a file written earlier in this layer"#),
+        "{err}"
     );
 }
 

@@ -34,6 +34,11 @@ impl Digest {
     pub fn bytes(&self) -> &[u8; 32] {
         &self.0
     }
+
+    /// The digest whose raw bytes (a finished sha256) are `bytes`.
+    pub fn from_bytes(bytes: [u8; 32]) -> Digest {
+        Digest(bytes)
+    }
 }
 
 impl fmt::Display for Digest {

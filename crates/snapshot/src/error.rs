@@ -9,6 +9,18 @@ use std::path::PathBuf;
 /// A snapshot operation that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A layer blob's uncompressed contents are not the layer the image
+    /// claims: its config names a diff_id the blob does not hash to.
+    #[error(
+        "the layer blob does not match its diff_id: the image config says {expected}, but the \
+         uncompressed blob is {got}; the image is corrupt or forged, so nothing was unpacked"
+    )]
+    DiffIdMismatch {
+        /// The diff_id the image config claims.
+        expected: Digest,
+        /// The digest of the blob's uncompressed contents.
+        got: Digest,
+    },
     /// A file-system call on a snapshot path failed.
     #[error("{action} {}: {source}", path.display())]
     Io {

@@ -16,6 +16,8 @@
 //!   overlay, `merged` alone for the copy driver;
 //! - `tmp/`: work in flight (layers being unpacked, snapshots being set up),
 //!   named after the owning process and renamed into place when complete;
+//! - `verified/<hex>`: how the layer `layers/<hex>/` was checked (see
+//!   `verify.rs`); a layer without one is not used;
 //! - `xattr-namespace`: which xattr namespace the layers' opaque markers use.
 //!
 //! Two drivers share that layout. [`DriverKind::Overlay`] mounts overlayfs;
@@ -45,6 +47,7 @@ mod error;
 mod fsutil;
 mod mount;
 mod owner;
+mod verify;
 mod view;
 
 pub use error::Error;
@@ -57,6 +60,7 @@ use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use tempfile::TempDir;
+use verify::Record;
 
 /// How writable roots are made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,6 +98,7 @@ impl Snapshotter {
         for dir in [
             root.to_path_buf(),
             root.join("layers"),
+            root.join("verified"),
             root.join("active"),
             root.join("tmp"),
         ] {
@@ -129,23 +134,23 @@ impl Snapshotter {
         self.driver
     }
 
-    /// Whether the layer `diff_id` is unpacked.
+    /// Whether the layer `diff_id` is unpacked and vouched for.
     pub fn has_layer(&self, diff_id: &Digest) -> bool {
-        self.layer_dir(diff_id).is_dir()
+        self.layer_dir(diff_id).is_dir() && Record::read(&self.record_path(diff_id)).is_some()
     }
 
     /// Unpacks the layer blob (gzip, zstd or plain tar; `blob` gives its
     /// bytes) as the layer `diff_id`, unless it already is. It goes through
     /// kiln_oci's extractor, which refuses entries escaping the layer, into
-    /// `tmp/` and is renamed into place, so a layer is never seen half
-    /// unpacked, and processes racing on the same diff_id all succeed (the
-    /// first rename wins, the others drop their copy). The blob is trusted
-    /// to match `diff_id`: the store verified it.
-    pub fn ensure_layer(&self, diff_id: &Digest, blob: impl Read) -> Result<(), Error> {
-        let dest = self.layer_dir(diff_id);
-        if dest.is_dir() {
+    /// `tmp/`, and is renamed into place only once the blob's uncompressed
+    /// digest is `diff_id`, so a layer is never seen half unpacked or under
+    /// another layer's name, and processes racing on the same diff_id all
+    /// succeed (the first rename wins, the others drop their copy).
+    pub fn ensure_layer(&self, diff_id: &Digest, blob: impl Read + Send) -> Result<(), Error> {
+        if self.has_layer(diff_id) {
             return Ok(());
         }
+        let dest = self.layer_dir(diff_id);
         let stage = self.stage()?;
         let options = ExtractOptions {
             whiteouts: Whiteouts::Overlay {
@@ -153,11 +158,79 @@ impl Snapshotter {
             },
             restore_owners: self.restore_owners,
         };
-        extract_layer(blob, stage.path(), diff_id, &options).map_err(|source| Error::Extract {
-            path: stage.path().to_path_buf(),
-            source,
+        let got = extract_layer(blob, stage.path(), diff_id, &options).map_err(|source| {
+            Error::Extract {
+                path: stage.path().to_path_buf(),
+                source,
+            }
         })?;
+        if got != *diff_id {
+            return Err(Error::DiffIdMismatch {
+                expected: *diff_id,
+                got,
+            });
+        }
+        let tree = verify::tree_digest(stage.path())
+            .map_err(Error::io("hashing the unpacked layer in", stage.path()))?;
+        if self.has_layer(diff_id) {
+            // Another process finished first.
+            return Ok(());
+        }
+        // A directory without a record was unpacked by a kiln that did not
+        // verify diff_ids (a published layer always has its record first):
+        // set it aside (mounts using it keep it) for tmp/'s cleaning.
+        let unverified = dest.is_dir() && Record::read(&self.record_path(diff_id)).is_none();
+        self.write_record(diff_id, &Record::Unpacked(tree))?;
+        if unverified {
+            let aside = self.stage()?.keep();
+            fs::rename(&dest, aside.join("unverified"))
+                .map_err(Error::io("setting aside the unverified layer", &dest))?;
+        }
         publish(stage, &dest)
+    }
+
+    /// Checks every unpacked layer against its record: a layer without one
+    /// (unpacked before kiln verified diff_ids) or whose tree changed since
+    /// it was unpacked is a problem, worded for `kiln fsck`.
+    pub fn check(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for dir in list_dirs(&self.root.join("layers")) {
+            let Some(hex) = dir.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            let record = self.root.join("verified").join(hex);
+            match Record::read(&record) {
+                None => problems.push(format!(
+                    "snapshot layer {} was never checked against its diff_id sha256:{hex}; \
+                     kiln unpacks it again before using it (remove the directory to reclaim its space)",
+                    dir.display()
+                )),
+                Some(Record::Committed) => {}
+                Some(Record::Unpacked(tree)) => match verify::tree_digest(&dir) {
+                    Ok(now) if now == tree => {}
+                    Ok(_) => problems.push(format!(
+                        "snapshot layer {} (diff_id sha256:{hex}) changed on disk since it was unpacked; \
+                         remove it and {} so kiln unpacks it again",
+                        dir.display(),
+                        record.display()
+                    )),
+                    Err(e) => problems.push(format!(
+                        "snapshot layer {} (diff_id sha256:{hex}) cannot be read: {e}",
+                        dir.display()
+                    )),
+                },
+            }
+        }
+        problems
+    }
+
+    fn record_path(&self, diff_id: &Digest) -> PathBuf {
+        self.root.join("verified").join(diff_id.hex())
+    }
+
+    /// Writes a layer's record atomically (through `tmp/`).
+    fn write_record(&self, diff_id: &Digest, record: &Record) -> Result<(), Error> {
+        write_record_in(&self.root, self.owner, diff_id, record)
     }
 
     /// A writable root on top of the layers `parents` (bottom first; all
@@ -363,6 +436,19 @@ fn stage_in(root: &Path, owner: Owner) -> Result<TempDir, Error> {
 
 /// Renames the finished `stage` to `dest`; when another process got there
 /// first, its copy stands and ours goes.
+fn write_record_in(
+    root: &Path,
+    owner: Owner,
+    diff_id: &Digest,
+    record: &Record,
+) -> Result<(), Error> {
+    let stage = stage_in(root, owner)?;
+    let tmp = stage.path().join("record");
+    fs::write(&tmp, record.text()).map_err(Error::io("writing", &tmp))?;
+    let dest = root.join("verified").join(diff_id.hex());
+    fs::rename(&tmp, &dest).map_err(Error::io("moving the layer record to", &dest))
+}
+
 fn publish(stage: TempDir, dest: &Path) -> Result<(), Error> {
     let staged = stage.keep();
     let placed = fsutil::rename_noreplace(&staged, dest);
@@ -466,6 +552,7 @@ impl Active {
                 mount::unmount(&self.rootfs, false)?;
                 self.mounted = false;
                 let upper = self.dir.join("upper");
+                write_record_in(&self.root, self.owner, diff_id, &Record::Committed)?;
                 fsutil::rename_noreplace(&upper, &dest)
                     .map(drop)
                     .map_err(Error::io("moving the committed layer to", &dest))
@@ -474,6 +561,7 @@ impl Active {
                 let entries = self.changes()?;
                 let stage = stage_in(&self.root, self.owner)?;
                 copy::write_layer_dir(&entries, stage.path(), self.format())?;
+                write_record_in(&self.root, self.owner, diff_id, &Record::Committed)?;
                 publish(stage, &dest)
             }
         }

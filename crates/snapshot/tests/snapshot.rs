@@ -608,3 +608,61 @@ fn a_killed_builds_leftovers_are_cleaned_by_the_next_open() {
         assert_eq!(mounted(mine.rootfs()), driver == DriverKind::Overlay);
     }
 }
+
+#[test]
+fn a_blob_that_is_not_its_diff_id_is_never_unpacked_under_it() {
+    // The attack: an image whose config claims the base's diff_id for a
+    // different layer poisoned every later RUN on the real base.
+    setup();
+    let (base, _) = base_layer();
+    let (_, evil) = layer(vec![LayerEntry::file(
+        "etc/passwd",
+        "evil::0:0::/:/bin/sh\n",
+    )]);
+    let root = tempfile::tempdir().unwrap();
+    let snaps = Snapshotter::open(root.path(), Some(DriverKind::Copy)).unwrap();
+    let err = snaps.ensure_layer(&base, &evil[..]).unwrap_err();
+    assert!(matches!(err, Error::DiffIdMismatch { expected, .. } if expected == base));
+    assert!(
+        err.to_string().contains("does not match its diff_id"),
+        "{err}"
+    );
+    assert!(!snaps.has_layer(&base));
+    assert_eq!(fs::read_dir(root.path().join("layers")).unwrap().count(), 0);
+    assert_eq!(fs::read_dir(root.path().join("tmp")).unwrap().count(), 0);
+}
+
+#[test]
+fn a_layer_unpacked_without_verification_is_not_trusted_and_is_replaced() {
+    setup();
+    let (base, blob) = base_layer();
+    let root = tempfile::tempdir().unwrap();
+    let snaps = Snapshotter::open(root.path(), Some(DriverKind::Copy)).unwrap();
+    // What an older kiln left: a directory under the diff_id, poisoned.
+    let dir = root.path().join("layers").join(base.hex());
+    fs::create_dir_all(dir.join("etc")).unwrap();
+    fs::write(dir.join("etc/passwd"), "evil\n").unwrap();
+    assert!(!snaps.has_layer(&base));
+    let problems = snaps.check();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].contains("never checked against its diff_id"),
+        "{problems:?}"
+    );
+
+    snaps.ensure_layer(&base, &blob[..]).unwrap();
+    assert!(snaps.has_layer(&base));
+    assert_eq!(
+        fs::read_to_string(dir.join("etc/passwd")).unwrap(),
+        "root:x:0:0::/root:/bin/sh\n"
+    );
+    assert!(snaps.check().is_empty(), "{:?}", snaps.check());
+
+    // A change on disk after unpacking is found.
+    fs::write(dir.join("etc/passwd"), "evil\n").unwrap();
+    let problems = snaps.check();
+    assert!(
+        problems.len() == 1 && problems[0].contains("changed on disk since it was unpacked"),
+        "{problems:?}"
+    );
+}

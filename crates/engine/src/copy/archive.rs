@@ -3,12 +3,17 @@
 //! extracted into the destination instead of copied. Entries keep the
 //! archive's owners, modes and mtimes (`--chown` and `--chmod` do not apply
 //! to them, as in BuildKit); names that climb out of the destination are
-//! refused, and so are entries below a symlink.
+//! refused, and so are entries below a symlink and hard links to anything
+//! but a file earlier in the archive. The archive is read with kiln-oci's
+//! bounded tar reader (long names and PAX headers capped, PAX records read
+//! by their length).
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Seek};
 use std::path::Path;
 
+use kiln_oci::layer::read::TarReader;
 use kiln_oci::{EntryKind, FileSource, LayerEntry};
 
 use super::dest::Layer;
@@ -40,8 +45,7 @@ pub(crate) fn try_extract(
     let Some(mut archive) = open(&path, scratch).map_err(io)? else {
         return Ok(false);
     };
-    let is_tar = matches!(archive.entries().map(|mut e| e.next()), Ok(Some(Ok(_))));
-    if !is_tar {
+    if !matches!(archive.next_header(), Ok(Some(_))) {
         return Ok(false);
     }
     let mut archive = open(&path, scratch)
@@ -52,9 +56,11 @@ pub(crate) fn try_extract(
     layer.mkdir_all(&dest_dir)?;
     let now = layer.options().now;
     let mut count = 0usize;
-    for entry in archive.entries().map_err(io)? {
-        let mut entry = entry.map_err(io)?;
-        let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+    // Files this archive wrote: the only targets a hard link in it may
+    // have, as a link to anything else would dangle in the layer.
+    let mut files: HashSet<String> = HashSet::new();
+    while let Some(header) = archive.next_header().map_err(|e| fail(e.to_string()))? {
+        let raw = String::from_utf8_lossy(&header.name).into_owned();
         let comps = clean_components(&raw)
             .ok_or_else(|| fail(format!("entry {raw:?} points outside the destination")))?;
         if comps.is_empty() {
@@ -69,19 +75,21 @@ pub(crate) fn try_extract(
                 ))
             })?;
         }
-        let header = entry.header().clone();
-        let kind = match header.entry_type() {
-            tar::EntryType::Regular | tar::EntryType::Continuous => {
+        let link = String::from_utf8_lossy(&header.linkname).into_owned();
+        let kind = match header.typeflag {
+            // Pre-POSIX tars mark directories only by a trailing slash.
+            b'0' | b'\0' | b'7' if raw.ends_with('/') => EntryKind::Dir,
+            b'0' | b'\0' | b'7' => {
                 count += 1;
                 let file = scratch.join(format!("entry-{count}"));
                 let mut out = File::create(&file).map_err(io)?;
-                io::copy(&mut entry, &mut out).map_err(io)?;
+                io::copy(&mut archive, &mut out)
+                    .map_err(|e| fail(format!("entry {raw:?}: {e}")))?;
                 EntryKind::File(FileSource::Path(file))
             }
-            tar::EntryType::Directory => EntryKind::Dir,
-            tar::EntryType::Symlink => EntryKind::Symlink(link_name(&entry)),
-            tar::EntryType::Link => {
-                let link = link_name(&entry);
+            b'5' => EntryKind::Dir,
+            b'2' => EntryKind::Symlink(link),
+            b'1' => {
                 let comps = clean_components(&link)
                     .filter(|c| !c.is_empty())
                     .ok_or_else(|| {
@@ -89,51 +97,57 @@ pub(crate) fn try_extract(
                             "hard link {raw:?} points outside the destination: {link:?}"
                         ))
                     })?;
-                EntryKind::Hardlink(join(&dest_dir, &comps.join("/")))
-            }
-            tar::EntryType::Char => EntryKind::CharDevice {
-                major: header.device_major().ok().flatten().unwrap_or(0),
-                minor: header.device_minor().ok().flatten().unwrap_or(0),
-            },
-            tar::EntryType::Block => EntryKind::BlockDevice {
-                major: header.device_major().ok().flatten().unwrap_or(0),
-                minor: header.device_minor().ok().flatten().unwrap_or(0),
-            },
-            tar::EntryType::Fifo => EntryKind::Fifo,
-            _ => continue,
-        };
-        let mut xattrs = Vec::new();
-        if let Ok(Some(pax)) = entry.pax_extensions() {
-            for ext in pax.flatten() {
-                if let Some(name) = ext.key().ok().and_then(|k| k.strip_prefix("SCHILY.xattr.")) {
-                    xattrs.push((name.to_string(), ext.value_bytes().to_vec()));
+                let to = join(&dest_dir, &comps.join("/"));
+                if !files.contains(&to) {
+                    return Err(fail(format!(
+                        "hard link {raw:?} points at {link:?}, which is not a file earlier in the archive"
+                    )));
                 }
+                EntryKind::Hardlink(to)
             }
+            b'3' => EntryKind::CharDevice {
+                major: header.devmajor,
+                minor: header.devminor,
+            },
+            b'4' => EntryKind::BlockDevice {
+                major: header.devmajor,
+                minor: header.devminor,
+            },
+            b'6' => EntryKind::Fifo,
+            other => {
+                return Err(fail(format!(
+                    "entry {raw:?} has tar type {:?} (0x{other:02x}), which ADD cannot extract",
+                    other as char
+                )))
+            }
+        };
+        if matches!(kind, EntryKind::Dir) {
+            files.remove(&target);
+        } else {
+            files.insert(target.clone());
         }
-        // Go's tar reads an empty numeric field as 0; so does kiln.
+        let xattrs = header
+            .pax
+            .iter()
+            .filter_map(|(k, v)| Some((k.strip_prefix("SCHILY.xattr.")?.to_string(), v.clone())))
+            .collect();
+        let id = |v: u64, what: &str| {
+            u32::try_from(v)
+                .map_err(|_| fail(format!("entry {raw:?}: {what} {v} does not fit 32 bits")))
+        };
         let mut e = LayerEntry::new(target, kind)
-            .with_mode(header.mode().unwrap_or(0o644) & 0o7777)
-            .with_owner(
-                header.uid().unwrap_or(0) as u32,
-                header.gid().unwrap_or(0) as u32,
-            )
-            .with_mtime(header.mtime().unwrap_or(0) as i64);
+            .with_mode(header.mode)
+            .with_owner(id(header.uid, "uid")?, id(header.gid, "gid")?)
+            .with_mtime(header.mtime);
         e.xattrs = xattrs;
         layer.put(e)?;
     }
     Ok(true)
 }
 
-fn link_name<R: Read>(entry: &tar::Entry<R>) -> String {
-    entry
-        .link_name_bytes()
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default()
-}
-
 /// Opens `path` as a tar stream, decompressing by magic bytes; `None` when
 /// it is compressed data that does not decompress (so not an archive).
-fn open(path: &Path, scratch: &Path) -> io::Result<Option<tar::Archive<Box<dyn Read>>>> {
+fn open(path: &Path, scratch: &Path) -> io::Result<Option<TarReader<Box<dyn Read>>>> {
     let mut reader = BufReader::new(File::open(path)?);
     let head = reader.fill_buf()?.to_vec();
     let stream: Box<dyn Read> = if head.starts_with(&[0x1f, 0x8b]) {
@@ -153,5 +167,5 @@ fn open(path: &Path, scratch: &Path) -> io::Result<Option<tar::Archive<Box<dyn R
     } else {
         Box::new(reader)
     };
-    Ok(Some(tar::Archive::new(stream)))
+    Ok(Some(TarReader::new(stream)))
 }

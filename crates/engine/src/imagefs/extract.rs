@@ -9,7 +9,8 @@
 //! directories, so their modes and mtimes are set after their contents.
 
 use super::tree::Layer;
-use super::{index, DataRef, Error, FsEntry, FsKind, ImageFs};
+use super::{DataRef, Error, FsEntry, FsKind, ImageFs};
+use kiln_oci::layer::read::{LayerReader, ReadError};
 use kiln_oci::{extract_layer, Digest, ExtractOptions};
 use kiln_store::Store;
 use std::collections::{BTreeMap, HashMap};
@@ -154,7 +155,7 @@ where
         })),
         // A hang-up after a successful extraction is the extractor not
         // reading the archive's trailing padding.
-        (Ok(()) | Err(Produce::Hangup), Ok(())) => Ok(()),
+        (Ok(()) | Err(Produce::Hangup), Ok(_)) => Ok(()),
     }
 }
 
@@ -173,18 +174,21 @@ fn copy_files<W: Write>(
             reason,
         })
     };
-    let reader = index::decompress(blob).map_err(|e| fail(format!("reading: {e}")))?;
-    let mut archive = tar::Archive::new(reader);
-    let entries = archive
-        .entries()
-        .map_err(|e| fail(format!("not a tar archive: {e}")))?;
+    let read_fail = |e: ReadError| {
+        Produce::Fail(Error::Layer {
+            layer: layer.digest,
+            entry: e.entry,
+            reason: e.reason,
+        })
+    };
+    let mut reader = LayerReader::new(blob).map_err(read_fail)?;
     let mut left = wanted.len();
-    for (i, entry) in entries.enumerate() {
-        if left == 0 {
+    while left > 0 {
+        let Some(entry) = reader.next_entry().map_err(read_fail)? else {
             break;
-        }
-        let mut entry = entry.map_err(|e| fail(format!("corrupt tar: {e}")))?;
-        let Some(group) = wanted.get(&(i as u64)) else {
+        };
+        let i = entry.ordinal;
+        let Some(group) = wanted.get(&i) else {
             continue;
         };
         left -= 1;
@@ -192,7 +196,7 @@ fn copy_files<W: Write>(
             continue;
         };
         let mut counted = Counted {
-            inner: &mut entry,
+            inner: &mut reader,
             n: 0,
         };
         append(out, first, e, T::Regular, None, e.size, &mut counted).map_err(Produce::from_io)?;

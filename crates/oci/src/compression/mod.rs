@@ -7,7 +7,7 @@ pub use pgzip::ParallelGzipWriter;
 
 use crate::manifest::{DOCKER_LAYER_GZIP, OCI_LAYER, OCI_LAYER_GZIP, OCI_LAYER_ZSTD};
 use std::fmt;
-use std::io::{self, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::str::FromStr;
 
 /// How a layer blob is compressed, with the level to use.
@@ -19,6 +19,21 @@ pub enum Compression {
     Zstd(i32),
     /// A plain tar.
     None,
+}
+
+/// Decompresses a blob by its magic bytes: gzip (every member, each
+/// member's CRC and length checked when read to the end), zstd, or
+/// anything else as it is (a plain tar).
+pub fn decompress<'a, R: Read + Send + 'a>(blob: R) -> io::Result<Box<dyn Read + Send + 'a>> {
+    let mut buf = BufReader::with_capacity(256 * 1024, blob);
+    let head = buf.fill_buf()?;
+    Ok(if head.starts_with(&[0x1f, 0x8b]) {
+        Box::new(flate2::bufread::MultiGzDecoder::new(buf))
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Box::new(zstd::stream::read::Decoder::with_buffer(buf)?)
+    } else {
+        Box::new(buf)
+    })
 }
 
 /// The default gzip level, Go's `gzip.DefaultCompression`.

@@ -4,6 +4,7 @@
 
 mod entry;
 mod extract;
+pub mod read;
 mod tar;
 mod write;
 

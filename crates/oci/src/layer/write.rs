@@ -222,6 +222,13 @@ fn clean(path: &str) -> Result<String, LayerError> {
             "" | "." => {}
             ".." => return Err(bad("\"..\" is not allowed in layer paths")),
             c if c.contains('\0') => return Err(bad("NUL bytes are not allowed in layer paths")),
+            // A reader takes such a name for a whiteout (and `.wh...` for
+            // one deleting the parent directory), never for the file.
+            c if c.starts_with(".wh.") => {
+                return Err(bad(
+                    "names starting with \".wh.\" mark OCI whiteouts; a file by that name cannot be stored in a layer",
+                ))
+            }
             c => parts.push(c),
         }
     }

@@ -4,11 +4,14 @@ use super::ArchiveImage;
 use crate::descriptor::{children, media_type, Descriptor, IndexFile, CONTAINERD_NAME, REF_NAME};
 use crate::error::{Error, Result};
 use crate::store::{BlobInfo, Store};
+use kiln_oci::layer::read::TarReader;
 use kiln_oci::reference::Reference;
 use kiln_oci::{Digest, DigestWriter};
 use std::collections::HashSet;
+use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io::{self, BufReader, Read};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 impl Store {
@@ -302,19 +305,20 @@ fn unpack(src: &Path, dest: &Path) -> Result<()> {
     } else {
         Box::new(stream)
     };
-    let mut archive = tar::Archive::new(reader);
-    let bad = |e: io::Error| {
+    // kiln-oci's bounded reader: an archive is untrusted input, and the tar
+    // crate would read a long name or PAX header of any declared size.
+    let mut archive = TarReader::new(reader);
+    let bad = |e: String| {
         Error::invalid(
             src.display().to_string(),
             format!("is not a readable tar archive: {e}"),
         )
     };
-    for entry in archive.entries().map_err(bad)? {
-        let mut entry = entry.map_err(bad)?;
-        if entry.header().entry_type() != tar::EntryType::Regular {
+    while let Some(header) = archive.next_header().map_err(|e| bad(e.to_string()))? {
+        if !matches!(header.typeflag, b'0' | b'\0' | b'7') || header.name.ends_with(b"/") {
             continue;
         }
-        let path = entry.path().map_err(bad)?.into_owned();
+        let path = PathBuf::from(OsStr::from_bytes(&header.name));
         if !path
             .components()
             .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
@@ -326,7 +330,7 @@ fn unpack(src: &Path, dest: &Path) -> Result<()> {
             fs::create_dir_all(parent).map_err(Error::io("creating", parent))?;
         }
         let mut f = File::create(&out).map_err(Error::io("creating", &out))?;
-        io::copy(&mut entry, &mut f).map_err(bad)?;
+        io::copy(&mut archive, &mut f).map_err(|e| bad(e.to_string()))?;
     }
     Ok(())
 }

@@ -1,9 +1,10 @@
 //! Extracting a layer onto a directory without ever writing outside it.
 //!
-//! Refused, each as an error naming the layer and the entry: absolute
-//! names, names with `..`, hard links whose target is absolute-with-`..` or
-//! escapes, and any entry whose parent path passes through a symlink (even
-//! one pointing inside the tree, as docker refuses) or a non-directory.
+//! Entries are read by [`crate::layer::read`], whose rules refuse names
+//! with `..`, whiteouts that name nothing (`.wh..`), hard links to anything
+//! but an earlier file of the layer, and more. The extractor adds its own:
+//! any entry whose parent path passes through a symlink (even one pointing
+//! inside the tree, as docker refuses) or a non-directory is refused.
 //! Symlinks themselves may point anywhere: they are only ever created,
 //! never followed. OCI whiteouts are applied to what lower layers left, or,
 //! for a directory that will be an overlayfs layer, stored in overlayfs'
@@ -11,6 +12,7 @@
 
 mod fsops;
 
+use crate::layer::read::{Entry, LayerReader, Node, ReadError};
 use crate::Digest;
 use fsops::{clear_dir, file_type_at, open_dir, remove_all_at, WalkError};
 use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, Timespec, Timestamps, XattrFlags};
@@ -18,7 +20,7 @@ use rustix::io::Errno;
 use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -85,25 +87,30 @@ pub struct ExtractError {
 }
 
 /// Extracts the layer blob `blob` (gzip, zstd or plain tar, by magic bytes)
-/// onto `root`, which must exist. `layer` names the layer in errors.
-pub fn extract_layer<R: Read>(
+/// onto `root`, which must exist, and returns the layer's diff_id (the
+/// digest of the uncompressed tar, read to its end) for the caller to
+/// compare with what the image claims before trusting the result. `layer`
+/// names the layer in errors. The layer's entries follow the rules of
+/// [`crate::layer::read`].
+pub fn extract_layer<R: Read + Send>(
     blob: R,
     root: &Path,
     layer: &Digest,
     options: &ExtractOptions,
-) -> Result<(), ExtractError> {
+) -> Result<Digest, ExtractError> {
     let fail = |entry: Option<String>, reason: String| ExtractError {
         layer: *layer,
         entry,
         reason,
     };
+    let from_read = |e: ReadError| fail(e.entry, e.reason);
     let root_fd = rfs::open(
         root,
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     )
     .map_err(|e| fail(None, format!("cannot open {}: {e}", root.display())))?;
-    let reader = decompress(blob).map_err(|e| fail(None, format!("reading the blob: {e}")))?;
+    let mut reader = LayerReader::new(blob).map_err(from_read)?;
     let mut ex = Extractor {
         root: root_fd,
         options: *options,
@@ -111,16 +118,11 @@ pub fn extract_layer<R: Read>(
         whiteouts: HashSet::new(),
         dirs: Vec::new(),
     };
-    let mut archive = tar::Archive::new(reader);
-    let entries = archive
-        .entries()
-        .map_err(|e| fail(None, format!("not a tar archive: {e}")))?;
-    for entry in entries {
-        let mut entry = entry.map_err(|e| fail(None, format!("corrupt tar: {e}")))?;
-        let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        ex.entry(&mut entry)
-            .map_err(|reason| fail(Some(name), reason))?;
+    while let Some(entry) = reader.next_entry().map_err(from_read)? {
+        ex.entry(&entry, &mut reader)
+            .map_err(|reason| fail(Some(entry.display_name()), reason))?;
     }
+    let (diff_id, _) = reader.finish().map_err(from_read)?;
     // Directory times last, deepest first: adding children changed them.
     for (path, mtime) in ex.dirs.iter().rev() {
         let comps: Vec<&[u8]> = path.split(|b| *b == b'/').collect();
@@ -135,19 +137,7 @@ pub fn extract_layer<R: Read>(
             )
         })?;
     }
-    Ok(())
-}
-
-fn decompress<'a, R: Read + 'a>(blob: R) -> io::Result<Box<dyn Read + 'a>> {
-    let mut buf = BufReader::with_capacity(256 * 1024, blob);
-    let head = buf.fill_buf()?;
-    Ok(if head.starts_with(&[0x1f, 0x8b]) {
-        Box::new(flate2::bufread::MultiGzDecoder::new(buf))
-    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Box::new(zstd::stream::read::Decoder::with_buffer(buf)?)
-    } else {
-        Box::new(buf)
-    })
+    Ok(diff_id)
 }
 
 struct Extractor {
@@ -165,34 +155,40 @@ struct Extractor {
 /// Metadata gathered from the header and PAX records.
 struct Meta {
     mode: u32,
-    uid: u64,
-    gid: u64,
+    uid: u32,
+    gid: u32,
     mtime: i64,
     xattrs: Vec<(String, Vec<u8>)>,
 }
 
 impl Extractor {
-    fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<(), String> {
-        let raw = entry.path_bytes().into_owned();
-        let Some(comps) = split_path(&raw)? else {
-            return Ok(()); // the root itself: nothing to create
-        };
+    fn entry(&mut self, entry: &Entry, data: &mut LayerReader<'_>) -> Result<(), String> {
+        if entry.path.is_empty() {
+            // The root itself: the target directory stays as it is.
+            return Ok(());
+        }
+        let path = entry.path.clone();
+        let comps: Vec<&[u8]> = path.split(|b| *b == b'/').collect();
         let (name, parents) = comps
             .split_last()
             .map_or((&b""[..], &[][..]), |(n, p)| (*n, p));
-        let path = comps.join(&b'/');
 
         if let Whiteouts::Overlay { userxattr } = self.options.whiteouts {
-            self.reopen_whited_out_parents(parents, userxattr)?;
+            let dir_parents = if entry.node == Node::Opaque {
+                &comps[..]
+            } else {
+                parents
+            };
+            self.reopen_whited_out_parents(dir_parents, userxattr)?;
         }
-        if let Some(hidden) = name.strip_prefix(b".wh.") {
-            let dir = open_dir(self.root.as_fd(), parents).map_err(walk_reason)?;
-            if let Whiteouts::Overlay { userxattr } = self.options.whiteouts {
-                return self.overlay_whiteout(dir.as_fd(), parents, hidden, userxattr);
-            }
-            if hidden == b".wh..opq" {
-                let prefix = parents.join(&b'/');
-                clear_dir(dir.as_fd(), |child| {
+        match entry.node {
+            Node::Opaque => {
+                let dir = open_dir(self.root.as_fd(), &comps).map_err(walk_reason)?;
+                if let Whiteouts::Overlay { userxattr } = self.options.whiteouts {
+                    return set_opaque(dir.as_fd(), userxattr);
+                }
+                let prefix = path.clone();
+                return clear_dir(dir.as_fd(), |child| {
                     let mut p = prefix.clone();
                     if !p.is_empty() {
                         p.push(b'/');
@@ -200,37 +196,46 @@ impl Extractor {
                     p.extend_from_slice(child);
                     self.created.contains(&p)
                 })
-                .map_err(|e| format!("applying opaque whiteout: {e}"))?;
-            } else if !hidden.starts_with(b".wh.") {
-                remove_all_at(dir.as_fd(), OsStr::from_bytes(hidden))
-                    .map_err(|e| format!("applying whiteout: {e}"))?;
+                .map_err(|e| format!("applying opaque whiteout: {e}"));
             }
-            // Other `.wh..wh.*` names are aufs bookkeeping, not content.
-            return Ok(());
+            Node::Whiteout => {
+                let dir = open_dir(self.root.as_fd(), parents).map_err(walk_reason)?;
+                if let Whiteouts::Overlay { userxattr } = self.options.whiteouts {
+                    return self.overlay_whiteout(dir.as_fd(), parents, name, userxattr);
+                }
+                return remove_all_at(dir.as_fd(), OsStr::from_bytes(name))
+                    .map_err(|e| format!("applying whiteout: {e}"));
+            }
+            _ => {}
         }
 
-        let mut meta = read_meta(entry)?;
+        let mut meta = Meta {
+            mode: entry.mode,
+            uid: entry.uid,
+            gid: entry.gid,
+            mtime: entry.mtime,
+            xattrs: entry.xattrs.clone(),
+        };
         let mut make_opaque = None;
         if let Whiteouts::Overlay { userxattr } = self.options.whiteouts {
             meta.xattrs.retain(|(k, _)| !is_overlay_xattr(k));
-            if self.whiteouts.remove(&path) && entry.header().entry_type().is_dir() {
+            if self.whiteouts.remove(&path) && entry.node == Node::Dir {
                 make_opaque = Some(userxattr);
             }
         }
         let dir = open_dir(self.root.as_fd(), parents).map_err(walk_reason)?;
         let dir = dir.as_fd();
         let name_os = OsStr::from_bytes(name);
-        let kind = entry.header().entry_type();
         let existing = file_type_at(dir, name_os).map_err(|e| e.to_string())?;
-        let keep_existing_dir = kind.is_dir() && existing == Some(rfs::FileType::Directory);
+        let keep_existing_dir =
+            entry.node == Node::Dir && existing == Some(rfs::FileType::Directory);
         if existing.is_some() && !keep_existing_dir {
             remove_all_at(dir, name_os).map_err(|e| format!("replacing the existing file: {e}"))?;
         }
         let io_err = |what: &str, e: io::Error| format!("{what}: {e}");
 
-        use tar::EntryType as T;
-        match kind {
-            T::Regular | T::Continuous => {
+        match &entry.node {
+            Node::File { .. } => {
                 let fd = rfs::openat(
                     dir,
                     name_os,
@@ -243,11 +248,11 @@ impl Extractor {
                 )
                 .map_err(|e| io_err("creating the file", e.into()))?;
                 let mut file = File::from(fd);
-                io::copy(entry, &mut file).map_err(|e| io_err("writing the file", e))?;
+                io::copy(data, &mut file).map_err(|e| io_err("writing the file", e))?;
                 self.finish_fd(file.as_fd(), &meta)?;
                 set_mtime(dir, name_os, meta.mtime).map_err(|e| io_err("setting mtime", e))?;
             }
-            T::Directory => {
+            Node::Dir => {
                 if !keep_existing_dir {
                     rfs::mkdirat(dir, name_os, Mode::from_raw_mode(0o700))
                         .map_err(|e| io_err("creating the directory", e.into()))?;
@@ -265,56 +270,27 @@ impl Extractor {
                 }
                 self.dirs.push((path.clone(), meta.mtime));
             }
-            T::Symlink => {
-                let target = entry
-                    .link_name_bytes()
-                    .ok_or("symlink without a target")?
-                    .into_owned();
-                rfs::symlinkat(OsStr::from_bytes(&target), dir, name_os)
+            Node::Symlink(target) => {
+                rfs::symlinkat(OsStr::from_bytes(target), dir, name_os)
                     .map_err(|e| io_err("creating the symlink", e.into()))?;
                 self.chown_at(dir, name_os, &meta)?;
                 set_xattrs_at(dir, name_os, &meta.xattrs)?;
                 set_mtime(dir, name_os, meta.mtime).map_err(|e| io_err("setting mtime", e))?;
             }
-            T::Link => {
-                let target = entry
-                    .link_name_bytes()
-                    .ok_or("hard link without a target")?
-                    .into_owned();
-                // Tar link names are relative to the archive root; docker
-                // accepts a leading '/' as the same thing.
-                let target_comps = split_path(trim_leading_slashes(&target))
-                    .map_err(|e| {
-                        format!(
-                            "hard link target {:?}: {e}",
-                            String::from_utf8_lossy(&target)
-                        )
-                    })?
-                    .ok_or("hard link to the layer root")?;
+            Node::Hardlink(target) => {
+                let target_comps: Vec<&[u8]> = target.split(|b| *b == b'/').collect();
                 let (tname, tparents) = target_comps
                     .split_last()
                     .map_or((&b""[..], &[][..]), |(n, p)| (*n, p));
-                let tdir = open_dir(self.root.as_fd(), tparents).map_err(|e| {
-                    format!(
-                        "hard link target {:?}: {}",
-                        String::from_utf8_lossy(&target),
-                        walk_reason(e)
-                    )
-                })?;
+                let shown = String::from_utf8_lossy(target);
+                let tdir = open_dir(self.root.as_fd(), tparents)
+                    .map_err(|e| format!("hard link target {shown:?}: {}", walk_reason(e)))?;
                 match file_type_at(tdir.as_fd(), OsStr::from_bytes(tname))
                     .map_err(|e| e.to_string())?
                 {
-                    None => {
-                        return Err(format!(
-                            "hard link target {:?} does not exist",
-                            String::from_utf8_lossy(&target)
-                        ))
-                    }
+                    None => return Err(format!("hard link target {shown:?} does not exist")),
                     Some(rfs::FileType::Directory) => {
-                        return Err(format!(
-                            "hard link target {:?} is a directory",
-                            String::from_utf8_lossy(&target)
-                        ))
+                        return Err(format!("hard link target {shown:?} is a directory"))
                     }
                     Some(_) => {}
                 }
@@ -327,19 +303,15 @@ impl Extractor {
                 )
                 .map_err(|e| io_err("creating the hard link", e.into()))?;
             }
-            T::Char | T::Block | T::Fifo => {
-                let (ft, dev) = match kind {
-                    T::Fifo => (rfs::FileType::Fifo, 0),
-                    _ => {
-                        let major = entry.header().device_major().ok().flatten().unwrap_or(0);
-                        let minor = entry.header().device_minor().ok().flatten().unwrap_or(0);
-                        let ft = if kind == T::Char {
-                            rfs::FileType::CharacterDevice
-                        } else {
-                            rfs::FileType::BlockDevice
-                        };
-                        (ft, rfs::makedev(major, minor))
+            node @ (Node::CharDevice { .. } | Node::BlockDevice { .. } | Node::Fifo) => {
+                let (ft, dev) = match *node {
+                    Node::CharDevice { major, minor } => {
+                        (rfs::FileType::CharacterDevice, rfs::makedev(major, minor))
                     }
+                    Node::BlockDevice { major, minor } => {
+                        (rfs::FileType::BlockDevice, rfs::makedev(major, minor))
+                    }
+                    _ => (rfs::FileType::Fifo, 0),
                 };
                 rfs::mknodat(dir, name_os, ft, Mode::from_raw_mode(0o600), dev).map_err(|e| {
                     if e == Errno::PERM {
@@ -359,12 +331,7 @@ impl Extractor {
                 set_xattrs_at(dir, name_os, &meta.xattrs)?;
                 set_mtime(dir, name_os, meta.mtime).map_err(|e| io_err("setting mtime", e))?;
             }
-            T::XGlobalHeader => return Ok(()),
-            other => {
-                return Err(format!(
-                    "tar entry type {other:?} is not supported in layers"
-                ))
-            }
+            Node::Whiteout | Node::Opaque => unreachable!("handled above"),
         }
         self.created.insert(path);
         Ok(())
@@ -457,7 +424,7 @@ impl Extractor {
     /// clears `security.capability`).
     fn finish_fd(&self, fd: BorrowedFd<'_>, meta: &Meta) -> Result<(), String> {
         if self.options.restore_owners {
-            let (uid, gid) = ids(meta)?;
+            let (uid, gid) = ids(meta);
             rfs::fchown(fd, Some(uid), Some(gid)).map_err(|e| format!("setting the owner: {e}"))?;
         }
         rfs::fchmod(fd, Mode::from_raw_mode(meta.mode))
@@ -473,7 +440,7 @@ impl Extractor {
 
     fn chown_at(&self, dir: BorrowedFd<'_>, name: &OsStr, meta: &Meta) -> Result<(), String> {
         if self.options.restore_owners {
-            let (uid, gid) = ids(meta)?;
+            let (uid, gid) = ids(meta);
             rfs::chownat(dir, name, Some(uid), Some(gid), AtFlags::SYMLINK_NOFOLLOW)
                 .map_err(|e| format!("setting the owner: {e}"))?;
         }
@@ -491,16 +458,8 @@ fn is_overlay_xattr(name: &str) -> bool {
     name.starts_with("trusted.overlay.") || name.starts_with("user.overlay.")
 }
 
-fn ids(meta: &Meta) -> Result<(rfs::Uid, rfs::Gid), String> {
-    let uid = u32::try_from(meta.uid).ok().filter(|u| *u != u32::MAX);
-    let gid = u32::try_from(meta.gid).ok().filter(|g| *g != u32::MAX);
-    match (uid, gid) {
-        (Some(u), Some(g)) => Ok((rfs::Uid::from_raw(u), rfs::Gid::from_raw(g))),
-        _ => Err(format!(
-            "owner {}:{} is not a valid uid:gid",
-            meta.uid, meta.gid
-        )),
-    }
+fn ids(meta: &Meta) -> (rfs::Uid, rfs::Gid) {
+    (rfs::Uid::from_raw(meta.uid), rfs::Gid::from_raw(meta.gid))
 }
 
 /// xattrs on a node with no descriptor of its own (symlinks, devices), via
@@ -533,65 +492,6 @@ fn set_mtime(dir: BorrowedFd<'_>, name: &OsStr, mtime: i64) -> io::Result<()> {
     };
     rfs::utimensat(dir, name, &times, AtFlags::SYMLINK_NOFOLLOW)?;
     Ok(())
-}
-
-fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Meta, String> {
-    let h = entry.header();
-    let mut meta = Meta {
-        mode: h.mode().map_err(|e| format!("bad mode: {e}"))? & 0o7777,
-        uid: h.uid().map_err(|e| format!("bad uid: {e}"))?,
-        gid: h.gid().map_err(|e| format!("bad gid: {e}"))?,
-        mtime: h.mtime().map_err(|e| format!("bad mtime: {e}"))? as i64,
-        xattrs: Vec::new(),
-    };
-    if let Some(exts) = entry
-        .pax_extensions()
-        .map_err(|e| format!("bad PAX header: {e}"))?
-    {
-        for ext in exts {
-            let ext = ext.map_err(|e| format!("bad PAX record: {e}"))?;
-            let Ok(key) = ext.key() else { continue };
-            let num = || -> Result<&str, String> {
-                ext.value().map_err(|_| format!("PAX {key} is not text"))
-            };
-            match key {
-                "uid" => meta.uid = num()?.parse().map_err(|_| "bad PAX uid".to_string())?,
-                "gid" => meta.gid = num()?.parse().map_err(|_| "bad PAX gid".to_string())?,
-                "mtime" => {
-                    let whole = num()?.split('.').next().unwrap_or_default();
-                    meta.mtime = whole.parse().map_err(|_| "bad PAX mtime".to_string())?;
-                }
-                k => {
-                    if let Some(name) = k.strip_prefix("SCHILY.xattr.") {
-                        meta.xattrs
-                            .push((name.to_string(), ext.value_bytes().to_vec()));
-                    }
-                }
-            }
-        }
-    }
-    Ok(meta)
-}
-
-/// Splits a tar name into components; `None` for the root itself.
-fn split_path(raw: &[u8]) -> Result<Option<Vec<&[u8]>>, String> {
-    if raw.first() == Some(&b'/') {
-        return Err("absolute path: layer entries must be relative to the layer root".into());
-    }
-    let mut comps = Vec::new();
-    for c in raw.split(|b| *b == b'/') {
-        match c {
-            b"" | b"." => {}
-            b".." => return Err("path contains \"..\", which would escape the layer root".into()),
-            c => comps.push(c),
-        }
-    }
-    Ok((!comps.is_empty()).then_some(comps))
-}
-
-fn trim_leading_slashes(p: &[u8]) -> &[u8] {
-    let n = p.iter().take_while(|b| **b == b'/').count();
-    &p[n..]
 }
 
 fn walk_reason(e: WalkError) -> String {
