@@ -288,7 +288,11 @@ impl State {
                 | Instruction::Add(_)
                 | Instruction::Run(_)
         ) {
-            self.fs.catch_up(ctx)?;
+            // A layer that cannot be read fails the step that needed it.
+            self.fs.catch_up(ctx).map_err(|e| match e {
+                BuildError::Request(m) => ctx.error_at(line, ErrorKind::Io, m, None),
+                other => other,
+            })?;
         }
         let b = &mut self.builder;
         match &step.command.instruction {

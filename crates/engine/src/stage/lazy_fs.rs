@@ -60,7 +60,7 @@ impl LazyFs {
                 .map_err(BuildError::CacheLayer)?;
             self.fs
                 .push_layer(ctx.store, layer)
-                .map_err(|e| BuildError::Request(format!("reading layer {}: {e}", layer.digest)))?;
+                .map_err(|e| BuildError::Request(e.to_string()))?;
             self.pending.remove(0);
         }
         Ok(())

@@ -1,0 +1,117 @@
+//! Hostile images and contexts through the built `kiln`: what an outside
+//! attack run found, end to end. Each build fails with an error naming the
+//! entry, and nothing beside the output or the store is touched.
+
+mod common {
+    pub mod store_image;
+}
+
+use common::store_image::{kiln, make_image, Entry, Kind};
+use std::fs;
+use std::path::Path;
+
+fn entry(path: &str, kind: Kind) -> Entry {
+    Entry {
+        path: path.to_string(),
+        kind,
+        mode: 0o755,
+        uid: 0,
+        gid: 0,
+        xattrs: Vec::new(),
+    }
+}
+
+/// A directory `P` holding a context (with a Dockerfile), a precious file,
+/// and the store; returns P.
+fn workspace(dockerfile: &str) -> tempfile::TempDir {
+    let p = tempfile::tempdir().unwrap();
+    let ctx = p.path().join("ctx");
+    fs::create_dir(&ctx).unwrap();
+    fs::write(ctx.join("Dockerfile"), dockerfile).unwrap();
+    fs::write(p.path().join("precious"), "keep me").unwrap();
+    p
+}
+
+fn assert_untouched(p: &Path) {
+    assert_eq!(fs::read_to_string(p.join("precious")).unwrap(), "keep me");
+    assert!(p.join("ctx/Dockerfile").exists());
+}
+
+#[test]
+fn an_image_layer_with_a_dotdot_whiteout_cannot_empty_the_output_s_parent() {
+    // The attack: a layer holding `.wh.../x` made `-o type=local,dest=P/out`
+    // wipe P, and `-o type=tar` wipe $KILN_ROOT/tmp.
+    for output in ["type=local,dest=OUT/out", "type=tar,dest=OUT/out.tar"] {
+        let p = workspace("FROM evil:1\n");
+        let root = p.path().join("store");
+        make_image(
+            &root,
+            "evil:1",
+            &[
+                entry(".wh...", Kind::Dir),
+                entry(".wh.../x", Kind::File(b"x".to_vec())),
+            ],
+            "2024-01-01T00:00:00Z",
+        );
+        let output = output.replace("OUT", &p.path().display().to_string());
+        let ctx = p.path().join("ctx");
+        let out = kiln(&root, &["build", "-o", &output, ctx.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{output}: {stderr}");
+        assert!(
+            stderr.contains(r#"entry ".wh.../": invalid whiteout name ".wh...": it names no file"#),
+            "{output}: {stderr}"
+        );
+        assert_untouched(p.path());
+        assert!(root.join("tmp").is_dir());
+    }
+}
+
+#[test]
+fn a_run_on_an_image_with_a_dot_whiteout_is_refused_before_unpacking_it() {
+    let p = workspace("FROM evil:1\nRUN true\n");
+    let root = p.path().join("store");
+    make_image(
+        &root,
+        "evil:1",
+        &[entry("etc/.wh..", Kind::File(Vec::new()))],
+        "2024-01-01T00:00:00Z",
+    );
+    let out = kiln(&root, &["build", p.path().join("ctx").to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(r#"entry "etc/.wh..": invalid whiteout name ".wh..": it names no file"#),
+        "{stderr}"
+    );
+    assert!(stderr.contains("Dockerfile:2"), "{stderr}");
+    assert_untouched(p.path());
+}
+
+#[test]
+fn a_context_file_named_like_a_whiteout_is_refused_naming_it() {
+    let p = workspace("FROM scratch\nCOPY . /app/\n");
+    let ctx = p.path().join("ctx");
+    fs::create_dir(ctx.join(".wh...")).unwrap();
+    fs::write(ctx.join(".wh.../x"), "x").unwrap();
+    let out_dir = p.path().join("out");
+    let out = kiln(
+        &p.path().join("store"),
+        &[
+            "build",
+            "-o",
+            &format!("type=local,dest={}", out_dir.display()),
+            ctx.to_str().unwrap(),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("Dockerfile:2"), "{stderr}");
+    assert!(
+        stderr
+            .contains(r#"layer entry "app/.wh...": names starting with ".wh." mark OCI whiteouts"#),
+        "{stderr}"
+    );
+    assert_untouched(p.path());
+    assert!(ctx.join(".wh.../x").exists());
+}
