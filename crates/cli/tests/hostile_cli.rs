@@ -117,3 +117,74 @@ fn a_context_file_named_like_a_whiteout_is_refused_naming_it() {
     assert_untouched(p.path());
     assert!(ctx.join(".wh.../x").exists());
 }
+
+/// An image whose config claims `diff_id` for a layer of `entries`.
+fn make_lying_image(root: &Path, tag: &str, entries: &[Entry], diff_id: kiln_oci::Digest) {
+    use kiln_oci::reference::Reference;
+    use kiln_store::{media_type, Descriptor, Store};
+    let store = Store::open(root).unwrap();
+    let layer = store
+        .put_bytes(&common::store_image::layer_tar(entries))
+        .unwrap();
+    let config = serde_json::json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+    });
+    let config = store.put_bytes(config.to_string().as_bytes()).unwrap();
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": media_type::OCI_MANIFEST,
+        "config": Descriptor::new(media_type::OCI_CONFIG, config.digest, config.size),
+        "layers": [Descriptor::new(media_type::OCI_LAYER_TAR, layer.digest, layer.size)],
+    });
+    let m = store.put_bytes(manifest.to_string().as_bytes()).unwrap();
+    let desc = Descriptor::new(media_type::OCI_MANIFEST, m.digest, m.size);
+    store.tag(&Reference::parse(tag).unwrap(), &desc).unwrap();
+}
+
+#[test]
+fn a_layer_that_is_not_its_claimed_diff_id_is_never_unpacked_for_run() {
+    // The attack: a config claiming busybox's diff_id for another layer
+    // poisoned every later RUN on the real busybox.
+    let p = workspace("FROM liar:1\nRUN true\n");
+    let root = p.path().join("store");
+    let claimed = kiln_oci::Digest::of(b"the real base's layer");
+    make_lying_image(
+        &root,
+        "liar:1",
+        &[entry("etc/passwd", Kind::File(b"evil\n".to_vec()))],
+        claimed,
+    );
+    let out = kiln(&root, &["build", p.path().join("ctx").to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "the layer blob does not match its diff_id: the image config says {claimed}"
+        )),
+        "{stderr}"
+    );
+    let layers = root.join("snapshots/layers");
+    assert!(!layers.join(claimed.hex()).exists());
+    assert_eq!(fs::read_dir(&layers).map(|d| d.count()).unwrap_or(0), 0);
+}
+
+#[test]
+fn fsck_reports_snapshot_layers_never_checked_against_their_diff_id() {
+    let p = tempfile::tempdir().unwrap();
+    let root = p.path().join("store");
+    assert!(kiln(&root, &["fsck"]).status.success());
+    // What a kiln that did not verify diff_ids left behind.
+    let hex = kiln_oci::Digest::of(b"old").hex();
+    fs::create_dir_all(root.join("snapshots/layers").join(&hex).join("etc")).unwrap();
+    let out = kiln(&root, &["fsck"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "was never checked against its diff_id sha256:{hex}"
+        )),
+        "{stderr}"
+    );
+}
