@@ -40,6 +40,7 @@ pub mod digest;
 mod json;
 pub mod layer;
 pub mod manifest;
+pub mod platform;
 pub mod reference;
 
 pub use compression::{Compression, CompressionError};
@@ -51,3 +52,4 @@ pub use layer::{
     LayerOptions, MtimePolicy, Ownership, Whiteouts,
 };
 pub use manifest::{parse_manifest, ManifestError, ManifestFormat, Parsed};
+pub use platform::{select_platform, ImageOs, Platform, PlatformError};
