@@ -136,7 +136,7 @@ fn make_lying_image(root: &Path, tag: &str, entries: &[Entry], diff_id: kiln_oci
         "schemaVersion": 2,
         "mediaType": media_type::OCI_MANIFEST,
         "config": Descriptor::new(media_type::OCI_CONFIG, config.digest, config.size),
-        "layers": [Descriptor::new(media_type::OCI_LAYER_TAR, layer.digest, layer.size)],
+        "layers": [Descriptor::new(media_type::OCI_LAYER, layer.digest, layer.size)],
     });
     let m = store.put_bytes(manifest.to_string().as_bytes()).unwrap();
     let desc = Descriptor::new(media_type::OCI_MANIFEST, m.digest, m.size);

@@ -8,7 +8,7 @@
 use crate::backend::NamedContext;
 use kiln_frontend::stages::Platform;
 use kiln_oci::reference::Reference;
-use kiln_oci::{Digest, ImageConfig};
+use kiln_oci::{select_platform, Digest, ImageConfig};
 use kiln_registry::Client;
 use kiln_store::{children, media_type, Descriptor, IndexFile, Store, REF_NAME};
 use std::collections::{BTreeMap, HashMap};
@@ -167,9 +167,11 @@ impl<'a> Bases<'a> {
             return Ok(Some(desc.clone()));
         }
         let bytes = self.store.read_blob(&desc.digest)?;
-        Ok(children(desc, &bytes)?
+        let present: Vec<Descriptor> = children(desc, &bytes)?
             .into_iter()
-            .find(|d| entry_matches(d, platform) && self.store.has_blob(&d.digest)))
+            .filter(|d| self.store.has_blob(&d.digest))
+            .collect();
+        Ok(select_platform(platform, &present, Descriptor::platform).cloned())
     }
 
     /// Copies the image `reference` names (a tag, `@digest`, or the only
@@ -220,10 +222,9 @@ impl<'a> Bases<'a> {
         import_blob(self.store, dir, &manifest.digest)?;
         if media_type::is_index(&manifest.media_type) {
             let bytes = self.store.read_blob(&manifest.digest)?;
-            let child = children(&manifest, &bytes)?
-                .into_iter()
-                .find(|d| entry_matches(d, platform))
-                .ok_or_else(|| {
+            let entries = children(&manifest, &bytes)?;
+            let child =
+                select_platform(platform, &entries, Descriptor::platform).ok_or_else(|| {
                     BaseError::Other(format!(
                         "the image in the OCI layout {} has no manifest for {platform}",
                         dir.display()
@@ -237,19 +238,6 @@ impl<'a> Bases<'a> {
             import_blob(self.store, dir, &blob.digest)?;
         }
         read_image(self.store, manifest)
-    }
-}
-
-/// Whether index entry `entry` is for `wanted`, with the default variants
-/// containerd fills in (arm64 is arm64/v8, arm is arm/v7).
-fn entry_matches(entry: &Descriptor, wanted: &Platform) -> bool {
-    let parse = |p: &str| p.parse::<kiln_registry::Platform>().ok();
-    match (
-        entry.platform().as_deref().and_then(parse),
-        parse(&wanted.to_string()),
-    ) {
-        (Some(have), Some(want)) => want.matches(&have),
-        _ => false,
     }
 }
 

@@ -146,7 +146,7 @@ pub(crate) fn write_image(
 fn oci_layer(d: &Descriptor) -> Descriptor {
     let mt = match d.media_type.as_str() {
         "application/vnd.docker.image.rootfs.diff.tar.gzip" => media_type::OCI_LAYER_GZIP,
-        "application/vnd.docker.image.rootfs.diff.tar" => media_type::OCI_LAYER_TAR,
+        "application/vnd.docker.image.rootfs.diff.tar" => media_type::OCI_LAYER,
         other => other,
     };
     let mut out = d.clone();

@@ -49,7 +49,7 @@ fn raw_layer(store: &Store, entries: &[(&str, tar::EntryType, u32, u64, &[u8])])
     }
     let bytes = b.into_inner().unwrap();
     let info = store.put_bytes(&bytes).unwrap();
-    Descriptor::new(media_type::OCI_LAYER_TAR, info.digest, info.size)
+    Descriptor::new(media_type::OCI_LAYER, info.digest, info.size)
 }
 
 fn describe(e: &FsEntry) -> String {
@@ -221,7 +221,7 @@ fn gzip_zstd_and_uncompressed_layers_read_the_same() {
     for (compression, media) in [
         (Compression::Gzip(6), media_type::OCI_LAYER_GZIP),
         (Compression::Zstd(3), media_type::OCI_LAYER_ZSTD),
-        (Compression::None, media_type::OCI_LAYER_TAR),
+        (Compression::None, media_type::OCI_LAYER),
     ] {
         let desc = layer_with(&store, entries(), compression);
         assert_eq!(desc.media_type, media);
@@ -660,7 +660,7 @@ fn push_layer_leaves_clones_and_failures_alone() {
     );
 
     let garbage = store.put_bytes(b"this is not a tar archive").unwrap();
-    let desc = Descriptor::new(media_type::OCI_LAYER_TAR, garbage.digest, garbage.size);
+    let desc = Descriptor::new(media_type::OCI_LAYER, garbage.digest, garbage.size);
     let err = next.push_layer(&store, &desc).unwrap_err().to_string();
     assert!(
         err.starts_with(&format!("layer {}: corrupt tar", garbage.digest)),

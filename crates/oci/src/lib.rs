@@ -36,20 +36,23 @@
 
 pub mod compression;
 pub mod config;
+pub mod descriptor;
 pub mod digest;
 mod json;
 pub mod layer;
 pub mod manifest;
+pub mod media_type;
 pub mod platform;
 pub mod reference;
 
 pub use compression::{Compression, CompressionError};
 pub use config::{ConfigBuilder, ConfigError, Healthcheck, ImageConfig};
+pub use descriptor::Descriptor;
 pub use digest::{Digest, DigestWriter};
 pub use layer::{
     entries_from_dir, extract_layer, pax_records, read_xattrs, write_layer, write_tar, EntryKind,
     ExtractError, ExtractOptions, FileSource, LayerDescriptor, LayerEntry, LayerError,
     LayerOptions, MtimePolicy, Ownership, Whiteouts,
 };
-pub use manifest::{parse_manifest, ManifestError, ManifestFormat, Parsed};
+pub use manifest::{parse_manifest, Index, Manifest, ManifestError, ManifestFormat, Parsed};
 pub use platform::{select_platform, ImageOs, Platform, PlatformError};

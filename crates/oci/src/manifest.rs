@@ -1,37 +1,24 @@
-//! Manifests and indexes, OCI and Docker v2.2, through `oci-spec`'s types.
+//! Manifests and indexes, OCI and Docker v2.2: the one place kiln reads
+//! and writes them.
 //!
 //! Docker's schema 2 manifest and manifest list have the same shape as the
-//! OCI manifest and index; only the media types differ, and `oci-spec` keeps
-//! docker's as [`MediaType::Other`]. So one pair of types serves both, and
-//! [`Parsed`] says which of the four formats the bytes were.
+//! OCI manifest and index; only the media types differ. So one pair of
+//! types serves both, and [`Parsed`] says which of the four formats the
+//! bytes were. The types are kiln's own rather than `oci-spec`'s so that
+//! every descriptor keeps the fields kiln does not interpret, and a
+//! re-serialised document keeps its key order and Go's escaping.
 
+use crate::descriptor::Descriptor;
 use crate::json::to_go_json;
-pub use oci_spec::image::{Descriptor, ImageIndex, ImageManifest, MediaType, Platform};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::collections::BTreeMap;
 
-/// OCI image manifest.
-pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-/// OCI image index.
-pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-/// OCI image config.
-pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-/// OCI uncompressed layer.
-pub const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
-/// OCI gzip layer.
-pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-/// OCI zstd layer.
-pub const OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
-/// Docker image manifest, schema 2.
-pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-/// Docker manifest list.
-pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-/// Docker image config.
-pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
-/// Docker gzip layer.
-pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
-/// Docker foreign (non-distributable) gzip layer, used by Windows bases.
-pub const DOCKER_FOREIGN_LAYER_GZIP: &str =
-    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
+pub use crate::media_type::{
+    DOCKER_CONFIG, DOCKER_FOREIGN_LAYER_GZIP, DOCKER_LAYER_GZIP, DOCKER_MANIFEST,
+    DOCKER_MANIFEST_LIST, OCI_CONFIG, OCI_INDEX, OCI_LAYER, OCI_LAYER_GZIP, OCI_LAYER_ZSTD,
+    OCI_MANIFEST,
+};
 /// Docker schema 1 manifest, which kiln does not read.
 const DOCKER_SCHEMA1: &str = "application/vnd.docker.distribution.manifest.v1+json";
 const DOCKER_SCHEMA1_SIGNED: &str = "application/vnd.docker.distribution.manifest.v1+prettyjws";
@@ -69,13 +56,131 @@ impl ManifestFormat {
     }
 }
 
+/// An image manifest (OCI or Docker schema 2), in the image spec's key
+/// order; unknown fields are kept.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Manifest {
+    /// Always 2.
+    pub schema_version: u32,
+    /// The manifest's media type, when the document names it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_type: Option<String>,
+    /// For artifacts: what the manifest describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
+    /// The image config.
+    pub config: Descriptor,
+    /// The layers, bottom first.
+    #[serde(default)]
+    pub layers: Vec<Descriptor>,
+    /// The manifest this one refers to (signatures, SBOMs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<Descriptor>,
+    /// Annotations.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    /// Everything else.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, Value>,
+}
+
+impl Manifest {
+    /// A manifest of `format` (an image manifest format) with these parts.
+    pub fn new(format: ManifestFormat, config: Descriptor, layers: Vec<Descriptor>) -> Manifest {
+        Manifest {
+            schema_version: 2,
+            media_type: Some(format.media_type().to_string()),
+            artifact_type: None,
+            config,
+            layers,
+            subject: None,
+            annotations: BTreeMap::new(),
+            extra: serde_json::Map::new(),
+        }
+    }
+
+    /// Compact JSON with Go's escaping, as docker and BuildKit write it.
+    pub fn to_json(&self) -> Vec<u8> {
+        to_go_json(&serde_json::to_value(self).expect("a manifest is always JSON"))
+    }
+}
+
+/// An image index or Docker manifest list; unknown fields are kept.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Index {
+    /// Always 2.
+    pub schema_version: u32,
+    /// The index's media type, when the document names it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_type: Option<String>,
+    /// For artifacts: what the index describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
+    /// The entries.
+    #[serde(default)]
+    pub manifests: Vec<Descriptor>,
+    /// The manifest this one refers to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<Descriptor>,
+    /// Annotations.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    /// Everything else.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, Value>,
+}
+
+impl Index {
+    /// An index of `format` (an index format) with these entries.
+    pub fn new(format: ManifestFormat, manifests: Vec<Descriptor>) -> Index {
+        Index {
+            schema_version: 2,
+            media_type: Some(format.media_type().to_string()),
+            artifact_type: None,
+            manifests,
+            subject: None,
+            annotations: BTreeMap::new(),
+            extra: serde_json::Map::new(),
+        }
+    }
+
+    /// Compact JSON with Go's escaping.
+    pub fn to_json(&self) -> Vec<u8> {
+        to_go_json(&serde_json::to_value(self).expect("an index is always JSON"))
+    }
+}
+
 /// A parsed manifest document.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Parsed {
     /// An image manifest (OCI or Docker).
-    Manifest(ManifestFormat, Box<ImageManifest>),
+    Manifest(ManifestFormat, Box<Manifest>),
     /// An index or manifest list.
-    Index(ManifestFormat, Box<ImageIndex>),
+    Index(ManifestFormat, Box<Index>),
+}
+
+impl Parsed {
+    /// The format the document is in.
+    pub fn format(&self) -> ManifestFormat {
+        match self {
+            Parsed::Manifest(f, _) | Parsed::Index(f, _) => *f,
+        }
+    }
+
+    /// The blobs it points at: config then layers for a manifest, the
+    /// entries for an index.
+    pub fn children(&self) -> Vec<Descriptor> {
+        match self {
+            Parsed::Manifest(_, m) => {
+                let mut out = vec![m.config.clone()];
+                out.extend(m.layers.iter().cloned());
+                out
+            }
+            Parsed::Index(_, i) => i.manifests.clone(),
+        }
+    }
 }
 
 /// Why bytes are not a manifest kiln can read.
@@ -87,6 +192,9 @@ pub enum ManifestError {
     /// A docker schema 1 manifest.
     #[error("docker schema 1 manifests are not supported; re-push the image with a current docker or use its schema 2 / OCI form")]
     Schema1,
+    /// An image manifest without a config.
+    #[error("the manifest has no config")]
+    NoConfig,
     /// The media type is not a manifest or index.
     #[error("{0:?} is not a manifest or index media type")]
     UnknownMediaType(String),
@@ -115,49 +223,11 @@ pub fn parse_manifest(bytes: &[u8], content_type: Option<&str>) -> Result<Parsed
         None => ManifestFormat::OciManifest,
     };
     Ok(if format.is_index() {
-        let mut value = value;
-        rename_platform_keys(&mut value, SPEC_KEYS, OCI_SPEC_KEYS);
         Parsed::Index(format, Box::new(serde_json::from_value(value)?))
     } else {
+        if value.get("config").is_none() {
+            return Err(ManifestError::NoConfig);
+        }
         Parsed::Manifest(format, Box::new(serde_json::from_value(value)?))
     })
-}
-
-/// A manifest as compact JSON with Go's escaping (what docker and BuildKit
-/// push), so re-serialising a pulled manifest usually gives its bytes back.
-pub fn manifest_to_json(manifest: &ImageManifest) -> Result<Vec<u8>, ManifestError> {
-    Ok(to_go_json(&serde_json::to_value(manifest)?))
-}
-
-/// An index as compact JSON with Go's escaping.
-pub fn index_to_json(index: &ImageIndex) -> Result<Vec<u8>, ManifestError> {
-    let mut value = serde_json::to_value(index)?;
-    rename_platform_keys(&mut value, OCI_SPEC_KEYS, SPEC_KEYS);
-    Ok(to_go_json(&value))
-}
-
-/// The platform keys the image spec defines…
-const SPEC_KEYS: [&str; 2] = ["os.version", "os.features"];
-/// …and the names `oci-spec` 0.8 (de)serialises them under (its
-/// `Platform` has no serde rename, so the fields are `os_version` and
-/// `os_features`). Without this mapping a Windows index would lose
-/// `os.version`.
-const OCI_SPEC_KEYS: [&str; 2] = ["os_version", "os_features"];
-
-fn rename_platform_keys(index: &mut Value, from: [&str; 2], to: [&str; 2]) {
-    let Some(manifests) = index.get_mut("manifests").and_then(Value::as_array_mut) else {
-        return;
-    };
-    for m in manifests {
-        let Some(platform) = m.get_mut("platform").and_then(Value::as_object_mut) else {
-            continue;
-        };
-        for (old, new) in from.iter().zip(to) {
-            if let Some(i) = platform.keys().position(|k| k == old) {
-                if let Some(v) = platform.shift_remove(*old) {
-                    platform.shift_insert(i, new.to_string(), v);
-                }
-            }
-        }
-    }
 }

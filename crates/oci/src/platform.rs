@@ -232,17 +232,14 @@ impl Platform {
     }
 
     /// The platform of an OCI descriptor's or config's JSON object
-    /// (`os`, `architecture`, `variant`, `os.version`, `os.features`).
+    /// (`os`, `architecture`, `variant`, `os.version`, `os.features`), as
+    /// written there (matching normalises variants itself).
     pub fn from_json(value: &Value) -> Option<Platform> {
         let s = |k: &str| value.get(k).and_then(Value::as_str).map(str::to_string);
-        let (architecture, variant) = normalize_arch(
-            &s("architecture")?,
-            s("variant").as_deref().unwrap_or_default(),
-        );
         Some(Platform {
             os: s("os")?,
-            architecture,
-            variant: (!variant.is_empty()).then_some(variant),
+            architecture: s("architecture")?,
+            variant: s("variant").filter(|v| !v.is_empty()),
             os_version: s("os.version"),
             os_features: value
                 .get("os.features")

@@ -1,6 +1,6 @@
 //! Manifest and index parsing and serialisation, OCI and Docker.
 
-use kiln_oci::manifest::{index_to_json, manifest_to_json, parse_manifest, ManifestFormat, Parsed};
+use kiln_oci::manifest::{parse_manifest, ManifestFormat, Parsed};
 
 const DOCKER_MANIFEST: &str = r#"{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{"mediaType":"application/vnd.docker.container.image.v1+json","digest":"sha256:1111111111111111111111111111111111111111111111111111111111111111","size":1470},"layers":[{"mediaType":"application/vnd.docker.image.rootfs.diff.tar.gzip","digest":"sha256:2222222222222222222222222222222222222222222222222222222222222222","size":3401613}]}"#;
 const OCI_MANIFEST: &str = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:1111111111111111111111111111111111111111111111111111111111111111","size":1470},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+zstd","digest":"sha256:2222222222222222222222222222222222222222222222222222222222222222","size":12}],"annotations":{"org.opencontainers.image.title":"a \u0026 b"}}"#;
@@ -18,11 +18,11 @@ fn manifests_round_trip_in_all_four_formats() {
         let bytes = match parse_manifest(doc.as_bytes(), None).unwrap() {
             Parsed::Manifest(f, m) => {
                 assert_eq!(f, format);
-                manifest_to_json(&m).unwrap()
+                m.to_json()
             }
             Parsed::Index(f, i) => {
                 assert_eq!(f, format);
-                index_to_json(&i).unwrap()
+                i.to_json()
             }
         };
         assert_eq!(String::from_utf8(bytes).unwrap(), doc, "{format:?}");
@@ -30,18 +30,18 @@ fn manifests_round_trip_in_all_four_formats() {
 }
 
 #[test]
-fn fields_read_through_oci_spec() {
+fn fields_are_read_and_platforms_keep_os_version() {
     let Parsed::Index(_, index) = parse_manifest(OCI_INDEX.as_bytes(), None).unwrap() else {
         panic!("expected an index")
     };
-    let platform = index.manifests()[0].platform().clone().unwrap();
-    assert_eq!(platform.os_version().as_deref(), Some("10.0.20348.2227"));
+    let platform = index.manifests[0].platform().unwrap();
+    assert_eq!(platform.os_version.as_deref(), Some("10.0.20348.2227"));
     let Parsed::Manifest(_, m) = parse_manifest(DOCKER_MANIFEST.as_bytes(), None).unwrap() else {
         panic!("expected a manifest")
     };
-    assert_eq!(m.layers()[0].size(), 3401613);
+    assert_eq!(m.layers[0].size, 3401613);
     assert_eq!(
-        m.layers()[0].media_type().to_string(),
+        m.layers[0].media_type,
         "application/vnd.docker.image.rootfs.diff.tar.gzip"
     );
 }

@@ -30,7 +30,7 @@ fn pull_all_platforms_then_push_the_same_index() {
     let platforms: Vec<String> = pulled
         .manifests
         .iter()
-        .map(|m| m.platform().unwrap())
+        .map(|m| m.platform().unwrap().to_string())
         .collect();
     assert_eq!(
         platforms,

@@ -164,11 +164,8 @@ impl Store {
             .into_iter()
             .filter(|d| self.has_blob(&d.digest))
             .collect();
-        let host = host_platform();
-        if let Some(d) = present
-            .iter()
-            .find(|d| d.platform().as_deref() == Some(&host))
-        {
+        let host = kiln_oci::Platform::host();
+        if let Some(d) = kiln_oci::select_platform(&host, &present, Descriptor::platform) {
             return self.select_manifest(d);
         }
         match present.as_slice() {
@@ -179,7 +176,9 @@ impl Store {
                 desc.digest,
                 present
                     .iter()
-                    .map(|d| d.platform().unwrap_or_else(|| d.digest.to_string()))
+                    .map(|d| d
+                        .platform()
+                        .map_or_else(|| d.digest.to_string(), |p| p.to_string()))
                     .collect::<Vec<_>>()
                     .join(", ")
             ))),
@@ -297,16 +296,4 @@ fn image(mut d: Descriptor) -> Image {
         descriptor: d,
         reference,
     }
-}
-
-/// This host's platform as OCI spells it: `linux/amd64`, `linux/arm64`, …
-pub fn host_platform() -> String {
-    let arch = match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "x86" => "386",
-        "powerpc64" => "ppc64le",
-        other => other,
-    };
-    format!("{}/{arch}", std::env::consts::OS)
 }

@@ -43,5 +43,5 @@ pub use archive::ArchiveImage;
 pub use descriptor::{children, media_type, Descriptor, IndexFile, CONTAINERD_NAME, REF_NAME};
 pub use error::{Error, Result};
 pub use gc::{FsckReport, GcReport, IN_FLIGHT_GRACE};
-pub use images::{host_platform, Image, Resolved};
+pub use images::{Image, Resolved};
 pub use store::{BlobInfo, BlobWriter, Store};

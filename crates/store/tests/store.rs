@@ -470,15 +470,7 @@ fn an_index_uses_the_host_platform_and_may_lack_others() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let (m, _) = make_image(&store, b"amd");
-    let (host_os, host_arch) = kiln_store::host_platform()
-        .split_once('/')
-        .map(|(a, b)| (a.to_string(), b.to_string()))
-        .unwrap();
-    let mut host = m.clone();
-    host.extra.insert(
-        "platform".into(),
-        serde_json::json!({"os": host_os, "architecture": host_arch}),
-    );
+    let host = m.clone().with_platform(&kiln_oci::Platform::host());
     let mut absent = Descriptor::new(media_type::OCI_MANIFEST, Digest::of(b"never pulled"), 10);
     absent.extra.insert(
         "platform".into(),

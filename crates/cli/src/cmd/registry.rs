@@ -186,7 +186,10 @@ async fn run_async(cmd: RegistryCommand) -> anyhow::Result<()> {
                     let platforms: Vec<String> = pulled
                         .manifests
                         .iter()
-                        .map(|m| m.platform().unwrap_or_else(|| m.digest.to_string()))
+                        .map(|m| {
+                            m.platform()
+                                .map_or_else(|| m.digest.to_string(), |p| p.to_string())
+                        })
                         .collect();
                     println!("Platforms: {}", platforms.join(", "));
                 }

@@ -242,10 +242,7 @@ fn check_layer(path: &Path, diff_id: &Digest) -> Result<&'static str> {
                 path.display()
             )))
         }
-        _ => (
-            media_type::OCI_LAYER_TAR,
-            io::copy(&mut { file }, &mut hasher),
-        ),
+        _ => (media_type::OCI_LAYER, io::copy(&mut { file }, &mut hasher)),
     };
     copied.map_err(Error::io("decompressing", path))?;
     let (actual, _, _) = hasher.finish();
