@@ -465,28 +465,12 @@ impl NativeBackend {
         }
         let all: Vec<&Solved> = solved.iter().map(|(_, s)| s).collect();
         export_caches(req, &all, client, &self.store)?;
-        let entries: Vec<serde_json::Value> = solved
+        let entries = solved
             .iter()
-            .map(|(platform, s)| {
-                let mut p = serde_json::json!({
-                    "architecture": platform.architecture,
-                    "os": platform.os,
-                });
-                if let Some(v) = &platform.variant {
-                    p["variant"] = v.clone().into();
-                }
-                let mut entry = serde_json::to_value(&s.image.manifest).expect("a descriptor");
-                entry["platform"] = p;
-                entry
-            })
+            .map(|(platform, s)| s.image.manifest.clone().with_platform(platform))
             .collect();
-        let index = serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": kiln_store::media_type::OCI_INDEX,
-            "manifests": entries,
-        });
-        let bytes = serde_json::to_vec(&index).expect("the index serializes");
-        let info = self.store.put_bytes(&bytes)?;
+        let index = kiln_oci::Index::new(kiln_oci::ManifestFormat::OciIndex, entries);
+        let info = self.store.put_bytes(&index.to_json())?;
         let index = Descriptor::new(kiln_store::media_type::OCI_INDEX, info.digest, info.size);
         let mut tags = Vec::new();
         let mut image_outputs = Vec::new();

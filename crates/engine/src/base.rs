@@ -8,13 +8,12 @@
 use crate::backend::NamedContext;
 use kiln_frontend::stages::Platform;
 use kiln_oci::reference::Reference;
-use kiln_oci::{select_platform, Digest, ImageConfig};
+use kiln_oci::{select_platform, Digest, ImageConfig, Layout};
 use kiln_registry::Client;
-use kiln_store::{children, media_type, Descriptor, IndexFile, Store, REF_NAME};
+use kiln_store::{children, media_type, Descriptor, Store, REF_NAME};
 use std::collections::{BTreeMap, HashMap};
-use std::fs::File;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// An image ready to build on: its manifest, config and layers, all in the
@@ -182,16 +181,14 @@ impl<'a> Bases<'a> {
         reference: Option<&str>,
         platform: &Platform,
     ) -> Result<ImageSource, BaseError> {
-        let index_path = dir.join("index.json");
-        let bytes = std::fs::read(&index_path).map_err(|e| {
+        let layout = Layout::open(dir).map_err(|e| {
             BaseError::Other(format!(
-                "cannot read the OCI layout {}: {e}; give a directory holding index.json",
-                dir.display()
+                "cannot read the OCI layout: {e}; give a directory holding index.json"
             ))
         })?;
-        let index: IndexFile = serde_json::from_slice(&bytes).map_err(|e| {
-            BaseError::Other(format!("{} is not an OCI index: {e}", index_path.display()))
-        })?;
+        let index = layout
+            .read_index()
+            .map_err(|e| BaseError::Other(e.to_string()))?;
         let pick = |d: &&Descriptor| match reference {
             None => true,
             Some(r) if r.starts_with("sha256:") => d.digest.to_string() == r,
@@ -219,7 +216,7 @@ impl<'a> Bases<'a> {
             }
         };
         let mut manifest = Descriptor::new(&entry.media_type, entry.digest, entry.size);
-        import_blob(self.store, dir, &manifest.digest)?;
+        import_blob(self.store, &layout, &manifest.digest)?;
         if media_type::is_index(&manifest.media_type) {
             let bytes = self.store.read_blob(&manifest.digest)?;
             let entries = children(&manifest, &bytes)?;
@@ -231,11 +228,11 @@ impl<'a> Bases<'a> {
                     ))
                 })?;
             manifest = Descriptor::new(&child.media_type, child.digest, child.size);
-            import_blob(self.store, dir, &manifest.digest)?;
+            import_blob(self.store, &layout, &manifest.digest)?;
         }
         let bytes = self.store.read_blob(&manifest.digest)?;
         for blob in children(&manifest, &bytes)? {
-            import_blob(self.store, dir, &blob.digest)?;
+            import_blob(self.store, &layout, &blob.digest)?;
         }
         read_image(self.store, manifest)
     }
@@ -259,21 +256,20 @@ pub(crate) fn read_image(store: &Store, manifest: Descriptor) -> Result<ImageSou
     })
 }
 
-fn import_blob(store: &Store, dir: &Path, digest: &Digest) -> Result<(), BaseError> {
+fn import_blob(store: &Store, layout: &Layout, digest: &Digest) -> Result<(), BaseError> {
     if store.has_blob(digest) {
         return Ok(());
     }
-    let path: PathBuf = dir.join("blobs/sha256").join(digest.hex());
-    let mut file = File::open(&path).map_err(|e| {
+    let mut file = layout
+        .open_blob(digest)
+        .map_err(|e| BaseError::Other(e.to_string()))?;
+    let mut w = store.ingest()?;
+    io::copy(&mut file, &mut w).map_err(|e| {
         BaseError::Other(format!(
-            "the OCI layout {} is missing blob {digest} ({}: {e})",
-            dir.display(),
-            path.display()
+            "reading {}: {e}",
+            layout.blob_path(digest).display()
         ))
     })?;
-    let mut w = store.ingest()?;
-    io::copy(&mut file, &mut w)
-        .map_err(|e| BaseError::Other(format!("reading {}: {e}", path.display())))?;
     w.commit(Some(*digest))?;
     Ok(())
 }

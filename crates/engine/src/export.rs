@@ -5,10 +5,9 @@
 use crate::backend::BuildError;
 use crate::stage::{self, StageOutput};
 use kiln_oci::reference::Reference;
-use kiln_oci::{entries_from_dir, write_tar, LayerOptions};
+use kiln_oci::{entries_from_dir, write_tar, LayerOptions, Manifest, ManifestFormat};
 use kiln_registry::{BlobDir, Client, PushOptions};
 use kiln_store::{media_type, ArchiveImage, Descriptor, Store};
-use serde_json::json;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::BufWriter;
@@ -126,15 +125,8 @@ pub(crate) fn write_image(
     let info = store.put_bytes(&config_bytes)?;
     let config = Descriptor::new(media_type::OCI_CONFIG, info.digest, info.size);
     let layers: Vec<Descriptor> = target.layers.iter().map(oci_layer).collect();
-    let manifest = json!({
-        "schemaVersion": 2,
-        "mediaType": media_type::OCI_MANIFEST,
-        "config": config,
-        "layers": layers,
-    });
-    let bytes = serde_json::to_vec(&manifest)
-        .map_err(|e| BuildError::Request(format!("cannot write the manifest: {e}")))?;
-    let info = store.put_bytes(&bytes)?;
+    let manifest = Manifest::new(ManifestFormat::OciManifest, config.clone(), layers);
+    let info = store.put_bytes(&manifest.to_json())?;
     Ok(WrittenImage {
         manifest: Descriptor::new(media_type::OCI_MANIFEST, info.digest, info.size),
         config,

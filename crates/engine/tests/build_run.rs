@@ -134,6 +134,44 @@ fn a_failing_step_names_its_line_exit_code_and_last_output_lines() {
 }
 
 #[test]
+fn a_heredoc_starting_with_a_shebang_runs_as_a_file_so_its_interpreter_line_counts() {
+    // `#!/bin/sh -e`: the -e stops at `false`, as in BuildKit; given to
+    // `/bin/sh -c` the line was a comment and the image was silently wrong.
+    let env = Env::new();
+    let req = request(
+        &env,
+        "FROM bb\nRUN <<EOF\n#!/bin/sh -e\nfalse\necho x > /x\nEOF\n",
+    );
+    let err = env.run(&req).unwrap_err().to_string();
+    assert!(
+        err.starts_with(
+            "Dockerfile:2:1: process \"/bin/sh -c /dev/pipes/EOF\" did not complete successfully: exit code: 1"
+        ),
+        "{err}"
+    );
+    // The interpreter and its arguments come from the `#!` line, and the
+    // script file is not left in the layer.
+    let req = request(
+        &env,
+        "FROM bb\nRUN <<EOF\n#!/bin/sh -x\necho $0 > /ran\nEOF\n",
+    );
+    let (built, events) = env.build_events(&req);
+    let built = built.unwrap();
+    assert!(
+        output(&events).iter().any(|l| l.starts_with("+ echo")),
+        "{:?}",
+        output(&events)
+    );
+    let layers = env.layers(&built);
+    let ran = layers[1]
+        .iter()
+        .find(|e| e.line.starts_with("ran "))
+        .unwrap();
+    assert_eq!(ran.data, "/dev/pipes/EOF\n");
+    assert!(!changed(&layers[1]).iter().any(|l| l.contains("pipes")));
+}
+
+#[test]
 fn a_missing_program_is_named() {
     let env = Env::new();
     let req = request(&env, "FROM bb\nRUN [\"/no/such/program\", \"x\"]\n");

@@ -40,6 +40,7 @@ pub mod descriptor;
 pub mod digest;
 mod json;
 pub mod layer;
+pub mod layout;
 pub mod manifest;
 pub mod media_type;
 pub mod platform;
@@ -54,5 +55,6 @@ pub use layer::{
     ExtractError, ExtractOptions, FileSource, LayerDescriptor, LayerEntry, LayerError,
     LayerOptions, MtimePolicy, Ownership, Whiteouts,
 };
+pub use layout::{Layout, LayoutError};
 pub use manifest::{parse_manifest, Index, Manifest, ManifestError, ManifestFormat, Parsed};
 pub use platform::{select_platform, ImageOs, Platform, PlatformError};

@@ -13,13 +13,12 @@
 
 use kiln_cache::{Layer, Record};
 use kiln_oci::reference::Reference;
-use kiln_oci::Digest;
+use kiln_oci::{Digest, Index, Layout, Manifest, ManifestFormat, Parsed};
 use kiln_registry::{BlobDir, Client, PushOptions};
 use kiln_store::{media_type, Descriptor, Store};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// The `artifactType` of a kiln cache manifest.
 pub const ARTIFACT_TYPE: &str = "application/vnd.kiln.cache.v1";
@@ -225,15 +224,18 @@ pub(crate) fn import(
             store.read_blob(&config.digest).map_err(|e| e.to_string())?
         }
         CacheLocation::Local(dir) => {
-            let index = read(&dir.join("index.json"))?;
-            let index: serde_json::Value = serde_json::from_slice(&index)
-                .map_err(|e| format!("{}/index.json is not an OCI index: {e}", dir.display()))?;
-            let digest = index["manifests"][0]["digest"]
-                .as_str()
-                .and_then(|d| d.parse::<Digest>().ok())
+            let layout = Layout::open(dir).map_err(|e| e.to_string())?;
+            let index = layout.read_index().map_err(|e| e.to_string())?;
+            let manifest = index
+                .manifests
+                .first()
                 .ok_or_else(|| format!("{}/index.json names no manifest", dir.display()))?;
-            let bytes = read_verified(dir, &digest)?;
-            read_verified(dir, &config_of(&bytes)?.digest)?
+            let bytes = layout
+                .read_blob(&manifest.digest)
+                .map_err(|e| format!("{e}: the cache is corrupt"))?;
+            layout
+                .read_blob(&config_of(&bytes)?.digest)
+                .map_err(|e| format!("{e}: the cache is corrupt"))?
         }
     };
     let config: CacheConfig = serde_json::from_slice(&config)
@@ -275,10 +277,11 @@ pub(crate) fn import(
 
 /// The config descriptor of a cache manifest, checked to be kiln's.
 fn config_of(manifest: &[u8]) -> Result<Descriptor, String> {
-    let m: serde_json::Value = serde_json::from_slice(manifest)
-        .map_err(|e| format!("the cache manifest is not JSON: {e}"))?;
-    let config: Descriptor = serde_json::from_value(m["config"].clone())
-        .map_err(|e| format!("the cache manifest has no config: {e}"))?;
+    let config = match kiln_oci::parse_manifest(manifest, Some(media_type::OCI_MANIFEST)) {
+        Ok(Parsed::Manifest(_, m)) => m.config,
+        Ok(Parsed::Index(..)) => return Err("the cache manifest is an index".into()),
+        Err(e) => return Err(format!("the cache manifest cannot be read: {e}")),
+    };
     if config.media_type != CONFIG_MEDIA_TYPE {
         return Err(format!(
             "it is not a kiln build cache (its config is {}, not {CONFIG_MEDIA_TYPE})",
@@ -286,27 +289,6 @@ fn config_of(manifest: &[u8]) -> Result<Descriptor, String> {
         ));
     }
     Ok(config)
-}
-
-fn read(path: &Path) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))
-}
-
-fn blob_path(dir: &Path, digest: &Digest) -> PathBuf {
-    dir.join("blobs").join("sha256").join(digest.hex())
-}
-
-fn read_verified(dir: &Path, digest: &Digest) -> Result<Vec<u8>, String> {
-    let path = blob_path(dir, digest);
-    let bytes = read(&path)?;
-    let actual = Digest::of(&bytes);
-    if actual != *digest {
-        return Err(format!(
-            "{} has digest {actual}, not {digest}: the cache is corrupt",
-            path.display()
-        ));
-    }
-    Ok(bytes)
 }
 
 /// Puts `layer` into the store from the imported cache: downloaded from
@@ -324,9 +306,9 @@ pub(crate) fn fetch_layer(
                 .map_err(|e| e.to_string())?;
         }
         CacheLocation::Local(dir) => {
-            let path = blob_path(dir, &layer.digest);
-            let mut src = std::fs::File::open(&path)
-                .map_err(|e| format!("reading {}: {e}", path.display()))?;
+            let layout = Layout::open(dir).map_err(|e| e.to_string())?;
+            let path = layout.blob_path(&layer.digest);
+            let mut src = layout.open_blob(&layer.digest).map_err(|e| e.to_string())?;
             let mut w = store.ingest().map_err(|e| e.to_string())?;
             std::io::copy(&mut src, &mut w)
                 .map_err(|e| format!("reading {}: {e}", path.display()))?;
@@ -376,16 +358,14 @@ pub(crate) fn export(
     .expect("the cache config serializes");
     let err = |e: kiln_store::Error| e.to_string();
     let config = store.put_bytes(&config).map_err(err)?;
-    let manifest = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": media_type::OCI_MANIFEST,
-        "artifactType": ARTIFACT_TYPE,
-        "config": Descriptor::new(CONFIG_MEDIA_TYPE, config.digest, config.size),
-        "layers": layers,
-    });
-    let manifest = serde_json::to_vec(&manifest).expect("the cache manifest serializes");
-    let info = store.put_bytes(&manifest).map_err(err)?;
-    let desc = Descriptor::new(media_type::OCI_MANIFEST, info.digest, info.size);
+    let mut manifest = Manifest::new(
+        ManifestFormat::OciManifest,
+        Descriptor::new(CONFIG_MEDIA_TYPE, config.digest, config.size),
+        layers.clone(),
+    );
+    manifest.artifact_type = Some(ARTIFACT_TYPE.to_string());
+    let info = store.put_bytes(&manifest.to_json()).map_err(err)?;
+    let mut desc = Descriptor::new(media_type::OCI_MANIFEST, info.digest, info.size);
     match &export.location {
         CacheLocation::Registry(r) => {
             crate::async_runtime()?
@@ -393,52 +373,23 @@ pub(crate) fn export(
                 .map_err(|e| e.to_string())?;
         }
         CacheLocation::Local(dir) => {
-            let blobs = dir.join("blobs").join("sha256");
-            std::fs::create_dir_all(&blobs)
-                .map_err(|e| format!("creating {}: {e}", blobs.display()))?;
+            let layout = Layout::create(dir).map_err(|e| e.to_string())?;
             let all = layers
                 .iter()
                 .map(|l| l.digest)
                 .chain([config.digest, info.digest]);
             for digest in all {
-                let to = blob_path(dir, &digest);
-                if to.is_file() {
-                    continue;
-                }
-                let tmp = to.with_extension("tmp");
-                std::fs::copy(store.blob_path(&digest), &tmp)
-                    .and_then(|_| std::fs::rename(&tmp, &to))
-                    .map_err(|e| format!("writing {}: {e}", to.display()))?;
+                let src = store.open_blob(&digest).map_err(err)?;
+                layout.write_blob(&digest, src).map_err(|e| e.to_string())?;
             }
-            write_atomic(
-                &dir.join("oci-layout"),
-                br#"{"imageLayoutVersion":"1.0.0"}"#,
-            )?;
-            let index = serde_json::json!({
-                "schemaVersion": 2,
-                "mediaType": media_type::OCI_INDEX,
-                "manifests": [{
-                    "mediaType": media_type::OCI_MANIFEST,
-                    "artifactType": ARTIFACT_TYPE,
-                    "digest": info.digest.to_string(),
-                    "size": info.size,
-                }],
-            });
-            write_atomic(
-                &dir.join("index.json"),
-                &serde_json::to_vec_pretty(&index).expect("the index serializes"),
-            )?;
+            desc.extra
+                .insert("artifactType".into(), ARTIFACT_TYPE.into());
+            layout
+                .write_index(&Index::new(ManifestFormat::OciIndex, vec![desc]))
+                .map_err(|e| e.to_string())?;
         }
     }
     Ok(())
-}
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    let tmp = path.with_extension("tmp");
-    std::fs::File::create(&tmp)
-        .and_then(|mut f| f.write_all(bytes).and_then(|_| f.sync_all()))
-        .and_then(|_| std::fs::rename(&tmp, path))
-        .map_err(|e| format!("writing {}: {e}", path.display()))
 }
 
 #[cfg(test)]

@@ -16,8 +16,10 @@ use crate::solver::{Cancel, Finished};
 use kiln_frontend::instructions::{CommandLine, Mount, Network, RunInstruction, Security};
 use kiln_frontend::stages::{Platform, Stage, Step};
 use kiln_frontend::ErrorKind;
-use kiln_runtime::{ContainerSpec, Network as NetworkMode};
+use kiln_runtime::{ContainerSpec, MountSpec, Network as NetworkMode};
 use std::collections::VecDeque;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
 
 /// How many of a failed step's last output lines its error shows.
 const TAIL_LINES: usize = 10;
@@ -73,7 +75,7 @@ impl State {
                 "kiln does not run privileged build steps; drop --security=insecure",
             ));
         }
-        let (argv, history_args, shell_form) = self.command(instr);
+        let (argv, history_args, shell_form, script) = self.command(instr);
         let (uid, gid, groups) = self
             .run_user()
             .map_err(|e| ctx.error_at(line, ErrorKind::Io, e, Some("RUN")))?;
@@ -94,6 +96,23 @@ impl State {
             gid,
         };
         let mut mounts = Prepared::default();
+        if let Some((name, body)) = script {
+            // BuildKit's shebang heredoc: the body as an executable file in a
+            // read-only /dev/pipes, run by path so its `#!` line counts.
+            let dir = scratch.path().join("pipes");
+            let file = dir.join(name);
+            std::fs::create_dir_all(&dir)
+                .and_then(|_| std::fs::write(&file, body))
+                .and_then(|_| {
+                    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755))
+                })
+                .map_err(|e| fail(format!("writing the heredoc to {}: {e}", file.display())))?;
+            mounts.mounts.push(MountSpec::Bind {
+                source: dir,
+                target: PathBuf::from("/dev/pipes"),
+                readonly: true,
+            });
+        }
         for mount in &step.mounts {
             let from = self.mount_from(ctx, stage, line, done, mount)?;
             mounts
@@ -188,17 +207,28 @@ impl State {
         Ok(())
     }
 
-    /// The process's arguments, and the arguments and shell-form flag the
-    /// history records, with BuildKit's heredoc rules: a RUN that is one
-    /// heredoc runs its body (a file of it when it starts with `#!`);
-    /// otherwise the command line and every body go to the shell, which
-    /// reads the heredocs itself.
-    fn command(&self, instr: &RunInstruction) -> (Vec<String>, Vec<String>, bool) {
+    /// The process's arguments, the arguments and shell-form flag the
+    /// history records, and a script file to mount, with BuildKit's
+    /// heredoc rules: a RUN that is one heredoc whose body starts with
+    /// `#!` runs that body as the file `/dev/pipes/NAME` (so its
+    /// interpreter line counts; not for Windows images, as in BuildKit);
+    /// one other heredoc gives its body to the shell; otherwise the command
+    /// line and every body go to the shell, which reads the heredocs itself.
+    fn command(&self, instr: &RunInstruction) -> (Vec<String>, Vec<String>, bool, Option<Script>) {
+        let mut script = None;
         let (args, shell_form) = match &instr.command {
             CommandLine::Exec(v) => (v.clone(), false),
             CommandLine::Shell(s) => {
                 let text = match instr.heredocs.as_slice() {
                     [] => s.clone(),
+                    [only]
+                        if is_heredoc_marker(s)
+                            && only.content.starts_with("#!")
+                            && self.builder.config().os() != Some("windows") =>
+                    {
+                        script = Some((only.name.clone(), only.content.clone()));
+                        format!("/dev/pipes/{}", only.name)
+                    }
                     [only] if is_heredoc_marker(s) => only.content.clone(),
                     docs => {
                         let mut full = s.clone();
@@ -214,7 +244,7 @@ impl State {
             }
         };
         let wrapped = self.builder.with_shell(&args, shell_form);
-        (wrapped, args, shell_form)
+        (wrapped, args, shell_form, script)
     }
 
     /// The uid, gid and supplementary gids of the current USER, as runc
@@ -285,6 +315,9 @@ impl State {
         )
     }
 }
+
+/// A heredoc run as a file: its name and body.
+type Script = (String, String);
 
 /// A `<<EOF` (or `<<-EOF`, quoted or not) that is the whole command.
 fn is_heredoc_marker(command: &str) -> bool {
