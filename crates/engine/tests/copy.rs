@@ -428,8 +428,9 @@ fn from_a_stage_owners_and_links_are_kept() {
 }
 
 #[test]
-/// BuildKit writes heredoc sources with `llb.Mkfile(name, 0664, data)`.
-fn heredocs_become_0664_files() {
+/// BuildKit writes heredoc sources with `llb.Mkfile(name, 0644, data)`
+/// (0664 before moby/buildkit#3992).
+fn heredocs_become_0644_files() {
     let context = tempfile::tempdir().unwrap();
     let mut t = Harness::new(context.path());
     t.env = vec![("NAME".into(), "kiln".into())];
@@ -452,8 +453,8 @@ fn heredocs_become_0664_files() {
         list(&t.copy(&instr).unwrap().entries),
         [
             "etc dir 755 0:0 @1700000000",
-            "etc/greeting file(hello \"kiln\" kiln\n) 664 0:0 @1700000000",
-            "etc/raw file($NAME\n) 664 0:0 @1700000000",
+            "etc/greeting file(hello \"kiln\" kiln\n) 644 0:0 @1700000000",
+            "etc/raw file($NAME\n) 644 0:0 @1700000000",
         ]
     );
 }

@@ -171,6 +171,23 @@ fn an_archive_with_a_huge_long_name_is_refused_without_reading_it() {
 }
 
 #[test]
+fn archive_symlinks_are_0777_whatever_their_header_says() {
+    let context = tempfile::tempdir().unwrap();
+    let mut data = raw_header("f", b'0', 0, "");
+    data.extend(raw_header("ln", b'2', 0, "f"));
+    data.extend_from_slice(&[0; 1024]);
+    std::fs::write(context.path().join("links.tar"), data).unwrap();
+    let t = Harness::new(context.path());
+    let listing = list(&t.add(&add_instr(&["links.tar"], "/x")).unwrap().entries);
+    assert!(
+        listing
+            .iter()
+            .any(|l| l.starts_with("x/ln symlink(f) 777 ")),
+        "{listing:?}"
+    );
+}
+
+#[test]
 fn an_archive_entry_of_an_unknown_type_is_named() {
     let context = tempfile::tempdir().unwrap();
     let mut data = raw_header("odd", b'Z', 0, "");

@@ -1,6 +1,6 @@
 ARG BASE
 FROM $BASE
 ENV NAME=world
-COPY --chmod=664 ref/plain.txt ref/quoted.txt ref/tabs.txt /h/
-COPY --chmod=664 ref/dir/one ref/dir/two /h/dir/
+COPY --chmod=644 ref/plain.txt ref/quoted.txt ref/tabs.txt /h/
+COPY --chmod=644 ref/dir/one ref/dir/two /h/dir/
 COPY --chmod=755 ref/script.sh /h/

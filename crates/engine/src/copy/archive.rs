@@ -135,8 +135,15 @@ pub(crate) fn try_extract(
             u32::try_from(v)
                 .map_err(|_| fail(format!("entry {raw:?}: {what} {v} does not fit 32 bits")))
         };
+        // A symlink's mode is 0777 on Linux whatever the header says; that
+        // is what BuildKit and buildah record.
+        let mode = if matches!(kind, EntryKind::Symlink(_)) {
+            0o777
+        } else {
+            header.mode
+        };
         let mut e = LayerEntry::new(target, kind)
-            .with_mode(header.mode)
+            .with_mode(mode)
             .with_owner(id(header.uid, "uid")?, id(header.gid, "gid")?)
             .with_mtime(header.mtime);
         e.xattrs = xattrs;

@@ -616,7 +616,8 @@ fn write_heredoc(ctx: &CopyContext, doc: &Heredoc, dir: &Path, now: i64) -> Resu
         doc.content.clone()
     };
     let path = dir.join(&doc.name);
-    scratch_write(&path, content.as_bytes(), 0o664, now)
+    // 0644 since moby/buildkit#3992 (0664 before was a typo there).
+    scratch_write(&path, content.as_bytes(), 0o644, now)
 }
 
 /// Writes a file kiln creates for a step, with its mode and mtime.
