@@ -102,3 +102,56 @@ bench_median() {
     printf '%s\n' "$@" | sort -g |
         awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
+
+dockerd_pid=
+# bench_stop_dockerd: stops the dockerd bench_start_dockerd started, if any,
+# and unmounts what it left under $work/docker.
+bench_stop_dockerd() {
+    if [ -n "$dockerd_pid" ]; then
+        kill "$dockerd_pid" 2>/dev/null || true
+        wait "$dockerd_pid" 2>/dev/null || true
+        dockerd_pid=
+        findmnt -rn -o TARGET | grep "^$work/docker" | sort -r | xargs -r umount -l 2>/dev/null || true
+    fi
+}
+
+# bench_start_dockerd: the benchmark's own dockerd (BuildKit inside), with
+# its data, exec root, socket and log under $work/docker, so it touches no
+# system docker; installs Debian's docker.io first when dockerd is missing
+# (as root). Sets DOCKER_HOST and $docker_cli (the docker CLI to use) and
+# returns 0, or sets
+# $dockerd_why and returns 1. Call it in the script's own shell, not in
+# $(...), so the caller can stop it. Flags: no iptables or masquerading (not allowed
+# in every sandbox); keep the default bridge, since with --bridge=none
+# every RUN fails ("network bridge not found"). 127.0.0.0/8 registries are
+# insecure by default in dockerd. On failure $dockerd_why says why.
+bench_start_dockerd() {
+    dockerd_why=
+    if ! command -v dockerd >/dev/null; then
+        if [ "$(id -u)" -ne 0 ]; then
+            dockerd_why="dockerd missing (install docker.io as root)"
+            return 1
+        fi
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker.io >/dev/null 2>&1 ||
+            { dockerd_why="apt-get install docker.io failed"; return 1; }
+    fi
+    # The CLI packaged with this dockerd: Debian's 20.10 has BuildKit built
+    # in, while a newer docker elsewhere on PATH insists on the buildx
+    # plugin, which Debian does not package.
+    docker_cli=$(dirname "$(command -v dockerd)")/docker
+    [ -x "$docker_cli" ] || docker_cli=/usr/bin/docker
+    local d=$work/docker
+    mkdir -p "$d"
+    dockerd --iptables=false --ip-masq=false --data-root "$d/data" --exec-root "$d/exec" \
+        --pidfile "$d/dockerd.pid" --host "unix://$d/docker.sock" >"$d/log" 2>&1 &
+    dockerd_pid=$!
+    export DOCKER_HOST=unix://$d/docker.sock
+    for _ in $(seq 200); do
+        "$docker_cli" info >/dev/null 2>&1 && return 0
+        kill -0 "$dockerd_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    dockerd_why="dockerd did not start: $(tail -1 "$d/log")"
+    bench_stop_dockerd
+    return 1
+}
