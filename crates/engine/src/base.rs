@@ -14,7 +14,7 @@ use kiln_store::{children, media_type, Descriptor, Store, REF_NAME};
 use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::path::Path;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 /// An image ready to build on: its manifest, config and layers, all in the
 /// store.
@@ -60,7 +60,6 @@ pub(crate) struct Bases<'a> {
     client: &'a Client,
     pull: bool,
     contexts: &'a BTreeMap<String, NamedContext>,
-    runtime: OnceLock<tokio::runtime::Runtime>,
     cache: Mutex<HashMap<(String, Platform), Arc<ImageSource>>>,
 }
 
@@ -77,7 +76,6 @@ impl<'a> Bases<'a> {
             client,
             pull,
             contexts,
-            runtime: OnceLock::new(),
             cache: Mutex::new(HashMap::new()),
         }
     }
@@ -144,13 +142,7 @@ impl<'a> Bases<'a> {
             variant: platform.variant.clone(),
             os_version: None,
         };
-        let runtime = match self.runtime.get() {
-            Some(rt) => rt,
-            None => {
-                let rt = crate::async_runtime().map_err(BaseError::Other)?;
-                self.runtime.get_or_init(|| rt)
-            }
-        };
+        let runtime = crate::runtime().map_err(BaseError::Other)?;
         let pulled = runtime.block_on(self.client.pull(self.store, &reference, Some(&wanted)))?;
         read_image(self.store, pulled.manifest)
     }

@@ -206,7 +206,7 @@ fn push_all(
     manifest: &Descriptor,
     tags: &[Reference],
 ) -> Result<(), BuildError> {
-    let runtime = crate::async_runtime().map_err(BuildError::Request)?;
+    let runtime = crate::runtime().map_err(BuildError::Request)?;
     for tag in tags {
         runtime.block_on(client.push(
             &BlobDir::of_store(store),

@@ -53,14 +53,25 @@ pub use backend::{
     BuildBackend, BuildError, BuildRequest, BuiltImage, Dockerfile, NamedContext, NativeBackend,
     SecretSource,
 };
-/// A single-threaded runtime for the registry client's and downloads' async
-/// calls: the engine is synchronous (stages run on threads), so each place
-/// that needs one blocks on its own.
-pub(crate) fn async_runtime() -> Result<tokio::runtime::Runtime, String> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))
+/// The process's one async runtime, for the registry client's and
+/// downloads' calls. The engine is synchronous (stages run on threads), so
+/// each caller blocks on it from its own thread; a multi-threaded runtime
+/// lets several stages pull or push at once instead of queueing on one
+/// thread. Not for use from inside async code.
+pub fn runtime() -> Result<&'static tokio::runtime::Runtime, String> {
+    static RUNTIME: std::sync::OnceLock<Result<tokio::runtime::Runtime, String>> =
+        std::sync::OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("kiln-io")
+                .enable_all()
+                .build()
+                .map_err(|e| format!("cannot start the async runtime: {e}"))
+        })
+        .as_ref()
+        .map_err(Clone::clone)
 }
 
 pub use cache::{

@@ -158,7 +158,7 @@ fn mutate(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
 #[test]
 fn hostile_layers_never_panic_or_write_outside_the_root() {
     let seeds = seeds();
-    let mut rng = Rng(0x6b69_6c6e_2d31_36);
+    let mut rng = Rng(0x006b_696c_6e2d_3136);
     for i in 0..1500 {
         let data = mutate(&mut rng, &seeds[i % seeds.len()]);
         if let Ok(mut reader) = LayerReader::new(&data[..]) {

@@ -159,10 +159,7 @@ impl NetArgs {
 
 /// Runs a registry subcommand.
 pub fn run(cmd: RegistryCommand) -> anyhow::Result<ExitCode> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let rt = kiln_engine::runtime().map_err(anyhow::Error::msg)?;
     rt.block_on(run_async(cmd))?;
     Ok(ExitCode::SUCCESS)
 }

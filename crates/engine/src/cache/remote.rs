@@ -214,7 +214,7 @@ pub(crate) fn import(
 ) -> Result<Imported, String> {
     let config = match location {
         CacheLocation::Registry(r) => {
-            let rt = crate::async_runtime()?;
+            let rt = crate::runtime()?;
             let (_, bytes) = rt
                 .block_on(client.fetch_manifest(r))
                 .map_err(|e| e.to_string())?;
@@ -301,7 +301,7 @@ pub(crate) fn fetch_layer(
 ) -> Result<(), String> {
     match &imported.location {
         CacheLocation::Registry(r) => {
-            crate::async_runtime()?
+            crate::runtime()?
                 .block_on(client.fetch_blob(store, r, layer))
                 .map_err(|e| e.to_string())?;
         }
@@ -368,7 +368,7 @@ pub(crate) fn export(
     let mut desc = Descriptor::new(media_type::OCI_MANIFEST, info.digest, info.size);
     match &export.location {
         CacheLocation::Registry(r) => {
-            crate::async_runtime()?
+            crate::runtime()?
                 .block_on(client.push(&BlobDir::of_store(store), &desc, r, &PushOptions::default()))
                 .map_err(|e| e.to_string())?;
         }

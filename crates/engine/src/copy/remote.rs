@@ -202,10 +202,9 @@ struct Fetched {
     last_modified: Option<String>,
 }
 
-/// Streams the body to `path` on a runtime of its own, so ADD works
-/// whether or not the caller is inside one.
+/// Streams the body to `path`, blocking on the process's runtime.
 fn fetch(url: &str, path: &Path) -> Result<Fetched, String> {
-    let rt = crate::async_runtime()?;
+    let rt = crate::runtime()?;
     rt.block_on(async {
         let client = reqwest::Client::builder()
             .build()
