@@ -98,7 +98,7 @@ impl State {
         if !matches!(comps[0], "Files" | "Hives" | "UtilityVM") {
             return Err("outside `Files/`, `Hives/` and `UtilityVM/`: hcsshim's legacy writer has nowhere to put it".into());
         }
-        for c in &comps[1..comps.len() - 1] {
+        for c in comps.iter().take(comps.len() - 1).skip(1) {
             validate_name(c).map_err(|e| e.to_string())?;
         }
         let owner = self.stream_owner.take();
@@ -245,4 +245,230 @@ fn record<'a>(h: &'a Header, key: &str) -> Option<&'a [u8]> {
         .iter()
         .find(|(k, _)| k == key)
         .map(|(_, v)| v.as_slice())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layer::tar::{write_header, write_trailer, Header as TarHeader};
+
+    /// (name, typeflag, linkname, PAX records); no data.
+    type Fixture<'a> = (&'a str, u8, &'a str, &'a [(&'a str, &'a str)]);
+
+    fn tar(entries: &[Fixture<'_>]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (name, typeflag, linkname, records) in entries {
+            let pax: Vec<(String, Vec<u8>)> = records
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+                .collect();
+            let h = TarHeader {
+                name,
+                typeflag: *typeflag,
+                mode: 0,
+                uid: 0,
+                gid: 0,
+                size: 0,
+                mtime: 0,
+                linkname,
+                devmajor: 0,
+                devminor: 0,
+                xattrs: &[],
+                pax: &pax,
+            };
+            write_header(&mut out, &h).unwrap();
+        }
+        write_trailer(&mut out).unwrap();
+        out
+    }
+
+    const DIR: &[(&str, &str)] = &[("MSWINDOWS.fileattr", "16")];
+    const FILES: Fixture = ("Files", b'5', "", DIR);
+    const HIVES: Fixture = ("Hives", b'5', "", &[]);
+
+    #[test]
+    fn what_hcsshim_imports_passes() {
+        let layer = tar(&[
+            FILES,
+            ("Files/a", b'0', "", &[("MSWINDOWS.fileattr", "32")]),
+            ("Files/a:s", b'0', "", &[]),
+            ("Files/a:t", b'0', "", &[]),
+            ("Files/l", b'1', "Files/a", &[]),
+            ("Files/p", b'1', "Files/in/parent/layer", &[]),
+            (
+                "Files/j",
+                b'2',
+                r"C:\x",
+                &[
+                    ("MSWINDOWS.fileattr", "1040"),
+                    ("MSWINDOWS.mountpoint", "1"),
+                ],
+            ),
+            ("Files/.wh.gone", b'0', "", &[]),
+            ("Files/d", b'5', "", &[]),
+            ("Files/d:s", b'0', "", &[]),
+            HIVES,
+            ("Hives/Software_Delta", b'0', "", &[]),
+            ("UtilityVM", b'5', "", DIR),
+            ("UtilityVM/Files", b'5', "", DIR),
+            ("UtilityVM/Files/.wh.x", b'0', "", &[]),
+        ]);
+        let headers = check_layer(&layer[..]).unwrap();
+        assert_eq!(headers.len(), 15);
+    }
+
+    /// The design's negative fixtures (§4 test 1) and the rest of the
+    /// rules, each with the words its message must contain.
+    #[test]
+    fn negative_fixtures_fail_with_clear_messages() {
+        let cases: &[(&[Fixture], &str)] = &[
+            (
+                &[("Files/a", b'0', "", &[]), HIVES],
+                "\"Files\" has no entry before it",
+            ),
+            (&[HIVES], "no \"Files\" directory entry"),
+            (&[FILES], "no \"Hives\" directory entry"),
+            (
+                &[
+                    FILES,
+                    ("Files/a/b", b'0', "", &[]),
+                    ("Files/a", b'5', "", DIR),
+                    HIVES,
+                ],
+                "\"Files/a\" has no entry before it",
+            ),
+            (
+                &[FILES, ("Files/x", b'1', "foo", &[]), HIVES],
+                "invalid hard link in layer",
+            ),
+            (
+                &[FILES, HIVES, ("Hives/.wh.x", b'0', "", &[])],
+                "invalid tombstone",
+            ),
+            (
+                &[FILES, ("Files/a:b", b'0', "", &[]), HIVES],
+                "alternate data stream",
+            ),
+            (
+                &[
+                    FILES,
+                    ("Files/a", b'0', "", &[]),
+                    ("Files/b", b'0', "", &[]),
+                    ("Files/a:s", b'0', "", &[]),
+                    HIVES,
+                ],
+                "alternate data stream",
+            ),
+            (
+                &[
+                    FILES,
+                    ("Files/A", b'0', "", &[]),
+                    ("Files/a", b'0', "", &[]),
+                    HIVES,
+                ],
+                "case-insensitive",
+            ),
+            (
+                &[
+                    FILES,
+                    ("Files/a", b'0', "", &[]),
+                    ("Files/a", b'0', "", &[]),
+                    HIVES,
+                ],
+                "duplicate path",
+            ),
+            (
+                &[
+                    FILES,
+                    ("Files/d", b'5', "", &[("MSWINDOWS.fileattr", "32")]),
+                    HIVES,
+                ],
+                "imports it as a file",
+            ),
+            (
+                &[
+                    FILES,
+                    ("Files/f", b'0', "", &[("MSWINDOWS.fileattr", "16")]),
+                    HIVES,
+                ],
+                "imports it as a directory",
+            ),
+            (
+                &[FILES, ("Files/null", b'3', "", &[]), HIVES],
+                "empty regular file",
+            ),
+            (
+                &[FILES, ("Files/p", b'6', "", &[]), HIVES],
+                "empty regular file",
+            ),
+            (
+                &[
+                    FILES,
+                    ("Files/d", b'5', "", DIR),
+                    ("Files/d/.wh..wh..opq", b'0', "", &[]),
+                    HIVES,
+                ],
+                "opaque whiteout",
+            ),
+            (&[FILES, HIVES, ("etc", b'5', "", &[])], "outside `Files/`"),
+            (&[FILES, ("Files/CON", b'0', "", &[]), HIVES], "DOS device"),
+            (
+                &[FILES, ("Files/x.", b'0', "", &[]), HIVES],
+                "dot or a space",
+            ),
+            (&[FILES, ("Files/", b'5', "", &[]), HIVES], "trailing `/`"),
+            (
+                &[
+                    FILES,
+                    ("Files/j", b'2', r"..\x", &[("MSWINDOWS.mountpoint", "1")]),
+                    HIVES,
+                ],
+                "junction",
+            ),
+            (
+                &[
+                    FILES,
+                    ("Files/l", b'2', "x", &[("MSWINDOWS.fileattr", "32")]),
+                    HIVES,
+                ],
+                "reparse-point bit",
+            ),
+            (
+                &[
+                    FILES,
+                    ("Files/a", b'0', "", &[("LIBARCHIVE.creationtime", "1.x")]),
+                    HIVES,
+                ],
+                "LIBARCHIVE.creationtime",
+            ),
+            (
+                &[
+                    FILES,
+                    ("Files/a", b'0', "", &[("MSWINDOWS.fileattr", "-1")]),
+                    HIVES,
+                ],
+                "decimal 32-bit",
+            ),
+            (
+                &[
+                    FILES,
+                    ("Files/a", b'0', "", &[("MSWINDOWS.rawsd", "AQAAgA==")]),
+                    HIVES,
+                ],
+                "MSWINDOWS.rawsd",
+            ),
+            (
+                &[
+                    FILES,
+                    ("Files/a", b'0', "", &[("MSWINDOWS.rawsd", "not base64")]),
+                    HIVES,
+                ],
+                "base64",
+            ),
+        ];
+        for (entries, words) in cases {
+            let err = check_layer(&tar(entries)[..]).unwrap_err().to_string();
+            assert!(err.contains(words), "want {words:?}, got {err}");
+        }
+    }
 }
