@@ -243,13 +243,41 @@ mod tests {
         }
     }
 
-    /// Classic moby (`normalizeWorkdirWindows`) stores `C:\x`; the
-    /// components are the same.
+    /// Classic moby's `dispatchers_windows_test.go` `TestNormalizeWorkdir`
+    /// (moby stores `C:\x`; the components are the same). Where moby and
+    /// BuildKit disagree, kiln follows BuildKit: `\\foo` is a UNC path
+    /// (moby reads `C:\foo`), and `C:.` is the working directory (moby
+    /// refuses it).
     #[test]
-    fn moby_display_form() {
-        assert_eq!(display(&resolve("/foo", "").unwrap()), r"C:\foo");
-        assert_eq!(display(&resolve("bar", r"C:\foo").unwrap()), r"C:\foo\bar");
-        assert_eq!(display(&resolve(r"c:\", "").unwrap()), r"C:\");
+    fn moby_normalize_workdir_table() {
+        for (current, requested, want) in [
+            ("", "C:", Err("no relative path")),
+            ("c:", r"\a", Err("no relative path")),
+            ("", "a", Ok(r"C:\a")),
+            ("", r"c:\foo", Ok(r"C:\foo")),
+            ("", r"c:\\foo", Ok(r"C:\foo")),
+            ("", r"\foo", Ok(r"C:\foo")),
+            ("", r"\\foo", Err("UNC")),
+            ("", "/foo", Ok(r"C:\foo")),
+            ("", "C:/foo", Ok(r"C:\foo")),
+            (r"C:\foo", "bar", Ok(r"C:\foo\bar")),
+            (r"C:\foo", "/bar", Ok(r"C:\bar")),
+            (r"C:\foo", r"\bar", Ok(r"C:\bar")),
+            (r"C:\foo", "C:.", Ok(r"C:\foo")),
+            ("", r"c:\", Ok(r"C:\")),
+        ] {
+            let got = resolve(requested, current).map(|c| display(&c));
+            match (want, got) {
+                (Ok(w), Ok(g)) => assert_eq!(g, w, "{current:?} + {requested:?}"),
+                (Err(w), Err(e)) => {
+                    assert!(
+                        e.to_string().contains(w),
+                        "{current:?} + {requested:?}: {e}"
+                    )
+                }
+                (w, g) => panic!("{current:?} + {requested:?}: want {w:?}, got {g:?}"),
+            }
+        }
     }
 
     #[test]

@@ -125,9 +125,10 @@ fn media_type_follows_the_base_manifest() {
         docker_media_type: true,
         ..options(None)
     };
-    let (desc, _) = WindowsLayerWriter::new(docker)
+    let (desc, blob) = WindowsLayerWriter::new(docker)
         .write(hello(), Vec::new())
         .unwrap();
+    check_layer(&blob[..]).unwrap();
     assert_eq!(
         desc.media_type,
         "application/vnd.docker.image.rootfs.diff.tar.gzip"
@@ -335,6 +336,32 @@ fn order_is_pre_order_in_byte_order_and_last_wins() {
 }
 
 #[test]
+fn long_and_non_ascii_names_survive() {
+    let long = format!("{}.txt", "n".repeat(150));
+    let entries = vec![
+        WindowsEntry::file(&["Prögram Files", &long], "x", LATER),
+        WindowsEntry::symlink(
+            &["app", "l"],
+            &format!("../{}", "t".repeat(120)),
+            false,
+            LATER,
+        ),
+    ];
+    let (_, headers) = build(entries, Some(EPOCH));
+    assert_eq!(
+        names(&headers)[1..3],
+        [
+            "Files/Prögram Files".to_string(),
+            format!("Files/Prögram Files/{long}")
+        ]
+    );
+    assert_eq!(
+        headers[4].linkname,
+        format!("..\\{}", "t".repeat(120)).into_bytes()
+    );
+}
+
+#[test]
 fn unusable_entries_are_refused() {
     let writer = WindowsLayerWriter::new(options(None));
     for (entries, why) in [
@@ -392,6 +419,7 @@ fn python_tarfile_reads_every_record() {
     ];
     let writer = WindowsLayerWriter::new(options(None));
     let tar = writer.write_tar(entries, Vec::new()).unwrap();
+    check_layer(&tar[..]).unwrap();
     let path = dir.path().join("layer.tar");
     std::fs::write(&path, &tar).unwrap();
     let script = r#"
