@@ -10,7 +10,7 @@
 //! - [`WindowsLayerWriter`]: entries → a layer blob, one pass.
 //! - [`check_layer`]: the import simulator.
 
-pub mod base64;
+mod base64;
 mod check;
 pub mod path;
 pub mod sd;

@@ -249,7 +249,7 @@ impl fmt::Display for Ace {
         f.write_str(";")?;
         if let Some((name, _)) = RIGHTS.iter().find(|(_, m)| *m == self.mask) {
             f.write_str(name)?;
-        } else if RIGHTS[1..].iter().fold(self.mask, |m, (_, b)| m & !b) == 0 {
+        } else if self.mask != 0 && RIGHTS[1..].iter().fold(self.mask, |m, (_, b)| m & !b) == 0 {
             for (name, bit) in &RIGHTS[1..] {
                 if self.mask & bit != 0 {
                     f.write_str(name)?;
@@ -489,7 +489,8 @@ fn decode_acl(acl: &[u8]) -> Result<Vec<Ace>, SdError> {
 /// aliases are two letters.
 fn split_sid(s: &str) -> (&str, &str) {
     if !s.starts_with("S-") {
-        return s.split_at(s.len().min(2));
+        let end = s.char_indices().nth(2).map_or(s.len(), |(i, _)| i);
+        return s.split_at(end);
     }
     let end = s
         .char_indices()
@@ -589,6 +590,7 @@ mod tests {
             "D:(A;;FA;x;;BA)",
             "D:AI(A;;FA;;;BA)",
             "O:S-1-5-x",
+            "O:éG:BA",
         ] {
             assert!(SecurityDescriptor::parse_sddl(sddl).is_err(), "{sddl}");
         }

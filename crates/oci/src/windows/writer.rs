@@ -49,7 +49,11 @@ pub enum WindowsKind {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WindowsEntry {
     /// The path under `C:\`, as components (`["app", "x.exe"]`), spelled
-    /// as the base spells any ancestor it already has.
+    /// as the base spells any ancestor it already has. An ancestor without
+    /// an entry of its own is written as a new directory (default
+    /// descriptor, `SOURCE_DATE_EPOCH` or 0), so ancestors the base has
+    /// need [`WindowsEntry::existing_dir`] entries, or the layer redefines
+    /// them (`C:\Windows` with BuildKit's descriptor) in the merged view.
     pub path: Vec<String>,
     /// What it is.
     pub kind: WindowsKind,
