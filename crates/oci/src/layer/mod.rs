@@ -5,8 +5,8 @@
 mod entry;
 mod extract;
 pub mod read;
-mod tar;
-mod write;
+pub(crate) mod tar;
+pub(crate) mod write;
 
 pub use entry::{entries_from_dir, read_xattrs, EntryKind, FileSource, LayerEntry};
 pub use extract::{extract_layer, ExtractError, ExtractOptions, Whiteouts};

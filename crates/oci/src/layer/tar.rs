@@ -22,6 +22,10 @@ pub(crate) struct Header<'a> {
     pub devmajor: u32,
     pub devminor: u32,
     pub xattrs: &'a [(String, Vec<u8>)],
+    /// Further PAX records, written as given; they override any record
+    /// the fields above produce (Windows layers need `MSWINDOWS.*` and
+    /// fractional times, which are not xattrs).
+    pub pax: &'a [(String, Vec<u8>)],
 }
 
 const MAX_OCTAL_7: u64 = 0o7777777;
@@ -62,6 +66,9 @@ pub(crate) fn write_header<W: Write>(w: &mut W, h: &Header<'_>) -> io::Result<()
     };
     for (k, v) in h.xattrs {
         pax.insert(format!("SCHILY.xattr.{k}"), v.clone());
+    }
+    for (k, v) in h.pax {
+        pax.insert(k.clone(), v.clone());
     }
 
     if !pax.is_empty() {

@@ -1,0 +1,25 @@
+//! Windows container layers, written on any host: the tar format hcsshim
+//! imports (`Files/` for `C:\`, `Hives/` for registry deltas, Win32
+//! metadata in `MSWINDOWS.*` and `LIBARCHIVE.*` PAX records), the pieces
+//! it is made of, and a checker that reads a layer the way the importer
+//! does.
+//!
+//! - [`sd`]: security descriptors, SDDL ↔ self-relative binary.
+//! - [`PaxTime`]: PAX times in go-winio's format.
+//! - [`path`]: Dockerfile paths on `C:` and NTFS name rules.
+//! - [`WindowsLayerWriter`]: entries → a layer blob, one pass.
+//! - [`check_layer`]: the import simulator.
+
+mod base64;
+mod check;
+pub mod path;
+pub mod sd;
+mod time;
+mod writer;
+
+pub use check::{check_layer, CheckError};
+pub use time::{PaxTime, PaxTimeError};
+pub use writer::{
+    entries_from_layer, WindowsEntry, WindowsKind, WindowsLayerError, WindowsLayerOptions,
+    WindowsLayerWriter,
+};
