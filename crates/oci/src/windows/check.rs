@@ -3,9 +3,8 @@
 //! layer writer) would, and refuses what it would fail on or, worse,
 //! silently import as something else.
 //!
-//! Global PAX headers are skipped by [`TarReader`] before this checker
-//! sees anything, so their absence (hcsshim would `Add()` one outside
-//! `Files/`) is the writer's guarantee, not something checked here.
+//! Global PAX headers, which [`TarReader`] skips, are counted and refused:
+//! hcsshim would `Add()` one as a file outside `Files/`.
 
 use super::path::{fold_case, validate_name};
 use super::sd;
@@ -41,10 +40,22 @@ pub fn check_layer<R: Read + Send>(blob: R) -> Result<Vec<Header>, CheckError> {
     loop {
         let h = match tar.next_header() {
             Ok(Some(h)) => h,
+            Ok(None) if tar.global_headers() > 0 => {
+                return Err(stream_error(
+                    "a PAX global header: Windows importers read it as a file outside Files/"
+                        .into(),
+                ))
+            }
             Ok(None) => break,
             Err(TarError::Io(e)) => return Err(stream_error(format!("reading the layer: {e}"))),
             Err(TarError::Format(m)) => return Err(stream_error(format!("corrupt tar: {m}"))),
         };
+        if tar.global_headers() > 0 {
+            return Err(CheckError {
+                entry: Some(String::from_utf8_lossy(&h.name).into_owned()),
+                reason: "a PAX global header comes before this entry: Windows importers read it as a file outside Files/".into(),
+            });
+        }
         state.check(&h).map_err(|reason| CheckError {
             entry: Some(String::from_utf8_lossy(&h.name).into_owned()),
             reason,
@@ -315,6 +326,13 @@ mod tests {
         ]);
         let headers = check_layer(&layer[..]).unwrap();
         assert_eq!(headers.len(), 15);
+    }
+
+    #[test]
+    fn a_pax_global_header_is_refused() {
+        let layer = tar(&[("pax_global_header", b'g', "", &[]), FILES, HIVES]);
+        let err = check_layer(&layer[..]).unwrap_err().to_string();
+        assert!(err.contains("PAX global header"), "{err}");
     }
 
     /// The design's negative fixtures (§4 test 1) and the rest of the

@@ -72,6 +72,8 @@ pub struct TarReader<R> {
     /// Padding after the current entry's data.
     padding: u64,
     done: bool,
+    /// PAX global headers skipped so far.
+    globals: u64,
 }
 
 impl<R: Read> TarReader<R> {
@@ -82,7 +84,14 @@ impl<R: Read> TarReader<R> {
             remaining: 0,
             padding: 0,
             done: false,
+            globals: 0,
         }
+    }
+
+    /// How many PAX global headers were skipped so far: a Windows importer
+    /// would take each for a file outside `Files/`.
+    pub fn global_headers(&self) -> u64 {
+        self.globals
     }
 
     /// The stream after the end-of-archive marker (or where reading
@@ -151,8 +160,9 @@ impl<R: Read> TarReader<R> {
                         b'x' => pax = Some(parse_pax(&body)?),
                         // Global records describe the archive, not an entry;
                         // layers have no use for them, as containerd ignores
-                        // them.
-                        _ => {}
+                        // them (Windows importers do not: see
+                        // `global_headers`).
+                        _ => self.globals += 1,
                     }
                 }
                 _ => {
