@@ -41,6 +41,7 @@ mod json;
 pub mod layer;
 pub mod manifest;
 pub mod reference;
+pub mod tree;
 
 pub use compression::{Compression, CompressionError};
 pub use config::{ConfigBuilder, ConfigError, Healthcheck, ImageConfig};

@@ -6,12 +6,21 @@ use std::fs;
 use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::tree::{FileIdentity, TreeFile, TreeRoot};
 
 /// Where a regular file's bytes come from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FileSource {
-    /// Read from this file on disk while the tar is written.
+    /// Read from this file on disk while the tar is written. Only for files
+    /// kiln wrote itself where nobody else writes: the last component is
+    /// not followed if it is a symlink, but the others are.
     Path(PathBuf),
+    /// Read from a tree someone else may change (a build context, a RUN
+    /// step's files) while the tar is written, refusing a file that is not
+    /// the one listed (see [`crate::tree`]).
+    Tree(TreeFile),
     /// These bytes.
     Bytes(Vec<u8>),
 }
@@ -141,15 +150,18 @@ impl LayerEntry {
 /// layer order. Symlinks are not followed; a file with several links becomes
 /// a file at its first path and hard links at the others; sockets are
 /// skipped, as docker does. Overlayfs' own xattrs (`trusted.overlay.*`,
-/// `user.overlay.*`) are left out.
+/// `user.overlay.*`) are left out. Regular files are [`FileSource::Tree`]
+/// sources: writing the layer fails if one changes after this listing.
 pub fn entries_from_dir(root: &Path) -> io::Result<Vec<LayerEntry>> {
     let mut out = Vec::new();
     let mut inodes = HashMap::new();
-    walk(root, "", &mut out, &mut inodes)?;
+    let tree = Arc::new(TreeRoot::open(root)?);
+    walk(&tree, root, "", &mut out, &mut inodes)?;
     Ok(out)
 }
 
 fn walk(
+    tree: &Arc<TreeRoot>,
     dir: &Path,
     prefix: &str,
     out: &mut Vec<LayerEntry>,
@@ -187,7 +199,11 @@ fn walk(
                 inodes.insert((md.dev(), md.ino()), rel.clone());
             }
             if ft.is_file() {
-                EntryKind::File(FileSource::Path(path.clone()))
+                EntryKind::File(FileSource::Tree(TreeFile {
+                    root: Arc::clone(tree),
+                    path: PathBuf::from(&rel),
+                    identity: FileIdentity::of(&md),
+                }))
             } else if ft.is_fifo() {
                 EntryKind::Fifo
             } else {
@@ -211,7 +227,7 @@ fn walk(
             xattrs: read_xattrs(&path)?,
         });
         if is_dir {
-            walk(&path, &format!("{rel}/"), out, inodes)?;
+            walk(tree, &path, &format!("{rel}/"), out, inodes)?;
         }
     }
     Ok(())

@@ -3,11 +3,13 @@
 
 use super::entry::{EntryKind, FileSource, LayerEntry};
 use super::tar::{write_header, write_padding, write_trailer, Header};
+use crate::tree::{TreeFile, TreeFileError};
 use crate::{Compression, Digest, DigestWriter};
 use std::collections::BTreeMap;
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::path::PathBuf;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
 
 /// Whose ownership the tar records.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -103,6 +105,11 @@ pub enum LayerError {
         /// Bytes read.
         actual: u64,
     },
+    /// A file of a tree (a build context, a RUN step's files) could not be
+    /// read, or is not the file that was listed: it changed during the
+    /// build.
+    #[error(transparent)]
+    Tree(#[from] TreeFileError),
     /// Writing the output failed.
     #[error("writing the layer: {0}")]
     Io(#[from] io::Error),
@@ -262,23 +269,35 @@ fn write_entry<W: Write>(
     };
     let mut data: Option<Box<dyn Read + '_>> = None;
     let mut source_path = None;
+    let mut tree_file: Option<(&TreeFile, File)> = None;
     match &e.kind {
         EntryKind::File(FileSource::Bytes(b)) => {
             h.size = b.len() as u64;
             data = Some(Box::new(&b[..]));
         }
         EntryKind::File(FileSource::Path(p)) => {
-            let f = File::open(p).map_err(|err| LayerError::Source {
-                path: p.clone(),
-                err,
-            })?;
+            let f = open_own_file(p)?;
             let md = f.metadata().map_err(|err| LayerError::Source {
                 path: p.clone(),
                 err,
             })?;
             h.size = md.len();
             data = Some(Box::new(f));
-            source_path = Some(p);
+            source_path = Some(p.clone());
+        }
+        EntryKind::File(FileSource::Tree(t)) => {
+            // The size listed, which the opened file was just checked to
+            // have: the header cannot disagree with what the listing saw.
+            h.size = t.identity.size;
+            let f = t.open()?;
+            source_path = Some(t.full_path());
+            data = Some(Box::new(f.try_clone().map_err(|err| {
+                LayerError::Source {
+                    path: t.full_path(),
+                    err,
+                }
+            })?));
+            tree_file = Some((t, f));
         }
         EntryKind::Dir => {
             dir_name = format!("{name}/");
@@ -316,13 +335,16 @@ fn write_entry<W: Write>(
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(err) => {
-                    let path = source_path.cloned().unwrap_or_default();
+                    let path = source_path.unwrap_or_default();
                     return Err(LayerError::Source { path, err });
                 }
             };
             if n == 0 {
+                if let Some((t, f)) = &tree_file {
+                    t.verify(f)?;
+                }
                 return Err(LayerError::SourceChanged {
-                    path: source_path.cloned().unwrap_or_default(),
+                    path: source_path.unwrap_or_default(),
                     expected: h.size,
                     actual: h.size - left,
                 });
@@ -330,7 +352,34 @@ fn write_entry<W: Write>(
             out.write_all(&buf[..n])?;
             left -= n as u64;
         }
+        // A write while the file was read may have torn what went into
+        // the tar: the build fails rather than keep a layer nobody wrote.
+        if let Some((t, f)) = &tree_file {
+            t.verify(f)?;
+        }
         write_padding(out, h.size)?;
     }
     Ok(())
+}
+
+/// Opens a file kiln wrote itself, not following a symlink in its place
+/// and not waiting should a FIFO be there.
+fn open_own_file(path: &Path) -> Result<File, LayerError> {
+    let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
+    let source = |err| LayerError::Source {
+        path: path.to_path_buf(),
+        err,
+    };
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(flags.bits() as i32)
+        .open(path)
+        .map_err(source)?;
+    if !file.metadata().map_err(source)?.is_file() {
+        return Err(source(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        )));
+    }
+    Ok(file)
 }
