@@ -29,10 +29,12 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+use std::ffi::OsString;
 use std::fmt;
 use std::fs::{File, Metadata};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -126,7 +128,44 @@ impl TreeRoot {
     /// a symlink at any of its components, and without blocking should it
     /// be a FIFO. The file is not checked: see [`TreeFile::open`].
     pub fn open_file(&self, rel: &Path) -> io::Result<File> {
-        open_beneath(self.fd.as_fd(), rel).map(File::from)
+        open_beneath(self.fd.as_fd(), rel, read_flags()).map(File::from)
+    }
+
+    /// The metadata of `rel` itself (a symlink's own), reached without
+    /// following a symlink on the way: a directory swapped for a link
+    /// out of the tree is an error, never another file's metadata.
+    pub fn symlink_metadata(&self, rel: &Path) -> io::Result<Metadata> {
+        File::from(self.open_path(rel)?).metadata()
+    }
+
+    /// The target of the symlink `rel`, reached as
+    /// [`TreeRoot::symlink_metadata`] reaches it.
+    pub fn read_link(&self, rel: &Path) -> io::Result<PathBuf> {
+        let target = rustix::fs::readlinkat(self.open_path(rel)?, "", Vec::new())?;
+        Ok(PathBuf::from(std::ffi::OsString::from_vec(
+            target.into_bytes(),
+        )))
+    }
+
+    /// The names in the directory `rel` (`""` for the root), unsorted,
+    /// reached as [`TreeRoot::symlink_metadata`] reaches it.
+    pub fn read_dir(&self, rel: &Path) -> io::Result<Vec<OsString>> {
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let dir = open_beneath(self.fd.as_fd(), rel, flags)?;
+        let mut names = Vec::new();
+        for entry in rustix::fs::Dir::read_from(&dir)? {
+            let name = entry?.file_name().to_bytes().to_vec();
+            if name != b"." && name != b".." {
+                names.push(OsString::from_vec(name));
+            }
+        }
+        Ok(names)
+    }
+
+    /// An `O_PATH` descriptor of `rel` itself, a symlink's own included.
+    fn open_path(&self, rel: &Path) -> io::Result<OwnedFd> {
+        let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        open_beneath(self.fd.as_fd(), rel, flags)
     }
 }
 
@@ -239,28 +278,34 @@ fn read_flags() -> OFlags {
     OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC
 }
 
-fn open_beneath(root: BorrowedFd<'_>, rel: &Path) -> io::Result<OwnedFd> {
+/// Opens `rel` below `root` with `flags` (which must hold `O_NOFOLLOW`),
+/// following no symlink at any component; `""` opens the root again.
+fn open_beneath(root: BorrowedFd<'_>, rel: &Path, flags: OFlags) -> io::Result<OwnedFd> {
     let names = components(rel)?;
+    if names.is_empty() {
+        return Ok(rustix::fs::openat(root, ".", flags, Mode::empty())?);
+    }
     if HAVE_OPENAT2.load(Ordering::Relaxed) {
         let resolve =
             ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
-        match rustix::fs::openat2(root, rel, read_flags(), Mode::empty(), resolve) {
+        match rustix::fs::openat2(root, rel, flags, Mode::empty(), resolve) {
             // seccomp profiles that predate openat2 answer EPERM or ENOSYS.
             Err(Errno::NOSYS) | Err(Errno::PERM) => HAVE_OPENAT2.store(false, Ordering::Relaxed),
             other => return other.map_err(io::Error::from),
         }
     }
-    open_by_components(root, &names)
+    open_by_components(root, &names, flags)
 }
 
 /// The fallback for kernels without `openat2`: each directory opened from
 /// the one before with `O_NOFOLLOW`, so no symlink is followed anywhere.
-fn open_by_components(root: BorrowedFd<'_>, names: &[&std::ffi::OsStr]) -> io::Result<OwnedFd> {
+fn open_by_components(
+    root: BorrowedFd<'_>,
+    names: &[&std::ffi::OsStr],
+    flags: OFlags,
+) -> io::Result<OwnedFd> {
     let Some((last, dirs)) = names.split_last() else {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "a tree's root is not one of its files",
-        ));
+        return Ok(rustix::fs::openat(root, ".", flags, Mode::empty())?);
     };
     let mut dir: Option<OwnedFd> = None;
     for name in dirs {
@@ -274,7 +319,7 @@ fn open_by_components(root: BorrowedFd<'_>, names: &[&std::ffi::OsStr]) -> io::R
         dir = Some(next);
     }
     let at = dir.as_ref().map_or(root, |d| d.as_fd());
-    Ok(rustix::fs::openat(at, *last, read_flags(), Mode::empty())?)
+    Ok(rustix::fs::openat(at, *last, flags, Mode::empty())?)
 }
 
 /// The names of a relative path without `..`; anything else is refused,
@@ -316,8 +361,8 @@ mod tests {
     fn both(root: &TreeRoot, rel: &str) -> [io::Result<OwnedFd>; 2] {
         let names = components(Path::new(rel)).unwrap();
         [
-            open_beneath(root.as_fd(), Path::new(rel)),
-            open_by_components(root.as_fd(), &names),
+            open_beneath(root.as_fd(), Path::new(rel), read_flags()),
+            open_by_components(root.as_fd(), &names, read_flags()),
         ]
     }
 
@@ -347,6 +392,26 @@ mod tests {
                 assert!(refused.contains(&err.raw_os_error()), "{rel}: {err}");
             }
         }
+    }
+
+    #[test]
+    fn lists_without_following_symlinks() {
+        let (dir, root) = tree();
+        symlink(dir.path().join("d"), dir.path().join("dirlink")).unwrap();
+        let mut names = root.read_dir(Path::new("")).unwrap();
+        names.sort();
+        assert_eq!(names, ["d", "dirlink", "outside"]);
+        assert!(root
+            .symlink_metadata(Path::new("dirlink"))
+            .unwrap()
+            .is_symlink());
+        assert_eq!(
+            root.read_link(Path::new("dirlink")).unwrap(),
+            dir.path().join("d")
+        );
+        assert!(root.read_dir(Path::new("dirlink")).is_err());
+        assert!(root.symlink_metadata(Path::new("dirlink/f")).is_err());
+        assert!(root.symlink_metadata(Path::new("")).unwrap().is_dir());
     }
 
     #[test]

@@ -357,7 +357,7 @@ impl Layer<'_> {
                         what: format!("reading {src}"),
                         reason: "its contents were not extracted".into(),
                     })?;
-                    EntryKind::File(FileSource::Path(content))
+                    EntryKind::File(FileSource::Tree(content))
                 }
             },
             NodeKind::Symlink(t) => EntryKind::Symlink(t.clone()),

@@ -331,7 +331,7 @@ fn run(ctx: &CopyContext, from: CopySource, step: &Step) -> Result<CopyOutput, E
                         // BuildKit's git source is the subdirectory itself,
                         // copied from its root.
                         let root = git.checkout(&dir, add.keep_git_dir)?;
-                        let tree = DiskTree::scratch(&dir.join(root), "the git checkout");
+                        let tree = DiskTree::scratch(&dir.join(root), "the git checkout")?;
                         copy_whole(&mut layer, &tree, "", &dest, None)?;
                         continue;
                     }
@@ -343,7 +343,7 @@ fn run(ctx: &CopyContext, from: CopySource, step: &Step) -> Result<CopyOutput, E
                             &dir,
                             layer.options().now,
                         )?;
-                        let tree = DiskTree::scratch(&dir, "the download");
+                        let tree = DiskTree::scratch(&dir, "the download")?;
                         let unpack = add.unpack.unwrap_or(false).then_some(&mut scratch);
                         copy_whole(&mut layer, &tree, &name, &dest, unpack)?;
                         continue;
@@ -371,7 +371,7 @@ fn run(ctx: &CopyContext, from: CopySource, step: &Step) -> Result<CopyOutput, E
                                     what: format!("extracting /{} from the source image", item.src),
                                     reason: e.to_string(),
                                 })?;
-                            extracted.push((item.src.clone(), dir));
+                            extracted.push((item.src.clone(), tree::open_root(&dir)?));
                         }
                         let tree = ImageTree { fs, extracted };
                         copy_items(&mut layer, &tree, items, &dest, None, excludes.as_ref())?;
@@ -381,7 +381,7 @@ fn run(ctx: &CopyContext, from: CopySource, step: &Step) -> Result<CopyOutput, E
             Source::Heredoc(doc) => {
                 let dir = scratch.dir("heredoc")?;
                 write_heredoc(ctx, doc, &dir, layer.options().now)?;
-                let tree = DiskTree::scratch(&dir, "the inline file");
+                let tree = DiskTree::scratch(&dir, "the inline file")?;
                 copy_whole(&mut layer, &tree, &doc.name, &dest, None)?;
             }
         }

@@ -116,6 +116,12 @@ pub fn list(entries: &[LayerEntry]) -> Vec<String> {
                         String::from_utf8_lossy(&std::fs::read(p).unwrap())
                     )
                 }
+                EntryKind::File(FileSource::Tree(t)) => {
+                    format!(
+                        "file({})",
+                        String::from_utf8_lossy(&std::fs::read(t.full_path()).unwrap())
+                    )
+                }
                 EntryKind::File(FileSource::Bytes(b)) => {
                     format!("file({})", String::from_utf8_lossy(b))
                 }

@@ -2,7 +2,6 @@
 //! walk or assembled by COPY and overlay-diff code.
 
 use std::collections::HashMap;
-use std::fs;
 use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -167,9 +166,9 @@ fn walk(
     out: &mut Vec<LayerEntry>,
     inodes: &mut HashMap<(u64, u64), String>,
 ) -> io::Result<()> {
-    let mut names: Vec<_> = fs::read_dir(dir)?
-        .map(|e| e.map(|e| e.file_name()))
-        .collect::<io::Result<_>>()?;
+    // Listed through the tree, so a directory swapped for a symlink
+    // meanwhile is an error rather than a listing of where it points.
+    let mut names = tree.read_dir(Path::new(prefix.trim_end_matches('/')))?;
     names.sort();
     for name in names {
         let Some(name_str) = name.to_str() else {
@@ -183,12 +182,12 @@ fn walk(
         };
         let path = dir.join(&name);
         let rel = format!("{prefix}{name_str}");
-        let md = fs::symlink_metadata(&path)?;
+        let md = tree.symlink_metadata(Path::new(&rel))?;
         let ft = md.file_type();
         let kind = if ft.is_dir() {
             EntryKind::Dir
         } else if ft.is_symlink() {
-            let target = fs::read_link(&path)?;
+            let target = tree.read_link(Path::new(&rel))?;
             EntryKind::Symlink(target.to_string_lossy().into_owned())
         } else if ft.is_socket() {
             continue;
