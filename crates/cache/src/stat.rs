@@ -211,7 +211,8 @@ impl<'c> StatSession<'c> {
                     path: full.clone(),
                     source,
                 };
-                for child in fs::read_dir(&full).map_err(io_err)? {
+                let listing = fs::read_dir(&full).map_err(|e| raced(e, &full, REMOVED_DIR))?;
+                for child in listing {
                     pending.push(rel.join(child.map_err(io_err)?.file_name()));
                 }
             }
@@ -250,11 +251,7 @@ impl<'c> StatSession<'c> {
         } else if ft.is_dir() {
             EntryKind::Dir
         } else if ft.is_symlink() {
-            let target = fs::read_link(&full).map_err(|source| Error::Io {
-                action: "reading link",
-                path: full.clone(),
-                source,
-            })?;
+            let target = fs::read_link(&full).map_err(|e| raced(e, &full, NOT_A_LINK))?;
             EntryKind::Symlink { target }
         } else if ft.is_char_device() {
             let (major, minor) = device();
@@ -312,10 +309,15 @@ impl<'c> StatSession<'c> {
                     (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32,
                 )
                 .open(&full)
-                .map_err(|e| io_err("opening", e))?;
+                .map_err(|e| raced(e, &full, REPLACED_FILE))?;
             let before = file.metadata().map_err(|e| io_err("reading", e))?;
-            if !before.is_file() {
-                return Err(Error::NotAFile { path: full });
+            // The file listed, not whatever took its name since: what is
+            // hashed must be what COPY then checks it copies.
+            if !before.is_file() || (before.dev(), before.ino()) != (meta.dev(), meta.ino()) {
+                return Err(Error::Changed {
+                    path: full,
+                    reason: REPLACED_FILE,
+                });
             }
             let (digest, len) = hash(&mut file).map_err(|e| io_err("reading", e))?;
             let after = file.metadata().map_err(|e| io_err("reading", e))?;
@@ -391,6 +393,34 @@ fn context_id(tx: &rusqlite::Transaction, root: &Path) -> rusqlite::Result<i64> 
         params![root.as_os_str().as_bytes(), nanos(SystemTime::now())],
         |row| row.get(0),
     )
+}
+
+const REPLACED_FILE: &str = "another file, a symlink or nothing is now in its place";
+const NOT_A_LINK: &str = "it is no longer a symbolic link";
+const REMOVED_DIR: &str = "it is no longer a directory";
+
+/// The error for `err` met reading `path` just after it was seen to be
+/// what it no longer is (`reason`); other errors are plain I/O errors.
+fn raced(err: io::Error, path: &Path, reason: &'static str) -> Error {
+    let raced = [
+        rustix::io::Errno::NOENT,
+        rustix::io::Errno::NOTDIR,
+        rustix::io::Errno::LOOP,
+        rustix::io::Errno::INVAL,
+    ]
+    .map(|e| Some(e.raw_os_error()));
+    if raced.contains(&err.raw_os_error()) {
+        Error::Changed {
+            path: path.to_path_buf(),
+            reason,
+        }
+    } else {
+        Error::Io {
+            action: "reading",
+            path: path.to_path_buf(),
+            source: err,
+        }
+    }
 }
 
 /// The sha256 and length of everything `file` holds, read in chunks.

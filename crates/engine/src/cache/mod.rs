@@ -314,6 +314,25 @@ fn shown(path: &str) -> &str {
     }
 }
 
+/// `err`, met reading the context path `rel` just after seeing it was what
+/// it no longer is, said as the build failure it is (as BuildKit fails
+/// when a context file changes while it is sent).
+fn changed(err: io::Error, rel: &str, reason: &str) -> io::Error {
+    let raced = [
+        rustix::io::Errno::NOENT,
+        rustix::io::Errno::NOTDIR,
+        rustix::io::Errno::INVAL,
+    ]
+    .map(|e| Some(e.raw_os_error()));
+    if raced.contains(&err.raw_os_error()) {
+        io::Error::other(format!(
+            "{rel} changed during the build: {reason}; nothing may change a build's sources while it runs"
+        ))
+    } else {
+        err
+    }
+}
+
 struct Walk<'s, 'c> {
     session: &'s mut StatSession<'c>,
     root: &'s Path,
@@ -393,7 +412,8 @@ impl Walk<'_, '_> {
             }
             if meta.file_type().is_symlink() && top && hops < 40 {
                 hops += 1;
-                let target = std::fs::read_link(&full)?;
+                let target = std::fs::read_link(&full)
+                    .map_err(|e| changed(e, &rel, "it is no longer a symbolic link"))?;
                 let base = Path::new(&rel).parent().unwrap_or(Path::new(""));
                 let joined = if target.is_absolute() {
                     target
@@ -402,7 +422,9 @@ impl Walk<'_, '_> {
                 };
                 pending.push((clean_clamped(&joined.to_string_lossy()), true));
             } else if meta.is_dir() {
-                for e in std::fs::read_dir(&full)? {
+                let listing = std::fs::read_dir(&full)
+                    .map_err(|e| changed(e, &rel, "it is no longer a directory"))?;
+                for e in listing {
                     let name = e?.file_name().to_string_lossy().into_owned();
                     pending.push((join(&rel, &name), false));
                 }
