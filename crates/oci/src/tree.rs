@@ -162,8 +162,10 @@ impl TreeRoot {
         Ok(names)
     }
 
-    /// An `O_PATH` descriptor of `rel` itself, a symlink's own included.
-    fn open_path(&self, rel: &Path) -> io::Result<OwnedFd> {
+    /// An `O_PATH` descriptor of `rel` itself (a symlink's own, should
+    /// `rel` be one), reached as [`TreeRoot::symlink_metadata`] reaches
+    /// it: it pins what the path named now, whatever is renamed later.
+    pub fn open_path(&self, rel: &Path) -> io::Result<OwnedFd> {
         let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         open_beneath(self.fd.as_fd(), rel, flags)
     }
