@@ -47,6 +47,7 @@ mod remote;
 mod tree;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use kiln_frontend::dockerignore::Matcher;
@@ -358,8 +359,12 @@ fn run(ctx: &CopyContext, from: CopySource, step: &Step) -> Result<CopyOutput, E
                         copy_items(&mut layer, &tree, items, &dest, unpack, excludes.as_ref())?;
                     }
                     CopySource::Stage(fs, store) => {
+                        // One descriptor for every extraction, however
+                        // many sources a wildcard matched.
+                        let scratch_root = tree::open_root(ctx.scratch_dir)?;
                         let probe = ImageTree {
                             fs,
+                            scratch: Arc::clone(&scratch_root),
                             extracted: Vec::new(),
                         };
                         let items = local_items(&probe, src, step.parents, excludes.as_ref())?;
@@ -371,9 +376,14 @@ fn run(ctx: &CopyContext, from: CopySource, step: &Step) -> Result<CopyOutput, E
                                     what: format!("extracting /{} from the source image", item.src),
                                     reason: e.to_string(),
                                 })?;
-                            extracted.push((item.src.clone(), tree::open_root(&dir)?));
+                            let rel = dir.strip_prefix(ctx.scratch_dir).unwrap_or(&dir);
+                            extracted.push((item.src.clone(), rel.to_path_buf()));
                         }
-                        let tree = ImageTree { fs, extracted };
+                        let tree = ImageTree {
+                            fs,
+                            scratch: scratch_root,
+                            extracted,
+                        };
                         copy_items(&mut layer, &tree, items, &dest, None, excludes.as_ref())?;
                     }
                 }

@@ -262,8 +262,11 @@ impl Tree for DiskTree {
 /// [`ImageFs::extract`] wrote to disk.
 pub(crate) struct ImageTree<'a> {
     pub fs: &'a ImageFs,
-    /// Image path (relative) whose subtree is extracted at the directory.
-    pub extracted: Vec<(String, Arc<TreeRoot>)>,
+    /// The step's scratch directory, which the extractions are in.
+    pub scratch: Arc<TreeRoot>,
+    /// Image path (relative) whose subtree is extracted at the directory
+    /// (relative to `scratch`).
+    pub extracted: Vec<(String, PathBuf)>,
 }
 
 impl ImageTree<'_> {
@@ -280,19 +283,19 @@ impl ImageTree<'_> {
                 path.strip_prefix(base.as_str())
                     .and_then(|rest| rest.strip_prefix('/'))
             };
-            rel.map(|rel| (dir, PathBuf::from(rel)))
+            rel.map(|rel| dir.join(rel))
         });
-        let Some((dir, rel)) = found else {
+        let Some(rel) = found else {
             return Ok(None);
         };
-        let full = dir.path().join(&rel);
-        let md = match dir.symlink_metadata(&rel) {
+        let full = self.scratch.path().join(&rel);
+        let md = match self.scratch.symlink_metadata(&rel) {
             Ok(md) => md,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io_error("reading", &full, e)),
         };
         Ok(md.is_file().then(|| TreeFile {
-            root: Arc::clone(dir),
+            root: Arc::clone(&self.scratch),
             path: rel,
             identity: FileIdentity::of(&md),
         }))
