@@ -5,6 +5,7 @@
 use crate::db::{nanos, Cache};
 use crate::source::{normalize, EntryKind, SourceEntry, SourceHasher};
 use crate::Error;
+use kiln_oci::tree::FileIdentity;
 use kiln_oci::{Digest, DigestWriter};
 use rusqlite::{params, Connection, TransactionBehavior};
 use std::collections::HashMap;
@@ -42,6 +43,16 @@ struct Stamp {
 }
 
 impl Stamp {
+    fn identity(&self) -> FileIdentity {
+        FileIdentity {
+            dev: self.dev,
+            ino: self.ino,
+            size: self.size,
+            mtime: self.mtime,
+            ctime: self.ctime,
+        }
+    }
+
     fn of(meta: &Metadata) -> Stamp {
         Stamp {
             dev: meta.dev(),
@@ -95,6 +106,7 @@ pub struct StatSession<'c> {
     root: PathBuf,
     known: HashMap<Vec<u8>, Known>,
     learned: HashMap<Vec<u8>, Known>,
+    hashed: HashMap<PathBuf, FileIdentity>,
     counts: StatCounts,
 }
 
@@ -143,6 +155,7 @@ impl<'c> StatSession<'c> {
             root,
             known,
             learned: HashMap::new(),
+            hashed: HashMap::new(),
             counts: StatCounts::default(),
         })
     }
@@ -221,6 +234,14 @@ impl<'c> StatSession<'c> {
         Ok(hasher.finish())
     }
 
+    /// Every regular file below the root whose digest this session gave,
+    /// by its path relative to the root, with the identity it had then. A
+    /// step keyed by these digests must copy these very files: the copy
+    /// compares what it lists with them.
+    pub fn hashed_files(&self) -> &HashMap<PathBuf, FileIdentity> {
+        &self.hashed
+    }
+
     /// How many lookups were answered from the cache and how many files
     /// were read, so far.
     pub fn counts(&self) -> StatCounts {
@@ -289,9 +310,14 @@ impl<'c> StatSession<'c> {
             Err(_) => full.as_os_str().as_bytes().to_vec(),
         };
         let stamp = Stamp::of(meta);
+        let below_root = full.starts_with(&self.root);
         let recorded = self.learned.get(&key).or_else(|| self.known.get(&key));
         if let Some(k) = recorded.filter(|k| k.stamp == stamp) {
             self.counts.hits += 1;
+            if below_root {
+                let rel = PathBuf::from(std::ffi::OsStr::from_bytes(&key));
+                self.hashed.insert(rel, stamp.identity());
+            }
             return Ok(k.digest);
         }
         let io_err = |action, source| Error::Io {
@@ -323,6 +349,10 @@ impl<'c> StatSession<'c> {
             let after = file.metadata().map_err(|e| io_err("reading", e))?;
             self.counts.reads += 1;
             let stamp = Stamp::of(&after);
+            if below_root {
+                let rel = PathBuf::from(std::ffi::OsStr::from_bytes(&key));
+                self.hashed.insert(rel, stamp.identity());
+            }
             if Stamp::of(&before) == stamp && len == stamp.size {
                 if stamp.settled(SystemTime::now()) {
                     self.learned.insert(key, Known { stamp, digest });

@@ -6,9 +6,11 @@
 mod copy_support;
 
 use copy_support::*;
+use kiln_oci::tree::FileIdentity;
 use kiln_oci::{write_tar, Compression, LayerEntry, LayerOptions};
+use std::collections::HashMap;
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 const MARKER: &[u8] = b"HOST-ONLY-7d41e2-must-not-reach-an-image";
 
@@ -105,4 +107,32 @@ fn an_unchanged_context_is_written() {
     let (result, blob) = write_kept(out.entries);
     result.unwrap();
     assert!(blob.windows(8).any(|w| w == b"regular "));
+}
+
+/// The identities the build cache recorded hashing `ctx` for a step's key.
+fn hashed(ctx: &Path) -> std::sync::Arc<HashMap<PathBuf, FileIdentity>> {
+    let db = tempfile::tempdir().unwrap();
+    let cache = kiln_cache::Cache::open(&db.path().join("index.db")).unwrap();
+    let mut session = cache.stat_session(ctx).unwrap();
+    session.source_digest(Path::new("")).unwrap();
+    std::sync::Arc::new(session.hashed_files().clone())
+}
+
+#[test]
+fn a_file_replaced_between_hashing_and_copying_fails_the_copy() {
+    let (top, ctx, _host) = setup();
+    let mut t = Harness::new(&ctx);
+    t.hashed = Some(hashed(&ctx));
+    // Same size, so only its identity tells: the layer would hold bytes
+    // the step's cache key never saw, and be found by it next time.
+    let other = top.path().join("other");
+    fs::write(&other, b"REGULAR CONTEXT FILE\n").unwrap();
+    fs::rename(&other, ctx.join("f")).unwrap();
+    let err = t.copy(&cp(&["f", "dir"], "/app/")).unwrap_err().to_string();
+    assert!(
+        err.contains("f") && err.contains("changed during the build"),
+        "{err}"
+    );
+    // What was not changed copies as hashed.
+    t.copy(&cp(&["dir"], "/app/")).unwrap();
 }

@@ -46,6 +46,7 @@ pub(crate) mod paths;
 mod remote;
 mod tree;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -53,6 +54,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use kiln_frontend::dockerignore::Matcher;
 use kiln_frontend::instructions::{AddInstruction, CopyInstruction, Heredoc, Source};
 use kiln_frontend::shell::Lexer;
+use kiln_oci::tree::FileIdentity;
 use kiln_oci::{Digest, LayerEntry};
 use kiln_store::Store;
 
@@ -79,6 +81,11 @@ pub struct CopyContext<'a> {
     pub source_date_epoch: Option<i64>,
     /// A directory the step may use; the caller deletes it afterwards.
     pub scratch_dir: &'a Path,
+    /// The context's regular files as the build cache hashed them for the
+    /// step's key, by path relative to `context_dir`: a source that is not
+    /// the file hashed fails the step rather than go into a layer that
+    /// would be found by another file's digest. `None` when not keyed.
+    pub hashed: Option<Arc<HashMap<PathBuf, FileIdentity>>>,
 }
 
 /// Where `COPY --from` points, already resolved by the engine.
@@ -353,7 +360,8 @@ fn run(ctx: &CopyContext, from: CopySource, step: &Step) -> Result<CopyOutput, E
                 let unpack = step.add.is_some_and(|a| a.unpack.unwrap_or(true));
                 match from {
                     CopySource::Context => {
-                        let tree = DiskTree::context(ctx.context_dir, ctx.ignore)?;
+                        let tree =
+                            DiskTree::context(ctx.context_dir, ctx.ignore, ctx.hashed.clone())?;
                         let items = local_items(&tree, src, step.parents, excludes.as_ref())?;
                         let unpack = unpack.then_some(&mut scratch);
                         copy_items(&mut layer, &tree, items, &dest, unpack, excludes.as_ref())?;

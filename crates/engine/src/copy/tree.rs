@@ -2,7 +2,7 @@
 //! download, a git checkout) or an image's file system, behind one trait so
 //! the copy rules are written once.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -119,6 +119,8 @@ pub(crate) trait Tree {
 /// and its files are read only if still the ones listed.
 pub(crate) struct DiskTree {
     root: Arc<TreeRoot>,
+    /// What the build cache hashed, each file's listing is checked with.
+    hashed: Option<Arc<HashMap<PathBuf, FileIdentity>>>,
     visible: Option<HashSet<String>>,
     reset_owner: bool,
     strict: bool,
@@ -128,7 +130,11 @@ pub(crate) struct DiskTree {
 impl DiskTree {
     /// The build context: `.dockerignore` applied, owners reset, symlinks
     /// may not leave it.
-    pub(crate) fn context(root: &Path, ignore: &Matcher) -> Result<DiskTree, ErrorKind> {
+    pub(crate) fn context(
+        root: &Path,
+        ignore: &Matcher,
+        hashed: Option<Arc<HashMap<PathBuf, FileIdentity>>>,
+    ) -> Result<DiskTree, ErrorKind> {
         let visible = if ignore.is_empty() {
             None
         } else {
@@ -144,6 +150,7 @@ impl DiskTree {
         };
         Ok(DiskTree {
             root: open_root(root)?,
+            hashed,
             visible,
             reset_owner: true,
             strict: true,
@@ -156,6 +163,7 @@ impl DiskTree {
     pub(crate) fn scratch(root: &Path, name: &str) -> Result<DiskTree, ErrorKind> {
         Ok(DiskTree {
             root: open_root(root)?,
+            hashed: None,
             visible: None,
             reset_owner: true,
             strict: false,
@@ -215,6 +223,15 @@ impl Tree for DiskTree {
             (md.uid(), md.gid())
         };
         let is_file = kind == NodeKind::File;
+        let hashed = self.hashed.as_ref().and_then(|h| h.get(Path::new(path)));
+        if let Some(hashed) = hashed.filter(|_| is_file) {
+            if let Some(change) = hashed.difference(&FileIdentity::of(&md)) {
+                return Err(ErrorKind::Io {
+                    what: format!("reading {}", full.display()),
+                    reason: format!("it changed during the build ({change} since the build cache hashed it); nothing may change a build's sources while it runs"),
+                });
+            }
+        }
         Ok(Some(Node {
             link_key: (is_file && md.nlink() > 1).then(|| format!("{}:{}", md.dev(), md.ino())),
             content: is_file.then(|| TreeFile {
