@@ -129,4 +129,13 @@ pub enum Error {
         /// The path.
         path: PathBuf,
     },
+    /// A file changed between being listed and being read: replaced,
+    /// removed, or turned into or from a symlink.
+    #[error("{path} changed during the build: {reason}; nothing may change a build's sources while it runs")]
+    Changed {
+        /// The file.
+        path: PathBuf,
+        /// What changed.
+        reason: &'static str,
+    },
 }

@@ -5,6 +5,7 @@
 use crate::db::{nanos, Cache};
 use crate::source::{normalize, EntryKind, SourceEntry, SourceHasher};
 use crate::Error;
+use kiln_oci::tree::FileIdentity;
 use kiln_oci::{Digest, DigestWriter};
 use rusqlite::{params, Connection, TransactionBehavior};
 use std::collections::HashMap;
@@ -42,6 +43,16 @@ struct Stamp {
 }
 
 impl Stamp {
+    fn identity(&self) -> FileIdentity {
+        FileIdentity {
+            dev: self.dev,
+            ino: self.ino,
+            size: self.size,
+            mtime: self.mtime,
+            ctime: self.ctime,
+        }
+    }
+
     fn of(meta: &Metadata) -> Stamp {
         Stamp {
             dev: meta.dev(),
@@ -95,6 +106,7 @@ pub struct StatSession<'c> {
     root: PathBuf,
     known: HashMap<Vec<u8>, Known>,
     learned: HashMap<Vec<u8>, Known>,
+    hashed: HashMap<PathBuf, FileIdentity>,
     counts: StatCounts,
 }
 
@@ -143,6 +155,7 @@ impl<'c> StatSession<'c> {
             root,
             known,
             learned: HashMap::new(),
+            hashed: HashMap::new(),
             counts: StatCounts::default(),
         })
     }
@@ -211,13 +224,22 @@ impl<'c> StatSession<'c> {
                     path: full.clone(),
                     source,
                 };
-                for child in fs::read_dir(&full).map_err(io_err)? {
+                let listing = fs::read_dir(&full).map_err(|e| raced(e, &full, REMOVED_DIR))?;
+                for child in listing {
                     pending.push(rel.join(child.map_err(io_err)?.file_name()));
                 }
             }
             hasher.add(&self.entry_at(rel, full, &meta)?);
         }
         Ok(hasher.finish())
+    }
+
+    /// Every regular file below the root whose digest this session gave,
+    /// by its path relative to the root, with the identity it had then. A
+    /// step keyed by these digests must copy these very files: the copy
+    /// compares what it lists with them.
+    pub fn hashed_files(&self) -> &HashMap<PathBuf, FileIdentity> {
+        &self.hashed
     }
 
     /// How many lookups were answered from the cache and how many files
@@ -250,11 +272,7 @@ impl<'c> StatSession<'c> {
         } else if ft.is_dir() {
             EntryKind::Dir
         } else if ft.is_symlink() {
-            let target = fs::read_link(&full).map_err(|source| Error::Io {
-                action: "reading link",
-                path: full.clone(),
-                source,
-            })?;
+            let target = fs::read_link(&full).map_err(|e| raced(e, &full, NOT_A_LINK))?;
             EntryKind::Symlink { target }
         } else if ft.is_char_device() {
             let (major, minor) = device();
@@ -292,9 +310,14 @@ impl<'c> StatSession<'c> {
             Err(_) => full.as_os_str().as_bytes().to_vec(),
         };
         let stamp = Stamp::of(meta);
+        let below_root = full.starts_with(&self.root);
         let recorded = self.learned.get(&key).or_else(|| self.known.get(&key));
         if let Some(k) = recorded.filter(|k| k.stamp == stamp) {
             self.counts.hits += 1;
+            if below_root {
+                let rel = PathBuf::from(std::ffi::OsStr::from_bytes(&key));
+                self.hashed.insert(rel, stamp.identity());
+            }
             return Ok(k.digest);
         }
         let io_err = |action, source| Error::Io {
@@ -312,15 +335,24 @@ impl<'c> StatSession<'c> {
                     (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32,
                 )
                 .open(&full)
-                .map_err(|e| io_err("opening", e))?;
+                .map_err(|e| raced(e, &full, REPLACED_FILE))?;
             let before = file.metadata().map_err(|e| io_err("reading", e))?;
-            if !before.is_file() {
-                return Err(Error::NotAFile { path: full });
+            // The file listed, not whatever took its name since: what is
+            // hashed must be what COPY then checks it copies.
+            if !before.is_file() || (before.dev(), before.ino()) != (meta.dev(), meta.ino()) {
+                return Err(Error::Changed {
+                    path: full,
+                    reason: REPLACED_FILE,
+                });
             }
             let (digest, len) = hash(&mut file).map_err(|e| io_err("reading", e))?;
             let after = file.metadata().map_err(|e| io_err("reading", e))?;
             self.counts.reads += 1;
             let stamp = Stamp::of(&after);
+            if below_root {
+                let rel = PathBuf::from(std::ffi::OsStr::from_bytes(&key));
+                self.hashed.insert(rel, stamp.identity());
+            }
             if Stamp::of(&before) == stamp && len == stamp.size {
                 if stamp.settled(SystemTime::now()) {
                     self.learned.insert(key, Known { stamp, digest });
@@ -391,6 +423,34 @@ fn context_id(tx: &rusqlite::Transaction, root: &Path) -> rusqlite::Result<i64> 
         params![root.as_os_str().as_bytes(), nanos(SystemTime::now())],
         |row| row.get(0),
     )
+}
+
+const REPLACED_FILE: &str = "another file, a symlink or nothing is now in its place";
+const NOT_A_LINK: &str = "it is no longer a symbolic link";
+const REMOVED_DIR: &str = "it is no longer a directory";
+
+/// The error for `err` met reading `path` just after it was seen to be
+/// what it no longer is (`reason`); other errors are plain I/O errors.
+fn raced(err: io::Error, path: &Path, reason: &'static str) -> Error {
+    let raced = [
+        rustix::io::Errno::NOENT,
+        rustix::io::Errno::NOTDIR,
+        rustix::io::Errno::LOOP,
+        rustix::io::Errno::INVAL,
+    ]
+    .map(|e| Some(e.raw_os_error()));
+    if raced.contains(&err.raw_os_error()) {
+        Error::Changed {
+            path: path.to_path_buf(),
+            reason,
+        }
+    } else {
+        Error::Io {
+            action: "reading",
+            path: path.to_path_buf(),
+            source: err,
+        }
+    }
 }
 
 /// The sha256 and length of everything `file` holds, read in chunks.

@@ -331,3 +331,30 @@ fn a_missing_context_is_an_error_naming_it() {
         "{err}"
     );
 }
+
+#[test]
+fn hashed_files_are_the_identities_read_or_found_recorded() {
+    let f = fixture();
+    f.write("a", "one", 0o644);
+    f.write("d/b", "two", 0o644);
+    symlink("a", f.path("link")).unwrap();
+    settle();
+    for _ in 0..2 {
+        // The first session reads the files, the second finds them recorded:
+        // either way it says which files the digests came from.
+        let mut s = f.cache.stat_session(f.ctx.path()).unwrap();
+        s.source_digest(Path::new("")).unwrap();
+        let mut hashed: Vec<_> = s.hashed_files().iter().collect();
+        hashed.sort_by_key(|(p, _)| p.as_path());
+        let names: Vec<_> = hashed.iter().map(|(p, _)| p.to_str().unwrap()).collect();
+        assert_eq!(names, ["a", "d/b"]);
+        let meta = fs::symlink_metadata(f.path("d/b")).unwrap();
+        assert_eq!(
+            *hashed[1].1,
+            kiln_oci::tree::FileIdentity::of(&meta),
+            "{:?}",
+            s.counts()
+        );
+        s.finish().unwrap();
+    }
+}

@@ -20,7 +20,7 @@ pub(crate) use config::with_labels;
 
 use crate::backend::{BuildError, SecretSource};
 use crate::base::Bases;
-use crate::cache::BuildCache;
+use crate::cache::{BuildCache, HashedFiles};
 use crate::events::{BuildEvent, EventSink};
 use crate::imagefs::{FsKind, ImageFs};
 use crate::run::Exec;
@@ -37,7 +37,7 @@ use kiln_oci::{
 use kiln_store::{Descriptor, Store};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// What every stage of one build shares.
 pub(crate) struct StageContext<'a> {
@@ -101,6 +101,9 @@ struct State {
     key: Digest,
     /// When the newest step so far was first built; `None` before any.
     created: Option<i64>,
+    /// The context files the running step's cache key was computed from,
+    /// as they were hashed; `None` outside a keyed step.
+    hashed: Option<Arc<HashedFiles>>,
 }
 
 impl StageContext<'_> {
@@ -240,6 +243,7 @@ pub(crate) fn run(
         args,
         key: base_key,
         created: base_created,
+        hashed: None,
     };
     for (i, step) in stage.steps.iter().enumerate() {
         if cancel.is_cancelled() {

@@ -429,10 +429,10 @@ fn tree_of(root: &Path) -> Vec<String> {
         .into_iter()
         .map(|e| {
             let what = match &e.kind {
-                EntryKind::File(FileSource::Path(p)) => {
+                EntryKind::File(FileSource::Tree(t)) => {
                     format!(
                         "file {:?}",
-                        String::from_utf8(std::fs::read(p).unwrap()).unwrap()
+                        String::from_utf8(std::fs::read(t.full_path()).unwrap()).unwrap()
                     )
                 }
                 EntryKind::Dir => "dir".to_string(),

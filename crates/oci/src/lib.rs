@@ -45,6 +45,7 @@ pub mod manifest;
 pub mod media_type;
 pub mod platform;
 pub mod reference;
+pub mod tree;
 pub mod windows;
 
 pub use compression::{Compression, CompressionError};

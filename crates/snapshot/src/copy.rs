@@ -6,13 +6,15 @@ use crate::diff::{entry_for, lstat, sorted_names, Links};
 use crate::fsutil::{self, Meta};
 use crate::view::{self, Lower};
 use crate::Error;
+use kiln_oci::tree::TreeRoot;
 use kiln_oci::{read_xattrs, EntryKind, FileSource, LayerEntry};
 use rustix::fs::FileType;
 use std::collections::{BTreeSet, HashMap};
 use std::fs::{self, Metadata};
 use std::io::{self, Read};
-use std::os::unix::fs::{symlink, FileTypeExt, MetadataExt};
+use std::os::unix::fs::{symlink, FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// How layer directories are read and written.
 #[derive(Clone, Copy)]
@@ -122,6 +124,7 @@ pub(crate) fn changes(
     format: Format<'_>,
 ) -> Result<Vec<LayerEntry>, Error> {
     let mut diff = Differ {
+        root: Arc::new(TreeRoot::open(merged).map_err(Error::io("opening", merged))?),
         format,
         prepared,
         links: Links::default(),
@@ -131,6 +134,7 @@ pub(crate) fn changes(
 }
 
 struct Differ<'a> {
+    root: Arc<TreeRoot>,
     format: Format<'a>,
     prepared: (i64, i64),
     links: Links,
@@ -193,7 +197,7 @@ impl Differ<'_> {
         out: &mut Vec<LayerEntry>,
     ) -> Result<(), Error> {
         let md = lstat(path)?;
-        let Some(entry) = entry_for(path, rel, &md, &mut self.links)? else {
+        let Some(entry) = entry_for(&self.root, path, rel, &md, &mut self.links)? else {
             return Ok(());
         };
         out.push(entry);
@@ -223,7 +227,7 @@ impl Differ<'_> {
                     || !children.is_empty()
                     || !same_meta(&md, path, &lstat(&sub[0])?, &sub[0])?
                 {
-                    let entry = entry_for(path, rel, &md, &mut self.links)?;
+                    let entry = entry_for(&self.root, path, rel, &md, &mut self.links)?;
                     out.extend(entry);
                     if opaque {
                         out.push(LayerEntry::new(rel, EntryKind::Opaque));
@@ -283,7 +287,16 @@ fn same_meta(a: &Metadata, a_path: &Path, b: &Metadata, b_path: &Path) -> Result
 }
 
 fn same_content(a: &Path, b: &Path) -> Result<bool, Error> {
-    let open = |p: &Path| fs::File::open(p).map_err(Error::io("opening", p));
+    // Both were just seen as regular files; one replaced by a symlink or a
+    // FIFO since must not be followed or waited on.
+    let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
+    let open = |p: &Path| {
+        fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(flags.bits() as i32)
+            .open(p)
+            .map_err(Error::io("opening", p))
+    };
     let (mut fa, mut fb) = (open(a)?, open(b)?);
     let (mut ba, mut bb) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
     loop {
@@ -364,6 +377,17 @@ pub(crate) fn write_layer_dir(
             // The inode already has the entry's metadata, which came from it.
             EntryKind::File(FileSource::Path(from)) => {
                 fs::rename(from, &to).map_err(Error::io("moving into the layer", from))?
+            }
+            // The layer tar was written from this file: what is kept must
+            // be the same file, unchanged.
+            EntryKind::File(FileSource::Tree(file)) => {
+                let from = file.full_path();
+                file.open().map_err(|e| Error::Io {
+                    action: "moving into the layer",
+                    path: from.clone(),
+                    source: io::Error::other(e.to_string()),
+                })?;
+                fs::rename(&from, &to).map_err(Error::io("moving into the layer", &from))?
             }
             EntryKind::File(FileSource::Bytes(bytes)) => {
                 fs::write(&to, bytes).map_err(Error::io("writing", &to))?;

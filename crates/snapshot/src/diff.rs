@@ -3,11 +3,13 @@
 
 use crate::view::{is_opaque, is_whiteout};
 use crate::Error;
+use kiln_oci::tree::{FileIdentity, TreeFile, TreeRoot};
 use kiln_oci::{read_xattrs, EntryKind, FileSource, LayerEntry};
 use std::collections::HashMap;
 use std::fs::{self, Metadata};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Paths already emitted for multiply-linked inodes, so later links to the
 /// same inode become hard-link entries pointing at the first.
@@ -15,8 +17,12 @@ use std::path::{Path, PathBuf};
 pub(crate) struct Links(HashMap<(u64, u64), String>);
 
 /// The layer entry for the file at `path` (whose path in the layer is
-/// `rel`), or `None` for a socket, which layers do not carry.
+/// `rel`, and below `root`), or `None` for a socket, which layers do not
+/// carry. A regular file is read from `root` when the layer is written,
+/// and only if it is still the file listed here: a process the step left
+/// behind could otherwise swap it for a symlink to a host file.
 pub(crate) fn entry_for(
+    root: &Arc<TreeRoot>,
     path: &Path,
     rel: &str,
     md: &Metadata,
@@ -42,7 +48,11 @@ pub(crate) fn entry_for(
             links.0.insert((md.dev(), md.ino()), rel.to_string());
         }
         if ft.is_file() {
-            EntryKind::File(FileSource::Path(path.to_path_buf()))
+            EntryKind::File(FileSource::Tree(TreeFile {
+                root: Arc::clone(root),
+                path: PathBuf::from(rel),
+                identity: FileIdentity::of(md),
+            }))
         } else if ft.is_fifo() {
             EntryKind::Fifo
         } else {
@@ -98,7 +108,9 @@ pub(crate) fn upper_changes(
     opaque_key: &str,
 ) -> Result<Vec<LayerEntry>, Error> {
     let mut out = Vec::new();
+    let root = Arc::new(TreeRoot::open(upper).map_err(Error::io("opening", upper))?);
     walk_upper(
+        &root,
         upper,
         "",
         lowers,
@@ -133,6 +145,7 @@ fn same_as_lower(path: &Path, md: &Metadata, rel: &str, lowers: &[PathBuf]) -> R
 }
 
 fn walk_upper(
+    root: &Arc<TreeRoot>,
     dir: &Path,
     prefix: &str,
     lowers: &[PathBuf],
@@ -148,7 +161,7 @@ fn walk_upper(
             out.push(LayerEntry::whiteout(rel));
             continue;
         }
-        let Some(entry) = entry_for(&path, &rel, &md, links)? else {
+        let Some(entry) = entry_for(root, &path, &rel, &md, links)? else {
             continue;
         };
         if !md.is_dir() {
@@ -157,7 +170,15 @@ fn walk_upper(
         }
         let opaque = is_opaque(&path, key).map_err(Error::io("reading the xattrs of", &path))?;
         let mut below = Vec::new();
-        walk_upper(&path, &format!("{rel}/"), lowers, key, &mut below, links)?;
+        walk_upper(
+            root,
+            &path,
+            &format!("{rel}/"),
+            lowers,
+            key,
+            &mut below,
+            links,
+        )?;
         if below.is_empty() && !opaque && same_as_lower(&path, &md, &rel, lowers)? {
             continue;
         }

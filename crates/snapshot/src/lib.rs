@@ -515,8 +515,8 @@ impl Active {
     /// [`kiln_oci::EntryKind::Opaque`] entry, every changed path's parent
     /// directories, hard links among the changed files as
     /// [`kiln_oci::EntryKind::Hardlink`]. Files are
-    /// [`kiln_oci::FileSource::Path`]s into this snapshot, valid while it
-    /// lives.
+    /// [`kiln_oci::FileSource::Tree`]s into this snapshot, valid while it
+    /// lives and unchanged.
     ///
     /// With overlay this is a walk of the upper directory. The copy driver
     /// compares the copy with the layers (type, mode, owner, size, mtime,

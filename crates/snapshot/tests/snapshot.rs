@@ -158,10 +158,10 @@ fn describe(entries: &[LayerEntry]) -> Vec<String> {
                 .collect();
             let xattrs = xattrs.concat();
             match &e.kind {
-                EntryKind::File(FileSource::Path(p)) => format!(
+                EntryKind::File(FileSource::Tree(t)) => format!(
                     "{} file {owner} {:?}{xattrs}",
                     e.path,
-                    String::from_utf8_lossy(&fs::read(p).unwrap())
+                    String::from_utf8_lossy(&fs::read(t.full_path()).unwrap())
                 ),
                 EntryKind::File(FileSource::Bytes(b)) => format!(
                     "{} file {owner} {:?}{xattrs}",

@@ -28,7 +28,7 @@ use remote::Imported;
 use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// Opens the build cache index of the store at `store_root`, where every
 /// build of that store records its steps (`KILN_ROOT/cache/index.db`), for
@@ -211,14 +211,16 @@ impl BuildCache {
 
     /// The digest of the context files `sources` name (paths relative to
     /// `root`, as COPY's sources are), with the list of entries for a later
-    /// "what changed" message. `mask` leaves out what the step overrides.
+    /// "what changed" message and the identity each regular file had when
+    /// it was hashed (see [`kiln_cache::StatSession::hashed_files`]).
+    /// `mask` leaves out what the step overrides.
     pub(crate) fn sources_digest(
         &self,
         root: &Path,
         ignore: &Matcher,
         sources: &[String],
         mask: SourceMask,
-    ) -> Result<(Digest, Vec<(String, Digest)>), String> {
+    ) -> Result<SourcesDigest, String> {
         let mut session = self.cache.stat_session(root).map_err(|e| e.to_string())?;
         let mut walk = Walk {
             session: &mut session,
@@ -236,10 +238,30 @@ impl BuildCache {
         } = walk;
         listed.sort();
         let digest = hasher.finish();
+        let files = Arc::new(session.hashed_files().clone());
         session.finish().map_err(|e| e.to_string())?;
-        Ok((digest, listed))
+        Ok(SourcesDigest {
+            digest,
+            listed,
+            files,
+        })
     }
 }
+
+/// The digest of a step's context sources, from [`BuildCache::sources_digest`].
+pub(crate) struct SourcesDigest {
+    /// The digest, for the step's key.
+    pub(crate) digest: Digest,
+    /// Each entry's path and digest, to say what changed on a miss.
+    pub(crate) listed: Vec<(String, Digest)>,
+    /// The regular files hashed, by path relative to the root, as they
+    /// were when hashed: the step must copy these, unchanged.
+    pub(crate) files: Arc<HashedFiles>,
+}
+
+/// Regular files of a context by path relative to its root, with their
+/// identity when the build cache hashed them.
+pub(crate) type HashedFiles = std::collections::HashMap<PathBuf, kiln_oci::tree::FileIdentity>;
 
 /// What of a source's metadata a step replaces, and so leaves out of its
 /// digest: a COPY with an octal `--chmod` sets every permission bit but
@@ -311,6 +333,25 @@ fn shown(path: &str) -> &str {
         "."
     } else {
         rest
+    }
+}
+
+/// `err`, met reading the context path `rel` just after seeing it was what
+/// it no longer is, said as the build failure it is (as BuildKit fails
+/// when a context file changes while it is sent).
+fn changed(err: io::Error, rel: &str, reason: &str) -> io::Error {
+    let raced = [
+        rustix::io::Errno::NOENT,
+        rustix::io::Errno::NOTDIR,
+        rustix::io::Errno::INVAL,
+    ]
+    .map(|e| Some(e.raw_os_error()));
+    if raced.contains(&err.raw_os_error()) {
+        io::Error::other(format!(
+            "{rel} changed during the build: {reason}; nothing may change a build's sources while it runs"
+        ))
+    } else {
+        err
     }
 }
 
@@ -393,7 +434,8 @@ impl Walk<'_, '_> {
             }
             if meta.file_type().is_symlink() && top && hops < 40 {
                 hops += 1;
-                let target = std::fs::read_link(&full)?;
+                let target = std::fs::read_link(&full)
+                    .map_err(|e| changed(e, &rel, "it is no longer a symbolic link"))?;
                 let base = Path::new(&rel).parent().unwrap_or(Path::new(""));
                 let joined = if target.is_absolute() {
                     target
@@ -402,7 +444,9 @@ impl Walk<'_, '_> {
                 };
                 pending.push((clean_clamped(&joined.to_string_lossy()), true));
             } else if meta.is_dir() {
-                for e in std::fs::read_dir(&full)? {
+                let listing = std::fs::read_dir(&full)
+                    .map_err(|e| changed(e, &rel, "it is no longer a directory"))?;
+                for e in listing {
                     let name = e?.file_name().to_string_lossy().into_owned();
                     pending.push((join(&rel, &name), false));
                 }

@@ -14,6 +14,7 @@ use std::io::{self, BufRead, BufReader, Read, Seek};
 use std::path::Path;
 
 use kiln_oci::layer::read::TarReader;
+use kiln_oci::tree::TreeFile;
 use kiln_oci::{EntryKind, FileSource, LayerEntry};
 
 use super::dest::Layer;
@@ -34,7 +35,7 @@ pub(crate) fn try_extract(
     let Some(node) = tree.node(src)? else {
         return Ok(false);
     };
-    let Some(path) = node.content.filter(|_| node.kind.is_file()) else {
+    let Some(file) = node.content.filter(|_| node.kind.is_file()) else {
         return Ok(false);
     };
     let fail = |reason: String| ErrorKind::Archive {
@@ -42,13 +43,13 @@ pub(crate) fn try_extract(
         reason,
     };
     let io = |e: io::Error| fail(e.to_string());
-    let Some(mut archive) = open(&path, scratch).map_err(io)? else {
+    let Some(mut archive) = open(&file, scratch).map_err(io)? else {
         return Ok(false);
     };
     if !matches!(archive.next_header(), Ok(Some(_))) {
         return Ok(false);
     }
-    let mut archive = open(&path, scratch)
+    let mut archive = open(&file, scratch)
         .map_err(io)?
         .ok_or_else(|| fail("the file changed while it was read".into()))?;
 
@@ -152,10 +153,10 @@ pub(crate) fn try_extract(
     Ok(true)
 }
 
-/// Opens `path` as a tar stream, decompressing by magic bytes; `None` when
+/// Opens `file` as a tar stream, decompressing by magic bytes; `None` when
 /// it is compressed data that does not decompress (so not an archive).
-fn open(path: &Path, scratch: &Path) -> io::Result<Option<TarReader<Box<dyn Read>>>> {
-    let mut reader = BufReader::new(File::open(path)?);
+fn open(file: &TreeFile, scratch: &Path) -> io::Result<Option<TarReader<Box<dyn Read>>>> {
+    let mut reader = BufReader::new(file.open().map_err(io::Error::other)?);
     let head = reader.fill_buf()?.to_vec();
     let stream: Box<dyn Read> = if head.starts_with(&[0x1f, 0x8b]) {
         Box::new(flate2::bufread::MultiGzDecoder::new(reader))

@@ -245,6 +245,15 @@ impl Layer<'_> {
                 path: job.name_path.clone(),
                 place: job.tree.describe().to_string(),
             })?;
+        // The source's symlinks were followed when it was found: one there
+        // now was put in its place since, and would go into the layer as
+        // a link to wherever it points.
+        if job.dir_contents && matches!(node.kind, NodeKind::Symlink(_)) {
+            return Err(ErrorKind::Io {
+                what: format!("reading {}", job.name_path),
+                reason: "it changed during the build: it is now a symbolic link; nothing may change a build's sources while it runs".into(),
+            });
+        }
         // prepareTargetDir.
         let mut dest = self.resolve(dest, true)?;
         let dest_kind = self.kind(&dest);
@@ -357,7 +366,7 @@ impl Layer<'_> {
                         what: format!("reading {src}"),
                         reason: "its contents were not extracted".into(),
                     })?;
-                    EntryKind::File(FileSource::Path(content))
+                    EntryKind::File(FileSource::Tree(content))
                 }
             },
             NodeKind::Symlink(t) => EntryKind::Symlink(t.clone()),

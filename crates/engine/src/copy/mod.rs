@@ -46,12 +46,15 @@ pub(crate) mod paths;
 mod remote;
 mod tree;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use kiln_frontend::dockerignore::Matcher;
 use kiln_frontend::instructions::{AddInstruction, CopyInstruction, Heredoc, Source};
 use kiln_frontend::shell::Lexer;
+use kiln_oci::tree::FileIdentity;
 use kiln_oci::{Digest, LayerEntry};
 use kiln_store::Store;
 
@@ -78,6 +81,11 @@ pub struct CopyContext<'a> {
     pub source_date_epoch: Option<i64>,
     /// A directory the step may use; the caller deletes it afterwards.
     pub scratch_dir: &'a Path,
+    /// The context's regular files as the build cache hashed them for the
+    /// step's key, by path relative to `context_dir`: a source that is not
+    /// the file hashed fails the step rather than go into a layer that
+    /// would be found by another file's digest. `None` when not keyed.
+    pub hashed: Option<Arc<HashMap<PathBuf, FileIdentity>>>,
 }
 
 /// Where `COPY --from` points, already resolved by the engine.
@@ -331,7 +339,7 @@ fn run(ctx: &CopyContext, from: CopySource, step: &Step) -> Result<CopyOutput, E
                         // BuildKit's git source is the subdirectory itself,
                         // copied from its root.
                         let root = git.checkout(&dir, add.keep_git_dir)?;
-                        let tree = DiskTree::scratch(&dir.join(root), "the git checkout");
+                        let tree = DiskTree::scratch(&dir.join(root), "the git checkout")?;
                         copy_whole(&mut layer, &tree, "", &dest, None)?;
                         continue;
                     }
@@ -343,7 +351,7 @@ fn run(ctx: &CopyContext, from: CopySource, step: &Step) -> Result<CopyOutput, E
                             &dir,
                             layer.options().now,
                         )?;
-                        let tree = DiskTree::scratch(&dir, "the download");
+                        let tree = DiskTree::scratch(&dir, "the download")?;
                         let unpack = add.unpack.unwrap_or(false).then_some(&mut scratch);
                         copy_whole(&mut layer, &tree, &name, &dest, unpack)?;
                         continue;
@@ -352,14 +360,19 @@ fn run(ctx: &CopyContext, from: CopySource, step: &Step) -> Result<CopyOutput, E
                 let unpack = step.add.is_some_and(|a| a.unpack.unwrap_or(true));
                 match from {
                     CopySource::Context => {
-                        let tree = DiskTree::context(ctx.context_dir, ctx.ignore)?;
+                        let tree =
+                            DiskTree::context(ctx.context_dir, ctx.ignore, ctx.hashed.clone())?;
                         let items = local_items(&tree, src, step.parents, excludes.as_ref())?;
                         let unpack = unpack.then_some(&mut scratch);
                         copy_items(&mut layer, &tree, items, &dest, unpack, excludes.as_ref())?;
                     }
                     CopySource::Stage(fs, store) => {
+                        // One descriptor for every extraction, however
+                        // many sources a wildcard matched.
+                        let scratch_root = tree::open_root(ctx.scratch_dir)?;
                         let probe = ImageTree {
                             fs,
+                            scratch: Arc::clone(&scratch_root),
                             extracted: Vec::new(),
                         };
                         let items = local_items(&probe, src, step.parents, excludes.as_ref())?;
@@ -371,9 +384,14 @@ fn run(ctx: &CopyContext, from: CopySource, step: &Step) -> Result<CopyOutput, E
                                     what: format!("extracting /{} from the source image", item.src),
                                     reason: e.to_string(),
                                 })?;
-                            extracted.push((item.src.clone(), dir));
+                            let rel = dir.strip_prefix(ctx.scratch_dir).unwrap_or(&dir);
+                            extracted.push((item.src.clone(), rel.to_path_buf()));
                         }
-                        let tree = ImageTree { fs, extracted };
+                        let tree = ImageTree {
+                            fs,
+                            scratch: scratch_root,
+                            extracted,
+                        };
                         copy_items(&mut layer, &tree, items, &dest, None, excludes.as_ref())?;
                     }
                 }
@@ -381,7 +399,7 @@ fn run(ctx: &CopyContext, from: CopySource, step: &Step) -> Result<CopyOutput, E
             Source::Heredoc(doc) => {
                 let dir = scratch.dir("heredoc")?;
                 write_heredoc(ctx, doc, &dir, layer.options().now)?;
-                let tree = DiskTree::scratch(&dir, "the inline file");
+                let tree = DiskTree::scratch(&dir, "the inline file")?;
                 copy_whole(&mut layer, &tree, &doc.name, &dest, None)?;
             }
         }

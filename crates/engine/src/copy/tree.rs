@@ -2,13 +2,14 @@
 //! download, a git checkout) or an image's file system, behind one trait so
 //! the copy rules are written once.
 
-use std::collections::HashSet;
-use std::fs;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use kiln_frontend::dockerignore::Matcher;
+use kiln_oci::tree::{FileIdentity, TreeFile, TreeRoot};
 
 use super::paths::{join, parent};
 use super::ErrorKind;
@@ -36,8 +37,8 @@ pub(crate) struct Node {
     pub xattrs: Vec<(String, Vec<u8>)>,
     /// Paths with the same key are hard links of one file.
     pub link_key: Option<String>,
-    /// Where a regular file's bytes are.
-    pub content: Option<PathBuf>,
+    /// Where a regular file's bytes are, and which file was seen there.
+    pub content: Option<TreeFile>,
 }
 
 impl Node {
@@ -113,9 +114,13 @@ pub(crate) trait Tree {
 
 /// A directory on disk. For the build context, paths `.dockerignore`
 /// excludes do not exist and owners read as root, as BuildKit's context
-/// transfer sends them.
+/// transfer sends them. Whoever owns the directory may change it while the
+/// step runs, so it is read beneath its root without following symlinks,
+/// and its files are read only if still the ones listed.
 pub(crate) struct DiskTree {
-    root: PathBuf,
+    root: Arc<TreeRoot>,
+    /// What the build cache hashed, each file's listing is checked with.
+    hashed: Option<Arc<HashMap<PathBuf, FileIdentity>>>,
     visible: Option<HashSet<String>>,
     reset_owner: bool,
     strict: bool,
@@ -125,7 +130,11 @@ pub(crate) struct DiskTree {
 impl DiskTree {
     /// The build context: `.dockerignore` applied, owners reset, symlinks
     /// may not leave it.
-    pub(crate) fn context(root: &Path, ignore: &Matcher) -> Result<DiskTree, ErrorKind> {
+    pub(crate) fn context(
+        root: &Path,
+        ignore: &Matcher,
+        hashed: Option<Arc<HashMap<PathBuf, FileIdentity>>>,
+    ) -> Result<DiskTree, ErrorKind> {
         let visible = if ignore.is_empty() {
             None
         } else {
@@ -140,7 +149,8 @@ impl DiskTree {
             )
         };
         Ok(DiskTree {
-            root: root.to_path_buf(),
+            root: open_root(root)?,
+            hashed,
             visible,
             reset_owner: true,
             strict: true,
@@ -150,14 +160,15 @@ impl DiskTree {
 
     /// A directory kiln made (a download, a checkout, an inline file):
     /// owners reset to root.
-    pub(crate) fn scratch(root: &Path, name: &str) -> DiskTree {
-        DiskTree {
-            root: root.to_path_buf(),
+    pub(crate) fn scratch(root: &Path, name: &str) -> Result<DiskTree, ErrorKind> {
+        Ok(DiskTree {
+            root: open_root(root)?,
+            hashed: None,
             visible: None,
             reset_owner: true,
             strict: false,
             name: name.into(),
-        }
+        })
     }
 
     fn visible(&self, path: &str) -> bool {
@@ -170,8 +181,8 @@ impl Tree for DiskTree {
         if !self.visible(path) {
             return Ok(None);
         }
-        let full = self.root.join(path);
-        let md = match fs::symlink_metadata(&full) {
+        let full = self.root.path().join(path);
+        let md = match self.root.symlink_metadata(Path::new(path)) {
             Ok(md) => md,
             Err(e)
                 if matches!(
@@ -189,7 +200,10 @@ impl Tree for DiskTree {
         let kind = if ft.is_dir() {
             NodeKind::Dir
         } else if ft.is_symlink() {
-            let target = fs::read_link(&full).map_err(|e| io_error("reading", &full, e))?;
+            let target = self
+                .root
+                .read_link(Path::new(path))
+                .map_err(|e| io_error("reading", &full, e))?;
             NodeKind::Symlink(target.to_string_lossy().into_owned())
         } else if ft.is_file() {
             NodeKind::File
@@ -209,9 +223,22 @@ impl Tree for DiskTree {
             (md.uid(), md.gid())
         };
         let is_file = kind == NodeKind::File;
+        let hashed = self.hashed.as_ref().and_then(|h| h.get(Path::new(path)));
+        if let Some(hashed) = hashed.filter(|_| is_file) {
+            if let Some(change) = hashed.difference(&FileIdentity::of(&md)) {
+                return Err(ErrorKind::Io {
+                    what: format!("reading {}", full.display()),
+                    reason: format!("it changed during the build ({change} since the build cache hashed it); nothing may change a build's sources while it runs"),
+                });
+            }
+        }
         Ok(Some(Node {
             link_key: (is_file && md.nlink() > 1).then(|| format!("{}:{}", md.dev(), md.ino())),
-            content: is_file.then(|| full.clone()),
+            content: is_file.then(|| TreeFile {
+                root: Arc::clone(&self.root),
+                path: PathBuf::from(path),
+                identity: FileIdentity::of(&md),
+            }),
             kind,
             mode: md.mode() & 0o7777,
             uid,
@@ -223,11 +250,14 @@ impl Tree for DiskTree {
     }
 
     fn children(&self, path: &str) -> Result<Vec<String>, ErrorKind> {
-        let full = self.root.join(path);
+        let full = self.root.path().join(path);
         let mut names = Vec::new();
-        for entry in fs::read_dir(&full).map_err(|e| io_error("listing", &full, e))? {
-            let entry = entry.map_err(|e| io_error("listing", &full, e))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
+        let listed = self
+            .root
+            .read_dir(Path::new(path))
+            .map_err(|e| io_error("listing", &full, e))?;
+        for name in listed {
+            let name = name.to_string_lossy().into_owned();
             if self.visible(&join(path, &name)) {
                 names.push(name);
             }
@@ -249,27 +279,51 @@ impl Tree for DiskTree {
 /// [`ImageFs::extract`] wrote to disk.
 pub(crate) struct ImageTree<'a> {
     pub fs: &'a ImageFs,
-    /// Image path (relative) whose subtree is extracted at `dir`.
+    /// The step's scratch directory, which the extractions are in.
+    pub scratch: Arc<TreeRoot>,
+    /// Image path (relative) whose subtree is extracted at the directory
+    /// (relative to `scratch`).
     pub extracted: Vec<(String, PathBuf)>,
 }
 
 impl ImageTree<'_> {
-    /// Where [`ImageFs::extract`] put the file at `path`: a directory's
-    /// contents go straight into the extraction directory, a file becomes
-    /// `<dir>/<name>`.
-    fn content_path(&self, path: &str) -> Option<PathBuf> {
-        self.extracted.iter().rev().find_map(|(base, dir)| {
-            if path == base {
-                Some(dir.join(super::paths::base(path)))
+    /// Where [`ImageFs::extract`] put the file at `path`, as it is there
+    /// now: a directory's contents go straight into the extraction
+    /// directory, a file becomes `<dir>/<name>`.
+    fn content(&self, path: &str) -> Result<Option<TreeFile>, ErrorKind> {
+        let found = self.extracted.iter().rev().find_map(|(base, dir)| {
+            let rel = if path == base {
+                Some(super::paths::base(path))
             } else if base.is_empty() {
-                Some(dir.join(path))
+                Some(path)
             } else {
                 path.strip_prefix(base.as_str())
                     .and_then(|rest| rest.strip_prefix('/'))
-                    .map(|rest| dir.join(rest))
-            }
-        })
+            };
+            rel.map(|rel| dir.join(rel))
+        });
+        let Some(rel) = found else {
+            return Ok(None);
+        };
+        let full = self.scratch.path().join(&rel);
+        let md = match self.scratch.symlink_metadata(&rel) {
+            Ok(md) => md,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_error("reading", &full, e)),
+        };
+        Ok(md.is_file().then(|| TreeFile {
+            root: Arc::clone(&self.scratch),
+            path: rel,
+            identity: FileIdentity::of(&md),
+        }))
     }
+}
+
+/// Opens the root of a tree COPY reads.
+pub(crate) fn open_root(dir: &Path) -> Result<Arc<TreeRoot>, ErrorKind> {
+    TreeRoot::open(dir)
+        .map(Arc::new)
+        .map_err(|e| io_error("opening", dir, e))
 }
 
 impl Tree for ImageTree<'_> {
@@ -301,9 +355,10 @@ impl Tree for ImageTree<'_> {
             ),
             FsKind::Fifo => (NodeKind::Fifo, None),
         };
-        let content = (kind == NodeKind::File)
-            .then(|| self.content_path(path))
-            .flatten();
+        let content = match kind {
+            NodeKind::File => self.content(path)?,
+            _ => None,
+        };
         Ok(Some(Node {
             kind,
             mode: entry.mode & 0o7777,
@@ -360,9 +415,16 @@ pub(crate) fn walk_matches(
 }
 
 fn io_error(what: &str, path: &Path, err: io::Error) -> ErrorKind {
+    // Paths are read only after the directories on them were seen to be
+    // directories: a symlink met on the way was put there since.
+    let reason = if err.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
+        "it changed during the build: a symbolic link is now on its path".to_string()
+    } else {
+        err.to_string()
+    };
     ErrorKind::Io {
         what: format!("{what} {}", path.display()),
-        reason: err.to_string(),
+        reason,
     }
 }
 

@@ -25,13 +25,16 @@ use crate::backend::SecretSource;
 use crate::imagefs::ImageFs;
 use kiln_frontend::dockerignore::Matcher;
 use kiln_frontend::instructions::{Mount, MountType, Sharing};
+use kiln_oci::tree::{FileIdentity, TreeFile, TreeRoot};
 use kiln_runtime::MountSpec;
 use kiln_store::Store;
 use sha2::{Digest as _, Sha256};
 use std::collections::BTreeMap;
 use std::fs::{self, File};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{chown, DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// What a `from=` names, once resolved by the stage.
 pub(crate) enum MountFrom<'a> {
@@ -113,7 +116,10 @@ impl Prepared {
             MountFrom::Dir(dir, ignore) => {
                 let path = inside_dir(dir, &mount.source)?;
                 if mount.read_only && !excludes_any(dir, &path, ignore) {
-                    path
+                    let bind = PinnedBind::new(inputs.scratch, dir, &path)?;
+                    let source = bind.target.clone();
+                    self.guards.push(Box::new(bind));
+                    source
                 } else {
                     // Writes must not reach the user's files, and ignored
                     // files must not be seen: mount a copy.
@@ -461,57 +467,154 @@ fn excludes_any(root: &Path, path: &Path, ignore: &Matcher) -> bool {
     ignore.is_excluded(&rel) || walk(path, &rel, ignore)
 }
 
-/// Copies `path` (inside the context `root`) to `dest`, leaving out what
-/// `ignore` excludes: with `cp -a` when nothing is excluded, else entry by
-/// entry (owners, modes, times and links kept; devices, sockets and FIFOs,
-/// which a context never carries into a build, skipped).
-fn copy_context(root: &Path, path: &Path, ignore: &Matcher, dest: &Path) -> Result<(), String> {
-    if ignore.is_empty() {
-        return copy_tree(path, dest);
+/// A read-only bind mount, at a path of the step's own, of a context path
+/// pinned by a descriptor: the runtime resolves its mount source by path
+/// when the container starts, and a context path could by then have had a
+/// directory on it swapped for a symlink to anywhere on the host; this
+/// path only kiln can change. Unmounted, and its mount point removed, when
+/// dropped.
+struct PinnedBind {
+    target: PathBuf,
+}
+
+impl PinnedBind {
+    fn new(scratch: &Path, root: &Path, path: &Path) -> Result<PinnedBind, String> {
+        let pinned = pin(root, path)?;
+        let fail = |e: std::io::Error| format!("mounting {}: {e}", path.display());
+        let is_dir = File::from(pinned.try_clone().map_err(fail)?)
+            .metadata()
+            .map_err(fail)?
+            .is_dir();
+        let target = scratch.join(format!("bind-{}", pinned.as_raw_fd()));
+        if is_dir {
+            fs::create_dir(&target).map_err(fail)?;
+        } else {
+            File::create_new(&target).map_err(fail)?;
+        }
+        rustix::mount::mount_bind_recursive(
+            format!("/proc/self/fd/{}", pinned.as_raw_fd()),
+            &target,
+        )
+        .map_err(|e| fail(e.into()))?;
+        let bind = PinnedBind { target };
+        // Read-only before anything could write through it, and so that
+        // removing the step's scratch directory can never delete the
+        // user's files through it.
+        rustix::mount::mount_remount(
+            &bind.target,
+            rustix::mount::MountFlags::BIND | rustix::mount::MountFlags::RDONLY,
+            "",
+        )
+        .map_err(|e| fail(e.into()))?;
+        Ok(bind)
     }
+}
+
+impl Drop for PinnedBind {
+    fn drop(&mut self) {
+        if rustix::mount::unmount(&self.target, rustix::mount::UnmountFlags::DETACH).is_ok() {
+            let _ = fs::remove_dir(&self.target).or_else(|_| fs::remove_file(&self.target));
+        }
+    }
+}
+
+/// `path` (inside the context `root`, symlinks resolved) opened without
+/// following a symlink on the way from the root, so it stays what
+/// [`inside_dir`] found.
+fn pin(root: &Path, path: &Path) -> Result<OwnedFd, String> {
+    let (tree, rel) = context_tree(root, path)?;
+    let fd = tree
+        .open_path(&rel)
+        .map_err(|e| format!("mount source {}: {e}", path.display()))?;
+    let kind = rustix::fs::fstat(&fd)
+        .map(|st| rustix::fs::FileType::from_raw_mode(st.st_mode))
+        .map_err(|e| format!("mount source {}: {e}", path.display()))?;
+    if !matches!(
+        kind,
+        rustix::fs::FileType::Directory | rustix::fs::FileType::RegularFile
+    ) {
+        return Err(changed(path));
+    }
+    Ok(fd)
+}
+
+/// The error for a context path found resolved (no symlink on it) that
+/// is a symlink when read: it was swapped since.
+fn changed(path: &Path) -> String {
+    format!(
+        "{} changed during the build: it is now a symbolic link; nothing may change a build's sources while it runs",
+        path.display()
+    )
+}
+
+/// The context `root` opened as a tree, and `path`'s place in it.
+fn context_tree(root: &Path, path: &Path) -> Result<(Arc<TreeRoot>, PathBuf), String> {
     let root = root
         .canonicalize()
         .map_err(|e| format!("{}: {e}", root.display()))?;
     let rel = path
         .strip_prefix(&root)
-        .map(|r| r.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    copy_filtered(path, &rel, ignore, dest)
+        .unwrap_or(Path::new(""))
+        .to_path_buf();
+    let tree = TreeRoot::open(&root).map_err(|e| format!("{}: {e}", root.display()))?;
+    Ok((Arc::new(tree), rel))
 }
 
-fn copy_filtered(src: &Path, rel: &str, ignore: &Matcher, dest: &Path) -> Result<(), String> {
+/// Copies `path` (inside the context `root`) to `dest`, leaving out what
+/// `ignore` excludes (owners, modes, times, links and files' xattrs kept;
+/// devices, sockets and FIFOs, which a context never carries into a build,
+/// skipped). The context is read beneath its root without following
+/// symlinks, and a file only if it is still the one listed: the copy is
+/// what the step sees, and a file swapped for a symlink to a host file
+/// must not be in it.
+fn copy_context(root: &Path, path: &Path, ignore: &Matcher, dest: &Path) -> Result<(), String> {
+    let (tree, rel) = context_tree(root, path)?;
+    if tree.symlink_metadata(&rel).is_ok_and(|m| m.is_symlink()) {
+        return Err(changed(path));
+    }
+    copy_filtered(&tree, &rel, ignore, dest)
+}
+
+fn copy_filtered(
+    tree: &Arc<TreeRoot>,
+    rel: &Path,
+    ignore: &Matcher,
+    dest: &Path,
+) -> Result<(), String> {
+    let src = tree.path().join(rel);
     let fail = |e: std::io::Error| format!("copying {} to {}: {e}", src.display(), dest.display());
-    let meta = fs::symlink_metadata(src).map_err(fail)?;
+    let meta = tree.symlink_metadata(rel).map_err(fail)?;
     let kind = meta.file_type();
     if kind.is_dir() {
         fs::create_dir(dest).map_err(fail)?;
-        let mut names: Vec<_> = fs::read_dir(src)
-            .map_err(fail)?
-            .map(|e| e.map(|e| e.file_name()))
-            .collect::<Result<_, _>>()
-            .map_err(fail)?;
+        let mut names = tree.read_dir(rel).map_err(fail)?;
         names.sort();
         for name in names {
-            let child = if rel.is_empty() {
-                name.to_string_lossy().into_owned()
-            } else {
-                format!("{rel}/{}", name.to_string_lossy())
-            };
-            let child_src = src.join(&name);
-            if ignore.is_excluded(&child) {
-                let is_dir = fs::symlink_metadata(&child_src).is_ok_and(|m| m.is_dir());
+            let child = rel.join(&name);
+            if ignore.is_excluded(&child.to_string_lossy()) {
+                let is_dir = tree.symlink_metadata(&child).is_ok_and(|m| m.is_dir());
                 // An excluded directory may still hold re-included files.
-                if !is_dir || ignore.may_skip_dir(&child) {
+                if !is_dir || ignore.may_skip_dir(&child.to_string_lossy()) {
                     continue;
                 }
             }
-            copy_filtered(&child_src, &child, ignore, &dest.join(&name))?;
+            copy_filtered(tree, &child, ignore, &dest.join(&name))?;
         }
         fs::set_permissions(dest, meta.permissions()).map_err(fail)?;
     } else if kind.is_symlink() {
-        std::os::unix::fs::symlink(fs::read_link(src).map_err(fail)?, dest).map_err(fail)?;
+        std::os::unix::fs::symlink(tree.read_link(rel).map_err(fail)?, dest).map_err(fail)?;
     } else if kind.is_file() {
-        fs::copy(src, dest).map_err(fail)?;
+        let file = TreeFile {
+            root: Arc::clone(tree),
+            path: rel.to_path_buf(),
+            identity: FileIdentity::of(&meta),
+        };
+        let mut from = file.open().map_err(|e| e.to_string())?;
+        let mut to = File::create(dest).map_err(fail)?;
+        std::io::copy(&mut from, &mut to).map_err(fail)?;
+        file.verify(&from).map_err(|e| e.to_string())?;
+        fs::set_permissions(dest, meta.permissions()).map_err(fail)?;
+        copy_xattrs(&from, &to).map_err(fail)?;
     } else {
         return Ok(());
     }
@@ -536,26 +639,94 @@ fn copy_filtered(src: &Path, rel: &str, ignore: &Matcher, dest: &Path) -> Result
     .map_err(|e| format!("setting the times of {}: {e}", dest.display()))
 }
 
-/// Copies a tree with its owners, modes, times, links and xattrs. `cp -a`
-/// does all of that and is on every system that has a shell; this path
-/// (rw binds of the context, caches seeded from it) is rare enough not to
-/// need its own copier.
-fn copy_tree(src: &Path, dest: &Path) -> Result<(), String> {
-    let out = std::process::Command::new("cp")
-        .arg("-a")
-        .arg("--")
-        .arg(src)
-        .arg(dest)
-        .output()
-        .map_err(|e| format!("running cp: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "copying {} to {}: {}",
-            src.display(),
-            dest.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
+/// Copies the extended attributes of the open file `from` to `to`; a file
+/// system without them has none to copy.
+fn copy_xattrs(from: &File, to: &File) -> std::io::Result<()> {
+    use rustix::io::Errno;
+    let mut names = vec![0u8; 4096];
+    let n = match rustix::fs::flistxattr(from, &mut names[..]) {
+        Ok(n) => n,
+        Err(Errno::NOTSUP) => return Ok(()),
+        Err(Errno::RANGE) => {
+            names.resize(rustix::fs::flistxattr_query(from)?, 0);
+            rustix::fs::flistxattr(from, &mut names[..])?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    for name in names[..n].split(|b| *b == 0).filter(|n| !n.is_empty()) {
+        let mut value = vec![0u8; rustix::fs::fgetxattr_query(from, name)?];
+        let got = rustix::fs::fgetxattr(from, name, &mut value[..])?;
+        rustix::fs::fsetxattr(to, name, &value[..got], rustix::fs::XattrFlags::empty())?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MARKER: &[u8] = b"HOST-DIR-MARKER-55a0c1";
+
+    /// A context with `dir/f`, a host directory beside it whose `f` holds
+    /// the marker, and a scratch directory.
+    fn setup() -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
+        let top = tempfile::tempdir().unwrap();
+        let (ctx, host, scratch) = (
+            top.path().join("ctx"),
+            top.path().join("host"),
+            top.path().join("scratch"),
+        );
+        for d in [ctx.join("dir"), host.clone(), scratch.clone()] {
+            fs::create_dir_all(d).unwrap();
+        }
+        fs::write(ctx.join("dir/f"), b"context").unwrap();
+        fs::write(host.join("f"), MARKER).unwrap();
+        (top, ctx, host, scratch)
+    }
+
+    fn swap_dir_for_link(top: &Path, ctx: &Path, host: &Path) {
+        fs::rename(ctx.join("dir"), top.join("dir.moved")).unwrap();
+        std::os::unix::fs::symlink(host, ctx.join("dir")).unwrap();
+    }
+
+    // The race of issue #16 on a bind mount's source, made deterministic:
+    // the source is resolved, then a directory on it is swapped for a
+    // symlink to a host directory before the mount is made.
+    #[test]
+    fn a_bind_source_swapped_after_it_was_resolved_is_refused() {
+        let (top, ctx, host, scratch) = setup();
+        let path = inside_dir(&ctx, "dir").unwrap();
+        swap_dir_for_link(top.path(), &ctx, &host);
+        let err = PinnedBind::new(&scratch, &ctx, &path)
+            .err()
+            .expect("mounted a source that is now a symlink");
+        assert!(err.contains("changed during the build"), "{err}");
+    }
+
+    #[test]
+    fn a_pinned_bind_keeps_its_directory_when_the_context_changes() {
+        if !rustix::process::geteuid().is_root() {
+            return;
+        }
+        let (top, ctx, host, scratch) = setup();
+        let path = inside_dir(&ctx, "dir").unwrap();
+        let bind = PinnedBind::new(&scratch, &ctx, &path).unwrap();
+        swap_dir_for_link(top.path(), &ctx, &host);
+        assert_eq!(fs::read(bind.target.join("f")).unwrap(), b"context");
+        assert!(fs::write(bind.target.join("new"), b"x").is_err());
+        let target = bind.target.clone();
+        drop(bind);
+        assert!(!target.exists());
+    }
+
+    #[test]
+    fn a_context_copy_follows_no_swapped_directory() {
+        let (top, ctx, host, scratch) = setup();
+        let path = inside_dir(&ctx, "dir").unwrap();
+        swap_dir_for_link(top.path(), &ctx, &host);
+        let dest = scratch.join("copy");
+        let err = copy_context(&ctx, &path, &Matcher::default(), &dest).unwrap_err();
+        assert!(err.contains("changed during the build"), "{err}");
+        assert!(fs::symlink_metadata(&dest).is_err());
     }
 }

@@ -8,7 +8,7 @@
 use super::copy_step::From;
 use super::{StageContext, StageOutput, State};
 use crate::backend::BuildError;
-use crate::cache::{encode_listing, shape_key, what_changed, SourceMask};
+use crate::cache::{encode_listing, shape_key, what_changed, SourceMask, SourcesDigest};
 use crate::events::BuildEvent;
 use crate::solver::{Cancel, Finished};
 use kiln_cache::{KeyBuilder, Layer, Record};
@@ -18,6 +18,7 @@ use kiln_frontend::ErrorKind;
 use kiln_oci::Digest;
 use kiln_store::Descriptor;
 use std::path::Path;
+use std::sync::Arc;
 
 /// The reason of a miss with nothing more to say.
 const NEW: &str = "not built before with these inputs (or an earlier step changed)";
@@ -27,7 +28,7 @@ struct Key {
     /// Everything but the context files it reads.
     shape: KeyBuilder,
     /// The digest of those files and their listing, when it reads any.
-    sources: Option<(Digest, Vec<(String, Digest)>)>,
+    sources: Option<SourcesDigest>,
 }
 
 impl State {
@@ -70,7 +71,10 @@ impl State {
             }
         };
         let full = match &key.sources {
-            Some((digest, _)) => key.shape.clone().field("sources", digest.to_string()),
+            Some(sources) => key
+                .shape
+                .clone()
+                .field("sources", sources.digest.to_string()),
             None => key.shape.clone(),
         }
         .finish();
@@ -106,7 +110,12 @@ impl State {
             expected,
         });
         let layers_before = self.layers.len();
-        self.step(ctx, stage, step, index, done, cancel)?;
+        // The step's record will be found by the digests of these files:
+        // the step may copy them only as they were hashed.
+        self.hashed = key.sources.as_ref().map(|s| Arc::clone(&s.files));
+        let ran = self.step(ctx, stage, step, index, done, cancel);
+        self.hashed = None;
+        ran?;
         let layer = if self.layers.len() > layers_before {
             let blob = self.layers.last().cloned();
             let diff_id = self
@@ -132,12 +141,12 @@ impl State {
         };
         ctx.cache.put(&full, &record);
         ctx.cache.used(stage.index, full, &record);
-        if let Some((_, listed)) = &key.sources {
+        if let Some(sources) = &key.sources {
             let shape = Record {
                 layer: None,
                 created: ctx.now.to_string(),
                 description: format!("sources of: {}", step.command),
-                metadata: encode_listing(listed),
+                metadata: encode_listing(&sources.listed),
             };
             ctx.cache.put(&shape_key(&key.shape), &shape);
         }
@@ -202,13 +211,13 @@ impl State {
     /// the same step was built before with others, else that it (or an
     /// earlier step) is new.
     fn miss_reason(&self, ctx: &StageContext, step: &Step, key: &Key) -> String {
-        let Some((_, listed)) = &key.sources else {
+        let Some(sources) = &key.sources else {
             return NEW.into();
         };
         match ctx
             .cache
             .get_local(&shape_key(&key.shape))
-            .and_then(|r| what_changed(&r.metadata, listed))
+            .and_then(|r| what_changed(&r.metadata, &sources.listed))
         {
             Some(change) => format!("{}: {change}", short(&step.command.to_string())),
             None => NEW.into(),
@@ -283,7 +292,7 @@ impl State {
                     }
                     match self.source(ctx, stage, line, done, &mount.from, "RUN --mount from")? {
                         From::Dir(dir, ignore) => {
-                            let (digest, _) = ctx
+                            let sources = ctx
                                 .cache
                                 .sources_digest(
                                     dir,
@@ -292,7 +301,7 @@ impl State {
                                     SourceMask::ALL,
                                 )
                                 .map_err(fail)?;
-                            shape = shape.field("mount-dir", digest.to_string());
+                            shape = shape.field("mount-dir", sources.digest.to_string());
                         }
                         From::Fs(_, layers) => {
                             shape = shape.field("mount-from", layer_ids(&layers))

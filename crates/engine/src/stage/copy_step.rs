@@ -53,6 +53,7 @@ impl State {
             env: &step.env,
             source_date_epoch: ctx.epoch,
             scratch_dir: scratch.path(),
+            hashed: self.hashed.clone(),
         };
         let stage_fs;
         let source = match &from {
@@ -93,6 +94,7 @@ impl State {
             env: &step.env,
             source_date_epoch: ctx.epoch,
             scratch_dir: scratch.path(),
+            hashed: self.hashed.clone(),
         };
         let out = copy::add(&copy_ctx, instr)
             .map_err(|e| ctx.error_at(line, ErrorKind::Io, e.to_string(), None))?;

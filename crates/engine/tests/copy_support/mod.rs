@@ -3,8 +3,11 @@
 //! one-line-per-entry rendering of layer entries.
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+
+use kiln_oci::tree::FileIdentity;
 
 use kiln_engine::copy::{add, copy, CopyContext, CopyOutput, CopySource, Error};
 use kiln_engine::imagefs::ImageFs;
@@ -24,6 +27,7 @@ pub struct Harness {
     pub workdir: String,
     pub env: Vec<(String, String)>,
     pub scratch: tempfile::TempDir,
+    pub hashed: Option<std::sync::Arc<HashMap<std::path::PathBuf, FileIdentity>>>,
 }
 
 impl Harness {
@@ -35,6 +39,7 @@ impl Harness {
             workdir: "/".into(),
             env: Vec::new(),
             scratch: tempfile::tempdir().unwrap(),
+            hashed: None,
         }
     }
 
@@ -47,6 +52,7 @@ impl Harness {
             env: &self.env,
             source_date_epoch: Some(EPOCH),
             scratch_dir: self.scratch.path(),
+            hashed: self.hashed.clone(),
         }
     }
 
@@ -114,6 +120,12 @@ pub fn list(entries: &[LayerEntry]) -> Vec<String> {
                     format!(
                         "file({})",
                         String::from_utf8_lossy(&std::fs::read(p).unwrap())
+                    )
+                }
+                EntryKind::File(FileSource::Tree(t)) => {
+                    format!(
+                        "file({})",
+                        String::from_utf8_lossy(&std::fs::read(t.full_path()).unwrap())
                     )
                 }
                 EntryKind::File(FileSource::Bytes(b)) => {

@@ -2,16 +2,24 @@
 //! walk or assembled by COPY and overlay-diff code.
 
 use std::collections::HashMap;
-use std::fs;
 use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::tree::{FileIdentity, TreeFile, TreeRoot};
 
 /// Where a regular file's bytes come from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FileSource {
-    /// Read from this file on disk while the tar is written.
+    /// Read from this file on disk while the tar is written. Only for files
+    /// kiln wrote itself where nobody else writes: the last component is
+    /// not followed if it is a symlink, but the others are.
     Path(PathBuf),
+    /// Read from a tree someone else may change (a build context, a RUN
+    /// step's files) while the tar is written, refusing a file that is not
+    /// the one listed (see [`crate::tree`]).
+    Tree(TreeFile),
     /// These bytes.
     Bytes(Vec<u8>),
 }
@@ -141,23 +149,26 @@ impl LayerEntry {
 /// layer order. Symlinks are not followed; a file with several links becomes
 /// a file at its first path and hard links at the others; sockets are
 /// skipped, as docker does. Overlayfs' own xattrs (`trusted.overlay.*`,
-/// `user.overlay.*`) are left out.
+/// `user.overlay.*`) are left out. Regular files are [`FileSource::Tree`]
+/// sources: writing the layer fails if one changes after this listing.
 pub fn entries_from_dir(root: &Path) -> io::Result<Vec<LayerEntry>> {
     let mut out = Vec::new();
     let mut inodes = HashMap::new();
-    walk(root, "", &mut out, &mut inodes)?;
+    let tree = Arc::new(TreeRoot::open(root)?);
+    walk(&tree, root, "", &mut out, &mut inodes)?;
     Ok(out)
 }
 
 fn walk(
+    tree: &Arc<TreeRoot>,
     dir: &Path,
     prefix: &str,
     out: &mut Vec<LayerEntry>,
     inodes: &mut HashMap<(u64, u64), String>,
 ) -> io::Result<()> {
-    let mut names: Vec<_> = fs::read_dir(dir)?
-        .map(|e| e.map(|e| e.file_name()))
-        .collect::<io::Result<_>>()?;
+    // Listed through the tree, so a directory swapped for a symlink
+    // meanwhile is an error rather than a listing of where it points.
+    let mut names = tree.read_dir(Path::new(prefix.trim_end_matches('/')))?;
     names.sort();
     for name in names {
         let Some(name_str) = name.to_str() else {
@@ -171,12 +182,12 @@ fn walk(
         };
         let path = dir.join(&name);
         let rel = format!("{prefix}{name_str}");
-        let md = fs::symlink_metadata(&path)?;
+        let md = tree.symlink_metadata(Path::new(&rel))?;
         let ft = md.file_type();
         let kind = if ft.is_dir() {
             EntryKind::Dir
         } else if ft.is_symlink() {
-            let target = fs::read_link(&path)?;
+            let target = tree.read_link(Path::new(&rel))?;
             EntryKind::Symlink(target.to_string_lossy().into_owned())
         } else if ft.is_socket() {
             continue;
@@ -187,7 +198,11 @@ fn walk(
                 inodes.insert((md.dev(), md.ino()), rel.clone());
             }
             if ft.is_file() {
-                EntryKind::File(FileSource::Path(path.clone()))
+                EntryKind::File(FileSource::Tree(TreeFile {
+                    root: Arc::clone(tree),
+                    path: PathBuf::from(&rel),
+                    identity: FileIdentity::of(&md),
+                }))
             } else if ft.is_fifo() {
                 EntryKind::Fifo
             } else {
@@ -211,7 +226,7 @@ fn walk(
             xattrs: read_xattrs(&path)?,
         });
         if is_dir {
-            walk(&path, &format!("{rel}/"), out, inodes)?;
+            walk(tree, &path, &format!("{rel}/"), out, inodes)?;
         }
     }
     Ok(())

@@ -3,10 +3,12 @@
 
 use super::entry::{EntryKind, FileSource, LayerEntry};
 use super::tar::{write_header, write_padding, write_trailer, Header};
+use crate::tree::{TreeFile, TreeFileError};
 use crate::{Compression, Digest, DigestWriter};
 use std::collections::BTreeMap;
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// Whose ownership the tar records.
@@ -103,6 +105,11 @@ pub enum LayerError {
         /// Bytes read.
         actual: u64,
     },
+    /// A file of a tree (a build context, a RUN step's files) could not be
+    /// read, or is not the file that was listed: it changed during the
+    /// build.
+    #[error(transparent)]
+    Tree(#[from] TreeFileError),
     /// Writing the output failed.
     #[error("writing the layer: {0}")]
     Io(#[from] io::Error),
@@ -288,6 +295,7 @@ fn write_entry<W: Write>(
     };
     let mut data: Option<Box<dyn Read + '_>> = None;
     let mut source_path = None;
+    let mut tree_file: Option<(&TreeFile, File)> = None;
     match &e.kind {
         EntryKind::File(FileSource::Bytes(b)) => {
             h.size = b.len() as u64;
@@ -297,7 +305,21 @@ fn write_entry<W: Write>(
             let (f, size) = open_source(p)?;
             h.size = size;
             data = Some(Box::new(f));
-            source_path = Some(p);
+            source_path = Some(p.clone());
+        }
+        EntryKind::File(FileSource::Tree(t)) => {
+            // The size listed, which the opened file was just checked to
+            // have: the header cannot disagree with what the listing saw.
+            h.size = t.identity.size;
+            let f = t.open()?;
+            source_path = Some(t.full_path());
+            data = Some(Box::new(f.try_clone().map_err(|err| {
+                LayerError::Source {
+                    path: t.full_path(),
+                    err,
+                }
+            })?));
+            tree_file = Some((t, f));
         }
         EntryKind::Dir => {
             dir_name = format!("{name}/");
@@ -325,30 +347,51 @@ fn write_entry<W: Write>(
     }
     write_header(out, &h)?;
     if let Some(mut data) = data {
-        write_data(out, &mut data, h.size, source_path.map(PathBuf::as_path))?;
+        // A write while the file was read may have torn what went into
+        // the tar: the build fails rather than keep a layer nobody wrote.
+        let verify = || match &tree_file {
+            Some((t, f)) => t.verify(f).map_err(LayerError::from),
+            None => Ok(()),
+        };
+        write_data(out, &mut data, h.size, source_path.as_deref(), &verify)?;
     }
     Ok(())
 }
 
-/// Opens a file to be added to a layer, with its size now.
+/// Opens a file kiln wrote itself, with its size now, not following a
+/// symlink in its place and not waiting should a FIFO be there.
 pub(crate) fn open_source(path: &Path) -> Result<(File, u64), LayerError> {
+    let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
     let source = |err| LayerError::Source {
         path: path.to_path_buf(),
         err,
     };
-    let f = File::open(path).map_err(source)?;
-    let size = f.metadata().map_err(source)?.len();
-    Ok((f, size))
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(flags.bits() as i32)
+        .open(path)
+        .map_err(source)?;
+    let md = file.metadata().map_err(source)?;
+    if !md.is_file() {
+        return Err(source(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        )));
+    }
+    Ok((file, md.len()))
 }
 
 /// Copies exactly `size` bytes of an entry's data, then the padding, so a
 /// file growing under us cannot corrupt the archive; a short read is an
-/// error. `path` names the source in errors.
+/// error. `verify` checks the source is still the file that was listed
+/// (on a short read, to report a swap rather than a size, and after the
+/// copy); `path` names the source in errors.
 pub(crate) fn write_data<W: Write>(
     out: &mut W,
     data: &mut dyn Read,
     size: u64,
     path: Option<&Path>,
+    verify: &dyn Fn() -> Result<(), LayerError>,
 ) -> Result<(), LayerError> {
     let path = || path.map(Path::to_path_buf).unwrap_or_default();
     let mut buf = vec![0u8; 64 * 1024];
@@ -361,6 +404,7 @@ pub(crate) fn write_data<W: Write>(
             Err(err) => return Err(LayerError::Source { path: path(), err }),
         };
         if n == 0 {
+            verify()?;
             return Err(LayerError::SourceChanged {
                 path: path(),
                 expected: size,
@@ -370,6 +414,7 @@ pub(crate) fn write_data<W: Write>(
         out.write_all(&buf[..n])?;
         left -= n as u64;
     }
+    verify()?;
     write_padding(out, size)?;
     Ok(())
 }

@@ -383,13 +383,23 @@ impl WindowsLayerWriter {
                     FileSource::Bytes(b) => {
                         h.size = b.len() as u64;
                         write_header(out, &h)?;
-                        write_data(out, &mut &b[..], h.size, None)?;
+                        write_data(out, &mut &b[..], h.size, None, &|| Ok(()))?;
                     }
                     FileSource::Path(p) => {
                         let (mut f, size) = open_source(p)?;
                         h.size = size;
                         write_header(out, &h)?;
-                        write_data(out, &mut f, size, Some(p.as_path()))?;
+                        write_data(out, &mut f, size, Some(p.as_path()), &|| Ok(()))?;
+                    }
+                    FileSource::Tree(t) => {
+                        // The listed size and file, checked again after
+                        // the copy, as for Linux layers.
+                        let f = t.open().map_err(LayerError::from)?;
+                        h.size = t.identity.size;
+                        write_header(out, &h)?;
+                        let path = t.full_path();
+                        let verify = || t.verify(&f).map_err(LayerError::from);
+                        write_data(out, &mut &f, h.size, Some(&path), &verify)?;
                     }
                 }
             }
