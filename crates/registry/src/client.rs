@@ -5,6 +5,7 @@
 use crate::auth::{self, AuthState};
 use crate::credentials::{AuthFiles, Credentials};
 use crate::errors::{detail_from_body, Error, ErrorKind, Result, Target};
+use kiln_oci::Digest;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -429,10 +430,35 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     parts.join(": ")
 }
 
+/// Refuses `resp` when its `Docker-Content-Digest` names other content
+/// than `actual` (`what`), the digest kiln computed or asked for. A digest
+/// of another algorithm than sha256 cannot be checked and is let through.
+pub(crate) fn check_stated_digest(
+    resp: &Response,
+    what: &str,
+    actual: &Digest,
+) -> Result<(), ErrorKind> {
+    let Some(value) = resp.headers().get("docker-content-digest") else {
+        return Ok(());
+    };
+    let stated = String::from_utf8_lossy(value.as_bytes()).trim().to_string();
+    let other_algorithm = stated
+        .split_once(':')
+        .is_some_and(|(alg, _)| alg != "sha256" && !alg.is_empty());
+    if other_algorithm || stated == actual.to_string() {
+        return Ok(());
+    }
+    Err(ErrorKind::StatedDigestMismatch {
+        what: format!("{what} at {}", resp.url()),
+        stated,
+        actual: *actual,
+    })
+}
+
 /// An error for a response the caller did not expect.
 pub(crate) async fn status_error(resp: Response, what: &str) -> ErrorKind {
     let status = resp.status();
-    let request = resp.url().path().to_string();
+    let request = resp.url().to_string();
     let detail = detail_from_body(&resp.bytes().await.unwrap_or_default());
     match status {
         StatusCode::FORBIDDEN => ErrorKind::Forbidden { detail },

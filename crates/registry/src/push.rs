@@ -3,7 +3,7 @@
 //! concurrently; then platform manifests by digest; then the top manifest
 //! or index by tag.
 
-use crate::client::{status_error, v2, Client, Scope};
+use crate::client::{check_stated_digest, status_error, v2, Client, Scope};
 use crate::errors::{Error, ErrorKind, Result, Target};
 use crate::manifest::{self, Parsed};
 use crate::pull::target;
@@ -209,6 +209,7 @@ impl Client {
             })
             .await?;
         if resp.status() == StatusCode::OK {
+            check_stated_digest(&resp, &what, &desc.digest).map_err(err)?;
             return Ok(BlobOutcome::Existing);
         }
         let mut location = None;
@@ -226,7 +227,10 @@ impl Client {
                 })
                 .await?;
             match resp.status() {
-                StatusCode::CREATED => return Ok(BlobOutcome::Mounted),
+                StatusCode::CREATED => {
+                    check_stated_digest(&resp, &what, &desc.digest).map_err(err)?;
+                    return Ok(BlobOutcome::Mounted);
+                }
                 StatusCode::ACCEPTED => {
                     location = Some(self.location(&t, &resp)?);
                     break;
@@ -288,7 +292,10 @@ impl Client {
             })
             .await?;
         match resp.status() {
-            StatusCode::CREATED => Ok(BlobOutcome::Uploaded),
+            StatusCode::CREATED => {
+                check_stated_digest(&resp, &what, &desc.digest).map_err(err)?;
+                Ok(BlobOutcome::Uploaded)
+            }
             StatusCode::BAD_REQUEST => {
                 let detail =
                     crate::errors::detail_from_body(&resp.bytes().await.unwrap_or_default());
@@ -342,14 +349,19 @@ impl Client {
                     .body(bytes.clone())
             })
             .await?;
-        if resp.status() != StatusCode::CREATED {
-            return Err(Error {
-                action: ACTION,
-                target: Box::new(t),
-                kind: status_error(resp, "manifest").await,
-            });
-        }
-        Ok(())
+        let kind = if resp.status() != StatusCode::CREATED {
+            status_error(resp, "manifest").await
+        } else {
+            match check_stated_digest(&resp, "the manifest", &desc.digest) {
+                Ok(()) => return Ok(()),
+                Err(kind) => kind,
+            }
+        };
+        Err(Error {
+            action: ACTION,
+            target: Box::new(t),
+            kind,
+        })
     }
 }
 
