@@ -69,7 +69,12 @@ impl Client {
                         registry: registry.to_string(),
                         detail: ": the user name or password is wrong".into(),
                     })),
-                    _ => Err(err(status_error(resp, "the /v2/ endpoint").await)),
+                    _ => Err(err(status_error(
+                        resp,
+                        "the /v2/ endpoint",
+                        self.opts.timeout,
+                    )
+                    .await)),
                 }
             }
         }

@@ -160,7 +160,7 @@ impl Client {
             )
             .await?;
         if resp.status() != StatusCode::OK {
-            return Err(err(status_error(resp, "manifest").await));
+            return Err(err(status_error(resp, "manifest", self.opts.timeout).await));
         }
         let content_type = resp
             .headers()
@@ -315,7 +315,7 @@ impl Client {
                         .map_or_else(|| format!("at most {offset}"), |n| n.to_string());
                     return Err(wrong_size(actual));
                 }
-                _ => return Err(err(status_error(resp, &what).await)),
+                _ => return Err(err(status_error(resp, &what, self.opts.timeout).await)),
             };
             check_stated_digest(&resp, &what, &desc.digest).map_err(err)?;
             if let Some(n) = announced.filter(|n| *n != desc.size) {

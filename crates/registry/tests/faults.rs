@@ -6,7 +6,7 @@
 use common::{busybox_layer, layout_manifest, options, push_busybox, rt, tmp_is_empty};
 use kiln_oci::reference::Reference;
 use kiln_registry::{BlobDir, Client, ClientOptions, Error, ErrorKind};
-use kiln_store::Store;
+use kiln_store::{media_type, Descriptor, Store};
 use kiln_testsupport::{base_images, Fault, Proxy, Registry};
 use std::time::{Duration, Instant};
 
@@ -505,4 +505,109 @@ fn a_slow_but_steady_transfer_outlasts_the_timeout() {
     // Eight pauses of 0.3 s: well past the 1 s timeout in total.
     assert!(started.elapsed() >= Duration::from_millis(2400));
     assert_eq!(store.read_blob(&layer.parse().unwrap()).unwrap(), bytes);
+}
+
+/// An image in an OCI layout under `dir` whose one layer has `size` bytes.
+fn image_with_layer(dir: &std::path::Path, size: usize) -> (BlobDir, Descriptor) {
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let write = |bytes: &[u8], media_type: &str| {
+        let digest = kiln_oci::Digest::of(bytes);
+        std::fs::write(blobs.join(digest.hex()), bytes).unwrap();
+        Descriptor::new(media_type, digest, bytes.len() as u64)
+    };
+    let mut state = 1u32;
+    let layer: Vec<u8> = (0..size)
+        .map(|_| {
+            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (state >> 24) as u8
+        })
+        .collect();
+    let layer = write(&layer, media_type::OCI_LAYER_TAR);
+    let config = write(
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#,
+        media_type::OCI_CONFIG,
+    );
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": media_type::OCI_MANIFEST,
+        "config": config,
+        "layers": [layer],
+    });
+    let manifest = write(
+        &serde_json::to_vec(&manifest).unwrap(),
+        media_type::OCI_MANIFEST,
+    );
+    (BlobDir::of_layout(dir), manifest)
+}
+
+#[test]
+fn a_slow_but_steady_upload_outlasts_the_timeout() {
+    // 12 MB at 3 MB/s: four seconds, past the 3 s timeout, and more than
+    // the socket buffers can swallow at once, so the body is seen moving.
+    const SIZE: usize = 12 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    let (blobs, manifest) = image_with_layer(dir.path(), SIZE);
+    let registry = Registry::start();
+    let proxy = Proxy::start(
+        registry.port(),
+        vec![Fault::TrickleUpload {
+            path: "/blobs/uploads/".into(),
+            chunk: 300 << 10,
+            every: Duration::from_millis(100),
+        }],
+    );
+    let mut opts = options(&[proxy.host()]);
+    opts.timeout = Duration::from_secs(3);
+    opts.retries = 0;
+    let dest = format!("{}/big:1", proxy.host()).parse().unwrap();
+    let started = Instant::now();
+    let pushed = rt()
+        .block_on(Client::new(opts).push(&blobs, &manifest, &dest, &Default::default()))
+        .unwrap();
+    assert!(started.elapsed() >= Duration::from_secs(4));
+    assert_eq!(pushed.uploaded.len(), 2);
+    assert_eq!(pushed.digest, manifest.digest);
+}
+
+#[test]
+fn an_upload_that_gets_no_answer_fails_after_the_stall_timeout() {
+    let registry = Registry::start();
+    // The proxy reads the whole body of the final PUT, then never answers.
+    let proxy = Proxy::start(
+        registry.port(),
+        vec![Fault::Stall {
+            path: "_state=".into(),
+            times: 10,
+        }],
+    );
+    let mut opts = options(&[proxy.host()]);
+    opts.timeout = Duration::from_secs(1);
+    opts.retries = 1;
+    opts.concurrency = 1;
+    let layout = &base_images().busybox;
+    let dest = format!("{}/busybox:1", proxy.host()).parse().unwrap();
+    let started = Instant::now();
+    let err = rt()
+        .block_on(Client::new(opts).push(
+            &BlobDir::of_layout(layout),
+            &layout_manifest(layout),
+            &dest,
+            &Default::default(),
+        ))
+        .unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        matches!(err.kind, ErrorKind::Timeout { attempts: 2, .. }),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .ends_with(": the registry did not answer within 1s (2 attempts); check that it is up and the network, or allow longer with `--timeout SECONDS`"),
+        "{err}"
+    );
 }

@@ -78,6 +78,17 @@ pub enum Fault {
         /// The pause before each piece.
         every: Duration,
     },
+    /// Read the request body of PUTs and PATCHes whose path contains `path`
+    /// `chunk` bytes at a time, one piece every `every`, as a slow uplink
+    /// would: the upload is slow, but never stalled.
+    TrickleUpload {
+        /// A substring of the request path.
+        path: String,
+        /// Bytes per piece.
+        chunk: usize,
+        /// The pause before each piece.
+        every: Duration,
+    },
     /// Answer the first `times` requests whose path contains `path` with
     /// this status (e.g. 503 or 429) instead of forwarding them.
     Status {
@@ -162,6 +173,7 @@ enum Action {
     SetHeader(String, String),
     StallBody(usize),
     Trickle(usize, Duration),
+    TrickleUpload(usize, Duration),
 }
 
 fn handle(mut client: TcpStream, shared: &Shared) -> io::Result<()> {
@@ -204,6 +216,29 @@ fn handle(mut client: TcpStream, shared: &Shared) -> io::Result<()> {
     upstream.write_all(&rewrite_head(&head_text, keep_range).into_bytes())?;
     upstream.write_all(&rest)?;
     match action {
+        Action::TrickleUpload(chunk, every) => {
+            let length = head_text
+                .lines()
+                .find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse::<usize>().ok())?
+                })
+                .unwrap_or(0);
+            let mut left = length.saturating_sub(rest.len());
+            let mut piece = vec![0; chunk.max(1)];
+            while left > 0 {
+                std::thread::sleep(every);
+                let want = left.min(piece.len());
+                client.read_exact(&mut piece[..want])?;
+                upstream.write_all(&piece[..want])?;
+                left -= want;
+            }
+            let mut response = Vec::new();
+            upstream.read_to_end(&mut response)?;
+            client.write_all(&response)?;
+            client.shutdown(Shutdown::Both)?;
+        }
         Action::Forward | Action::ForwardWithoutRange => {
             let mut up_read = upstream.try_clone()?;
             let mut client_write = client.try_clone()?;
@@ -327,6 +362,15 @@ fn choose(shared: &Shared, request_line: &str, path: &str) -> Action {
                 every,
             } if request_line.starts_with("GET ") && path.contains(p.as_str()) => {
                 return Action::Trickle(*chunk, *every)
+            }
+            Fault::TrickleUpload {
+                path: p,
+                chunk,
+                every,
+            } if (request_line.starts_with("PUT ") || request_line.starts_with("PATCH "))
+                && path.contains(p.as_str()) =>
+            {
+                return Action::TrickleUpload(*chunk, *every)
             }
             _ => {}
         }
