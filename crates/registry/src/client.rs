@@ -456,12 +456,24 @@ impl Client {
         let kind = if e.is_timeout() {
             ErrorKind::Timeout {
                 attempts,
-                limit: self.opts.timeout,
+                limit: if e.is_connect() {
+                    self.opts.connect_timeout
+                } else {
+                    self.opts.timeout
+                },
             }
         } else if is_tls(&message) {
             ErrorKind::Tls {
                 url: url.to_string(),
                 host: target.registry.clone(),
+                message,
+            }
+        } else if !e.is_connect() {
+            // Connected, then the connection broke: the registry is
+            // reachable, so "cannot reach" would send the user astray.
+            ErrorKind::Dropped {
+                url: url.to_string(),
+                attempts,
                 message,
             }
         } else {

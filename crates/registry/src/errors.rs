@@ -124,6 +124,18 @@ pub enum ErrorKind {
         /// The underlying error.
         message: String,
     },
+    /// The connection broke after it was made, before the answer came,
+    /// after the retries ran out.
+    #[error("the connection to {url} broke before the registry answered, {attempts} {} ({message}); the registry or something between it and kiln is closing connections; try again later",
+        if *.attempts == 1 { "time" } else { "times" })]
+    Dropped {
+        /// The full URL being requested.
+        url: String,
+        /// How many attempts were made.
+        attempts: u32,
+        /// The underlying error.
+        message: String,
+    },
     /// The TLS handshake failed.
     #[error("TLS failed talking to {url} ({message}); if the registry uses a private CA pass `--ca-cert FILE` or put it in /etc/containers/certs.d/{host}/ca.crt, or if it is trusted but has no valid certificate use `--tls-verify=false` or `--insecure-registry {host}`")]
     Tls {
@@ -238,6 +250,7 @@ impl ErrorKind {
                 | ErrorKind::Server { .. }
                 | ErrorKind::Timeout { .. }
                 | ErrorKind::Connect { .. }
+                | ErrorKind::Dropped { .. }
         )
     }
 }

@@ -611,3 +611,32 @@ fn an_upload_that_gets_no_answer_fails_after_the_stall_timeout() {
         "{err}"
     );
 }
+
+#[test]
+fn a_connection_closed_before_the_answer_is_not_called_unreachable() {
+    let layer = busybox_layer();
+    let (_registry, proxy) = busybox_behind(vec![Fault::Hangup {
+        path: "/manifests/".into(),
+        times: 10,
+    }]);
+    let mut opts = options(&[proxy.host()]);
+    opts.retries = 1;
+    let err = failed_pull(&proxy, opts, &layer);
+    assert!(
+        matches!(err.kind, ErrorKind::Dropped { attempts: 2, .. }),
+        "{err:?}"
+    );
+    let host = proxy.host();
+    let text = err.to_string();
+    assert!(
+        text.starts_with(&format!(
+            "pulling {host}/busybox:1: the connection to http://{host}/v2/busybox/manifests/1 broke \
+             before the registry answered, 2 times ("
+        )),
+        "{text}"
+    );
+    assert!(
+        text.ends_with("); the registry or something between it and kiln is closing connections; try again later"),
+        "{text}"
+    );
+}

@@ -89,6 +89,14 @@ pub enum Fault {
         /// The pause before each piece.
         every: Duration,
     },
+    /// Close the connection of the first `times` requests whose path
+    /// contains `path` as soon as their head arrived, answering nothing.
+    Hangup {
+        /// A substring of the request path.
+        path: String,
+        /// How many requests are hung up on.
+        times: usize,
+    },
     /// Answer the first `times` requests whose path contains `path` with
     /// this status (e.g. 503 or 429) instead of forwarding them.
     Status {
@@ -174,6 +182,7 @@ enum Action {
     StallBody(usize),
     Trickle(usize, Duration),
     TrickleUpload(usize, Duration),
+    Hangup,
 }
 
 fn handle(mut client: TcpStream, shared: &Shared) -> io::Result<()> {
@@ -197,6 +206,9 @@ fn handle(mut client: TcpStream, shared: &Shared) -> io::Result<()> {
     let action = choose(shared, &request_line, &path);
     if let Action::Serve(body) = &action {
         return serve(&mut client, &head_text, body);
+    }
+    if let Action::Hangup = action {
+        return client.shutdown(Shutdown::Both);
     }
     if let Action::Stall = action {
         // Hold the connection, reading nothing back, until the client gives up.
@@ -301,7 +313,7 @@ fn handle(mut client: TcpStream, shared: &Shared) -> io::Result<()> {
             }
             client.shutdown(Shutdown::Both)?;
         }
-        Action::Status(_) | Action::Stall | Action::Serve(_) => {}
+        Action::Status(_) | Action::Stall | Action::Serve(_) | Action::Hangup => {}
     }
     Ok(())
 }
@@ -324,6 +336,10 @@ fn choose(shared: &Shared, request_line: &str, path: &str) -> Action {
             }
             Fault::IgnoreRange(d) if is_blob_get && path.ends_with(d.as_str()) => {
                 return Action::ForwardWithoutRange
+            }
+            Fault::Hangup { path: p, times } if *times > 0 && path.contains(p.as_str()) => {
+                *times -= 1;
+                return Action::Hangup;
             }
             Fault::Stall { path: p, times } if *times > 0 && path.contains(p.as_str()) => {
                 *times -= 1;
