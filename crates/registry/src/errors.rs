@@ -198,7 +198,8 @@ pub enum ErrorKind {
     },
     /// A body stopped arriving for longer than the stall timeout
     /// ([`crate::ClientOptions::timeout`]), after the retries ran out.
-    #[error("{url} sent nothing for {limit:?} after {received} bytes ({attempts} attempts); the registry or the network is stuck; check them, or allow longer pauses with `--timeout SECONDS`")]
+    #[error("{url} sent nothing for {limit:?} after {received} bytes ({attempts} {}); the registry or the network is stuck; check them, or allow longer pauses with `--timeout SECONDS`",
+        if *.attempts == 1 { "attempt" } else { "attempts" })]
     Stalled {
         /// The full URL being read.
         url: String,
