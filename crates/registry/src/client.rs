@@ -381,10 +381,7 @@ impl Client {
                     None,
                 ),
                 Some(Err(e)) => {
-                    let url = e
-                        .url()
-                        .map(|u| u.to_string())
-                        .unwrap_or_else(|| base.clone());
+                    let url = e.url().map(shown_url).unwrap_or_else(|| base.clone());
                     let failure = self.fail(action, target, &url, e, attempt);
                     if !failure.kind.is_transient() {
                         return Err(failure);
@@ -452,11 +449,13 @@ impl Client {
         e: reqwest::Error,
         attempts: u32,
     ) -> Error {
-        let message = error_chain(&e);
-        let kind = if e.is_timeout() {
+        let (timed_out, connecting) = (e.is_timeout(), e.is_connect());
+        // The URL is named on its own, without its query.
+        let message = error_chain(&e.without_url());
+        let kind = if timed_out {
             ErrorKind::Timeout {
                 attempts,
-                limit: if e.is_connect() {
+                limit: if connecting {
                     self.opts.connect_timeout
                 } else {
                     self.opts.timeout
@@ -468,7 +467,7 @@ impl Client {
                 host: target.registry.clone(),
                 message,
             }
-        } else if !e.is_connect() {
+        } else if !connecting {
             // Connected, then the connection broke: the registry is
             // reachable, so "cannot reach" would send the user astray.
             ErrorKind::Dropped {
@@ -541,7 +540,7 @@ pub(crate) fn check_stated_digest(
         return Ok(());
     }
     Err(ErrorKind::StatedDigestMismatch {
-        what: format!("{what} at {}", resp.url()),
+        what: format!("{what} at {}", shown_url(resp.url())),
         stated,
         actual: *actual,
     })
@@ -586,7 +585,7 @@ pub(crate) async fn small_body(resp: Response, limit: Duration) -> Vec<u8> {
 /// reading its explanation.
 pub(crate) async fn status_error(resp: Response, what: &str, limit: Duration) -> ErrorKind {
     let status = resp.status();
-    let request = resp.url().to_string();
+    let request = shown_url(resp.url());
     let detail = detail_from_body(&small_body(resp, limit).await);
     match status {
         StatusCode::FORBIDDEN => ErrorKind::Forbidden { detail },
@@ -600,6 +599,19 @@ pub(crate) async fn status_error(resp: Response, what: &str, limit: Duration) ->
             detail,
         },
     }
+}
+
+/// `url` as errors show it: scheme, host, port and path, without the query
+/// or credentials, which can hold upload state or a storage backend's
+/// signature that must not end up in logs.
+pub(crate) fn shown_url(url: &reqwest::Url) -> String {
+    let mut shown = url.clone();
+    shown.set_query(None);
+    shown.set_fragment(None);
+    // Fails only for URLs that cannot carry credentials anyway.
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
+    shown.to_string()
 }
 
 /// `request` asking for the bytes from `offset` on, or all of them from 0.

@@ -2,7 +2,7 @@
 //! blobs streamed into the store concurrently, verified, resumed with
 //! `Range` after a dropped connection, and committed atomically.
 
-use crate::client::{check_stated_digest, status_error, v2, with_range, Client, Scope};
+use crate::client::{check_stated_digest, shown_url, status_error, v2, with_range, Client, Scope};
 use crate::errors::{Error, ErrorKind, Result, Target};
 use crate::manifest::{self, Parsed};
 use crate::platform::Platform;
@@ -167,7 +167,7 @@ impl Client {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let url = resp.url().to_string();
+        let url = shown_url(resp.url());
         let expected = resp.content_length();
         let mut bytes = Vec::new();
         loop {
@@ -180,7 +180,7 @@ impl Client {
                         attempts: 1,
                         received: bytes.len() as u64,
                         expected,
-                        message: crate::client::error_chain(&e),
+                        message: crate::client::error_chain(&e.without_url()),
                     }))
                 }
                 Ok(Err(_)) | Err(_) => {
@@ -288,7 +288,7 @@ impl Client {
                     .await?
                 }
             };
-            let full_url = resp.url().to_string();
+            let full_url = shown_url(resp.url());
             let wrong_size = |actual: String| {
                 err(ErrorKind::SizeMismatch {
                     what: what.clone(),
@@ -333,7 +333,7 @@ impl Client {
                         )))
                     }
                     Ok(Err(e)) if !e.is_timeout() => {
-                        break Some(Cut::Broken(crate::client::error_chain(&e)))
+                        break Some(Cut::Broken(crate::client::error_chain(&e.without_url())))
                     }
                     Ok(Err(_)) | Err(_) => break Some(Cut::Stalled),
                 };

@@ -430,6 +430,9 @@ fn a_push_answered_with_a_wrong_stated_digest_is_refused() {
     assert!(
         text.contains("states (Docker-Content-Digest) that blob sha256:")
             && text.contains(&format!(" at http://{host}/v2/b/blobs/uploads/"))
+            // The upload URL's query holds the registry's upload state.
+            && !text.contains("_state=")
+            && !text.contains("?digest=")
             && text.contains(&format!(" is {wrong}, but it is sha256:"))
             && text.ends_with(TAIL),
         "{text}"
@@ -639,4 +642,41 @@ fn a_connection_closed_before_the_answer_is_not_called_unreachable() {
         text.ends_with("); the registry or something between it and kiln is closing connections; try again later"),
         "{text}"
     );
+}
+
+#[test]
+fn errors_name_upload_urls_without_their_query() {
+    let registry = Registry::start();
+    let proxy = Proxy::start(
+        registry.port(),
+        vec![Fault::Hangup {
+            path: "_state=".into(),
+            times: 10,
+        }],
+    );
+    let mut opts = options(&[proxy.host()]);
+    opts.retries = 1;
+    opts.concurrency = 1;
+    let layout = &base_images().busybox;
+    let dest = format!("{}/busybox:1", proxy.host()).parse().unwrap();
+    let err = rt()
+        .block_on(Client::new(opts).push(
+            &BlobDir::of_layout(layout),
+            &layout_manifest(layout),
+            &dest,
+            &Default::default(),
+        ))
+        .unwrap_err();
+    assert!(matches!(err.kind, ErrorKind::Dropped { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!(
+            "the connection to http://{}/v2/busybox/blobs/uploads/",
+            proxy.host()
+        )),
+        "{text}"
+    );
+    // The query holds the registry's upload state: noise at best.
+    assert!(!text.contains("_state="), "{text}");
+    assert!(!text.contains("digest=sha256"), "{text}");
 }
