@@ -157,10 +157,13 @@ pub enum ErrorKind {
         actual: Digest,
     },
     /// A blob's length is not the size its descriptor gives.
-    #[error("{what} at {url} is {actual} bytes, but the manifest gives its size as {expected}; the registry holds other bytes under that digest, or something between it and kiln altered them; nothing was stored")]
+    #[error("{what} at {url} is {actual} bytes, but {declared_by} gives its size as {expected}; the registry holds other bytes under that digest, or something between it and kiln altered them; nothing was stored")]
     SizeMismatch {
         /// What was being fetched: "blob sha256:…".
         what: String,
+        /// What gives the size: "the manifest" for a blob, "the index"
+        /// for a platform's manifest.
+        declared_by: &'static str,
         /// The full URL it was fetched from.
         url: String,
         /// The size the descriptor gives.

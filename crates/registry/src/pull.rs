@@ -86,9 +86,7 @@ impl Client {
                     available: available.join(", "),
                 })
             })?;
-            let mut by_digest = reference.clone();
-            by_digest.digest = Some(entry.descriptor.digest);
-            let (child, child_bytes) = self.fetch_manifest(&by_digest).await?;
+            let (child, child_bytes) = self.fetch_index_entry(reference, &entry.descriptor).await?;
             index = Some(desc);
             desc = Descriptor::new(&child.media_type, child.digest, child.size);
             bytes = child_bytes;
@@ -142,6 +140,29 @@ impl Client {
     /// Fetches the manifest or index `reference` names, checking it against
     /// the reference's digest when it has one. Returns its descriptor and bytes.
     pub async fn fetch_manifest(&self, reference: &Reference) -> Result<(Descriptor, Vec<u8>)> {
+        self.fetch_manifest_sized(reference, None).await
+    }
+
+    /// Fetches the manifest `entry` of an index names from `reference`'s
+    /// repository, checked against the entry's digest and size.
+    pub(crate) async fn fetch_index_entry(
+        &self,
+        reference: &Reference,
+        entry: &Descriptor,
+    ) -> Result<(Descriptor, Vec<u8>)> {
+        let mut by_digest = reference.clone();
+        by_digest.digest = Some(entry.digest);
+        self.fetch_manifest_sized(&by_digest, Some(entry.size))
+            .await
+    }
+
+    /// [`Client::fetch_manifest`], refusing a body of another `size` than
+    /// given without reading more than one byte past it.
+    async fn fetch_manifest_sized(
+        &self,
+        reference: &Reference,
+        size: Option<u64>,
+    ) -> Result<(Descriptor, Vec<u8>)> {
         let target = target(reference);
         let err = |kind| Error {
             action: ACTION,
@@ -169,6 +190,21 @@ impl Client {
             .map(str::to_string);
         let url = shown_url(resp.url());
         let expected = resp.content_length();
+        let wrong_size = |actual: String| {
+            err(ErrorKind::SizeMismatch {
+                what: "the manifest".into(),
+                declared_by: "the index",
+                url: url.clone(),
+                expected: size.unwrap_or_default(),
+                actual,
+            })
+        };
+        if let (Some(size), Some(n)) = (size, expected) {
+            if n != size {
+                return Err(wrong_size(n.to_string()));
+            }
+        }
+        let limit = size.map_or(MAX_MANIFEST, |s| s as usize);
         let mut bytes = Vec::new();
         loop {
             let chunk = match tokio::time::timeout(self.opts.timeout, resp.chunk()).await {
@@ -193,12 +229,18 @@ impl Client {
                 }
             };
             bytes.extend_from_slice(&chunk);
-            if bytes.len() > MAX_MANIFEST {
+            if let Some(size) = size.filter(|s| bytes.len() as u64 > *s) {
+                return Err(wrong_size(format!("more than {size}")));
+            }
+            if bytes.len() > limit {
                 return Err(err(ErrorKind::Invalid(format!(
                     "the manifest at {url} is larger than {} MiB; that is not a manifest",
                     MAX_MANIFEST >> 20
                 ))));
             }
+        }
+        if size.is_some_and(|s| bytes.len() as u64 != s) {
+            return Err(wrong_size(bytes.len().to_string()));
         }
         let digest = Digest::of(&bytes);
         if let Some(expected) = reference.digest {
@@ -292,6 +334,7 @@ impl Client {
             let wrong_size = |actual: String| {
                 err(ErrorKind::SizeMismatch {
                     what: what.clone(),
+                    declared_by: "the manifest",
                     url: full_url.clone(),
                     expected: desc.size,
                     actual,

@@ -7,7 +7,7 @@ use common::{busybox_layer, layout_manifest, options, push_busybox, rt, tmp_is_e
 use kiln_oci::reference::Reference;
 use kiln_registry::{BlobDir, Client, ClientOptions, Error, ErrorKind};
 use kiln_store::{media_type, Descriptor, Store};
-use kiln_testsupport::{base_images, Fault, Proxy, Registry};
+use kiln_testsupport::{base_images, BaseImages, Fault, Proxy, Registry};
 use std::time::{Duration, Instant};
 
 mod common;
@@ -679,4 +679,59 @@ fn errors_name_upload_urls_without_their_query() {
     // The query holds the registry's upload state: noise at best.
     assert!(!text.contains("_state="), "{text}");
     assert!(!text.contains("digest=sha256"), "{text}");
+}
+
+#[test]
+fn a_platform_manifest_of_another_size_than_the_index_says_is_refused() {
+    let layout = &base_images().platforms;
+    let blob = |digest: &str| {
+        std::fs::read(
+            layout
+                .join("blobs/sha256")
+                .join(digest.strip_prefix("sha256:").unwrap()),
+        )
+        .unwrap()
+    };
+    let top = layout_manifest(layout).digest.to_string();
+    let index: serde_json::Value = serde_json::from_slice(&blob(&top)).unwrap();
+    let entry = &index["manifests"][0];
+    let child = entry["digest"].as_str().unwrap().to_string();
+    let size = entry["size"].as_u64().unwrap();
+    let platform = format!(
+        "{}/{}",
+        entry["platform"]["os"].as_str().unwrap(),
+        entry["platform"]["architecture"].as_str().unwrap()
+    );
+    let mut body = blob(&child);
+    body.extend_from_slice(&[b' '; 100]);
+    let registry = Registry::start();
+    BaseImages::skopeo_push(layout, &registry.host(), "multi:1");
+    let proxy = Proxy::start(
+        registry.port(),
+        vec![Fault::ServeBlob {
+            digest: child.clone(),
+            body,
+        }],
+    );
+    let client = Client::new(options(&[proxy.host()]));
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let reference: Reference = format!("{}/multi:1", proxy.host()).parse().unwrap();
+    let host = proxy.host();
+    let expected = format!(
+        "pulling {host}/multi@{child}: the manifest at http://{host}/v2/multi/manifests/{child} is \
+         {} bytes, but the index gives its size as {size}; the registry holds other bytes under \
+         that digest, or something between it and kiln altered them; nothing was stored",
+        size + 100
+    );
+    let err = rt()
+        .block_on(client.pull(&store, &reference, Some(&platform.parse().unwrap())))
+        .unwrap_err();
+    assert_eq!(err.to_string(), expected);
+    let err = rt()
+        .block_on(client.pull_all(&store, &reference))
+        .unwrap_err();
+    assert_eq!(err.to_string(), expected);
+    assert!(store.resolve(&reference.to_string()).is_err());
+    assert!(tmp_is_empty(&store));
 }

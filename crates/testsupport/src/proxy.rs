@@ -36,11 +36,12 @@ pub enum Fault {
         /// How many requests stall.
         times: usize,
     },
-    /// Answer GETs of the blob whose path ends with this digest with `body`
-    /// instead of the registry's blob, honouring `Range` (206, or 416 from
-    /// its end on), as a registry holding other bytes under that digest would.
+    /// Answer GETs of the blob or manifest whose path ends with this digest
+    /// with `body` instead of the registry's, honouring `Range` (206, or 416
+    /// from its end on), as a registry holding other bytes under that
+    /// digest would.
     ServeBlob {
-        /// The digest (`sha256:…`) of the blob.
+        /// The digest (`sha256:…`) of the blob or manifest.
         digest: String,
         /// What is served.
         body: Vec<u8>,
@@ -353,7 +354,9 @@ fn choose(shared: &Shared, request_line: &str, path: &str) -> Action {
                 *times -= 1;
                 return Action::Status(*code);
             }
-            Fault::ServeBlob { digest, body } if is_blob_get && path.ends_with(digest.as_str()) => {
+            Fault::ServeBlob { digest, body }
+                if request_line.starts_with("GET ") && path.ends_with(digest.as_str()) =>
+            {
                 return Action::Serve(body.clone())
             }
             Fault::SetHeader {
