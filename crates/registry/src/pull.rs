@@ -204,7 +204,6 @@ impl Client {
                 return Err(wrong_size(n.to_string()));
             }
         }
-        let limit = size.map_or(MAX_MANIFEST, |s| s as usize);
         let mut bytes = Vec::new();
         loop {
             let chunk = match tokio::time::timeout(self.opts.timeout, resp.chunk()).await {
@@ -232,7 +231,7 @@ impl Client {
             if let Some(size) = size.filter(|s| bytes.len() as u64 > *s) {
                 return Err(wrong_size(format!("more than {size}")));
             }
-            if bytes.len() > limit {
+            if bytes.len() > MAX_MANIFEST {
                 return Err(err(ErrorKind::Invalid(format!(
                     "the manifest at {url} is larger than {} MiB; that is not a manifest",
                     MAX_MANIFEST >> 20
@@ -365,21 +364,20 @@ impl Client {
                 return Err(wrong_size(n.to_string()));
             }
             let cut = loop {
-                let chunk = match tokio::time::timeout(self.opts.timeout, resp.chunk()).await {
-                    Ok(Ok(Some(chunk))) => chunk,
-                    Ok(Ok(None)) if writer.len() == desc.size => break None,
-                    Ok(Ok(None)) => {
-                        break Some(Cut::Broken(format!(
-                            "the response ended after {} of {} bytes",
-                            writer.len(),
-                            desc.size
-                        )))
-                    }
-                    Ok(Err(e)) if !e.is_timeout() => {
-                        break Some(Cut::Broken(crate::client::error_chain(&e.without_url())))
-                    }
-                    Ok(Err(_)) | Err(_) => break Some(Cut::Stalled),
-                };
+                let chunk =
+                    match tokio::time::timeout(self.opts.timeout, resp.chunk()).await {
+                        Ok(Ok(Some(chunk))) => chunk,
+                        Ok(Ok(None)) if writer.len() == desc.size => break None,
+                        Ok(Ok(None)) => break Some(Cut::Broken(
+                            "the registry closed the connection early, without saying how long \
+                             the response was"
+                                .into(),
+                        )),
+                        Ok(Err(e)) if !e.is_timeout() => {
+                            break Some(Cut::Broken(crate::client::error_chain(&e.without_url())))
+                        }
+                        Ok(Err(_)) | Err(_) => break Some(Cut::Stalled),
+                    };
                 // Stops at the first byte past the size: an over-long body
                 // is never read to its end.
                 if writer.len() + chunk.len() as u64 > desc.size {
