@@ -438,6 +438,34 @@ fn a_push_answered_with_a_wrong_stated_digest_is_refused() {
         "{text}"
     );
 
+    // A mount's answer is checked too.
+    push_busybox(
+        &Client::new(options(&[registry.host()])),
+        &registry.host(),
+        "src:1",
+    );
+    let proxy = Proxy::start(registry.port(), vec![header("POST", "mount=")]);
+    let layout = &base_images().busybox;
+    let dest = format!("{}/d:1", proxy.host()).parse().unwrap();
+    let err = rt()
+        .block_on(Client::new(options(&[proxy.host()])).push(
+            &BlobDir::of_layout(layout),
+            &layout_manifest(layout),
+            &dest,
+            &kiln_registry::PushOptions {
+                mount_from: vec!["src".into()],
+            },
+        ))
+        .unwrap_err();
+    let text = err.to_string();
+    let host = proxy.host();
+    assert!(
+        text.contains(&format!(
+            " at http://{host}/v2/d/blobs/uploads/ is {wrong}, but it is sha256:"
+        )) && text.ends_with(TAIL),
+        "{text}"
+    );
+
     // The registry has the blob already: its HEAD answer is checked too.
     push_busybox(
         &Client::new(options(&[registry.host()])),
