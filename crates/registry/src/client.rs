@@ -449,10 +449,29 @@ impl Client {
         e: reqwest::Error,
         attempts: u32,
     ) -> Error {
+        let kind = self.transport_error(&target.registry, url, e, attempts, "");
+        Error {
+            action,
+            target: Box::new(target.clone()),
+            kind,
+        }
+    }
+
+    /// What a transport error talking to `url` on `registry`'s behalf
+    /// means for the user; `context` ("fetching a token: ") prefixes the
+    /// underlying error.
+    pub(crate) fn transport_error(
+        &self,
+        registry: &str,
+        url: &str,
+        e: reqwest::Error,
+        attempts: u32,
+        context: &str,
+    ) -> ErrorKind {
         let (timed_out, connecting) = (e.is_timeout(), e.is_connect());
         // The URL is named on its own, without its query.
-        let message = error_chain(&e.without_url());
-        let kind = if timed_out {
+        let message = format!("{context}{}", error_chain(&e.without_url()));
+        if timed_out {
             ErrorKind::Timeout {
                 attempts,
                 limit: if connecting {
@@ -464,11 +483,11 @@ impl Client {
         } else if is_tls(&message) {
             ErrorKind::Tls {
                 url: url.to_string(),
-                host: target.registry.clone(),
+                host: registry.to_string(),
                 message,
             }
         } else if !connecting {
-            // Connected, then the connection broke: the registry is
+            // Connected, then the connection broke: the server is
             // reachable, so "cannot reach" would send the user astray.
             ErrorKind::Dropped {
                 url: url.to_string(),
@@ -481,11 +500,6 @@ impl Client {
                 attempts,
                 message,
             }
-        };
-        Error {
-            action,
-            target: Box::new(target.clone()),
-            kind,
         }
     }
 }

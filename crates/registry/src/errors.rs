@@ -126,7 +126,7 @@ pub enum ErrorKind {
     },
     /// The connection broke after it was made, before the answer came,
     /// after the retries ran out.
-    #[error("the connection to {url} broke before the registry answered, {attempts} {} ({message}); the registry or something between it and kiln is closing connections; try again later",
+    #[error("the connection to {url} broke before an answer came, {attempts} {} ({message}); the registry or something between it and kiln is closing connections; try again later",
         if *.attempts == 1 { "time" } else { "times" })]
     Dropped {
         /// The full URL being requested.

@@ -45,6 +45,7 @@ impl Client {
         match challenge {
             Some(Challenge::Bearer { realm, service, .. }) => {
                 fetch_token(
+                    self,
                     &host,
                     &realm,
                     service.as_deref(),

@@ -662,7 +662,7 @@ fn a_connection_closed_before_the_answer_is_not_called_unreachable() {
     assert!(
         text.starts_with(&format!(
             "pulling {host}/busybox:1: the connection to http://{host}/v2/busybox/manifests/1 broke \
-             before the registry answered, 2 times ("
+             before an answer came, 2 times ("
         )),
         "{text}"
     );
@@ -762,4 +762,43 @@ fn a_platform_manifest_of_another_size_than_the_index_says_is_refused() {
     assert_eq!(err.to_string(), expected);
     assert!(store.resolve(&reference.to_string()).is_err());
     assert!(tmp_is_empty(&store));
+}
+
+#[test]
+fn a_token_server_that_hangs_up_is_not_called_unreachable() {
+    let registry = Registry::start();
+    push_busybox(
+        &Client::new(options(&[registry.host()])),
+        &registry.host(),
+        "busybox:1",
+    );
+    let token_server = Proxy::start(
+        registry.port(),
+        vec![Fault::Hangup {
+            path: "/token".into(),
+            times: 10,
+        }],
+    );
+    let realm = format!("http://{}/token", token_server.host());
+    let proxy = Proxy::start(
+        registry.port(),
+        vec![Fault::Challenge {
+            path: "/manifests/".into(),
+            value: format!(r#"Bearer realm="{realm}",service="test""#),
+            times: 1,
+        }],
+    );
+    let err = failed_pull(&proxy, options(&[proxy.host()]), &busybox_layer());
+    assert!(matches!(err.kind, ErrorKind::Dropped { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.starts_with(&format!(
+            "pulling {}/busybox:1: the connection to {realm} broke before an answer came, 1 time \
+             (fetching a token: ",
+            proxy.host()
+        )),
+        "{text}"
+    );
+    // The token request's query names the account and scopes.
+    assert!(!text.contains("scope="), "{text}");
 }

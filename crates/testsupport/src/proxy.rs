@@ -90,6 +90,17 @@ pub enum Fault {
         /// The pause before each piece.
         every: Duration,
     },
+    /// Answer the first `times` requests whose path contains `path` with
+    /// 401 and this `WWW-Authenticate` challenge, as a registry sending
+    /// clients to a token server would.
+    Challenge {
+        /// A substring of the request path.
+        path: String,
+        /// The header's value: `Bearer realm="…",service="…"`.
+        value: String,
+        /// How many requests get it.
+        times: usize,
+    },
     /// Close the connection of the first `times` requests whose path
     /// contains `path` as soon as their head arrived, answering nothing.
     Hangup {
@@ -184,6 +195,7 @@ enum Action {
     Trickle(usize, Duration),
     TrickleUpload(usize, Duration),
     Hangup,
+    Challenge(String),
 }
 
 fn handle(mut client: TcpStream, shared: &Shared) -> io::Result<()> {
@@ -207,6 +219,14 @@ fn handle(mut client: TcpStream, shared: &Shared) -> io::Result<()> {
     let action = choose(shared, &request_line, &path);
     if let Action::Serve(body) = &action {
         return serve(&mut client, &head_text, body);
+    }
+    if let Action::Challenge(value) = &action {
+        let _ = write!(
+            client,
+            "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: {value}\r\n\
+             Content-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+        );
+        return Ok(());
     }
     if let Action::Hangup = action {
         return client.shutdown(Shutdown::Both);
@@ -314,7 +334,11 @@ fn handle(mut client: TcpStream, shared: &Shared) -> io::Result<()> {
             }
             client.shutdown(Shutdown::Both)?;
         }
-        Action::Status(_) | Action::Stall | Action::Serve(_) | Action::Hangup => {}
+        Action::Status(_)
+        | Action::Stall
+        | Action::Serve(_)
+        | Action::Hangup
+        | Action::Challenge(_) => {}
     }
     Ok(())
 }
@@ -337,6 +361,14 @@ fn choose(shared: &Shared, request_line: &str, path: &str) -> Action {
             }
             Fault::IgnoreRange(d) if is_blob_get && path.ends_with(d.as_str()) => {
                 return Action::ForwardWithoutRange
+            }
+            Fault::Challenge {
+                path: p,
+                value,
+                times,
+            } if *times > 0 && path.contains(p.as_str()) => {
+                *times -= 1;
+                return Action::Challenge(value.clone());
             }
             Fault::Hangup { path: p, times } if *times > 0 && path.contains(p.as_str()) => {
                 *times -= 1;
