@@ -157,11 +157,36 @@ impl Client {
     }
 
     /// [`Client::fetch_manifest`], refusing a body of another `size` than
-    /// given without reading more than one byte past it.
+    /// given without reading more than one byte past it. A body cut or
+    /// stalled part way is fetched again, as often as a failed request.
     async fn fetch_manifest_sized(
         &self,
         reference: &Reference,
         size: Option<u64>,
+    ) -> Result<(Descriptor, Vec<u8>)> {
+        let mut attempt = 1;
+        loop {
+            match self.fetch_manifest_once(reference, size, attempt).await {
+                Err(e)
+                    if matches!(
+                        e.kind,
+                        ErrorKind::Interrupted { .. } | ErrorKind::Stalled { .. }
+                    ) && attempt <= self.opts.retries =>
+                {
+                    tracing::debug!(target = %e.target, "fetching the manifest again after: {e}");
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// One attempt of [`Client::fetch_manifest_sized`], the `attempt`th.
+    async fn fetch_manifest_once(
+        &self,
+        reference: &Reference,
+        size: Option<u64>,
+        attempt: u32,
     ) -> Result<(Descriptor, Vec<u8>)> {
         let target = target(reference);
         let err = |kind| Error {
@@ -212,7 +237,7 @@ impl Client {
                 Ok(Err(e)) if !e.is_timeout() => {
                     return Err(err(ErrorKind::Interrupted {
                         url,
-                        attempts: 1,
+                        attempts: attempt,
                         received: bytes.len() as u64,
                         expected,
                         message: crate::client::error_chain(&e.without_url()),
@@ -221,7 +246,7 @@ impl Client {
                 Ok(Err(_)) | Err(_) => {
                     return Err(err(ErrorKind::Stalled {
                         url,
-                        attempts: 1,
+                        attempts: attempt,
                         received: bytes.len() as u64,
                         limit: self.opts.timeout,
                     }))

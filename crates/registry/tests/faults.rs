@@ -802,3 +802,52 @@ fn a_token_server_that_hangs_up_is_not_called_unreachable() {
     // The token request's query names the account and scopes.
     assert!(!text.contains("scope="), "{text}");
 }
+
+#[test]
+fn a_manifest_cut_part_way_is_fetched_again() {
+    let layout = &base_images().platforms;
+    let top = layout_manifest(layout).digest.to_string();
+    let index: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            layout
+                .join("blobs/sha256")
+                .join(top.strip_prefix("sha256:").unwrap()),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let entry = &index["manifests"][0];
+    let child = entry["digest"].as_str().unwrap().to_string();
+    let platform = format!(
+        "{}/{}",
+        entry["platform"]["os"].as_str().unwrap(),
+        entry["platform"]["architecture"].as_str().unwrap()
+    );
+    let registry = Registry::start();
+    BaseImages::skopeo_push(layout, &registry.host(), "multi:1");
+    let proxy = Proxy::start(
+        registry.port(),
+        vec![Fault::DropBlob {
+            digest: child.clone(),
+            after: 100,
+            times: 1,
+        }],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let reference: Reference = format!("{}/multi:1", proxy.host()).parse().unwrap();
+    let pulled = rt()
+        .block_on(Client::new(options(&[proxy.host()])).pull(
+            &store,
+            &reference,
+            Some(&platform.parse().unwrap()),
+        ))
+        .unwrap();
+    assert_eq!(pulled.manifest.digest.to_string(), child);
+    let gets = proxy
+        .requests()
+        .iter()
+        .filter(|r| r.contains(&format!("/manifests/{child}")))
+        .count();
+    assert_eq!(gets, 2, "{:#?}", proxy.requests());
+}

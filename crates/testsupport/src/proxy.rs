@@ -14,8 +14,9 @@ use std::time::Duration;
 pub enum Fault {
     /// Serve the blob whose path ends with this digest with its last byte changed.
     CorruptBlob(String),
-    /// Cut the connection after this many body bytes of the blob whose path
-    /// ends with this digest, the first `times` times it is fetched.
+    /// Cut the connection after this many body bytes of the blob or
+    /// manifest whose path ends with this digest, the first `times` times
+    /// it is fetched.
     DropBlob {
         /// The digest (`sha256:…`) of the blob.
         digest: String,
@@ -355,7 +356,10 @@ fn choose(shared: &Shared, request_line: &str, path: &str) -> Action {
                 digest,
                 after,
                 times,
-            } if *times > 0 && is_blob_get && path.ends_with(digest.as_str()) => {
+            } if *times > 0
+                && request_line.starts_with("GET ")
+                && path.ends_with(digest.as_str()) =>
+            {
                 *times -= 1;
                 return Action::Drop(*after);
             }
