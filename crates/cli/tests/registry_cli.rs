@@ -507,3 +507,139 @@ fn timeout_flag_bounds_a_stalled_registry() {
         run.stderr
     );
 }
+
+/// The busybox layer's digest and size.
+fn busybox_layer() -> (String, usize) {
+    let layout = &base_images().busybox;
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let manifest = index["manifests"][0]["digest"].as_str().unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            layout
+                .join("blobs/sha256")
+                .join(manifest.strip_prefix("sha256:").unwrap()),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let layer = &manifest["layers"][0];
+    (
+        layer["digest"].as_str().unwrap().to_string(),
+        layer["size"].as_u64().unwrap() as usize,
+    )
+}
+
+/// True when a file named `name` is anywhere under `dir`.
+fn holds_file(dir: &Path, name: &str) -> bool {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| {
+            let path = e.path();
+            e.file_name() == name || (path.is_dir() && holds_file(&path, name))
+        })
+}
+
+#[test]
+fn a_wrong_size_blob_fails_the_pull_naming_both_sizes_and_stores_nothing() {
+    let registry = Registry::start();
+    BaseImages::skopeo_push(&base_images().busybox, &registry.host(), "busybox:1");
+    let (layer, size) = busybox_layer();
+    let proxy = Proxy::start(
+        registry.port(),
+        vec![Fault::ServeBlob {
+            digest: layer.clone(),
+            body: vec![0; 1000],
+        }],
+    );
+    let host = proxy.host();
+    let home = tempfile::tempdir().unwrap();
+    let run = kiln(
+        home.path(),
+        &[
+            "pull",
+            "--insecure-registry",
+            &host,
+            &format!("{host}/busybox:1"),
+        ],
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(
+        run.stderr,
+        format!(
+            "error: pulling {host}/busybox@{layer}: blob {layer} at \
+             http://{host}/v2/busybox/blobs/{layer} is 1000 bytes, but the manifest gives its size \
+             as {size}; the registry holds other bytes under that digest, or something between it \
+             and kiln altered them; nothing was stored\n"
+        )
+    );
+    assert!(!holds_file(
+        &home.path().join("store"),
+        layer.strip_prefix("sha256:").unwrap()
+    ));
+    let run = kiln(home.path(), &["images"]);
+    assert!(!run.stdout.contains("busybox"), "{}", run.stdout);
+}
+
+#[test]
+fn timeout_flag_cuts_a_stalled_body_but_not_a_slow_one() {
+    let registry = Registry::start();
+    BaseImages::skopeo_push(&base_images().busybox, &registry.host(), "busybox:1");
+    let (layer, size) = busybox_layer();
+    let home = tempfile::tempdir().unwrap();
+    let pull = |proxy: &Proxy| {
+        let host = proxy.host();
+        kiln(
+            home.path(),
+            &[
+                "pull",
+                "--insecure-registry",
+                &host,
+                "--timeout",
+                "1",
+                "--retry-times",
+                "0",
+                &format!("{host}/busybox:1"),
+            ],
+        )
+    };
+    let stalled = Proxy::start(
+        registry.port(),
+        vec![Fault::StallBody {
+            path: format!("/blobs/{layer}"),
+            after: 1000,
+            times: 1,
+        }],
+    );
+    let run = pull(&stalled);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let host = stalled.host();
+    assert_eq!(
+        run.stderr,
+        format!(
+            "error: pulling {host}/busybox@{layer}: http://{host}/v2/busybox/blobs/{layer} sent \
+             nothing for 1s after 1000 bytes (1 attempt); the registry or the network is stuck; \
+             check them, or allow longer pauses with `--timeout SECONDS`\n"
+        )
+    );
+
+    // Eight pauses of 0.3 s: 2.4 s in all, each well under the 1 s timeout.
+    let slow = Proxy::start(
+        registry.port(),
+        vec![Fault::Trickle {
+            path: format!("/blobs/{layer}"),
+            chunk: size / 8 + 1,
+            every: std::time::Duration::from_millis(300),
+        }],
+    );
+    let started = std::time::Instant::now();
+    let run = pull(&slow);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(started.elapsed() >= std::time::Duration::from_millis(2400));
+    assert!(holds_file(
+        &home.path().join("store"),
+        layer.strip_prefix("sha256:").unwrap()
+    ));
+}

@@ -2,7 +2,7 @@
 //! basic credentials or bearer tokens fetched for each scope and reused.
 
 use crate::challenge::Challenge;
-use crate::client::{error_chain, Client, Host, Scope};
+use crate::client::{Client, Host, Scope};
 use crate::credentials::Credentials;
 use crate::errors::{detail_from_body, ErrorKind};
 use base64::engine::general_purpose::STANDARD;
@@ -48,8 +48,15 @@ pub(crate) async fn header(
             if let Some(token) = state.tokens.get(scope) {
                 return Ok(Some(format!("Bearer {token}")));
             }
-            let token =
-                fetch_token(host, &realm, service.as_deref(), scope, creds.as_ref()).await?;
+            let token = fetch_token(
+                client,
+                host,
+                &realm,
+                service.as_deref(),
+                scope,
+                creds.as_ref(),
+            )
+            .await?;
             state.tokens.insert(scope.clone(), token.clone());
             Ok(Some(format!("Bearer {token}")))
         }
@@ -80,6 +87,7 @@ fn basic(c: &Credentials) -> String {
 
 /// Asks the token server at `realm` for a token covering `scope`.
 pub(crate) async fn fetch_token(
+    client: &Client,
     host: &Host,
     realm: &str,
     service: Option<&str>,
@@ -100,11 +108,10 @@ pub(crate) async fn fetch_token(
     if let Some(c) = creds {
         request = request.header(reqwest::header::AUTHORIZATION, basic(c));
     }
-    let resp = request.send().await.map_err(|e| ErrorKind::Connect {
-        url: realm.to_string(),
-        attempts: 1,
-        message: format!("fetching a token: {}", error_chain(&e)),
-    })?;
+    let resp = request
+        .send()
+        .await
+        .map_err(|e| client.transport_error(&host.name, realm, e, 1, "fetching a token: "))?;
     let status = resp.status();
     let body = resp.bytes().await.unwrap_or_default();
     if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {

@@ -5,11 +5,12 @@
 use crate::auth::{self, AuthState};
 use crate::credentials::{AuthFiles, Credentials};
 use crate::errors::{detail_from_body, Error, ErrorKind, Result, Target};
+use kiln_oci::Digest;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How a [`Client`] connects and authenticates. [`ClientOptions::from_env`]
 /// gives the defaults a user expects.
@@ -33,9 +34,13 @@ pub struct ClientOptions {
     pub retries: u32,
     /// The first retry's delay; each later one doubles it.
     pub backoff: Duration,
-    /// Connect timeout, and the longest a response may stall (waiting for
-    /// its headers or between two reads of its body).
+    /// The stall timeout: the longest a transfer may go without progress
+    /// (waiting for response headers, between two reads of a body, or an
+    /// upload's body not moving). A slow transfer that keeps moving is
+    /// never cut, however long it takes.
     pub timeout: Duration,
+    /// The longest a TCP connection may take to open.
+    pub connect_timeout: Duration,
     /// Blobs transferred at once.
     pub concurrency: usize,
     /// Push blobs larger than this in chunks of this size (`PATCH`); `None`
@@ -72,6 +77,7 @@ impl ClientOptions {
             retries: 4,
             backoff: Duration::from_millis(500),
             timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(30),
             concurrency: 4,
             chunk_size: None,
         }
@@ -92,9 +98,21 @@ pub struct Client {
 pub(crate) struct Host {
     pub(crate) name: String,
     pub(crate) http: reqwest::Client,
+    /// For uploads: without reqwest's read timeout, which counts from the
+    /// start of a request, so would cut a long upload however steadily it
+    /// moved; [`Client::send_upload`] watches the body's progress instead.
+    upload_http: reqwest::Client,
     /// `https://host` or `http://host`, once known.
     base: tokio::sync::OnceCell<String>,
     pub(crate) auth: tokio::sync::Mutex<AuthState>,
+}
+
+/// Where [`Client::send_via`] sends a request: the host, its base URL (or
+/// the whole URL, off the registry), and for an upload its progress.
+struct Route<'a> {
+    host: &'a Host,
+    base: &'a str,
+    progress: Option<&'a Progress>,
 }
 
 /// The actions a request needs on its repositories, for token scopes.
@@ -141,14 +159,17 @@ impl Client {
         if let Some(h) = hosts.get(name) {
             return Ok(h.clone());
         }
-        let http = self.build_http(name).map_err(|kind| Error {
+        let err = |kind| Error {
             action,
             target: Box::new(target.clone()),
             kind,
-        })?;
+        };
+        let http = self.build_http(name, true).map_err(err)?;
+        let upload_http = self.build_http(name, false).map_err(err)?;
         let host = Arc::new(Host {
             name: name.to_string(),
             http,
+            upload_http,
             base: tokio::sync::OnceCell::new(),
             auth: tokio::sync::Mutex::new(AuthState::default()),
         });
@@ -156,13 +177,17 @@ impl Client {
         Ok(host)
     }
 
-    fn build_http(&self, host: &str) -> Result<reqwest::Client, ErrorKind> {
+    /// An HTTP client for `host`; `read_timeout`: with the stall timeout
+    /// on each read.
+    fn build_http(&self, host: &str, read_timeout: bool) -> Result<reqwest::Client, ErrorKind> {
         let mut builder = reqwest::Client::builder()
             .use_rustls_tls()
             .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(self.opts.timeout)
-            .read_timeout(self.opts.timeout)
+            .connect_timeout(self.opts.connect_timeout)
             .pool_idle_timeout(Duration::from_secs(60));
+        if read_timeout {
+            builder = builder.read_timeout(self.opts.timeout);
+        }
         if self.opts.is_insecure(host) {
             builder = builder.danger_accept_invalid_certs(true);
         }
@@ -238,8 +263,33 @@ impl Client {
     ) -> Result<Response> {
         let host = self.host(&target.registry, target, action)?;
         let base = self.base(&host, target, action).await?;
-        self.send_via(&host, &base, target, action, scope, build)
-            .await
+        let route = Route {
+            host: &host,
+            base: &base,
+            progress: None,
+        };
+        self.send_via(route, target, action, scope, build).await
+    }
+
+    /// [`Client::send`] for a request whose body streams a blob and marks
+    /// `progress` as it goes: an attempt fails once neither the body nor
+    /// the answer moved for the stall timeout.
+    pub(crate) async fn send_upload(
+        &self,
+        target: &Target,
+        action: &'static str,
+        scope: &Scope,
+        progress: &Progress,
+        build: impl Fn(&reqwest::Client, &str) -> RequestBuilder,
+    ) -> Result<Response> {
+        let host = self.host(&target.registry, target, action)?;
+        let base = self.base(&host, target, action).await?;
+        let route = Route {
+            host: &host,
+            base: &base,
+            progress: Some(progress),
+        };
+        self.send_via(route, target, action, scope, build).await
     }
 
     /// Sends a GET of `url`, which is not on the registry (a foreign
@@ -269,7 +319,12 @@ impl Client {
             }
         };
         let host = self.host(&name, target, action)?;
-        self.send_via(&host, url, target, action, &Scope::none(), |http, _| {
+        let route = Route {
+            host: &host,
+            base: url,
+            progress: None,
+        };
+        self.send_via(route, target, action, &Scope::none(), |http, _| {
             with_range(http.get(url), range_from)
         })
         .await
@@ -277,14 +332,23 @@ impl Client {
 
     async fn send_via(
         &self,
-        host: &Host,
-        base: &str,
+        route: Route<'_>,
         target: &Target,
         action: &'static str,
         scope: &Scope,
         build: impl Fn(&reqwest::Client, &str) -> RequestBuilder,
     ) -> Result<Response> {
+        let Route {
+            host,
+            base,
+            progress,
+        } = route;
         let base = base.to_string();
+        let http = if progress.is_some() {
+            &host.upload_http
+        } else {
+            &host.http
+        };
         let err = |kind| Error {
             action,
             target: Box::new(target.clone()),
@@ -294,30 +358,44 @@ impl Client {
         let mut reauthenticated = false;
         loop {
             attempt += 1;
-            let mut request = build(&host.http, &base);
+            let mut request = build(http, &base);
             if let Some(value) = auth::header(self, host, scope).await.map_err(&err)? {
                 request = request.header(reqwest::header::AUTHORIZATION, value);
             }
-            let (kind, retry_after) = match request.send().await {
-                Err(e) => {
-                    let url = e
-                        .url()
-                        .map(|u| u.to_string())
-                        .unwrap_or_else(|| base.clone());
+            let sent = match progress {
+                None => Some(request.send().await),
+                Some(progress) => {
+                    progress.mark();
+                    tokio::select! {
+                        sent = request.send() => Some(sent),
+                        () = progress.stalled(self.opts.timeout) => None,
+                    }
+                }
+            };
+            let (kind, retry_after) = match sent {
+                None => (
+                    ErrorKind::Timeout {
+                        attempts: attempt,
+                        limit: self.opts.timeout,
+                    },
+                    None,
+                ),
+                Some(Err(e)) => {
+                    let url = e.url().map(shown_url).unwrap_or_else(|| base.clone());
                     let failure = self.fail(action, target, &url, e, attempt);
                     if !failure.kind.is_transient() {
                         return Err(failure);
                     }
                     (failure.kind, None)
                 }
-                Ok(resp) if resp.status() == StatusCode::UNAUTHORIZED => {
+                Some(Ok(resp)) if resp.status() == StatusCode::UNAUTHORIZED => {
                     let challenge = resp
                         .headers()
                         .get_all(reqwest::header::WWW_AUTHENTICATE)
                         .iter()
                         .filter_map(|v| v.to_str().ok())
                         .find_map(crate::challenge::Challenge::parse);
-                    let detail = detail_from_body(&resp.bytes().await.unwrap_or_default());
+                    let detail = detail_from_body(&small_body(resp, self.opts.timeout).await);
                     if !reauthenticated {
                         if let Some(challenge) = challenge {
                             reauthenticated = true;
@@ -331,7 +409,7 @@ impl Client {
                         detail,
                     }));
                 }
-                Ok(resp) if is_transient_status(resp.status()) => {
+                Some(Ok(resp)) if is_transient_status(resp.status()) => {
                     let status = resp.status();
                     let retry_after = resp
                         .headers()
@@ -339,7 +417,7 @@ impl Client {
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.parse::<u64>().ok())
                         .map(|s| Duration::from_secs(s.min(30)));
-                    let detail = detail_from_body(&resp.bytes().await.unwrap_or_default());
+                    let detail = detail_from_body(&small_body(resp, self.opts.timeout).await);
                     let kind = if status == StatusCode::TOO_MANY_REQUESTS {
                         ErrorKind::TooManyRequests { attempts: attempt }
                     } else {
@@ -351,7 +429,7 @@ impl Client {
                     };
                     (kind, retry_after)
                 }
-                Ok(resp) => return Ok(resp),
+                Some(Ok(resp)) => return Ok(resp),
             };
             if attempt > self.opts.retries {
                 return Err(err(kind));
@@ -371,16 +449,49 @@ impl Client {
         e: reqwest::Error,
         attempts: u32,
     ) -> Error {
-        let message = error_chain(&e);
-        let kind = if e.is_timeout() {
+        let kind = self.transport_error(&target.registry, url, e, attempts, "");
+        Error {
+            action,
+            target: Box::new(target.clone()),
+            kind,
+        }
+    }
+
+    /// What a transport error talking to `url` on `registry`'s behalf
+    /// means for the user; `context` ("fetching a token: ") prefixes the
+    /// underlying error.
+    pub(crate) fn transport_error(
+        &self,
+        registry: &str,
+        url: &str,
+        e: reqwest::Error,
+        attempts: u32,
+        context: &str,
+    ) -> ErrorKind {
+        let (timed_out, connecting) = (e.is_timeout(), e.is_connect());
+        // The URL is named on its own, without its query.
+        let message = format!("{context}{}", error_chain(&e.without_url()));
+        if timed_out {
             ErrorKind::Timeout {
                 attempts,
-                limit: self.opts.timeout,
+                limit: if connecting {
+                    self.opts.connect_timeout
+                } else {
+                    self.opts.timeout
+                },
             }
         } else if is_tls(&message) {
             ErrorKind::Tls {
                 url: url.to_string(),
-                host: target.registry.clone(),
+                host: registry.to_string(),
+                message,
+            }
+        } else if !connecting {
+            // Connected, then the connection broke: the server is
+            // reachable, so "cannot reach" would send the user astray.
+            ErrorKind::Dropped {
+                url: url.to_string(),
+                attempts,
                 message,
             }
         } else {
@@ -389,11 +500,6 @@ impl Client {
                 attempts,
                 message,
             }
-        };
-        Error {
-            action,
-            target: Box::new(target.clone()),
-            kind,
         }
     }
 }
@@ -429,11 +535,72 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     parts.join(": ")
 }
 
-/// An error for a response the caller did not expect.
-pub(crate) async fn status_error(resp: Response, what: &str) -> ErrorKind {
+/// Refuses `resp` when its `Docker-Content-Digest` names other content
+/// than `actual` (`what`), the digest kiln computed or asked for. A digest
+/// of another algorithm than sha256 cannot be checked and is let through.
+pub(crate) fn check_stated_digest(
+    resp: &Response,
+    what: &str,
+    actual: &Digest,
+) -> Result<(), ErrorKind> {
+    let Some(value) = resp.headers().get("docker-content-digest") else {
+        return Ok(());
+    };
+    let stated = String::from_utf8_lossy(value.as_bytes()).trim().to_string();
+    let other_algorithm = stated
+        .split_once(':')
+        .is_some_and(|(alg, _)| alg != "sha256" && !alg.is_empty());
+    if other_algorithm || stated == actual.to_string() {
+        return Ok(());
+    }
+    Err(ErrorKind::StatedDigestMismatch {
+        what: format!("{what} at {}", shown_url(resp.url())),
+        stated,
+        actual: *actual,
+    })
+}
+
+/// When an upload's body last moved, for the stall timeout.
+#[derive(Clone, Debug)]
+pub(crate) struct Progress(Arc<Mutex<Instant>>);
+
+impl Progress {
+    pub(crate) fn new() -> Progress {
+        Progress(Arc::new(Mutex::new(Instant::now())))
+    }
+
+    /// Records that the transfer moved just now.
+    pub(crate) fn mark(&self) {
+        *self.0.lock().expect("progress poisoned") = Instant::now();
+    }
+
+    /// Returns once the transfer has not moved for `limit`.
+    async fn stalled(&self, limit: Duration) {
+        loop {
+            let deadline = *self.0.lock().expect("progress poisoned") + limit;
+            if Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep_until(deadline.into()).await;
+        }
+    }
+}
+
+/// A short body (an error's explanation), or empty when it cannot be read
+/// within `limit`: it only adds detail to an error already found.
+pub(crate) async fn small_body(resp: Response, limit: Duration) -> Vec<u8> {
+    match tokio::time::timeout(limit, resp.bytes()).await {
+        Ok(Ok(bytes)) => bytes.to_vec(),
+        _ => Vec::new(),
+    }
+}
+
+/// An error for a response the caller did not expect; `limit` bounds
+/// reading its explanation.
+pub(crate) async fn status_error(resp: Response, what: &str, limit: Duration) -> ErrorKind {
     let status = resp.status();
-    let request = resp.url().path().to_string();
-    let detail = detail_from_body(&resp.bytes().await.unwrap_or_default());
+    let request = shown_url(resp.url());
+    let detail = detail_from_body(&small_body(resp, limit).await);
     match status {
         StatusCode::FORBIDDEN => ErrorKind::Forbidden { detail },
         StatusCode::NOT_FOUND => ErrorKind::NotFound {
@@ -446,6 +613,19 @@ pub(crate) async fn status_error(resp: Response, what: &str) -> ErrorKind {
             detail,
         },
     }
+}
+
+/// `url` as errors show it: scheme, host, port and path, without the query
+/// or credentials, which can hold upload state or a storage backend's
+/// signature that must not end up in logs.
+pub(crate) fn shown_url(url: &reqwest::Url) -> String {
+    let mut shown = url.clone();
+    shown.set_query(None);
+    shown.set_fragment(None);
+    // Fails only for URLs that cannot carry credentials anyway.
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
+    shown.to_string()
 }
 
 /// `request` asking for the bytes from `offset` on, or all of them from 0.

@@ -101,7 +101,7 @@ pub enum ErrorKind {
     Status {
         /// The HTTP status.
         status: u16,
-        /// The request: `GET /v2/…`.
+        /// The full URL requested.
         request: String,
         /// The registry's own explanation, formatted as `: …`, or empty.
         detail: String,
@@ -118,6 +118,18 @@ pub enum ErrorKind {
     #[error("cannot reach the registry at {url} after {attempts} attempts ({message}); check that it is running and the address is right")]
     Connect {
         /// The URL being requested.
+        url: String,
+        /// How many attempts were made.
+        attempts: u32,
+        /// The underlying error.
+        message: String,
+    },
+    /// The connection broke after it was made, before the answer came,
+    /// after the retries ran out.
+    #[error("the connection to {url} broke before an answer came, {attempts} {} ({message}); the registry or something between it and kiln is closing connections; try again later",
+        if *.attempts == 1 { "time" } else { "times" })]
+    Dropped {
+        /// The full URL being requested.
         url: String,
         /// How many attempts were made.
         attempts: u32,
@@ -143,6 +155,63 @@ pub enum ErrorKind {
         expected: Digest,
         /// The digest it had.
         actual: Digest,
+    },
+    /// A blob's length is not the size its descriptor gives.
+    #[error("{what} at {url} is {actual} bytes, but {declared_by} gives its size as {expected}; the registry holds other bytes under that digest, or something between it and kiln altered them; nothing was stored")]
+    SizeMismatch {
+        /// What was being fetched: "blob sha256:…".
+        what: String,
+        /// What gives the size: "the manifest" for a blob, "the index"
+        /// for a platform's manifest.
+        declared_by: &'static str,
+        /// The full URL it was fetched from.
+        url: String,
+        /// The size the descriptor gives.
+        expected: u64,
+        /// The size the registry has: `812`, `more than 1024`, `at most 50000`.
+        actual: String,
+    },
+    /// A registry stated a digest (`Docker-Content-Digest`) other than the
+    /// one of the content sent or received.
+    #[error("the registry states (Docker-Content-Digest) that {what} is {stated}, but it is {actual}; the registry or something between it and kiln is not handling the content faithfully, so kiln stops here; nothing is stored or tagged from that answer, find out what the registry or a proxy in front of it does wrong")]
+    StatedDigestMismatch {
+        /// What it is about, with the full URL of the request answered:
+        /// "the manifest at https://…".
+        what: String,
+        /// The header's value.
+        stated: String,
+        /// The digest kiln computed or asked for.
+        actual: Digest,
+    },
+    /// A body's connection broke part way every time, after the retries ran out.
+    #[error("the connection to {url} broke {attempts} {}, the last after {received}{} bytes ({message}); the registry or something between it and kiln is closing connections; try again later",
+        if *.attempts == 1 { "time" } else { "times" },
+        .expected.map_or_else(String::new, |e| format!(" of {e}")))]
+    Interrupted {
+        /// The full URL being read.
+        url: String,
+        /// How many attempts were cut.
+        attempts: u32,
+        /// Bytes received when the last one broke.
+        received: u64,
+        /// Bytes expected in all, when known.
+        expected: Option<u64>,
+        /// The underlying error.
+        message: String,
+    },
+    /// A body stopped arriving for longer than the stall timeout
+    /// ([`crate::ClientOptions::timeout`]), after the retries ran out.
+    #[error("{url} sent nothing for {limit:?} after {received} bytes ({attempts} {}); the registry or the network is stuck; check them, or allow longer pauses with `--timeout SECONDS`",
+        if *.attempts == 1 { "attempt" } else { "attempts" })]
+    Stalled {
+        /// The full URL being read.
+        url: String,
+        /// How many attempts stalled.
+        attempts: u32,
+        /// Bytes received when the last one stalled.
+        received: u64,
+        /// How long a pause is tolerated.
+        limit: std::time::Duration,
     },
     /// A manifest, index or token response that is not what the spec says.
     #[error("{0}")]
@@ -185,6 +254,7 @@ impl ErrorKind {
                 | ErrorKind::Server { .. }
                 | ErrorKind::Timeout { .. }
                 | ErrorKind::Connect { .. }
+                | ErrorKind::Dropped { .. }
         )
     }
 }

@@ -45,6 +45,7 @@ impl Client {
         match challenge {
             Some(Challenge::Bearer { realm, service, .. }) => {
                 fetch_token(
+                    self,
                     &host,
                     &realm,
                     service.as_deref(),
@@ -69,7 +70,12 @@ impl Client {
                         registry: registry.to_string(),
                         detail: ": the user name or password is wrong".into(),
                     })),
-                    _ => Err(err(status_error(resp, "the /v2/ endpoint").await)),
+                    _ => Err(err(status_error(
+                        resp,
+                        "the /v2/ endpoint",
+                        self.opts.timeout,
+                    )
+                    .await)),
                 }
             }
         }

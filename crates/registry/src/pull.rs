@@ -2,7 +2,7 @@
 //! blobs streamed into the store concurrently, verified, resumed with
 //! `Range` after a dropped connection, and committed atomically.
 
-use crate::client::{status_error, v2, with_range, Client, Scope};
+use crate::client::{check_stated_digest, shown_url, status_error, v2, with_range, Client, Scope};
 use crate::errors::{Error, ErrorKind, Result, Target};
 use crate::manifest::{self, Parsed};
 use crate::platform::Platform;
@@ -86,9 +86,7 @@ impl Client {
                     available: available.join(", "),
                 })
             })?;
-            let mut by_digest = reference.clone();
-            by_digest.digest = Some(entry.descriptor.digest);
-            let (child, child_bytes) = self.fetch_manifest(&by_digest).await?;
+            let (child, child_bytes) = self.fetch_index_entry(reference, &entry.descriptor).await?;
             index = Some(desc);
             desc = Descriptor::new(&child.media_type, child.digest, child.size);
             bytes = child_bytes;
@@ -142,6 +140,54 @@ impl Client {
     /// Fetches the manifest or index `reference` names, checking it against
     /// the reference's digest when it has one. Returns its descriptor and bytes.
     pub async fn fetch_manifest(&self, reference: &Reference) -> Result<(Descriptor, Vec<u8>)> {
+        self.fetch_manifest_sized(reference, None).await
+    }
+
+    /// Fetches the manifest `entry` of an index names from `reference`'s
+    /// repository, checked against the entry's digest and size.
+    pub(crate) async fn fetch_index_entry(
+        &self,
+        reference: &Reference,
+        entry: &Descriptor,
+    ) -> Result<(Descriptor, Vec<u8>)> {
+        let mut by_digest = reference.clone();
+        by_digest.digest = Some(entry.digest);
+        self.fetch_manifest_sized(&by_digest, Some(entry.size))
+            .await
+    }
+
+    /// [`Client::fetch_manifest`], refusing a body of another `size` than
+    /// given without reading more than one byte past it. A body cut or
+    /// stalled part way is fetched again, as often as a failed request.
+    async fn fetch_manifest_sized(
+        &self,
+        reference: &Reference,
+        size: Option<u64>,
+    ) -> Result<(Descriptor, Vec<u8>)> {
+        let mut attempt = 1;
+        loop {
+            match self.fetch_manifest_once(reference, size, attempt).await {
+                Err(e)
+                    if matches!(
+                        e.kind,
+                        ErrorKind::Interrupted { .. } | ErrorKind::Stalled { .. }
+                    ) && attempt <= self.opts.retries =>
+                {
+                    tracing::debug!(target = %e.target, "fetching the manifest again after: {e}");
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// One attempt of [`Client::fetch_manifest_sized`], the `attempt`th.
+    async fn fetch_manifest_once(
+        &self,
+        reference: &Reference,
+        size: Option<u64>,
+        attempt: u32,
+    ) -> Result<(Descriptor, Vec<u8>)> {
         let target = target(reference);
         let err = |kind| Error {
             action: ACTION,
@@ -160,37 +206,77 @@ impl Client {
             )
             .await?;
         if resp.status() != StatusCode::OK {
-            return Err(err(status_error(resp, "manifest").await));
+            return Err(err(status_error(resp, "manifest", self.opts.timeout).await));
         }
         let content_type = resp
             .headers()
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
+        let url = shown_url(resp.url());
+        let expected = resp.content_length();
+        let wrong_size = |actual: String| {
+            err(ErrorKind::SizeMismatch {
+                what: "the manifest".into(),
+                declared_by: "the index",
+                url: url.clone(),
+                expected: size.unwrap_or_default(),
+                actual,
+            })
+        };
+        if let (Some(size), Some(n)) = (size, expected) {
+            if n != size {
+                return Err(wrong_size(n.to_string()));
+            }
+        }
         let mut bytes = Vec::new();
-        while let Some(chunk) = resp
-            .chunk()
-            .await
-            .map_err(|e| self.fail(ACTION, &target, &path, e, 1))?
-        {
+        loop {
+            let chunk = match tokio::time::timeout(self.opts.timeout, resp.chunk()).await {
+                Ok(Ok(Some(chunk))) => chunk,
+                Ok(Ok(None)) => break,
+                Ok(Err(e)) if !e.is_timeout() => {
+                    return Err(err(ErrorKind::Interrupted {
+                        url,
+                        attempts: attempt,
+                        received: bytes.len() as u64,
+                        expected,
+                        message: crate::client::error_chain(&e.without_url()),
+                    }))
+                }
+                Ok(Err(_)) | Err(_) => {
+                    return Err(err(ErrorKind::Stalled {
+                        url,
+                        attempts: attempt,
+                        received: bytes.len() as u64,
+                        limit: self.opts.timeout,
+                    }))
+                }
+            };
             bytes.extend_from_slice(&chunk);
+            if let Some(size) = size.filter(|s| bytes.len() as u64 > *s) {
+                return Err(wrong_size(format!("more than {size}")));
+            }
             if bytes.len() > MAX_MANIFEST {
                 return Err(err(ErrorKind::Invalid(format!(
-                    "the manifest is larger than {} MiB; that is not a manifest",
+                    "the manifest at {url} is larger than {} MiB; that is not a manifest",
                     MAX_MANIFEST >> 20
                 ))));
             }
+        }
+        if size.is_some_and(|s| bytes.len() as u64 != s) {
+            return Err(wrong_size(bytes.len().to_string()));
         }
         let digest = Digest::of(&bytes);
         if let Some(expected) = reference.digest {
             if expected != digest {
                 return Err(err(ErrorKind::DigestMismatch {
-                    what: "the manifest".into(),
+                    what: format!("the manifest at {url}"),
                     expected,
                     actual: digest,
                 }));
             }
         }
+        check_stated_digest(&resp, "the manifest", &digest).map_err(err)?;
         let mt = manifest::media_type_of(content_type.as_deref(), &bytes);
         Ok((Descriptor::new(&mt, digest, bytes.len() as u64), bytes))
     }
@@ -268,64 +354,90 @@ impl Client {
                     .await?
                 }
             };
-            match resp.status() {
-                StatusCode::PARTIAL_CONTENT if offset > 0 => {}
-                StatusCode::OK if offset == 0 => {}
-                // The server ignored the Range header: start again.
-                StatusCode::OK => writer = store.ingest().map_err(|e| err(e.into()))?,
-                _ => return Err(err(status_error(resp, &what).await)),
-            }
-            let dropped = loop {
-                match resp.chunk().await {
-                    Ok(Some(bytes)) => {
-                        if writer.len() + bytes.len() as u64 > desc.size {
-                            return Err(err(ErrorKind::Invalid(format!(
-                                "the registry sent more than the {} bytes the manifest gives {what}; \
-                                 the registry or something in between is serving corrupt data, nothing was stored",
-                                desc.size
-                            ))));
-                        }
-                        writer.write_all(&bytes).map_err(|source| {
-                            err(ErrorKind::Io {
-                                action: "writing",
-                                path: store.tmp_dir().display().to_string(),
-                                source,
-                            })
-                        })?;
-                    }
-                    Ok(None) if writer.len() == desc.size => break None,
-                    Ok(None) => {
-                        break Some((
-                            format!(
-                                "the connection ended after {} of {} bytes",
-                                writer.len(),
-                                desc.size
-                            ),
-                            false,
-                        ))
-                    }
-                    Err(e) => break Some((crate::client::error_chain(&e), e.is_timeout())),
-                }
+            let full_url = shown_url(resp.url());
+            let wrong_size = |actual: String| {
+                err(ErrorKind::SizeMismatch {
+                    what: what.clone(),
+                    declared_by: "the manifest",
+                    url: full_url.clone(),
+                    expected: desc.size,
+                    actual,
+                })
             };
-            let Some((message, stalled)) = dropped else {
+            // The size of the whole blob, as far as the response says.
+            let announced = match resp.status() {
+                StatusCode::PARTIAL_CONTENT if offset > 0 => {
+                    range_total(&resp).or_else(|| resp.content_length().map(|n| offset + n))
+                }
+                StatusCode::OK if offset == 0 => resp.content_length(),
+                // The server ignored the Range header: start again.
+                StatusCode::OK => {
+                    writer = store.ingest().map_err(|e| err(e.into()))?;
+                    resp.content_length()
+                }
+                // Only bytes before `offset`, short of the descriptor's
+                // size, were asked about: the server has no more than that.
+                StatusCode::RANGE_NOT_SATISFIABLE if offset > 0 => {
+                    let actual = range_total(&resp)
+                        .map_or_else(|| format!("at most {offset}"), |n| n.to_string());
+                    return Err(wrong_size(actual));
+                }
+                _ => return Err(err(status_error(resp, &what, self.opts.timeout).await)),
+            };
+            check_stated_digest(&resp, &what, &desc.digest).map_err(err)?;
+            if let Some(n) = announced.filter(|n| *n != desc.size) {
+                return Err(wrong_size(n.to_string()));
+            }
+            let cut = loop {
+                let chunk =
+                    match tokio::time::timeout(self.opts.timeout, resp.chunk()).await {
+                        Ok(Ok(Some(chunk))) => chunk,
+                        Ok(Ok(None)) if writer.len() == desc.size => break None,
+                        Ok(Ok(None)) => break Some(Cut::Broken(
+                            "the registry closed the connection early, without saying how long \
+                             the response was"
+                                .into(),
+                        )),
+                        Ok(Err(e)) if !e.is_timeout() => {
+                            break Some(Cut::Broken(crate::client::error_chain(&e.without_url())))
+                        }
+                        Ok(Err(_)) | Err(_) => break Some(Cut::Stalled),
+                    };
+                // Stops at the first byte past the size: an over-long body
+                // is never read to its end.
+                if writer.len() + chunk.len() as u64 > desc.size {
+                    return Err(wrong_size(format!("more than {}", desc.size)));
+                }
+                writer.write_all(&chunk).map_err(|source| {
+                    err(ErrorKind::Io {
+                        action: "writing",
+                        path: store.tmp_dir().display().to_string(),
+                        source,
+                    })
+                })?;
+            };
+            let Some(cut) = cut else {
                 break;
             };
             drops += 1;
             if drops > self.opts.retries {
-                return Err(err(if stalled {
-                    ErrorKind::Timeout {
+                return Err(err(match cut {
+                    Cut::Stalled => ErrorKind::Stalled {
+                        url: full_url,
                         attempts: drops,
+                        received: writer.len(),
                         limit: self.opts.timeout,
-                    }
-                } else {
-                    ErrorKind::Connect {
-                        url: url.map_or_else(|| path.clone(), str::to_string),
+                    },
+                    Cut::Broken(message) => ErrorKind::Interrupted {
+                        url: full_url,
                         attempts: drops,
+                        received: writer.len(),
+                        expected: Some(desc.size),
                         message,
-                    }
+                    },
                 }));
             }
-            tracing::debug!(%target, offset = writer.len(), "resuming after: {message}");
+            tracing::debug!(%target, offset = writer.len(), "resuming after: {cut:?}");
         }
         writer.commit(Some(desc.digest)).map_err(|e| match e {
             kiln_store::Error::DigestMismatch {
@@ -339,4 +451,25 @@ impl Client {
         })?;
         Ok(true)
     }
+}
+
+/// Why a body stopped before its end.
+#[derive(Debug)]
+enum Cut {
+    /// Nothing arrived for the stall timeout.
+    Stalled,
+    /// The connection broke or ended early; the error.
+    Broken(String),
+}
+
+/// The total size from a `Content-Range: bytes a-b/TOTAL` or `bytes */TOTAL`.
+fn range_total(resp: &reqwest::Response) -> Option<u64> {
+    let value = resp.headers().get(header::CONTENT_RANGE)?.to_str().ok()?;
+    value
+        .trim()
+        .strip_prefix("bytes ")?
+        .rsplit_once('/')?
+        .1
+        .parse()
+        .ok()
 }

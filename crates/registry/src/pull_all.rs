@@ -58,10 +58,8 @@ impl Client {
         match parsed {
             Parsed::Index(entries) => {
                 for entry in entries {
-                    let mut by_digest = reference.clone();
-                    by_digest.digest = Some(entry.descriptor.digest);
-                    // Checked against the digest the index gives.
-                    let (_, bytes) = self.fetch_manifest(&by_digest).await?;
+                    // Checked against the digest and size the index gives.
+                    let (_, bytes) = self.fetch_index_entry(reference, &entry.descriptor).await?;
                     image_blobs(
                         manifest::parse(&entry.descriptor.media_type, &bytes)
                             .map_err(|e| err(ErrorKind::Invalid(e)))?,

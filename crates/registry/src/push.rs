@@ -3,7 +3,7 @@
 //! concurrently; then platform manifests by digest; then the top manifest
 //! or index by tag.
 
-use crate::client::{status_error, v2, Client, Scope};
+use crate::client::{check_stated_digest, small_body, status_error, v2, Client, Progress, Scope};
 use crate::errors::{Error, ErrorKind, Result, Target};
 use crate::manifest::{self, Parsed};
 use crate::pull::target;
@@ -209,6 +209,7 @@ impl Client {
             })
             .await?;
         if resp.status() == StatusCode::OK {
+            check_stated_digest(&resp, &what, &desc.digest).map_err(err)?;
             return Ok(BlobOutcome::Existing);
         }
         let mut location = None;
@@ -226,7 +227,10 @@ impl Client {
                 })
                 .await?;
             match resp.status() {
-                StatusCode::CREATED => return Ok(BlobOutcome::Mounted),
+                StatusCode::CREATED => {
+                    check_stated_digest(&resp, &what, &desc.digest).map_err(err)?;
+                    return Ok(BlobOutcome::Mounted);
+                }
                 StatusCode::ACCEPTED => {
                     location = Some(self.location(&t, &resp)?);
                     break;
@@ -244,7 +248,12 @@ impl Client {
                     })
                     .await?;
                 if resp.status() != StatusCode::ACCEPTED {
-                    return Err(err(status_error(resp, "the upload endpoint").await));
+                    return Err(err(status_error(
+                        resp,
+                        "the upload endpoint",
+                        self.opts.timeout,
+                    )
+                    .await));
                 }
                 self.location(&t, &resp)?
             }
@@ -257,8 +266,9 @@ impl Client {
             while offset < size {
                 let len = chunk.min(size - offset);
                 let (url, file) = (location.clone(), file.clone());
+                let progress = Progress::new();
                 let resp = self
-                    .send(&t, ACTION, &Scope::push(repo), |http, _| {
+                    .send_upload(&t, ACTION, &Scope::push(repo), &progress, |http, _| {
                         http.patch(url.as_str())
                             .header(header::CONTENT_TYPE, "application/octet-stream")
                             .header(header::CONTENT_LENGTH, len.to_string())
@@ -266,11 +276,11 @@ impl Client {
                                 header::CONTENT_RANGE,
                                 format!("{offset}-{}", offset + len - 1),
                             )
-                            .body(file_body(file.clone(), offset, len))
+                            .body(file_body(file.clone(), offset, len, progress.clone()))
                     })
                     .await?;
                 if resp.status() != StatusCode::ACCEPTED {
-                    return Err(err(status_error(resp, &what).await));
+                    return Err(err(status_error(resp, &what, self.opts.timeout).await));
                 }
                 location = self.location(&t, &resp)?;
                 offset += len;
@@ -279,24 +289,28 @@ impl Client {
         let sep = if location.contains('?') { '&' } else { '?' };
         let url = format!("{location}{sep}digest={}", desc.digest);
         let remaining = size - offset;
+        let progress = Progress::new();
         let resp = self
-            .send(&t, ACTION, &Scope::push(repo), |http, _| {
+            .send_upload(&t, ACTION, &Scope::push(repo), &progress, |http, _| {
                 http.put(url.as_str())
                     .header(header::CONTENT_TYPE, "application/octet-stream")
                     .header(header::CONTENT_LENGTH, remaining.to_string())
-                    .body(file_body(file.clone(), offset, remaining))
+                    .body(file_body(file.clone(), offset, remaining, progress.clone()))
             })
             .await?;
         match resp.status() {
-            StatusCode::CREATED => Ok(BlobOutcome::Uploaded),
+            StatusCode::CREATED => {
+                check_stated_digest(&resp, &what, &desc.digest).map_err(err)?;
+                Ok(BlobOutcome::Uploaded)
+            }
             StatusCode::BAD_REQUEST => {
                 let detail =
-                    crate::errors::detail_from_body(&resp.bytes().await.unwrap_or_default());
+                    crate::errors::detail_from_body(&small_body(resp, self.opts.timeout).await);
                 Err(err(ErrorKind::Invalid(format!(
                     "the registry refused {what}{detail}; the local copy may be corrupt, run `kiln fsck`"
                 ))))
             }
-            _ => Err(err(status_error(resp, &what).await)),
+            _ => Err(err(status_error(resp, &what, self.opts.timeout).await)),
         }
     }
 
@@ -342,14 +356,19 @@ impl Client {
                     .body(bytes.clone())
             })
             .await?;
-        if resp.status() != StatusCode::CREATED {
-            return Err(Error {
-                action: ACTION,
-                target: Box::new(t),
-                kind: status_error(resp, "manifest").await,
-            });
-        }
-        Ok(())
+        let kind = if resp.status() != StatusCode::CREATED {
+            status_error(resp, "manifest", self.opts.timeout).await
+        } else {
+            match check_stated_digest(&resp, "the manifest", &desc.digest) {
+                Ok(()) => return Ok(()),
+                Err(kind) => kind,
+            }
+        };
+        Err(Error {
+            action: ACTION,
+            target: Box::new(t),
+            kind,
+        })
     }
 }
 
@@ -375,33 +394,39 @@ fn parse(dest: &Reference, desc: &Descriptor, bytes: &[u8]) -> Result<Parsed> {
     manifest::parse(&desc.media_type, bytes).map_err(|e| error(dest, ErrorKind::Invalid(e)))
 }
 
-/// `len` bytes of `path` from `offset`, read as the request body is sent.
-fn file_body(path: PathBuf, offset: u64, len: u64) -> reqwest::Body {
+/// `len` bytes of `path` from `offset`, read as the request body is sent;
+/// each piece taken marks `progress`.
+fn file_body(path: PathBuf, offset: u64, len: u64, progress: Progress) -> reqwest::Body {
     let stream = futures_util::stream::unfold(
         (path, offset, len, None::<std::fs::File>),
-        |(path, offset, left, file)| async move {
-            if left == 0 {
-                return None;
-            }
-            let read = |file: Option<std::fs::File>| -> std::io::Result<(Vec<u8>, std::fs::File)> {
-                let mut f = match file {
-                    Some(f) => f,
-                    None => {
-                        let mut f = std::fs::File::open(&path)?;
-                        f.seek(SeekFrom::Start(offset))?;
-                        f
-                    }
-                };
-                let mut buf = vec![0; READ_CHUNK.min(left) as usize];
-                f.read_exact(&mut buf)?;
-                Ok((buf, f))
-            };
-            match read(file) {
-                Ok((buf, f)) => {
-                    let n = buf.len() as u64;
-                    Some((Ok(buf), (path, offset + n, left - n, Some(f))))
+        move |(path, offset, left, file)| {
+            let progress = progress.clone();
+            async move {
+                if left == 0 {
+                    return None;
                 }
-                Err(e) => Some((Err(e), (path, offset, 0, None))),
+                let read =
+                    |file: Option<std::fs::File>| -> std::io::Result<(Vec<u8>, std::fs::File)> {
+                        let mut f = match file {
+                            Some(f) => f,
+                            None => {
+                                let mut f = std::fs::File::open(&path)?;
+                                f.seek(SeekFrom::Start(offset))?;
+                                f
+                            }
+                        };
+                        let mut buf = vec![0; READ_CHUNK.min(left) as usize];
+                        f.read_exact(&mut buf)?;
+                        Ok((buf, f))
+                    };
+                match read(file) {
+                    Ok((buf, f)) => {
+                        progress.mark();
+                        let n = buf.len() as u64;
+                        Some((Ok(buf), (path, offset + n, left - n, Some(f))))
+                    }
+                    Err(e) => Some((Err(e), (path, offset, 0, None))),
+                }
             }
         },
     );

@@ -6,8 +6,10 @@
 //! * [`TokenIssuer`]: a small token server signing ES256 JWTs with an `x5c`
 //!   header whose certificate is the registry's `rootcertbundle`.
 //! * [`Proxy`]: a TCP proxy in front of a registry that can corrupt a blob,
-//!   drop a connection part way through one, ignore `Range`, stall, or
-//!   answer with an error status.
+//!   serve other bytes under its digest, drop a connection part way
+//!   through one or before answering, ignore `Range`, stall before or
+//!   inside a body, trickle a download or an upload, rewrite a response
+//!   header, or answer with an error status.
 //! * [`FileServer`]: plain HTTP files outside any registry, for the
 //!   `urls` of foreign layers.
 //! * [`base_images`]: OCI layouts built by `scripts/make-base-images`;

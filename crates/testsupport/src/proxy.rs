@@ -7,14 +7,16 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// What the proxy does wrong.
 #[derive(Clone, Debug)]
 pub enum Fault {
     /// Serve the blob whose path ends with this digest with its last byte changed.
     CorruptBlob(String),
-    /// Cut the connection after this many body bytes of the blob whose path
-    /// ends with this digest, the first `times` times it is fetched.
+    /// Cut the connection after this many body bytes of the blob or
+    /// manifest whose path ends with this digest, the first `times` times
+    /// it is fetched.
     DropBlob {
         /// The digest (`sha256:…`) of the blob.
         digest: String,
@@ -33,6 +35,79 @@ pub enum Fault {
         /// A substring of the request path.
         path: String,
         /// How many requests stall.
+        times: usize,
+    },
+    /// Answer GETs of the blob or manifest whose path ends with this digest
+    /// with `body` instead of the registry's, honouring `Range` (206, or 416
+    /// from its end on), as a registry holding other bytes under that
+    /// digest would.
+    ServeBlob {
+        /// The digest (`sha256:…`) of the blob or manifest.
+        digest: String,
+        /// What is served.
+        body: Vec<u8>,
+    },
+    /// Set the response header `name` to `value` on requests with `method`
+    /// whose path contains `path`, replacing the registry's own.
+    SetHeader {
+        /// `GET`, `HEAD`, `PUT`…
+        method: String,
+        /// A substring of the request path.
+        path: String,
+        /// The header name, as the registry spells it.
+        name: String,
+        /// Its new value.
+        value: String,
+    },
+    /// Send the response head and the first `after` body bytes to the
+    /// first `times` GETs whose path contains `path`, then hold the
+    /// connection open in silence until the client hangs up.
+    StallBody {
+        /// A substring of the request path.
+        path: String,
+        /// Body bytes sent before the silence.
+        after: usize,
+        /// How many requests stall.
+        times: usize,
+    },
+    /// Send the body of GETs whose path contains `path` `chunk` bytes at a
+    /// time, one piece every `every`: slow, but never stalled.
+    Trickle {
+        /// A substring of the request path.
+        path: String,
+        /// Bytes per piece.
+        chunk: usize,
+        /// The pause before each piece.
+        every: Duration,
+    },
+    /// Read the request body of PUTs and PATCHes whose path contains `path`
+    /// `chunk` bytes at a time, one piece every `every`, as a slow uplink
+    /// would: the upload is slow, but never stalled.
+    TrickleUpload {
+        /// A substring of the request path.
+        path: String,
+        /// Bytes per piece.
+        chunk: usize,
+        /// The pause before each piece.
+        every: Duration,
+    },
+    /// Answer the first `times` requests whose path contains `path` with
+    /// 401 and this `WWW-Authenticate` challenge, as a registry sending
+    /// clients to a token server would.
+    Challenge {
+        /// A substring of the request path.
+        path: String,
+        /// The header's value: `Bearer realm="…",service="…"`.
+        value: String,
+        /// How many requests get it.
+        times: usize,
+    },
+    /// Close the connection of the first `times` requests whose path
+    /// contains `path` as soon as their head arrived, answering nothing.
+    Hangup {
+        /// A substring of the request path.
+        path: String,
+        /// How many requests are hung up on.
         times: usize,
     },
     /// Answer the first `times` requests whose path contains `path` with
@@ -115,6 +190,13 @@ enum Action {
     Corrupt,
     Drop(usize),
     Status(u16),
+    Serve(Vec<u8>),
+    SetHeader(String, String),
+    StallBody(usize),
+    Trickle(usize, Duration),
+    TrickleUpload(usize, Duration),
+    Hangup,
+    Challenge(String),
 }
 
 fn handle(mut client: TcpStream, shared: &Shared) -> io::Result<()> {
@@ -136,6 +218,20 @@ fn handle(mut client: TcpStream, shared: &Shared) -> io::Result<()> {
         .expect("proxy log")
         .push(format!("{request_line}{}", range.unwrap_or_default()));
     let action = choose(shared, &request_line, &path);
+    if let Action::Serve(body) = &action {
+        return serve(&mut client, &head_text, body);
+    }
+    if let Action::Challenge(value) = &action {
+        let _ = write!(
+            client,
+            "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: {value}\r\n\
+             Content-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+        );
+        return Ok(());
+    }
+    if let Action::Hangup = action {
+        return client.shutdown(Shutdown::Both);
+    }
     if let Action::Stall = action {
         // Hold the connection, reading nothing back, until the client gives up.
         let _ = io::copy(&mut client, &mut io::sink());
@@ -154,6 +250,29 @@ fn handle(mut client: TcpStream, shared: &Shared) -> io::Result<()> {
     upstream.write_all(&rewrite_head(&head_text, keep_range).into_bytes())?;
     upstream.write_all(&rest)?;
     match action {
+        Action::TrickleUpload(chunk, every) => {
+            let length = head_text
+                .lines()
+                .find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse::<usize>().ok())?
+                })
+                .unwrap_or(0);
+            let mut left = length.saturating_sub(rest.len());
+            let mut piece = vec![0; chunk.max(1)];
+            while left > 0 {
+                std::thread::sleep(every);
+                let want = left.min(piece.len());
+                client.read_exact(&mut piece[..want])?;
+                upstream.write_all(&piece[..want])?;
+                left -= want;
+            }
+            let mut response = Vec::new();
+            upstream.read_to_end(&mut response)?;
+            client.write_all(&response)?;
+            client.shutdown(Shutdown::Both)?;
+        }
         Action::Forward | Action::ForwardWithoutRange => {
             let mut up_read = upstream.try_clone()?;
             let mut client_write = client.try_clone()?;
@@ -164,7 +283,11 @@ fn handle(mut client: TcpStream, shared: &Shared) -> io::Result<()> {
             let _ = io::copy(&mut client, &mut upstream);
             let _ = downstream.join();
         }
-        Action::Corrupt | Action::Drop(_) => {
+        Action::Corrupt
+        | Action::Drop(_)
+        | Action::SetHeader(..)
+        | Action::StallBody(_)
+        | Action::Trickle(..) => {
             let mut response = Vec::new();
             upstream.read_to_end(&mut response)?;
             let body_at = find(&response, b"\r\n\r\n").map_or(response.len(), |i| i + 4);
@@ -180,11 +303,43 @@ fn handle(mut client: TcpStream, shared: &Shared) -> io::Result<()> {
                     let end = (body_at + after).min(response.len());
                     client.write_all(&response[..end])?;
                 }
+                Action::SetHeader(name, value) => {
+                    let head = String::from_utf8_lossy(&response[..body_at]);
+                    let mut lines: Vec<&str> = head
+                        .split("\r\n")
+                        .filter(|l| !l.is_empty())
+                        .filter(|l| {
+                            !l.to_ascii_lowercase()
+                                .starts_with(&format!("{}:", name.to_ascii_lowercase()))
+                        })
+                        .collect();
+                    let set = format!("{name}: {value}");
+                    lines.push(&set);
+                    client.write_all(format!("{}\r\n\r\n", lines.join("\r\n")).as_bytes())?;
+                    client.write_all(&response[body_at..])?;
+                }
+                Action::StallBody(after) => {
+                    let end = (body_at + after).min(response.len());
+                    client.write_all(&response[..end])?;
+                    let _ = io::copy(&mut client, &mut io::sink());
+                    return Ok(());
+                }
+                Action::Trickle(chunk, every) => {
+                    client.write_all(&response[..body_at])?;
+                    for piece in response[body_at..].chunks(chunk.max(1)) {
+                        std::thread::sleep(every);
+                        client.write_all(piece)?;
+                    }
+                }
                 _ => {}
             }
             client.shutdown(Shutdown::Both)?;
         }
-        Action::Status(_) | Action::Stall => {}
+        Action::Status(_)
+        | Action::Stall
+        | Action::Serve(_)
+        | Action::Hangup
+        | Action::Challenge(_) => {}
     }
     Ok(())
 }
@@ -201,12 +356,27 @@ fn choose(shared: &Shared, request_line: &str, path: &str) -> Action {
                 digest,
                 after,
                 times,
-            } if *times > 0 && is_blob_get && path.ends_with(digest.as_str()) => {
+            } if *times > 0
+                && request_line.starts_with("GET ")
+                && path.ends_with(digest.as_str()) =>
+            {
                 *times -= 1;
                 return Action::Drop(*after);
             }
             Fault::IgnoreRange(d) if is_blob_get && path.ends_with(d.as_str()) => {
                 return Action::ForwardWithoutRange
+            }
+            Fault::Challenge {
+                path: p,
+                value,
+                times,
+            } if *times > 0 && path.contains(p.as_str()) => {
+                *times -= 1;
+                return Action::Challenge(value.clone());
+            }
+            Fault::Hangup { path: p, times } if *times > 0 && path.contains(p.as_str()) => {
+                *times -= 1;
+                return Action::Hangup;
             }
             Fault::Stall { path: p, times } if *times > 0 && path.contains(p.as_str()) => {
                 *times -= 1;
@@ -220,10 +390,92 @@ fn choose(shared: &Shared, request_line: &str, path: &str) -> Action {
                 *times -= 1;
                 return Action::Status(*code);
             }
+            Fault::ServeBlob { digest, body }
+                if request_line.starts_with("GET ") && path.ends_with(digest.as_str()) =>
+            {
+                return Action::Serve(body.clone())
+            }
+            Fault::SetHeader {
+                method,
+                path: p,
+                name,
+                value,
+            } if request_line.starts_with(&format!("{method} ")) && path.contains(p.as_str()) => {
+                return Action::SetHeader(name.clone(), value.clone())
+            }
+            Fault::StallBody {
+                path: p,
+                after,
+                times,
+            } if *times > 0 && request_line.starts_with("GET ") && path.contains(p.as_str()) => {
+                *times -= 1;
+                return Action::StallBody(*after);
+            }
+            Fault::Trickle {
+                path: p,
+                chunk,
+                every,
+            } if request_line.starts_with("GET ") && path.contains(p.as_str()) => {
+                return Action::Trickle(*chunk, *every)
+            }
+            Fault::TrickleUpload {
+                path: p,
+                chunk,
+                every,
+            } if (request_line.starts_with("PUT ") || request_line.starts_with("PATCH "))
+                && path.contains(p.as_str()) =>
+            {
+                return Action::TrickleUpload(*chunk, *every)
+            }
             _ => {}
         }
     }
     Action::Forward
+}
+
+/// Answers a GET with `body`, honouring a `Range: bytes=N-` header.
+fn serve(client: &mut TcpStream, head: &str, body: &[u8]) -> io::Result<()> {
+    let from = head.lines().find_map(|l| {
+        let lower = l.to_ascii_lowercase();
+        let spec = lower
+            .strip_prefix("range:")?
+            .trim()
+            .strip_prefix("bytes=")?;
+        spec.trim_end_matches('-').parse::<usize>().ok()
+    });
+    let response = match from {
+        None => {
+            let mut r = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            )
+            .into_bytes();
+            r.extend_from_slice(body);
+            r
+        }
+        Some(from) if from >= body.len() => format!(
+            "HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */{}\r\n\
+             Content-Length: 0\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .into_bytes(),
+        Some(from) => {
+            let mut r = format!(
+                "HTTP/1.1 206 Partial Content\r\nContent-Type: application/octet-stream\r\n\
+                 Content-Range: bytes {from}-{}/{}\r\nContent-Length: {}\r\n\
+                 Connection: close\r\n\r\n",
+                body.len() - 1,
+                body.len(),
+                body.len() - from
+            )
+            .into_bytes();
+            r.extend_from_slice(&body[from..]);
+            r
+        }
+    };
+    client.write_all(&response)?;
+    client.shutdown(Shutdown::Both)
 }
 
 /// Reads up to and including the blank line ending the request head;

@@ -119,10 +119,15 @@ pub struct NetArgs {
     /// An extra CA certificate (PEM) to trust; repeatable.
     #[arg(long = "ca-cert", value_name = "FILE")]
     ca_certs: Vec<PathBuf>,
-    /// Give up on a registry that does not answer (connect, headers, or
-    /// the next bytes of a body) within this many seconds [default: 30].
+    /// Give up on a transfer that makes no progress (no answer, no next
+    /// bytes of a body, an upload not moving) for this many seconds; a
+    /// slow transfer that keeps moving is never cut [default: 30].
     #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
     timeout: Option<Duration>,
+    /// Give up on opening a connection to a registry after this many
+    /// seconds [default: 30].
+    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
+    connect_timeout: Option<Duration>,
     /// How many times a transient failure (timeout, refused connection,
     /// 429, 5xx) is retried, with backoff [default: 4].
     #[arg(long, value_name = "N")]
@@ -145,6 +150,9 @@ impl NetArgs {
         opts.ca_certs.extend(self.ca_certs.iter().cloned());
         if let Some(t) = self.timeout {
             opts.timeout = t;
+        }
+        if let Some(t) = self.connect_timeout {
+            opts.connect_timeout = t;
         }
         if let Some(n) = self.retry_times {
             opts.retries = n;
