@@ -554,7 +554,7 @@ fn image_with_layer(dir: &std::path::Path, size: usize) -> (BlobDir, Descriptor)
             (state >> 24) as u8
         })
         .collect();
-    let layer = write(&layer, media_type::OCI_LAYER_TAR);
+    let layer = write(&layer, media_type::OCI_LAYER);
     let config = write(
         br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#,
         media_type::OCI_CONFIG,
