@@ -346,8 +346,8 @@ fn all_platforms_pull_push_and_copy_keep_the_index_digest() {
     assert_eq!(
         run.stdout,
         format!(
-            "Pulled {host}/multi:latest\nPlatforms: linux/amd64, linux/arm64/v8, windows/amd64, \
-             windows/amd64\nDigest: {digest}\n"
+            "Pulled {host}/multi:latest\nPlatforms: linux/amd64, linux/arm64/v8, \
+             windows(10.0.17763.1234)/amd64, windows(10.0.20348.2113)/amd64\nDigest: {digest}\n"
         )
     );
     let run = kiln(

@@ -136,14 +136,8 @@ impl<'a> Bases<'a> {
                 Err(e) => return Err(e.into()),
             }
         }
-        let wanted = kiln_registry::Platform {
-            os: platform.os.clone(),
-            architecture: platform.architecture.clone(),
-            variant: platform.variant.clone(),
-            os_version: None,
-        };
         let runtime = crate::runtime().map_err(BaseError::Other)?;
-        let pulled = runtime.block_on(self.client.pull(self.store, &reference, Some(&wanted)))?;
+        let pulled = runtime.block_on(self.client.pull(self.store, &reference, Some(platform)))?;
         read_image(self.store, pulled.manifest)
     }
 

@@ -6,7 +6,7 @@ use crate::backend::BuildError;
 use crate::stage::{self, StageOutput};
 use kiln_oci::reference::Reference;
 use kiln_oci::{entries_from_dir, write_tar, LayerOptions, Manifest, ManifestFormat};
-use kiln_registry::{BlobDir, Client, PushOptions};
+use kiln_registry::{Client, PushOptions};
 use kiln_store::{media_type, ArchiveImage, Descriptor, Store};
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -208,12 +208,7 @@ fn push_all(
 ) -> Result<(), BuildError> {
     let runtime = crate::runtime().map_err(BuildError::Request)?;
     for tag in tags {
-        runtime.block_on(client.push(
-            &BlobDir::of_store(store),
-            manifest,
-            tag,
-            &PushOptions::default(),
-        ))?;
+        runtime.block_on(client.push(store, manifest, tag, &PushOptions::default()))?;
     }
     Ok(())
 }

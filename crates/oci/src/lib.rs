@@ -36,6 +36,7 @@
 
 pub mod compression;
 pub mod config;
+pub mod content;
 pub mod descriptor;
 pub mod digest;
 mod json;

@@ -227,9 +227,9 @@ pub enum ErrorKind {
     /// Reading or writing credentials failed.
     #[error("{0}")]
     Credentials(String),
-    /// The local store failed.
+    /// Where pulled content goes, or pushed content comes from, failed.
     #[error(transparent)]
-    Store(#[from] kiln_store::Error),
+    Content(#[from] kiln_oci::content::ContentError),
     /// A local file could not be read or written.
     #[error("{action} {path}: {source}")]
     Io {

@@ -1,5 +1,7 @@
-//! kiln's OCI distribution client: pull into and push from kiln's store,
-//! with docker-compatible authentication.
+//! kiln's OCI distribution client: pull into any content
+//! [`Ingester`](kiln_oci::content::Ingester) and push from any
+//! [`Provider`](kiln_oci::content::Provider) (kiln's store implements both),
+//! with docker-compatible authentication. It depends on kiln-oci alone.
 //!
 //! * [`Client`] talks to registries: one connection pool per host, TLS with
 //!   extra CAs (`--ca-cert`, `certs.d`) or none (insecure registries),
@@ -34,7 +36,6 @@ mod credentials;
 mod errors;
 mod login;
 mod manifest;
-mod platform;
 mod pull;
 mod pull_all;
 mod push;
@@ -43,8 +44,7 @@ pub use challenge::Challenge;
 pub use client::{Client, ClientOptions};
 pub use credentials::{AuthFiles, Credentials};
 pub use errors::{Error, ErrorKind, Result, Target};
-pub use manifest::{parse as parse_manifest, urls, IndexEntry, Parsed};
-pub use platform::{ParsePlatformError, Platform};
+pub use manifest::parse as parse_manifest;
 pub use pull::Pulled;
 pub use pull_all::PulledAll;
-pub use push::{BlobDir, PushOptions, Pushed};
+pub use push::{PushOptions, Pushed};

@@ -4,12 +4,11 @@
 
 use crate::client::{check_stated_digest, shown_url, status_error, v2, with_range, Client, Scope};
 use crate::errors::{Error, ErrorKind, Result, Target};
-use crate::manifest::{self, Parsed};
-use crate::platform::Platform;
+use crate::manifest;
 use futures_util::{StreamExt, TryStreamExt};
+use kiln_oci::content::{ContentError, Ingester};
 use kiln_oci::reference::Reference;
-use kiln_oci::Digest;
-use kiln_store::{Descriptor, Store};
+use kiln_oci::{select_platform, Descriptor, Digest, Parsed, Platform};
 use reqwest::{header, Method, StatusCode};
 use std::io::Write;
 
@@ -56,11 +55,12 @@ pub(crate) fn target(reference: &Reference) -> Target {
 }
 
 impl Client {
-    /// Pulls `reference` into `store` and tags it there. From an index,
-    /// the manifest for `platform` (default: this host's) is pulled.
+    /// Pulls `reference` into `store` (kiln's store, or any other
+    /// [`Ingester`]) and names it there. From an index, the manifest for
+    /// `platform` (default: this host's) is pulled.
     pub async fn pull(
         &self,
-        store: &Store,
+        store: &dyn Ingester,
         reference: &Reference,
         platform: Option<&Platform>,
     ) -> Result<Pulled> {
@@ -74,41 +74,42 @@ impl Client {
         let mut index = None;
         let mut parsed =
             manifest::parse(&desc.media_type, &bytes).map_err(|e| err(ErrorKind::Invalid(e)))?;
-        if let Parsed::Index(entries) = &parsed {
+        if let Parsed::Index(_, index_doc) = &parsed {
+            let entries = &index_doc.manifests;
             let wanted = platform.cloned().unwrap_or_else(Platform::host);
-            let entry = wanted.select(entries).ok_or_else(|| {
-                let available: Vec<String> = entries
-                    .iter()
-                    .filter_map(|e| e.platform.as_ref().map(|p| p.to_string()))
-                    .collect();
-                err(ErrorKind::NoMatchingPlatform {
-                    wanted: wanted.to_string(),
-                    available: available.join(", "),
-                })
-            })?;
-            let (child, child_bytes) = self.fetch_index_entry(reference, &entry.descriptor).await?;
+            let entry =
+                select_platform(&wanted, entries, Descriptor::platform).ok_or_else(|| {
+                    let available: Vec<String> = entries
+                        .iter()
+                        .filter_map(|e| e.platform().map(|p| p.to_string()))
+                        .collect();
+                    err(ErrorKind::NoMatchingPlatform {
+                        wanted: wanted.to_string(),
+                        available: available.join(", "),
+                    })
+                })?;
+            let (child, child_bytes) = self.fetch_index_entry(reference, entry).await?;
             index = Some(desc);
             desc = Descriptor::new(&child.media_type, child.digest, child.size);
             bytes = child_bytes;
             parsed = manifest::parse(&desc.media_type, &bytes)
                 .map_err(|e| err(ErrorKind::Invalid(e)))?;
         }
-        let Parsed::Image { config, layers } = parsed else {
+        let Parsed::Manifest(_, image) = parsed else {
             return Err(err(ErrorKind::Invalid(
                 "the index names another index as a platform's image; kiln does not follow nested indexes".into(),
             )));
         };
-        let (foreign, blobs): (Vec<Descriptor>, Vec<Descriptor>) = std::iter::once(config)
-            .chain(layers)
+        let (foreign, blobs): (Vec<Descriptor>, Vec<Descriptor>) = std::iter::once(image.config)
+            .chain(image.layers)
             .partition(|d| d.is_foreign());
         let results = self.download_all(store, reference, blobs).await?;
-        let info = store.put_bytes(&bytes).map_err(|e| err(e.into()))?;
-        debug_assert_eq!(info.digest, desc.digest);
-        if reference.tag.is_some() {
-            store.tag(reference, &desc).map_err(|e| err(e.into()))?;
-        } else {
-            store.add_untagged(&desc).map_err(|e| err(e.into()))?;
-        }
+        store
+            .put_bytes(&bytes, &desc.digest)
+            .map_err(|e| err(e.into()))?;
+        store
+            .put_image(reference.tag.is_some().then_some(reference), &desc)
+            .map_err(|e| err(e.into()))?;
         let (fetched, present) = split_fetched(results);
         Ok(Pulled {
             manifest: desc,
@@ -123,7 +124,7 @@ impl Client {
     /// each digest with whether it was fetched (false: already stored).
     pub(crate) async fn download_all(
         &self,
-        store: &Store,
+        store: &dyn Ingester,
         reference: &Reference,
         blobs: Vec<Descriptor>,
     ) -> Result<Vec<(Digest, bool)>> {
@@ -286,11 +287,11 @@ impl Client {
     /// registry does not have it. Returns false if it was already there.
     pub async fn fetch_blob(
         &self,
-        store: &Store,
+        store: &dyn Ingester,
         reference: &Reference,
         desc: &Descriptor,
     ) -> Result<bool> {
-        let urls = manifest::urls(desc);
+        let urls: Vec<String> = desc.urls().into_iter().map(str::to_string).collect();
         if urls.is_empty() || store.has_blob(&desc.digest) {
             return self.download(store, reference, desc).await;
         }
@@ -310,7 +311,7 @@ impl Client {
 
     pub(crate) async fn download(
         &self,
-        store: &Store,
+        store: &dyn Ingester,
         reference: &Reference,
         desc: &Descriptor,
     ) -> Result<bool> {
@@ -321,7 +322,7 @@ impl Client {
     /// resuming with `Range` when the connection drops part way.
     async fn download_from(
         &self,
-        store: &Store,
+        store: &dyn Ingester,
         reference: &Reference,
         desc: &Descriptor,
         url: Option<&str>,
@@ -341,7 +342,7 @@ impl Client {
         let mut writer = store.ingest().map_err(|e| err(e.into()))?;
         let mut drops = 0;
         loop {
-            let offset = writer.len();
+            let offset = writer.written();
             let mut resp = match url {
                 Some(u) => self.send_url(u, &target, ACTION, offset).await?,
                 None => {
@@ -392,7 +393,7 @@ impl Client {
                 let chunk =
                     match tokio::time::timeout(self.opts.timeout, resp.chunk()).await {
                         Ok(Ok(Some(chunk))) => chunk,
-                        Ok(Ok(None)) if writer.len() == desc.size => break None,
+                        Ok(Ok(None)) if writer.written() == desc.size => break None,
                         Ok(Ok(None)) => break Some(Cut::Broken(
                             "the registry closed the connection early, without saying how long \
                              the response was"
@@ -405,16 +406,12 @@ impl Client {
                     };
                 // Stops at the first byte past the size: an over-long body
                 // is never read to its end.
-                if writer.len() + chunk.len() as u64 > desc.size {
+                if writer.written() + chunk.len() as u64 > desc.size {
                     return Err(wrong_size(format!("more than {}", desc.size)));
                 }
-                writer.write_all(&chunk).map_err(|source| {
-                    err(ErrorKind::Io {
-                        action: "writing",
-                        path: store.tmp_dir().display().to_string(),
-                        source,
-                    })
-                })?;
+                writer
+                    .write_all(&chunk)
+                    .map_err(|e| err(ContentError::Other(format!("writing {what}: {e}")).into()))?;
             };
             let Some(cut) = cut else {
                 break;
@@ -425,24 +422,22 @@ impl Client {
                     Cut::Stalled => ErrorKind::Stalled {
                         url: full_url,
                         attempts: drops,
-                        received: writer.len(),
+                        received: writer.written(),
                         limit: self.opts.timeout,
                     },
                     Cut::Broken(message) => ErrorKind::Interrupted {
                         url: full_url,
                         attempts: drops,
-                        received: writer.len(),
+                        received: writer.written(),
                         expected: Some(desc.size),
                         message,
                     },
                 }));
             }
-            tracing::debug!(%target, offset = writer.len(), "resuming after: {cut:?}");
+            tracing::debug!(%target, offset = writer.written(), "resuming after: {cut:?}");
         }
-        writer.commit(Some(desc.digest)).map_err(|e| match e {
-            kiln_store::Error::DigestMismatch {
-                expected, actual, ..
-            } => err(ErrorKind::DigestMismatch {
+        writer.commit(&desc.digest).map_err(|e| match e {
+            ContentError::DigestMismatch { expected, actual } => err(ErrorKind::DigestMismatch {
                 what: what.clone(),
                 expected,
                 actual,

@@ -4,11 +4,11 @@
 
 use crate::client::Client;
 use crate::errors::{Error, ErrorKind, Result};
-use crate::manifest::{self, Parsed};
+use crate::manifest;
 use crate::pull::{split_fetched, target, ACTION};
+use kiln_oci::content::Ingester;
 use kiln_oci::reference::Reference;
-use kiln_oci::Digest;
-use kiln_store::{Descriptor, Store};
+use kiln_oci::{Descriptor, Digest, Parsed};
 
 /// What [`Client::pull_all`] did.
 #[derive(Clone, Debug)]
@@ -29,7 +29,7 @@ pub struct PulledAll {
 impl Client {
     /// Pulls `reference` with every platform it has into `store` and tags
     /// it there (or keeps it untagged when the reference is a digest).
-    pub async fn pull_all(&self, store: &Store, reference: &Reference) -> Result<PulledAll> {
+    pub async fn pull_all(&self, store: &dyn Ingester, reference: &Reference) -> Result<PulledAll> {
         let t = target(reference);
         let err = |kind| Error {
             action: ACTION,
@@ -43,12 +43,12 @@ impl Client {
         let mut manifests = Vec::new();
         let mut blobs: Vec<Descriptor> = Vec::new();
         let mut image_blobs = |parsed: Parsed| -> Result<()> {
-            let Parsed::Image { config, layers } = parsed else {
+            let Parsed::Manifest(_, image) = parsed else {
                 return Err(err(ErrorKind::NotSupported(
                     "the index names another index; kiln does not follow nested indexes".into(),
                 )));
             };
-            for d in std::iter::once(config).chain(layers) {
+            for d in std::iter::once(image.config).chain(image.layers) {
                 if !blobs.iter().any(|b| b.digest == d.digest) {
                     blobs.push(d);
                 }
@@ -56,15 +56,15 @@ impl Client {
             Ok(())
         };
         match parsed {
-            Parsed::Index(entries) => {
-                for entry in entries {
+            Parsed::Index(_, index) => {
+                for entry in index.manifests {
                     // Checked against the digest and size the index gives.
-                    let (_, bytes) = self.fetch_index_entry(reference, &entry.descriptor).await?;
+                    let (_, bytes) = self.fetch_index_entry(reference, &entry).await?;
                     image_blobs(
-                        manifest::parse(&entry.descriptor.media_type, &bytes)
+                        manifest::parse(&entry.media_type, &bytes)
                             .map_err(|e| err(ErrorKind::Invalid(e)))?,
                     )?;
-                    manifests.push((entry.descriptor, Some(bytes)));
+                    manifests.push((entry, Some(bytes)));
                 }
             }
             image => {
@@ -76,15 +76,19 @@ impl Client {
         let results = self.download_all(store, reference, blobs).await?;
         // Manifests after their blobs, the top last: a store never names
         // an image whose blobs are not all there.
-        for bytes in manifests.iter().filter_map(|(_, b)| b.as_deref()) {
-            store.put_bytes(bytes).map_err(|e| err(e.into()))?;
+        for (desc, bytes) in &manifests {
+            if let Some(bytes) = bytes {
+                store
+                    .put_bytes(bytes, &desc.digest)
+                    .map_err(|e| err(e.into()))?;
+            }
         }
-        store.put_bytes(&top_bytes).map_err(|e| err(e.into()))?;
-        if reference.tag.is_some() {
-            store.tag(reference, &top).map_err(|e| err(e.into()))?;
-        } else {
-            store.add_untagged(&top).map_err(|e| err(e.into()))?;
-        }
+        store
+            .put_bytes(&top_bytes, &top.digest)
+            .map_err(|e| err(e.into()))?;
+        store
+            .put_image(reference.tag.is_some().then_some(reference), &top)
+            .map_err(|e| err(e.into()))?;
         let (fetched, present) = split_fetched(results);
         Ok(PulledAll {
             top,

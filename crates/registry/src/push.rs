@@ -5,39 +5,20 @@
 
 use crate::client::{check_stated_digest, small_body, status_error, v2, Client, Progress, Scope};
 use crate::errors::{Error, ErrorKind, Result, Target};
-use crate::manifest::{self, Parsed};
+use crate::manifest;
 use crate::pull::target;
 use futures_util::{StreamExt, TryStreamExt};
+use kiln_oci::content::Provider;
 use kiln_oci::reference::Reference;
-use kiln_oci::Digest;
-use kiln_store::{Descriptor, Store};
+use kiln_oci::{Descriptor, Digest, Parsed};
 use reqwest::{header, Method, StatusCode};
-use std::io::{Read, Seek, SeekFrom};
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::FileExt;
+use std::sync::{Arc, Mutex};
 
 const ACTION: &str = "pushing";
 const READ_CHUNK: u64 = 256 * 1024;
-
-/// Where pushed blobs are read from: a `blobs/sha256` directory.
-#[derive(Clone, Debug)]
-pub struct BlobDir(PathBuf);
-
-impl BlobDir {
-    /// The blobs of kiln's store.
-    pub fn of_store(store: &Store) -> BlobDir {
-        BlobDir(store.layout_dir().join("blobs/sha256"))
-    }
-
-    /// The blobs of an OCI image layout directory.
-    pub fn of_layout(dir: &Path) -> BlobDir {
-        BlobDir(dir.join("blobs/sha256"))
-    }
-
-    fn path(&self, digest: &Digest) -> PathBuf {
-        self.0.join(digest.hex())
-    }
-}
 
 /// Choices for a push.
 #[derive(Clone, Debug, Default)]
@@ -69,10 +50,11 @@ enum BlobOutcome {
 
 impl Client {
     /// Pushes the image `manifest` (a manifest or an index, with its blobs
-    /// in `blobs`) to `dest`, tagged with `dest`'s tag.
+    /// in `blobs`: kiln's store, an OCI layout, any [`Provider`]) to
+    /// `dest`, tagged with `dest`'s tag.
     pub async fn push(
         &self,
-        blobs: &BlobDir,
+        blobs: &dyn Provider,
         manifest: &Descriptor,
         dest: &Reference,
         opts: &PushOptions,
@@ -80,16 +62,15 @@ impl Client {
         let outcomes = Mutex::new(Vec::new());
         let bytes = self.read_local(blobs, dest, manifest)?;
         match parse(dest, manifest, &bytes)? {
-            Parsed::Image { config, layers } => {
-                self.push_blobs(blobs, dest, config, layers, opts, &outcomes)
+            Parsed::Manifest(_, image) => {
+                self.push_blobs(blobs, dest, image.config, image.layers, opts, &outcomes)
                     .await?;
             }
-            Parsed::Index(entries) => {
-                for entry in entries {
-                    let child = entry.descriptor;
-                    if !blobs.path(&child.digest).is_file() {
-                        let platform = entry
-                            .platform
+            Parsed::Index(_, index) => {
+                for child in index.manifests {
+                    if !blobs.has_blob(&child.digest) {
+                        let platform = child
+                            .platform()
                             .map_or_else(String::new, |p| format!(" ({p})"));
                         return Err(error(
                             dest,
@@ -102,8 +83,7 @@ impl Client {
                         ));
                     }
                     let child_bytes = self.read_local(blobs, dest, &child)?;
-                    let Parsed::Image { config, layers } = parse(dest, &child, &child_bytes)?
-                    else {
+                    let Parsed::Manifest(_, image) = parse(dest, &child, &child_bytes)? else {
                         return Err(error(
                             dest,
                             ErrorKind::NotSupported(
@@ -112,7 +92,7 @@ impl Client {
                             ),
                         ));
                     };
-                    self.push_blobs(blobs, dest, config, layers, opts, &outcomes)
+                    self.push_blobs(blobs, dest, image.config, image.layers, opts, &outcomes)
                         .await?;
                     self.put_manifest(dest, &child, child_bytes, &child.digest.to_string())
                         .await?;
@@ -143,23 +123,33 @@ impl Client {
         Ok(pushed)
     }
 
-    fn read_local(&self, blobs: &BlobDir, dest: &Reference, desc: &Descriptor) -> Result<Vec<u8>> {
-        let path = blobs.path(&desc.digest);
-        std::fs::read(&path).map_err(|source| {
-            error(
-                dest,
-                ErrorKind::Io {
-                    action: "reading",
-                    path: path.display().to_string(),
-                    source,
-                },
-            )
-        })
+    fn read_local(
+        &self,
+        blobs: &dyn Provider,
+        dest: &Reference,
+        desc: &Descriptor,
+    ) -> Result<Vec<u8>> {
+        let mut bytes = Vec::new();
+        blobs
+            .open_blob(&desc.digest)
+            .map_err(|e| error(dest, e.into()))?
+            .read_to_end(&mut bytes)
+            .map_err(|source| {
+                error(
+                    dest,
+                    ErrorKind::Io {
+                        action: "reading",
+                        path: format!("blob {}", desc.digest),
+                        source,
+                    },
+                )
+            })?;
+        Ok(bytes)
     }
 
     async fn push_blobs(
         &self,
-        blobs: &BlobDir,
+        blobs: &dyn Provider,
         dest: &Reference,
         config: Descriptor,
         layers: Vec<Descriptor>,
@@ -170,7 +160,7 @@ impl Client {
         // them and licences often forbid copying them.
         let todo = std::iter::once(config)
             .chain(layers)
-            .filter(|d| manifest::urls(d).is_empty());
+            .filter(|d| !d.is_foreign());
         futures_util::stream::iter(todo)
             .map(|d| async move {
                 let outcome = self.push_blob(blobs, dest, &d, opts).await?;
@@ -188,7 +178,7 @@ impl Client {
 
     async fn push_blob(
         &self,
-        blobs: &BlobDir,
+        blobs: &dyn Provider,
         dest: &Reference,
         desc: &Descriptor,
         opts: &PushOptions,
@@ -258,7 +248,7 @@ impl Client {
                 self.location(&t, &resp)?
             }
         };
-        let file = blobs.path(&desc.digest);
+        let file = Arc::new(blobs.open_blob(&desc.digest).map_err(|e| err(e.into()))?);
         let size = desc.size;
         let mut location = location;
         let mut offset = 0;
@@ -394,41 +384,26 @@ fn parse(dest: &Reference, desc: &Descriptor, bytes: &[u8]) -> Result<Parsed> {
     manifest::parse(&desc.media_type, bytes).map_err(|e| error(dest, ErrorKind::Invalid(e)))
 }
 
-/// `len` bytes of `path` from `offset`, read as the request body is sent;
-/// each piece taken marks `progress`.
-fn file_body(path: PathBuf, offset: u64, len: u64, progress: Progress) -> reqwest::Body {
-    let stream = futures_util::stream::unfold(
-        (path, offset, len, None::<std::fs::File>),
-        move |(path, offset, left, file)| {
-            let progress = progress.clone();
-            async move {
-                if left == 0 {
-                    return None;
-                }
-                let read =
-                    |file: Option<std::fs::File>| -> std::io::Result<(Vec<u8>, std::fs::File)> {
-                        let mut f = match file {
-                            Some(f) => f,
-                            None => {
-                                let mut f = std::fs::File::open(&path)?;
-                                f.seek(SeekFrom::Start(offset))?;
-                                f
-                            }
-                        };
-                        let mut buf = vec![0; READ_CHUNK.min(left) as usize];
-                        f.read_exact(&mut buf)?;
-                        Ok((buf, f))
-                    };
-                match read(file) {
-                    Ok((buf, f)) => {
-                        progress.mark();
-                        let n = buf.len() as u64;
-                        Some((Ok(buf), (path, offset + n, left - n, Some(f))))
-                    }
-                    Err(e) => Some((Err(e), (path, offset, 0, None))),
-                }
+/// `len` bytes of `file` from `offset`, read as the request body is sent
+/// (positional reads: a retry reads the same bytes again); each piece
+/// taken marks `progress`.
+fn file_body(file: Arc<File>, offset: u64, len: u64, progress: Progress) -> reqwest::Body {
+    let stream = futures_util::stream::unfold((file, offset, len), move |(file, offset, left)| {
+        let progress = progress.clone();
+        async move {
+            if left == 0 {
+                return None;
             }
-        },
-    );
+            let mut buf = vec![0; READ_CHUNK.min(left) as usize];
+            match file.read_exact_at(&mut buf, offset) {
+                Ok(()) => {
+                    progress.mark();
+                    let n = buf.len() as u64;
+                    Some((Ok(buf), (file, offset + n, left - n)))
+                }
+                Err(e) => Some((Err(e), (file, offset, 0))),
+            }
+        }
+    });
     reqwest::Body::wrap_stream(stream)
 }

@@ -5,7 +5,7 @@
 
 use common::{busybox_layer, layout_manifest, options, push_busybox, rt, tmp_is_empty};
 use kiln_oci::reference::Reference;
-use kiln_registry::{BlobDir, Client, ClientOptions, Error, ErrorKind};
+use kiln_registry::{Client, ClientOptions, Error, ErrorKind};
 use kiln_store::{media_type, Descriptor, Store};
 use kiln_testsupport::{base_images, BaseImages, Fault, Proxy, Registry};
 use std::time::{Duration, Instant};
@@ -65,7 +65,7 @@ fn forbidden_says_the_account_lacks_access() {
     let dest = format!("{}/other:1", proxy.host()).parse().unwrap();
     let err = rt()
         .block_on(Client::new(single).push(
-            &kiln_registry::BlobDir::of_layout(layout),
+            &kiln_oci::Layout::open(layout).unwrap(),
             &common::layout_manifest(layout),
             &dest,
             &Default::default(),
@@ -386,7 +386,7 @@ fn failed_push(registry: &Registry, fault: Fault, repo_tag: &str) -> (Error, Str
     let dest = format!("{}/{repo_tag}", proxy.host()).parse().unwrap();
     let err = rt()
         .block_on(Client::new(options(&[proxy.host()])).push(
-            &BlobDir::of_layout(layout),
+            &kiln_oci::Layout::open(layout).unwrap(),
             &layout_manifest(layout),
             &dest,
             &Default::default(),
@@ -449,7 +449,7 @@ fn a_push_answered_with_a_wrong_stated_digest_is_refused() {
     let dest = format!("{}/d:1", proxy.host()).parse().unwrap();
     let err = rt()
         .block_on(Client::new(options(&[proxy.host()])).push(
-            &BlobDir::of_layout(layout),
+            &kiln_oci::Layout::open(layout).unwrap(),
             &layout_manifest(layout),
             &dest,
             &kiln_registry::PushOptions {
@@ -539,7 +539,7 @@ fn a_slow_but_steady_transfer_outlasts_the_timeout() {
 }
 
 /// An image in an OCI layout under `dir` whose one layer has `size` bytes.
-fn image_with_layer(dir: &std::path::Path, size: usize) -> (BlobDir, Descriptor) {
+fn image_with_layer(dir: &std::path::Path, size: usize) -> (kiln_oci::Layout, Descriptor) {
     let blobs = dir.join("blobs/sha256");
     std::fs::create_dir_all(&blobs).unwrap();
     let write = |bytes: &[u8], media_type: &str| {
@@ -569,7 +569,7 @@ fn image_with_layer(dir: &std::path::Path, size: usize) -> (BlobDir, Descriptor)
         &serde_json::to_vec(&manifest).unwrap(),
         media_type::OCI_MANIFEST,
     );
-    (BlobDir::of_layout(dir), manifest)
+    (kiln_oci::Layout::create(dir).unwrap(), manifest)
 }
 
 #[test]
@@ -621,7 +621,7 @@ fn an_upload_that_gets_no_answer_fails_after_the_stall_timeout() {
     let started = Instant::now();
     let err = rt()
         .block_on(Client::new(opts).push(
-            &BlobDir::of_layout(layout),
+            &kiln_oci::Layout::open(layout).unwrap(),
             &layout_manifest(layout),
             &dest,
             &Default::default(),
@@ -689,7 +689,7 @@ fn errors_name_upload_urls_without_their_query() {
     let dest = format!("{}/busybox:1", proxy.host()).parse().unwrap();
     let err = rt()
         .block_on(Client::new(opts).push(
-            &BlobDir::of_layout(layout),
+            &kiln_oci::Layout::open(layout).unwrap(),
             &layout_manifest(layout),
             &dest,
             &Default::default(),

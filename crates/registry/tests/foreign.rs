@@ -3,7 +3,7 @@
 
 use common::{busybox_layer, options, rt};
 use kiln_oci::Digest;
-use kiln_registry::{BlobDir, Client, PushOptions};
+use kiln_registry::{Client, PushOptions};
 use kiln_store::{Descriptor, Store};
 use kiln_testsupport::{base_images, FileServer, Proxy, Registry};
 use std::path::Path;
@@ -86,7 +86,7 @@ fn foreign_layers_are_recorded_and_fetched_from_their_url_on_demand() {
     let reference = format!("{}/win:ltsc2019", proxy.host()).parse().unwrap();
     let pushed = rt()
         .block_on(client.push(
-            &BlobDir::of_layout(src.path()),
+            &kiln_oci::Layout::open(src.path()).unwrap(),
             &manifest,
             &reference,
             &PushOptions::default(),
@@ -148,12 +148,7 @@ fn foreign_layers_are_recorded_and_fetched_from_their_url_on_demand() {
     // Pushing from the store, which now has the bytes, still leaves them out.
     let copy = format!("{}/win-copy:1", proxy.host()).parse().unwrap();
     let pushed = rt()
-        .block_on(client.push(
-            &BlobDir::of_store(&store),
-            &manifest,
-            &copy,
-            &PushOptions::default(),
-        ))
+        .block_on(client.push(&store, &manifest, &copy, &PushOptions::default()))
         .unwrap();
     assert_eq!(pushed.uploaded.len(), 2, "{pushed:?}");
     assert!(!in_registry(&registry, &foreign.digest));

@@ -2,7 +2,7 @@
 //! again byte for byte.
 
 use common::{layout_manifest, options, rt};
-use kiln_registry::{BlobDir, Client, PushOptions};
+use kiln_registry::{Client, PushOptions};
 use kiln_store::Store;
 use kiln_testsupport::{base_images, BaseImages, Registry};
 
@@ -61,12 +61,7 @@ fn pull_all_platforms_then_push_the_same_index() {
     let copy = format!("{host}/copy:all").parse().unwrap();
     let top = store.resolve(&reference.to_string()).unwrap().descriptor;
     let pushed = rt()
-        .block_on(client.push(
-            &BlobDir::of_store(&store),
-            &top,
-            &copy,
-            &PushOptions::default(),
-        ))
+        .block_on(client.push(&store, &top, &copy, &PushOptions::default()))
         .unwrap();
     assert_eq!(pushed.digest, original.digest);
     assert_eq!(pushed.uploaded.len(), 8);
@@ -86,12 +81,7 @@ fn pull_all_platforms_then_push_the_same_index() {
     one.put_bytes(&original_bytes).unwrap();
     one.tag(&reference, &index).unwrap();
     let err = rt()
-        .block_on(client.push(
-            &BlobDir::of_store(&one),
-            &index,
-            &copy,
-            &PushOptions::default(),
-        ))
+        .block_on(client.push(&one, &index, &copy, &PushOptions::default()))
         .unwrap_err();
     assert!(
         err.to_string().starts_with(&format!(

@@ -1,7 +1,8 @@
 //! kiln-registry against a real docker-registry (see kiln-testsupport).
 
 use common::{busybox_layer, layout_manifest, options, push_busybox, rt, tmp_is_empty};
-use kiln_registry::{BlobDir, Client, Credentials, ErrorKind, Platform, PushOptions};
+use kiln_oci::Platform;
+use kiln_registry::{Client, Credentials, ErrorKind, PushOptions};
 use kiln_store::Store;
 use kiln_testsupport::{base_images, Auth, BaseImages, Fault, Proxy, Registry, RegistryOptions};
 
@@ -159,7 +160,7 @@ fn auth_round_trip(auth: Auth) -> Registry {
         .unwrap();
     let err = rt()
         .block_on(anonymous.push(
-            &BlobDir::of_layout(layout),
+            &kiln_oci::Layout::open(layout).unwrap(),
             &layout_manifest(layout),
             &dest,
             &PushOptions::default(),
@@ -341,7 +342,12 @@ fn cross_repository_mount_and_chunked_upload() {
         mount_from: vec!["a/busybox".into()],
     };
     let pushed = rt()
-        .block_on(client.push(&BlobDir::of_layout(layout), &manifest, &dest, &opts))
+        .block_on(client.push(
+            &kiln_oci::Layout::open(layout).unwrap(),
+            &manifest,
+            &dest,
+            &opts,
+        ))
         .unwrap();
     assert_eq!(
         (pushed.mounted.len(), pushed.uploaded.len()),

@@ -32,6 +32,7 @@
 #![deny(missing_docs)]
 
 mod archive;
+mod content;
 mod descriptor;
 mod error;
 mod fsutil;

@@ -2,10 +2,8 @@
 
 use anyhow::{bail, Context};
 use kiln_oci::reference::Reference;
-use kiln_registry::{
-    AuthFiles, BlobDir, Client, ClientOptions, Credentials, IndexEntry, Parsed, Platform,
-    PushOptions,
-};
+use kiln_oci::{select_platform, Parsed, Platform};
+use kiln_registry::{AuthFiles, Client, ClientOptions, Credentials, PushOptions};
 use kiln_store::{media_type, ArchiveImage, Descriptor, Store};
 use std::io::Read;
 use std::path::PathBuf;
@@ -224,12 +222,7 @@ async fn run_async(cmd: RegistryCommand) -> anyhow::Result<()> {
             };
             let pushed = net
                 .client()
-                .push(
-                    &BlobDir::of_store(&store),
-                    &resolved.descriptor,
-                    &dest,
-                    &PushOptions::default(),
-                )
+                .push(&store, &resolved.descriptor, &dest, &PushOptions::default())
                 .await?;
             println!("Pushed {}", dest.familiar());
             println!("Digest: {}", pushed.digest);
@@ -362,23 +355,24 @@ fn one_platform(
         return Ok(image);
     }
     let bytes = store.read_blob(&image.digest)?;
-    let Parsed::Index(entries) =
+    let Parsed::Index(_, index) =
         kiln_registry::parse_manifest(&image.media_type, &bytes).map_err(anyhow::Error::msg)?
     else {
         bail!("{} is not an index", image.digest);
     };
-    let present: Vec<IndexEntry> = entries
+    let present: Vec<Descriptor> = index
+        .manifests
         .into_iter()
-        .filter(|e| store.has_blob(&e.descriptor.digest))
+        .filter(|e| store.has_blob(&e.digest))
         .collect();
     let wanted = platform.cloned().unwrap_or_else(Platform::host);
-    match wanted.select(&present) {
-        Some(entry) => one_platform(store, entry.descriptor.clone(), platform),
+    match select_platform(&wanted, &present, Descriptor::platform) {
+        Some(entry) => one_platform(store, entry.clone(), platform),
         None => bail!(
             "the source is a multi-platform image without {wanted}; it has {}; pass `--platform` with one of those, or `--all` to copy every platform",
             present
                 .iter()
-                .filter_map(|e| e.platform.as_ref().map(|p| p.to_string()))
+                .filter_map(|e| e.platform().map(|p| p.to_string()))
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
@@ -441,7 +435,7 @@ async fn copy(
                 _ => Vec::new(),
             };
             let pushed = client
-                .push(&BlobDir::of_store(store), &image, to, &PushOptions { mount_from })
+                .push(store, &image, to, &PushOptions { mount_from })
                 .await?;
             println!("Copied to {}", to.familiar());
             println!("Digest: {}", pushed.digest);

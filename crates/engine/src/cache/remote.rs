@@ -14,7 +14,7 @@
 use kiln_cache::{Layer, Record};
 use kiln_oci::reference::Reference;
 use kiln_oci::{Digest, Index, Layout, Manifest, ManifestFormat, Parsed};
-use kiln_registry::{BlobDir, Client, PushOptions};
+use kiln_registry::{Client, PushOptions};
 use kiln_store::{media_type, Descriptor, Store};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -369,7 +369,7 @@ pub(crate) fn export(
     match &export.location {
         CacheLocation::Registry(r) => {
             crate::runtime()?
-                .block_on(client.push(&BlobDir::of_store(store), &desc, r, &PushOptions::default()))
+                .block_on(client.push(store, &desc, r, &PushOptions::default()))
                 .map_err(|e| e.to_string())?;
         }
         CacheLocation::Local(dir) => {

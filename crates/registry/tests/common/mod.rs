@@ -1,7 +1,7 @@
 //! Helpers shared by the registry tests.
 #![allow(dead_code)] // Each test binary uses a different subset.
 
-use kiln_registry::{BlobDir, Client, ClientOptions, PushOptions};
+use kiln_registry::{Client, ClientOptions, PushOptions};
 use kiln_store::Descriptor;
 use kiln_testsupport::base_images;
 use std::path::Path;
@@ -43,7 +43,7 @@ pub fn push_busybox(client: &Client, host: &str, repo_tag: &str) -> kiln_registr
     let layout = &base_images().busybox;
     let dest = format!("{host}/{repo_tag}").parse().unwrap();
     rt().block_on(client.push(
-        &BlobDir::of_layout(layout),
+        &kiln_oci::Layout::open(layout).unwrap(),
         &layout_manifest(layout),
         &dest,
         &PushOptions::default(),
