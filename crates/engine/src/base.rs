@@ -253,10 +253,17 @@ fn entry_matches(entry: &Descriptor, wanted: &Platform) -> bool {
     }
 }
 
-/// Reads a manifest's config and layer list from the store.
+/// Reads a manifest's config and layer list from the store, and holds them
+/// in the build's lease: a base image removed and pruned while the build
+/// runs (or one never tagged, from an OCI layout) keeps its blobs until
+/// the build is done.
 pub(crate) fn read_image(store: &Store, manifest: Descriptor) -> Result<ImageSource, BaseError> {
+    store.hold(&manifest.digest)?;
     let bytes = store.read_blob(&manifest.digest)?;
     let kids = children(&manifest, &bytes)?;
+    for kid in &kids {
+        store.hold(&kid.digest)?;
+    }
     let Some((config_desc, layers)) = kids.split_first() else {
         return Err(BaseError::Other(format!(
             "manifest {} has no config",
@@ -272,7 +279,7 @@ pub(crate) fn read_image(store: &Store, manifest: Descriptor) -> Result<ImageSou
 }
 
 fn import_blob(store: &Store, dir: &Path, digest: &Digest) -> Result<(), BaseError> {
-    if store.has_blob(digest) {
+    if store.hold(digest)? {
         return Ok(());
     }
     let path: PathBuf = dir.join("blobs/sha256").join(digest.hex());

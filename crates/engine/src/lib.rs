@@ -69,3 +69,4 @@ pub use cache::{
 };
 pub use events::{BuildEvent, EventSink};
 pub use export::Output;
+pub use run::reclaim;

@@ -18,6 +18,10 @@ use crate::spec::{self, ContainerSpec, MountSpec, NetNs, Network, ResolvedKind, 
 use crate::stubs::Stubs;
 use crate::{Error, ProbeFailure};
 
+/// The id prefix of probe containers, which [`Runtime::cleanup_stale`]
+/// treats apart from the ones its caller names.
+const PROBE_PREFIX: &str = "kiln-probe-";
+
 /// How often a run looks at its cancel flag while waiting for output.
 const POLL: Duration = Duration::from_millis(50);
 
@@ -156,29 +160,47 @@ impl Runtime {
         c
     }
 
-    /// Kills and deletes every container whose id is `{prefix}{pid}-…`
-    /// for a `pid` that is no longer running: what a killed kiln left.
-    /// Returns the ids removed.
-    pub fn cleanup_stale(&self, prefix: &str) -> Result<Vec<String>, Error> {
-        let out = self
-            .command()
-            .args(["list", "--quiet"])
-            .stdin(Stdio::null())
-            .output()
-            .context(|| format!("running {} list", self.name()))?;
+    /// Kills and deletes every container of this runtime whose id is
+    /// `{prefix}{owner}-{n}` for an `owner` that `is_live` says is gone:
+    /// what a killed kiln left. Returns the ids removed.
+    pub fn cleanup_stale(&self, prefix: &str, is_live: &dyn Fn(&str) -> bool) -> Vec<String> {
+        let stale = stale_ids(&self.state, prefix, is_live);
+        for id in &stale {
+            self.delete(id);
+        }
+        stale
+    }
+
+    /// [`Runtime::cleanup_stale`] for the runtimes that ever ran under the
+    /// state root `state_root` (as given to [`Runtime::detect`]), without
+    /// detecting or probing one: it reads the runtimes' state directories,
+    /// and runs a runtime (the binary its probe found) only when there is a
+    /// stale container to kill. Cheap enough for every kiln command.
+    pub fn cleanup_stale_under(
+        state_root: &Path,
+        prefix: &str,
+        is_live: &dyn Fn(&str) -> bool,
+    ) -> Vec<String> {
         let mut removed = Vec::new();
-        for id in String::from_utf8_lossy(&out.stdout).lines() {
-            let Some(rest) = id.strip_prefix(prefix) else {
-                continue;
-            };
-            let owner = rest.split('-').next().and_then(|p| p.parse::<u32>().ok());
-            if owner.is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists()) {
+        for kind in [RuntimeKind::Runc, RuntimeKind::Crun] {
+            let state = state_root.join(kind.name());
+            let stale = stale_ids(&state, prefix, is_live);
+            if stale.is_empty() {
                 continue;
             }
-            self.delete(id);
-            removed.push(id.to_string());
+            let Some(binary) =
+                probed_binary(state_root, kind).or_else(|| find_program(kind.name()))
+            else {
+                continue;
+            };
+            let runtime = Runtime {
+                kind,
+                binary,
+                state,
+            };
+            removed.extend(runtime.cleanup_stale(prefix, is_live));
         }
-        Ok(removed)
+        removed
     }
 
     fn delete(&self, id: &str) {
@@ -440,6 +462,40 @@ impl Drop for Container<'_> {
     }
 }
 
+/// The containers in the runtime state directory `state` (runc and crun keep
+/// one directory per container there) named `{prefix}{owner}-{n}` whose
+/// owner is not live. A probe's container, `kiln-probe-{pid}`, is stale
+/// once its process is gone.
+fn stale_ids(state: &Path, prefix: &str, is_live: &dyn Fn(&str) -> bool) -> Vec<String> {
+    let mut stale = Vec::new();
+    for entry in fs::read_dir(state).into_iter().flatten().flatten() {
+        let id = entry.file_name().to_string_lossy().into_owned();
+        let live = if let Some(pid) = id.strip_prefix(PROBE_PREFIX) {
+            Path::new("/proc").join(pid).exists()
+        } else if let Some(rest) = id.strip_prefix(prefix) {
+            rest.rsplit_once('-')
+                .is_some_and(|(owner, _)| is_live(owner))
+        } else {
+            continue;
+        };
+        if !live && entry.path().is_dir() {
+            stale.push(id);
+        }
+    }
+    stale.sort();
+    stale
+}
+
+/// The binary whose probe verdict is remembered for `kind` under `state_root`.
+fn probed_binary(state_root: &Path, kind: RuntimeKind) -> Option<PathBuf> {
+    let memo = fs::read_to_string(state_root.join(format!("probe-{}", kind.name()))).ok()?;
+    // The stamp is "PATH SIZE MTIME"; the path may hold spaces.
+    let stamp = memo.lines().next()?;
+    let mut parts = stamp.rsplitn(3, ' ');
+    let (_, _, path) = (parts.next()?, parts.next()?, parts.next()?);
+    Some(PathBuf::from(path)).filter(|p| p.is_file())
+}
+
 /// The error-level messages of a runtime's JSON log, when it failed
 /// before (or instead of) running the process.
 fn runtime_error(log: &Path) -> Option<String> {
@@ -553,7 +609,7 @@ fn probe(runtime: &Runtime, state_root: &Path) -> Result<(), String> {
     let rootfs = dir.path().join("rootfs");
     fs::create_dir(&rootfs).map_err(|e| e.to_string())?;
     let mut spec = ContainerSpec::new(
-        format!("kiln-probe-{}", std::process::id()),
+        format!("{PROBE_PREFIX}{}", std::process::id()),
         dir.path().join("bundle"),
         &rootfs,
         ["true"],

@@ -277,7 +277,7 @@ fn cancelling_kills_the_container() {
     let err = f.runtime.run(&spec, &cancel, &mut |_, _| {}).unwrap_err();
     setter.join().unwrap();
     assert!(matches!(err, Error::Cancelled), "{err}");
-    assert!(f.runtime.cleanup_stale("kiln-test-").unwrap().is_empty());
+    assert!(f.runtime.cleanup_stale("kiln-test-", &|_| false).is_empty());
 }
 
 #[test]
@@ -310,11 +310,13 @@ fn containers_of_dead_owners_are_cleaned_up() {
         let (spec, cancel) = (spec.clone(), cancel.clone());
         std::thread::spawn(move || runtime.run(&spec, &cancel, &mut |_, _| {}))
     };
-    // Wait for it to be listed, then clean up as a new kiln would.
+    // Wait for it to be listed, then clean up as any new kiln command
+    // would: from the state root alone, with no runtime detected.
     let mut removed = Vec::new();
+    let live = |owner: &str| owner != dead.to_string();
     for _ in 0..100 {
         std::thread::sleep(Duration::from_millis(100));
-        removed = f.runtime.cleanup_stale("kiln-stale-").unwrap();
+        removed = Runtime::cleanup_stale_under(&f.dir.path().join("state"), "kiln-stale-", &live);
         if !removed.is_empty() {
             break;
         }

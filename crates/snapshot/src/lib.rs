@@ -108,7 +108,7 @@ impl Snapshotter {
             owner: Owner::current(),
         };
         s.userxattr = s.xattr_namespace(is_root && mount::in_initial_user_namespace())?;
-        s.clean();
+        remove_stale(&s.root);
         s.driver = match driver {
             Some(DriverKind::Copy) => DriverKind::Copy,
             Some(DriverKind::Overlay) => {
@@ -299,26 +299,12 @@ impl Snapshotter {
         }
     }
 
-    /// Removes what dead processes left in `active/` and `tmp/`.
-    fn clean(&self) {
-        let active = self.root.join("active");
-        for dir in list_dirs(&active) {
-            let owner = fs::read_to_string(dir.join("owner"))
-                .ok()
-                .and_then(|t| Owner::parse_record(&t));
-            if !owner.is_some_and(|o| o.is_alive()) {
-                remove_leftover(&dir);
-            }
-        }
-        for path in list_dirs(&self.root.join("tmp")) {
-            let owner = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(Owner::from_name);
-            if owner.is_some_and(|o| !o.is_alive()) {
-                remove_leftover(&path);
-            }
-        }
+    /// Removes what killed processes left under the snapshot root `root`
+    /// (what [`Snapshotter::open`] does first), without opening it: no
+    /// directory is created and no overlay probed, so any kiln command can
+    /// afford it. Snapshots of live processes are left alone.
+    pub fn remove_stale(root: &Path) {
+        remove_stale(root);
     }
 
     /// Mounts (and unmounts) a one-layer overlay with the options snapshots
@@ -373,6 +359,27 @@ fn publish(stage: TempDir, dest: &Path) -> Result<(), Error> {
     placed
         .map(drop)
         .map_err(Error::io("moving the finished layer to", dest))
+}
+
+/// Removes what dead processes left in `active/` and `tmp/` of `root`.
+fn remove_stale(root: &Path) {
+    for dir in list_dirs(&root.join("active")) {
+        let owner = fs::read_to_string(dir.join("owner"))
+            .ok()
+            .and_then(|t| Owner::parse_record(&t));
+        if !owner.is_some_and(|o| o.is_alive()) {
+            remove_leftover(&dir);
+        }
+    }
+    for path in list_dirs(&root.join("tmp")) {
+        let owner = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(Owner::from_name);
+        if owner.is_some_and(|o| !o.is_alive()) {
+            remove_leftover(&path);
+        }
+    }
 }
 
 fn list_dirs(dir: &Path) -> Vec<PathBuf> {

@@ -4,3 +4,18 @@ pub mod build;
 pub mod frontend;
 pub mod registry;
 pub mod store;
+
+use anyhow::Context;
+use kiln_store::Store;
+use std::path::Path;
+
+/// Opens the store at `root` as every subcommand does: opening reclaims
+/// the temporary files of kiln processes that were killed (see
+/// `Store::open`), and then their RUN containers and snapshots go too, so
+/// no leftover outlives the next kiln command, whatever it is.
+pub(crate) fn open_store(root: &Path) -> anyhow::Result<Store> {
+    let store = Store::open(root)
+        .with_context(|| format!("cannot open the store at {}", root.display()))?;
+    kiln_engine::reclaim(store.root());
+    Ok(store)
+}

@@ -6,7 +6,7 @@
 mod cache;
 mod show;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use kiln_oci::reference::Reference;
 use kiln_store::{ArchiveImage, Resolved, Store};
 use std::path::PathBuf;
@@ -137,7 +137,7 @@ impl RootArg {
             Some(r) => r.clone(),
             None => Store::default_root()?,
         };
-        Store::open(&root).with_context(|| format!("cannot open the store at {}", root.display()))
+        crate::cmd::open_store(&root)
     }
 }
 

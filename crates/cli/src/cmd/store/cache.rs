@@ -161,6 +161,21 @@ pub(super) fn du(store: &Store, verbose: bool) -> anyhow::Result<ExitCode> {
         human_size(only_cache)
     );
     println!("Store: {} in blobs", human_size(store_bytes));
+    let in_flight = store.in_flight();
+    println!(
+        "In flight: {} in the temporary files of {} running kiln processes",
+        human_size(in_flight.bytes),
+        in_flight.leases
+    );
+    let reclaimed = store.reclaimed();
+    if reclaimed.bytes > 0 || reclaimed.leases > 0 {
+        println!(
+            "Reclaimed just now: {} ({} bytes) left by {} killed kiln processes",
+            human_size(reclaimed.bytes),
+            reclaimed.bytes,
+            reclaimed.leases
+        );
+    }
     if entries.iter().any(|e| e.shared) {
         println!("* the layer is shared with other records");
     }
