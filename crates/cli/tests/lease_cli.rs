@@ -84,6 +84,15 @@ fn finish(mut child: Child, rest: std::thread::JoinHandle<Vec<String>>) {
 fn prune_during_a_build_leaves_its_work_alone() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
+    // A build before it, so the base image's blobs are in the store and
+    // the next build writes nothing to the store before its RUN.
+    let warm = spawn_build(d, "warm", "FROM bb\nRUN true\n", &[]);
+    let out = warm.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut build = spawn_build(
         d,
         "slow",
