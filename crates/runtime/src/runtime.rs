@@ -2,7 +2,7 @@
 //! completion through it.
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::IpAddr;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::ExitStatusExt;
@@ -330,6 +330,7 @@ impl Runtime {
 
         let log = spec.bundle.join("log.json");
         let _ = fs::remove_file(&log);
+        let watchdog = Watchdog::start(self, &spec.id);
         let child = self
             .command()
             .arg("--log")
@@ -346,6 +347,7 @@ impl Runtime {
             runtime: self,
             id: &spec.id,
             child: Some(child),
+            _watchdog: watchdog,
         };
         let status = guard.wait(cancel, on_line)?;
         drop(guard);
@@ -373,6 +375,45 @@ struct Container<'a> {
     runtime: &'a Runtime,
     id: &'a str,
     child: Option<Child>,
+    /// Dropped after the container is gone, whichever way it went.
+    _watchdog: Option<Watchdog>,
+}
+
+/// Deletes a container if kiln dies while it runs. The container's init
+/// is runc's child, in a PID namespace of its own, and outlives a SIGKILLed
+/// kiln (and its runc); this small shell holds the read end of a pipe whose
+/// write end only kiln has, and when that ends without the all-clear line
+/// (kiln is gone) it has the runtime kill and delete the container. The
+/// next kiln command cleans up too, but a container should not run on in
+/// the meantime.
+struct Watchdog(Child);
+
+impl Watchdog {
+    /// Starts the watchdog of container `id`; `None` when no shell could be
+    /// started (the next kiln command's cleanup then is the only one).
+    fn start(runtime: &Runtime, id: &str) -> Option<Watchdog> {
+        Command::new("/bin/sh")
+            .arg("-c")
+            .arg(r#"read line || exec "$0" --root "$1" delete --force "$2""#)
+            .arg(&runtime.binary)
+            .arg(&runtime.state)
+            .arg(id)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()
+            .map(Watchdog)
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        if let Some(mut all_clear) = self.0.stdin.take() {
+            let _ = all_clear.write_all(b"done\n");
+        }
+        let _ = self.0.wait();
+    }
 }
 
 impl Container<'_> {
