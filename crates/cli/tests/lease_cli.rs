@@ -102,6 +102,12 @@ fn prune_during_a_build_leaves_its_work_alone() {
     std::fs::create_dir_all(d.join("ctx")).unwrap();
     std::fs::write(d.join("ctx/ctx.txt"), "context\n").unwrap();
     let rest = wait_for_line(&mut build, " started");
+    let du = kiln_ok(d, &["du"]);
+    assert!(
+        du.contains(" in the temporary files of 1 running kiln processes"),
+        "{du}"
+    );
+    assert!(!du.contains("In flight: 0B"), "{du}");
     // The RUN is running on the scratch directory, snapshot and base blobs
     // a prune would otherwise take.
     kiln_ok(d, &["prune", "--all"]);
