@@ -48,12 +48,18 @@ impl Store {
     /// image's blobs are all present under the same lock, so a writer never
     /// makes a dangling tag.
     pub fn gc(&self) -> Result<GcReport> {
-        self.gc_keeping(&HashSet::new())
+        self.gc_keeping(|| Ok::<_, Error>(HashSet::new()))
     }
 
-    /// [`Store::gc`], also keeping the blobs in `keep` (the layers the build
-    /// cache refers to).
-    pub fn gc_keeping(&self, keep: &HashSet<Digest>) -> Result<GcReport> {
+    /// [`Store::gc`], also keeping the blobs `keep` returns (the layers the
+    /// build cache refers to). `keep` is called under GC's lock, after the
+    /// live leases were read: a process that records a blob elsewhere (a
+    /// cache record) while holding it, and then ends, has either its lease
+    /// seen or its record read.
+    pub fn gc_keeping<E: std::fmt::Display>(
+        &self,
+        keep: impl FnOnce() -> std::result::Result<HashSet<Digest>, E>,
+    ) -> Result<GcReport> {
         let _lock = self.lock(Mode::Exclusive)?;
         let mut report = GcReport {
             reclaimed_bytes: lease::reclaim(self.root()).bytes,
@@ -61,7 +67,7 @@ impl Store {
         };
         let held = lease::held_blobs(self.root());
         let mut live = self.live_blobs()?;
-        live.extend(keep.iter().copied());
+        live.extend(keep().map_err(|e| Error::invalid("the blobs to keep", e.to_string()))?);
         let blobs = self.blobs_dir();
         for (name, meta) in list_dir(&blobs)? {
             let digest = format!("sha256:{name}").parse::<Digest>().ok();

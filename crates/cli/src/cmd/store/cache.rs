@@ -23,8 +23,11 @@ fn open(store: &Store) -> anyhow::Result<Cache> {
 pub(super) fn prune(store: &Store, filter: &PruneFilter) -> anyhow::Result<ExitCode> {
     let cache = open(store)?;
     let report = cache.prune(filter)?;
-    let keep: HashSet<Digest> = cache.referenced_blobs()?.into_iter().collect();
-    let gc = store.gc_keeping(&keep)?;
+    let gc = store.gc_keeping(|| {
+        cache
+            .referenced_blobs()
+            .map(|blobs| blobs.into_iter().collect::<HashSet<Digest>>())
+    })?;
     if !report.removed.is_empty() {
         println!(
             "Deleted {} build cache records ({} layers no record uses any more)",
