@@ -114,6 +114,15 @@ fn prune_during_a_build_leaves_its_work_alone() {
     kiln_ok(d, &["prune"]);
     finish(build, rest);
     assert!(kiln_ok(d, &["images"]).contains("slow "));
+
+    // The image a build stands on, removed and pruned while it runs, stays
+    // until the build is done.
+    let mut build = spawn_build(d, "onwarm", "FROM warm\nRUN echo started && sleep 2\n", &[]);
+    let rest = wait_for_line(&mut build, " started");
+    kiln_ok(d, &["rm", "warm"]);
+    kiln_ok(d, &["prune", "--all"]);
+    finish(build, rest);
+    assert!(kiln_ok(d, &["images"]).contains("onwarm "));
     let out = kiln(d, &["fsck"]);
     assert!(
         out.status.success(),
