@@ -213,19 +213,26 @@ fn containers(store: &Path) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Starts a build whose RUN is `script`, and returns once the script has
+/// printed "started".
+fn start_run(d: &Path, name: &str, script: &str) -> Child {
+    let mut child = spawn_build(d, name, &format!("FROM bb\nRUN {script}\n"), &[]);
+    // Dropping the handle leaves the thread draining the pipe.
+    drop(wait_for_line(&mut child, " started"));
+    child
+}
+
+fn kill(mut child: Child) {
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
 /// Kills a build with SIGKILL in the middle of its RUN (`marker` runs in
 /// it) and returns once it is dead.
 fn kill_during_run(d: &Path, name: &str, marker: &str) {
-    let mut child = spawn_build(
-        d,
-        name,
-        &format!("FROM bb\nRUN echo started && {marker}\n"),
-        &[],
-    );
-    let _rest = wait_for_line(&mut child, " started");
+    let child = start_run(d, name, &format!("echo started && {marker}"));
     assert_eq!(processes_running(marker), 1);
-    child.kill().unwrap();
-    child.wait().unwrap();
+    kill(child);
 }
 
 /// Kills a build with SIGKILL while its COPY of `big.bin` is being written
@@ -315,13 +322,23 @@ fn what_killed_builds_leave_is_counted_and_reclaimed_by_the_next_command() {
     let markers: Vec<String> = (0..3).map(|i| format!("sleep 3{tag}{i}")).collect();
 
     // Each build reclaims what the one killed before it left.
-    let mut copied = 0;
     for (i, marker) in markers.iter().enumerate() {
         kill_during_run(d, &format!("run{i}"), marker);
-        copied = kill_during_copy(d, &format!("copy{i}"));
+        kill_during_copy(d, &format!("copy{i}"));
         assert_eq!(processes_running(marker), 0, "{marker} still runs");
     }
     assert!(!entries(&d.join("store/tmp")).is_empty());
+
+    // Two killed at once, so that one command finds both: one in its COPY,
+    // one in a RUN that has written 8 MiB.
+    let writer_marker = format!("sleep 3{tag}8");
+    let writer = start_run(
+        d,
+        "writer",
+        &format!("head -c 8388608 /dev/zero > /big && echo started && {writer_marker}"),
+    );
+    let copied = kill_during_copy(d, "copy-last");
+    kill(writer);
 
     let du = kiln_ok(d, &["du"]);
     let line = du
@@ -333,13 +350,19 @@ fn what_killed_builds_leave_is_counted_and_reclaimed_by_the_next_command() {
         .and_then(|(_, r)| r.split_once(" bytes)"))
         .map(|(n, _)| n.parse().unwrap())
         .unwrap_or_else(|| panic!("{line}"));
-    assert!(bytes >= copied, "{line}: the COPY alone had {copied}");
-    assert!(line.ends_with(" left by 1 killed kiln processes"), "{line}");
+    assert!(
+        bytes >= copied + (8 << 20),
+        "{line}: the COPY had {copied}, the RUN 8 MiB"
+    );
+    assert!(
+        line.contains(" left by 2 killed kiln processes ("),
+        "{line}"
+    );
     assert!(
         du.contains("In flight: 0B in the temporary files of 0 running kiln processes"),
         "{du}"
     );
-    assert_nothing_left(d, &markers);
+    assert_nothing_left(d, &[markers, vec![writer_marker]].concat());
 
     // The container dies with its build, before any other kiln runs; its
     // mount and snapshot go with the next command, whatever it is.

@@ -69,4 +69,4 @@ pub use cache::{
 };
 pub use events::{BuildEvent, EventSink};
 pub use export::Output;
-pub use run::reclaim;
+pub use run::{reclaim, Reclaimed};

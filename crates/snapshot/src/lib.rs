@@ -302,9 +302,10 @@ impl Snapshotter {
     /// Removes what killed processes left under the snapshot root `root`
     /// (what [`Snapshotter::open`] does first), without opening it: no
     /// directory is created and no overlay probed, so any kiln command can
-    /// afford it. Snapshots of live processes are left alone.
-    pub fn remove_stale(root: &Path) {
-        remove_stale(root);
+    /// afford it. Snapshots of live processes are left alone. Returns the
+    /// bytes of the files removed.
+    pub fn remove_stale(root: &Path) -> u64 {
+        remove_stale(root)
     }
 
     /// Mounts (and unmounts) a one-layer overlay with the options snapshots
@@ -362,13 +363,14 @@ fn publish(stage: TempDir, dest: &Path) -> Result<(), Error> {
 }
 
 /// Removes what dead processes left in `active/` and `tmp/` of `root`.
-fn remove_stale(root: &Path) {
+fn remove_stale(root: &Path) -> u64 {
+    let mut removed = 0;
     for dir in list_dirs(&root.join("active")) {
         let owner = fs::read_to_string(dir.join("owner"))
             .ok()
             .and_then(|t| Owner::parse_record(&t));
         if !owner.is_some_and(|o| o.is_alive()) {
-            remove_leftover(&dir);
+            removed += remove_leftover(&dir);
         }
     }
     for path in list_dirs(&root.join("tmp")) {
@@ -377,9 +379,10 @@ fn remove_stale(root: &Path) {
             .and_then(|n| n.to_str())
             .and_then(Owner::from_name);
         if owner.is_some_and(|o| !o.is_alive()) {
-            remove_leftover(&path);
+            removed += remove_leftover(&path);
         }
     }
+    removed
 }
 
 fn list_dirs(dir: &Path) -> Vec<PathBuf> {
@@ -392,15 +395,21 @@ fn list_dirs(dir: &Path) -> Vec<PathBuf> {
 
 /// Unmounts and removes a dead snapshot or work directory, unless its mount
 /// cannot be taken away (then removing would fail on the mount point).
-fn remove_leftover(dir: &Path) {
+/// Returns the bytes of the files removed.
+fn remove_leftover(dir: &Path) -> u64 {
     let merged = dir.join("merged");
     if mount::is_mount_point(&merged) {
         let _ = mount::unmount(&merged, true);
         if mount::is_mount_point(&merged) {
-            return;
+            return 0;
         }
     }
-    let _ = fsutil::remove_all(dir);
+    // Measured once nothing is mounted in it, so only its own files count.
+    let size = fsutil::tree_size(dir);
+    match fsutil::remove_all(dir) {
+        Ok(()) => size,
+        Err(_) => 0,
+    }
 }
 
 /// A writable root in use. Dropping it unmounts and removes it (errors

@@ -132,12 +132,15 @@ pub struct RootArg {
 }
 
 impl RootArg {
-    fn open(&self) -> anyhow::Result<Store> {
-        let root = match &self.root {
+    fn path(&self) -> anyhow::Result<PathBuf> {
+        Ok(match &self.root {
             Some(r) => r.clone(),
             None => Store::default_root()?,
-        };
-        crate::cmd::open_store(&root)
+        })
+    }
+
+    fn open(&self) -> anyhow::Result<Store> {
+        crate::cmd::open_store(&self.path()?)
     }
 }
 
@@ -179,7 +182,10 @@ pub fn run(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
             force,
             images,
         } => rm(&root.open()?, force, &images),
-        StoreCommand::Du { root, verbose } => cache::du(&root.open()?, verbose),
+        StoreCommand::Du { root, verbose } => {
+            let (store, reclaimed) = crate::cmd::open_store_reclaiming(&root.path()?)?;
+            cache::du(&store, &reclaimed, verbose)
+        }
         StoreCommand::Prune {
             root,
             all,

@@ -51,22 +51,37 @@ pub(crate) fn layers(
         .collect())
 }
 
+/// What [`reclaim`] removed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Reclaimed {
+    /// The ids of the RUN containers killed and deleted.
+    pub containers: Vec<String>,
+    /// The bytes of the snapshots removed (what the killed RUN steps wrote).
+    pub snapshot_bytes: u64,
+}
+
 /// Kills and removes the RUN containers and snapshots that killed kiln
 /// processes left under the store root `root`: containers whose lease is
 /// dead (through the runtime that ran them), then snapshots whose owner is
 /// gone, unmounting their overlays. Nothing is probed or created, and
 /// nothing of a live process is touched; what cannot be removed now is
-/// tried again next time. Returns the ids of the containers removed.
-pub fn reclaim(root: &Path) -> Vec<String> {
+/// tried again next time.
+pub fn reclaim(root: &Path) -> Reclaimed {
     // Containers first: they may still run on the snapshots removed next.
-    let removed = Runtime::cleanup_stale_under(&root.join("runtime"), CONTAINER_PREFIX, &|lease| {
-        Store::lease_is_live(root, lease)
-    });
+    let containers =
+        Runtime::cleanup_stale_under(&root.join("runtime"), CONTAINER_PREFIX, &|lease| {
+            Store::lease_is_live(root, lease)
+        });
     let snapshots = root.join("snapshots");
-    if snapshots.is_dir() {
-        Snapshotter::remove_stale(&snapshots);
+    let snapshot_bytes = if snapshots.is_dir() {
+        Snapshotter::remove_stale(&snapshots)
+    } else {
+        0
+    };
+    Reclaimed {
+        containers,
+        snapshot_bytes,
     }
-    removed
 }
 
 /// The snapshotter and runtime of a build, opened on first use.

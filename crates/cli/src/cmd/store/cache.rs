@@ -106,7 +106,11 @@ pub(super) fn parse_size(text: &str) -> Result<u64, String> {
 /// `kiln du`: the build cache records that hold a layer (with `verbose`,
 /// every record), most recently used first, then what the cache and the
 /// store hold.
-pub(super) fn du(store: &Store, verbose: bool) -> anyhow::Result<ExitCode> {
+pub(super) fn du(
+    store: &Store,
+    run_leftovers: &kiln_engine::Reclaimed,
+    verbose: bool,
+) -> anyhow::Result<ExitCode> {
     let cache = open(store)?;
     let entries = cache.entries()?;
     let (image_blobs, store_bytes) = store.usage()?;
@@ -171,12 +175,16 @@ pub(super) fn du(store: &Store, verbose: bool) -> anyhow::Result<ExitCode> {
         in_flight.leases
     );
     let reclaimed = store.reclaimed();
-    if reclaimed.bytes > 0 || reclaimed.leases > 0 {
+    let bytes = reclaimed.bytes + run_leftovers.snapshot_bytes;
+    if bytes > 0 || reclaimed.leases > 0 || !run_leftovers.containers.is_empty() {
         println!(
-            "Reclaimed just now: {} ({} bytes) left by {} killed kiln processes",
+            "Reclaimed just now: {} ({bytes} bytes) left by {} killed kiln processes \
+             ({} in temporary files, {} in RUN snapshots; {} RUN containers stopped)",
+            human_size(bytes),
+            reclaimed.leases,
             human_size(reclaimed.bytes),
-            reclaimed.bytes,
-            reclaimed.leases
+            human_size(run_leftovers.snapshot_bytes),
+            run_leftovers.containers.len()
         );
     }
     if entries.iter().any(|e| e.shared) {
