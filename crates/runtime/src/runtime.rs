@@ -22,6 +22,10 @@ use crate::{Error, ProbeFailure};
 /// treats apart from the ones its caller names.
 const PROBE_PREFIX: &str = "kiln-probe-";
 
+/// The prefix of a probe's work directory under the state root, followed
+/// by the prober's pid, so one a killed kiln left can be told apart.
+const PROBE_DIR: &str = "probe-dir-";
+
 /// How often a run looks at its cancel flag while waiting for output.
 const POLL: Duration = Duration::from_millis(50);
 
@@ -175,7 +179,8 @@ impl Runtime {
     /// state root `state_root` (as given to [`Runtime::detect`]), without
     /// detecting or probing one: it reads the runtimes' state directories,
     /// and runs a runtime (the binary its probe found) only when there is a
-    /// stale container to kill. Cheap enough for every kiln command.
+    /// stale container to kill. Cheap enough for every kiln command. The
+    /// work directories of probes whose process is gone go too.
     pub fn cleanup_stale_under(
         state_root: &Path,
         prefix: &str,
@@ -199,6 +204,17 @@ impl Runtime {
                 state,
             };
             removed.extend(runtime.cleanup_stale(prefix, is_live));
+        }
+        // After the containers, which may still run on a probe's rootfs.
+        for entry in fs::read_dir(state_root).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let pid = name
+                .strip_prefix(PROBE_DIR)
+                .and_then(|rest| rest.split_once('-'))
+                .map(|(pid, _)| pid);
+            if pid.is_some_and(|pid| !Path::new("/proc").join(pid).exists()) {
+                let _ = fs::remove_dir_all(entry.path());
+            }
         }
         removed
     }
@@ -644,7 +660,7 @@ fn version_kind(binary: &Path) -> Result<RuntimeKind, String> {
 /// host's program directories, bound read-only.
 fn probe(runtime: &Runtime, state_root: &Path) -> Result<(), String> {
     let dir = tempfile::Builder::new()
-        .prefix("probe-")
+        .prefix(&format!("{PROBE_DIR}{}-", std::process::id()))
         .tempdir_in(state_root)
         .map_err(|e| format!("creating a probe directory: {e}"))?;
     let rootfs = dir.path().join("rootfs");

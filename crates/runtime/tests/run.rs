@@ -322,6 +322,15 @@ fn containers_of_dead_owners_are_cleaned_up() {
         }
     }
     assert_eq!(removed, [spec.id.clone()]);
+    // A killed probe's work directory goes with its container; a live
+    // prober's stays.
+    let state = f.dir.path().join("state");
+    let dead_probe = state.join(format!("probe-dir-{dead}-x"));
+    let live_probe = state.join(format!("probe-dir-{}-y", std::process::id()));
+    fs::create_dir_all(dead_probe.join("rootfs")).unwrap();
+    fs::create_dir_all(&live_probe).unwrap();
+    Runtime::cleanup_stale_under(&state, "kiln-stale-", &live);
+    assert!(!dead_probe.exists() && live_probe.exists());
     // The container was killed under the run, which sees SIGKILL's code.
     let outcome = running.join().unwrap().unwrap();
     assert_eq!(outcome.status.code, 137);
