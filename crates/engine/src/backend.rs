@@ -578,7 +578,7 @@ impl NativeBackend {
                 path: self.store.tmp_dir().to_path_buf(),
                 source: e,
             })?;
-        let exec = Exec::new(self.store.root(), req.runtime.clone());
+        let exec = Exec::new(&self.store, req.runtime.clone());
         let mut cache =
             BuildCache::open(self.store.root(), req.no_cache, req.no_cache_filter.clone())
                 .map_err(|e| BuildError::Request(format!("opening the build cache: {e}")))?;

@@ -224,10 +224,17 @@ impl<'a> Bases<'a> {
     }
 }
 
-/// Reads a manifest's config and layer list from the store.
+/// Reads a manifest's config and layer list from the store, and holds them
+/// in the build's lease: a base image removed and pruned while the build
+/// runs (or one never tagged, from an OCI layout) keeps its blobs until
+/// the build is done.
 pub(crate) fn read_image(store: &Store, manifest: Descriptor) -> Result<ImageSource, BaseError> {
+    store.hold(&manifest.digest)?;
     let bytes = store.read_blob(&manifest.digest)?;
     let kids = children(&manifest, &bytes)?;
+    for kid in &kids {
+        store.hold(&kid.digest)?;
+    }
     let Some((config_desc, layers)) = kids.split_first() else {
         return Err(BaseError::Other(format!(
             "manifest {} has no config",
@@ -243,7 +250,7 @@ pub(crate) fn read_image(store: &Store, manifest: Descriptor) -> Result<ImageSou
 }
 
 fn import_blob(store: &Store, layout: &Layout, digest: &Digest) -> Result<(), BaseError> {
-    if store.has_blob(digest) {
+    if store.hold(digest)? {
         return Ok(());
     }
     let mut file = layout

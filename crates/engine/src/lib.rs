@@ -80,3 +80,4 @@ pub use cache::{
 };
 pub use events::{BuildEvent, EventSink};
 pub use export::Output;
+pub use run::{reclaim, Reclaimed};

@@ -2,7 +2,7 @@
 //! completion through it.
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::IpAddr;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::ExitStatusExt;
@@ -17,6 +17,14 @@ use crate::network::{find_program, NetworkTool, PrivateNet};
 use crate::spec::{self, ContainerSpec, MountSpec, NetNs, Network, ResolvedKind, ResolvedMount};
 use crate::stubs::Stubs;
 use crate::{Error, ProbeFailure};
+
+/// The id prefix of probe containers, which [`Runtime::cleanup_stale`]
+/// treats apart from the ones its caller names.
+const PROBE_PREFIX: &str = "kiln-probe-";
+
+/// The prefix of a probe's work directory under the state root, followed
+/// by the prober's pid, so one a killed kiln left can be told apart.
+const PROBE_DIR: &str = "probe-dir-";
 
 /// How often a run looks at its cancel flag while waiting for output.
 const POLL: Duration = Duration::from_millis(50);
@@ -156,29 +164,59 @@ impl Runtime {
         c
     }
 
-    /// Kills and deletes every container whose id is `{prefix}{pid}-…`
-    /// for a `pid` that is no longer running: what a killed kiln left.
-    /// Returns the ids removed.
-    pub fn cleanup_stale(&self, prefix: &str) -> Result<Vec<String>, Error> {
-        let out = self
-            .command()
-            .args(["list", "--quiet"])
-            .stdin(Stdio::null())
-            .output()
-            .context(|| format!("running {} list", self.name()))?;
+    /// Kills and deletes every container of this runtime whose id is
+    /// `{prefix}{owner}-{n}` for an `owner` that `is_live` says is gone:
+    /// what a killed kiln left. Returns the ids removed.
+    pub fn cleanup_stale(&self, prefix: &str, is_live: &dyn Fn(&str) -> bool) -> Vec<String> {
+        let stale = stale_ids(&self.state, prefix, is_live);
+        for id in &stale {
+            self.delete(id);
+        }
+        stale
+    }
+
+    /// [`Runtime::cleanup_stale`] for the runtimes that ever ran under the
+    /// state root `state_root` (as given to [`Runtime::detect`]), without
+    /// detecting or probing one: it reads the runtimes' state directories,
+    /// and runs a runtime (the binary its probe found) only when there is a
+    /// stale container to kill. Cheap enough for every kiln command. The
+    /// work directories of probes whose process is gone go too.
+    pub fn cleanup_stale_under(
+        state_root: &Path,
+        prefix: &str,
+        is_live: &dyn Fn(&str) -> bool,
+    ) -> Vec<String> {
         let mut removed = Vec::new();
-        for id in String::from_utf8_lossy(&out.stdout).lines() {
-            let Some(rest) = id.strip_prefix(prefix) else {
-                continue;
-            };
-            let owner = rest.split('-').next().and_then(|p| p.parse::<u32>().ok());
-            if owner.is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists()) {
+        for kind in [RuntimeKind::Runc, RuntimeKind::Crun] {
+            let state = state_root.join(kind.name());
+            let stale = stale_ids(&state, prefix, is_live);
+            if stale.is_empty() {
                 continue;
             }
-            self.delete(id);
-            removed.push(id.to_string());
+            let Some(binary) =
+                probed_binary(state_root, kind).or_else(|| find_program(kind.name()))
+            else {
+                continue;
+            };
+            let runtime = Runtime {
+                kind,
+                binary,
+                state,
+            };
+            removed.extend(runtime.cleanup_stale(prefix, is_live));
         }
-        Ok(removed)
+        // After the containers, which may still run on a probe's rootfs.
+        for entry in fs::read_dir(state_root).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let pid = name
+                .strip_prefix(PROBE_DIR)
+                .and_then(|rest| rest.split_once('-'))
+                .map(|(pid, _)| pid);
+            if pid.is_some_and(|pid| !Path::new("/proc").join(pid).exists()) {
+                let _ = fs::remove_dir_all(entry.path());
+            }
+        }
+        removed
     }
 
     fn delete(&self, id: &str) {
@@ -308,6 +346,7 @@ impl Runtime {
 
         let log = spec.bundle.join("log.json");
         let _ = fs::remove_file(&log);
+        let watchdog = Watchdog::start(self, &spec.id);
         let child = self
             .command()
             .arg("--log")
@@ -324,6 +363,7 @@ impl Runtime {
             runtime: self,
             id: &spec.id,
             child: Some(child),
+            _watchdog: watchdog,
         };
         let status = guard.wait(cancel, on_line)?;
         drop(guard);
@@ -351,6 +391,45 @@ struct Container<'a> {
     runtime: &'a Runtime,
     id: &'a str,
     child: Option<Child>,
+    /// Dropped after the container is gone, whichever way it went.
+    _watchdog: Option<Watchdog>,
+}
+
+/// Deletes a container if kiln dies while it runs. The container's init
+/// is runc's child, in a PID namespace of its own, and outlives a SIGKILLed
+/// kiln (and its runc); this small shell holds the read end of a pipe whose
+/// write end only kiln has, and when that ends without the all-clear line
+/// (kiln is gone) it has the runtime kill and delete the container. The
+/// next kiln command cleans up too, but a container should not run on in
+/// the meantime.
+struct Watchdog(Child);
+
+impl Watchdog {
+    /// Starts the watchdog of container `id`; `None` when no shell could be
+    /// started (the next kiln command's cleanup then is the only one).
+    fn start(runtime: &Runtime, id: &str) -> Option<Watchdog> {
+        Command::new("/bin/sh")
+            .arg("-c")
+            .arg(r#"read line || exec "$0" --root "$1" delete --force "$2""#)
+            .arg(&runtime.binary)
+            .arg(&runtime.state)
+            .arg(id)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()
+            .map(Watchdog)
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        if let Some(mut all_clear) = self.0.stdin.take() {
+            let _ = all_clear.write_all(b"done\n");
+        }
+        let _ = self.0.wait();
+    }
 }
 
 impl Container<'_> {
@@ -438,6 +517,40 @@ impl Drop for Container<'_> {
             self.runtime.delete(self.id);
         }
     }
+}
+
+/// The containers in the runtime state directory `state` (runc and crun keep
+/// one directory per container there) named `{prefix}{owner}-{n}` whose
+/// owner is not live. A probe's container, `kiln-probe-{pid}`, is stale
+/// once its process is gone.
+fn stale_ids(state: &Path, prefix: &str, is_live: &dyn Fn(&str) -> bool) -> Vec<String> {
+    let mut stale = Vec::new();
+    for entry in fs::read_dir(state).into_iter().flatten().flatten() {
+        let id = entry.file_name().to_string_lossy().into_owned();
+        let live = if let Some(pid) = id.strip_prefix(PROBE_PREFIX) {
+            Path::new("/proc").join(pid).exists()
+        } else if let Some(rest) = id.strip_prefix(prefix) {
+            rest.rsplit_once('-')
+                .is_some_and(|(owner, _)| is_live(owner))
+        } else {
+            continue;
+        };
+        if !live && entry.path().is_dir() {
+            stale.push(id);
+        }
+    }
+    stale.sort();
+    stale
+}
+
+/// The binary whose probe verdict is remembered for `kind` under `state_root`.
+fn probed_binary(state_root: &Path, kind: RuntimeKind) -> Option<PathBuf> {
+    let memo = fs::read_to_string(state_root.join(format!("probe-{}", kind.name()))).ok()?;
+    // The stamp is "PATH SIZE MTIME"; the path may hold spaces.
+    let stamp = memo.lines().next()?;
+    let mut parts = stamp.rsplitn(3, ' ');
+    let (_, _, path) = (parts.next()?, parts.next()?, parts.next()?);
+    Some(PathBuf::from(path)).filter(|p| p.is_file())
 }
 
 /// The error-level messages of a runtime's JSON log, when it failed
@@ -547,13 +660,13 @@ fn version_kind(binary: &Path) -> Result<RuntimeKind, String> {
 /// host's program directories, bound read-only.
 fn probe(runtime: &Runtime, state_root: &Path) -> Result<(), String> {
     let dir = tempfile::Builder::new()
-        .prefix("probe-")
+        .prefix(&format!("{PROBE_DIR}{}-", std::process::id()))
         .tempdir_in(state_root)
         .map_err(|e| format!("creating a probe directory: {e}"))?;
     let rootfs = dir.path().join("rootfs");
     fs::create_dir(&rootfs).map_err(|e| e.to_string())?;
     let mut spec = ContainerSpec::new(
-        format!("kiln-probe-{}", std::process::id()),
+        format!("{PROBE_PREFIX}{}", std::process::id()),
         dir.path().join("bundle"),
         &rootfs,
         ["true"],

@@ -277,7 +277,7 @@ fn cancelling_kills_the_container() {
     let err = f.runtime.run(&spec, &cancel, &mut |_, _| {}).unwrap_err();
     setter.join().unwrap();
     assert!(matches!(err, Error::Cancelled), "{err}");
-    assert!(f.runtime.cleanup_stale("kiln-test-").unwrap().is_empty());
+    assert!(f.runtime.cleanup_stale("kiln-test-", &|_| false).is_empty());
 }
 
 #[test]
@@ -310,16 +310,27 @@ fn containers_of_dead_owners_are_cleaned_up() {
         let (spec, cancel) = (spec.clone(), cancel.clone());
         std::thread::spawn(move || runtime.run(&spec, &cancel, &mut |_, _| {}))
     };
-    // Wait for it to be listed, then clean up as a new kiln would.
+    // Wait for it to be listed, then clean up as any new kiln command
+    // would: from the state root alone, with no runtime detected.
     let mut removed = Vec::new();
+    let live = |owner: &str| owner != dead.to_string();
     for _ in 0..100 {
         std::thread::sleep(Duration::from_millis(100));
-        removed = f.runtime.cleanup_stale("kiln-stale-").unwrap();
+        removed = Runtime::cleanup_stale_under(&f.dir.path().join("state"), "kiln-stale-", &live);
         if !removed.is_empty() {
             break;
         }
     }
     assert_eq!(removed, [spec.id.clone()]);
+    // A killed probe's work directory goes with its container; a live
+    // prober's stays.
+    let state = f.dir.path().join("state");
+    let dead_probe = state.join(format!("probe-dir-{dead}-x"));
+    let live_probe = state.join(format!("probe-dir-{}-y", std::process::id()));
+    fs::create_dir_all(dead_probe.join("rootfs")).unwrap();
+    fs::create_dir_all(&live_probe).unwrap();
+    Runtime::cleanup_stale_under(&state, "kiln-stale-", &live);
+    assert!(!dead_probe.exists() && live_probe.exists());
     // The container was killed under the run, which sees SIGKILL's code.
     let outcome = running.join().unwrap().unwrap();
     assert_eq!(outcome.status.code, 137);

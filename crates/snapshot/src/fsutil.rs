@@ -118,6 +118,20 @@ pub(crate) fn remove_all(path: &Path) -> io::Result<()> {
     }
 }
 
+/// The bytes of the files under `path`, not following symlinks.
+pub(crate) fn tree_size(path: &Path) -> u64 {
+    match fs::symlink_metadata(path) {
+        Ok(md) if md.is_dir() => fs::read_dir(path)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok())
+            .map(|e| tree_size(&e.path()))
+            .sum(),
+        Ok(md) => md.len(),
+        Err(_) => 0,
+    }
+}
+
 /// Renames `from` to `to` unless `to` exists; `Ok(false)` when it did.
 pub(crate) fn rename_noreplace(from: &Path, to: &Path) -> io::Result<bool> {
     match rfs::renameat_with(CWD, from, CWD, to, rfs::RenameFlags::NOREPLACE) {

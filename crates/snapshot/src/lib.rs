@@ -113,7 +113,7 @@ impl Snapshotter {
             owner: Owner::current(),
         };
         s.userxattr = s.xattr_namespace(is_root && mount::in_initial_user_namespace())?;
-        s.clean();
+        remove_stale(&s.root);
         s.driver = match driver {
             Some(DriverKind::Copy) => DriverKind::Copy,
             Some(DriverKind::Overlay) => {
@@ -372,26 +372,13 @@ impl Snapshotter {
         }
     }
 
-    /// Removes what dead processes left in `active/` and `tmp/`.
-    fn clean(&self) {
-        let active = self.root.join("active");
-        for dir in list_dirs(&active) {
-            let owner = fs::read_to_string(dir.join("owner"))
-                .ok()
-                .and_then(|t| Owner::parse_record(&t));
-            if !owner.is_some_and(|o| o.is_alive()) {
-                remove_leftover(&dir);
-            }
-        }
-        for path in list_dirs(&self.root.join("tmp")) {
-            let owner = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(Owner::from_name);
-            if owner.is_some_and(|o| !o.is_alive()) {
-                remove_leftover(&path);
-            }
-        }
+    /// Removes what killed processes left under the snapshot root `root`
+    /// (what [`Snapshotter::open`] does first), without opening it: no
+    /// directory is created and no overlay probed, so any kiln command can
+    /// afford it. Snapshots of live processes are left alone. Returns the
+    /// bytes of the files removed.
+    pub fn remove_stale(root: &Path) -> u64 {
+        remove_stale(root)
     }
 
     /// Mounts (and unmounts) a one-layer overlay with the options snapshots
@@ -461,6 +448,29 @@ fn publish(stage: TempDir, dest: &Path) -> Result<(), Error> {
         .map_err(Error::io("moving the finished layer to", dest))
 }
 
+/// Removes what dead processes left in `active/` and `tmp/` of `root`.
+fn remove_stale(root: &Path) -> u64 {
+    let mut removed = 0;
+    for dir in list_dirs(&root.join("active")) {
+        let owner = fs::read_to_string(dir.join("owner"))
+            .ok()
+            .and_then(|t| Owner::parse_record(&t));
+        if !owner.is_some_and(|o| o.is_alive()) {
+            removed += remove_leftover(&dir);
+        }
+    }
+    for path in list_dirs(&root.join("tmp")) {
+        let owner = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(Owner::from_name);
+        if owner.is_some_and(|o| !o.is_alive()) {
+            removed += remove_leftover(&path);
+        }
+    }
+    removed
+}
+
 fn list_dirs(dir: &Path) -> Vec<PathBuf> {
     fs::read_dir(dir)
         .into_iter()
@@ -471,15 +481,21 @@ fn list_dirs(dir: &Path) -> Vec<PathBuf> {
 
 /// Unmounts and removes a dead snapshot or work directory, unless its mount
 /// cannot be taken away (then removing would fail on the mount point).
-fn remove_leftover(dir: &Path) {
+/// Returns the bytes of the files removed.
+fn remove_leftover(dir: &Path) -> u64 {
     let merged = dir.join("merged");
     if mount::is_mount_point(&merged) {
         let _ = mount::unmount(&merged, true);
         if mount::is_mount_point(&merged) {
-            return;
+            return 0;
         }
     }
-    let _ = fsutil::remove_all(dir);
+    // Measured once nothing is mounted in it, so only its own files count.
+    let size = fsutil::tree_size(dir);
+    match fsutil::remove_all(dir) {
+        Ok(()) => size,
+        Err(_) => 0,
+    }
 }
 
 /// A writable root in use. Dropping it unmounts and removes it (errors

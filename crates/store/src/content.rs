@@ -44,8 +44,10 @@ impl Ingest for BlobWriter<'_> {
 }
 
 impl Ingester for Store {
+    /// A blob a pull finds present is held in this process's lease, so a
+    /// prune before the pull names the image cannot take it away.
     fn has_blob(&self, digest: &Digest) -> bool {
-        Store::has_blob(self, digest)
+        self.hold(digest).unwrap_or(false)
     }
 
     fn ingest(&self) -> Result<Box<dyn Ingest + '_>, ContentError> {

@@ -41,16 +41,6 @@ impl Lock {
         flock(&file, op).map_err(|e| Error::io("locking", path)(e.into()))?;
         Ok(Lock { _file: file })
     }
-
-    /// Takes the lock exclusively if nobody holds it, else returns `None`.
-    pub(crate) fn try_exclusive(path: &Path) -> Result<Option<Lock>> {
-        let file = Lock::open(path)?;
-        match flock(&file, FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => Ok(Some(Lock { _file: file })),
-            Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
-            Err(e) => Err(Error::io("locking", path)(e.into())),
-        }
-    }
 }
 
 /// Makes a rename or unlink in `dir` durable.

@@ -3,26 +3,23 @@
 use crate::descriptor::REF_NAME;
 use crate::error::{Error, Result};
 use crate::fsutil::{self, Mode};
+use crate::lease;
 use crate::store::Store;
 use kiln_oci::reference::Reference;
 use kiln_oci::{Digest, DigestWriter};
 use std::collections::HashSet;
 use std::fs;
 use std::io;
-use std::time::{Duration, SystemTime};
-
-/// While another process is ingesting, GC keeps unreferenced blobs written
-/// (or re-committed) this recently, as they may be about to be tagged.
-pub const IN_FLIGHT_GRACE: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// What [`Store::gc`] did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct GcReport {
     /// Unreferenced blobs deleted.
     pub removed_blobs: usize,
-    /// Bytes freed, blobs and abandoned temp files together.
+    /// Bytes freed, blobs and the temporary files of dead processes together.
     pub reclaimed_bytes: u64,
-    /// Unreferenced blobs kept because another process may be about to use them.
+    /// Unreferenced blobs kept because a live process's lease holds them
+    /// (written by a build not yet done, or used by one).
     pub kept_in_flight: usize,
 }
 
@@ -41,43 +38,43 @@ pub struct FsckReport {
 }
 
 impl Store {
-    /// Deletes blobs no image reaches.
+    /// Deletes blobs no image reaches, and what dead processes left.
     ///
-    /// The rule that keeps concurrent writers safe: GC holds the index lock
-    /// exclusively for its whole run, so no tag lands half-way. If no other
-    /// process holds `ingest.lock` (nobody is writing blobs), every
-    /// unreferenced blob and every file left in `tmp/` (by a killed
-    /// process) is deleted. If some process is ingesting, `tmp/` is left
-    /// alone and unreferenced blobs modified within [`IN_FLIGHT_GRACE`] are
-    /// kept. Tagging re-checks that an image's blobs are all present under
-    /// the same lock, so a writer never makes a dangling tag.
+    /// The rules that keep concurrent processes safe: GC holds the index
+    /// lock exclusively for its whole run, so no tag lands half-way and no
+    /// blob is committed or [held](Store::hold) meanwhile; blobs a live
+    /// process's lease holds are kept, as is its `tmp/` directory; a dead
+    /// process's lease and temporary files go. Tagging re-checks that an
+    /// image's blobs are all present under the same lock, so a writer never
+    /// makes a dangling tag.
     pub fn gc(&self) -> Result<GcReport> {
-        self.gc_keeping(&HashSet::new())
+        self.gc_keeping(|| Ok::<_, Error>(HashSet::new()))
     }
 
-    /// [`Store::gc`], also keeping the blobs in `keep` (the layers the build
-    /// cache refers to).
-    pub fn gc_keeping(&self, keep: &HashSet<Digest>) -> Result<GcReport> {
+    /// [`Store::gc`], also keeping the blobs `keep` returns (the layers the
+    /// build cache refers to). `keep` is called under GC's lock, after the
+    /// live leases were read: a process that records a blob elsewhere (a
+    /// cache record) while holding it, and then ends, has either its lease
+    /// seen or its record read.
+    pub fn gc_keeping<E: std::fmt::Display>(
+        &self,
+        keep: impl FnOnce() -> std::result::Result<HashSet<Digest>, E>,
+    ) -> Result<GcReport> {
         let _lock = self.lock(Mode::Exclusive)?;
-        let started = SystemTime::now();
-        let quiet = self.try_lock_ingest()?;
+        let mut report = GcReport {
+            reclaimed_bytes: lease::reclaim(self.root()).bytes,
+            ..GcReport::default()
+        };
+        let held = lease::held_blobs(self.root());
         let mut live = self.live_blobs()?;
-        live.extend(keep.iter().copied());
-        let mut report = GcReport::default();
+        live.extend(keep().map_err(|e| Error::invalid("the blobs to keep", e.to_string()))?);
         let blobs = self.blobs_dir();
         for (name, meta) in list_dir(&blobs)? {
-            let referenced = format!("sha256:{name}")
-                .parse::<Digest>()
-                .is_ok_and(|d| live.contains(&d));
-            if referenced || !meta.is_file() {
+            let digest = format!("sha256:{name}").parse::<Digest>().ok();
+            if digest.is_some_and(|d| live.contains(&d)) || !meta.is_file() {
                 continue;
             }
-            let young = meta
-                .modified()
-                .ok()
-                .and_then(|m| started.duration_since(m).ok())
-                .is_none_or(|age| age < IN_FLIGHT_GRACE);
-            if quiet.is_none() && young {
+            if digest.is_some_and(|d| held.contains(&d)) {
                 report.kept_in_flight += 1;
                 continue;
             }
@@ -85,18 +82,6 @@ impl Store {
             fs::remove_file(&path).map_err(Error::io("removing", &path))?;
             report.removed_blobs += 1;
             report.reclaimed_bytes += meta.len();
-        }
-        if quiet.is_some() {
-            for (name, meta) in list_dir(self.tmp_dir())? {
-                let path = self.tmp_dir().join(name);
-                let removed = if meta.is_dir() {
-                    fs::remove_dir_all(&path)
-                } else {
-                    fs::remove_file(&path)
-                };
-                removed.map_err(Error::io("removing", &path))?;
-                report.reclaimed_bytes += meta.len();
-            }
         }
         fsutil::sync_dir(&blobs)?;
         Ok(report)

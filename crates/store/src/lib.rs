@@ -4,13 +4,15 @@
 //! `content/` is a standard OCI image layout (`oci-layout`, `index.json`,
 //! `blobs/sha256/…`) with tags as `org.opencontainers.image.ref.name`
 //! annotations holding full references (`docker.io/library/busybox:latest`);
-//! `tmp/` holds work in flight; `index.lock` and `ingest.lock` coordinate
-//! processes sharing the store.
+//! `tmp/<lease>/` holds each process's work in flight; `leases/` holds the
+//! leases of the processes using the store (see [`Store::open`]), and
+//! `index.lock` orders index updates, blob commits and GC.
 //!
 //! Every change is crash-safe: blobs are written to `tmp/`, fsynced, checked
 //! against their digest and renamed into place; `index.json` is replaced by
 //! rename. A process killed at any point leaves a store [`Store::fsck`]
-//! finds consistent, at worst with stray temp files that [`Store::gc`] removes.
+//! finds consistent, at worst with stray temp files that the next
+//! [`Store::open`] removes.
 //!
 //! ```
 //! use kiln_store::{Descriptor, Store, media_type};
@@ -38,11 +40,13 @@ mod error;
 mod fsutil;
 mod gc;
 mod images;
+mod lease;
 mod store;
 
 pub use archive::ArchiveImage;
 pub use descriptor::{children, media_type, Descriptor, IndexFile, CONTAINERD_NAME, REF_NAME};
 pub use error::{Error, Result};
-pub use gc::{FsckReport, GcReport, IN_FLIGHT_GRACE};
+pub use gc::{FsckReport, GcReport};
 pub use images::{Image, Resolved};
+pub use lease::LeaseUsage;
 pub use store::{BlobInfo, BlobWriter, Store};

@@ -3,28 +3,30 @@
 use crate::descriptor::IndexFile;
 use crate::error::{Error, Result};
 use crate::fsutil::{self, Lock, Mode};
+use crate::lease::{self, Lease, LeaseUsage};
 use kiln_oci::{Digest, DigestWriter};
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
-use std::time::SystemTime;
 
 const OCI_LAYOUT: &str = "{\"imageLayoutVersion\":\"1.0.0\"}";
 
 /// A local content store: an OCI image layout in `<root>/content`, work in
-/// flight in `<root>/tmp`, and two lock files in `<root>`.
+/// flight in `<root>/tmp/<lease>`, leases in `<root>/leases`, and a lock
+/// file in `<root>`.
 ///
 /// Several processes may use one store at once. `index.lock` is taken shared
-/// by readers and exclusive by index updates and GC. `ingest.lock` is held
-/// shared by every process from its first [`Store::ingest`] until its `Store`
-/// is dropped, so GC can tell whether blobs may be in flight (see [`Store::gc`]).
+/// by readers and by blob commits, and exclusive by index updates and GC.
+/// Each `Store` holds a lease from [`Store::open`] until it is dropped (see
+/// the `lease` module): its temporary files, and the blobs it wrote or
+/// [held](Store::hold) and has not tagged, are its lease's, and GC keeps
+/// them while the lease lives.
 #[derive(Debug)]
 pub struct Store {
     root: PathBuf,
     content: PathBuf,
-    tmp: PathBuf,
-    ingesting: OnceLock<Lock>,
+    lease: Lease,
+    reclaimed: LeaseUsage,
 }
 
 /// A blob's digest and size, as committed.
@@ -37,19 +39,30 @@ pub struct BlobInfo {
 }
 
 impl Store {
-    /// Opens the store at `root`, creating an empty one if there is none.
+    /// Opens the store at `root`, creating an empty one if there is none,
+    /// and takes this `Store`'s lease.
+    ///
+    /// First it removes what processes that died with the store open left
+    /// (their temporary files and leases; [`Store::reclaimed`] says how
+    /// much). That never waits on another process and never touches the
+    /// work of a live one.
     pub fn open(root: impl Into<PathBuf>) -> Result<Store> {
         let root = root.into();
         let content = root.join("content");
-        let tmp = root.join("tmp");
-        for dir in [&root, &content.join("blobs").join("sha256"), &tmp] {
+        for dir in [
+            &root,
+            &content.join("blobs").join("sha256"),
+            &root.join("tmp"),
+            &root.join("leases"),
+        ] {
             fs::create_dir_all(dir).map_err(Error::io("creating", dir))?;
         }
+        let reclaimed = lease::reclaim(&root);
         let store = Store {
+            lease: Lease::create(&root)?,
             root,
             content,
-            tmp,
-            ingesting: OnceLock::new(),
+            reclaimed,
         };
         let layout = store.content.join("oci-layout");
         let index = store.index_path();
@@ -58,7 +71,7 @@ impl Store {
             // once must not write an empty index over a freshly tagged one.
             let _lock = store.lock(Mode::Exclusive)?;
             if !layout.exists() {
-                fsutil::write_atomic(&store.tmp, &layout, OCI_LAYOUT.as_bytes())?;
+                fsutil::write_atomic(store.tmp_dir(), &layout, OCI_LAYOUT.as_bytes())?;
             }
             if !index.exists() {
                 store.write_index(&IndexFile::default())?;
@@ -99,10 +112,49 @@ impl Store {
         &self.content
     }
 
-    /// The directory for work in flight; it is on the same file system as
-    /// the layout, so finished files can be renamed into place.
+    /// The directory for this store's work in flight, `tmp/<lease>`: it is
+    /// on the same file system as the layout, so finished files can be
+    /// renamed into place, and it belongs to this `Store`'s lease, so GC
+    /// leaves it alone while the `Store` lives and removes it once the
+    /// process is gone, however it ended.
     pub fn tmp_dir(&self) -> &Path {
-        &self.tmp
+        self.lease.tmp()
+    }
+
+    /// This `Store`'s lease id: other components name what they own after
+    /// it (kiln's RUN containers do), and [`Store::lease_is_live`] tells
+    /// whether its owner still runs.
+    pub fn lease_id(&self) -> &str {
+        self.lease.id()
+    }
+
+    /// Whether the lease `id` of the store at `root` is held by a running
+    /// process. Takes no lock that could make anyone wait.
+    pub fn lease_is_live(root: &Path, id: &str) -> bool {
+        lease::is_live(root, id)
+    }
+
+    /// What [`Store::open`] removed that dead processes had left.
+    pub fn reclaimed(&self) -> LeaseUsage {
+        self.reclaimed
+    }
+
+    /// The other processes using the store now, and the bytes of their
+    /// temporary files.
+    pub fn in_flight(&self) -> LeaseUsage {
+        lease::in_flight(&self.root, self.lease.id())
+    }
+
+    /// Adds the blob `digest` to this `Store`'s lease, so GC keeps it until
+    /// the `Store` is dropped even when no image uses it (a layer a build
+    /// takes from its cache, a base image's blobs); returns whether the
+    /// blob is in the store. Blobs this `Store` commits are held already.
+    pub fn hold(&self, digest: &Digest) -> Result<bool> {
+        // Under the index lock, which GC holds exclusively: the blob is
+        // either gone before this looks, or kept.
+        let _lock = self.lock(Mode::Shared)?;
+        self.lease.hold(digest)?;
+        Ok(self.has_blob(digest))
     }
 
     /// Where the blob with `digest` lives (whether or not it exists).
@@ -159,11 +211,10 @@ impl Store {
     }
 
     fn start_blob(&self, hash: bool) -> Result<BlobWriter<'_>> {
-        self.hold_ingest_lock()?;
         let tmp = tempfile::Builder::new()
             .prefix("ingest-")
-            .tempfile_in(&self.tmp)
-            .map_err(Error::io("creating a temporary file in", &self.tmp))?;
+            .tempfile_in(self.tmp_dir())
+            .map_err(Error::io("creating a temporary file in", self.tmp_dir()))?;
         let path = tmp.path().to_path_buf();
         let buf = BufWriter::with_capacity(256 * 1024, tmp);
         Ok(BlobWriter {
@@ -177,17 +228,6 @@ impl Store {
         })
     }
 
-    /// Marks this process as writing to the store until the `Store` is
-    /// dropped, so GC neither empties `tmp/` nor deletes fresh blobs.
-    pub(crate) fn hold_ingest_lock(&self) -> Result<()> {
-        if self.ingesting.get().is_none() {
-            let lock = Lock::acquire(&self.root.join("ingest.lock"), Mode::Shared)?;
-            // Another thread may have won the race; its lock serves both.
-            let _ = self.ingesting.set(lock);
-        }
-        Ok(())
-    }
-
     pub(crate) fn blobs_dir(&self) -> PathBuf {
         self.content.join("blobs").join("sha256")
     }
@@ -198,10 +238,6 @@ impl Store {
 
     pub(crate) fn lock(&self, mode: Mode) -> Result<Lock> {
         Lock::acquire(&self.root.join("index.lock"), mode)
-    }
-
-    pub(crate) fn try_lock_ingest(&self) -> Result<Option<Lock>> {
-        Lock::try_exclusive(&self.root.join("ingest.lock"))
     }
 
     /// Reads `index.json`; the caller holds the index lock.
@@ -221,7 +257,7 @@ impl Store {
         let mut bytes = serde_json::to_vec_pretty(index)
             .map_err(|e| Error::invalid("index.json", format!("cannot be written: {e}")))?;
         bytes.push(b'\n');
-        fsutil::write_atomic(&self.tmp, &self.index_path(), &bytes)
+        fsutil::write_atomic(self.tmp_dir(), &self.index_path(), &bytes)
     }
 }
 
@@ -254,9 +290,9 @@ impl BlobWriter<'_> {
     }
 
     /// Finishes the blob: checks it against `expected` (if given), fsyncs
-    /// it, and renames it into `blobs/sha256/`. If the blob was already
-    /// there, the existing file's mtime is refreshed instead, which protects
-    /// it from a GC running while the caller still holds it unreferenced.
+    /// it, and renames it into `blobs/sha256/` (unless it was there
+    /// already). Either way the blob is held by the store's lease from then
+    /// on, so GC keeps it until it is tagged or the `Store` is dropped.
     pub fn commit(self, expected: Option<Digest>) -> Result<BlobInfo> {
         let (digest, size, buf) = match self.inner {
             Sink::Hashed(w) => w.finish(),
@@ -283,10 +319,11 @@ impl BlobWriter<'_> {
             }
         }
         let dest = self.store.blob_path(&digest);
-        if let Ok(existing) = File::options().write(true).open(&dest) {
-            existing
-                .set_modified(SystemTime::now())
-                .map_err(Error::io("touching", &dest))?;
+        // Held before it is looked for or placed, under the lock GC takes
+        // exclusively: a GC sees the blob held, or runs before it exists.
+        let _lock = self.store.lock(Mode::Shared)?;
+        self.store.lease.hold(&digest)?;
+        if dest.is_file() {
             return Ok(BlobInfo { digest, size });
         }
         tmp.as_file()

@@ -3,7 +3,7 @@
 use flate2::write::GzEncoder;
 use kiln_oci::reference::Reference;
 use kiln_oci::Digest;
-use kiln_store::{media_type, ArchiveImage, Descriptor, Error, Store};
+use kiln_store::{media_type, ArchiveImage, Descriptor, Error, LeaseUsage, Store};
 use std::fs;
 use std::io::Write;
 use std::path::Path;
@@ -44,8 +44,9 @@ fn r(s: &str) -> Reference {
     s.parse().unwrap()
 }
 
-fn tmp_entries(root: &Path) -> usize {
-    fs::read_dir(root.join("tmp")).unwrap().count()
+/// The entries of the store's own work directory.
+fn tmp_entries(store: &Store) -> usize {
+    fs::read_dir(store.tmp_dir()).unwrap().count()
 }
 
 #[test]
@@ -75,11 +76,7 @@ fn blobs_are_ingested_checked_and_read_back() {
     assert!(!store.has_blob(&Digest::of(b"other")));
     let w = store.ingest().unwrap();
     drop(w);
-    assert_eq!(
-        tmp_entries(dir.path()),
-        0,
-        "abandoned writers leave nothing"
-    );
+    assert_eq!(tmp_entries(&store), 0, "abandoned writers leave nothing");
 
     let missing = Digest::of(b"nope");
     let err = store.open_blob(&missing).unwrap_err().to_string();
@@ -197,7 +194,7 @@ fn tagging_needs_every_blob() {
 }
 
 #[test]
-fn gc_removes_only_unreferenced_blobs() {
+fn gc_removes_only_unreferenced_blobs_and_keeps_what_live_leases_hold() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let (keep, _) = make_image(&store, b"keep");
@@ -205,42 +202,100 @@ fn gc_removes_only_unreferenced_blobs() {
     store.tag(&r("keep"), &keep).unwrap();
     store.tag(&r("gone"), &gone).unwrap();
     store.untag(&r("gone")).unwrap();
-    fs::write(
-        dir.path().join("tmp/ingest-left-by-a-killed-process"),
-        b"12345",
-    )
-    .unwrap();
+    let loose = store.put_bytes(b"written, never tagged").unwrap();
     drop(store);
 
-    // Another process is ingesting: fresh unreferenced blobs and tmp/ stay.
+    // Another process is building: it uses gone's layer, has committed a
+    // blob it has not tagged yet and is writing another.
     let writer = Store::open(dir.path()).unwrap();
-    let _w = writer.ingest().unwrap();
+    assert!(writer.hold(&gone_layer).unwrap());
+    let fresh = writer.put_bytes(b"a layer a build just wrote").unwrap();
+    let mut w = writer.ingest().unwrap();
+    w.write_all(b"12345").unwrap();
+    w.flush().unwrap();
     let store = Store::open(dir.path()).unwrap();
+    assert_eq!(
+        store.in_flight(),
+        LeaseUsage {
+            leases: 1,
+            bytes: 5
+        }
+    );
     let report = store.gc().unwrap();
-    assert_eq!((report.removed_blobs, report.kept_in_flight), (0, 3));
-    assert!(store.has_blob(&gone_layer));
-    drop(_w);
+    assert_eq!((report.removed_blobs, report.kept_in_flight), (3, 2));
+    assert!(store.has_blob(&gone_layer) && store.has_blob(&fresh.digest));
+    assert!(!store.has_blob(&loose.digest));
+    assert_eq!(tmp_entries(&writer), 1, "the writer's ingest stays");
+    let info = w.commit(None).unwrap();
+    assert!(writer.has_blob(&info.digest));
     drop(writer);
 
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&store.read_blob(&gone.digest).unwrap()).unwrap();
-    let gone_config: Digest = manifest["config"]["digest"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let blob_bytes: u64 = [gone.digest, gone_config, gone_layer]
-        .iter()
-        .map(|d| fs::metadata(store.blob_path(d)).unwrap().len())
-        .sum();
+    // Its lease ended with it: what it held goes.
+    let layer_bytes = fs::metadata(store.blob_path(&gone_layer)).unwrap().len();
     let report = store.gc().unwrap();
     assert_eq!(report.removed_blobs, 3);
     assert_eq!(report.kept_in_flight, 0);
-    assert_eq!(report.reclaimed_bytes, blob_bytes + 5);
+    assert!(report.reclaimed_bytes > layer_bytes);
     assert!(!store.has_blob(&gone_layer));
-    assert_eq!(tmp_entries(dir.path()), 0);
     assert_eq!(store.resolve("keep").unwrap().descriptor, keep);
     assert!(store.fsck().unwrap().problems.is_empty());
+}
+
+#[test]
+fn opening_the_store_reclaims_what_dead_leases_left_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let live = Store::open(root).unwrap();
+    fs::write(live.tmp_dir().join("build-scratch"), b"live work").unwrap();
+    // A lease whose process died: its lock is not held by anyone.
+    let dead = "999999.dead.0";
+    fs::create_dir_all(root.join("leases").join(dead)).unwrap();
+    fs::write(root.join("leases").join(dead).join("lock"), b"").unwrap();
+    fs::write(
+        root.join("leases").join(dead).join("blobs"),
+        format!("{}\n", Digest::of(b"x")),
+    )
+    .unwrap();
+    fs::create_dir_all(root.join("tmp").join(dead).join("build-1")).unwrap();
+    fs::write(root.join("tmp").join(dead).join("build-1/f"), [0u8; 1000]).unwrap();
+    fs::write(root.join("tmp").join(dead).join("ingest-2"), [0u8; 24]).unwrap();
+    // Work with no lease at all (made before leases existed, or whose
+    // lease was reclaimed first), and a lease killed while being made.
+    fs::write(root.join("tmp/ingest-orphan"), [0u8; 100]).unwrap();
+    fs::create_dir_all(root.join("leases/.new-1.2.3")).unwrap();
+    fs::write(root.join("leases/.new-1.2.3/lock"), b"").unwrap();
+    assert!(!Store::lease_is_live(root, dead));
+    assert!(Store::lease_is_live(root, live.lease_id()));
+
+    let next = Store::open(root).unwrap();
+    assert_eq!(
+        next.reclaimed(),
+        LeaseUsage {
+            leases: 1,
+            bytes: 1124
+        }
+    );
+    let mut leases: Vec<String> = fs::read_dir(root.join("leases"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    leases.sort();
+    let mut expected = vec![live.lease_id().to_string(), next.lease_id().to_string()];
+    expected.sort();
+    assert_eq!(leases, expected);
+    assert_eq!(tmp_entries(&live), 1);
+    assert_eq!(fs::read_dir(root.join("tmp")).unwrap().count(), 2);
+    assert_eq!(
+        next.in_flight(),
+        LeaseUsage {
+            leases: 1,
+            bytes: 9
+        }
+    );
+    drop(live);
+    drop(next);
+    assert_eq!(fs::read_dir(root.join("tmp")).unwrap().count(), 0);
+    assert_eq!(fs::read_dir(root.join("leases")).unwrap().count(), 0);
 }
 
 #[test]
@@ -265,7 +320,7 @@ fn gc_keeping_spares_the_blobs_it_is_given_and_usage_counts_what_images_use() {
         .sum();
     assert_eq!(total, on_disk);
     let report = store
-        .gc_keeping(&std::iter::once(cached.digest).collect())
+        .gc_keeping(|| Ok::<_, Error>(std::iter::once(cached.digest).collect()))
         .unwrap();
     assert_eq!(report.removed_blobs, 1);
     assert!(store.has_blob(&cached.digest));
@@ -288,7 +343,7 @@ fn a_prehashed_blob_is_stored_under_the_digest_given_and_needs_one() {
     let err = w.commit(None).unwrap_err().to_string();
     assert!(err.contains("needs its digest"), "{err}");
     // Nothing half-written stays behind.
-    assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+    assert_eq!(tmp_entries(&store), 0);
 }
 
 #[test]

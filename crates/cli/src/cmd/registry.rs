@@ -99,7 +99,7 @@ impl StoreArg {
             Some(r) => r.clone(),
             None => Store::default_root()?,
         };
-        Store::open(&root).with_context(|| format!("cannot open the store at {}", root.display()))
+        crate::cmd::open_store(&root)
     }
 }
 

@@ -6,7 +6,7 @@
 mod cache;
 mod show;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use kiln_oci::reference::Reference;
 use kiln_store::{ArchiveImage, Resolved, Store};
 use std::path::PathBuf;
@@ -132,12 +132,15 @@ pub struct RootArg {
 }
 
 impl RootArg {
-    fn open(&self) -> anyhow::Result<Store> {
-        let root = match &self.root {
+    fn path(&self) -> anyhow::Result<PathBuf> {
+        Ok(match &self.root {
             Some(r) => r.clone(),
             None => Store::default_root()?,
-        };
-        Store::open(&root).with_context(|| format!("cannot open the store at {}", root.display()))
+        })
+    }
+
+    fn open(&self) -> anyhow::Result<Store> {
+        crate::cmd::open_store(&self.path()?)
     }
 }
 
@@ -179,7 +182,10 @@ pub fn run(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
             force,
             images,
         } => rm(&root.open()?, force, &images),
-        StoreCommand::Du { root, verbose } => cache::du(&root.open()?, verbose),
+        StoreCommand::Du { root, verbose } => {
+            let (store, reclaimed) = crate::cmd::open_store_reclaiming(&root.path()?)?;
+            cache::du(&store, &reclaimed, verbose)
+        }
         StoreCommand::Prune {
             root,
             all,

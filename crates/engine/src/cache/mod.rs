@@ -141,9 +141,12 @@ impl BuildCache {
             .collect()
     }
 
-    /// Whether blob `digest` is in the store or a `--cache-from` cache.
+    /// Whether blob `digest` is in the store or a `--cache-from` cache. A
+    /// blob in the store is held by the build's lease from here on: a
+    /// `kiln prune` running meanwhile may drop the record that found it,
+    /// but not the layer the build now stands on.
     pub(crate) fn can_get(&self, store: &Store, digest: &Digest) -> bool {
-        store.has_blob(digest) || self.imported.iter().any(|i| i.has_layer(digest))
+        store.hold(digest).unwrap_or(false) || self.imported.iter().any(|i| i.has_layer(digest))
     }
 
     /// Makes sure `layer` is in the store, fetching it from a `--cache-from`

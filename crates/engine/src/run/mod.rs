@@ -51,9 +51,44 @@ pub(crate) fn layers(
         .collect())
 }
 
+/// What [`reclaim`] removed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Reclaimed {
+    /// The ids of the RUN containers killed and deleted.
+    pub containers: Vec<String>,
+    /// The bytes of the snapshots removed (what the killed RUN steps wrote).
+    pub snapshot_bytes: u64,
+}
+
+/// Kills and removes the RUN containers and snapshots that killed kiln
+/// processes left under the store root `root`: containers whose lease is
+/// dead (through the runtime that ran them), then snapshots whose owner is
+/// gone, unmounting their overlays. Nothing is probed or created, and
+/// nothing of a live process is touched; what cannot be removed now is
+/// tried again next time.
+pub fn reclaim(root: &Path) -> Reclaimed {
+    // Containers first: they may still run on the snapshots removed next.
+    let containers =
+        Runtime::cleanup_stale_under(&root.join("runtime"), CONTAINER_PREFIX, &|lease| {
+            Store::lease_is_live(root, lease)
+        });
+    let snapshots = root.join("snapshots");
+    let snapshot_bytes = if snapshots.is_dir() {
+        Snapshotter::remove_stale(&snapshots)
+    } else {
+        0
+    };
+    Reclaimed {
+        containers,
+        snapshot_bytes,
+    }
+}
+
 /// The snapshotter and runtime of a build, opened on first use.
 pub(crate) struct Exec {
     root: PathBuf,
+    /// The store's lease, which names this process's containers.
+    lease: String,
     runtime: Option<String>,
     ready: OnceLock<Result<Ready, String>>,
 }
@@ -68,11 +103,11 @@ struct Ready {
 const CONTAINER_PREFIX: &str = "kiln-";
 
 impl Exec {
-    /// RUN support for a store rooted at `root`, with the runtime
-    /// `--runtime` named (if any).
-    pub(crate) fn new(root: &Path, runtime: Option<String>) -> Exec {
+    /// RUN support for `store`, with the runtime `--runtime` named (if any).
+    pub(crate) fn new(store: &Store, runtime: Option<String>) -> Exec {
         Exec {
-            root: root.to_path_buf(),
+            root: store.root().to_path_buf(),
+            lease: store.lease_id().to_string(),
             runtime,
             ready: OnceLock::new(),
         }
@@ -95,10 +130,9 @@ impl Exec {
                 // run on the snapshots the snapshotter then removes.
                 let detected = Runtime::detect(self.runtime.as_deref(), &self.root.join("runtime"))
                     .map_err(|e| e.to_string())?;
-                detected
-                    .runtime
-                    .cleanup_stale(CONTAINER_PREFIX)
-                    .map_err(|e| e.to_string())?;
+                detected.runtime.cleanup_stale(CONTAINER_PREFIX, &|lease| {
+                    Store::lease_is_live(&self.root, lease)
+                });
                 let snapshots = Snapshotter::open(&self.root.join("snapshots"), driver)
                     .map_err(|e| e.to_string())?;
                 Ok(Ready {
@@ -115,13 +149,13 @@ impl Exec {
         Ok(&self.ready()?.runtime)
     }
 
-    /// A fresh container id, `kiln-PID-N`: the pid tells the next build
-    /// whether the container's owner is still alive.
+    /// A fresh container id, `kiln-LEASE-N`: the store's lease tells any
+    /// later kiln whether the container's owner is still alive.
     pub(crate) fn container_id(&self) -> String {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         format!(
             "{CONTAINER_PREFIX}{}-{}",
-            std::process::id(),
+            self.lease,
             NEXT.fetch_add(1, Ordering::Relaxed)
         )
     }

@@ -25,8 +25,6 @@ impl Store {
     /// a `/` or `:`); a bare ref.name like `latest` names no repository, so
     /// such an image is loaded untagged. Docker-archives name images by `RepoTags`.
     pub fn load(&self, src: &Path) -> Result<Vec<ArchiveImage>> {
-        // Held from the start so a GC does not empty tmp/ under the unpacking.
-        self.hold_ingest_lock()?;
         let meta = fs::metadata(src).map_err(Error::io("reading", src))?;
         if meta.is_dir() {
             return self.load_dir(src);

@@ -23,8 +23,11 @@ fn open(store: &Store) -> anyhow::Result<Cache> {
 pub(super) fn prune(store: &Store, filter: &PruneFilter) -> anyhow::Result<ExitCode> {
     let cache = open(store)?;
     let report = cache.prune(filter)?;
-    let keep: HashSet<Digest> = cache.referenced_blobs()?.into_iter().collect();
-    let gc = store.gc_keeping(&keep)?;
+    let gc = store.gc_keeping(|| {
+        cache
+            .referenced_blobs()
+            .map(|blobs| blobs.into_iter().collect::<HashSet<Digest>>())
+    })?;
     if !report.removed.is_empty() {
         println!(
             "Deleted {} build cache records ({} layers no record uses any more)",
@@ -103,7 +106,11 @@ pub(super) fn parse_size(text: &str) -> Result<u64, String> {
 /// `kiln du`: the build cache records that hold a layer (with `verbose`,
 /// every record), most recently used first, then what the cache and the
 /// store hold.
-pub(super) fn du(store: &Store, verbose: bool) -> anyhow::Result<ExitCode> {
+pub(super) fn du(
+    store: &Store,
+    run_leftovers: &kiln_engine::Reclaimed,
+    verbose: bool,
+) -> anyhow::Result<ExitCode> {
     let cache = open(store)?;
     let entries = cache.entries()?;
     let (image_blobs, store_bytes) = store.usage()?;
@@ -161,6 +168,25 @@ pub(super) fn du(store: &Store, verbose: bool) -> anyhow::Result<ExitCode> {
         human_size(only_cache)
     );
     println!("Store: {} in blobs", human_size(store_bytes));
+    let in_flight = store.in_flight();
+    println!(
+        "In flight: {} in the temporary files of {} running kiln processes",
+        human_size(in_flight.bytes),
+        in_flight.leases
+    );
+    let reclaimed = store.reclaimed();
+    let bytes = reclaimed.bytes + run_leftovers.snapshot_bytes;
+    if bytes > 0 || reclaimed.leases > 0 || !run_leftovers.containers.is_empty() {
+        println!(
+            "Reclaimed just now: {} ({bytes} bytes) left by {} killed kiln processes \
+             ({} in temporary files, {} in RUN snapshots; {} RUN containers stopped)",
+            human_size(bytes),
+            reclaimed.leases,
+            human_size(reclaimed.bytes),
+            human_size(run_leftovers.snapshot_bytes),
+            run_leftovers.containers.len()
+        );
+    }
     if entries.iter().any(|e| e.shared) {
         println!("* the layer is shared with other records");
     }

@@ -1,0 +1,338 @@
+//! Leases, as containerd has them: each process that opens the store holds
+//! one from its first moment to its last, and everything it has in flight
+//! belongs to it, so that GC and the cleanup of killed processes can tell
+//! work in progress from leftovers without guessing from pids or ages.
+//!
+//! A lease `ID` is the directory `leases/ID/` with a `lock` file the owner
+//! holds an exclusive flock on, and a `blobs` file listing (one digest a
+//! line) the blobs the owner wrote or uses but may not have tagged yet; its
+//! work in flight is under `tmp/ID/`. An flock ends with its process however
+//! that dies, so a lease whose lock can be taken is dead, and whatever it
+//! owned can go.
+//!
+//! A lease is made as `leases/.new-ID/`, locked, and only then renamed into
+//! place, so a visible lease is always locked by a live owner or dead; its
+//! `tmp/ID/` is made after the rename, so an entry of `tmp/` with no
+//! visible, locked lease is a leftover.
+
+use crate::error::{Error, Result};
+use kiln_oci::Digest;
+use rustix::fs::{flock, FlockOperation};
+use rustix::io::Errno;
+use std::collections::HashSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+const LEASES: &str = "leases";
+const LOCK: &str = "lock";
+const BLOBS: &str = "blobs";
+const NEW: &str = ".new-";
+
+/// What the cleanup of dead leases removed, or what live ones hold.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LeaseUsage {
+    /// How many leases.
+    pub leases: usize,
+    /// The bytes of their files in `tmp/`.
+    pub bytes: u64,
+}
+
+/// This process's lease on a store; dropping it ends the lease and removes
+/// its work directory.
+#[derive(Debug)]
+pub(crate) struct Lease {
+    id: String,
+    dir: PathBuf,
+    tmp: PathBuf,
+    _lock: File,
+    held: Mutex<(File, HashSet<Digest>)>,
+}
+
+impl Lease {
+    /// Takes a new lease on the store at `root` and makes its `tmp/` directory.
+    pub(crate) fn create(root: &Path) -> Result<Lease> {
+        let leases = root.join(LEASES);
+        let mut last = None;
+        // Another process reclaiming `.new-` directories may take ours
+        // between its creation and its lock; a fresh id then does it.
+        for _ in 0..8 {
+            let id = new_id();
+            let staged = leases.join(format!("{NEW}{id}"));
+            match Lease::stage(&staged) {
+                Ok((lock, blobs)) => {
+                    let dir = leases.join(&id);
+                    if let Err(e) = fs::rename(&staged, &dir) {
+                        last = Some(Error::io("placing the lease", &dir)(e));
+                        continue;
+                    }
+                    let tmp = root.join("tmp").join(&id);
+                    fs::create_dir(&tmp).map_err(Error::io("creating", &tmp))?;
+                    return Ok(Lease {
+                        id,
+                        dir,
+                        tmp,
+                        _lock: lock,
+                        held: Mutex::new((blobs, HashSet::new())),
+                    });
+                }
+                Err(e) => {
+                    let _ = fs::remove_dir_all(&staged);
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::invalid(leases.display().to_string(), "no lease")))
+    }
+
+    /// Makes and locks a lease directory not yet visible to anyone.
+    fn stage(staged: &Path) -> Result<(File, File)> {
+        fs::create_dir(staged).map_err(Error::io("creating", staged))?;
+        let path = staged.join(LOCK);
+        let lock = OpenOptions::new()
+            .create_new(true)
+            .write(true)
+            .open(&path)
+            .map_err(Error::io("creating", &path))?;
+        flock(&lock, FlockOperation::NonBlockingLockExclusive)
+            .map_err(|e| Error::io("locking", &path)(e.into()))?;
+        let path = staged.join(BLOBS);
+        let blobs = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(&path)
+            .map_err(Error::io("creating", &path))?;
+        Ok((lock, blobs))
+    }
+
+    /// The lease's id, which names its directories.
+    pub(crate) fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The lease's work directory, `tmp/ID`.
+    pub(crate) fn tmp(&self) -> &Path {
+        &self.tmp
+    }
+
+    /// Adds `digest` to the blobs GC keeps while the lease lives.
+    pub(crate) fn hold(&self, digest: &Digest) -> Result<()> {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        if held.1.contains(digest) {
+            return Ok(());
+        }
+        let path = self.dir.join(BLOBS);
+        writeln!(held.0, "{digest}").map_err(Error::io("writing", &path))?;
+        held.1.insert(*digest);
+        Ok(())
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        // The work directory first: one left without its lease is reclaimed.
+        let _ = fs::remove_dir_all(&self.tmp);
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn new_id() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    format!(
+        "{}.{nanos:x}.{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Whether the lease `id` of the store at `root` is held by a live process.
+/// A lease being reclaimed counts as live for that moment, which only ever
+/// errs on the side of keeping things.
+pub fn is_live(root: &Path, id: &str) -> bool {
+    if id.starts_with('.') || id.contains('/') {
+        return false;
+    }
+    match File::open(root.join(LEASES).join(id).join(LOCK)) {
+        Ok(f) => matches!(
+            flock(&f, FlockOperation::NonBlockingLockShared),
+            Err(Errno::WOULDBLOCK)
+        ),
+        Err(_) => false,
+    }
+}
+
+/// Removes what dead leases left: their `tmp/` directories (unmounting
+/// anything mounted in them first), their lease directories, and entries
+/// of `tmp/` no live lease owns. Never waits on a lock and never touches a
+/// live lease; what cannot be removed now is tried again next time.
+pub(crate) fn reclaim(root: &Path) -> LeaseUsage {
+    let leases = root.join(LEASES);
+    let tmp = root.join("tmp");
+    let mut usage = LeaseUsage::default();
+    for name in names(&leases) {
+        let dir = leases.join(&name);
+        if name.starts_with(NEW) {
+            match File::open(dir.join(LOCK)) {
+                // Its maker is between mkdir and creating the lock; it
+                // retries if the directory goes.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    let _ = fs::remove_dir(&dir);
+                }
+                Err(_) => {}
+                Ok(f) => {
+                    if flock(&f, FlockOperation::NonBlockingLockExclusive).is_ok() {
+                        let _ = fs::remove_dir_all(&dir);
+                    }
+                }
+            }
+            continue;
+        }
+        let lock = File::open(dir.join(LOCK));
+        let dead = match &lock {
+            Ok(f) => flock(f, FlockOperation::NonBlockingLockExclusive).is_ok(),
+            Err(e) => e.kind() == io::ErrorKind::NotFound,
+        };
+        if dead {
+            usage.leases += 1;
+            usage.bytes += remove_work(&tmp.join(&name));
+            let _ = fs::remove_dir_all(&dir);
+        }
+    }
+    for name in names(&tmp) {
+        if !is_live(root, &name) {
+            usage.bytes += remove_work(&tmp.join(&name));
+        }
+    }
+    usage
+}
+
+/// The blobs live leases hold.
+pub(crate) fn held_blobs(root: &Path) -> HashSet<Digest> {
+    let leases = root.join(LEASES);
+    let mut held = HashSet::new();
+    for name in names(&leases) {
+        if !is_live(root, &name) {
+            continue;
+        }
+        let text = fs::read_to_string(leases.join(&name).join(BLOBS)).unwrap_or_default();
+        held.extend(text.lines().filter_map(|l| l.parse::<Digest>().ok()));
+    }
+    held
+}
+
+/// The live leases other than `own`, and the bytes of their work in flight.
+pub(crate) fn in_flight(root: &Path, own: &str) -> LeaseUsage {
+    let mut usage = LeaseUsage::default();
+    for name in names(&root.join(LEASES)) {
+        if name != own && is_live(root, &name) {
+            usage.leases += 1;
+            usage.bytes += tree_size(&root.join("tmp").join(&name));
+        }
+    }
+    usage
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// Removes a dead lease's work, returning the bytes it took.
+fn remove_work(path: &Path) -> u64 {
+    unmount_under(path);
+    let size = tree_size(path);
+    let removed = match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => fs::remove_dir_all(path),
+        Ok(_) => fs::remove_file(path),
+        Err(_) => return 0,
+    };
+    if removed.is_ok() {
+        size
+    } else {
+        0
+    }
+}
+
+/// Detaches every mount at or below `path`, deepest first, so that removing
+/// a dead process's directory never reaches through a mount into what is
+/// mounted there.
+fn unmount_under(path: &Path) {
+    let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    let mut points: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| PathBuf::from(unescape_mount_point(p)))
+        .filter(|p| p.starts_with(path))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for p in points {
+        let _ = rustix::mount::unmount(
+            &p,
+            rustix::mount::UnmountFlags::DETACH | rustix::mount::UnmountFlags::NOFOLLOW,
+        );
+    }
+}
+
+/// mountinfo writes space, tab, newline and backslash as `\ooo`.
+fn unescape_mount_point(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes.get(i + 1..i + 4).and_then(|d| {
+            std::str::from_utf8(d)
+                .ok()
+                .and_then(|d| u8::from_str_radix(d, 8).ok())
+        });
+        match (bytes[i], octal) {
+            (b'\\', Some(b)) => {
+                out.push(b);
+                i += 4;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The bytes of the files under `path`, not following symlinks.
+fn tree_size(path: &Path) -> u64 {
+    let Ok(meta) = fs::symlink_metadata(path) else {
+        return 0;
+    };
+    if !meta.is_dir() {
+        return meta.len();
+    }
+    fs::read_dir(path)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .map(|e| tree_size(&e.path()))
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_points_are_unescaped() {
+        assert_eq!(unescape_mount_point(r"/a\040b\134c"), r"/a b\c");
+        assert_eq!(unescape_mount_point(r"/plain\0"), r"/plain\0");
+    }
+}
