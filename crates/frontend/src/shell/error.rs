@@ -31,6 +31,14 @@ pub enum ShellErrorKind {
     InvalidPattern(PatternError),
     /// `${…}` is nested deeper than kiln follows.
     TooDeep,
+    /// Expanding the variable `name` made the word longer than `limit`
+    /// bytes ([`crate::shell::MAX_WORD_LEN`]).
+    TooLong {
+        /// The variable whose expansion crossed the limit.
+        name: String,
+        /// The limit, in bytes.
+        limit: usize,
+    },
 }
 
 /// An expansion error.
@@ -76,6 +84,10 @@ impl ShellError {
                 "in patterns only \\*, \\?, \\\\, \\} and \\/ may be escaped".to_string()
             }
             ShellErrorKind::TooDeep => "nest fewer ${…} inside each other".to_string(),
+            ShellErrorKind::TooLong { name, .. } => format!(
+                "a variable that refers to itself more than once (like ARG {name}=${name}${name}) doubles with each line; \
+                 pass large data in a file instead"
+            ),
         })
     }
 }
@@ -108,6 +120,11 @@ impl fmt::Display for ShellErrorKind {
                 e.pattern, e.message
             ),
             ShellErrorKind::TooDeep => write!(f, "${{…}} nested too deeply"),
+            ShellErrorKind::TooLong { name, limit } => write!(
+                f,
+                "expanding ${name} makes the word longer than {} MiB, kiln's limit",
+                limit >> 20
+            ),
         }
     }
 }
