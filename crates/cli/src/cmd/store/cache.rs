@@ -1,6 +1,7 @@
 //! The build cache's part of `kiln du`, `kiln prune` and `kiln fsck`.
 
 use super::show::{ago, human_size, table};
+use crate::output::{out, outln};
 use anyhow::{bail, Context};
 use kiln_cache::{Cache, PruneFilter};
 use kiln_oci::Digest;
@@ -26,20 +27,20 @@ pub(super) fn prune(store: &Store, filter: &PruneFilter) -> anyhow::Result<ExitC
     let keep: HashSet<Digest> = cache.referenced_blobs()?.into_iter().collect();
     let gc = store.gc_keeping(&keep)?;
     if !report.removed.is_empty() {
-        println!(
+        outln!(
             "Deleted {} build cache records ({} layers no record uses any more)",
             report.removed.len(),
             report.freed_blobs.len()
         );
     }
-    println!(
+    outln!(
         "Deleted {} blobs; reclaimed {} ({} bytes)",
         gc.removed_blobs,
         human_size(gc.reclaimed_bytes),
         gc.reclaimed_bytes
     );
     if gc.kept_in_flight > 0 {
-        println!(
+        outln!(
             "Kept {} unused blobs that another kiln process may be about to use; \
              run `kiln prune` again when it has finished",
             gc.kept_in_flight
@@ -139,7 +140,7 @@ pub(super) fn du(store: &Store, verbose: bool) -> anyhow::Result<ExitCode> {
             step,
         ]);
     }
-    print!("{}", table(&rows));
+    out!("{}", table(&rows));
     let mut layers: Vec<(Digest, u64)> = entries
         .iter()
         .filter_map(|e| e.blob.map(|b| (b, e.size)))
@@ -152,17 +153,17 @@ pub(super) fn du(store: &Store, verbose: bool) -> anyhow::Result<ExitCode> {
         .filter(|l| !image_blobs.contains(&l.0))
         .map(|l| l.1)
         .sum();
-    println!();
-    println!(
+    outln!();
+    outln!(
         "Build cache: {} records, {} layers, {} ({} used by no image; `kiln prune --all` frees it)",
         entries.len(),
         layers.len(),
         human_size(total),
         human_size(only_cache)
     );
-    println!("Store: {} in blobs", human_size(store_bytes));
+    outln!("Store: {} in blobs", human_size(store_bytes));
     if entries.iter().any(|e| e.shared) {
-        println!("* the layer is shared with other records");
+        outln!("* the layer is shared with other records");
     }
     Ok(ExitCode::SUCCESS)
 }
