@@ -137,3 +137,27 @@ fn a_copy_from_chain_through_thousands_of_stages_does_not_overflow_the_stack() {
     let kept: Vec<usize> = plan.stages.iter().map(|s| s.index).collect();
     assert_eq!(kept, [0, n]);
 }
+
+#[test]
+fn matching_a_huge_pattern_against_a_huge_value_fails_at_once() {
+    // A 64 KiB literal pattern tried at each of 64 Ki positions kept the
+    // matcher busy for minutes.
+    let mut src = String::from("FROM scratch\nARG a=x\n");
+    for _ in 0..16 {
+        src.push_str("ARG a=$a$a\n");
+    }
+    src.push_str("ENV c=${a/$a/y}\n");
+    let e = resolve_src(&src).expect_err("must fail");
+    let shown = e.to_string();
+    assert!(
+        shown.contains("Dockerfile:19:7") && shown.contains("against $a is too costly"),
+        "{shown}"
+    );
+    // An ordinary pattern on an ordinary value is untouched.
+    let plan = resolve_src("FROM scratch\nENV p=/usr/local/bin:/usr/bin\nENV q=${p//:/-}\n")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        plan.stages[0].steps[1].command.to_string(),
+        "ENV q=/usr/local/bin-/usr/bin"
+    );
+}

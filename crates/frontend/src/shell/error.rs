@@ -39,6 +39,13 @@ pub enum ShellErrorKind {
         /// The limit, in bytes.
         limit: usize,
     },
+    /// Matching the pattern of `${name#…}`, `${name%…}` or `${name/…/…}`
+    /// against the value of `name` would take more than
+    /// [`crate::shell::MAX_PATTERN_WORK`] steps.
+    PatternTooCostly {
+        /// The variable the pattern is matched against.
+        name: String,
+    },
 }
 
 /// An expansion error.
@@ -88,6 +95,9 @@ impl ShellError {
                 "a variable that refers to itself more than once (like ARG {name}=${name}${name}) doubles with each line; \
                  pass large data in a file instead"
             ),
+            ShellErrorKind::PatternTooCostly { .. } => {
+                "match a shorter pattern, or a shorter value".to_string()
+            }
         })
     }
 }
@@ -124,6 +134,12 @@ impl fmt::Display for ShellErrorKind {
                 f,
                 "expanding ${name} makes the word longer than {} MiB, kiln's limit",
                 limit >> 20
+            ),
+            ShellErrorKind::PatternTooCostly { name } => write!(
+                f,
+                "matching this pattern against ${name} is too costly: \
+                 its length times the length of ${name} passes kiln's limit of {} million",
+                crate::shell::MAX_PATTERN_WORK / 1_000_000
             ),
         }
     }

@@ -62,6 +62,30 @@ fn check_len(len: usize, offset: usize, name: &str) -> Result<(), Fail> {
     Ok(())
 }
 
+/// The most `value` characters × `pattern` characters one `${name#…}`,
+/// `${name%…}` or `${name/…/…}` may match: the matcher's time grows with
+/// that product, and `${a/$a/x}` with a 64 KiB `a` ran for minutes. Real
+/// patterns against real values are thousands of times smaller.
+pub const MAX_PATTERN_WORK: usize = 1 << 27;
+
+/// Fails when matching `pattern` against `value` would take longer than
+/// [`MAX_PATTERN_WORK`] allows.
+fn check_pattern_work(value: &str, pattern: &str, offset: usize, name: &str) -> Result<(), Fail> {
+    let work = value
+        .chars()
+        .count()
+        .saturating_mul(pattern.chars().count() + 1);
+    if work > MAX_PATTERN_WORK {
+        return fail(
+            offset,
+            ShellErrorKind::PatternTooCostly {
+                name: name.to_string(),
+            },
+        );
+    }
+    Ok(())
+}
+
 fn too_long(name: &str) -> ShellErrorKind {
     ShellErrorKind::TooLong {
         name: name.to_string(),
@@ -447,6 +471,7 @@ impl Expander<'_> {
                     Some(rest) => (rest, true),
                     None => (word.as_str(), false),
                 };
+                check_pattern_work(&value, pattern, start, &name)?;
                 let trimmed = if op == '#' {
                     pattern::trim_prefix(&value, pattern, longest)
                 } else {
@@ -471,6 +496,7 @@ impl Expander<'_> {
             None if self.lexer.skip_unset => return Ok(format!("${{{name}/{pat}/{replacement}}}")),
             None => String::new(),
         };
+        check_pattern_work(&value, &pat, start, &name)?;
         let replaced = if all {
             pattern::replace_all_within(&value, &pat, &replacement, MAX_WORD_LEN)
         } else {

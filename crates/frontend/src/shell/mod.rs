@@ -36,7 +36,7 @@ use std::collections::BTreeSet;
 
 pub use env::{CaseInsensitive, Env};
 pub use error::{ShellError, ShellErrorKind};
-pub use expand::MAX_WORD_LEN;
+pub use expand::{MAX_PATTERN_WORK, MAX_WORD_LEN};
 
 /// The result of an expansion with the names that were looked up.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -77,7 +77,9 @@ impl Resolver<'_> {
     /// variable when one is to blame.
     pub(super) fn shell_error(&self, cmd: &Command, e: &ShellError) -> Error {
         let mut problem = Problem::new(e.to_string());
-        if let ShellErrorKind::TooLong { name, .. } = &e.kind {
+        if let ShellErrorKind::TooLong { name, .. } | ShellErrorKind::PatternTooCostly { name } =
+            &e.kind
+        {
             problem = problem.help(e.help().unwrap_or_default());
             let braced = e.word[e.offset..].starts_with("${");
             problem = problem.needle(&if braced {
