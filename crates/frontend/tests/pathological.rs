@@ -161,3 +161,21 @@ fn matching_a_huge_pattern_against_a_huge_value_fails_at_once() {
         "ENV q=/usr/local/bin-/usr/bin"
     );
 }
+
+#[test]
+fn thousands_of_nested_onbuilds_are_an_error_not_a_stack_overflow() {
+    let src = format!("FROM scratch\n{}RUN x\n", "ONBUILD ".repeat(5000));
+    let e = parse("Dockerfile", src.as_bytes()).expect_err("must fail");
+    assert!(
+        e.to_string()
+            .contains("Dockerfile:2:9: ONBUILD nested more than 16 times"),
+        "{e}"
+    );
+    // BuildKit's parser takes a few levels; the instruction layer then
+    // explains that ONBUILD cannot chain.
+    let ast = parse("Dockerfile", b"FROM scratch\nONBUILD ONBUILD RUN x\n").expect("parses");
+    assert_eq!(
+        ast.dump(),
+        "(from \"scratch\")\n(onbuild (onbuild (run \"x\")))\n"
+    );
+}
