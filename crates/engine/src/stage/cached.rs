@@ -224,12 +224,7 @@ impl State {
         done: &Finished<StageOutput>,
     ) -> Result<Result<Key, &'static str>, BuildError> {
         let line = step.command.start_line;
-        let env: Vec<String> = step
-            .env
-            .to_vec()
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
+        let env: Vec<String> = step.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let mut shape = KeyBuilder::new("step")
             .parent(&self.key)
             .field("instruction", format!("{:?}", step.command.instruction))

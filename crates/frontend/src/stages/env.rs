@@ -29,6 +29,10 @@ pub struct StepEnv {
 struct Assignment {
     name: String,
     value: String,
+    /// Where `name` stands in definition order.
+    position: usize,
+    /// How many distinct names are set, this one included.
+    count: usize,
     earlier: Option<Arc<Assignment>>,
 }
 
@@ -47,12 +51,15 @@ impl Drop for Assignment {
 }
 
 impl StepEnv {
-    /// This environment with `name` set to `value`.
-    fn with(&self, name: &str, value: &str) -> StepEnv {
+    /// This environment with `name`, the `position`th name in definition
+    /// order, set to `value`; `count` names are then set.
+    fn with(&self, name: &str, value: &str, position: usize, count: usize) -> StepEnv {
         StepEnv {
             last: Some(Arc::new(Assignment {
                 name: name.to_string(),
                 value: value.to_string(),
+                position,
+                count,
                 earlier: self.last.clone(),
             })),
         }
@@ -78,21 +85,30 @@ impl StepEnv {
 
     /// The variables as `(name, value)` pairs, in definition order, each
     /// name once with its latest value.
-    pub fn to_vec(&self) -> Vec<(String, String)> {
-        let mut newest_first: Vec<&Assignment> = self.assignments().collect();
-        newest_first.reverse();
-        let mut out: Vec<(String, String)> = Vec::new();
-        let mut index: HashMap<&str, usize> = HashMap::new();
-        for a in newest_first {
-            match index.get(a.name.as_str()) {
-                Some(&i) => out[i].1.clone_from(&a.value),
-                None => {
-                    index.insert(&a.name, out.len());
-                    out.push((a.name.clone(), a.value.clone()));
-                }
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        // Newest first, each slot takes the first assignment that reaches
+        // it: no hashing, and the walk stops once every name is found.
+        let count = self.last.as_ref().map_or(0, |a| a.count);
+        let mut slots: Vec<Option<(&str, &str)>> = vec![None; count];
+        let mut missing = count;
+        for a in self.assignments() {
+            if missing == 0 {
+                break;
+            }
+            let slot = &mut slots[a.position];
+            if slot.is_none() {
+                *slot = Some((a.name.as_str(), a.value.as_str()));
+                missing -= 1;
             }
         }
-        out
+        slots.into_iter().flatten()
+    }
+
+    /// [`StepEnv::iter`], owned.
+    pub fn to_vec(&self) -> Vec<(String, String)> {
+        self.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 }
 
@@ -113,7 +129,7 @@ impl PartialEq for StepEnv {
             (None, None) => true,
             _ => false,
         };
-        same_chain || self.to_vec() == other.to_vec()
+        same_chain || self.iter().eq(other.iter())
     }
 }
 
@@ -121,7 +137,7 @@ impl Eq for StepEnv {}
 
 impl fmt::Debug for StepEnv {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.to_vec()).finish()
+        f.debug_list().entries(self.iter()).finish()
     }
 }
 
@@ -137,14 +153,16 @@ pub(super) struct EnvList {
 
 impl EnvList {
     pub(super) fn set(&mut self, key: &str, value: String) {
-        self.snapshot = self.snapshot.with(key, &value);
-        match self.index.get(key) {
-            Some(&i) => self.vars[i].1 = value,
+        let position = match self.index.get(key) {
+            Some(&i) => i,
             None => {
                 self.index.insert(key.to_string(), self.vars.len());
-                self.vars.push((key.to_string(), value));
+                self.vars.push((key.to_string(), String::new()));
+                self.vars.len() - 1
             }
-        }
+        };
+        self.snapshot = self.snapshot.with(key, &value, position, self.vars.len());
+        self.vars[position].1 = value;
     }
 
     pub(super) fn get(&self, key: &str) -> Option<&str> {
