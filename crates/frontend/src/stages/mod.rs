@@ -23,6 +23,9 @@
 //!   SHELL, HEALTHCHECK, ONBUILD (the shell or the child build does it),
 //!   heredoc bodies (see [`crate::instructions::Heredoc::expand`]), and
 //!   `COPY --from` / `--mount from=`, where a variable is an error.
+//! * kiln only: all expanded words of a Dockerfile add up to at most
+//!   [`MAX_EXPANDED_TOTAL`] bytes (64 MiB), on top of the per-word limits
+//!   of [`crate::shell`].
 
 mod env;
 mod expand;
