@@ -192,3 +192,26 @@ fn a_build_whose_progress_pipe_is_closed_still_stores_and_tags_its_image() {
     assert_eq!(code, 0, "{inspect}");
     assert!(inspect.contains("\"/hello\""), "{inspect}");
 }
+
+#[test]
+fn a_full_disk_under_stdout_is_an_error_not_a_panic() {
+    // Unlike a reader that left, lost output must not pass for success.
+    let dir = setup();
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full");
+    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["check", "ctx"])
+        .current_dir(dir.path())
+        .stdout(full)
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run kiln");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr,
+        "error: cannot write to standard output: No space left on device (os error 28)\n"
+    );
+}
