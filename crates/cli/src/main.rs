@@ -1,9 +1,13 @@
 //! The `kiln` command line.
 
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 mod cmd;
+mod output;
 mod userns;
 
 use clap::{Parser, Subcommand};
+use output::errln;
 use std::process::ExitCode;
 
 /// kiln: a daemonless container image builder.
@@ -30,7 +34,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if matches!(cli.command, Command::Build(_)) {
         if let Err(message) = userns::enter_if_rootless() {
-            eprintln!("error: {message}");
+            errln!("error: {message}");
             return ExitCode::FAILURE;
         }
     }
@@ -40,11 +44,18 @@ fn main() -> ExitCode {
         Command::Store(c) => cmd::store::run(c),
         Command::Registry(c) => cmd::registry::run(c),
     };
-    match result {
+    let code = match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            errln!("error: {err:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match output::stdout_error() {
+        Some(e) => {
+            errln!("error: cannot write to standard output: {e}");
             ExitCode::FAILURE
         }
+        None => code,
     }
 }

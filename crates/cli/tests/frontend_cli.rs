@@ -200,3 +200,64 @@ fn foreign_syntax_directive_is_reported_and_ignored() {
     assert!(out.status.success());
     assert_eq!(text(&out.stderr), "");
 }
+
+/// Runs `kiln ARGS` with its address space capped at `mib` MiB, so a
+/// front end that needs more fails instead of swapping the machine.
+fn kiln_limited(mib: u64, args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(format!("ulimit -v {}; exec \"$0\" \"$@\"", mib * 1024))
+        .arg(env!("CARGO_BIN_EXE_kiln"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run kiln");
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.as_bytes()).unwrap();
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn check_resolves_twenty_thousand_env_lines_in_bounded_memory() {
+    // Each step used to copy the whole environment: 5,000 ENV lines took
+    // 1.4 GB and 20,000 ran out of memory.
+    let n = 20_000;
+    let mut dockerfile = String::from("FROM scratch\n");
+    for i in 1..=n {
+        dockerfile.push_str(&format!("ENV V{i}=value{i}\n"));
+    }
+    let ctx = tempfile::tempdir().unwrap();
+    let out = kiln_limited(
+        512,
+        &["check", "-f", "-", ctx.path().to_str().unwrap()],
+        &dockerfile,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert_eq!(stdout.lines().count(), n + 1);
+    assert!(stdout.ends_with(&format!("  [{n}/{n}] ENV V{n}=value{n}\n")));
+}
+
+#[test]
+fn check_refuses_a_self_doubling_arg_with_its_location() {
+    let mut dockerfile = String::from("FROM scratch\nARG a=x\n");
+    for _ in 0..30 {
+        dockerfile.push_str("ARG a=$a$a\n");
+    }
+    let ctx = tempfile::tempdir().unwrap();
+    let out = kiln_limited(
+        512,
+        &["check", "-f", "-", ctx.path().to_str().unwrap()],
+        &dockerfile,
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("<stdin>:23:7: failed to process \"$a$a\": expanding $a makes the word longer than 1 MiB"),
+        "{stderr}"
+    );
+    assert!(stderr.contains(" 23 | ARG a=$a$a"), "{stderr}");
+}

@@ -63,11 +63,15 @@ fn env_overrides_arg_and_arg_defaults_expand() {
     let p = plan_with(src, &opts());
     let run = &p.stages[0].steps[4];
     assert_eq!(run.command.to_string(), "RUN echo $X $Y");
-    let env: BTreeMap<_, _> = run.env.iter().cloned().collect();
+    let env: BTreeMap<_, _> = run.env.to_vec().into_iter().collect();
     assert_eq!(env["X"], "env");
     assert_eq!(env["Y"], "env-y");
     assert_eq!(
-        run.env.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
+        run.env
+            .to_vec()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect::<Vec<_>>(),
         ["PATH", "X", "Y"]
     );
 }

@@ -3,6 +3,7 @@
 
 use super::frontend::parse_build_args;
 use super::registry::{NetArgs, StoreArg};
+use crate::output::{errln, outln};
 use anyhow::{bail, Context};
 use kiln_engine::backend::{
     BuildBackend, BuildRequest, Dockerfile, NamedContext, NativeBackend, SecretSource,
@@ -147,7 +148,7 @@ fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
     let sink = EventSink::callback(move |e| progress.show(e));
     let built = match backend.build(&req, &sink) {
         Err(BuildError::Interrupted) => {
-            eprintln!("error: build interrupted; nothing was stored");
+            errln!("error: build interrupted; nothing was stored");
             return Ok(ExitCode::from(130));
         }
         other => other?,
@@ -163,9 +164,9 @@ fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
     }
     let names: Vec<String> = built.tags.iter().map(|t| t.familiar()).collect();
     if names.is_empty() {
-        println!("Built {}", built.image_id());
+        outln!("Built {}", built.image_id());
     } else {
-        println!("Built {} as {}", built.image_id(), names.join(", "));
+        outln!("Built {} as {}", built.image_id(), names.join(", "));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -391,12 +392,12 @@ impl Progress {
                 s.next += 1;
                 let n = s.next;
                 let (label, total) = s.stages.get(&key(stage)).cloned().unwrap_or_default();
-                eprintln!("#{n} [{label}{}/{total}] {text}", index + 1);
+                errln!("#{n} [{label}{}/{total}] {text}", index + 1);
                 s.running.insert((key(stage), index), (n, Instant::now()));
             }
             BuildEvent::Output { stage, index, line } => {
                 if let Some((n, _)) = s.running.get(&(key(stage), index)) {
-                    eprintln!("#{n} {line}");
+                    errln!("#{n} {line}");
                 }
             }
             BuildEvent::InstructionComplete {
@@ -406,9 +407,9 @@ impl Progress {
             } => {
                 if let Some((n, started)) = s.running.remove(&(key(stage), index)) {
                     if cached {
-                        eprintln!("#{n} CACHED");
+                        errln!("#{n} CACHED");
                     } else {
-                        eprintln!("#{n} DONE {:.1}s", started.elapsed().as_secs_f64());
+                        errln!("#{n} DONE {:.1}s", started.elapsed().as_secs_f64());
                     }
                 }
             }
@@ -419,23 +420,23 @@ impl Progress {
                 expected: false,
             } => {
                 if let Some((n, _)) = s.running.get(&(key(stage), index)) {
-                    eprintln!("#{n} cache miss: {reason}");
+                    errln!("#{n} cache miss: {reason}");
                 }
             }
             BuildEvent::CacheMiss { .. } => {}
             BuildEvent::Warning {
                 line: 0, message, ..
             } => {
-                eprintln!("warning: {message}")
+                errln!("warning: {message}")
             }
             BuildEvent::Warning {
                 file,
                 line,
                 message,
-            } => eprintln!("warning: {file}:{line}: {message}"),
+            } => errln!("warning: {file}:{line}: {message}"),
             BuildEvent::BuildFailed { .. } => {
                 for (n, _) in s.running.values() {
-                    eprintln!("#{n} ERROR");
+                    errln!("#{n} ERROR");
                 }
             }
             // Platform events come wrapped once; one inside another is not

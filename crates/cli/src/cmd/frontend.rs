@@ -1,9 +1,10 @@
 //! Front-end subcommands: `kiln check` and `kiln parse`.
 
+use crate::output::{errln, out};
 use anyhow::Context;
 use kiln_frontend::stages::{Platform, ResolveOptions};
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -73,7 +74,7 @@ fn parse(args: ParseArgs) -> anyhow::Result<ExitCode> {
     debug_assert!(args.dump);
     let (name, bytes) = read_dockerfile(&args.file)?;
     let ast = kiln_frontend::parse(&name, &bytes)?;
-    std::io::stdout().write_all(ast.dump().as_bytes())?;
+    out!("{}", ast.dump());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -98,9 +99,9 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let plan = kiln_frontend::stages::resolve(&ast, &options)?;
     let syntax = kiln_frontend::syntax_warning(&bytes);
     for warning in syntax.iter().chain(&ast.warnings) {
-        eprintln!("warning: {name}:{}: {}", warning.line, warning.message);
+        errln!("warning: {name}:{}: {}", warning.line, warning.message);
     }
-    print!("{plan}");
+    out!("{plan}");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,5 +1,6 @@
 //! Registry subcommands: pull, push, copy, login, logout.
 
+use crate::output::outln;
 use anyhow::{bail, Context};
 use kiln_oci::reference::Reference;
 use kiln_oci::{select_platform, Parsed, Platform};
@@ -184,7 +185,7 @@ async fn run_async(cmd: RegistryCommand) -> anyhow::Result<()> {
             let client = net.client();
             if all_platforms {
                 let pulled = client.pull_all(&store, &reference).await?;
-                println!("Pulled {}", reference.familiar());
+                outln!("Pulled {}", reference.familiar());
                 if media_type::is_index(&pulled.top.media_type) {
                     let platforms: Vec<String> = pulled
                         .manifests
@@ -194,13 +195,13 @@ async fn run_async(cmd: RegistryCommand) -> anyhow::Result<()> {
                                 .map_or_else(|| m.digest.to_string(), |p| p.to_string())
                         })
                         .collect();
-                    println!("Platforms: {}", platforms.join(", "));
+                    outln!("Platforms: {}", platforms.join(", "));
                 }
-                println!("Digest: {}", pulled.top.digest);
+                outln!("Digest: {}", pulled.top.digest);
             } else {
                 let pulled = client.pull(&store, &reference, platform.as_ref()).await?;
-                println!("Pulled {}", reference.familiar());
-                println!("Digest: {}", pulled.manifest.digest);
+                outln!("Pulled {}", reference.familiar());
+                outln!("Digest: {}", pulled.manifest.digest);
             }
             Ok(())
         }
@@ -224,8 +225,8 @@ async fn run_async(cmd: RegistryCommand) -> anyhow::Result<()> {
                 .client()
                 .push(&store, &resolved.descriptor, &dest, &PushOptions::default())
                 .await?;
-            println!("Pushed {}", dest.familiar());
-            println!("Digest: {}", pushed.digest);
+            outln!("Pushed {}", dest.familiar());
+            outln!("Digest: {}", pushed.digest);
             Ok(())
         }
         RegistryCommand::Copy {
@@ -266,7 +267,7 @@ async fn run_async(cmd: RegistryCommand) -> anyhow::Result<()> {
             let saved = AuthFiles::from_env()
                 .store(&registry, &creds)
                 .map_err(anyhow::Error::msg)?;
-            println!("Login Succeeded (credentials for {registry} saved in {saved})");
+            outln!("Login Succeeded (credentials for {registry} saved in {saved})");
             Ok(())
         }
         RegistryCommand::Logout { registry } => {
@@ -278,7 +279,7 @@ async fn run_async(cmd: RegistryCommand) -> anyhow::Result<()> {
                     files.write.display()
                 );
             }
-            println!("Removed login credentials for {registry}");
+            outln!("Removed login credentials for {registry}");
             Ok(())
         }
     }
@@ -397,7 +398,7 @@ async fn copy(
         let store = root.open()?;
         let top = pull_into(&client, &store, from, platform, all).await?;
         store.tag(to, &top)?;
-        println!("Copied {} to store:{}", from.familiar(), to.familiar());
+        outln!("Copied {} to store:{}", from.familiar(), to.familiar());
         return Ok(());
     }
     // Everything else goes through a staging store, or the real one.
@@ -437,8 +438,8 @@ async fn copy(
             let pushed = client
                 .push(store, &image, to, &PushOptions { mount_from })
                 .await?;
-            println!("Copied to {}", to.familiar());
-            println!("Digest: {}", pushed.digest);
+            outln!("Copied to {}", to.familiar());
+            outln!("Digest: {}", pushed.digest);
         }
         Location::Layout(path, tag) => {
             // The store names layout entries by full reference; the source's
@@ -451,11 +452,11 @@ async fn copy(
                 ),
             };
             store.export_oci(&[ArchiveImage { descriptor: image, tags }], path)?;
-            println!("Copied to oci:{}", path.display());
+            outln!("Copied to oci:{}", path.display());
         }
         Location::DockerArchive(path) => {
             store.save_docker(&[ArchiveImage { descriptor: image, tags: Vec::new() }], path)?;
-            println!("Copied to docker-archive:{}", path.display());
+            outln!("Copied to docker-archive:{}", path.display());
         }
         Location::Store(_) => bail!(
             "copying into the store from an OCI layout, docker-archive or the store itself is not supported by `kiln copy`; use `kiln load` for archives and `kiln tag` within the store"

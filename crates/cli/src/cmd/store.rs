@@ -6,6 +6,7 @@
 mod cache;
 mod show;
 
+use crate::output::{errln, outln};
 use anyhow::bail;
 use kiln_oci::reference::Reference;
 use kiln_store::{ArchiveImage, Resolved, Store};
@@ -222,10 +223,10 @@ pub fn run(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
         StoreCommand::Load { root, input } => {
             for img in root.open()?.load(&input)? {
                 if img.tags.is_empty() {
-                    println!("Loaded image ID: {}", img.descriptor.digest);
+                    outln!("Loaded image ID: {}", img.descriptor.digest);
                 }
                 for tag in img.tags {
-                    println!("Loaded image: {}", tag.familiar());
+                    outln!("Loaded image: {}", tag.familiar());
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -270,7 +271,7 @@ fn rm(store: &Store, force: bool, inputs: &[String]) -> anyhow::Result<ExitCode>
             let found = store.resolve(input)?;
             if let Some(tag) = found.by_name {
                 store.untag(&tag)?;
-                println!("Untagged: {}", tag.familiar());
+                outln!("Untagged: {}", tag.familiar());
                 return Ok(());
             }
             if found.tags.len() > 1 && !force {
@@ -286,14 +287,14 @@ fn rm(store: &Store, force: bool, inputs: &[String]) -> anyhow::Result<ExitCode>
             }
             for img in store.remove(&found.descriptor.digest)? {
                 match img.reference {
-                    Some(tag) => println!("Untagged: {}", tag.familiar()),
-                    None => println!("Removed: {}", img.descriptor.digest),
+                    Some(tag) => outln!("Untagged: {}", tag.familiar()),
+                    None => outln!("Removed: {}", img.descriptor.digest),
                 }
             }
             Ok(())
         })();
         if let Err(e) = result {
-            eprintln!("error: {e:#}");
+            errln!("error: {e:#}");
             failed = true;
         }
     }
@@ -318,25 +319,24 @@ fn fsck(store: &Store) -> anyhow::Result<ExitCode> {
     }
     report.notes.extend(notes);
     for note in &report.notes {
-        println!("note: {note}");
+        outln!("note: {note}");
     }
     if report.problems.is_empty() {
-        println!(
+        outln!(
             "{} blobs and {} images checked: no problems",
-            report.blobs_checked, report.images_checked
+            report.blobs_checked,
+            report.images_checked
         );
         return Ok(ExitCode::SUCCESS);
     }
-    eprintln!(
+    errln!(
         "error: the store at {} has {} problems:",
         store.root().display(),
         report.problems.len()
     );
     for p in &report.problems {
-        eprintln!("  - {p}");
+        errln!("  - {p}");
     }
-    eprintln!(
-        "Remove broken images with `kiln rm`, run `kiln prune`, then pull or load them again."
-    );
+    errln!("Remove broken images with `kiln rm`, run `kiln prune`, then pull or load them again.");
     Ok(ExitCode::FAILURE)
 }

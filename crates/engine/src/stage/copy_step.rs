@@ -45,12 +45,13 @@ impl State {
             From::Fs(..) => (scratch.path(), ctx.ignore),
         };
         let workdir = self.copy_workdir();
+        let env = step.env.to_vec();
         let copy_ctx = CopyContext {
             context_dir: dir,
             ignore,
             dest_fs: self.fs.indexed(),
             workdir: &workdir,
-            env: &step.env,
+            env: &env,
             source_date_epoch: ctx.epoch,
             scratch_dir: scratch.path(),
             hashed: self.hashed.clone(),
@@ -86,12 +87,13 @@ impl State {
         let scratch = self.scratch(ctx, line)?;
         let (dir, ignore) = main_context(ctx, scratch.path());
         let workdir = self.copy_workdir();
+        let env = step.env.to_vec();
         let copy_ctx = CopyContext {
             context_dir: dir,
             ignore,
             dest_fs: self.fs.indexed(),
             workdir: &workdir,
-            env: &step.env,
+            env: &env,
             source_date_epoch: ctx.epoch,
             scratch_dir: scratch.path(),
             hashed: self.hashed.clone(),

@@ -273,13 +273,7 @@ impl State {
     fn history_args(&self, step: &Step) -> Vec<(String, String)> {
         self.args
             .iter()
-            .filter_map(|name| {
-                step.env
-                    .iter()
-                    .rev()
-                    .find(|(k, _)| k == name)
-                    .map(|(k, v)| (k.clone(), v.clone()))
-            })
+            .filter_map(|name| step.env.get(name).map(|v| (name.clone(), v.to_string())))
             .collect()
     }
 
@@ -334,7 +328,7 @@ fn is_heredoc_marker(command: &str) -> bool {
 /// the proxy build args, and the default PATH when none is set.
 fn run_env(step: &Step, proxy: &[(String, String)]) -> Vec<String> {
     let mut out: Vec<(String, String)> = Vec::new();
-    for (k, v) in step.env.iter().chain(proxy) {
+    for (k, v) in step.env.to_vec().iter().chain(proxy) {
         match out.iter_mut().find(|(ok, _)| ok == k) {
             Some(slot) => slot.1 = v.clone(),
             None => out.push((k.clone(), v.clone())),

@@ -14,9 +14,26 @@ pub(crate) struct LineError {
     pub(crate) help: Option<String>,
 }
 
+/// How many `ONBUILD`s one line may nest. BuildKit parses any number
+/// (and rejects more than one later); each level is a stack frame here
+/// and in every walk of the tree, so thousands of them overflowed the
+/// stack.
+const MAX_ONBUILD_NESTING: usize = 16;
+
 /// Parses a logical line (continuations joined) into a node. Line numbers
 /// are left at 0 for the caller to fill in.
 pub(crate) fn node_from_line(line: &str, escape: char) -> Result<Node, LineError> {
+    nested_node(line, escape, 0)
+}
+
+fn nested_node(line: &str, escape: char, depth: usize) -> Result<Node, LineError> {
+    if depth > MAX_ONBUILD_NESTING {
+        return Err(LineError {
+            message: format!("ONBUILD nested more than {MAX_ONBUILD_NESTING} times"),
+            needle: Some(split_command(line).0.to_string()),
+            help: Some("an ONBUILD trigger cannot be another ONBUILD".to_string()),
+        });
+    }
     let (keyword, flags, args) = split_command(line);
     let (args, json_form) = match go_lower(keyword).as_str() {
         "add" | "copy" | "volume" => match exec_form(args)? {
@@ -31,7 +48,10 @@ pub(crate) fn node_from_line(line: &str, escape: char) -> Result<Node, LineError
         "healthcheck" => healthcheck(args)?,
         "maintainer" | "stopsignal" | "user" | "workdir" => (Args::Values(single(args)), false),
         "onbuild" if args.is_empty() => (Args::Values(Vec::new()), false),
-        "onbuild" => (Args::Nested(Box::new(node_from_line(args, escape)?)), false),
+        "onbuild" => (
+            Args::Nested(Box::new(nested_node(args, escape, depth + 1)?)),
+            false,
+        ),
         // Unknown instructions parse; the instruction layer rejects them.
         _ => (Args::Values(vec![String::new()]), false),
     };

@@ -31,6 +31,21 @@ pub enum ShellErrorKind {
     InvalidPattern(PatternError),
     /// `${…}` is nested deeper than kiln follows.
     TooDeep,
+    /// Expanding the variable `name` made the word longer than `limit`
+    /// bytes ([`crate::shell::MAX_WORD_LEN`]).
+    TooLong {
+        /// The variable whose expansion crossed the limit.
+        name: String,
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// Matching the pattern of `${name#…}`, `${name%…}` or `${name/…/…}`
+    /// against the value of `name` would take more than
+    /// [`crate::shell::MAX_PATTERN_WORK`] steps.
+    PatternTooCostly {
+        /// The variable the pattern is matched against.
+        name: String,
+    },
 }
 
 /// An expansion error.
@@ -76,6 +91,13 @@ impl ShellError {
                 "in patterns only \\*, \\?, \\\\, \\} and \\/ may be escaped".to_string()
             }
             ShellErrorKind::TooDeep => "nest fewer ${…} inside each other".to_string(),
+            ShellErrorKind::TooLong { name, .. } => format!(
+                "a variable that refers to itself more than once (like ARG {name}=${name}${name}) doubles with each line; \
+                 pass large data in a file instead"
+            ),
+            ShellErrorKind::PatternTooCostly { .. } => {
+                "match a shorter pattern, or a shorter value".to_string()
+            }
         })
     }
 }
@@ -108,6 +130,17 @@ impl fmt::Display for ShellErrorKind {
                 e.pattern, e.message
             ),
             ShellErrorKind::TooDeep => write!(f, "${{…}} nested too deeply"),
+            ShellErrorKind::TooLong { name, limit } => write!(
+                f,
+                "expanding ${name} makes the word longer than {} MiB, kiln's limit",
+                limit >> 20
+            ),
+            ShellErrorKind::PatternTooCostly { name } => write!(
+                f,
+                "matching this pattern against ${name} is too costly: \
+                 its length times the length of ${name} passes kiln's limit of {} million",
+                crate::shell::MAX_PATTERN_WORK / 1_000_000
+            ),
         }
     }
 }

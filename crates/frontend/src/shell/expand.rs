@@ -13,6 +13,12 @@ use super::{Env, Lexer};
 /// has one so that hostile input cannot exhaust the stack.
 const MAX_DEPTH: usize = 100;
 
+/// The most bytes one word may expand to. BuildKit has no limit, so
+/// `ARG a=$a$a` repeated 30 times asks it for gigabytes; kiln stops at
+/// 1 MiB, which is far more than any real instruction argument needs and
+/// more than Linux accepts for one environment string of a RUN (128 KiB).
+pub const MAX_WORD_LEN: usize = 1 << 20;
+
 /// The outcome of expanding one word.
 pub(crate) struct Expanded {
     pub(crate) value: String,
@@ -44,6 +50,46 @@ pub(crate) fn expand(lexer: &Lexer, word: &str, env: &dyn Env) -> Result<Expande
             offset,
             kind,
         }),
+    }
+}
+
+/// Fails when a word would grow to `len` bytes, past [`MAX_WORD_LEN`],
+/// blaming the variable `name` whose `$` is at `offset`.
+fn check_len(len: usize, offset: usize, name: &str) -> Result<(), Fail> {
+    if len > MAX_WORD_LEN {
+        return fail(offset, too_long(name));
+    }
+    Ok(())
+}
+
+/// The most `value` characters × `pattern` characters one `${name#…}`,
+/// `${name%…}` or `${name/…/…}` may match: the matcher's time grows with
+/// that product, and `${a/$a/x}` with a 64 KiB `a` ran for minutes. Real
+/// patterns against real values are thousands of times smaller.
+pub const MAX_PATTERN_WORK: usize = 1 << 27;
+
+/// Fails when matching `pattern` against `value` would take longer than
+/// [`MAX_PATTERN_WORK`] allows.
+fn check_pattern_work(value: &str, pattern: &str, offset: usize, name: &str) -> Result<(), Fail> {
+    let work = value
+        .chars()
+        .count()
+        .saturating_mul(pattern.chars().count() + 1);
+    if work > MAX_PATTERN_WORK {
+        return fail(
+            offset,
+            ShellErrorKind::PatternTooCostly {
+                name: name.to_string(),
+            },
+        );
+    }
+    Ok(())
+}
+
+fn too_long(name: &str) -> ShellErrorKind {
+    ShellErrorKind::TooLong {
+        name: name.to_string(),
+        limit: MAX_WORD_LEN,
     }
 }
 
@@ -158,7 +204,9 @@ impl Expander<'_> {
             }
             match c {
                 '$' => {
-                    let value = self.dollar()?;
+                    let start = self.pos;
+                    let (name, value) = self.dollar()?;
+                    check_len(result.len() + value.len(), start, &name)?;
                     result.push_str(&value);
                     words.push_str(&value);
                     continue;
@@ -247,7 +295,9 @@ impl Expander<'_> {
                     return Ok(out);
                 }
                 Some('$') => {
-                    let value = self.dollar()?;
+                    let dollar = self.pos;
+                    let (name, value) = self.dollar()?;
+                    check_len(out.len() + value.len(), dollar, &name)?;
                     out.push_str(&value);
                 }
                 Some(c) => {
@@ -321,38 +371,44 @@ impl Expander<'_> {
         }
     }
 
-    fn dollar(&mut self) -> Result<String, Fail> {
+    /// A `$…` expansion: the variable's name (empty for a lone `$`) and the
+    /// text it expands to.
+    fn dollar(&mut self) -> Result<(String, String), Fail> {
         let start = self.pos;
         self.bump();
         if self.peek() != Some('{') {
             let name = self.name();
             if name.is_empty() {
-                return Ok("$".to_string());
+                return Ok((name, "$".to_string()));
             }
-            return Ok(match self.lookup(&name) {
+            let value = match self.lookup(&name) {
                 Some(value) => value,
                 None if self.lexer.skip_unset => format!("${name}"),
                 None => String::new(),
-            });
+            };
+            return Ok((name, value));
         }
         self.bump();
         if self.depth >= MAX_DEPTH {
             return fail(start, ShellErrorKind::TooDeep);
         }
-        self.depth += 1;
-        let result = self.braced(start);
-        self.depth -= 1;
-        result
-    }
-
-    /// The rest of a `${…}` after the `${` at `start`.
-    fn braced(&mut self, start: usize) -> Result<String, Fail> {
         match self.peek() {
             None => return fail(start, ShellErrorKind::MissingBrace),
             Some('{' | '}' | ':') => return fail(start, ShellErrorKind::BadSubstitution),
             Some(_) => {}
         }
         let name = self.name();
+        self.depth += 1;
+        let result = self.braced(start, &name);
+        self.depth -= 1;
+        let value = result?;
+        check_len(value.len(), start, &name)?;
+        Ok((name, value))
+    }
+
+    /// The rest of a `${name…}` after the name; the `$` is at `start`.
+    fn braced(&mut self, start: usize, name: &str) -> Result<String, Fail> {
+        let name = name.to_string();
         let Some(op) = self.bump() else {
             return fail(start, ShellErrorKind::MissingBrace);
         };
@@ -415,6 +471,7 @@ impl Expander<'_> {
                     Some(rest) => (rest, true),
                     None => (word.as_str(), false),
                 };
+                check_pattern_work(&value, pattern, start, &name)?;
                 let trimmed = if op == '#' {
                     pattern::trim_prefix(&value, pattern, longest)
                 } else {
@@ -439,11 +496,16 @@ impl Expander<'_> {
             None if self.lexer.skip_unset => return Ok(format!("${{{name}/{pat}/{replacement}}}")),
             None => String::new(),
         };
+        check_pattern_work(&value, &pat, start, &name)?;
         let replaced = if all {
-            pattern::replace_all(&value, &pat, &replacement)
+            pattern::replace_all_within(&value, &pat, &replacement, MAX_WORD_LEN)
         } else {
-            pattern::replace_first(&value, &pat, &replacement)
+            pattern::replace_first(&value, &pat, &replacement).map(Some)
         };
-        replaced.or_else(|e| fail(start, ShellErrorKind::InvalidPattern(e)))
+        match replaced {
+            Ok(Some(text)) => Ok(text),
+            Ok(None) => fail(start, too_long(&name)),
+            Err(e) => fail(start, ShellErrorKind::InvalidPattern(e)),
+        }
     }
 }

@@ -14,6 +14,11 @@
 //!   the patterns are expanded recursively.
 //! * [`Lexer::process_words`] also splits the result into words at unquoted
 //!   whitespace, including whitespace that comes out of an unquoted `$var`.
+//! * Limits BuildKit does not have, so that a hostile Dockerfile fails at
+//!   once instead of exhausting the machine: `${…}` nests at most 100 deep,
+//!   one word expands to at most [`MAX_WORD_LEN`] bytes (1 MiB), and a
+//!   pattern operator matches at most [`MAX_PATTERN_WORK`] value × pattern
+//!   characters. Each is an error naming the variable.
 //!
 //! ```
 //! use std::collections::BTreeMap;
@@ -36,6 +41,7 @@ use std::collections::BTreeSet;
 
 pub use env::{CaseInsensitive, Env};
 pub use error::{ShellError, ShellErrorKind};
+pub use expand::{MAX_PATTERN_WORK, MAX_WORD_LEN};
 
 /// The result of an expansion with the names that were looked up.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -283,6 +283,18 @@ pub fn replace_first(
 /// `$`, any other `$name` is empty, and a `$` not followed by a name stays
 /// as it is. An empty match right after a previous match is skipped.
 pub fn replace_all(value: &str, pattern: &str, replacement: &str) -> Result<String, PatternError> {
+    Ok(replace_all_within(value, pattern, replacement, usize::MAX)?
+        .expect("no output is longer than usize::MAX"))
+}
+
+/// [`replace_all`], giving up with `Ok(None)` as soon as the result would
+/// be longer than `limit` bytes: `${a//?/$a}` squares the length of `a`.
+pub(crate) fn replace_all_within(
+    value: &str,
+    pattern: &str,
+    replacement: &str,
+    limit: usize,
+) -> Result<Option<String>, PatternError> {
     let tokens = compile(pattern)?;
     let matcher = Matcher {
         tokens: &tokens,
@@ -300,11 +312,14 @@ pub fn replace_all(value: &str, pattern: &str, replacement: &str) -> Result<Stri
         if end > last_end || start == 0 {
             expand_template(replacement, &text[start..end], &mut out);
         }
+        if out.len() > limit {
+            return Ok(None);
+        }
         last_end = end;
         search = end.max(search + 1);
     }
     out.extend(&text[last_end..]);
-    Ok(out)
+    Ok((out.len() <= limit).then_some(out))
 }
 
 /// Go's `Regexp.Expand` for a pattern whose only group is the whole match.

@@ -1,7 +1,8 @@
 //! Expansion of one step, instruction by instruction: exactly the words
 //! BuildKit expands, with the stage's environment at that point.
 
-use super::resolve::{go_atoi, EnvList, RawStage, Resolver};
+use super::env::EnvList;
+use super::resolve::{go_atoi, Resolver};
 use crate::instructions::{
     check_checksum, check_signal, parse_chmod, parse_mount, parse_port, Command, Instruction,
     Mount, Problem, Source,
@@ -16,7 +17,6 @@ impl Resolver<'_> {
         cmd: &mut Command,
         env: &mut EnvList,
         globals: &EnvList,
-        raw: &[RawStage],
         index: usize,
         stage_label: &str,
     ) -> Result<Vec<Mount>, Error> {
@@ -67,9 +67,7 @@ impl Resolver<'_> {
                 if let Some(from) = &cp.from {
                     let src = match go_atoi(from) {
                         Some(n) => Some(n as usize),
-                        None => raw
-                            .iter()
-                            .position(|s| s.name.as_deref() == Some(from.to_lowercase().as_str())),
+                        None => self.stage_named(&from.to_lowercase()),
                     };
                     if src.is_some_and(|s| s >= index) {
                         return Err(bad(
@@ -100,10 +98,13 @@ impl Resolver<'_> {
             Instruction::Expose(e) => {
                 let mut ports = Vec::new();
                 for p in &e.ports {
-                    let words = self.lexer.process_words(p, &env.0).map_err(|err| {
-                        self.error(ErrorKind::Expansion, &c, Problem::new(err.to_string()))
-                    })?;
+                    let words = self
+                        .lexer
+                        .process_words(p, &*env)
+                        .map_err(|err| self.shell_error(&c, &err))?;
                     for w in words {
+                        self.spend(w.len())
+                            .map_err(|m| self.error(ErrorKind::Expansion, &c, Problem::new(m)))?;
                         parse_port(&w).map_err(|m| bad(m, p))?;
                         ports.push(w);
                     }
@@ -128,20 +129,17 @@ impl Resolver<'_> {
                 check_signal(&s.signal).map_err(|m| bad(m, "STOPSIGNAL"))?;
             }
             Instruction::Run(r) => {
-                let snapshot = env.clone();
+                let env = &*env;
                 let expand = |w: &str| {
-                    self.lexer
-                        .process_word(w, &snapshot.0)
-                        .map_err(|e| e.to_string())
+                    let value = self.lexer.process_word(w, env).map_err(|e| e.to_string())?;
+                    self.spend(value.len())?;
+                    Ok(value)
                 };
                 for spec in &r.mounts {
                     let m = parse_mount(spec, &expand).map_err(|m| bad(m, "--mount"))?;
                     if !m.from.is_empty() {
                         let lower = m.from.to_lowercase();
-                        if let Some(j) = raw
-                            .iter()
-                            .position(|s| s.name.as_deref() == Some(lower.as_str()))
-                        {
+                        if let Some(j) = self.stage_named(&lower) {
                             if j >= index {
                                 return Err(bad(
                                     format!("cannot mount from stage {:?} to {stage_label:?}, stage needs to be defined before current command", m.from),

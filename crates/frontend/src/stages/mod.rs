@@ -23,7 +23,11 @@
 //!   SHELL, HEALTHCHECK, ONBUILD (the shell or the child build does it),
 //!   heredoc bodies (see [`crate::instructions::Heredoc::expand`]), and
 //!   `COPY --from` / `--mount from=`, where a variable is an error.
+//! * kiln only: all expanded words of a Dockerfile add up to at most
+//!   [`MAX_EXPANDED_TOTAL`] bytes (64 MiB), on top of the per-word limits
+//!   of [`crate::shell`].
 
+mod env;
 mod expand;
 mod platform;
 mod render;
@@ -31,8 +35,9 @@ mod resolve;
 
 use std::collections::BTreeMap;
 
+pub use env::StepEnv;
 pub use platform::Platform;
-pub use resolve::resolve;
+pub use resolve::{resolve, MAX_EXPANDED_TOTAL};
 
 use crate::instructions::{Command, Mount};
 
@@ -126,7 +131,7 @@ pub struct Step {
     /// The variables in effect when the step runs (base image ENV, ARGs and
     /// ENVs so far), in definition order. A RUN sees these plus
     /// [`BuildPlan::proxy_env`].
-    pub env: Vec<(String, String)>,
+    pub env: StepEnv,
     /// RUN only: the `--mount`s, parsed after expansion.
     pub mounts: Vec<Mount>,
     /// For a step that an ONBUILD trigger of the base stage added: that

@@ -1,5 +1,6 @@
 //! The text `kiln check` prints for a plan.
 
+use std::collections::BTreeMap;
 use std::fmt::{self, Display, Formatter};
 
 use super::{Base, BuildPlan};
@@ -9,16 +10,14 @@ impl Display for BuildPlan {
     /// then each step as `  [i/n] INSTRUCTION` with BuildKit's step-number
     /// padding. Steps from a base stage's ONBUILD triggers say so.
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
-        let label = |index: usize| {
-            let name = self
-                .stages
-                .iter()
-                .find(|s| s.index == index)
-                .and_then(|s| s.name.as_deref());
-            match name {
-                Some(n) => format!("stage {index} {n:?}"),
-                None => format!("stage {index}"),
-            }
+        let names: BTreeMap<usize, &str> = self
+            .stages
+            .iter()
+            .filter_map(|s| Some((s.index, s.name.as_deref()?)))
+            .collect();
+        let label = |index: usize| match names.get(&index) {
+            Some(n) => format!("stage {index} {n:?}"),
+            None => format!("stage {index}"),
         };
         for stage in &self.stages {
             let base = match &stage.base {

@@ -1,14 +1,23 @@
 //! The resolver: global ARGs, stage bases, dependencies, pruning and the
 //! per-stage expansion of each step.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::cell::{Cell, OnceCell};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use super::env::EnvList;
 use super::{Base, BuildPlan, Dependency, Platform, ResolveOptions, Stage, Step};
 use crate::instructions::{self, closest, ArgDecl, Command, Instruction, Problem};
-use crate::shell::Lexer;
+use crate::shell::{Lexer, ShellError, ShellErrorKind};
 use crate::{Ast, Error, ErrorKind};
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// The most bytes the expanded words of one Dockerfile may add up to.
+/// Each word is capped at [`crate::shell::MAX_WORD_LEN`]; this cap stops
+/// thousands of lines that each repeat one large variable, which would
+/// otherwise hold gigabytes (every step keeps its values). Real Dockerfiles
+/// expand to kilobytes.
+pub const MAX_EXPANDED_TOTAL: usize = 64 << 20;
+
 const PROXY_ARGS: [&str; 5] = [
     "http_proxy",
     "https_proxy",
@@ -16,27 +25,6 @@ const PROXY_ARGS: [&str; 5] = [
     "no_proxy",
     "all_proxy",
 ];
-
-/// An ordered environment where setting a name again replaces its value
-/// in place, like BuildKit's `EnvList`.
-#[derive(Debug, Clone, Default)]
-pub(super) struct EnvList(pub(super) Vec<(String, String)>);
-
-impl EnvList {
-    pub(super) fn set(&mut self, key: &str, value: String) {
-        match self.0.iter_mut().find(|(k, _)| k == key) {
-            Some(entry) => entry.1 = value,
-            None => self.0.push((key.to_string(), value)),
-        }
-    }
-
-    pub(super) fn get(&self, key: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    }
-}
 
 /// A FROM and the commands under it.
 pub(super) struct RawStage {
@@ -53,6 +41,8 @@ pub fn resolve(ast: &Ast, opts: &ResolveOptions) -> Result<BuildPlan, Error> {
         ast,
         opts,
         lexer: Lexer::new(ast.escape),
+        expanded: Cell::new(0),
+        names: OnceCell::new(),
     };
     r.run()
 }
@@ -61,6 +51,11 @@ pub(super) struct Resolver<'a> {
     ast: &'a Ast,
     pub(super) opts: &'a ResolveOptions,
     pub(super) lexer: Lexer,
+    /// Bytes expanded so far, against [`MAX_EXPANDED_TOTAL`].
+    expanded: Cell<usize>,
+    /// Each stage name's index, set once the names are known to be unique;
+    /// a map so that thousands of stages do not compare every pair.
+    names: OnceCell<HashMap<String, usize>>,
 }
 
 impl Resolver<'_> {
@@ -69,9 +64,51 @@ impl Resolver<'_> {
     }
 
     pub(super) fn expand(&self, cmd: &Command, word: &str, env: &EnvList) -> Result<String, Error> {
-        self.lexer
-            .process_word(word, &env.0)
-            .map_err(|e| self.error(ErrorKind::Expansion, cmd, Problem::new(e.to_string())))
+        let value = self
+            .lexer
+            .process_word(word, env)
+            .map_err(|e| self.shell_error(cmd, &e))?;
+        self.spend(value.len())
+            .map_err(|m| self.error(ErrorKind::Expansion, cmd, Problem::new(m)))?;
+        Ok(value)
+    }
+
+    /// Places an expansion error in the file, with the caret on the
+    /// variable when one is to blame.
+    pub(super) fn shell_error(&self, cmd: &Command, e: &ShellError) -> Error {
+        let mut problem = Problem::new(e.to_string());
+        if let ShellErrorKind::TooLong { name, .. } | ShellErrorKind::PatternTooCostly { name } =
+            &e.kind
+        {
+            problem = problem.help(e.help().unwrap_or_default());
+            let braced = e.word[e.offset..].starts_with("${");
+            problem = problem.needle(&if braced {
+                format!("${{{name}")
+            } else {
+                format!("${name}")
+            });
+        }
+        self.error(ErrorKind::Expansion, cmd, problem)
+    }
+
+    /// Counts `len` more expanded bytes; the message says why that is too
+    /// many.
+    pub(super) fn spend(&self, len: usize) -> Result<(), String> {
+        let total = self.expanded.get().saturating_add(len);
+        self.expanded.set(total);
+        if total > MAX_EXPANDED_TOTAL {
+            return Err(format!(
+                "the expanded words of this Dockerfile add up to more than {} MiB, kiln's limit; \
+                 pass large data in a file instead of repeating a large variable",
+                MAX_EXPANDED_TOTAL >> 20
+            ));
+        }
+        Ok(())
+    }
+
+    /// The index of the stage named `name` (lower case), if any.
+    pub(super) fn stage_named(&self, name: &str) -> Option<usize> {
+        self.names.get().and_then(|n| n.get(name)).copied()
     }
 
     fn run(&self) -> Result<BuildPlan, Error> {
@@ -85,7 +122,7 @@ impl Resolver<'_> {
 
         let mut stages = Vec::with_capacity(raw.len());
         for (i, rs) in raw.iter().enumerate() {
-            stages.push(self.stage_header(i, rs, &raw, &globals)?);
+            stages.push(self.stage_header(i, rs, &globals)?);
         }
         let deps = self.dependencies(&raw, &stages)?;
         for (stage, d) in stages.iter_mut().zip(&deps) {
@@ -126,19 +163,42 @@ impl Resolver<'_> {
             }
         }
 
+        // A stage's final environment waits for the stages built FROM it;
+        // the last of them takes it instead of a copy, so a chain of
+        // thousands of stages copies nothing.
+        let mut children: BTreeMap<usize, usize> = BTreeMap::new();
+        for &i in &needed {
+            if let Base::Stage(b) = stages[i].base {
+                *children.entry(b).or_default() += 1;
+            }
+        }
         let mut finals: BTreeMap<usize, EnvList> = BTreeMap::new();
+        let mut platforms: BTreeMap<usize, Platform> = BTreeMap::new();
         let mut planned = Vec::new();
         for i in needed {
             let mut stage = stages[i].clone();
-            let env = self.dispatch(i, &raw, &mut stage, &globals, &finals)?;
+            let base_env = match stage.base {
+                Base::Stage(b) => {
+                    let left = children.get_mut(&b).expect("counted above");
+                    *left -= 1;
+                    Some(if *left == 0 {
+                        finals.remove(&b).unwrap_or_default()
+                    } else {
+                        finals.get(&b).cloned().unwrap_or_default()
+                    })
+                }
+                _ => None,
+            };
+            let env = self.dispatch(i, &raw, &mut stage, &globals, base_env)?;
             if let Base::Stage(b) = stage.base {
-                stage.platform = planned
-                    .iter()
-                    .find(|s: &&Stage| s.index == b)
-                    .map(|s| s.platform.clone())
-                    .unwrap_or(stage.platform);
+                if let Some(p) = platforms.get(&b) {
+                    stage.platform = p.clone();
+                }
             }
-            finals.insert(i, env);
+            if children.contains_key(&i) {
+                finals.insert(i, env);
+            }
+            platforms.insert(i, stage.platform.clone());
             planned.push(stage);
         }
         let mut proxy_env: Vec<(String, String)> = self
@@ -151,7 +211,7 @@ impl Resolver<'_> {
         proxy_env.sort();
         Ok(BuildPlan {
             stages: planned,
-            global_args: globals.0,
+            global_args: globals.into_vec(),
             proxy_env,
         })
     }
@@ -197,9 +257,10 @@ impl Resolver<'_> {
     /// (DuplicateStageName) and lets the later stage win, which silently
     /// changes what `--from` means.
     fn check_names(&self, raw: &[RawStage]) -> Result<(), Error> {
+        let mut names: HashMap<String, usize> = HashMap::new();
         for (i, s) in raw.iter().enumerate() {
             let Some(name) = &s.name else { continue };
-            if let Some(first) = raw[..i].iter().find(|o| o.name.as_ref() == Some(name)) {
+            if let Some(&first) = names.get(name) {
                 return Err(self.error(
                     ErrorKind::Semantic,
                     &s.from,
@@ -207,11 +268,14 @@ impl Resolver<'_> {
                         .needle(name)
                         .help(format!(
                             "a stage named {name:?} is already defined on line {}; stage names must be unique",
-                            first.from.start_line
+                            raw[first].from.start_line
                         )),
                 ));
             }
+            names.insert(name.clone(), i);
         }
+        // Set once per resolver; a second call would find the same names.
+        let _ = self.names.set(names);
         Ok(())
     }
 
@@ -252,13 +316,7 @@ impl Resolver<'_> {
     }
 
     /// Expands FROM with the global ARGs and finds its base.
-    fn stage_header(
-        &self,
-        index: usize,
-        rs: &RawStage,
-        raw: &[RawStage],
-        globals: &EnvList,
-    ) -> Result<Stage, Error> {
+    fn stage_header(&self, index: usize, rs: &RawStage, globals: &EnvList) -> Result<Stage, Error> {
         let image = self.expand(&rs.from, &rs.image, globals)?;
         if image.is_empty() {
             return Err(self.error(
@@ -293,10 +351,7 @@ impl Resolver<'_> {
         };
         // Like BuildKit, FROM finds only stages defined above it, by the
         // exact (lower-case) name; anything else is an image.
-        let base = match raw[..index]
-            .iter()
-            .position(|s| s.name.as_deref() == Some(image.as_str()))
-        {
+        let base = match self.stage_named(&image).filter(|&j| j < index) {
             Some(j) => Base::Stage(j),
             None if image == "scratch" => Base::Scratch,
             None => Base::Image(image),
@@ -344,11 +399,7 @@ impl Resolver<'_> {
         raw: &[RawStage],
         stages: &[Stage],
     ) -> Result<Vec<BTreeSet<Dependency>>, Error> {
-        let by_name = |name: &str| {
-            let lower = name.to_lowercase();
-            raw.iter()
-                .position(|s| s.name.as_deref() == Some(lower.as_str()))
-        };
+        let by_name = |name: &str| self.stage_named(&name.to_lowercase());
         let mut all = Vec::new();
         for (i, stage) in stages.iter().enumerate() {
             let mut deps = BTreeSet::new();
@@ -406,22 +457,35 @@ impl Resolver<'_> {
     }
 
     fn check_cycles(&self, raw: &[RawStage], stages: &[Stage]) -> Result<(), Error> {
-        // 0 = unvisited, 1 = on the current path, 2 = done.
-        fn visit(i: usize, stages: &[Stage], state: &mut [u8]) -> Option<usize> {
-            match state[i] {
-                1 => return Some(i),
-                2 => return None,
-                _ => {}
+        // 0 = unvisited, 1 = on the current path, 2 = done. The walk keeps
+        // its own stack: `COPY --from` can chain thousands of stages.
+        fn visit(root: usize, stages: &[Stage], state: &mut [u8]) -> Option<usize> {
+            let stage_deps = |i: usize| {
+                stages[i].dependencies.iter().filter_map(|d| match d {
+                    Dependency::Stage(j) => Some(*j),
+                    Dependency::Image(_) => None,
+                })
+            };
+            if state[root] != 0 {
+                return None;
             }
-            state[i] = 1;
-            for d in &stages[i].dependencies {
-                if let Dependency::Stage(j) = d {
-                    if let Some(c) = visit(*j, stages, state) {
-                        return Some(c);
+            state[root] = 1;
+            let mut path = vec![(root, stage_deps(root))];
+            while let Some((i, deps)) = path.last_mut() {
+                let i = *i;
+                match deps.next() {
+                    Some(j) if state[j] == 1 => return Some(j),
+                    Some(j) if state[j] == 0 => {
+                        state[j] = 1;
+                        path.push((j, stage_deps(j)));
+                    }
+                    Some(_) => {}
+                    None => {
+                        state[i] = 2;
+                        path.pop();
                     }
                 }
             }
-            state[i] = 2;
             None
         }
         let mut state = vec![0u8; stages.len()];
@@ -447,14 +511,17 @@ impl Resolver<'_> {
         raw: &[RawStage],
         stage: &mut Stage,
         globals: &EnvList,
-        finals: &BTreeMap<usize, EnvList>,
+        base_env: Option<EnvList>,
     ) -> Result<EnvList, Error> {
         let mut env = match &stage.base {
-            Base::Stage(b) => finals.get(b).cloned().unwrap_or_default(),
-            Base::Image(r) => match self.opts.image_env.get(r) {
-                Some(vars) => EnvList(vars.clone()),
-                None => EnvList::default(),
-            },
+            Base::Stage(_) => base_env.unwrap_or_default(),
+            Base::Image(r) => {
+                let mut env = EnvList::default();
+                for (k, v) in self.opts.image_env.get(r).into_iter().flatten() {
+                    env.set(k, v.clone());
+                }
+                env
+            }
             Base::Scratch => EnvList::default(),
         };
         if !matches!(stage.base, Base::Stage(_))
@@ -468,13 +535,12 @@ impl Resolver<'_> {
             .clone()
             .unwrap_or_else(|| format!("stage-{index}"));
         for (cmd, onbuild_from) in self.commands_of(index, raw, &stage.base.clone()) {
-            let before = env.clone();
+            let before = env.snapshot();
             let mut cmd = cmd;
-            let mounts =
-                self.expand_command(&mut cmd, &mut env, globals, raw, index, &stage_label)?;
+            let mounts = self.expand_command(&mut cmd, &mut env, globals, index, &stage_label)?;
             stage.steps.push(Step {
                 command: cmd,
-                env: before.0,
+                env: before,
                 mounts,
                 onbuild_from,
             });

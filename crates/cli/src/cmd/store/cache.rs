@@ -1,6 +1,7 @@
 //! The build cache's part of `kiln du`, `kiln prune` and `kiln fsck`.
 
 use super::show::{ago, human_size, table};
+use crate::output::{out, outln};
 use anyhow::{bail, Context};
 use kiln_cache::{Cache, PruneFilter};
 use kiln_oci::Digest;
@@ -29,20 +30,20 @@ pub(super) fn prune(store: &Store, filter: &PruneFilter) -> anyhow::Result<ExitC
             .map(|blobs| blobs.into_iter().collect::<HashSet<Digest>>())
     })?;
     if !report.removed.is_empty() {
-        println!(
+        outln!(
             "Deleted {} build cache records ({} layers no record uses any more)",
             report.removed.len(),
             report.freed_blobs.len()
         );
     }
-    println!(
+    outln!(
         "Deleted {} blobs; reclaimed {} ({} bytes)",
         gc.removed_blobs,
         human_size(gc.reclaimed_bytes),
         gc.reclaimed_bytes
     );
     if gc.kept_in_flight > 0 {
-        println!(
+        outln!(
             "Kept {} unused blobs that another kiln process may be about to use; \
              run `kiln prune` again when it has finished",
             gc.kept_in_flight
@@ -146,7 +147,7 @@ pub(super) fn du(
             step,
         ]);
     }
-    print!("{}", table(&rows));
+    out!("{}", table(&rows));
     let mut layers: Vec<(Digest, u64)> = entries
         .iter()
         .filter_map(|e| e.blob.map(|b| (b, e.size)))
@@ -159,17 +160,17 @@ pub(super) fn du(
         .filter(|l| !image_blobs.contains(&l.0))
         .map(|l| l.1)
         .sum();
-    println!();
-    println!(
+    outln!();
+    outln!(
         "Build cache: {} records, {} layers, {} ({} used by no image; `kiln prune --all` frees it)",
         entries.len(),
         layers.len(),
         human_size(total),
         human_size(only_cache)
     );
-    println!("Store: {} in blobs", human_size(store_bytes));
+    outln!("Store: {} in blobs", human_size(store_bytes));
     let in_flight = store.in_flight();
-    println!(
+    outln!(
         "In flight: {} in the temporary files of {} running kiln processes",
         human_size(in_flight.bytes),
         in_flight.leases
@@ -177,7 +178,7 @@ pub(super) fn du(
     let reclaimed = store.reclaimed();
     let bytes = reclaimed.bytes + run_leftovers.snapshot_bytes;
     if bytes > 0 || reclaimed.leases > 0 || !run_leftovers.containers.is_empty() {
-        println!(
+        outln!(
             "Reclaimed just now: {} ({bytes} bytes) left by {} killed kiln processes \
              ({} in temporary files, {} in RUN snapshots; {} RUN containers stopped)",
             human_size(bytes),
@@ -188,7 +189,7 @@ pub(super) fn du(
         );
     }
     if entries.iter().any(|e| e.shared) {
-        println!("* the layer is shared with other records");
+        outln!("* the layer is shared with other records");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,6 +1,7 @@
 //! `kiln images` and `kiln inspect`: reading images for people and scripts.
 
 use super::ListFormat;
+use crate::output::{out, outln};
 use kiln_oci::Digest;
 use kiln_store::{Descriptor, Store};
 use serde_json::{json, Value};
@@ -71,8 +72,8 @@ pub(super) fn images(store: &Store, format: ListFormat) -> anyhow::Result<ExitCo
         ]);
     }
     match format {
-        ListFormat::Json => println!("{}", serde_json::to_string_pretty(&json_rows)?),
-        ListFormat::Table => print!("{}", table(&rows)),
+        ListFormat::Json => outln!("{}", serde_json::to_string_pretty(&json_rows)?),
+        ListFormat::Table => out!("{}", table(&rows)),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -103,7 +104,7 @@ pub(super) fn inspect(store: &Store, input: &str) -> anyhow::Result<ExitCode> {
         "ConfigDigest": config_digest,
         "Config": config,
     });
-    println!("{}", serde_json::to_string_pretty(&out)?);
+    outln!("{}", serde_json::to_string_pretty(&out)?);
     Ok(ExitCode::SUCCESS)
 }
 
