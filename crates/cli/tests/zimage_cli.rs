@@ -255,3 +255,22 @@ cmd: [cat, /out/greeting]
         "{err}"
     );
 }
+
+#[test]
+fn os_windows_builds_a_windows_amd64_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir(d.join("ctx")).unwrap();
+    std::fs::write(d.join("ctx/a.txt"), "a\n").unwrap();
+    std::fs::write(
+        d.join("ctx/ZImagefile"),
+        "version: \"1\"\nbase: scratch\nos: windows\nsteps:\n  - copy: a.txt\n    to: /a.txt\ncmd: [cmd, /c, type, a.txt]\n",
+    )
+    .unwrap();
+    let (id, _) = build(d, &["ctx"]);
+    let inspect = stdout(&kiln(d, &["inspect", id.trim()]));
+    assert!(
+        inspect.contains("\"Platform\": \"windows/amd64\""),
+        "{inspect}"
+    );
+}

@@ -443,3 +443,18 @@ fn zimagefile_names() {
     assert!(!is_zimagefile(Path::new("Dockerfile")));
     assert!(!is_zimagefile(Path::new("zimagefile.txt")));
 }
+
+/// The example of docs/zimagefile.md converts to the Dockerfile shown there.
+#[test]
+fn the_documented_example_converts_as_documented() {
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/zimagefile.md"
+    ))
+    .unwrap();
+    let block = |fence: &str| {
+        let start = doc.find(fence).unwrap() + fence.len();
+        doc[start..][..doc[start..].find("```").unwrap()].to_string()
+    };
+    assert_eq!(dockerfile(&block("```yaml\n")), block("```dockerfile\n"));
+}
