@@ -129,7 +129,7 @@ CMD ["/app", "--serve"]
 fn the_converted_dockerfile_resolves_to_the_plan_with_expanded_values() {
     use kiln_frontend::stages::{resolve, ResolveOptions};
     let yaml = r#"version: "1"
-args: {NAME: world}
+args: {NAME: big world}
 base: scratch
 steps:
   - env: {GREETING: "hello $NAME", LITERAL: "\\$NAME", BACK: 'C:\dir'}
@@ -138,7 +138,7 @@ steps:
     let ast = kiln_frontend::parse("ZImagefile", c.dockerfile.as_bytes()).unwrap();
     let plan = resolve(&ast, &ResolveOptions::default()).unwrap();
     let text = plan.to_string();
-    assert!(text.contains(r#"GREETING="hello world""#), "{text}");
+    assert!(text.contains(r#"GREETING="hello big world""#), "{text}");
     assert!(text.contains("LITERAL=$NAME"), "{text}");
     assert!(text.contains(r"BACK=C:\dir"), "{text}");
 }
@@ -210,6 +210,43 @@ fn platform_and_os_set_from_platform() {
     assert_eq!(
         where_what("version: '1'\nbase: a\nos: plan9\n"),
         "3:5: unknown os \"plan9\""
+    );
+}
+
+#[test]
+fn windows_stages_take_no_posix_shell_steps() {
+    let e =
+        error("version: '1'\nbase: a\nos: windows\nsteps:\n  - run: echo %A%\n    env: {A: b}\n");
+    assert_eq!(e.kind, ErrorKind::NotSupported);
+    assert_eq!((e.line, e.column), (5, 5));
+    assert!(
+        e.message
+            .starts_with("step 1: NotSupported: `env` beside `run`"),
+        "{}",
+        e.message
+    );
+    let e = error("version: '1'\nstages:\n  w:\n    base: a\n    platform: windows/amd64\n    steps:\n      - run: |\n          a\n          b\n");
+    assert_eq!(e.kind, ErrorKind::NotSupported);
+    assert!(
+        e.message.starts_with("stage 'w', step 1: NotSupported"),
+        "{}",
+        e.message
+    );
+    assert_eq!(
+        dockerfile("version: '1'\nbase: a\nos: windows\nsteps:\n  - run: [a, b]\n"),
+        "FROM --platform=windows/amd64 a\nRUN a && b\n"
+    );
+}
+
+#[test]
+fn label_names_may_have_blanks_but_no_equals_sign() {
+    assert_eq!(
+        dockerfile("version: '1'\nbase: a\nlabels: {my key: v w}\n"),
+        "FROM a\nLABEL \"my key\"=\"v w\"\n"
+    );
+    assert_eq!(
+        where_what("version: '1'\nbase: a\nlabels: {a=b: c}\n"),
+        "3:10: \"a=b\" cannot be a label name: it needs one line and no `=`"
     );
 }
 

@@ -38,6 +38,7 @@
 //!   the variables for that command only (`export K='v' && cmd`), which
 //!   reaches compound commands and `$K` in the command itself, as a
 //!   `K=v cmd` prefix would not, and leaves the image's environment alone.
+//!   Both need a POSIX shell, so a Windows stage refuses them.
 //!   `cache:` entries → `--mount=type=cache,target=…[,id=…][,sharing=…][,readonly]`.
 //!   `copy`/`add` → `COPY`/`ADD [--from] [--chown] [--chmod] ["src", …, "to"]`;
 //!   `env` → `ENV`, `workdir` → `WORKDIR`, `user` → `USER`.

@@ -264,7 +264,40 @@ impl Reader<'_> {
                 last.meta.extend(self.meta(entries, "")?);
             }
         }
+        for stage in &stages {
+            self.posix_shell(stage)?;
+        }
         Ok(ZImagefile { args, stages })
+    }
+
+    /// A step environment and a script are written for a POSIX shell,
+    /// which a Windows stage's RUN (cmd) is not.
+    fn posix_shell(&self, stage: &Stage) -> Result<(), Error> {
+        if !stage
+            .platform
+            .as_deref()
+            .is_some_and(|p| p.starts_with("windows"))
+        {
+            return Ok(());
+        }
+        for step in &stage.steps {
+            let Action::Run(run) = &step.action else {
+                continue;
+            };
+            let script = run.commands.iter().any(|c| c.trim().contains('\n'));
+            if script || !run.env.is_empty() {
+                let mut err = self
+                    .in_context(
+                        &step.context,
+                        step.pos,
+                        "NotSupported: `env` beside `run`, and a multi-line script, need a POSIX shell; a Windows stage runs cmd",
+                    )
+                    .with_help("use a list of one-line commands, and `env` as a step of its own");
+                err.kind = ErrorKind::NotSupported;
+                return Err(err);
+            }
+        }
+        Ok(())
     }
 
     fn not_supported(&self, key: &str, pos: Pos, context: &str) -> Result<(), Error> {
@@ -700,8 +733,12 @@ impl Reader<'_> {
         for (name, pos, value) in self.map(node, context, what)? {
             if env {
                 check_name(name, "a variable").map_err(|m| self.in_context(context, *pos, m))?;
-            } else if name.is_empty() || name.contains('\n') {
-                return Err(self.in_context(context, *pos, "a label needs a one-line name"));
+            } else if name.is_empty() || name.contains(['\n', '=']) {
+                return Err(self.in_context(
+                    context,
+                    *pos,
+                    format!("{name:?} cannot be a label name: it needs one line and no `=`"),
+                ));
             }
             let text = match &value.value {
                 Value::Null => String::new(),
