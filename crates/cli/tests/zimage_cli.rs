@@ -198,7 +198,7 @@ fn zimagefile_errors_point_at_the_yaml() {
 }
 
 #[test]
-fn convert_reads_the_zimagefile_of_the_current_directory() {
+fn convert_and_check_read_the_zimagefile_of_the_current_directory() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     std::fs::write(
@@ -209,6 +209,10 @@ fn convert_reads_the_zimagefile_of_the_current_directory() {
     let out = kiln(d, &["convert"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), "FROM scratch\nCOPY [\"a\", \"/a\"]\nCMD /a\n");
+    // `kiln check` finds it too, and prints the plan of its translation.
+    let out = kiln(d, &["check", "."]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("[1/2] COPY a /a\n"), "{}", stdout(&out));
 }
 
 #[test]

@@ -251,6 +251,14 @@ fn label_names_may_have_blanks_but_no_equals_sign() {
 }
 
 #[test]
+fn the_platform_is_given_once() {
+    assert_eq!(
+        where_what("version: '1'\nstages:\n  a:\n    base: b\n    os: linux\nos: windows\n"),
+        "6:1: the platform is given both here and in the last stage"
+    );
+}
+
+#[test]
 fn scalars_keep_their_text() {
     let yaml = "version: 1\nbase: a\nlabels: {v: 1.10, yes: yes, n: 0x1F, e: ''}\n";
     assert_eq!(

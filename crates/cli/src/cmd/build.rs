@@ -144,7 +144,7 @@ fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
             .and_then(|_| signal_hook::flag::register(signal, req.interrupt.clone()))
             .context("cannot install the SIGINT/SIGTERM handler")?;
     }
-    let progress = Progress::new();
+    let progress = Progress::new(file.clone());
     let sink = EventSink::callback(move |e| progress.show(e));
     let built = match backend.build(&req, &sink) {
         Err(BuildError::Interrupted) => {
@@ -323,6 +323,8 @@ fn pairs(flag: &str, values: &[String]) -> anyhow::Result<BTreeMap<String, Strin
 /// `#3 [build 2/4] COPY hello.sh ./` then `#3 DONE 0.1s`.
 struct Progress {
     state: Mutex<ProgressState>,
+    /// Leads warnings about a ZImagefile's translation back to the YAML.
+    file: BuildFile,
 }
 
 /// A stage of the build: its index, and its platform in a `--platform
@@ -338,9 +340,10 @@ struct ProgressState {
 }
 
 impl Progress {
-    fn new() -> Progress {
+    fn new(file: BuildFile) -> Progress {
         Progress {
             state: Mutex::new(ProgressState::default()),
+            file,
         }
     }
 
@@ -348,13 +351,18 @@ impl Progress {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         match event {
             BuildEvent::Platform { platform, event } => {
-                Self::show_one(&mut s, Some(platform), *event)
+                Self::show_one(&mut s, &self.file, Some(platform), *event)
             }
-            event => Self::show_one(&mut s, None, event),
+            event => Self::show_one(&mut s, &self.file, None, event),
         }
     }
 
-    fn show_one(s: &mut ProgressState, platform: Option<String>, event: BuildEvent) {
+    fn show_one(
+        s: &mut ProgressState,
+        build_file: &BuildFile,
+        platform: Option<String>,
+        event: BuildEvent,
+    ) {
         let key = |stage: usize| (platform.clone(), stage);
         match event {
             BuildEvent::BuildStarted { stages, .. } => s.named = stages > 1,
@@ -420,7 +428,14 @@ impl Progress {
                 file,
                 line,
                 message,
-            } => eprintln!("warning: {file}:{line}: {message}"),
+            } => {
+                let at = build_file.locate(
+                    kiln_frontend::Error::new(kiln_frontend::ErrorKind::Semantic, message)
+                        .in_file(file)
+                        .at(line, 0),
+                );
+                eprintln!("warning: {}:{}: {}", at.file, at.line, at.message)
+            }
             BuildEvent::BuildFailed { .. } => {
                 for (n, _) in s.running.values() {
                     eprintln!("#{n} ERROR");

@@ -70,6 +70,7 @@ pub fn run(cmd: FrontendCommand) -> anyhow::Result<ExitCode> {
 
 /// A build file read for building: the Dockerfile's name and bytes, and
 /// for a ZImagefile the translation that leads its errors back to the YAML.
+#[derive(Clone)]
 pub struct BuildFile {
     /// The name errors use.
     pub name: String,

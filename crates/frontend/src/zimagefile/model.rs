@@ -159,7 +159,7 @@ pub(crate) struct Reader<'a> {
 type Entries<'n> = &'n [(String, Pos, Node)];
 
 impl Reader<'_> {
-    pub fn error(&self, pos: Pos, message: impl Into<String>) -> Error {
+    fn error(&self, pos: Pos, message: impl Into<String>) -> Error {
         located(
             self.file,
             self.lines,
@@ -237,7 +237,7 @@ impl Reader<'_> {
                 let mut stages = Vec::new();
                 for (name, name_pos, stage) in list {
                     check_stage_name(name).map_err(|m| self.error(*name_pos, m))?;
-                    stages.push(self.stage(Some(name), stage)?);
+                    stages.push(self.stage(name, stage)?);
                 }
                 stages
             }
@@ -246,14 +246,12 @@ impl Reader<'_> {
                 vec![self.stage_body(None, root, entries, String::new())?]
             }
         };
-        let (platform, _) = self.platform(entries, "")?;
+        let (platform, platform_pos) = self.platform(entries, "")?;
         if let Some(last) = stages.last_mut() {
             if platform.is_some() {
                 if last.platform.is_some() {
                     return Err(self.error(
-                        get(entries, "platform")
-                            .or(get(entries, "os"))
-                            .map_or(root.pos, |e| e.0),
+                        platform_pos,
                         "the platform is given both here and in the last stage",
                     ));
                 }
@@ -317,8 +315,8 @@ impl Reader<'_> {
         Err(err)
     }
 
-    fn stage(&self, name: Option<&str>, node: &Node) -> Result<Stage, Error> {
-        let context = name.map_or(String::new(), |n| format!("stage '{n}'"));
+    fn stage(&self, name: &str, node: &Node) -> Result<Stage, Error> {
+        let context = format!("stage '{name}'");
         let entries = self.map(node, &context, "a stage")?;
         let allowed: Vec<&str> = STAGE_KEYS.iter().chain(&META_KEYS).copied().collect();
         self.known_keys(entries, &allowed, &context, "in a stage")?;
@@ -327,7 +325,7 @@ impl Reader<'_> {
                 self.not_supported(key, pos, &context)?;
             }
         }
-        let mut stage = self.stage_body(name, node, entries, context.clone())?;
+        let mut stage = self.stage_body(Some(name), node, entries, context.clone())?;
         let (platform, _) = self.platform(entries, &context)?;
         stage.platform = platform;
         Ok(stage)
