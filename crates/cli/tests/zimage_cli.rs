@@ -212,7 +212,11 @@ fn convert_and_check_read_the_zimagefile_of_the_current_directory() {
     // `kiln check` finds it too, and prints the plan of its translation.
     let out = kiln(d, &["check", "."]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("[1/2] COPY a /a\n"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("[1/2] COPY a /a\n"),
+        "{}",
+        stdout(&out)
+    );
 }
 
 #[test]

@@ -503,3 +503,76 @@ fn the_documented_example_converts_as_documented() {
     };
     assert_eq!(dockerfile(&block("```yaml\n")), block("```dockerfile\n"));
 }
+
+/// Mutated ZImagefiles either convert or fail with an error; none panics,
+/// and each translation parses as a Dockerfile. Deterministic (xorshift),
+/// so a failure reproduces.
+#[test]
+fn mutated_zimagefiles_never_panic() {
+    const TOKENS: &[&str] = &[
+        "\n",
+        "  ",
+        "- ",
+        ": ",
+        "[",
+        "]",
+        "{",
+        "}",
+        "'",
+        "\"",
+        "\\",
+        "$",
+        "${A}",
+        "<<EOF\n",
+        "&a ",
+        "*a",
+        "!!str ",
+        "---\n",
+        "|\n",
+        "~",
+        "run: ",
+        "env: {A: b}",
+        "cache: /c",
+        "copy: a\n    to: b",
+        "\t",
+        "#",
+        "é",
+        "\0",
+        "os: windows\n",
+    ];
+    let seed = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/zimagefile.md"
+    ))
+    .unwrap();
+    let start = seed.find("```yaml\n").unwrap() + 8;
+    let seed = &seed[start..][..seed[start..].find("```").unwrap()];
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move |n: usize| {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        (state.wrapping_mul(0x2545_f491_4f6c_dd1d) % n.max(1) as u64) as usize
+    };
+    for _ in 0..3000 {
+        let mut text: Vec<char> = seed.chars().collect();
+        for _ in 0..1 + next(4) {
+            let at = next(text.len() + 1);
+            match next(3) {
+                0 => {
+                    let end = (at + next(12)).min(text.len());
+                    text.drain(at..end);
+                }
+                _ => {
+                    let token = TOKENS[next(TOKENS.len())];
+                    text.splice(at..at, token.chars());
+                }
+            }
+        }
+        let text: String = text.into_iter().collect();
+        if let Ok(c) = convert("ZImagefile", text.as_bytes()) {
+            kiln_frontend::parse("ZImagefile", c.dockerfile.as_bytes())
+                .unwrap_or_else(|e| panic!("{text}\n---\n{}\n{e}", c.dockerfile));
+        }
+    }
+}
