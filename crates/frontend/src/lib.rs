@@ -12,6 +12,8 @@
 //!   BuildKit's frontend accepts, and [`stages`] resolves ARG/ENV scoping
 //!   and stage dependencies into the steps a build would run.
 //! * [`dockerignore`] implements moby's `.dockerignore` pattern semantics.
+//! * [`zimagefile`] reads kiln's YAML image format into the Dockerfile it
+//!   stands for.
 //!
 //! ```
 //! let ast = kiln_frontend::parse("Dockerfile", b"FROM busybox\nRUN echo hi\n").unwrap();
@@ -26,6 +28,7 @@ pub mod instructions;
 mod parser;
 pub mod shell;
 pub mod stages;
+pub mod zimagefile;
 
 pub use ast::{Args, Ast, Heredoc, Node, Warning};
 pub use error::{Error, ErrorKind};

@@ -1,7 +1,7 @@
 //! `kiln build`: a Dockerfile and a context in, an image out, with
 //! BuildKit-style plain progress on standard error.
 
-use super::frontend::parse_build_args;
+use super::frontend::{default_build_file, parse_build_args, read_build_file, BuildFile};
 use super::registry::{NetArgs, StoreArg};
 use crate::output::{errln, outln};
 use anyhow::{bail, Context};
@@ -16,7 +16,6 @@ use kiln_oci::reference::Reference;
 use kiln_oci::{Compression, ConfigBuilder};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use std::collections::{BTreeMap, HashMap};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Mutex;
@@ -25,7 +24,7 @@ use std::time::Instant;
 /// Subcommands that build images.
 #[derive(clap::Subcommand)]
 pub enum BuildCommand {
-    /// Build an image from a Dockerfile: COPY, ADD and config steps without
+    /// Build an image from a Dockerfile or a ZImagefile: COPY, ADD and config steps without
     /// a container, RUN in one (runc or crun on overlayfs snapshots).
     Build(Box<BuildArgs>),
 }
@@ -37,7 +36,9 @@ pub struct BuildArgs {
     root: StoreArg,
     #[command(flatten)]
     net: NetArgs,
-    /// The Dockerfile [default: CONTEXT/Dockerfile]; `-` reads standard input.
+    /// The Dockerfile, or a ZImagefile (named `ZImagefile`, `*.yaml` or
+    /// `*.yml`) [default: CONTEXT/Dockerfile, or CONTEXT/ZImagefile when
+    /// there is no Dockerfile]; `-` reads a Dockerfile from standard input.
     #[arg(short = 'f', long = "file")]
     file: Option<PathBuf>,
     /// Name the image NAME[:TAG]; repeatable.
@@ -133,7 +134,7 @@ pub fn run(cmd: BuildCommand) -> anyhow::Result<ExitCode> {
 }
 
 fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
-    let req = request(&args)?;
+    let (req, file) = request(&args)?;
     let store = args.root.open()?;
     let backend = NativeBackend::new(store, args.net.options());
     // The first SIGINT or SIGTERM stops the build cleanly (containers
@@ -144,13 +145,14 @@ fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
             .and_then(|_| signal_hook::flag::register(signal, req.interrupt.clone()))
             .context("cannot install the SIGINT/SIGTERM handler")?;
     }
-    let progress = Progress::new();
+    let progress = Progress::new(file.clone());
     let sink = EventSink::callback(move |e| progress.show(e));
     let built = match backend.build(&req, &sink) {
         Err(BuildError::Interrupted) => {
             errln!("error: build interrupted; nothing was stored");
             return Ok(ExitCode::from(130));
         }
+        Err(BuildError::Dockerfile(err)) => return Err(file.locate(*err).into()),
         other => other?,
     };
     if let Some(path) = &args.iidfile {
@@ -197,13 +199,21 @@ fn metadata(built: &BuiltImage) -> serde_json::Value {
     serde_json::Value::Object(out)
 }
 
-fn request(args: &BuildArgs) -> anyhow::Result<BuildRequest> {
+/// The request of a build, and the build file it came from (which leads
+/// errors about a ZImagefile's translation back to the YAML).
+fn request(args: &BuildArgs) -> anyhow::Result<(BuildRequest, BuildFile)> {
     let no_context = args.context == Path::new("-");
-    let dockerfile = match (&args.file, no_context) {
-        (Some(f), _) if f == Path::new("-") => stdin_dockerfile()?,
-        (Some(f), _) => file_dockerfile(f)?,
-        (None, true) => stdin_dockerfile()?,
-        (None, false) => file_dockerfile(&args.context.join("Dockerfile"))?,
+    // No context and no -f: the Dockerfile comes from standard input.
+    let path = match (&args.file, no_context) {
+        (Some(f), _) => f.clone(),
+        (None, true) => PathBuf::from("-"),
+        (None, false) => default_build_file(&args.context)?,
+    };
+    let file = read_build_file(&path)?;
+    let dockerfile = Dockerfile {
+        name: file.name.clone(),
+        bytes: file.bytes.clone(),
+        path: (path != Path::new("-")).then_some(path),
     };
     let context = (!no_context).then(|| args.context.clone());
     let mut req = BuildRequest::new(dockerfile, context);
@@ -294,7 +304,7 @@ fn request(args: &BuildArgs) -> anyhow::Result<BuildRequest> {
         Some(e) => Some(e),
         None => ConfigBuilder::source_date_epoch_from_env()?,
     };
-    Ok(req)
+    Ok((req, file))
 }
 
 fn pairs(flag: &str, values: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
@@ -310,32 +320,12 @@ fn pairs(flag: &str, values: &[String]) -> anyhow::Result<BTreeMap<String, Strin
     Ok(out)
 }
 
-fn stdin_dockerfile() -> anyhow::Result<Dockerfile> {
-    let mut bytes = Vec::new();
-    std::io::stdin()
-        .read_to_end(&mut bytes)
-        .context("cannot read the Dockerfile from standard input")?;
-    Ok(Dockerfile {
-        name: "<stdin>".into(),
-        bytes,
-        path: None,
-    })
-}
-
-fn file_dockerfile(path: &Path) -> anyhow::Result<Dockerfile> {
-    let bytes = std::fs::read(path)
-        .with_context(|| format!("cannot read Dockerfile {}", path.display()))?;
-    Ok(Dockerfile {
-        name: path.display().to_string(),
-        bytes,
-        path: Some(path.to_path_buf()),
-    })
-}
-
 /// Plain progress lines, as BuildKit's `--progress=plain` prints them:
 /// `#3 [build 2/4] COPY hello.sh ./` then `#3 DONE 0.1s`.
 struct Progress {
     state: Mutex<ProgressState>,
+    /// Leads warnings about a ZImagefile's translation back to the YAML.
+    file: BuildFile,
 }
 
 /// A stage of the build: its index, and its platform in a `--platform
@@ -351,9 +341,10 @@ struct ProgressState {
 }
 
 impl Progress {
-    fn new() -> Progress {
+    fn new(file: BuildFile) -> Progress {
         Progress {
             state: Mutex::new(ProgressState::default()),
+            file,
         }
     }
 
@@ -361,13 +352,18 @@ impl Progress {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         match event {
             BuildEvent::Platform { platform, event } => {
-                Self::show_one(&mut s, Some(platform), *event)
+                Self::show_one(&mut s, &self.file, Some(platform), *event)
             }
-            event => Self::show_one(&mut s, None, event),
+            event => Self::show_one(&mut s, &self.file, None, event),
         }
     }
 
-    fn show_one(s: &mut ProgressState, platform: Option<String>, event: BuildEvent) {
+    fn show_one(
+        s: &mut ProgressState,
+        build_file: &BuildFile,
+        platform: Option<String>,
+        event: BuildEvent,
+    ) {
         let key = |stage: usize| (platform.clone(), stage);
         match event {
             BuildEvent::BuildStarted { stages, .. } => s.named = stages > 1,
@@ -433,7 +429,14 @@ impl Progress {
                 file,
                 line,
                 message,
-            } => errln!("warning: {file}:{line}: {message}"),
+            } => {
+                let at = build_file.locate(
+                    kiln_frontend::Error::new(kiln_frontend::ErrorKind::Semantic, message)
+                        .in_file(file)
+                        .at(line, 0),
+                );
+                errln!("warning: {}:{}: {}", at.file, at.line, at.message)
+            }
             BuildEvent::BuildFailed { .. } => {
                 for (n, _) in s.running.values() {
                     errln!("#{n} ERROR");

@@ -1,8 +1,9 @@
-//! Front-end subcommands: `kiln check` and `kiln parse`.
+//! Front-end subcommands: `kiln check`, `kiln parse` and `kiln convert`.
 
 use crate::output::{errln, out};
 use anyhow::Context;
 use kiln_frontend::stages::{Platform, ResolveOptions};
+use kiln_frontend::zimagefile::{self, Converted};
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -16,12 +17,24 @@ pub enum FrontendCommand {
     Check(CheckArgs),
     /// Parse a Dockerfile and print its syntax tree.
     Parse(ParseArgs),
+    /// Print the Dockerfile a ZImagefile stands for.
+    Convert(ConvertArgs),
+}
+
+/// Arguments of `kiln convert`.
+#[derive(clap::Args)]
+pub struct ConvertArgs {
+    /// The ZImagefile; `-` reads standard input.
+    #[arg(default_value = "ZImagefile")]
+    file: PathBuf,
 }
 
 /// Arguments of `kiln check`.
 #[derive(clap::Args)]
 pub struct CheckArgs {
-    /// The Dockerfile (default: CONTEXT/Dockerfile); `-` reads standard input.
+    /// The Dockerfile or ZImagefile (default: CONTEXT/Dockerfile, or
+    /// CONTEXT/ZImagefile when there is no Dockerfile); `-` reads a
+    /// Dockerfile from standard input.
     #[arg(short = 'f', long = "file")]
     file: Option<PathBuf>,
     /// A build argument, `NAME=VALUE` (or `NAME` to take it from the environment).
@@ -52,11 +65,81 @@ pub fn run(cmd: FrontendCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         FrontendCommand::Check(args) => check(args),
         FrontendCommand::Parse(args) => parse(args),
+        FrontendCommand::Convert(args) => convert(args),
     }
 }
 
-/// Reads a Dockerfile, or standard input for `-`; returns its display name
-/// and bytes.
+/// A build file read for building: the Dockerfile's name and bytes, and
+/// for a ZImagefile the translation that leads its errors back to the YAML.
+#[derive(Clone)]
+pub struct BuildFile {
+    /// The name errors use.
+    pub name: String,
+    /// The Dockerfile text.
+    pub bytes: Vec<u8>,
+    /// Set when the file was a ZImagefile.
+    pub converted: Option<Converted>,
+}
+
+impl BuildFile {
+    /// Moves a front-end error about the translated Dockerfile of a
+    /// ZImagefile to the YAML; other errors are returned as they are.
+    pub fn locate(&self, err: kiln_frontend::Error) -> kiln_frontend::Error {
+        match &self.converted {
+            Some(c) if err.file == self.name => c.locate(err),
+            _ => err,
+        }
+    }
+}
+
+/// The build file of `context` when no `-f` names one: its Dockerfile, or
+/// its ZImagefile when it has no Dockerfile. Both at once are ambiguous.
+pub fn default_build_file(context: &Path) -> anyhow::Result<PathBuf> {
+    let dockerfile = context.join("Dockerfile");
+    let zimagefile = context.join("ZImagefile");
+    match (dockerfile.exists(), zimagefile.exists()) {
+        (true, true) => anyhow::bail!(
+            "{} has both a Dockerfile and a ZImagefile: pass -f {} or -f {} to choose",
+            context.display(),
+            dockerfile.display(),
+            zimagefile.display()
+        ),
+        (false, true) => Ok(zimagefile),
+        _ => Ok(dockerfile),
+    }
+}
+
+/// Reads a Dockerfile, or a ZImagefile (by its name, see
+/// [`zimagefile::is_zimagefile`]) translated into one; `-` reads a
+/// Dockerfile from standard input.
+pub fn read_build_file(path: &Path) -> anyhow::Result<BuildFile> {
+    let (name, bytes) = read_dockerfile(path)?;
+    if path == Path::new("-") || !zimagefile::is_zimagefile(path) {
+        return Ok(BuildFile {
+            name,
+            bytes,
+            converted: None,
+        });
+    }
+    let converted = zimagefile::convert(&name, &bytes)?;
+    Ok(BuildFile {
+        // Not the ZImagefile's own name: errors about lines of the
+        // translation must not pass for lines of the YAML.
+        name: format!("{name} (as a Dockerfile)"),
+        bytes: converted.dockerfile.clone().into_bytes(),
+        converted: Some(converted),
+    })
+}
+
+fn convert(args: ConvertArgs) -> anyhow::Result<ExitCode> {
+    let (name, bytes) = read_dockerfile(&args.file)?;
+    let converted = zimagefile::convert(&name, &bytes)?;
+    crate::output::out!("{}", converted.dockerfile);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Reads a Dockerfile or ZImagefile, or standard input for `-`; returns its
+/// display name and bytes.
 fn read_dockerfile(path: &Path) -> anyhow::Result<(String, Vec<u8>)> {
     if path == Path::new("-") {
         let mut buf = Vec::new();
@@ -65,8 +148,13 @@ fn read_dockerfile(path: &Path) -> anyhow::Result<(String, Vec<u8>)> {
             .context("cannot read the Dockerfile from standard input")?;
         return Ok(("<stdin>".to_string(), buf));
     }
-    let bytes = std::fs::read(path)
-        .with_context(|| format!("cannot read Dockerfile {}", path.display()))?;
+    let what = if zimagefile::is_zimagefile(path) {
+        "ZImagefile"
+    } else {
+        "Dockerfile"
+    };
+    let bytes =
+        std::fs::read(path).with_context(|| format!("cannot read {what} {}", path.display()))?;
     Ok((path.display().to_string(), bytes))
 }
 
@@ -79,12 +167,13 @@ fn parse(args: ParseArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
-    let dockerfile = args
-        .file
-        .clone()
-        .unwrap_or_else(|| args.context.join("Dockerfile"));
-    let (name, bytes) = read_dockerfile(&dockerfile)?;
-    let ast = kiln_frontend::parse(&name, &bytes)?;
+    let dockerfile = match &args.file {
+        Some(file) => file.clone(),
+        None => default_build_file(&args.context)?,
+    };
+    let file = read_build_file(&dockerfile)?;
+    let (name, bytes) = (&file.name, &file.bytes);
+    let ast = kiln_frontend::parse(name, bytes).map_err(|e| file.locate(e))?;
     // A broken .dockerignore fails the build, so it fails the check too.
     kiln_frontend::dockerignore::load(&args.context, &dockerfile)?;
     let mut options = ResolveOptions {
@@ -96,8 +185,8 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         options.target_platform = Platform::parse(platform)
             .map_err(|e| anyhow::anyhow!("invalid --platform {platform:?}: {e}"))?;
     }
-    let plan = kiln_frontend::stages::resolve(&ast, &options)?;
-    let syntax = kiln_frontend::syntax_warning(&bytes);
+    let plan = kiln_frontend::stages::resolve(&ast, &options).map_err(|e| file.locate(e))?;
+    let syntax = kiln_frontend::syntax_warning(bytes);
     for warning in syntax.iter().chain(&ast.warnings) {
         errln!("warning: {name}:{}: {}", warning.line, warning.message);
     }
