@@ -374,3 +374,53 @@ fn what_killed_builds_leave_is_counted_and_reclaimed_by_the_next_command() {
     kiln_ok(d, &["images"]);
     assert_nothing_left(d, &[marker]);
 }
+
+/// This store's secret directories on `/dev/shm` (the store is a digest of
+/// its root in their names; another store's are not counted).
+fn secret_dirs() -> Vec<PathBuf> {
+    entries(Path::new("/dev/shm"))
+        .into_iter()
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("kiln-secret-"))
+        })
+        .collect()
+}
+
+#[test]
+fn a_killed_builds_secret_files_are_removed_by_the_next_command() {
+    // The attack's class: a SIGKILLed `RUN --mount=type=secret` left the
+    // secret in shared memory for good.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("secret.txt"), "s3cret-value").unwrap();
+    let before = secret_dirs();
+    let marker = format!("sleep 3{}", std::process::id() % 1000 + 1000);
+    let mut child = spawn_build(
+        d,
+        "withsecret",
+        &format!("FROM bb\nRUN --mount=type=secret,id=s echo started && {marker}\n"),
+        &[
+            "--secret",
+            &format!("id=s,src={}", d.join("secret.txt").display()),
+        ],
+    );
+    drop(wait_for_line(&mut child, " started"));
+    let during: Vec<PathBuf> = secret_dirs()
+        .into_iter()
+        .filter(|p| !before.contains(p))
+        .collect();
+    assert_eq!(during.len(), 1, "{during:?}");
+    kill(child);
+    wait_gone(&marker);
+    assert!(
+        during[0].exists(),
+        "the killed build's secret is still there before"
+    );
+    kiln_ok(d, &["images"]);
+    assert!(
+        !during[0].exists(),
+        "{} was not removed",
+        during[0].display()
+    );
+}

@@ -58,12 +58,15 @@ pub struct Reclaimed {
     pub containers: Vec<String>,
     /// The bytes of the snapshots removed (what the killed RUN steps wrote).
     pub snapshot_bytes: u64,
+    /// Secret directories (on `/dev/shm`) of killed RUN steps removed.
+    pub secrets: usize,
 }
 
 /// Kills and removes the RUN containers and snapshots that killed kiln
 /// processes left under the store root `root`: containers whose lease is
-/// dead (through the runtime that ran them), then snapshots whose owner is
-/// gone, unmounting their overlays. Nothing is probed or created, and
+/// dead (through the runtime that ran them), the secret files their steps
+/// had on `/dev/shm`, then snapshots whose owner is gone, unmounting their
+/// overlays. Nothing is probed or created, and
 /// nothing of a live process is touched; what cannot be removed now is
 /// tried again next time.
 pub fn reclaim(root: &Path) -> Reclaimed {
@@ -72,6 +75,7 @@ pub fn reclaim(root: &Path) -> Reclaimed {
         Runtime::cleanup_stale_under(&root.join("runtime"), CONTAINER_PREFIX, &|lease| {
             Store::lease_is_live(root, lease)
         });
+    let secrets = mounts::reclaim_secrets(root);
     let snapshots = root.join("snapshots");
     let snapshot_bytes = if snapshots.is_dir() {
         Snapshotter::remove_stale(&snapshots)
@@ -81,6 +85,7 @@ pub fn reclaim(root: &Path) -> Reclaimed {
     Reclaimed {
         containers,
         snapshot_bytes,
+        secrets,
     }
 }
 

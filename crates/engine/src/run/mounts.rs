@@ -307,7 +307,7 @@ impl Prepared {
         } else {
             absolute(inputs.workdir, &mount.target)
         };
-        let dir = self.secret_dir()?;
+        let dir = self.secret_dir(inputs.store)?;
         let file = dir.join("secret");
         fs::write(&file, &value).map_err(|e| format!("secret {id}: {e}"))?;
         fs::set_permissions(
@@ -330,16 +330,13 @@ impl Prepared {
     }
 
     /// A private directory for one secret file, on tmpfs when the host has
-    /// `/dev/shm`, so the secret never reaches a disk.
-    fn secret_dir(&mut self) -> Result<PathBuf, String> {
-        let shm = Path::new("/dev/shm");
-        let base = if shm.is_dir() {
-            shm.to_path_buf()
-        } else {
-            std::env::temp_dir()
-        };
+    /// `/dev/shm`, so the secret never reaches a disk. Its name carries the
+    /// store and the lease of this process, so what a killed build leaves
+    /// is found and removed by the next kiln command ([`reclaim_secrets`]).
+    fn secret_dir(&mut self, store: &Store) -> Result<PathBuf, String> {
+        let base = secret_base();
         let dir = tempfile::Builder::new()
-            .prefix("kiln-secret-")
+            .prefix(&secret_prefix(store.root(), Some(store.lease_id())))
             .permissions(fs::Permissions::from_mode(0o700))
             .tempdir_in(&base)
             .map_err(|e| format!("creating a secret directory in {}: {e}", base.display()))?;
@@ -659,6 +656,48 @@ fn copy_xattrs(from: &File, to: &File) -> std::io::Result<()> {
         rustix::fs::fsetxattr(to, name, &value[..got], rustix::fs::XattrFlags::empty())?;
     }
     Ok(())
+}
+
+/// Where secret files are written: tmpfs when the host has `/dev/shm`.
+fn secret_base() -> PathBuf {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    }
+}
+
+/// `kiln-secret-<store>-<lease>-`: the store is a digest of its root, as
+/// `/dev/shm` is shared by every store on the host.
+fn secret_prefix(root: &Path, lease: Option<&str>) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let store = &kiln_oci::Digest::of(root.as_os_str().as_bytes()).hex()[..12];
+    match lease {
+        Some(lease) => format!("kiln-secret-{store}-{lease}-"),
+        None => format!("kiln-secret-{store}-"),
+    }
+}
+
+/// Removes the secret directories that processes of the store at `root`
+/// left when they were killed (their lease is dead); returns how many.
+pub(crate) fn reclaim_secrets(root: &Path) -> usize {
+    let prefix = secret_prefix(root, None);
+    let mut removed = 0;
+    for entry in fs::read_dir(secret_base()).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix(&prefix) else {
+            continue;
+        };
+        // The lease id is what comes before the tempfile suffix.
+        let Some((lease, _)) = rest.rsplit_once('-') else {
+            continue;
+        };
+        if !Store::lease_is_live(root, lease) && fs::remove_dir_all(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
 }
 
 #[cfg(test)]
