@@ -310,7 +310,7 @@ fn cache_to_and_cache_from_a_directory_through_the_binary() {
     );
     assert!(
         stderr.contains(
-            "warning: cannot read the cache /nonexistent: reading /nonexistent/index.json"
+            "warning: cannot read the cache /nonexistent: /nonexistent: no such directory"
         ),
         "{stderr}"
     );
