@@ -86,7 +86,7 @@ fn foreign_layers_are_recorded_and_fetched_from_their_url_on_demand() {
     let reference = format!("{}/win:ltsc2019", proxy.host()).parse().unwrap();
     let pushed = rt()
         .block_on(client.push(
-            &kiln_oci::Layout::open(src.path()).unwrap(),
+            &kiln_oci::Layout::create(src.path()).unwrap(),
             &manifest,
             &reference,
             &PushOptions::default(),

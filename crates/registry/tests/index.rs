@@ -37,8 +37,8 @@ fn pull_all_platforms_then_push_the_same_index() {
         [
             "linux/amd64",
             "linux/arm64/v8",
-            "windows/amd64",
-            "windows/amd64"
+            "windows(10.0.17763.1234)/amd64",
+            "windows(10.0.20348.2113)/amd64"
         ]
     );
     // A config and a layer for each platform.

@@ -147,11 +147,11 @@ fn buildah_reference_matches_hand_made_trees() {
     check(
         &t,
         &[
-            ("/h/plain.txt", file("hello world\n", 0o664, 0, 0)),
-            ("/h/quoted.txt", file("hello ${NAME}\n", 0o664, 0, 0)),
-            ("/h/tabs.txt", file("indented\ntwice\n", 0o664, 0, 0)),
-            ("/h/dir/one", file("first\n", 0o664, 0, 0)),
-            ("/h/dir/two", file("second\n", 0o664, 0, 0)),
+            ("/h/plain.txt", file("hello world\n", 0o644, 0, 0)),
+            ("/h/quoted.txt", file("hello ${NAME}\n", 0o644, 0, 0)),
+            ("/h/tabs.txt", file("indented\ntwice\n", 0o644, 0, 0)),
+            ("/h/dir/one", file("first\n", 0o644, 0, 0)),
+            ("/h/dir/two", file("second\n", 0o644, 0, 0)),
             ("/h/script.sh", file("#!/bin/sh\necho hi\n", 0o755, 0, 0)),
         ],
     );

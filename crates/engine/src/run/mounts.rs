@@ -213,8 +213,10 @@ impl Prepared {
         Ok(())
     }
 
-    /// A new cache directory, made in full beside `dir` and renamed into
-    /// place, so a killed build never leaves a half-seeded cache.
+    /// A new cache directory, made in full in this process's leased
+    /// temporary directory (on the same file system) and renamed into
+    /// place: a killed build never leaves a half-seeded cache, and the next
+    /// kiln command reclaims its staging with the rest of its lease.
     fn create_cache(
         &mut self,
         inputs: &MountInputs,
@@ -222,9 +224,9 @@ impl Prepared {
         dir: &Path,
         from: MountFrom,
     ) -> Result<(), String> {
-        let parent = dir.parent().unwrap_or(dir);
+        let parent = inputs.store.tmp_dir();
         let tmp = tempfile::Builder::new()
-            .prefix(".new-")
+            .prefix("cache-mount-")
             .tempdir_in(parent)
             .map_err(|e| format!("creating a cache directory in {}: {e}", parent.display()))?;
         let fresh = tmp.path().join("dir");
