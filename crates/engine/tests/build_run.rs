@@ -506,3 +506,20 @@ fn an_ssh_mount_is_a_socket_for_the_step_user_and_a_missing_agent_is_an_error() 
         "{err}"
     );
 }
+
+#[test]
+fn run_in_a_windows_image_answers_not_supported_saying_where_it_can_run() {
+    let env = Env::new();
+    let req = env.request("FROM --platform=windows/amd64 scratch\nCOPY a /\nRUN echo hi\n");
+    env.file("a", "a");
+    let err = env.run(&req).unwrap_err().to_string();
+    assert!(
+        err.contains("RUN in a windows image needs a windows host"),
+        "{err}"
+    );
+    assert!(
+        err.contains("HCS backend") && err.contains("remote kiln daemon"),
+        "{err}"
+    );
+    assert!(err.starts_with("Dockerfile:3"), "{err}");
+}

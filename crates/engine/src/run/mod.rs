@@ -1,7 +1,11 @@
-//! What RUN needs from the machine: layers unpacked into snapshots
-//! ([`kiln_snapshot`]) and an OCI runtime ([`kiln_runtime`]), both found
-//! the first time a build runs a RUN step, so builds without one never
-//! probe overlayfs or runc.
+//! What RUN needs from the machine, behind one seam: a [`StepExecutor`]
+//! prepares a writable root on an image's layers, runs the step's process
+//! in it, and gives back what changed. The Linux executor ([`Exec`]) is
+//! layers unpacked into snapshots ([`kiln_snapshot`]) and an OCI runtime
+//! ([`kiln_runtime`]), both found the first time a build runs a RUN step,
+//! so builds without one never probe overlayfs or runc. An image for an OS
+//! this host cannot run gets [`ForeignOs`], which answers NotSupported and
+//! says where such a step can run.
 //!
 //! Disk layout under `KILN_ROOT`: `snapshots/` (unpacked layers keyed by
 //! diff_id, and the writable snapshots of running steps), `runtime/` (the
@@ -11,13 +15,132 @@
 pub(crate) mod mounts;
 mod ssh;
 
-use kiln_oci::Digest;
-use kiln_runtime::Runtime;
+use kiln_oci::{Digest, ImageOs, LayerEntry, Platform};
+use kiln_runtime::{ContainerSpec, RunOutcome, Runtime, Stream};
 use kiln_snapshot::{Active, DriverKind, Snapshotter};
 use kiln_store::{Descriptor, Store};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::OnceLock;
+
+/// Why an executor cannot run a step, and where it can run, for the
+/// step's NotSupported error.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Unsupported {
+    /// What cannot be done here.
+    pub(crate) message: String,
+    /// Where or how it can be done.
+    pub(crate) help: String,
+}
+
+/// Runs RUN steps: the seam between the native backend's stages and a
+/// machine that can execute an image's programs.
+pub(crate) trait StepExecutor: Send + Sync {
+    /// `Ok` when this executor runs steps of images for `platform`.
+    fn supports(&self, platform: &Platform) -> Result<(), Unsupported>;
+
+    /// A writable root on `layers` (bottom first), unpacking what is not
+    /// unpacked yet.
+    fn prepare(&self, store: &Store, layers: &[Layer]) -> Result<Box<dyn StepRoot>, String>;
+
+    /// Runs the step's process, streaming its output lines to `on_line`.
+    fn run(
+        &self,
+        spec: &ContainerSpec,
+        cancel: &AtomicBool,
+        on_line: &mut dyn FnMut(Stream, &str),
+    ) -> Result<RunOutcome, String>;
+
+    /// A fresh, unique id for a step's container.
+    fn container_id(&self) -> String;
+
+    /// Where `RUN --mount=type=cache` directories live.
+    fn cache_mounts_dir(&self) -> PathBuf;
+}
+
+/// A prepared root: where the step runs, and what it changed.
+pub(crate) trait StepRoot: Send {
+    /// The root file system to run in.
+    fn rootfs(&self) -> &Path;
+
+    /// What the step changed, as layer entries.
+    fn changes(&self) -> Result<Vec<LayerEntry>, String>;
+
+    /// Keeps the changes as the unpacked layer `diff_id` (written from
+    /// [`StepRoot::changes`]), so the next step needs no unpacking.
+    fn commit(self: Box<Self>, diff_id: &Digest) -> Result<(), String>;
+}
+
+impl StepRoot for Active {
+    fn rootfs(&self) -> &Path {
+        Active::rootfs(self)
+    }
+
+    fn changes(&self) -> Result<Vec<LayerEntry>, String> {
+        Active::changes(self).map_err(|e| e.to_string())
+    }
+
+    fn commit(self: Box<Self>, diff_id: &Digest) -> Result<(), String> {
+        Active::commit(*self, diff_id).map_err(|e| e.to_string())
+    }
+}
+
+/// The executor for a step of an image for `platform`: the Linux one for
+/// Linux images, [`ForeignOs`] for the rest.
+pub(crate) fn executor_for<'a>(linux: &'a Exec, platform: &Platform) -> &'a dyn StepExecutor {
+    match platform.image_os() {
+        ImageOs::Linux => linux,
+        _ => &ForeignOs,
+    }
+}
+
+/// Steps of an image whose OS this host cannot run (a Windows image on
+/// Linux): every call answers NotSupported, saying where such a step can
+/// run; the steps that need no container still build here.
+pub(crate) struct ForeignOs;
+
+impl ForeignOs {
+    fn refusal(os: &str) -> Unsupported {
+        Unsupported {
+            message: format!(
+                "RUN in a {os} image needs a {os} host: a {} host cannot run its programs",
+                std::env::consts::OS
+            ),
+            help: format!(
+                "build this Dockerfile with kiln on a {os} host (its HCS backend for Windows) or \
+                 hand it to a remote kiln daemon running on one; steps that need no container \
+                 (COPY, ADD, ENV, WORKDIR, …) build here"
+            ),
+        }
+    }
+}
+
+impl StepExecutor for ForeignOs {
+    fn supports(&self, platform: &Platform) -> Result<(), Unsupported> {
+        Err(ForeignOs::refusal(&platform.os))
+    }
+
+    fn prepare(&self, _: &Store, _: &[Layer]) -> Result<Box<dyn StepRoot>, String> {
+        Err(ForeignOs::refusal("foreign").message)
+    }
+
+    fn run(
+        &self,
+        _: &ContainerSpec,
+        _: &AtomicBool,
+        _: &mut dyn FnMut(Stream, &str),
+    ) -> Result<RunOutcome, String> {
+        Err(ForeignOs::refusal("foreign").message)
+    }
+
+    fn container_id(&self) -> String {
+        String::new()
+    }
+
+    fn cache_mounts_dir(&self) -> PathBuf {
+        PathBuf::new()
+    }
+}
 
 /// A layer of a file system to run on: its blob and its diff_id.
 #[derive(Clone, Debug)]
@@ -153,21 +276,29 @@ impl Exec {
     pub(crate) fn runtime(&self) -> Result<&Runtime, String> {
         Ok(&self.ready()?.runtime)
     }
+}
 
-    /// A fresh container id, `kiln-LEASE-N`: the store's lease tells any
-    /// later kiln whether the container's owner is still alive.
-    pub(crate) fn container_id(&self) -> String {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        format!(
-            "{CONTAINER_PREFIX}{}-{}",
-            self.lease,
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        )
+impl StepExecutor for Exec {
+    /// Linux images of this host's architecture, or of one binfmt_misc
+    /// hands to an emulator.
+    fn supports(&self, platform: &Platform) -> Result<(), Unsupported> {
+        let host = Platform::host();
+        if platform.os != host.os {
+            return Err(ForeignOs::refusal(&platform.os));
+        }
+        if platform.architecture == host.architecture || emulated(&platform.architecture) {
+            return Ok(());
+        }
+        Err(Unsupported {
+            message: format!(
+                "RUN for linux/{} needs an emulator: no binfmt_misc handler for it is registered on this host",
+                platform.architecture
+            ),
+            help: "install qemu-user-static (Debian registers its handlers through binfmt-support), or build on a matching host".into(),
+        })
     }
 
-    /// Unpacks `layers` (bottom first) where not done yet and prepares a
-    /// writable root on top of them.
-    pub(crate) fn prepare(&self, store: &Store, layers: &[Layer]) -> Result<Active, String> {
+    fn prepare(&self, store: &Store, layers: &[Layer]) -> Result<Box<dyn StepRoot>, String> {
         let snapshots = &self.ready()?.snapshots;
         for layer in layers {
             if snapshots.has_layer(&layer.diff_id) {
@@ -181,11 +312,46 @@ impl Exec {
                 .map_err(|e| format!("unpacking layer {}: {e}", layer.blob.digest))?;
         }
         let parents: Vec<Digest> = layers.iter().map(|l| l.diff_id).collect();
-        snapshots.prepare(&parents).map_err(|e| e.to_string())
+        let active = snapshots.prepare(&parents).map_err(|e| e.to_string())?;
+        Ok(Box::new(active))
     }
 
-    /// Where `RUN --mount=type=cache` directories live.
-    pub(crate) fn cache_mounts_dir(&self) -> PathBuf {
+    fn run(
+        &self,
+        spec: &ContainerSpec,
+        cancel: &AtomicBool,
+        on_line: &mut dyn FnMut(Stream, &str),
+    ) -> Result<RunOutcome, String> {
+        self.runtime()?
+            .run(spec, cancel, on_line)
+            .map_err(|e| e.to_string())
+    }
+
+    /// `kiln-LEASE-N`: the store's lease tells any later kiln whether the
+    /// container's owner is still alive.
+    fn container_id(&self) -> String {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        format!(
+            "{CONTAINER_PREFIX}{}-{}",
+            self.lease,
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    fn cache_mounts_dir(&self) -> PathBuf {
         self.root.join("cache-mounts")
     }
+}
+
+/// True when binfmt_misc has an enabled qemu handler for `arch`.
+fn emulated(arch: &str) -> bool {
+    let qemu = match arch {
+        "arm64" => "aarch64",
+        "amd64" => "x86_64",
+        "386" => "i386",
+        "ppc64le" => "ppc64le",
+        other => other,
+    };
+    std::fs::read_to_string(format!("/proc/sys/fs/binfmt_misc/qemu-{qemu}"))
+        .is_ok_and(|s| s.lines().next() == Some("enabled"))
 }

@@ -20,7 +20,7 @@
 //!   with `mode`, and `SSH_AUTH_SOCK` pointing at it.
 
 use super::ssh::AgentProxy;
-use super::{Exec, Layer};
+use super::{Layer, StepExecutor};
 use crate::backend::SecretSource;
 use crate::imagefs::ImageFs;
 use kiln_frontend::dockerignore::Matcher;
@@ -53,7 +53,7 @@ pub(crate) enum MountFrom<'a> {
 
 /// What a step's mounts need from the build.
 pub(crate) struct MountInputs<'a> {
-    pub(crate) exec: &'a Exec,
+    pub(crate) exec: &'a dyn StepExecutor,
     pub(crate) store: &'a Store,
     /// A directory for this step's temporary files.
     pub(crate) scratch: &'a Path,

@@ -14,7 +14,7 @@ use crate::run;
 use crate::run::mounts::{MountFrom, MountInputs, Prepared};
 use crate::solver::{Cancel, Finished};
 use kiln_frontend::instructions::{CommandLine, Mount, Network, RunInstruction, Security};
-use kiln_frontend::stages::{Platform, Stage, Step};
+use kiln_frontend::stages::{Stage, Step};
 use kiln_frontend::ErrorKind;
 use kiln_runtime::{ContainerSpec, MountSpec, Network as NetworkMode};
 use std::collections::VecDeque;
@@ -45,7 +45,10 @@ impl State {
     ) -> Result<(), BuildError> {
         let line = step.command.start_line;
         let fail = |m: String| ctx.error_at(line, ErrorKind::Io, m, None);
-        check_platform(ctx, line, &stage.platform)?;
+        let executor = run::executor_for(ctx.exec, &stage.platform);
+        executor
+            .supports(&stage.platform)
+            .map_err(|u| not_supported(ctx, line, &u.message, &u.help))?;
         if !rustix::process::geteuid().is_root() {
             // The CLI re-executes a user with subordinate ids in a user
             // namespace, where it is root; without them there is no way
@@ -86,7 +89,7 @@ impl State {
 
         let scratch = self.scratch(ctx, line)?;
         let inputs = MountInputs {
-            exec: ctx.exec,
+            exec: executor,
             store: ctx.store,
             scratch: scratch.path(),
             secrets: ctx.secrets,
@@ -121,8 +124,7 @@ impl State {
         }
 
         let layers = run::layers(&self.layers, self.builder.config()).map_err(fail)?;
-        let snapshot = ctx.exec.prepare(ctx.store, &layers).map_err(fail)?;
-        let runtime = ctx.exec.runtime().map_err(fail)?;
+        let snapshot = executor.prepare(ctx.store, &layers).map_err(fail)?;
         let mut env = run_env(step, &ctx.plan.proxy_env);
         env.extend(mounts.env.iter().map(|(k, v)| format!("{k}={v}")));
         let network = match instr.network {
@@ -131,7 +133,7 @@ impl State {
             Network::Default => NetworkMode::Private,
         };
         let spec = ContainerSpec {
-            id: ctx.exec.container_id(),
+            id: executor.container_id(),
             bundle: scratch.path().join("bundle"),
             rootfs: snapshot.rootfs().to_path_buf(),
             args: argv.clone(),
@@ -147,7 +149,7 @@ impl State {
             resolv_conf: None,
         };
         let mut tail: VecDeque<String> = VecDeque::with_capacity(TAIL_LINES);
-        let outcome = runtime.run(&spec, cancel.flag(), &mut |_stream, text: &str| {
+        let outcome = executor.run(&spec, cancel.flag(), &mut |_stream, text: &str| {
             if tail.len() == TAIL_LINES {
                 tail.pop_front();
             }
@@ -349,51 +351,4 @@ fn not_supported(ctx: &StageContext, line: usize, message: &str, help: &str) -> 
     let mut err = kiln_frontend::Error::new(ErrorKind::NotSupported, message);
     err.help = Some(help.into());
     ctx.ast.error_at(err, line, Some("RUN")).into()
-}
-
-/// RUN executes the image's programs, so the image must be for this host,
-/// or for an architecture binfmt_misc hands to an emulator.
-fn check_platform(ctx: &StageContext, line: usize, platform: &Platform) -> Result<(), BuildError> {
-    let host = Platform::host();
-    if platform.os == "windows" {
-        return Err(not_supported(
-            ctx,
-            line,
-            "RUN in a Windows image needs a Windows host",
-            "build this Dockerfile on Windows, or keep to steps that need no container (COPY, ADD, ENV, …)",
-        ));
-    }
-    if platform.os != host.os {
-        return Err(not_supported(
-            ctx,
-            line,
-            &format!("RUN for {} needs a {} host", platform.os, platform.os),
-            "build this stage on a matching host",
-        ));
-    }
-    if platform.architecture == host.architecture || emulated(&platform.architecture) {
-        return Ok(());
-    }
-    Err(not_supported(
-        ctx,
-        line,
-        &format!(
-            "RUN for linux/{} needs an emulator: no binfmt_misc handler for it is registered on this host",
-            platform.architecture
-        ),
-        "install qemu-user-static (Debian registers its handlers through binfmt-support), or build on a matching host",
-    ))
-}
-
-/// True when binfmt_misc has an enabled qemu handler for `arch`.
-fn emulated(arch: &str) -> bool {
-    let qemu = match arch {
-        "arm64" => "aarch64",
-        "amd64" => "x86_64",
-        "386" => "i386",
-        "ppc64le" => "ppc64le",
-        other => other,
-    };
-    std::fs::read_to_string(format!("/proc/sys/fs/binfmt_misc/qemu-{qemu}"))
-        .is_ok_and(|s| s.lines().next() == Some("enabled"))
 }
