@@ -3,7 +3,9 @@
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
 mod cmd;
+mod env;
 mod output;
+mod secret;
 mod userns;
 
 use clap::{Parser, Subcommand};

@@ -51,7 +51,7 @@ pub fn enter_if_rootless() -> Result<(), String> {
     .env(MARKER, "1");
     // Inside, kiln is root and would pick root's default store.
     if std::env::var_os("KILN_ROOT").is_none() {
-        if let Ok(root) = kiln_store::Store::default_root() {
+        if let Ok(root) = crate::env::store_root() {
             cmd.env("KILN_ROOT", root);
         }
     }

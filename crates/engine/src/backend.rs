@@ -106,60 +106,23 @@ impl FromStr for NamedContext {
     }
 }
 
-/// Where a `--secret` comes from.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Where a `--secret` comes from: read by the engine when a RUN mounts it,
+/// or given as bytes (an environment variable the caller read: the engine
+/// reads no environment).
+#[derive(Clone, PartialEq, Eq)]
 pub enum SecretSource {
     /// A file, read when a RUN mounts the secret.
     File(PathBuf),
-    /// An environment variable of the kiln process.
-    Env(String),
+    /// The secret itself.
+    Value(Vec<u8>),
 }
 
-impl SecretSource {
-    /// Parses a `--secret` value as buildx does: `id=ID[,src=PATH|,env=VAR]`
-    /// (`source=` and `type=file|env` are accepted too). Without `src` or
-    /// `env`, an environment variable named ID is used when set, else a
-    /// file named ID.
-    pub fn parse(value: &str) -> Result<(String, SecretSource), String> {
-        let (mut id, mut src, mut env, mut kind) = (None, None, None, None);
-        for field in value.split(',') {
-            let (k, v) = field
-                .split_once('=')
-                .ok_or_else(|| format!("--secret {value:?}: expected key=value, got {field:?}"))?;
-            match k.trim() {
-                "id" => id = Some(v.to_string()),
-                "src" | "source" => src = Some(v.to_string()),
-                "env" => env = Some(v.to_string()),
-                "type" => kind = Some(v.to_string()),
-                other => {
-                    return Err(format!(
-                        "--secret {value:?}: unknown key {other:?} (expected id, src, env or type)"
-                    ))
-                }
-            }
+impl std::fmt::Debug for SecretSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SecretSource::File(p) => f.debug_tuple("File").field(p).finish(),
+            SecretSource::Value(v) => write!(f, "Value(<{} bytes, redacted>)", v.len()),
         }
-        let id = id
-            .filter(|i| !i.is_empty())
-            .ok_or_else(|| format!("--secret {value:?}: id= is required"))?;
-        let source = match (kind.as_deref(), src, env) {
-            (_, Some(_), Some(_)) => {
-                return Err(format!(
-                    "--secret {value:?}: give either src= or env=, not both"
-                ))
-            }
-            (Some(t), ..) if t != "env" && t != "file" => {
-                return Err(format!(
-                    "--secret {value:?}: type must be file or env, not {t:?}"
-                ))
-            }
-            (_, None, Some(var)) | (Some("env"), Some(var), None) => SecretSource::Env(var),
-            (_, Some(path), None) => SecretSource::File(PathBuf::from(path)),
-            (Some("env"), None, None) => SecretSource::Env(id.clone()),
-            (Some(_), None, None) => SecretSource::File(PathBuf::from(&id)),
-            (None, None, None) if std::env::var_os(&id).is_some() => SecretSource::Env(id.clone()),
-            (None, None, None) => SecretSource::File(PathBuf::from(&id)),
-        };
-        Ok((id, source))
     }
 }
 
@@ -288,12 +251,24 @@ impl BuiltImage {
 pub struct NativeBackend {
     store: Store,
     registry: ClientOptions,
+    snapshotter: Option<kiln_snapshot::DriverKind>,
 }
 
 impl NativeBackend {
     /// A backend writing into `store`, reaching registries with `registry`.
     pub fn new(store: Store, registry: ClientOptions) -> NativeBackend {
-        NativeBackend { store, registry }
+        NativeBackend {
+            store,
+            registry,
+            snapshotter: None,
+        }
+    }
+
+    /// Forces RUN's snapshotter (overlayfs, or the copying one) instead of
+    /// the one that works here.
+    pub fn with_snapshotter(mut self, kind: Option<kiln_snapshot::DriverKind>) -> NativeBackend {
+        self.snapshotter = kind;
+        self
     }
 
     /// The store images are built into.
@@ -578,7 +553,7 @@ impl NativeBackend {
                 path: self.store.tmp_dir().to_path_buf(),
                 source: e,
             })?;
-        let exec = Exec::new(&self.store, req.runtime.clone());
+        let exec = Exec::new(&self.store, req.runtime.clone(), self.snapshotter);
         let mut cache =
             BuildCache::open(self.store.root(), req.no_cache, req.no_cache_filter.clone())
                 .map_err(|e| BuildError::Request(format!("opening the build cache: {e}")))?;

@@ -24,7 +24,8 @@
 //! use kiln_engine::events::EventSink;
 //!
 //! let store = kiln_store::Store::open("/tmp/kiln")?;
-//! let backend = NativeBackend::new(store, kiln_registry::ClientOptions::from_env());
+//! let auth = kiln_registry::AuthFiles::docker_and_containers("/root".as_ref(), None, None, None);
+//! let backend = NativeBackend::new(store, kiln_registry::ClientOptions::new(auth));
 //! let dockerfile = Dockerfile {
 //!     name: "Dockerfile".into(),
 //!     bytes: b"FROM scratch\nCOPY hello.txt /\n".to_vec(),

@@ -12,8 +12,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// How a [`Client`] connects and authenticates. [`ClientOptions::from_env`]
-/// gives the defaults a user expects.
+/// How a [`Client`] connects and authenticates. [`ClientOptions::new`]
+/// gives the defaults; the caller adds what its environment says.
 #[derive(Clone, Debug)]
 pub struct ClientOptions {
     /// Registries (`host[:port]`) that may use plain HTTP or a certificate
@@ -49,30 +49,20 @@ pub struct ClientOptions {
 }
 
 impl ClientOptions {
-    /// Defaults plus the environment: `KILN_INSECURE_REGISTRIES`
-    /// (comma-separated hosts), the docker/containers auth files, and the
-    /// certs.d directories `/etc/containers/certs.d`, `/etc/docker/certs.d`
-    /// and `~/.docker/certs.d`.
-    pub fn from_env() -> ClientOptions {
-        let insecure = std::env::var("KILN_INSECURE_REGISTRIES").unwrap_or_default();
-        let mut cert_dirs = vec![
-            PathBuf::from("/etc/containers/certs.d"),
-            PathBuf::from("/etc/docker/certs.d"),
-        ];
-        if let Some(home) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
-            cert_dirs.push(PathBuf::from(home).join(".docker/certs.d"));
-        }
+    /// Defaults, with credentials from `auth_files` and CA files from the
+    /// system's certs.d directories (`/etc/containers/certs.d`,
+    /// `/etc/docker/certs.d`); the caller adds the user's (`~/.docker/certs.d`)
+    /// and anything else its environment says, as this crate reads none.
+    pub fn new(auth_files: AuthFiles) -> ClientOptions {
         ClientOptions {
-            insecure_registries: insecure
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-                .collect(),
+            insecure_registries: Vec::new(),
             tls_verify: true,
             ca_certs: Vec::new(),
-            cert_dirs,
-            auth_files: AuthFiles::from_env(),
+            cert_dirs: vec![
+                PathBuf::from("/etc/containers/certs.d"),
+                PathBuf::from("/etc/docker/certs.d"),
+            ],
+            auth_files,
             credentials: HashMap::new(),
             retries: 4,
             backoff: Duration::from_millis(500),

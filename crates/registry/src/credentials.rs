@@ -39,26 +39,29 @@ pub struct AuthFiles {
 const DOCKER_HUB_KEY: &str = "https://index.docker.io/v1/";
 
 impl AuthFiles {
-    /// The files the environment points at: `$REGISTRY_AUTH_FILE` alone when
-    /// set, else the docker config then containers' auth.json files.
-    pub fn from_env() -> AuthFiles {
-        let var = |name: &str| {
-            std::env::var_os(name)
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
-        };
-        if let Some(file) = var("REGISTRY_AUTH_FILE") {
+    /// The files docker and podman use, from the values of the variables
+    /// that move them (the caller reads its environment; this crate reads
+    /// none): `registry_auth_file` (`$REGISTRY_AUTH_FILE`) alone when set,
+    /// else `$DOCKER_CONFIG/config.json` (default `~/.docker`), then
+    /// `$XDG_RUNTIME_DIR/containers/auth.json` and
+    /// `~/.config/containers/auth.json`.
+    pub fn docker_and_containers(
+        home: &Path,
+        docker_config: Option<PathBuf>,
+        xdg_runtime_dir: Option<PathBuf>,
+        registry_auth_file: Option<PathBuf>,
+    ) -> AuthFiles {
+        if let Some(file) = registry_auth_file {
             return AuthFiles {
                 read: vec![file.clone()],
                 write: file,
             };
         }
-        let home = var("HOME").unwrap_or_else(|| PathBuf::from("/root"));
-        let docker = var("DOCKER_CONFIG")
+        let docker = docker_config
             .unwrap_or_else(|| home.join(".docker"))
             .join("config.json");
         let mut read = vec![docker.clone()];
-        if let Some(runtime) = var("XDG_RUNTIME_DIR") {
+        if let Some(runtime) = xdg_runtime_dir {
             read.push(runtime.join("containers/auth.json"));
         }
         read.push(home.join(".config/containers/auth.json"));

@@ -22,7 +22,8 @@
 //! use kiln_registry::{Client, ClientOptions};
 //! # async fn f() -> Result<(), Box<dyn std::error::Error>> {
 //! let store = kiln_store::Store::open("/tmp/kiln")?;
-//! let client = Client::new(ClientOptions::from_env());
+//! let auth = kiln_registry::AuthFiles::docker_and_containers("/root".as_ref(), None, None, None);
+//! let client = Client::new(ClientOptions::new(auth));
 //! let pulled = client.pull(&store, &"busybox".parse()?, None).await?;
 //! println!("{}", pulled.manifest.digest);
 //! # Ok(()) }

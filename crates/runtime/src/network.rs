@@ -237,7 +237,8 @@ fn default_gateway(pid: &u32) -> Option<IpAddr> {
     })
 }
 
-/// `name` on PATH.
+/// `name` on PATH. The one variable a library crate reads: finding a
+/// program is what `execvp` does with it, not configuration.
 pub(crate) fn find_program(name: &str) -> Option<PathBuf> {
     if name.contains('/') {
         let p = PathBuf::from(name);

@@ -80,21 +80,26 @@ impl Store {
         Ok(store)
     }
 
-    /// The root kiln uses when none is given: `$KILN_ROOT` if set, else
-    /// `/var/lib/kiln` for root, else `$XDG_DATA_HOME/kiln` or
-    /// `~/.local/share/kiln`.
-    pub fn default_root() -> Result<PathBuf> {
-        if let Some(root) = std::env::var_os("KILN_ROOT").filter(|v| !v.is_empty()) {
-            return Ok(PathBuf::from(root));
+    /// The root kiln uses when none is given, from the values of the
+    /// variables that move it (the caller reads its environment; this crate
+    /// reads none): `kiln_root` (`$KILN_ROOT`) if set, else `/var/lib/kiln`
+    /// for root, else `xdg_data_home/kiln` or `~/.local/share/kiln`.
+    pub fn default_root(
+        kiln_root: Option<PathBuf>,
+        xdg_data_home: Option<PathBuf>,
+        home: Option<PathBuf>,
+    ) -> Result<PathBuf> {
+        if let Some(root) = kiln_root {
+            return Ok(root);
         }
         if rustix::process::geteuid().is_root() {
             return Ok(PathBuf::from("/var/lib/kiln"));
         }
-        if let Some(data) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
-            return Ok(PathBuf::from(data).join("kiln"));
+        if let Some(data) = xdg_data_home {
+            return Ok(data.join("kiln"));
         }
-        match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
-            Some(home) => Ok(PathBuf::from(home).join(".local/share/kiln")),
+        match home {
+            Some(home) => Ok(home.join(".local/share/kiln")),
             None => Err(Error::invalid(
                 "store location",
                 "neither KILN_ROOT, XDG_DATA_HOME nor HOME is set; set KILN_ROOT or pass --root",

@@ -474,18 +474,22 @@ fn load_rejects_tampered_docker_layers() {
 }
 
 #[test]
-fn default_root_honours_kiln_root() {
-    // The only test that touches the environment.
-    std::env::set_var("KILN_ROOT", "/somewhere/kiln");
-    assert_eq!(Store::default_root().unwrap(), Path::new("/somewhere/kiln"));
-    std::env::remove_var("KILN_ROOT");
+fn default_root_honours_kiln_root_then_the_user_s_directories() {
+    let some = |p: &str| Some(std::path::PathBuf::from(p));
+    assert_eq!(
+        Store::default_root(some("/somewhere/kiln"), some("/data"), some("/home/u")).unwrap(),
+        Path::new("/somewhere/kiln")
+    );
     let is_root = std::os::unix::fs::MetadataExt::uid(&fs::metadata("/proc/self").unwrap()) == 0;
-    if is_root {
-        assert_eq!(Store::default_root().unwrap(), Path::new("/var/lib/kiln"));
+    let expected = if is_root {
+        "/var/lib/kiln"
     } else {
-        std::env::set_var("XDG_DATA_HOME", "/data");
-        assert_eq!(Store::default_root().unwrap(), Path::new("/data/kiln"));
-    }
+        "/data/kiln"
+    };
+    assert_eq!(
+        Store::default_root(None, some("/data"), some("/home/u")).unwrap(),
+        Path::new(expected)
+    );
 }
 
 #[test]

@@ -5,15 +5,13 @@ use super::frontend::{default_build_file, parse_build_args, read_build_file, Bui
 use super::registry::{NetArgs, StoreArg};
 use crate::output::{errln, outln};
 use anyhow::{bail, Context};
-use kiln_engine::backend::{
-    BuildBackend, BuildRequest, Dockerfile, NamedContext, NativeBackend, SecretSource,
-};
+use kiln_engine::backend::{BuildBackend, BuildRequest, Dockerfile, NamedContext, NativeBackend};
 use kiln_engine::events::{BuildEvent, EventSink};
 use kiln_engine::export::Output;
 use kiln_engine::{BuildError, BuiltImage};
 use kiln_frontend::stages::Platform;
 use kiln_oci::reference::Reference;
-use kiln_oci::{Compression, ConfigBuilder};
+use kiln_oci::Compression;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -136,7 +134,8 @@ pub fn run(cmd: BuildCommand) -> anyhow::Result<ExitCode> {
 fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
     let (req, file) = request(&args)?;
     let store = args.root.open()?;
-    let backend = NativeBackend::new(store, args.net.options());
+    let backend =
+        NativeBackend::new(store, args.net.options()).with_snapshotter(crate::env::snapshotter()?);
     // The first SIGINT or SIGTERM stops the build cleanly (containers
     // killed, snapshots removed); a second one exits at once, which leaves
     // at most what a SIGKILL would and the next build cleans that up.
@@ -264,7 +263,8 @@ fn request(args: &BuildArgs) -> anyhow::Result<(BuildRequest, BuildFile)> {
         req.outputs = outputs;
     }
     for value in &args.secrets {
-        let (id, source) = SecretSource::parse(value).map_err(anyhow::Error::msg)?;
+        let (id, source) = crate::secret::parse(value, &|name| crate::env::var(name))
+            .map_err(anyhow::Error::msg)?;
         req.secrets.insert(id, source);
     }
     for value in &args.ssh {
@@ -302,7 +302,7 @@ fn request(args: &BuildArgs) -> anyhow::Result<(BuildRequest, BuildFile)> {
     req.compression = Compression::parse(&args.compression, args.compression_level.as_deref())?;
     req.source_date_epoch = match args.source_date_epoch {
         Some(e) => Some(e),
-        None => ConfigBuilder::source_date_epoch_from_env()?,
+        None => crate::env::source_date_epoch()?,
     };
     Ok((req, file))
 }

@@ -4,7 +4,7 @@ use crate::output::outln;
 use anyhow::{bail, Context};
 use kiln_oci::reference::Reference;
 use kiln_oci::{select_platform, Parsed, Platform};
-use kiln_registry::{AuthFiles, Client, ClientOptions, Credentials, PushOptions};
+use kiln_registry::{Client, ClientOptions, Credentials, PushOptions};
 use kiln_store::{media_type, ArchiveImage, Descriptor, Store};
 use std::io::Read;
 use std::path::PathBuf;
@@ -98,7 +98,7 @@ impl StoreArg {
     pub(crate) fn open(&self) -> anyhow::Result<Store> {
         let root = match &self.root {
             Some(r) => r.clone(),
-            None => Store::default_root()?,
+            None => crate::env::store_root()?,
         };
         crate::cmd::open_store(&root)
     }
@@ -142,7 +142,7 @@ fn parse_seconds(s: &str) -> Result<Duration, String> {
 
 impl NetArgs {
     pub(crate) fn options(&self) -> ClientOptions {
-        let mut opts = ClientOptions::from_env();
+        let mut opts = crate::env::client_options();
         opts.tls_verify = self.tls_verify;
         opts.insecure_registries
             .extend(self.insecure.iter().cloned());
@@ -264,7 +264,7 @@ async fn run_async(cmd: RegistryCommand) -> anyhow::Result<()> {
             };
             let creds = Credentials { username, password };
             net.client().login(&registry, &creds).await?;
-            let saved = AuthFiles::from_env()
+            let saved = crate::env::auth_files()
                 .store(&registry, &creds)
                 .map_err(anyhow::Error::msg)?;
             outln!("Login Succeeded (credentials for {registry} saved in {saved})");
@@ -272,7 +272,7 @@ async fn run_async(cmd: RegistryCommand) -> anyhow::Result<()> {
         }
         RegistryCommand::Logout { registry } => {
             let registry = registry_name(registry.as_deref());
-            let files = AuthFiles::from_env();
+            let files = crate::env::auth_files();
             if !files.erase(&registry).map_err(anyhow::Error::msg)? {
                 bail!(
                     "not logged in to {registry} (no credentials in {})",

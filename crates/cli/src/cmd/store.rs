@@ -136,7 +136,7 @@ impl RootArg {
     fn path(&self) -> anyhow::Result<PathBuf> {
         Ok(match &self.root {
             Some(r) => r.clone(),
-            None => Store::default_root()?,
+            None => crate::env::store_root()?,
         })
     }
 

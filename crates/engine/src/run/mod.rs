@@ -218,6 +218,7 @@ pub(crate) struct Exec {
     /// The store's lease, which names this process's containers.
     lease: String,
     runtime: Option<String>,
+    driver: Option<DriverKind>,
     ready: OnceLock<Result<Ready, String>>,
 }
 
@@ -231,12 +232,14 @@ struct Ready {
 const CONTAINER_PREFIX: &str = "kiln-";
 
 impl Exec {
-    /// RUN support for `store`, with the runtime `--runtime` named (if any).
-    pub(crate) fn new(store: &Store, runtime: Option<String>) -> Exec {
+    /// RUN support for `store`, with the runtime `--runtime` named (if
+    /// any) and the snapshotter `driver` forces (if any).
+    pub(crate) fn new(store: &Store, runtime: Option<String>, driver: Option<DriverKind>) -> Exec {
         Exec {
             root: store.root().to_path_buf(),
             lease: store.lease_id().to_string(),
             runtime,
+            driver,
             ready: OnceLock::new(),
         }
     }
@@ -244,16 +247,6 @@ impl Exec {
     fn ready(&self) -> Result<&Ready, String> {
         self.ready
             .get_or_init(|| {
-                let driver = match std::env::var("KILN_SNAPSHOTTER").ok().as_deref() {
-                    None | Some("") => None,
-                    Some("overlay" | "overlayfs") => Some(DriverKind::Overlay),
-                    Some("copy" | "native") => Some(DriverKind::Copy),
-                    Some(other) => {
-                        return Err(format!(
-                            "KILN_SNAPSHOTTER={other:?} is not a snapshotter; use overlay or copy"
-                        ))
-                    }
-                };
                 // Containers a killed build left go first: they may still
                 // run on the snapshots the snapshotter then removes.
                 let detected = Runtime::detect(self.runtime.as_deref(), &self.root.join("runtime"))
@@ -261,7 +254,7 @@ impl Exec {
                 detected.runtime.cleanup_stale(CONTAINER_PREFIX, &|lease| {
                     Store::lease_is_live(&self.root, lease)
                 });
-                let snapshots = Snapshotter::open(&self.root.join("snapshots"), driver)
+                let snapshots = Snapshotter::open(&self.root.join("snapshots"), self.driver)
                     .map_err(|e| e.to_string())?;
                 Ok(Ready {
                     snapshots,

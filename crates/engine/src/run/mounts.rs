@@ -283,11 +283,7 @@ impl Prepared {
         let value = match inputs.secrets.get(id) {
             Some(SecretSource::File(path)) => fs::read(path)
                 .map_err(|e| format!("secret {id}: reading {}: {e}", path.display()))?,
-            Some(SecretSource::Env(var)) => std::env::var_os(var)
-                .map(|v| v.into_encoded_bytes())
-                .ok_or_else(|| {
-                format!("secret {id}: the environment variable {var} is not set")
-            })?,
+            Some(SecretSource::Value(bytes)) => bytes.clone(),
             None if mount.required => {
                 return Err(format!(
                 "secret {id} is required but was not given; pass it with --secret id={id},src=FILE"

@@ -6,7 +6,7 @@ use kiln_engine::BuildBackend;
 use kiln_engine::{
     BuildError, BuildEvent, BuildRequest, BuiltImage, Dockerfile, EventSink, NativeBackend,
 };
-use kiln_registry::ClientOptions;
+use kiln_registry::{AuthFiles, ClientOptions};
 use kiln_store::{Descriptor, Store};
 use serde_json::Value;
 use std::io::Read;
@@ -24,7 +24,13 @@ impl Env {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("ctx")).unwrap();
         let store = Store::open(dir.path().join("store")).unwrap();
-        let mut opts = ClientOptions::from_env();
+        // Credentials from the test's own directory, never the user's.
+        let mut opts = ClientOptions::new(AuthFiles::docker_and_containers(
+            dir.path(),
+            None,
+            None,
+            None,
+        ));
         opts.retries = 0;
         opts.timeout = Duration::from_secs(5);
         Env {
@@ -37,7 +43,12 @@ impl Env {
     pub fn with_registry(host: &str) -> Env {
         let env = Env::new();
         let store = Store::open(env.dir.path().join("store")).unwrap();
-        let mut opts = ClientOptions::from_env();
+        let mut opts = ClientOptions::new(AuthFiles::docker_and_containers(
+            env.dir.path(),
+            None,
+            None,
+            None,
+        ));
         opts.insecure_registries.push(host.to_string());
         opts.retries = 0;
         Env {

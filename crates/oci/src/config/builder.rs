@@ -65,12 +65,6 @@ impl ConfigBuilder {
         }
     }
 
-    /// Reads `SOURCE_DATE_EPOCH` from the environment: `Ok(None)` when unset
-    /// or empty.
-    pub fn source_date_epoch_from_env() -> Result<Option<i64>, SourceDateEpochError> {
-        parse_source_date_epoch(std::env::var("SOURCE_DATE_EPOCH").ok().as_deref())
-    }
-
     /// Uses `epoch` (seconds) for `created` and every new history entry, to
     /// make builds reproducible.
     pub fn with_source_date_epoch(mut self, epoch: Option<i64>) -> ConfigBuilder {
@@ -347,7 +341,9 @@ impl ConfigBuilder {
     }
 }
 
-fn parse_source_date_epoch(value: Option<&str>) -> Result<Option<i64>, SourceDateEpochError> {
+/// Parses a `SOURCE_DATE_EPOCH` value (the caller reads the variable;
+/// kiln-oci reads no environment): `Ok(None)` when unset or empty.
+pub fn parse_source_date_epoch(value: Option<&str>) -> Result<Option<i64>, SourceDateEpochError> {
     match value.map(str::trim) {
         None | Some("") => Ok(None),
         Some(v) => v.parse().map(Some).map_err(|_| SourceDateEpochError {

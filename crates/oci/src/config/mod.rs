@@ -11,7 +11,7 @@ mod builder;
 mod golang;
 mod time;
 
-pub use builder::{ConfigBuilder, Healthcheck, SourceDateEpochError};
+pub use builder::{parse_source_date_epoch, ConfigBuilder, Healthcheck, SourceDateEpochError};
 
 use crate::json::to_go_json;
 use crate::Digest;

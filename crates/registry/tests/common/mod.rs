@@ -10,13 +10,12 @@ use std::time::Duration;
 /// Options with no stored credentials or certs.d, quick retries, and
 /// `insecure` as the insecure registries.
 pub fn options(insecure: &[String]) -> ClientOptions {
-    let mut o = ClientOptions::from_env();
-    o.insecure_registries = insecure.to_vec();
-    o.cert_dirs.clear();
-    o.auth_files = kiln_registry::AuthFiles {
+    let mut o = ClientOptions::new(kiln_registry::AuthFiles {
         read: Vec::new(),
         write: "/nonexistent/kiln-test/config.json".into(),
-    };
+    });
+    o.insecure_registries = insecure.to_vec();
+    o.cert_dirs.clear();
     o.backoff = Duration::from_millis(10);
     o.retries = 2;
     o.timeout = Duration::from_secs(5);

@@ -1,0 +1,84 @@
+//! Everything kiln takes from its environment, read here and passed down
+//! as options: the library crates read no environment variables, so an
+//! embedder (or a remote daemon) decides what they see.
+
+use kiln_registry::{AuthFiles, ClientOptions};
+use kiln_snapshot::DriverKind;
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+/// A variable's value, `None` when unset or empty.
+pub fn var(name: &str) -> Option<OsString> {
+    std::env::var_os(name).filter(|v| !v.is_empty())
+}
+
+fn path(name: &str) -> Option<PathBuf> {
+    var(name).map(PathBuf::from)
+}
+
+/// The user's home directory (`$HOME`, else root's).
+fn home() -> PathBuf {
+    path("HOME").unwrap_or_else(|| PathBuf::from("/root"))
+}
+
+/// Where registry credentials are read and written, as docker and podman
+/// find them (`$REGISTRY_AUTH_FILE`, `$DOCKER_CONFIG`, `$XDG_RUNTIME_DIR`).
+pub fn auth_files() -> AuthFiles {
+    AuthFiles::docker_and_containers(
+        &home(),
+        path("DOCKER_CONFIG"),
+        path("XDG_RUNTIME_DIR"),
+        path("REGISTRY_AUTH_FILE"),
+    )
+}
+
+/// The registry client's defaults plus the environment:
+/// `$KILN_INSECURE_REGISTRIES` (comma-separated hosts), the auth files and
+/// the user's `~/.docker/certs.d`.
+pub fn client_options() -> ClientOptions {
+    let mut opts = ClientOptions::new(auth_files());
+    if let Some(home) = path("HOME") {
+        opts.cert_dirs.push(home.join(".docker/certs.d"));
+    }
+    opts.insecure_registries = var("KILN_INSECURE_REGISTRIES")
+        .map(|v| v.to_string_lossy().into_owned())
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    opts
+}
+
+/// `$SOURCE_DATE_EPOCH`, parsed.
+pub fn source_date_epoch() -> anyhow::Result<Option<i64>> {
+    let value = var("SOURCE_DATE_EPOCH").map(|v| v.to_string_lossy().into_owned());
+    Ok(kiln_oci::config::parse_source_date_epoch(value.as_deref())?)
+}
+
+/// `$KILN_SNAPSHOTTER`: `overlay` or `copy` forces RUN's snapshotter.
+pub fn snapshotter() -> anyhow::Result<Option<DriverKind>> {
+    match var("KILN_SNAPSHOTTER").map(|v| v.to_string_lossy().into_owned()) {
+        None => Ok(None),
+        Some(v) => match v.as_str() {
+            "overlay" | "overlayfs" => Ok(Some(DriverKind::Overlay)),
+            "copy" | "native" => Ok(Some(DriverKind::Copy)),
+            other => {
+                anyhow::bail!(
+                    "KILN_SNAPSHOTTER={other:?} is not a snapshotter; use overlay or copy"
+                )
+            }
+        },
+    }
+}
+
+/// The store root when `--root` is not given: `$KILN_ROOT`, else the
+/// default for this user (`$XDG_DATA_HOME`, `$HOME`).
+pub fn store_root() -> anyhow::Result<PathBuf> {
+    Ok(kiln_store::Store::default_root(
+        path("KILN_ROOT"),
+        path("XDG_DATA_HOME"),
+        path("HOME"),
+    )?)
+}
