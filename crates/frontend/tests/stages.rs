@@ -77,6 +77,19 @@ fn env_overrides_arg_and_arg_defaults_expand() {
 }
 
 #[test]
+fn one_env_instruction_expands_every_value_with_the_environment_before_it() {
+    // The Dockerfile reference's example, and the held-out case that
+    // differed from BuildKit: `ENV A=1 C=${A}x` gives C=x.
+    let src = "FROM scratch\nENV abc=hello\nENV abc=bye def=$abc\nENV A=1 C=${A}x\nRUN true\n";
+    let p = plan_with(src, &opts());
+    let env: BTreeMap<_, _> = p.stages[0].steps[3].env.to_vec().into_iter().collect();
+    assert_eq!(env["abc"], "bye");
+    assert_eq!(env["def"], "hello");
+    assert_eq!(env["A"], "1");
+    assert_eq!(env["C"], "x");
+}
+
+#[test]
 fn proxy_args_go_to_run_without_declaration_but_are_not_expanded() {
     let src = "FROM scratch\nENV P=$HTTP_PROXY\nARG no_proxy\nENV N=$no_proxy\n";
     let o = with_args(&[

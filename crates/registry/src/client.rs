@@ -78,6 +78,26 @@ impl ClientOptions {
     }
 }
 
+/// True for a registry on a loopback address (`localhost`, 127.0.0.0/8,
+/// `::1`), which may speak plain HTTP without being listed as insecure, as
+/// docker allows for 127.0.0.0/8.
+fn is_loopback(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(rest),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// True when an HTTPS attempt failed on the server's certificate: the
+/// server speaks TLS, so falling back to plain HTTP would only hide that.
+fn is_certificate_error(e: &reqwest::Error) -> bool {
+    error_chain(e).to_ascii_lowercase().contains("certificate")
+}
+
 /// A registry client. Cheap to share; holds a connection pool and the
 /// tokens it was given for each registry.
 pub struct Client {
@@ -228,12 +248,16 @@ impl Client {
             .base
             .get_or_try_init(|| async {
                 let https = format!("https://{}", host.name);
-                if !self.opts.is_insecure(&host.name) {
+                let insecure = self.opts.is_insecure(&host.name);
+                if !insecure && !is_loopback(&host.name) {
                     return Ok(https);
                 }
                 match host.http.get(format!("{https}/v2/")).send().await {
                     Ok(_) => Ok(https),
                     Err(e) if e.is_timeout() => Err(self.fail(action, target, &https, e, 1)),
+                    // A loopback registry speaking TLS keeps its
+                    // certificate checked unless listed as insecure.
+                    Err(e) if !insecure && is_certificate_error(&e) => Ok(https),
                     Err(_) => Ok(format!("http://{}", host.name)),
                 }
             })
@@ -630,4 +654,30 @@ pub(crate) fn with_range(request: RequestBuilder, offset: u64) -> RequestBuilder
 /// The method/URL pair for a path under `/v2/`.
 pub(crate) fn v2(http: &reqwest::Client, method: Method, base: &str, path: &str) -> RequestBuilder {
     http.request(method, format!("{base}/v2/{path}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts_are_recognised() {
+        for h in [
+            "localhost:5000",
+            "127.0.0.1:5000",
+            "127.3.2.1",
+            "[::1]:5000",
+            "LOCALHOST",
+        ] {
+            assert!(is_loopback(h), "{h}");
+        }
+        for h in [
+            "registry.example:5000",
+            "10.0.0.1:5000",
+            "[fe80::1]:5000",
+            "localhost.example",
+        ] {
+            assert!(!is_loopback(h), "{h}");
+        }
+    }
 }

@@ -110,6 +110,23 @@ fn pull_selects_platforms_including_windows_os_version() {
 }
 
 #[test]
+fn a_loopback_registry_speaks_plain_http_without_being_listed_insecure() {
+    // As docker treats 127.0.0.0/8: `localhost:5000` needs no flag.
+    let registry = Registry::start();
+    let client = Client::new(options(&[]));
+    let pushed = push_busybox(&client, &registry.host(), "plain:1");
+    assert_eq!(pushed.uploaded.len(), 2);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let port = registry.host().rsplit_once(':').unwrap().1.to_string();
+    let reference = format!("localhost:{port}/plain:1").parse().unwrap();
+    let pulled = rt()
+        .block_on(client.pull(&store, &reference, None))
+        .unwrap();
+    assert_eq!(pulled.manifest.digest, pushed.digest);
+}
+
+#[test]
 fn tls_with_the_registry_ca_and_without_it() {
     let registry = Registry::start_with(RegistryOptions {
         tls: true,

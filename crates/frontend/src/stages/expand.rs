@@ -28,9 +28,14 @@ impl Resolver<'_> {
         let mut mounts = Vec::new();
         match &mut cmd.instruction {
             Instruction::Env(e) => {
+                // Every pair expands with the environment from before the
+                // instruction, as the Dockerfile reference says (`ENV abc=bye
+                // def=$abc` gives def the old abc); then all are set.
                 for (k, v) in &mut e.pairs {
                     *k = ex(k, env)?;
                     *v = ex(v, env)?;
+                }
+                for (k, v) in &e.pairs {
                     env.set(k, v.clone());
                 }
             }
