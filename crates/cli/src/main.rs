@@ -8,7 +8,7 @@ mod output;
 mod secret;
 mod userns;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use output::errln;
 use std::process::ExitCode;
 
@@ -30,6 +30,8 @@ enum Command {
     Store(cmd::store::StoreCommand),
     #[command(flatten)]
     Registry(cmd::registry::RegistryCommand),
+    #[command(flatten)]
+    Meta(cmd::meta::MetaCommand),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +47,7 @@ fn main() -> ExitCode {
         Command::Frontend(c) => cmd::frontend::run(c),
         Command::Store(c) => cmd::store::run(c),
         Command::Registry(c) => cmd::registry::run(c),
+        Command::Meta(c) => cmd::meta::run(c, Cli::command()),
     };
     let code = match result {
         Ok(code) => code,

@@ -2,6 +2,7 @@
 
 pub mod build;
 pub mod frontend;
+pub mod meta;
 pub mod registry;
 pub mod store;
 
