@@ -231,6 +231,11 @@ fn kill(mut child: Child) {
 /// it) and returns once it is dead.
 fn kill_during_run(d: &Path, name: &str, marker: &str) {
     let child = start_run(d, name, &format!("echo started && {marker}"));
+    // "started" is printed just before the marker begins.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while processes_running(marker) == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     assert_eq!(processes_running(marker), 1);
     kill(child);
 }

@@ -164,6 +164,11 @@ fn a_build_killed_during_run_is_cleaned_up_by_the_next_build() {
         !mounts_under(&store).is_empty(),
         "the RUN's overlay is mounted"
     );
+    // "started" is printed just before the sleep begins.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while processes_running(&marker) == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     assert_eq!(processes_running(&marker), 1);
     child.kill().unwrap(); // SIGKILL: no handler runs
     child.wait().unwrap();
