@@ -60,4 +60,6 @@ pub use layer::{
 };
 pub use layout::{Layout, LayoutError};
 pub use manifest::{parse_manifest, Index, Manifest, ManifestError, ManifestFormat, Parsed};
-pub use platform::{select_platform, ImageOs, Platform, PlatformError};
+pub use platform::{
+    select_platform, select_platform_strict, AmbiguousPlatform, ImageOs, Platform, PlatformError,
+};

@@ -343,6 +343,52 @@ pub fn select_platform<'a, T>(
     best.map(|(e, _)| e)
 }
 
+/// A request for a Windows platform without a build that several builds
+/// of an index match: a Windows image runs only on a host of its build,
+/// so kiln does not guess (the design's rule, unlike containerd's first
+/// match on Linux).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{wanted} matches several Windows builds ({}); name the one your hosts run, e.g. --platform {}:{}",
+    builds.join(", "),
+    wanted,
+    builds.last().map(String::as_str).unwrap_or_default()
+)]
+pub struct AmbiguousPlatform {
+    /// The platform asked for.
+    pub wanted: String,
+    /// The builds (`major.minor.build`) that match, in increasing order.
+    pub builds: Vec<String>,
+}
+
+/// [`select_platform`], refusing to guess between Windows builds: a
+/// Windows request without an OS build that matches entries of more than
+/// one `major.minor.build` is [`AmbiguousPlatform`].
+pub fn select_platform_strict<'a, T>(
+    wanted: &Platform,
+    entries: &'a [T],
+    platform_of: impl Fn(&T) -> Option<Platform>,
+) -> Result<Option<&'a T>, AmbiguousPlatform> {
+    if wanted.image_os() == ImageOs::Windows && wanted.os_version.is_none() {
+        let mut builds: Vec<String> = entries
+            .iter()
+            .filter_map(&platform_of)
+            .filter(|p| wanted.matches(p))
+            .filter_map(|p| p.os_version)
+            .map(|v| v.split('.').take(3).collect::<Vec<_>>().join("."))
+            .collect();
+        builds.sort_by(|a, b| compare_os_version(a, b));
+        builds.dedup();
+        if builds.len() > 1 {
+            return Err(AmbiguousPlatform {
+                wanted: wanted.short(),
+                builds,
+            });
+        }
+    }
+    Ok(select_platform(wanted, entries, platform_of))
+}
+
 /// arm64 means arm64/v8 and arm means arm/v7 when no variant is given.
 fn normal_variant(p: &Platform) -> Option<&str> {
     match (p.architecture.as_str(), p.variant.as_deref()) {
@@ -462,6 +508,30 @@ mod tests {
         );
         assert_eq!(pick("linux/arm64"), None);
         assert_eq!(compare_os_version("10.0.9", "10.0.10"), Ordering::Less);
+    }
+
+    #[test]
+    fn a_windows_request_without_a_build_does_not_guess_between_builds() {
+        let entries = [
+            p("windows(10.0.17763.4377)/amd64"),
+            p("windows(10.0.20348.987)/amd64"),
+            p("windows(10.0.20348.2340)/amd64"),
+        ];
+        let pick = |w: &str| select_platform_strict(&p(w), &entries, |e| Some(e.clone()));
+        let err = pick("windows/amd64").unwrap_err();
+        assert_eq!(err.builds, ["10.0.17763", "10.0.20348"]);
+        assert_eq!(
+            err.to_string(),
+            "windows/amd64 matches several Windows builds (10.0.17763, 10.0.20348); name the one \
+             your hosts run, e.g. --platform windows/amd64:10.0.20348"
+        );
+        assert_eq!(pick("windows/amd64:10.0.20348").unwrap(), Some(&entries[2]));
+        // One build, several patches: the greatest patch.
+        assert_eq!(
+            select_platform_strict(&p("windows/amd64"), &entries[1..], |e| Some(e.clone()))
+                .unwrap(),
+            Some(&entries[2])
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ use crate::manifest;
 use futures_util::{StreamExt, TryStreamExt};
 use kiln_oci::content::{ContentError, Ingester};
 use kiln_oci::reference::Reference;
-use kiln_oci::{select_platform, Descriptor, Digest, Parsed, Platform};
+use kiln_oci::{select_platform_strict, Descriptor, Digest, Parsed, Platform};
 use reqwest::{header, Method, StatusCode};
 use std::io::Write;
 
@@ -77,8 +77,9 @@ impl Client {
         if let Parsed::Index(_, index_doc) = &parsed {
             let entries = &index_doc.manifests;
             let wanted = platform.cloned().unwrap_or_else(Platform::host);
-            let entry =
-                select_platform(&wanted, entries, Descriptor::platform).ok_or_else(|| {
+            let entry = select_platform_strict(&wanted, entries, Descriptor::platform)
+                .map_err(|e| err(ErrorKind::Invalid(e.to_string())))?
+                .ok_or_else(|| {
                     let available: Vec<String> = entries
                         .iter()
                         .filter_map(|e| e.platform().map(|p| p.to_string()))

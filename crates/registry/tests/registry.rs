@@ -91,8 +91,21 @@ fn pull_selects_platforms_including_windows_os_version() {
         "windows/amd64 10.0.17763.1234"
     );
     assert_eq!(
-        platform_file("windows/amd64"),
+        platform_file("windows/amd64:10.0.20348"),
         "windows/amd64 10.0.20348.2113"
+    );
+    // Without a build, kiln does not guess which Windows build the hosts run.
+    let windows: Platform = "windows/amd64".parse().unwrap();
+    let err = rt()
+        .block_on(client.pull(&store, &reference, Some(&windows)))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.ends_with(
+            "windows/amd64 matches several Windows builds (10.0.17763, 10.0.20348); name the one \
+             your hosts run, e.g. --platform windows/amd64:10.0.20348"
+        ),
+        "{err}"
     );
     let s390x: Platform = "linux/s390x".parse().unwrap();
     let err = rt()
