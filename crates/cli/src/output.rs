@@ -31,6 +31,23 @@ pub fn write_out(args: fmt::Arguments) {
     }
 }
 
+/// Copies `data` to standard output as bytes (`kiln save` without `-o`),
+/// with the same rules as [`write_out`]: a reader that went away stops
+/// the copy quietly, any other failure is reported by [`stdout_error`].
+pub fn copy_out(data: &mut dyn io::Read) {
+    if STDOUT_CLOSED.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut out = io::stdout().lock();
+    if let Err(e) = io::copy(data, &mut out).and_then(|_| out.flush()) {
+        STDOUT_CLOSED.store(true, Ordering::Relaxed);
+        if e.kind() != io::ErrorKind::BrokenPipe {
+            let mut first = STDOUT_ERROR.lock().unwrap_or_else(|p| p.into_inner());
+            first.get_or_insert(e);
+        }
+    }
+}
+
 /// Writes to standard error; see the module documentation. A failure has
 /// nowhere to be reported, so any failure closes the stream.
 pub fn write_err(args: fmt::Arguments) {

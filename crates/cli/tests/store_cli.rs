@@ -512,3 +512,35 @@ fn concurrent_tags_all_land() {
     expected.sort();
     assert_eq!(names, expected);
 }
+
+#[test]
+fn save_writes_standard_output_and_load_reads_standard_input() {
+    // `kiln save img | ssh host docker load` needs both ends on pipes.
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    make_image(&a, "piped:1", &sample_tree(), "2024-01-01T00:00:00Z");
+    let saved = kiln(&a, &["save", "piped:1"]);
+    assert!(
+        saved.status.success(),
+        "{}",
+        String::from_utf8_lossy(&saved.stderr)
+    );
+    assert!(saved.stdout.len() > 1024, "a tar archive on stdout");
+    let mut load = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["load"])
+        .env("KILN_ROOT", &b)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut load.stdin.take().unwrap(), &saved.stdout).unwrap();
+    let out = load.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "Loaded image: piped:1\n"
+    );
+    assert!(kiln_ok(&b, &["images"]).contains("piped"));
+    // Nothing of the streaming is left in either store's temporary files.
+    assert!(kiln_ok(&a, &["fsck"]).contains("no problems"));
+}

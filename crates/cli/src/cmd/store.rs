@@ -7,9 +7,10 @@ mod cache;
 mod show;
 
 use crate::output::{errln, outln};
-use anyhow::bail;
+use anyhow::{bail, Context};
 use kiln_oci::reference::Reference;
 use kiln_store::{ArchiveImage, Resolved, Store};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -91,9 +92,10 @@ pub enum StoreCommand {
     Save {
         #[command(flatten)]
         root: RootArg,
-        /// The tar file to write.
+        /// The tar file to write [default: standard output, which must not
+        /// be a terminal: `kiln save IMG | ssh host docker load`].
         #[arg(short, long)]
-        output: PathBuf,
+        output: Option<PathBuf>,
         /// Image names or ids; an id saves every name the image has.
         #[arg(required = true)]
         images: Vec<String>,
@@ -117,9 +119,10 @@ pub enum StoreCommand {
     Load {
         #[command(flatten)]
         root: RootArg,
-        /// The archive or layout directory to read.
+        /// The archive or layout directory to read [default: an archive on
+        /// standard input].
         #[arg(short, long)]
-        input: PathBuf,
+        input: Option<PathBuf>,
     },
 }
 
@@ -203,7 +206,22 @@ pub fn run(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
             images,
         } => {
             let store = root.open()?;
-            store.save_docker(&archive_images(&store, &images)?, &output)?;
+            let images = archive_images(&store, &images)?;
+            match output {
+                Some(path) => store.save_docker(&images, &path)?,
+                None => {
+                    if std::io::stdout().is_terminal() {
+                        bail!("refusing to write a tar archive to a terminal; pass -o FILE or redirect the output");
+                    }
+                    // The archive is written to a file (atomically), then
+                    // streamed.
+                    let tmp = store.tmp_dir().join("save.tar");
+                    store.save_docker(&images, &tmp)?;
+                    let mut file = std::fs::File::open(&tmp)?;
+                    crate::output::copy_out(&mut file);
+                    std::fs::remove_file(&tmp)?;
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         StoreCommand::Export {
@@ -221,7 +239,24 @@ pub fn run(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         StoreCommand::Load { root, input } => {
-            for img in root.open()?.load(&input)? {
+            let store = root.open()?;
+            // Standard input goes to a file in this process's leased
+            // temporary directory first: the loader reads archives from files.
+            let (input, spooled) = match input {
+                Some(path) => (path, false),
+                None => {
+                    let tmp = store.tmp_dir().join("load.tar");
+                    let mut file = std::fs::File::create(&tmp)?;
+                    std::io::copy(&mut std::io::stdin().lock(), &mut file)
+                        .context("reading the archive from standard input")?;
+                    (tmp, true)
+                }
+            };
+            let loaded = store.load(&input);
+            if spooled {
+                std::fs::remove_file(&input)?;
+            }
+            for img in loaded? {
                 if img.tags.is_empty() {
                     outln!("Loaded image ID: {}", img.descriptor.digest);
                 }
