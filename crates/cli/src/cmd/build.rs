@@ -119,9 +119,91 @@ pub struct BuildArgs {
     /// crun and runc that works on this host].
     #[arg(long, value_name = "RUNTIME")]
     runtime: Option<String>,
+    /// How progress is shown: `plain` (BuildKit's lines) and `auto` (the
+    /// same, until kiln has a terminal display); `tty` and `rawjson` are
+    /// not supported yet.
+    #[arg(long, value_name = "MODE", default_value = "auto")]
+    progress: String,
+    /// Show no progress; print only the image id when the build succeeds.
+    #[arg(short = 'q', long)]
+    quiet: bool,
+    /// Load the result into docker or podman (not supported yet).
+    #[arg(long)]
+    load: bool,
+    /// The network RUN steps get by default: `default` (not supported yet:
+    /// none, host; use `RUN --network=` per step).
+    #[arg(long, value_name = "MODE")]
+    network: Option<String>,
+    /// Extra /etc/hosts entries for RUN (not supported yet).
+    #[arg(long = "add-host", value_name = "HOST:IP")]
+    add_hosts: Vec<String>,
+    /// Annotations for the image (not supported yet).
+    #[arg(long = "annotation", value_name = "KEY=VALUE")]
+    annotations: Vec<String>,
+    /// /dev/shm size for RUN (not supported yet).
+    #[arg(long = "shm-size", value_name = "SIZE")]
+    shm_size: Option<String>,
+    /// Resource limits for RUN (not supported yet).
+    #[arg(long, value_name = "TYPE=SOFT[:HARD]")]
+    ulimit: Vec<String>,
+    /// Provenance attestation: only `false` (kiln does not produce
+    /// attestations yet).
+    #[arg(long, value_name = "VALUE")]
+    provenance: Option<String>,
+    /// SBOM attestation: only `false` (kiln does not produce attestations
+    /// yet).
+    #[arg(long, value_name = "VALUE")]
+    sbom: Option<String>,
     /// The build context directory; `-` means none (the Dockerfile then
     /// comes from standard input, or from -f).
     context: PathBuf,
+}
+
+/// Refuses, with the reason, the `docker buildx build` flags kiln knows
+/// but does not implement yet, so a script fails on the flag's meaning
+/// rather than on an "unexpected argument".
+fn check_unsupported(args: &BuildArgs) -> anyhow::Result<()> {
+    let not_yet = |flag: &str, why: &str| anyhow::anyhow!("NotSupported: {flag}: {why}");
+    match args.progress.as_str() {
+        "auto" | "plain" => {}
+        "tty" | "rawjson" => {
+            return Err(not_yet(
+                &format!("--progress={}", args.progress),
+                "kiln shows BuildKit's plain lines only so far; use --progress=plain",
+            ))
+        }
+        other => anyhow::bail!("--progress={other}: expected auto, plain, tty or rawjson"),
+    }
+    if args.load {
+        return Err(not_yet(
+            "--load",
+            "kiln cannot load into docker or podman yet; build with -o type=docker,dest=FILE.tar and run `docker load -i FILE.tar`",
+        ));
+    }
+    if let Some(mode) = args.network.as_deref().filter(|m| *m != "default") {
+        return Err(not_yet(
+            &format!("--network={mode}"),
+            "only the default network is supported for the whole build; use RUN --network=none|host per step",
+        ));
+    }
+    let unsupported: [(&str, bool); 4] = [
+        ("--add-host", !args.add_hosts.is_empty()),
+        ("--annotation", !args.annotations.is_empty()),
+        ("--shm-size", args.shm_size.is_some()),
+        ("--ulimit", !args.ulimit.is_empty()),
+    ];
+    if let Some((flag, _)) = unsupported.iter().find(|(_, given)| *given) {
+        return Err(not_yet(flag, "not implemented by kiln yet"));
+    }
+    for (flag, value) in [("--provenance", &args.provenance), ("--sbom", &args.sbom)] {
+        if let Some(v) = value.as_deref().filter(|v| !matches!(*v, "false" | "0")) {
+            return Err(not_yet(
+                &format!("{flag}={v}"),
+                "kiln does not produce attestations yet; drop the flag or pass false",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Runs a build subcommand.
@@ -132,6 +214,7 @@ pub fn run(cmd: BuildCommand) -> anyhow::Result<ExitCode> {
 }
 
 fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
+    check_unsupported(&args)?;
     let (req, file) = request(&args)?;
     let store = args.root.open()?;
     let backend =
@@ -144,8 +227,12 @@ fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
             .and_then(|_| signal_hook::flag::register(signal, req.interrupt.clone()))
             .context("cannot install the SIGINT/SIGTERM handler")?;
     }
-    let progress = Progress::new(file.clone());
-    let sink = EventSink::callback(move |e| progress.show(e));
+    let sink = if args.quiet {
+        EventSink::discard()
+    } else {
+        let progress = Progress::new(file.clone());
+        EventSink::callback(move |e| progress.show(e))
+    };
     let built = match backend.build(&req, &sink) {
         Err(BuildError::Interrupted) => {
             errln!("error: build interrupted; nothing was stored");
@@ -164,7 +251,10 @@ fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("cannot write build metadata to {}", path.display()))?;
     }
     let names: Vec<String> = built.tags.iter().map(|t| t.familiar()).collect();
-    if names.is_empty() {
+    if args.quiet {
+        // docker build -q: the image id alone, for scripts.
+        outln!("{}", built.image_id());
+    } else if names.is_empty() {
         outln!("Built {}", built.image_id());
     } else {
         outln!("Built {} as {}", built.image_id(), names.join(", "));
