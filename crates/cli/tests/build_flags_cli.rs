@@ -102,3 +102,76 @@ fn flags_kiln_does_not_implement_yet_say_so_and_why() {
         assert!(!err.contains("unexpected argument"), "{flag}: {err}");
     }
 }
+
+#[test]
+fn docker_media_types_with_format_docker_or_oci_mediatypes_false() {
+    let dir = context();
+    let d = dir.path();
+    let (code, a, err) = kiln(
+        d,
+        &[
+            "build",
+            "-q",
+            "--source-date-epoch",
+            "1700000000",
+            "--format",
+            "docker",
+            "-t",
+            "fmt:docker",
+            "ctx",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let (_, inspect, _) = kiln(d, &["inspect", "fmt:docker"]);
+    let v: serde_json::Value = serde_json::from_str(&inspect).unwrap();
+    let v = if v.is_array() { v[0].clone() } else { v };
+    assert_eq!(
+        v["MediaType"], "application/vnd.docker.distribution.manifest.v2+json",
+        "{inspect}"
+    );
+    assert_eq!(
+        v["Manifest"]["config"]["mediaType"],
+        "application/vnd.docker.container.image.v1+json"
+    );
+    assert_eq!(
+        v["Manifest"]["layers"][0]["mediaType"],
+        "application/vnd.docker.image.rootfs.diff.tar.gzip"
+    );
+    // buildx's spelling gives the same image.
+    let (code, b, err) = kiln(
+        d,
+        &[
+            "build",
+            "-q",
+            "--source-date-epoch",
+            "1700000000",
+            "-o",
+            "type=image,oci-mediatypes=false",
+            "ctx",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(a, b);
+    // OCI stays the default, and zstd has no Docker media type.
+    let (_, c, _) = kiln(
+        d,
+        &["build", "-q", "--source-date-epoch", "1700000000", "ctx"],
+    );
+    assert_ne!(a, c);
+    let (code, _, err) = kiln(
+        d,
+        &[
+            "build",
+            "--format",
+            "docker",
+            "--compression",
+            "zstd",
+            "ctx",
+        ],
+    );
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("Docker media types have no zstd layer"),
+        "{err}"
+    );
+}

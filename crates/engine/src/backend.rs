@@ -166,6 +166,10 @@ pub struct BuildRequest {
     pub outputs: Vec<Output>,
     /// Compression of new layers.
     pub compression: Compression,
+    /// Write Docker schema 2 media types for the manifest, config, layers
+    /// and index instead of OCI's (`--format docker`,
+    /// `oci-mediatypes=false`): podman 4 ignores HEALTHCHECK in OCI configs.
+    pub docker_media_types: bool,
     /// `SOURCE_DATE_EPOCH`: clamps new files' mtimes and sets `created`
     /// and history times, for reproducible images.
     pub source_date_epoch: Option<i64>,
@@ -206,6 +210,7 @@ impl BuildRequest {
             build_contexts: BTreeMap::new(),
             outputs: vec![Output::Image { push: false }],
             compression: Compression::default(),
+            docker_media_types: false,
             source_date_epoch: None,
             secrets: BTreeMap::new(),
             ssh: BTreeMap::new(),
@@ -444,7 +449,12 @@ impl NativeBackend {
             .iter()
             .map(|(platform, s)| s.image.manifest.clone().with_platform(platform))
             .collect();
-        let index = kiln_oci::Index::new(kiln_oci::ManifestFormat::OciIndex, entries);
+        let format = if req.docker_media_types {
+            kiln_oci::ManifestFormat::DockerManifestList
+        } else {
+            kiln_oci::ManifestFormat::OciIndex
+        };
+        let index = kiln_oci::Index::new(format, entries);
         let info = self.store.put_bytes(&index.to_json())?;
         let index = Descriptor::new(kiln_store::media_type::OCI_INDEX, info.digest, info.size);
         let mut tags = Vec::new();
@@ -616,7 +626,7 @@ impl NativeBackend {
         {
             std::sync::Arc::make_mut(&mut target).fs.catch_up(&ctx)?;
         }
-        let image = export::write_image(&self.store, &target, &req.labels)?;
+        let image = export::write_image(&self.store, &target, &req.labels, req.docker_media_types)?;
         cache.keep_remote_hits(&self.store);
         let stages = image_stages(&plan);
         let cache_records = req

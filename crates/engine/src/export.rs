@@ -114,23 +114,57 @@ pub(crate) struct WrittenImage {
     pub(crate) config: Descriptor,
 }
 
-/// Writes the target stage's config (with the `--label`s) and an OCI
-/// manifest into the store. Nothing is tagged yet.
+/// Writes the target stage's config (with the `--label`s) and a manifest
+/// into the store, with OCI's media types or, with `docker`, Docker schema
+/// 2's. Nothing is tagged yet.
 pub(crate) fn write_image(
     store: &Store,
     target: &StageOutput,
     labels: &BTreeMap<String, String>,
+    docker: bool,
 ) -> Result<WrittenImage, BuildError> {
     let config_bytes = stage::with_labels(&target.config, labels).to_json();
     let info = store.put_bytes(&config_bytes)?;
-    let config = Descriptor::new(media_type::OCI_CONFIG, info.digest, info.size);
-    let layers: Vec<Descriptor> = target.layers.iter().map(oci_layer).collect();
-    let manifest = Manifest::new(ManifestFormat::OciManifest, config.clone(), layers);
+    let (format, config_type) = if docker {
+        (ManifestFormat::DockerManifest, media_type::DOCKER_CONFIG)
+    } else {
+        (ManifestFormat::OciManifest, media_type::OCI_CONFIG)
+    };
+    let config = Descriptor::new(config_type, info.digest, info.size);
+    let layers = target
+        .layers
+        .iter()
+        .map(|l| {
+            if docker {
+                docker_layer(l)
+            } else {
+                Ok(oci_layer(l))
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let manifest = Manifest::new(format, config.clone(), layers);
     let info = store.put_bytes(&manifest.to_json())?;
     Ok(WrittenImage {
-        manifest: Descriptor::new(media_type::OCI_MANIFEST, info.digest, info.size),
+        manifest: Descriptor::new(format.media_type(), info.digest, info.size),
         config,
     })
+}
+
+/// A layer as a Docker schema 2 manifest lists it (the same bytes).
+fn docker_layer(d: &Descriptor) -> Result<Descriptor, BuildError> {
+    let mt = match d.media_type.as_str() {
+        media_type::OCI_LAYER_GZIP | media_type::DOCKER_LAYER_GZIP => media_type::DOCKER_LAYER_GZIP,
+        media_type::OCI_LAYER => "application/vnd.docker.image.rootfs.diff.tar",
+        media_type::OCI_LAYER_ZSTD => {
+            return Err(BuildError::Request(
+                "NotSupported: Docker media types have no zstd layer; build with --compression gzip, or keep OCI media types".into(),
+            ))
+        }
+        other => other,
+    };
+    let mut out = d.clone();
+    out.media_type = mt.to_string();
+    Ok(out)
 }
 
 /// A base layer as an OCI manifest lists it: docker's media types become

@@ -93,6 +93,11 @@ pub struct BuildArgs {
     /// for FROM and COPY --from; repeatable.
     #[arg(long = "build-context", value_name = "NAME=VALUE")]
     build_contexts: Vec<String>,
+    /// The image's media types, as buildah and podman's flag: `oci`, or
+    /// `docker` (Docker schema 2, which podman 4 needs for HEALTHCHECK);
+    /// `-o type=image,oci-mediatypes=false` is buildx's spelling.
+    #[arg(long, value_name = "oci|docker", default_value = "oci")]
+    format: String,
     /// Layer compression: gzip, zstd or uncompressed.
     #[arg(long, default_value = "gzip")]
     compression: String,
@@ -337,8 +342,30 @@ fn request(args: &BuildArgs) -> anyhow::Result<(BuildRequest, BuildFile)> {
         req.build_contexts.insert(name, ctx);
     }
     let mut outputs = Vec::new();
+    let mut oci_media_types = match args.format.as_str() {
+        "oci" => true,
+        "docker" => false,
+        other => bail!("--format {other}: expected oci or docker"),
+    };
     for spec in &args.outputs {
-        outputs.push(Output::parse(spec).map_err(anyhow::Error::msg)?);
+        // buildx's oci-mediatypes= applies to the whole image, so it is
+        // read here and the rest of the spec goes to the output parser.
+        let mut rest = Vec::new();
+        for field in spec.split(',') {
+            match field.split_once('=') {
+                Some(("oci-mediatypes", v)) => {
+                    oci_media_types = match v {
+                        "true" => true,
+                        "false" => false,
+                        other => bail!(
+                            "--output {spec}: oci-mediatypes must be true or false, not {other:?}"
+                        ),
+                    }
+                }
+                _ => rest.push(field),
+            }
+        }
+        outputs.push(Output::parse(&rest.join(",")).map_err(anyhow::Error::msg)?);
     }
     if args.push {
         match outputs
@@ -390,6 +417,7 @@ fn request(args: &BuildArgs) -> anyhow::Result<(BuildRequest, BuildFile)> {
             .push(kiln_engine::parse_cache_to(spec).map_err(anyhow::Error::msg)?);
     }
     req.compression = Compression::parse(&args.compression, args.compression_level.as_deref())?;
+    req.docker_media_types = !oci_media_types;
     req.source_date_epoch = match args.source_date_epoch {
         Some(e) => Some(e),
         None => crate::env::source_date_epoch()?,
