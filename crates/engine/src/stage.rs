@@ -254,7 +254,15 @@ pub(crate) fn run(
             index: i + 1,
             text: step.command.to_string(),
         });
-        let cached = state.cached_step(ctx, stage, step, i + 1, done, cancel)?;
+        let at = StepAt {
+            ctx,
+            stage,
+            step,
+            index: i + 1,
+            done,
+            cancel,
+        };
+        let cached = state.cached_step(&at)?;
         ctx.events.send(BuildEvent::InstructionComplete {
             stage: stage.index,
             index: i + 1,
@@ -274,16 +282,29 @@ pub(crate) fn run(
     })
 }
 
+/// One step and everything about where it runs: the one argument the step
+/// functions take, instead of the same six in each signature.
+#[derive(Clone, Copy)]
+pub(super) struct StepAt<'a, 'c> {
+    /// The build the stage belongs to.
+    pub(super) ctx: &'a StageContext<'c>,
+    /// The stage.
+    pub(super) stage: &'a Stage,
+    /// The step.
+    pub(super) step: &'a Step,
+    /// Its position in the stage, counting FROM as 0.
+    pub(super) index: usize,
+    /// The stages built so far (for COPY --from and RUN --mount from=).
+    pub(super) done: &'a Finished<StageOutput>,
+    /// The build's cancellation.
+    pub(super) cancel: &'a Cancel,
+}
+
 impl State {
-    fn step(
-        &mut self,
-        ctx: &StageContext,
-        stage: &Stage,
-        step: &Step,
-        index: usize,
-        done: &Finished<StageOutput>,
-        cancel: &Cancel,
-    ) -> Result<(), BuildError> {
+    fn step(&mut self, at: &StepAt) -> Result<(), BuildError> {
+        let StepAt {
+            ctx, stage, step, ..
+        } = *at;
         let line = step.command.start_line;
         if matches!(
             step.command.instruction,
@@ -340,9 +361,9 @@ impl State {
             }
             Instruction::Healthcheck(i) => b.healthcheck(&healthcheck(i)),
             Instruction::Workdir(i) => self.workdir(ctx, stage, line, &i.path)?,
-            Instruction::Copy(i) => self.copy(ctx, stage, step, done, i)?,
+            Instruction::Copy(i) => self.copy(at, i)?,
             Instruction::Add(i) => self.add(ctx, step, i)?,
-            Instruction::Run(i) => self.run(ctx, stage, step, index, done, i, cancel)?,
+            Instruction::Run(i) => self.run(at, i)?,
             Instruction::From(_) => {
                 return Err(ctx.error_at(line, ErrorKind::Semantic, "FROM inside a stage", None))
             }

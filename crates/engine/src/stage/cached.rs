@@ -6,11 +6,11 @@
 //! build before it.
 
 use super::copy_step::From;
-use super::{StageContext, StageOutput, State};
+use super::{StageContext, StageOutput, State, StepAt};
 use crate::backend::BuildError;
 use crate::cache::{encode_listing, shape_key, what_changed, SourceMask, SourcesDigest};
 use crate::events::BuildEvent;
-use crate::solver::{Cancel, Finished};
+use crate::solver::Finished;
 use kiln_cache::{KeyBuilder, Layer, Record};
 use kiln_frontend::instructions::{Instruction, MountType, Source};
 use kiln_frontend::stages::{Stage, Step};
@@ -33,16 +33,15 @@ struct Key {
 
 impl State {
     /// Runs `step` or takes it from the cache; true when taken.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn cached_step(
-        &mut self,
-        ctx: &StageContext,
-        stage: &Stage,
-        step: &Step,
-        index: usize,
-        done: &Finished<StageOutput>,
-        cancel: &Cancel,
-    ) -> Result<bool, BuildError> {
+    pub(super) fn cached_step(&mut self, at: &StepAt) -> Result<bool, BuildError> {
+        let StepAt {
+            ctx,
+            stage,
+            step,
+            index,
+            done,
+            ..
+        } = *at;
         let makes_layer = matches!(
             step.command.instruction,
             Instruction::Copy(_)
@@ -59,7 +58,7 @@ impl State {
                     reason: why.to_string(),
                     expected: false,
                 });
-                self.step(ctx, stage, step, index, done, cancel)?;
+                self.step(at)?;
                 // Nothing later can be found by a key made after this step.
                 self.key = KeyBuilder::new("uncacheable")
                     .parent(&self.key)
@@ -84,7 +83,7 @@ impl State {
             let taken = if makes_layer {
                 self.replay(ctx, step, record)?
             } else {
-                self.step(ctx, stage, step, index, done, cancel)?;
+                self.step(at)?;
                 true
             };
             if taken {
@@ -113,7 +112,7 @@ impl State {
         // The step's record will be found by the digests of these files:
         // the step may copy them only as they were hashed.
         self.hashed = key.sources.as_ref().map(|s| Arc::clone(&s.files));
-        let ran = self.step(ctx, stage, step, index, done, cancel);
+        let ran = self.step(at);
         self.hashed = None;
         ran?;
         let layer = if self.layers.len() > layers_before {

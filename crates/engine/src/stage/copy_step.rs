@@ -1,7 +1,7 @@
 //! COPY and ADD steps: where `--from` points, the [`crate::copy`] call,
 //! the layer, and BuildKit's history text.
 
-use super::{with_parents, LazyFs, StageContext, StageOutput, State};
+use super::{with_parents, LazyFs, StageContext, StageOutput, State, StepAt};
 use crate::backend::{BuildError, NamedContext};
 use crate::copy::{self, CopyContext, CopySource};
 use crate::run::{self, Layer};
@@ -23,14 +23,14 @@ pub(super) enum From<'a> {
 }
 
 impl State {
-    pub(super) fn copy(
-        &mut self,
-        ctx: &StageContext,
-        stage: &Stage,
-        step: &Step,
-        done: &Finished<StageOutput>,
-        instr: &CopyInstruction,
-    ) -> Result<(), BuildError> {
+    pub(super) fn copy(&mut self, at: &StepAt, instr: &CopyInstruction) -> Result<(), BuildError> {
+        let StepAt {
+            ctx,
+            stage,
+            step,
+            done,
+            ..
+        } = *at;
         let line = step.command.start_line;
         let scratch = self.scratch(ctx, line)?;
         let from = match &instr.from {

@@ -7,12 +7,12 @@
 //! included as `|N k=v …`.
 
 use super::copy_step::From;
-use super::{StageContext, StageOutput, State};
+use super::{StageContext, StageOutput, State, StepAt};
 use crate::backend::BuildError;
 use crate::events::BuildEvent;
 use crate::run;
 use crate::run::mounts::{MountFrom, MountInputs, Prepared};
-use crate::solver::{Cancel, Finished};
+use crate::solver::Finished;
 use kiln_frontend::instructions::{CommandLine, Mount, Network, RunInstruction, Security};
 use kiln_frontend::stages::{Stage, Step};
 use kiln_frontend::ErrorKind;
@@ -32,17 +32,15 @@ const HOSTNAME: &str = "buildkitsandbox";
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 impl State {
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn run(
-        &mut self,
-        ctx: &StageContext,
-        stage: &Stage,
-        step: &Step,
-        index: usize,
-        done: &Finished<StageOutput>,
-        instr: &RunInstruction,
-        cancel: &Cancel,
-    ) -> Result<(), BuildError> {
+    pub(super) fn run(&mut self, at: &StepAt, instr: &RunInstruction) -> Result<(), BuildError> {
+        let StepAt {
+            ctx,
+            stage,
+            step,
+            index,
+            done,
+            cancel,
+        } = *at;
         let line = step.command.start_line;
         let fail = |m: String| ctx.error_at(line, ErrorKind::Io, m, None);
         let executor = run::executor_for(ctx.exec, &stage.platform);
