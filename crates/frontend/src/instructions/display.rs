@@ -210,7 +210,9 @@ fn quote_if_needed(v: &str) -> String {
     }
 }
 
-fn json_string(s: &str) -> String {
+/// A JSON string literal of `s`, as Dockerfile exec forms and the
+/// ZImagefile translation write them.
+pub(crate) fn json_string(s: &str) -> String {
     let mut out = String::from('"');
     for c in s.chars() {
         match c {

@@ -18,6 +18,7 @@
 //! ```
 
 mod display;
+pub(crate) use display::json_string;
 mod flags;
 mod mount;
 mod parse;

@@ -3,6 +3,7 @@
 
 use super::model::{Action, Cache, CommandLine, Copy, Meta, MetaItem, Run, Stage, ZImagefile};
 use super::yaml::Pos;
+use crate::instructions::json_string;
 
 /// Where a line of the generated Dockerfile came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -269,23 +270,6 @@ fn json_words(words: &[String]) -> String {
 fn json_array(items: impl Iterator<Item = String>) -> String {
     let quoted: Vec<String> = items.map(|s| json_string(&s)).collect();
     format!("[{}]", quoted.join(", "))
-}
-
-fn json_string(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 /// A POSIX shell single-quoted word.
