@@ -275,14 +275,7 @@ impl Client {
         scope: &Scope,
         build: impl Fn(&reqwest::Client, &str) -> RequestBuilder,
     ) -> Result<Response> {
-        let host = self.host(&target.registry, target, action)?;
-        let base = self.base(&host, target, action).await?;
-        let route = Route {
-            host: &host,
-            base: &base,
-            progress: None,
-        };
-        self.send_via(route, target, action, scope, build).await
+        self.send_marking(target, action, scope, None, build).await
     }
 
     /// [`Client::send`] for a request whose body streams a blob and marks
@@ -296,12 +289,26 @@ impl Client {
         progress: &Progress,
         build: impl Fn(&reqwest::Client, &str) -> RequestBuilder,
     ) -> Result<Response> {
+        self.send_marking(target, action, scope, Some(progress), build)
+            .await
+    }
+
+    /// [`Client::send`] and [`Client::send_upload`]: the registry's route,
+    /// with the upload's progress when there is one.
+    async fn send_marking(
+        &self,
+        target: &Target,
+        action: &'static str,
+        scope: &Scope,
+        progress: Option<&Progress>,
+        build: impl Fn(&reqwest::Client, &str) -> RequestBuilder,
+    ) -> Result<Response> {
         let host = self.host(&target.registry, target, action)?;
         let base = self.base(&host, target, action).await?;
         let route = Route {
             host: &host,
             base: &base,
-            progress: Some(progress),
+            progress,
         };
         self.send_via(route, target, action, scope, build).await
     }
