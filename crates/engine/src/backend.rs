@@ -322,6 +322,24 @@ impl BuildBackend for NativeBackend {
     }
 }
 
+/// An index entry's platform: the one asked for, with the image's own
+/// `os.version` and `os.features` (a Windows base's build and features,
+/// which its config carries), as moby and BuildKit write them.
+fn entry_platform(asked: &Platform, config: &kiln_oci::ImageConfig) -> Platform {
+    let mut platform = asked.clone();
+    if let Some(own) = Platform::from_json(&serde_json::Value::Object(config.as_json().clone()))
+        .filter(|o| o.os == asked.os)
+    {
+        if own.os_version.is_some() {
+            platform.os_version = own.os_version;
+        }
+        if !own.os_features.is_empty() {
+            platform.os_features = own.os_features;
+        }
+    }
+    platform
+}
+
 /// One platform's image, written to the store but not yet exported.
 struct Solved {
     target: std::sync::Arc<stage::StageOutput>,
@@ -447,7 +465,10 @@ impl NativeBackend {
         export_caches(req, &all, client, &self.store)?;
         let entries = solved
             .iter()
-            .map(|(platform, s)| s.image.manifest.clone().with_platform(platform))
+            .map(|(platform, s)| {
+                let platform = entry_platform(platform, &s.target.config);
+                s.image.manifest.clone().with_platform(&platform)
+            })
             .collect();
         let format = if req.docker_media_types {
             kiln_oci::ManifestFormat::DockerManifestList

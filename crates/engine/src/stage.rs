@@ -13,6 +13,7 @@ mod config;
 mod copy_step;
 mod lazy_fs;
 mod run_step;
+mod windows;
 
 pub(crate) use lazy_fs::LazyFs;
 
@@ -32,7 +33,7 @@ use kiln_frontend::stages::{Base, BuildPlan, Stage, Step};
 use kiln_frontend::{Ast, Error as DockerfileError, ErrorKind};
 use kiln_oci::{
     write_layer, Compression, ConfigBuilder, Digest, Healthcheck, ImageConfig, LayerDescriptor,
-    LayerEntry, LayerOptions, MtimePolicy,
+    LayerEntry, LayerFormat, LayerOptions, MtimePolicy,
 };
 use kiln_store::{Descriptor, Store};
 use std::collections::BTreeMap;
@@ -171,7 +172,7 @@ pub(crate) fn run(
     });
     let (fs, base_config, layers, args, base_key, base_created) = match &stage.base {
         Base::Scratch => (
-            LazyFs::empty(),
+            LazyFs::empty(LayerFormat::for_os(&stage.platform.image_os())),
             config::scratch(&stage.platform),
             Vec::new(),
             Vec::new(),
@@ -211,7 +212,7 @@ pub(crate) fn run(
                 )
             })?;
             warn_platform_mismatch(ctx, stage, name, &image.config);
-            let fs = LazyFs::of_layers(image.layers.clone());
+            let fs = LazyFs::of_layers(image.layers.clone(), image.config.layer_format());
             let layers: Vec<String> = image.layers.iter().map(|l| l.digest.to_string()).collect();
             let key = KeyBuilder::new("image")
                 .field(
@@ -302,9 +303,7 @@ pub(super) struct StepAt<'a, 'c> {
 
 impl State {
     fn step(&mut self, at: &StepAt) -> Result<(), BuildError> {
-        let StepAt {
-            ctx, stage, step, ..
-        } = *at;
+        let StepAt { ctx, step, .. } = *at;
         let line = step.command.start_line;
         if matches!(
             step.command.instruction,
@@ -319,9 +318,15 @@ impl State {
                 other => other,
             })?;
         }
+        let windows = self.is_windows();
         let b = &mut self.builder;
         match &step.command.instruction {
-            Instruction::Env(i) => b.env(&pairs(&i.pairs)),
+            Instruction::Env(i) => {
+                if windows {
+                    warn_windows_path(ctx, step, &i.pairs, b.config());
+                }
+                b.env(&pairs(&i.pairs))
+            }
             Instruction::Label(i) => b.label(&pairs(&i.pairs)),
             Instruction::Arg(i) => {
                 let args: Vec<(&str, Option<&str>)> = i
@@ -360,7 +365,7 @@ impl State {
                 b.entrypoint(&args, shell);
             }
             Instruction::Healthcheck(i) => b.healthcheck(&healthcheck(i)),
-            Instruction::Workdir(i) => self.workdir(ctx, stage, line, &i.path)?,
+            Instruction::Workdir(i) => self.workdir(ctx, line, &i.path)?,
             Instruction::Copy(i) => self.copy(at, i)?,
             Instruction::Add(i) => self.add(ctx, step, i)?,
             Instruction::Run(i) => self.run(at, i)?,
@@ -372,15 +377,12 @@ impl State {
     }
 
     /// WORKDIR: see the module docs.
-    fn workdir(
-        &mut self,
-        ctx: &StageContext,
-        stage: &Stage,
-        line: usize,
-        path: &str,
-    ) -> Result<(), BuildError> {
+    fn workdir(&mut self, ctx: &StageContext, line: usize, path: &str) -> Result<(), BuildError> {
+        if self.is_windows() {
+            return self.windows_workdir(ctx, line, path);
+        }
         let abs = self.workdir_path(path);
-        if abs == "/" || stage.platform.os == "windows" {
+        if abs == "/" {
             self.builder.workdir(&abs, None);
             return Ok(());
         }
@@ -480,12 +482,17 @@ impl State {
         let (layer, writer) = write_layer(entries, &options, writer)
             .map_err(|e| ctx.error_at(line, ErrorKind::Io, e.to_string(), None))?;
         writer.commit(Some(layer.digest))?;
+        self.put_layer(&layer);
+        Ok(layer)
+    }
+
+    /// Puts a layer just committed to the store on top of the stage.
+    fn put_layer(&mut self, layer: &LayerDescriptor) {
         let desc = Descriptor::new(layer.media_type, layer.digest, layer.size);
         // Indexed when a later step reads it, which saves reading back a
         // layer no step looks at.
         self.fs.push(desc.clone());
         self.layers.push(desc);
-        Ok(layer)
     }
 }
 
@@ -511,6 +518,35 @@ fn warn_platform_mismatch(ctx: &StageContext, stage: &Stage, name: &str, config:
                 "base image {name} is for {os}/{arch}, not {}: the stage is built on it as it is",
                 stage.platform
             ),
+        );
+    }
+}
+
+/// buildkit#5234: a Windows image keeps PATH in the registry, not in its
+/// config, so `ENV PATH=C:\app;${PATH}` expands `${PATH}` to nothing and
+/// the container's PATH loses `C:\Windows\system32`. BuildKit warns since
+/// #5895; so does kiln.
+fn warn_windows_path(
+    ctx: &StageContext,
+    step: &Step,
+    pairs: &[(String, String)],
+    before: &ImageConfig,
+) {
+    let is_path = |k: &str| k.eq_ignore_ascii_case("PATH");
+    let had_path = before
+        .env()
+        .iter()
+        .any(|e| is_path(e.split_once('=').map_or(e.as_str(), |(k, _)| k)));
+    let text = step.command.original.to_ascii_uppercase();
+    let refers = ["$PATH", "${PATH", "%PATH%"]
+        .iter()
+        .any(|r| text.contains(r));
+    if !had_path && refers && pairs.iter().any(|(k, _)| is_path(k)) {
+        ctx.warn_once(
+            step.command.start_line,
+            "ENV PATH refers to PATH, which a Windows image's config does not hold (Windows keeps \
+             it in the registry): it expands to nothing, and this PATH replaces the system one \
+             (C:\\Windows\\system32, …) when the container runs; spell the whole PATH out",
         );
     }
 }

@@ -65,6 +65,28 @@ pub fn busybox_multiarch() -> &'static PathBuf {
     LAYOUT.get_or_init(|| make_base_images(&["--multiarch"]).join("busybox-multiarch"))
 }
 
+/// A synthetic Windows base image from `scripts/make-windows-base`: an OCI
+/// layout whose `latest` is an index of three windows/amd64
+/// images (os.version 10.0.17763.4377, 10.0.20348.987, 10.0.20348.2340),
+/// each one base layer in hcsshim's layout with nanoserver's config. See
+/// the script for what the layer holds.
+pub fn windows_base() -> &'static PathBuf {
+    static LAYOUT: OnceLock<PathBuf> = OnceLock::new();
+    LAYOUT.get_or_init(|| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/make-windows-base");
+        let out = Command::new(&script)
+            .output()
+            .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
+        assert!(
+            out.status.success(),
+            "{} failed:\n{}",
+            script.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    })
+}
+
 /// Runs the script with `args` and returns the directory it prints.
 fn make_base_images(args: &[&str]) -> PathBuf {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/make-base-images");

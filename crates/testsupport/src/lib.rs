@@ -28,7 +28,9 @@ mod token;
 
 pub use binfmt::Binfmt;
 pub use files::FileServer;
-pub use images::{base_images, busybox_multiarch, debian_image, BaseImages, DebianImage};
+pub use images::{
+    base_images, busybox_multiarch, debian_image, windows_base, BaseImages, DebianImage,
+};
 pub use proxy::{Fault, Proxy};
 pub use registry::{Auth, Registry, RegistryOptions};
 pub use token::TokenIssuer;

@@ -4,7 +4,7 @@
 use super::tree::{join, Layer, Tree};
 use super::{DataRef, Error, FsEntry, FsKind};
 use kiln_oci::layer::read::{Entry, LayerReader, Node, ReadError};
-use kiln_oci::Digest;
+use kiln_oci::{Digest, LayerFormat};
 use std::fs::File;
 use std::io::{self, Read};
 
@@ -82,10 +82,14 @@ pub(super) fn read_layer<R: Read + Send>(
 
 /// Applies one layer entry.
 fn apply(tree: &mut Tree, layer: usize, entry: &Entry) -> Result<(), String> {
-    let path = text(&entry.path, "file name")?;
-    let comps: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
-    let key = join(&comps);
-    let parent = || join(&comps[..comps.len().saturating_sub(1)]);
+    let windows = tree.format == LayerFormat::Windows;
+    let Some(key) = container_key(tree, &entry.path)? else {
+        return Ok(());
+    };
+    let parent = || match key.rsplit_once('/') {
+        Some((p, _)) if !p.is_empty() => p.to_string(),
+        _ => "/".to_string(),
+    };
     let mut e = FsEntry {
         kind: FsKind::File,
         mode: entry.mode,
@@ -93,7 +97,16 @@ fn apply(tree: &mut Tree, layer: usize, entry: &Entry) -> Result<(), String> {
         gid: entry.gid,
         size: 0,
         mtime: entry.mtime,
+        mtime_nanos: entry.mtime_nanos,
         xattrs: entry.xattrs.clone(),
+        // Only a Windows layer's records mean anything to kiln (a new
+        // layer replays a base directory's security descriptor and
+        // attributes); a Linux layer's atime/ctime are not kept.
+        records: if windows {
+            entry.records.clone()
+        } else {
+            Vec::new()
+        },
         layer,
         data: None,
     };
@@ -115,9 +128,15 @@ fn apply(tree: &mut Tree, layer: usize, entry: &Entry) -> Result<(), String> {
             FsKind::File
         }
         Node::Dir => FsKind::Dir,
+        Node::Symlink(target) if windows => {
+            FsKind::Symlink(posix_target(&text(target, "link target")?))
+        }
         Node::Symlink(target) => FsKind::Symlink(text(target, "link target")?),
         Node::Hardlink(target) => {
-            return link(tree, &key, &format!("/{}", text(target, "link target")?), e)
+            let Some(target) = container_key(tree, target)? else {
+                return Err("hard link target is outside Files/".into());
+            };
+            return link(tree, &key, &target, e);
         }
         Node::CharDevice { major, minor } => FsKind::CharDevice {
             major: *major,
@@ -154,6 +173,42 @@ fn link(tree: &mut Tree, key: &str, target: &str, header: FsEntry) -> Result<(),
         ..t.clone()
     };
     tree.insert(key, entry)
+}
+
+/// The tree key of the layer path `path` (cleaned, relative), spelled as
+/// the tree spells what exists; `None` for an entry outside the container's
+/// file system (see [`LayerFormat::container_path`]).
+fn container_key(tree: &Tree, path: &[u8]) -> Result<Option<String>, String> {
+    let comps: Vec<&[u8]> = path
+        .split(|b| *b == b'/')
+        .filter(|c| !c.is_empty())
+        .collect();
+    if comps.is_empty() {
+        return Ok(Some("/".to_string()));
+    }
+    let Some(inside) = tree.format.container_path(&comps) else {
+        return Ok(None);
+    };
+    let names = inside
+        .iter()
+        .map(|c| text(c, "file name"))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(tree.spell(&join(&names))))
+}
+
+/// A Windows link target (`C:\x\y`, `\x`, `..\y`) in the tree's POSIX
+/// form (`/x/y`, `/x`, `../y`), so resolution follows it inside the image.
+/// A target on another drive or a UNC share keeps its text and resolves
+/// to nothing inside the image.
+fn posix_target(target: &str) -> String {
+    let t = target.replace('\\', "/");
+    let t = t.strip_prefix("//?/").unwrap_or(&t);
+    match t.as_bytes() {
+        [d, b':', rest @ ..] if d.eq_ignore_ascii_case(&b'c') => {
+            format!("/{}", String::from_utf8_lossy(rest).trim_start_matches('/'))
+        }
+        _ => t.to_string(),
+    }
 }
 
 fn text(bytes: &[u8], what: &str) -> Result<String, String> {

@@ -42,6 +42,7 @@ mod users;
 
 pub use error::Error;
 
+use kiln_oci::LayerFormat;
 use kiln_store::{Descriptor, Store};
 use std::io::Read;
 use std::path::Path;
@@ -105,8 +106,14 @@ pub struct FsEntry {
     pub size: u64,
     /// Modification time, seconds since the Unix epoch.
     pub mtime: i64,
+    /// Nanoseconds after `mtime`.
+    pub mtime_nanos: u32,
     /// Extended attributes from PAX `SCHILY.xattr.*` records, in tar order.
     pub xattrs: Vec<(String, Vec<u8>)>,
+    /// In a Windows image, the entry's other PAX records (`MSWINDOWS.*`,
+    /// `LIBARCHIVE.creationtime`, `atime`, `ctime`), which a layer that
+    /// names this directory again replays; empty elsewhere.
+    pub records: Vec<(String, Vec<u8>)>,
     /// Index (in the `layers` given to [`ImageFs::open`], then pushed
     /// ones) of the layer that defined this path; for a directory no tar
     /// named, the layer that implied it.
@@ -134,7 +141,9 @@ impl FsEntry {
             gid: 0,
             size: 0,
             mtime: 0,
+            mtime_nanos: 0,
             xattrs: Vec::new(),
+            records: Vec::new(),
             layer,
             data: None,
         }
@@ -157,15 +166,33 @@ impl FsEntry {
 impl ImageFs {
     /// An empty file system (`FROM scratch`): just the root directory.
     pub fn empty() -> ImageFs {
+        ImageFs::empty_as(LayerFormat::Linux)
+    }
+
+    /// An empty file system whose layers will be in `format`.
+    pub fn empty_as(format: LayerFormat) -> ImageFs {
         ImageFs {
-            tree: Arc::new(Tree::new()),
+            tree: Arc::new(Tree::new(format)),
         }
     }
 
     /// Indexes `layers` (bottom first) from `store`, reading each blob's
     /// tar headers once; blobs may be gzip, zstd or plain tar.
     pub fn open(store: &Store, layers: &[Descriptor]) -> Result<ImageFs, Error> {
-        let mut tree = Tree::new();
+        ImageFs::open_as(store, layers, LayerFormat::Linux)
+    }
+
+    /// [`ImageFs::open`] for layers in `format`. A Windows image's view is
+    /// its `C:` drive: `Files/` is the root, `Hives/`, `UtilityVM/` and
+    /// alternate data streams are left out, link targets are read as
+    /// Windows paths, and lookups ignore case as NTFS does, answering in
+    /// the spelling the image has.
+    pub fn open_as(
+        store: &Store,
+        layers: &[Descriptor],
+        format: LayerFormat,
+    ) -> Result<ImageFs, Error> {
+        let mut tree = Tree::new(format);
         for layer in layers {
             apply(&mut tree, store, layer)?;
         }
@@ -188,10 +215,22 @@ impl ImageFs {
         self.tree.layers.len()
     }
 
+    /// How this image's layers lay out their files.
+    pub fn format(&self) -> LayerFormat {
+        self.tree.format
+    }
+
+    /// `path` cleaned, with the components that exist spelled as the image
+    /// spells them (only a Windows image's spelling can differ from the
+    /// path's); no symlink is followed.
+    pub fn spell(&self, path: &str) -> String {
+        self.tree.spell(&tree::clean(path))
+    }
+
     /// The entry at `path` (cleaned lexically; no symlink is followed).
     /// `/` and the empty path are the root.
     pub fn lookup(&self, path: &str) -> Option<&FsEntry> {
-        self.tree.get(&tree::clean(path))
+        self.tree.get(&self.spell(path))
     }
 
     /// `path` as an absolute, cleaned path with every symlink on the way
@@ -213,7 +252,12 @@ impl ImageFs {
                 continue;
             }
             out.push(c);
-            let current = tree::join(&out);
+            let current = self.tree.spell(&tree::join(&out));
+            if let Some((_, name)) = current.rsplit_once('/') {
+                if let Some(last) = out.last_mut() {
+                    *last = name.to_string();
+                }
+            }
             let Some(entry) = self.tree.get(&current) else {
                 continue;
             };

@@ -6,8 +6,9 @@
 //! a file in the middle of a path.
 
 use super::{index, Error, FsEntry, FsKind};
-use kiln_oci::Digest;
-use std::collections::BTreeMap;
+use kiln_oci::windows::path::fold_case;
+use kiln_oci::{Digest, LayerFormat};
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::PathBuf;
 
@@ -24,18 +25,56 @@ pub(super) struct Layer {
 #[derive(Clone, Debug)]
 pub(super) struct Tree {
     pub layers: Vec<Layer>,
+    /// How the layers lay out their files.
+    pub format: LayerFormat,
     root: FsEntry,
     /// Keyed by absolute cleaned path (`/a/b`); the root is not in here.
     entries: BTreeMap<String, FsEntry>,
+    /// Windows names are case-insensitive: every key ever inserted, by its
+    /// case-folded form, so `/WINDOWS/temp` finds `/Windows/Temp`. Keys
+    /// removed since stay here; [`Tree::spell`] checks they still exist.
+    folded: Option<HashMap<String, String>>,
 }
 
 impl Tree {
-    pub fn new() -> Tree {
+    pub fn new(format: LayerFormat) -> Tree {
         Tree {
             layers: Vec::new(),
+            format,
             root: FsEntry::implicit_dir(0),
             entries: BTreeMap::new(),
+            folded: (format == LayerFormat::Windows).then(HashMap::new),
         }
+    }
+
+    /// `key` as the tree spells it: on Windows, each existing component in
+    /// the spelling of the entry that has it (whatever case `key` uses),
+    /// the rest as given; elsewhere `key` itself.
+    pub fn spell(&self, key: &str) -> String {
+        let Some(folded) = &self.folded else {
+            return key.to_string();
+        };
+        if key == "/" || self.entries.contains_key(key) {
+            return key.to_string();
+        }
+        if let Some(found) = folded.get(&fold_case(key)) {
+            if self.entries.contains_key(found) {
+                return found.clone();
+            }
+        }
+        match key.rsplit_once('/') {
+            Some((parent, name)) if !parent.is_empty() => {
+                format!("{}/{name}", self.spell(parent))
+            }
+            _ => key.to_string(),
+        }
+    }
+
+    fn put(&mut self, key: &str, entry: FsEntry) {
+        if let Some(folded) = &mut self.folded {
+            folded.insert(fold_case(key), key.to_string());
+        }
+        self.entries.insert(key.to_string(), entry);
     }
 
     /// Applies one layer blob on top, in place: on error the tree is left
@@ -92,8 +131,7 @@ impl Tree {
         }
         match self.entries.get(key).map(|e| &e.kind) {
             None => {
-                self.entries
-                    .insert(key.to_string(), FsEntry::implicit_dir(layer));
+                self.put(key, FsEntry::implicit_dir(layer));
                 Ok(())
             }
             Some(kind) => check_dir(key, kind),
@@ -109,7 +147,7 @@ impl Tree {
                 self.remove_under(key, |_| true);
             }
         }
-        self.entries.insert(key.to_string(), entry);
+        self.put(key, entry);
         Ok(())
     }
 
@@ -162,10 +200,7 @@ impl Tree {
         for (i, _) in key.match_indices('/').skip(1) {
             let parent = &key[..i];
             match self.entries.get(parent) {
-                None => {
-                    self.entries
-                        .insert(parent.to_string(), FsEntry::implicit_dir(layer));
-                }
+                None => self.put(parent, FsEntry::implicit_dir(layer)),
                 Some(e) => check_dir(parent, &e.kind)?,
             }
         }

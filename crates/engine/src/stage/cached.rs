@@ -180,7 +180,13 @@ impl State {
         self.layers.push(desc);
         match &step.command.instruction {
             Instruction::Workdir(i) => {
-                let abs = self.workdir_path(&i.path);
+                let abs = if self.is_windows() {
+                    self.windows_workdir_path(&i.path).map_err(|m| {
+                        ctx.error_at(step.command.start_line, ErrorKind::Io, m, None)
+                    })?
+                } else {
+                    self.workdir_path(&i.path)
+                };
                 self.builder.workdir(&abs, Some(layer.diff_id));
             }
             _ => {

@@ -27,6 +27,14 @@ pub(crate) fn scratch(platform: &Platform) -> ImageConfig {
     if let Some(v) = &platform.variant {
         doc.insert("variant".into(), json!(v));
     }
+    // A Windows image says which build it is for; with no base, only
+    // `--platform windows/amd64:10.0.20348.1` can tell.
+    if let Some(v) = &platform.os_version {
+        doc.insert("os.version".into(), json!(v));
+    }
+    if !platform.os_features.is_empty() {
+        doc.insert("os.features".into(), json!(platform.os_features));
+    }
     from_doc(doc)
 }
 

@@ -32,6 +32,15 @@ impl State {
             ..
         } = *at;
         let line = step.command.start_line;
+        // History shows the destination as written (`C:/app/`), not mapped.
+        let written_dest = &instr.dest;
+        let mapped;
+        let instr = if self.is_windows() {
+            mapped = self.windows_copy(ctx, line, instr)?;
+            &mapped
+        } else {
+            instr
+        };
         let scratch = self.scratch(ctx, line)?;
         let from = match &instr.from {
             None => {
@@ -72,7 +81,7 @@ impl State {
             instr.chown.as_deref(),
             instr.chmod.as_deref(),
             &instr.sources,
-            &instr.dest,
+            written_dest,
         );
         self.commit_copy(ctx, line, out.entries, &created_by)
     }
@@ -84,6 +93,14 @@ impl State {
         instr: &AddInstruction,
     ) -> Result<(), BuildError> {
         let line = step.command.start_line;
+        let written_dest = &instr.dest;
+        let mapped;
+        let instr = if self.is_windows() {
+            mapped = self.windows_add(ctx, line, instr)?;
+            &mapped
+        } else {
+            instr
+        };
         let scratch = self.scratch(ctx, line)?;
         let (dir, ignore) = main_context(ctx, scratch.path());
         let workdir = self.copy_workdir();
@@ -106,13 +123,16 @@ impl State {
             instr.chown.as_deref(),
             instr.chmod.as_deref(),
             &instr.sources,
-            &instr.dest,
+            written_dest,
         );
         self.commit_copy(ctx, line, out.entries, &created_by)
     }
 
     /// The WORKDIR destinations are relative to; `/` when none is set.
     fn copy_workdir(&self) -> String {
+        if self.is_windows() {
+            return self.windows_copy_workdir();
+        }
         match self.builder.config().working_dir() {
             "" => "/".to_string(),
             dir => dir.to_string(),
@@ -127,8 +147,12 @@ impl State {
         entries: Vec<kiln_oci::LayerEntry>,
         created_by: &str,
     ) -> Result<(), BuildError> {
-        let entries = with_parents(self.fs.indexed(), entries);
-        let layer = self.write_layer(ctx, line, entries)?;
+        let layer = if self.is_windows() {
+            self.commit_windows(ctx, line, entries)?
+        } else {
+            let entries = with_parents(self.fs.indexed(), entries);
+            self.write_layer(ctx, line, entries)?
+        };
         self.builder.add_layer(layer.diff_id, created_by);
         Ok(())
     }
@@ -230,7 +254,7 @@ impl State {
             .bases
             .image(name, &stage.platform)
             .map_err(|e| fail(e.to_string()))?;
-        let fs = LazyFs::of_layers(image.layers.clone());
+        let fs = LazyFs::of_layers(image.layers.clone(), image.config.layer_format());
         let layers = run::layers(&image.layers, &image.config).map_err(fail)?;
         Ok(From::Fs(fs, layers))
     }

@@ -11,6 +11,7 @@
 use super::StageContext;
 use crate::backend::BuildError;
 use crate::imagefs::ImageFs;
+use kiln_oci::LayerFormat;
 use kiln_store::Descriptor;
 use std::sync::{Arc, OnceLock};
 
@@ -26,18 +27,23 @@ pub(crate) struct LazyFs {
 }
 
 impl LazyFs {
-    /// An empty file system.
-    pub(crate) fn empty() -> LazyFs {
-        LazyFs::of_layers(Vec::new())
+    /// An empty file system for layers in `format`.
+    pub(crate) fn empty(format: LayerFormat) -> LazyFs {
+        LazyFs::of_layers(Vec::new(), format)
     }
 
-    /// `layers` (bottom first), none indexed yet.
-    pub(crate) fn of_layers(layers: Vec<Descriptor>) -> LazyFs {
+    /// `layers` (bottom first) in `format`, none indexed yet.
+    pub(crate) fn of_layers(layers: Vec<Descriptor>, format: LayerFormat) -> LazyFs {
         LazyFs {
-            fs: ImageFs::empty(),
+            fs: ImageFs::empty_as(format),
             pending: layers,
             full: Arc::default(),
         }
+    }
+
+    /// How its layers lay out their files.
+    pub(crate) fn format(&self) -> LayerFormat {
+        self.fs.format()
     }
 
     /// Puts `layer` on top without reading it.

@@ -15,7 +15,8 @@
 use super::golang;
 use super::time::rfc3339;
 use super::ImageConfig;
-use crate::Digest;
+use crate::windows::{self, path::fold_case};
+use crate::{Digest, ImageOs};
 use serde_json::{json, Map, Value};
 
 /// The `comment` BuildKit puts on every history entry it writes.
@@ -78,16 +79,27 @@ impl ConfigBuilder {
     }
 
     /// `ENV k=v …`: replaces existing keys in place and appends new ones.
+    /// A Windows image's names are case-insensitive, as Windows reads
+    /// them: `ENV Path=x` replaces `PATH=y` (taking the new spelling)
+    /// rather than leaving both for the container to choose between.
     pub fn env(&mut self, vars: &[(&str, &str)]) {
         let mut env = self.config.env();
         let mut msg = String::from("ENV");
+        let windows = self.config.image_os() == ImageOs::Windows;
+        let same = |a: &str, b: &str| {
+            if windows {
+                fold_case(a) == fold_case(b)
+            } else {
+                a == b
+            }
+        };
         for (k, v) in vars {
             let entry = format!("{k}={v}");
             msg.push(' ');
             msg.push_str(&entry);
             match env
                 .iter_mut()
-                .find(|e| e.split_once('=').map_or(e.as_str(), |(ek, _)| ek) == *k)
+                .find(|e| same(e.split_once('=').map_or(e.as_str(), |(ek, _)| ek), k))
             {
                 Some(slot) => *slot = entry,
                 None => env.push(entry),
@@ -110,13 +122,27 @@ impl ConfigBuilder {
     /// `WORKDIR dir`: a relative `dir` is joined to the current one. Returns
     /// the absolute directory. BuildKit creates the directory as a layer
     /// step; pass that layer's `diff_id` when the engine made one.
+    ///
+    /// A Windows image's directory is resolved by [`windows::path::resolve`]
+    /// and stored as docker on Windows stores it, `C:\app`, in the
+    /// spelling given (HCS would start a process in `C:\Windows\System32`
+    /// for an empty one). A path it refuses (another drive, UNC) is an
+    /// error the caller reports before calling this; here it is kept as
+    /// written.
     pub fn workdir(&mut self, dir: &str, layer: Option<Digest>) -> String {
-        let joined = if dir.starts_with('/') {
-            dir.to_string()
+        let wd = if self.config.image_os() == ImageOs::Windows {
+            match windows::path::resolve(dir, self.config.working_dir()) {
+                Ok(components) => windows::path::display(&components),
+                Err(_) => dir.to_string(),
+            }
         } else {
-            format!("/{}/{dir}", self.config.working_dir())
+            let joined = if dir.starts_with('/') {
+                dir.to_string()
+            } else {
+                format!("/{}/{dir}", self.config.working_dir())
+            };
+            clean_path(&joined)
         };
-        let wd = clean_path(&joined);
         self.config.set_config("WorkingDir", json!(wd));
         match layer {
             Some(diff_id) => {

@@ -14,7 +14,7 @@ mod time;
 pub use builder::{parse_source_date_epoch, ConfigBuilder, Healthcheck, SourceDateEpochError};
 
 use crate::json::to_go_json;
-use crate::Digest;
+use crate::{Digest, ImageOs, LayerFormat};
 use serde_json::{Map, Value};
 
 /// Why bytes are not an image config.
@@ -136,6 +136,20 @@ impl ImageConfig {
     /// `os`, like `linux`.
     pub fn os(&self) -> Option<&str> {
         self.doc.get("os").and_then(Value::as_str)
+    }
+
+    /// `os` as an [`ImageOs`]; an image without one is taken for Linux,
+    /// as every tool does.
+    pub fn image_os(&self) -> ImageOs {
+        match self.os() {
+            Some(os) => os.parse().unwrap_or(ImageOs::Linux),
+            None => ImageOs::Linux,
+        }
+    }
+
+    /// How the image's layers lay out their files.
+    pub fn layer_format(&self) -> LayerFormat {
+        LayerFormat::for_os(&self.image_os())
     }
 
     /// `variant`, like `v8` for arm64.

@@ -90,8 +90,13 @@ pub struct Entry {
     pub gid: u32,
     /// Modification time in seconds.
     pub mtime: i64,
+    /// Nanoseconds after `mtime` (from a fractional PAX `mtime`).
+    pub mtime_nanos: u32,
     /// Extended attributes (`SCHILY.xattr.*` PAX records).
     pub xattrs: Vec<(String, Vec<u8>)>,
+    /// The other PAX records no field above holds, in order: a Windows
+    /// layer's `MSWINDOWS.*`, `LIBARCHIVE.creationtime`, `atime`, `ctime`.
+    pub records: Vec<(String, Vec<u8>)>,
     /// The entry's position in the tar, counting only entries this reader
     /// returns or skips (not extension headers).
     pub ordinal: u64,
@@ -213,12 +218,15 @@ impl<'a> LayerReader<'a> {
         }
         let comps = clean(&h.name)?;
         let mut xattrs = Vec::new();
+        let mut records = Vec::new();
         for (k, v) in std::mem::take(&mut h.pax) {
             if let Some(x) = k.strip_prefix("SCHILY.xattr.") {
                 if x.is_empty() || x.contains('\0') {
                     return Err(format!("invalid xattr name {x:?}"));
                 }
                 xattrs.push((x.to_string(), v));
+            } else {
+                records.push((k, v));
             }
         }
         let id = |v: u64, what: &str| {
@@ -235,7 +243,9 @@ impl<'a> LayerReader<'a> {
             uid: id(h.uid, "uid")?,
             gid: id(h.gid, "gid")?,
             mtime: h.mtime,
+            mtime_nanos: h.mtime_nanos,
             xattrs,
+            records,
             ordinal,
         };
 

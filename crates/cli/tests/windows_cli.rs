@@ -1,0 +1,582 @@
+//! Windows images built on this Linux host from a whole Dockerfile, on a
+//! synthetic Windows base served by a real docker-registry
+//! (`scripts/make-windows-base`), checked with independent readers:
+//! Python's `tarfile` for every entry and PAX record, `skopeo inspect` for
+//! what the registry holds, and kiln's import simulator.
+
+use base64::Engine as _;
+use kiln_oci::windows::check_layer;
+use kiln_oci::windows::sd::{SecurityDescriptor, DIR_SDDL, FILE_SDDL};
+use kiln_testsupport::{windows_base, BaseImages, Registry};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+struct Run {
+    code: i32,
+    stderr: String,
+}
+
+fn kiln(home: &Path, dir: &Path, args: &[&str], extra_env: &[(&str, &str)]) -> Run {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kiln"));
+    cmd.args(args)
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env("DOCKER_CONFIG", home.join("docker"))
+        .env("KILN_ROOT", home.join("store"));
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A registry holding the synthetic base as `windows/nanoserver:ltsc2022`.
+fn registry_with_base() -> (Registry, String) {
+    let registry = Registry::start();
+    let host = registry.host();
+    BaseImages::skopeo_push(windows_base(), &host, "windows/nanoserver:ltsc2022");
+    (registry, host)
+}
+
+/// A build context with `files` and a Dockerfile.
+fn context(dockerfile: &str, files: &[(&str, &[u8])]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("Dockerfile"), dockerfile).unwrap();
+    for (name, data) in files {
+        let path = dir.path().join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, data).unwrap();
+    }
+    dir
+}
+
+fn json(path: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+fn blob(layout: &Path, digest: &str) -> PathBuf {
+    layout
+        .join("blobs/sha256")
+        .join(digest.trim_start_matches("sha256:"))
+}
+
+/// The manifest and config of the single image in an OCI layout.
+fn image(layout: &Path) -> (Value, Value) {
+    let index = json(&layout.join("index.json"));
+    let manifest = json(&blob(
+        layout,
+        index["manifests"][0]["digest"].as_str().unwrap(),
+    ));
+    let config = json(&blob(
+        layout,
+        manifest["config"]["digest"].as_str().unwrap(),
+    ));
+    (manifest, config)
+}
+
+/// One tar entry as Python's `tarfile` reads it.
+#[derive(Debug, PartialEq)]
+struct Entry {
+    name: String,
+    kind: String,
+    data: String,
+    pax: Vec<(String, String)>,
+}
+
+/// Every entry of a (gzip) layer blob, read by Python's `tarfile`, which
+/// reports PAX records in file order.
+fn entries(blob: &Path) -> Vec<Entry> {
+    let script = r#"
+import json, sys, tarfile
+out = []
+with tarfile.open(sys.argv[1]) as t:
+    for m in t:
+        data = t.extractfile(m).read().decode('latin-1') if m.isfile() else ''
+        out.append({'name': m.name, 'kind': m.type.decode(),
+                    'data': data, 'pax': list(m.pax_headers.items())})
+print(json.dumps(out))
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .arg(blob)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    list.into_iter()
+        .map(|e| Entry {
+            name: e["name"].as_str().unwrap().into(),
+            kind: e["kind"].as_str().unwrap().into(),
+            data: e["data"].as_str().unwrap().into(),
+            pax: e["pax"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|kv| {
+                    (
+                        kv[0].as_str().unwrap().to_string(),
+                        kv[1].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+fn pax<'a>(e: &'a Entry, key: &str) -> Option<&'a str> {
+    e.pax
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+fn sd_base64(sddl: &str) -> String {
+    let sd = SecurityDescriptor::parse_sddl(sddl).unwrap();
+    base64::engine::general_purpose::STANDARD.encode(sd.to_bytes())
+}
+
+/// The base layer's entry `name` for os.version `version`.
+fn base_entry(version: &str, name: &str) -> Entry {
+    let layout = windows_base();
+    let index = json(&layout.join("index.json"));
+    let list = json(&blob(
+        layout,
+        index["manifests"][0]["digest"].as_str().unwrap(),
+    ));
+    let entry = list["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["platform"]["os.version"] == version)
+        .unwrap();
+    let manifest = json(&blob(layout, entry["digest"].as_str().unwrap()));
+    let layer = blob(layout, manifest["layers"][0]["digest"].as_str().unwrap());
+    entries(&layer)
+        .into_iter()
+        .find(|e| e.name == name)
+        .unwrap()
+}
+
+const EPOCH: &str = "1700000000";
+
+#[test]
+fn the_issues_dockerfile_builds_pushes_and_matches_the_design() {
+    let (_registry, host) = registry_with_base();
+    let home = tempfile::tempdir().unwrap();
+    let dockerfile = format!(
+        "FROM {host}/windows/nanoserver:ltsc2022\n\
+         COPY app.exe C:/app/\n\
+         ENV APP_MODE=prod\n\
+         WORKDIR C:/app\n\
+         USER ContainerUser\n\
+         ENTRYPOINT [\"C:\\\\app\\\\app.exe\"]\n"
+    );
+    let ctx = context(&dockerfile, &[("app.exe", b"MZ app\n")]);
+    let out = ctx.path().join("out");
+    let tag = format!("{host}/app:win");
+    let run = kiln(
+        home.path(),
+        ctx.path(),
+        &[
+            "build",
+            "--platform",
+            "windows/amd64:10.0.20348",
+            "-t",
+            &tag,
+            "-o",
+            &format!("type=oci,dest={}", out.display()),
+            "-o",
+            "type=image,push=true",
+            ".",
+        ],
+        &[("SOURCE_DATE_EPOCH", EPOCH)],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(!run.stderr.contains("WARN"), "{}", run.stderr);
+
+    let (manifest, config) = image(&out);
+    // The greatest UBR of build 20348, its version and platform carried.
+    assert_eq!(config["os"], "windows");
+    assert_eq!(config["os.version"], "10.0.20348.2340");
+    assert_eq!(config["architecture"], "amd64");
+    let c = &config["config"];
+    assert_eq!(c["User"], "ContainerUser");
+    assert_eq!(
+        c["Env"],
+        serde_json::json!(["APP_MODE=prod"]),
+        "no PATH added"
+    );
+    assert_eq!(c["WorkingDir"], "C:\\app");
+    assert_eq!(c["Entrypoint"], serde_json::json!(["C:\\app\\app.exe"]));
+    let history: Vec<(String, bool)> = config["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h["created_by"].as_str().unwrap().to_string(),
+                h["empty_layer"].as_bool().unwrap_or(false),
+            )
+        })
+        .collect();
+    assert_eq!(history.len(), 6, "{history:?}");
+    assert_eq!(
+        history[1],
+        ("COPY app.exe C:/app/ # buildkit".into(), false)
+    );
+    assert!(history[2].1 && history[4].1 && history[5].1, "{history:?}");
+    assert_eq!(history[3], ("WORKDIR C:\\app".into(), false));
+
+    // The base layer is passed through untouched.
+    let layers = manifest["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 3);
+    let base = base_entry("10.0.20348.2340", "Files/Windows/kiln-version.txt");
+    assert_eq!(base.data, "10.0.20348.2340\r\n");
+    let base_manifest_layer = {
+        let layout = windows_base();
+        let idx = json(&layout.join("index.json"));
+        let list = json(&blob(
+            layout,
+            idx["manifests"][0]["digest"].as_str().unwrap(),
+        ));
+        let m = json(&blob(
+            layout,
+            list["manifests"][2]["digest"].as_str().unwrap(),
+        ));
+        m["layers"][0].clone()
+    };
+    assert_eq!(layers[0]["digest"], base_manifest_layer["digest"]);
+
+    // The COPY layer, entry by entry.
+    let copy_blob = blob(&out, layers[1]["digest"].as_str().unwrap());
+    check_layer(std::fs::File::open(&copy_blob).unwrap()).expect("hcsshim would import it");
+    let copy = entries(&copy_blob);
+    let names: Vec<&str> = copy.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, ["Files", "Files/app", "Files/app/app.exe", "Hives"]);
+    let exe = &copy[2];
+    assert_eq!((exe.kind.as_str(), exe.data.as_str()), ("0", "MZ app\n"));
+    assert_eq!(pax(exe, "MSWINDOWS.fileattr"), Some("32"));
+    assert_eq!(
+        pax(exe, "MSWINDOWS.rawsd"),
+        Some(sd_base64(FILE_SDDL).as_str())
+    );
+    let app = &copy[1];
+    assert_eq!(pax(app, "MSWINDOWS.fileattr"), Some("16"));
+    assert_eq!(
+        pax(app, "MSWINDOWS.rawsd"),
+        Some(sd_base64(DIR_SDDL).as_str())
+    );
+    // Whole seconds: the mtime is the header's, the others PAX records.
+    assert_eq!(
+        pax(app, "atime"),
+        Some(EPOCH),
+        "a new directory gets the epoch"
+    );
+    assert_eq!(pax(app, "LIBARCHIVE.creationtime"), Some(EPOCH));
+    for root in [&copy[0], &copy[3]] {
+        assert_eq!(pax(root, "MSWINDOWS.fileattr"), Some("16"));
+        assert_eq!(
+            pax(root, "MSWINDOWS.rawsd"),
+            None,
+            "roots carry no descriptor"
+        );
+    }
+
+    // WORKDIR over the directory COPY made: an empty Windows layer (the
+    // two roots), as BuildKit writes an empty one on Linux.
+    let wd_blob = blob(&out, layers[2]["digest"].as_str().unwrap());
+    check_layer(std::fs::File::open(&wd_blob).unwrap()).unwrap();
+    let names: Vec<String> = entries(&wd_blob).into_iter().map(|e| e.name).collect();
+    assert_eq!(names, ["Files", "Hives"]);
+
+    // The registry holds the same image.
+    let raw = Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{tag}"))
+        .output()
+        .unwrap();
+    assert!(
+        raw.status.success(),
+        "{}",
+        String::from_utf8_lossy(&raw.stderr)
+    );
+    let pushed: Value = serde_json::from_slice(&raw.stdout).unwrap();
+    assert_eq!(pushed["layers"], manifest["layers"]);
+    let cfg = Command::new("skopeo")
+        .args(["inspect", "--config", "--tls-verify=false"])
+        .arg(format!("docker://{tag}"))
+        .output()
+        .unwrap();
+    let pushed_config: Value = serde_json::from_slice(&cfg.stdout).unwrap();
+    assert_eq!(pushed_config["os.version"], "10.0.20348.2340");
+
+    // The same inputs again, with no cache: the same image.
+    let again = ctx.path().join("again");
+    let run = kiln(
+        home.path(),
+        ctx.path(),
+        &[
+            "build",
+            "--no-cache",
+            "--platform",
+            "windows/amd64:10.0.20348",
+            "-o",
+            &format!("type=oci,dest={}", again.display()),
+            ".",
+        ],
+        &[("SOURCE_DATE_EPOCH", EPOCH)],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(image(&again).0, manifest, "reproducible");
+}
+
+#[test]
+fn existing_directories_keep_the_bases_spelling_and_records() {
+    let (_registry, host) = registry_with_base();
+    let home = tempfile::tempdir().unwrap();
+    // As Windows Dockerfiles do, so that `C:\` ending a line does not
+    // continue it.
+    let dockerfile = format!(
+        "# escape=`\n\
+         FROM {host}/windows/nanoserver:ltsc2022\n\
+         COPY x.txt C:\\WINDOWS\\temp\\\n\
+         WORKDIR /windows/system32/CONFIG\n\
+         COPY x.txt y.txt\n"
+    );
+    let ctx = context(&dockerfile, &[("x.txt", b"x")]);
+    let out = ctx.path().join("out");
+    let run = kiln(
+        home.path(),
+        ctx.path(),
+        &[
+            "build",
+            "--platform",
+            "windows/amd64:10.0.20348.987",
+            "-o",
+            &format!("type=oci,dest={}", out.display()),
+            ".",
+        ],
+        &[("SOURCE_DATE_EPOCH", EPOCH)],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let (manifest, config) = image(&out);
+    assert_eq!(config["os.version"], "10.0.20348.987");
+    assert_eq!(
+        config["config"]["WorkingDir"],
+        "C:\\windows\\system32\\CONFIG"
+    );
+    let layers = manifest["layers"].as_array().unwrap();
+
+    let copy = entries(&blob(&out, layers[1]["digest"].as_str().unwrap()));
+    let names: Vec<&str> = copy.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "Files",
+            "Files/Windows",
+            "Files/Windows/Temp",
+            "Files/Windows/Temp/x.txt",
+            "Hives"
+        ]
+    );
+    // Byte for byte what the base has: descriptor, attributes 0x2010,
+    // creation time and nanosecond times.
+    let base_windows = base_entry("10.0.20348.987", "Files/Windows");
+    let mut want = base_windows.pax.clone();
+    let mut got = copy[1].pax.clone();
+    want.sort();
+    got.sort();
+    assert_eq!(got, want);
+    assert_eq!(pax(&copy[1], "mtime"), Some("1600000000.123456789"));
+
+    // WORKDIR creates nothing (CONFIG exists as config); the last COPY
+    // writes into it in the base's spelling.
+    let last = entries(&blob(&out, layers[3]["digest"].as_str().unwrap()));
+    let names: Vec<&str> = last.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "Files",
+            "Files/Windows",
+            "Files/Windows/System32",
+            "Files/Windows/System32/config",
+            "Files/Windows/System32/config/y.txt",
+            "Hives"
+        ]
+    );
+    // The base is Python's tar (directories named `Files/`), not ours.
+    for layer in &layers[1..] {
+        check_layer(std::fs::File::open(blob(&out, layer["digest"].as_str().unwrap())).unwrap())
+            .unwrap();
+    }
+}
+
+#[test]
+fn windows_mistakes_get_clear_errors_and_warnings() {
+    let (_registry, host) = registry_with_base();
+    let home = tempfile::tempdir().unwrap();
+    let from = format!("FROM {host}/windows/nanoserver:ltsc2022\n");
+    let build = |dockerfile: &str, platform: &str| {
+        let ctx = context(dockerfile, &[("x.txt", b"x")]);
+        let out = ctx.path().join("out");
+        let run = kiln(
+            home.path(),
+            ctx.path(),
+            &[
+                "build",
+                "--platform",
+                platform,
+                "-o",
+                &format!("type=oci,dest={}", out.display()),
+                ".",
+            ],
+            &[],
+        );
+        (run, out, ctx)
+    };
+    let pinned = "windows/amd64:10.0.20348";
+
+    // Several builds match and none was asked for: list them.
+    let (run, _, _) = build(&format!("{from}COPY x.txt C:/\n"), "windows/amd64");
+    assert_ne!(run.code, 0);
+    assert!(
+        run.stderr
+            .contains("matches several Windows builds (10.0.17763, 10.0.20348)"),
+        "{}",
+        run.stderr
+    );
+
+    // Another drive, UNC, --chown, --chmod, RUN.
+    for (line, needle) in [
+        ("COPY x.txt D:/x\n", "not on the system drive"),
+        (
+            "COPY x.txt \\\\\\\\srv\\\\share\\\\x\n",
+            "UNC paths are not supported",
+        ),
+        (
+            "COPY --chown=ContainerUser x.txt C:/x\n",
+            "NotSupported: --chown",
+        ),
+        ("COPY --chmod=755 x.txt C:/x\n", "NotSupported: --chmod"),
+        ("WORKDIR D:/x\n", "not on the system drive"),
+        ("RUN echo hi\n", "HCS backend"),
+        (
+            "COPY x.txt C:/Windows/System32/cmd.exe/\n",
+            "not a directory",
+        ),
+    ] {
+        let (run, _, _) = build(&format!("{from}{line}"), pinned);
+        assert_ne!(run.code, 0, "{line}");
+        assert!(run.stderr.contains(needle), "{line}: {}", run.stderr);
+        assert!(
+            run.stderr.contains("Dockerfile:2"),
+            "{line}: {}",
+            run.stderr
+        );
+    }
+
+    // ENV PATH built from ${PATH}, which a Windows config lacks: warned,
+    // and Path replaces PATH case-insensitively.
+    let (run, out, _ctx) = build(
+        &format!("{from}ENV PATH=C:\\\\app;${{PATH}}\nENV Path=C:\\\\tools\n"),
+        pinned,
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("ENV PATH refers to PATH"),
+        "{}",
+        run.stderr
+    );
+    let (_, config) = image(&out);
+    assert_eq!(
+        config["config"]["Env"],
+        serde_json::json!(["Path=C:\\tools"])
+    );
+    // A shell-form CMD runs through cmd.
+    let (run, out, _ctx) = build(&format!("{from}CMD echo hi\n"), pinned);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let (_, config) = image(&out);
+    assert_eq!(
+        config["config"]["Cmd"],
+        serde_json::json!(["cmd", "/S", "/C", "echo hi"])
+    );
+    assert_eq!(config["config"]["ArgsEscaped"], true);
+}
+
+#[test]
+fn linux_and_windows_build_into_one_index() {
+    let (_registry, host) = registry_with_base();
+    BaseImages::skopeo_push(&kiln_testsupport::base_images().busybox, &host, "busybox:1");
+    let home = tempfile::tempdir().unwrap();
+    let arch = match std::env::consts::ARCH {
+        "aarch64" => "arm64",
+        _ => "amd64",
+    };
+    let dockerfile = format!(
+        "FROM {host}/busybox:1 AS linux-base\n\
+         FROM {host}/windows/nanoserver:ltsc2022 AS windows-base\n\
+         FROM ${{TARGETOS}}-base\n\
+         COPY x.txt /app/\n"
+    );
+    let ctx = context(&dockerfile, &[("x.txt", b"x")]);
+    let out = ctx.path().join("out");
+    let run = kiln(
+        home.path(),
+        ctx.path(),
+        &[
+            "build",
+            "--platform",
+            &format!("linux/{arch},windows/amd64:10.0.20348"),
+            "-o",
+            &format!("type=oci,dest={}", out.display()),
+            ".",
+        ],
+        &[],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let index = json(&out.join("index.json"));
+    let top = json(&blob(
+        &out,
+        index["manifests"][0]["digest"].as_str().unwrap(),
+    ));
+    let platforms: Vec<Value> = top["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["platform"].clone())
+        .collect();
+    assert_eq!(platforms[0]["os"], "linux");
+    assert_eq!(
+        platforms[1],
+        serde_json::json!({"architecture": "amd64", "os": "windows", "os.version": "10.0.20348.2340"})
+    );
+    let windows = json(&blob(&out, top["manifests"][1]["digest"].as_str().unwrap()));
+    let layer = windows["layers"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    let names: Vec<String> = entries(&blob(&out, layer["digest"].as_str().unwrap()))
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert_eq!(names, ["Files", "Files/app", "Files/app/x.txt", "Hives"]);
+    let linux = json(&blob(&out, top["manifests"][0]["digest"].as_str().unwrap()));
+    let layer = linux["layers"].as_array().unwrap().last().unwrap().clone();
+    let names: Vec<String> = entries(&blob(&out, layer["digest"].as_str().unwrap()))
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert_eq!(names, ["app", "app/x.txt"]);
+}
