@@ -580,3 +580,115 @@ fn linux_and_windows_build_into_one_index() {
         .collect();
     assert_eq!(names, ["app", "app/x.txt"]);
 }
+
+#[test]
+fn workdir_creates_directories_and_a_windows_stage_copies_into_linux() {
+    let (_registry, host) = registry_with_base();
+    let home = tempfile::tempdir().unwrap();
+    let dockerfile = format!(
+        "# escape=`\n\
+         FROM {host}/windows/nanoserver:ltsc2022 AS win\n\
+         WORKDIR C:\\data\\logs\n\
+         COPY x.txt .\n\
+         FROM --platform=linux/amd64 scratch\n\
+         COPY --from=win /windows/KILN-VERSION.txt /data/logs/x.txt /out/\n\
+         COPY --from=win /Windows/System32/ /sys32/\n"
+    );
+    let ctx = context(&dockerfile, &[("x.txt", b"x")]);
+    let win = ctx.path().join("win");
+    let run = kiln(
+        home.path(),
+        ctx.path(),
+        &[
+            "build",
+            "--platform",
+            "windows/amd64:10.0.20348",
+            "--target",
+            "win",
+            "-o",
+            &format!("type=oci,dest={}", win.display()),
+            ".",
+        ],
+        &[("SOURCE_DATE_EPOCH", EPOCH)],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let (manifest, config) = image(&win);
+    assert_eq!(config["config"]["WorkingDir"], "C:\\data\\logs");
+    let layers = manifest["layers"].as_array().unwrap();
+    let workdir = entries(&blob(&win, layers[1]["digest"].as_str().unwrap()));
+    let names: Vec<&str> = workdir.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, ["Files", "Files/data", "Files/data/logs", "Hives"]);
+    for dir in &workdir[1..3] {
+        assert_eq!(dir.kind, "5");
+        assert_eq!(pax(dir, "MSWINDOWS.fileattr"), Some("16"));
+        assert_eq!(
+            pax(dir, "MSWINDOWS.rawsd"),
+            Some(sd_base64(DIR_SDDL).as_str())
+        );
+        assert_eq!(pax(dir, "atime"), Some(EPOCH));
+    }
+    let copy = entries(&blob(&win, layers[2]["digest"].as_str().unwrap()));
+    let names: Vec<&str> = copy.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "Files",
+            "Files/data",
+            "Files/data/logs",
+            "Files/data/logs/x.txt",
+            "Hives"
+        ]
+    );
+    assert_eq!(
+        copy[1].pax, workdir[1].pax,
+        "replayed from the WORKDIR layer"
+    );
+
+    // The Windows stage's C: seen from a Linux stage: Files/ stripped,
+    // names found whatever their case, no hives, no alternate streams.
+    let out = ctx.path().join("linux");
+    let run = kiln(
+        home.path(),
+        ctx.path(),
+        &[
+            "build",
+            "--platform",
+            "windows/amd64:10.0.20348",
+            "-o",
+            &format!("type=local,dest={}", out.display()),
+            ".",
+        ],
+        &[],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let read = |p: &str| std::fs::read_to_string(out.join(p)).unwrap();
+    assert_eq!(read("out/kiln-version.txt"), "10.0.20348.2340\r\n");
+    assert_eq!(read("out/x.txt"), "x");
+    let mut sys32: Vec<String> = walk(&out.join("sys32"));
+    sys32.sort();
+    assert_eq!(
+        sys32,
+        [
+            "cmd.exe",
+            "config",
+            "config/DEFAULT",
+            "config/SAM",
+            "config/SECURITY",
+            "config/SOFTWARE",
+            "config/SYSTEM"
+        ]
+    );
+}
+
+fn walk(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if e.file_type().unwrap().is_dir() {
+            out.extend(walk(&e.path()).into_iter().map(|c| format!("{name}/{c}")));
+        }
+        out.push(name);
+    }
+    out
+}

@@ -533,7 +533,7 @@ fn existing_item(tree: &dyn Tree, path: String) -> Result<Item, ErrorKind> {
         });
     }
     Ok(Item {
-        name_path: path,
+        name_path: tree.spell(&path),
         src: resolved,
     })
 }

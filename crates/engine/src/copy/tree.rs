@@ -59,6 +59,12 @@ pub(crate) trait Tree {
     fn strict(&self) -> bool;
     /// Names the tree in "not found" errors.
     fn describe(&self) -> &str;
+    /// `path` with its existing components in the tree's own spelling: a
+    /// Windows image's names are case-insensitive, and what is read from it
+    /// must be named as the image names it.
+    fn spell(&self, path: &str) -> String {
+        path.to_string()
+    }
 
     /// Resolves every symlink on `path` (the last one too when
     /// `follow_last`) inside the tree.
@@ -108,7 +114,7 @@ pub(crate) trait Tree {
                 todo.extend(target.split('/').rev().map(str::to_string));
             }
         }
-        Ok(done.join("/"))
+        Ok(self.spell(&done.join("/")))
     }
 }
 
@@ -369,6 +375,13 @@ impl Tree for ImageTree<'_> {
             link_key,
             content,
         }))
+    }
+
+    fn spell(&self, path: &str) -> String {
+        self.fs
+            .spell(&format!("/{path}"))
+            .trim_start_matches('/')
+            .to_string()
     }
 
     fn children(&self, path: &str) -> Result<Vec<String>, ErrorKind> {

@@ -326,14 +326,14 @@ impl ImageFs {
     /// symlink is followed), sorted by name. Empty if `path` is not a
     /// directory; resolve it first to follow links.
     pub fn read_dir(&self, path: &str) -> Vec<(String, &FsEntry)> {
-        self.tree.children(&tree::clean(path))
+        self.tree.children(&self.spell(path))
     }
 
     /// Every entry under the directory at `path` (cleaned lexically, not
     /// followed), as `(absolute path, entry)` in sorted order, parents
     /// before their children.
     pub fn walk(&self, path: &str) -> Vec<(&str, &FsEntry)> {
-        self.tree.descendants(&tree::clean(path)).collect()
+        self.tree.descendants(&self.spell(path)).collect()
     }
 
     /// Writes the file or directory at `path` (symlinks resolved inside the
