@@ -10,6 +10,7 @@
 //! limit), header-only entry types carry no data whatever their size field
 //! says, and nothing but the current header is ever held in memory.
 
+use crate::windows::PaxTime;
 use std::io::{self, Read};
 
 /// The tar block size.
@@ -36,8 +37,11 @@ pub struct Header {
     pub gid: u64,
     /// Bytes of data that follow the header (0 for header-only types).
     pub size: u64,
-    /// Modification time, whole seconds.
+    /// Modification time, whole seconds (floored, as Go's `Unix()`).
     pub mtime: i64,
+    /// Nanoseconds after `mtime`, from a fractional PAX `mtime` (Windows
+    /// layers carry them; their importer reads them).
+    pub mtime_nanos: u32,
     /// Device numbers of character and block devices.
     pub devmajor: u32,
     /// Minor device number.
@@ -345,6 +349,7 @@ fn parse_header(block: &[u8; BLOCK], typeflag: u8, size: u64) -> Result<Header, 
         gid: id(&block[116..124], "gid")?,
         size,
         mtime: i64::try_from(mtime).map_err(|_| format_err("mtime out of range"))?,
+        mtime_nanos: 0,
         devmajor: device(&block[329..337], "device major")?,
         devminor: device(&block[337..345], "device minor")?,
         pax: Vec::new(),
@@ -410,10 +415,11 @@ fn apply_pax(h: &mut Header, records: Vec<(String, Vec<u8>)>) -> Result<(), TarE
             "gid" => h.gid = int(&key, &value)?,
             "mtime" => {
                 let t = text(&key, &value)?;
-                let whole = t.split('.').next().unwrap_or_default();
-                h.mtime = whole
+                let time: PaxTime = t
                     .parse()
                     .map_err(|_| format_err(format!("PAX mtime {t:?} is not a time")))?;
+                h.mtime = time.secs;
+                h.mtime_nanos = time.nanos;
             }
             k if k.starts_with("GNU.sparse.") => {
                 return Err(format_err(
