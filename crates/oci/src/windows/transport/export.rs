@@ -394,17 +394,7 @@ impl<'a> Export<'a> {
     }
 
     fn walk_files(&mut self, out: &mut dyn Write, dir: &str) -> Result<(), TransportError> {
-        let names = self.list(dir)?;
-        if let Some(deleted) = self.tombstones.get(dir) {
-            let present: HashSet<String> = names.iter().map(|n| fold_case(n)).collect();
-            if let Some(both) = deleted.iter().find(|d| present.contains(&fold_case(d))) {
-                return Err(TransportError::at(
-                    format!("{dir}/{both}"),
-                    "both present in the folder and listed in tombstones.txt",
-                ));
-            }
-        }
-        for name in names {
+        for name in self.list(dir)? {
             if name.ends_with(DIR_SUFFIX) {
                 continue;
             }
@@ -416,8 +406,10 @@ impl<'a> Export<'a> {
             }
             if md.is_dir() {
                 let meta = format!("{rel}{DIR_SUFFIX}");
-                let file = match self.root.symlink_metadata(Path::new(&meta)) {
-                    Ok(m) if m.is_file() => self.open_file(&meta)?,
+                // hcsshim reads the directory's times, like the rest of
+                // its metadata, from this file.
+                let (file, md) = match self.root.symlink_metadata(Path::new(&meta)) {
+                    Ok(m) if m.is_file() => (self.open_file(&meta)?, m),
                     _ => {
                         return Err(TransportError::at(
                             &rel,
@@ -485,7 +477,17 @@ impl<'a> Export<'a> {
     /// The bare whiteout headers of the tombstones in directory `dir`, in
     /// the file's order, as `writeTarFromLayer` writes them.
     fn whiteouts(&mut self, out: &mut dyn Write, dir: &str) -> Result<(), TransportError> {
-        for name in self.tombstones.remove(dir).unwrap_or_default() {
+        let Some(deleted) = self.tombstones.remove(dir) else {
+            return Ok(());
+        };
+        let present: HashSet<String> = self.list(dir)?.iter().map(|n| fold_case(n)).collect();
+        if let Some(both) = deleted.iter().find(|d| present.contains(&fold_case(d))) {
+            return Err(TransportError::at(
+                format!("{dir}/{both}"),
+                "both present in the folder and listed in tombstones.txt",
+            ));
+        }
+        for name in deleted {
             let marker = format!("{dir}/.wh.{name}");
             let h = header(&marker, b'0', 0, 0, PaxTime::default(), "", &[]);
             self.write_header(out, &h)?;

@@ -45,9 +45,9 @@ pub struct ImportedFolder {
 /// folder into `dest`, an existing empty directory.
 ///
 /// Refused, each with the entry and the reason: anything the import
-/// simulator refuses; `UtilityVM/` (base layers only); hard links to a
-/// file of a parent layer (the folder cannot name one); entries under a
-/// directory reparse point; Hives entries other than plain files, or with
+/// simulator refuses (entries under a directory reparse point among them:
+/// it is no directory entry); `UtilityVM/` (base layers only); hard links
+/// to a file of a parent layer (the folder cannot name one); Hives entries other than plain files, or with
 /// EAs or streams, which a folder on Linux cannot hold; names ending in
 /// `.$wcidirs$`, which the format reserves.
 pub fn layer_to_folder<R: Read + Send>(
@@ -72,7 +72,6 @@ pub fn layer_to_folder<R: Read + Send>(
         rules: State::default(),
         result: ImportedFolder::default(),
         files: HashSet::new(),
-        reparse_dirs: HashSet::new(),
         dirs: Vec::new(),
     };
     import.run()?;
@@ -87,9 +86,6 @@ struct Import<R> {
     /// Non-directory entries written so far: the targets a hard link may
     /// name (hcsshim's `addedFiles`).
     files: HashSet<String>,
-    /// Directories that are reparse points: the writer removes their
-    /// placeholder while importing, so nothing can be created under them.
-    reparse_dirs: HashSet<String>,
     /// Directories made, with their times, set once their contents are
     /// written (hcsshim's `reapplyDirectoryTimes`).
     dirs: Vec<(String, Times)>,
@@ -202,7 +198,6 @@ impl<R: Read> Import<R> {
         let Some(rest) = parent.strip_prefix("Files") else {
             return Err(not_supported(name, "deletions in the utility VM image"));
         };
-        self.under_plain_dir(name, parent)?;
         self.result
             .tombstones
             .push(format!("{}\\{deleted}", rest.replace('/', "\\")));
@@ -225,7 +220,6 @@ impl<R: Read> Import<R> {
         }
         let (tparent, tlast) = target.rsplit_once('/').expect("under Files/");
         let (parent, last) = name.rsplit_once('/').expect("under Files/");
-        self.under_plain_dir(name, parent)?;
         let from = self.dir(tparent)?;
         let to = self.dir(parent)?;
         rustix::fs::linkat(&from, tlast, &to, last, AtFlags::empty())
@@ -252,7 +246,6 @@ impl<R: Read> Import<R> {
             )));
         }
         let (parent, last) = name.rsplit_once('/').unwrap_or(("", name));
-        self.under_plain_dir(name, parent)?;
         let attr = match record(h, "MSWINDOWS.fileattr") {
             Some(v) => std::str::from_utf8(v)
                 .ok()
@@ -350,9 +343,6 @@ impl<R: Read> Import<R> {
                 mount_point: record(h, "MSWINDOWS.mountpoint").is_some(),
             };
             put(StreamId::ReparseData, &encode_reparse(&rp).map_err(fail)?)?;
-            if is_dir {
-                self.reparse_dirs.insert(name.to_string());
-            }
         }
         if regular {
             stream
@@ -391,16 +381,6 @@ impl<R: Read> Import<R> {
             let out = stream.finish().map_err(|e| fail(e.to_string()))?;
             let file = out.into_inner().map_err(|e| fail(e.to_string()))?;
             set_times(&file, current.times).map_err(|e| fail(format!("setting times: {e}")))?;
-        }
-        Ok(())
-    }
-
-    fn under_plain_dir(&self, name: &str, parent: &str) -> Result<(), TransportError> {
-        if self.reparse_dirs.contains(parent) {
-            return Err(TransportError::at(
-                name,
-                format!("{parent:?} is a directory reparse point: the importer removes its placeholder, so nothing can be created under it"),
-            ));
         }
         Ok(())
     }
