@@ -8,7 +8,7 @@ use crate::{Compression, Digest};
 use std::fs::{self, File, FileTimes};
 use std::io::Read;
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 /// The fixture's file times: whole seconds plus 5 ns, so the PAX `mtime`
 /// record and go-winio's fraction format are exercised.
@@ -746,8 +746,11 @@ fn hostile_folders_fail_clearly() {
     assert!(err.to_string().contains("utility VM"), "{err}");
 }
 
-/// A plain tar of `(name, typeflag, linkname, records, data)` entries.
-fn tar_of(entries: &[(&str, u8, &str, &[(&str, &str)], &[u8])]) -> Vec<u8> {
+/// A tar entry: name, typeflag, linkname, PAX records, data.
+type E<'a> = (&'a str, u8, &'a str, &'a [(&'a str, &'a str)], &'a [u8]);
+
+/// A plain tar of the entries.
+fn tar_of(entries: &[E<'_>]) -> Vec<u8> {
     use crate::layer::tar::{write_header, write_padding, write_trailer, Header as TarHeader};
     let mut out = Vec::new();
     for (name, typeflag, linkname, records, data) in entries {
@@ -779,7 +782,6 @@ fn tar_of(entries: &[(&str, u8, &str, &[(&str, &str)], &[u8])]) -> Vec<u8> {
 
 #[test]
 fn hostile_layers_fail_clearly_and_write_nothing_outside() {
-    type E<'a> = (&'a str, u8, &'a str, &'a [(&'a str, &'a str)], &'a [u8]);
     const DIR: &[(&str, &str)] = &[("MSWINDOWS.fileattr", "16")];
     const FILES: E = ("Files", b'5', "", DIR, b"");
     const HIVES: E = ("Hives", b'5', "", DIR, b"");
@@ -916,9 +918,7 @@ fn times_follow_the_chosen_source_and_epoch() {
         .set_times(
             FileTimes::new()
                 .set_accessed(when)
-                .set_modified(SystemTime::from(
-                    UNIX_EPOCH + Duration::new(T.secs as u64, T.nanos),
-                )),
+                .set_modified(UNIX_EPOCH + Duration::new(T.secs as u64, T.nanos)),
         )
         .unwrap();
     let opts = FolderOptions {
