@@ -361,9 +361,10 @@ fn layer_to_folder_and_back_is_byte_identical() {
     let dir = tempfile::tempdir().unwrap();
     fixture(dir.path());
     let tar = folder_to_tar(dir.path(), &options(), Vec::new()).unwrap();
+    let (_, blob) = folder_to_layer(dir.path(), &options(), Vec::new()).unwrap();
 
     let out = tempfile::tempdir().unwrap();
-    let imported = layer_to_folder(&tar[..], out.path()).unwrap();
+    let imported = layer_to_folder(&blob[..], out.path()).unwrap();
     assert_eq!(imported.tombstones, [r"\gone", r"\app\old.txt"]);
     assert_eq!(
         imported.links,
