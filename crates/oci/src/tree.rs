@@ -162,6 +162,15 @@ impl TreeRoot {
         Ok(names)
     }
 
+    /// The directory `rel` (`""` for the root) opened for use as the
+    /// base of `*at` calls (creating, linking, setting times beneath it),
+    /// reached as [`TreeRoot::symlink_metadata`] reaches it: a writer
+    /// never follows a symlink someone left in the tree.
+    pub fn open_dir(&self, rel: &Path) -> io::Result<OwnedFd> {
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        open_beneath(self.fd.as_fd(), rel, flags)
+    }
+
     /// An `O_PATH` descriptor of `rel` itself (a symlink's own, should
     /// `rel` be one), reached as [`TreeRoot::symlink_metadata`] reaches
     /// it: it pins what the path named now, whatever is renamed later.

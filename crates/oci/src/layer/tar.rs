@@ -32,7 +32,7 @@ const MAX_OCTAL_7: u64 = 0o7777777;
 const MAX_OCTAL_11: u64 = 0o77777777777;
 
 /// Writes the header (with a PAX header first when needed).
-pub(crate) fn write_header<W: Write>(w: &mut W, h: &Header<'_>) -> io::Result<()> {
+pub(crate) fn write_header<W: Write + ?Sized>(w: &mut W, h: &Header<'_>) -> io::Result<()> {
     let mut pax: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     let (prefix, name) = match split_name(h.name) {
         Some(split) => split,
@@ -108,7 +108,7 @@ pub(crate) fn write_header<W: Write>(w: &mut W, h: &Header<'_>) -> io::Result<()
 }
 
 /// Zero bytes up to the next 512-byte boundary after `len` bytes of data.
-pub(crate) fn write_padding<W: Write>(w: &mut W, len: u64) -> io::Result<()> {
+pub(crate) fn write_padding<W: Write + ?Sized>(w: &mut W, len: u64) -> io::Result<()> {
     let rem = (len % BLOCK as u64) as usize;
     if rem != 0 {
         w.write_all(&[0u8; BLOCK][..BLOCK - rem])?;
@@ -117,7 +117,7 @@ pub(crate) fn write_padding<W: Write>(w: &mut W, len: u64) -> io::Result<()> {
 }
 
 /// The end-of-archive marker: two zero blocks.
-pub(crate) fn write_trailer<W: Write>(w: &mut W) -> io::Result<()> {
+pub(crate) fn write_trailer<W: Write + ?Sized>(w: &mut W) -> io::Result<()> {
     w.write_all(&[0u8; 2 * BLOCK])
 }
 

@@ -386,7 +386,7 @@ pub(crate) fn open_source(path: &Path) -> Result<(File, u64), LayerError> {
 /// error. `verify` checks the source is still the file that was listed
 /// (on a short read, to report a swap rather than a size, and after the
 /// copy); `path` names the source in errors.
-pub(crate) fn write_data<W: Write>(
+pub(crate) fn write_data<W: Write + ?Sized>(
     out: &mut W,
     data: &mut dyn Read,
     size: u64,

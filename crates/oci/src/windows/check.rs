@@ -62,13 +62,7 @@ pub fn check_layer<R: Read + Send>(blob: R) -> Result<Vec<Header>, CheckError> {
         })?;
         headers.push(h);
     }
-    for root in ["Files", "Hives"] {
-        if !state.dirs.contains(root) {
-            return Err(stream_error(format!(
-                "no {root:?} directory entry: hcsshim needs `Files` before anything under it, and every working Linux-built layer has an (empty) `Hives`"
-            )));
-        }
-    }
+    state.finish().map_err(stream_error)?;
     Ok(headers)
 }
 
@@ -79,8 +73,11 @@ fn stream_error(reason: String) -> CheckError {
     }
 }
 
+/// The importer's per-entry rules, for code that reads or writes a
+/// Windows layer one header at a time (the transport folder conversion)
+/// and must refuse exactly what [`check_layer`] refuses.
 #[derive(Default)]
-struct State {
+pub(super) struct State {
     /// Directory names written so far.
     dirs: HashSet<String>,
     /// Non-directory names written so far (hard-link targets).
@@ -93,7 +90,8 @@ struct State {
 }
 
 impl State {
-    fn check(&mut self, h: &Header) -> Result<(), String> {
+    /// Checks the next header in tar order; the error says what is wrong.
+    pub(super) fn check(&mut self, h: &Header) -> Result<(), String> {
         let name = std::str::from_utf8(&h.name).map_err(|_| "the name is not UTF-8".to_string())?;
         let comps: Vec<&str> = name.split('/').collect();
         if comps
@@ -239,6 +237,18 @@ impl State {
         Ok(())
     }
 
+    /// Checks what the whole layer needs, after its last header.
+    pub(super) fn finish(&self) -> Result<(), String> {
+        for root in ["Files", "Hives"] {
+            if !self.dirs.contains(root) {
+                return Err(format!(
+                    "no {root:?} directory entry: hcsshim needs `Files` before anything under it, and every working Linux-built layer has an (empty) `Hives`"
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// hcsshim creates each entry in a fresh folder without creating its
     /// parents: the parent must be an earlier directory entry.
     fn parent_exists(&self, parent: Option<&str>) -> Result<(), String> {
@@ -251,7 +261,7 @@ impl State {
     }
 }
 
-fn record<'a>(h: &'a Header, key: &str) -> Option<&'a [u8]> {
+pub(super) fn record<'a>(h: &'a Header, key: &str) -> Option<&'a [u8]> {
     h.pax
         .iter()
         .find(|(k, _)| k == key)

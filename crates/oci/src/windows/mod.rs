@@ -9,16 +9,22 @@
 //! - [`path`]: Dockerfile paths on `C:` and NTFS name rules.
 //! - [`WindowsLayerWriter`]: entries → a layer blob, one pass.
 //! - [`check_layer`]: the import simulator.
+//! - [`transport`]: HCS's transport folder ↔ layer, for the HCS backend.
 
 mod base64;
 mod check;
 pub mod path;
 pub mod sd;
 mod time;
+pub mod transport;
 mod writer;
 
 pub use check::{check_layer, CheckError};
 pub use time::{PaxTime, PaxTimeError};
+pub use transport::{
+    folder_to_layer, folder_to_tar, layer_to_folder, FolderOptions, ImportedFolder, TimeSource,
+    TransportError,
+};
 pub use writer::{
     entries_from_layer, WindowsEntry, WindowsKind, WindowsLayerError, WindowsLayerOptions,
     WindowsLayerWriter,

@@ -459,13 +459,26 @@ fn header<'a>(
 /// without them the importer converts Go's zero time, whose UnixNano is
 /// undefined (≈ year 1754).
 fn attr_and_times(pax: &mut Vec<(String, Vec<u8>)>, attr: u32, t: PaxTime) {
-    let time = t.to_string().into_bytes();
     pax.push(("MSWINDOWS.fileattr".into(), attr.to_string().into_bytes()));
-    pax.push(("LIBARCHIVE.creationtime".into(), time.clone()));
-    pax.push(("atime".into(), time.clone()));
-    pax.push(("ctime".into(), time.clone()));
-    if t.nanos != 0 {
-        pax.push(("mtime".into(), time));
+    times(pax, t, t, t, t);
+}
+
+/// The PAX time records as go-winio's `BasicInfoHeader` has Go's tar
+/// writer emit them: creation, access and change times always, mtime only
+/// when the header's whole seconds cannot hold it.
+pub(super) fn times(
+    pax: &mut Vec<(String, Vec<u8>)>,
+    creation: PaxTime,
+    access: PaxTime,
+    change: PaxTime,
+    write: PaxTime,
+) {
+    let text = |t: PaxTime| t.to_string().into_bytes();
+    pax.push(("LIBARCHIVE.creationtime".into(), text(creation)));
+    pax.push(("atime".into(), text(access)));
+    pax.push(("ctime".into(), text(change)));
+    if write.nanos != 0 {
+        pax.push(("mtime".into(), text(write)));
     }
 }
 

@@ -37,10 +37,10 @@ pub struct Header {
     pub gid: u64,
     /// Bytes of data that follow the header (0 for header-only types).
     pub size: u64,
-    /// Modification time, whole seconds (floored).
+    /// Modification time, whole seconds (floored, as Go's `Unix()`).
     pub mtime: i64,
-    /// Nanoseconds after `mtime`, from a fractional PAX `mtime`; Windows
-    /// layers carry them and replaying a base directory must keep them.
+    /// Nanoseconds after `mtime`, from a fractional PAX `mtime` (Windows
+    /// layers carry them; their importer reads them).
     pub mtime_nanos: u32,
     /// Device numbers of character and block devices.
     pub devmajor: u32,
@@ -349,9 +349,9 @@ fn parse_header(block: &[u8; BLOCK], typeflag: u8, size: u64) -> Result<Header, 
         gid: id(&block[116..124], "gid")?,
         size,
         mtime: i64::try_from(mtime).map_err(|_| format_err("mtime out of range"))?,
+        mtime_nanos: 0,
         devmajor: device(&block[329..337], "device major")?,
         devminor: device(&block[337..345], "device minor")?,
-        mtime_nanos: 0,
         pax: Vec::new(),
     })
 }

@@ -1,0 +1,434 @@
+//! OCI Windows layer → transport folder: what hcsshim's importer
+//! (`pkg/ociwclayer/import.go` over go-winio's `FileInfoFromHeader` and
+//! `WriteBackupStreamFromTarFile`) has its `legacyLayerWriter`
+//! (`internal/wclayer/legacy.go`) write for `ImportLayer`.
+//!
+//! Every header is first checked by the import simulator's rules, so
+//! anything `check_layer` refuses is refused here, by name. Every file is
+//! created exclusively beneath the destination, through directories opened
+//! without following symlinks: nothing is written outside it, and nothing
+//! already in it is followed or replaced.
+
+use super::meta::{encode_eas, encode_reparse, Reparse};
+use super::stream::{BackupStreamWriter, StreamHeader, StreamId};
+use super::{TransportError, DIR_SUFFIX, TOMBSTONES_HEADER};
+use crate::compression::decompress;
+use crate::layer::read::{Header, TarError, TarReader};
+use crate::tree::TreeRoot;
+use crate::windows::check::{record, State};
+use crate::windows::sd::SecurityDescriptor;
+use crate::windows::{base64, PaxTime};
+use rustix::fs::{AtFlags, Mode, OFlags, Timespec, Timestamps};
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Write};
+use std::os::fd::OwnedFd;
+use std::path::Path;
+
+const ATTR_DIRECTORY: u32 = 0x10;
+
+/// What a caller following hcsshim's current writer does itself after
+/// `ImportLayer`, besides the folder: the writer applies tombstones and
+/// hard links to the imported layer rather than leaving them to HCS.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ImportedFolder {
+    /// The deleted paths, as `tombstones.txt` lists them (`\dir\name`,
+    /// relative to `Files`).
+    pub tombstones: Vec<String>,
+    /// Hard links as (name, target), both tar names (`Files/…`), in layer
+    /// order; in the folder each is a second name of the target's
+    /// transport file.
+    pub links: Vec<(String, String)>,
+}
+
+/// Writes the layer blob `blob` (gzip, zstd or plain tar) as a transport
+/// folder into `dest`, an existing empty directory.
+///
+/// Refused, each with the entry and the reason: anything the import
+/// simulator refuses (entries under a directory reparse point among them:
+/// it is no directory entry); `UtilityVM/` (base layers only); hard links
+/// to a file of a parent layer (the folder cannot name one); Hives entries other than plain files, or with
+/// EAs or streams, which a folder on Linux cannot hold; names ending in
+/// `.$wcidirs$`, which the format reserves.
+pub fn layer_to_folder<R: Read + Send>(
+    blob: R,
+    dest: &Path,
+) -> Result<ImportedFolder, TransportError> {
+    let fail = |e: io::Error| TransportError::at(dest.display().to_string(), e.to_string());
+    if std::fs::read_dir(dest).map_err(fail)?.next().is_some() {
+        return Err(TransportError::at(
+            dest.display().to_string(),
+            "the destination must be an empty directory",
+        ));
+    }
+    let root = TreeRoot::open(dest).map_err(fail)?;
+    let stream = decompress(blob).map_err(|e| TransportError {
+        entry: None,
+        reason: format!("reading the layer: {e}"),
+    })?;
+    let mut import = Import {
+        root,
+        tar: TarReader::new(stream),
+        rules: State::default(),
+        result: ImportedFolder::default(),
+        files: HashSet::new(),
+        dirs: Vec::new(),
+    };
+    import.run()?;
+    Ok(import.result)
+}
+
+struct Import<R> {
+    root: TreeRoot,
+    tar: TarReader<R>,
+    rules: State,
+    result: ImportedFolder,
+    /// Non-directory entries written so far: the targets a hard link may
+    /// name (hcsshim's `addedFiles`).
+    files: HashSet<String>,
+    /// Directories made, with their times, set once their contents are
+    /// written (hcsshim's `reapplyDirectoryTimes`).
+    dirs: Vec<(String, Times)>,
+}
+
+#[derive(Clone, Copy)]
+struct Times {
+    access: PaxTime,
+    write: PaxTime,
+}
+
+/// A file being written: its stream, and the times to give it once its
+/// alternate data streams are in.
+struct Current {
+    name: String,
+    stream: Option<BackupStreamWriter<BufWriter<File>>>,
+    times: Times,
+}
+
+impl<R: Read> Import<R> {
+    fn run(&mut self) -> Result<(), TransportError> {
+        let mut next = self.next_header()?;
+        while let Some(h) = next.take() {
+            let name = String::from_utf8_lossy(&h.name).into_owned();
+            self.rules
+                .check(&h)
+                .map_err(|reason| TransportError::at(&name, reason))?;
+            let (parent, last) = name.rsplit_once('/').unwrap_or(("", &name));
+            if let Some(deleted) = last.strip_prefix(".wh.") {
+                self.tombstone(&name, parent, deleted)?;
+                next = self.next_header()?;
+                continue;
+            }
+            if h.typeflag == b'1' {
+                self.link(&name, &h)?;
+                next = self.next_header()?;
+                continue;
+            }
+            let mut current = self.add(&name, &h)?;
+            loop {
+                next = self.next_header()?;
+                let Some(ads) = &next else { break };
+                let prefix = format!("{name}:");
+                if !matches!(ads.typeflag, b'0' | 0) || !ads.name.starts_with(prefix.as_bytes()) {
+                    break;
+                }
+                let ads = next.take().expect("checked above");
+                let ads_name = String::from_utf8_lossy(&ads.name).into_owned();
+                self.rules
+                    .check(&ads)
+                    .map_err(|reason| TransportError::at(&ads_name, reason))?;
+                let Some(stream) = current.stream.as_mut() else {
+                    return Err(TransportError::at(
+                        &ads_name,
+                        "alternate data streams of a hive file cannot be kept in a folder on this host",
+                    ));
+                };
+                let header = StreamHeader {
+                    name: format!(":{}:$DATA", &ads_name[prefix.len()..]),
+                    ..StreamHeader::new(StreamId::AlternateData, ads.size)
+                };
+                stream
+                    .write_header(&header)
+                    .map_err(|e| TransportError::at(&ads_name, e.to_string()))?;
+                self.copy_data(&ads_name, ads.size, stream)?;
+            }
+            self.finish(current)?;
+        }
+        self.rules.finish().map_err(|reason| TransportError {
+            entry: None,
+            reason,
+        })?;
+        for (rel, t) in self.dirs.iter().rev() {
+            let (parent, last) = rel.rsplit_once('/').unwrap_or(("", rel));
+            let dir = self.dir(parent)?;
+            rustix::fs::utimensat(&dir, last, &timestamps(*t), AtFlags::SYMLINK_NOFOLLOW)
+                .map_err(|e| TransportError::at(rel, format!("setting times: {e}")))?;
+        }
+        let mut text = format!("{TOMBSTONES_HEADER}\n");
+        for t in &self.result.tombstones {
+            text.push_str(t);
+            text.push('\n');
+        }
+        let mut f = self.create("", "tombstones.txt")?;
+        f.write_all(text.as_bytes())
+            .map_err(|e| TransportError::at("tombstones.txt", e.to_string()))?;
+        Ok(())
+    }
+
+    fn next_header(&mut self) -> Result<Option<Header>, TransportError> {
+        let h = self.tar.next_header().map_err(|e| TransportError {
+            entry: None,
+            reason: match e {
+                TarError::Io(e) => format!("reading the layer: {e}"),
+                TarError::Format(m) => format!("corrupt tar: {m}"),
+            },
+        })?;
+        if self.tar.global_headers() > 0 {
+            return Err(TransportError {
+                entry: None,
+                reason: "a PAX global header: Windows importers read it as a file outside Files/"
+                    .into(),
+            });
+        }
+        Ok(h)
+    }
+
+    /// hcsshim's `Remove`: a tombstone under `Files\`.
+    fn tombstone(&mut self, name: &str, parent: &str, deleted: &str) -> Result<(), TransportError> {
+        let Some(rest) = parent.strip_prefix("Files") else {
+            return Err(not_supported(name, "deletions in the utility VM image"));
+        };
+        self.result
+            .tombstones
+            .push(format!("{}\\{deleted}", rest.replace('/', "\\")));
+        Ok(())
+    }
+
+    /// hcsshim's `AddLink`, with the link made in the folder: a second
+    /// name of the target's transport file, which is how the exporter sees
+    /// a file with several names.
+    fn link(&mut self, name: &str, h: &Header) -> Result<(), TransportError> {
+        let target = String::from_utf8_lossy(&h.linkname).into_owned();
+        if name.starts_with("UtilityVM/") {
+            return Err(not_supported(name, "hard links in the utility VM image"));
+        }
+        if !self.files.contains(&target) {
+            return Err(TransportError::at(
+                name,
+                format!("hard link to {target:?}, which is not a file earlier in this layer: a transport folder cannot name a parent layer's file (hcsshim links it from the parent layer after ImportLayer)"),
+            ));
+        }
+        let (tparent, tlast) = target.rsplit_once('/').expect("under Files/");
+        let (parent, last) = name.rsplit_once('/').expect("under Files/");
+        let from = self.dir(tparent)?;
+        let to = self.dir(parent)?;
+        rustix::fs::linkat(&from, tlast, &to, last, AtFlags::empty())
+            .map_err(|e| TransportError::at(name, format!("linking to {target:?}: {e}")))?;
+        self.files.insert(name.to_string());
+        self.result.links.push((name.to_string(), target));
+        Ok(())
+    }
+
+    /// hcsshim's `Add` and the stream `WriteBackupStreamFromTarFile`
+    /// builds from the header (security, EAs, reparse data, data).
+    fn add(&mut self, name: &str, h: &Header) -> Result<Current, TransportError> {
+        let fail = |reason: String| TransportError::at(name, reason);
+        let comps: Vec<&str> = name.split('/').collect();
+        if comps[0] == "UtilityVM" {
+            return Err(not_supported(
+                name,
+                "a utility VM image is only in base layers, which need the parent's image",
+            ));
+        }
+        if comps.iter().any(|c| c.ends_with(DIR_SUFFIX)) {
+            return Err(fail(format!(
+                "names ending in {DIR_SUFFIX:?} are reserved by the transport folder format"
+            )));
+        }
+        let (parent, last) = name.rsplit_once('/').unwrap_or(("", name));
+        let attr = match record(h, "MSWINDOWS.fileattr") {
+            Some(v) => std::str::from_utf8(v)
+                .ok()
+                .and_then(|s| s.parse::<u32>().ok())
+                .expect("the rules checked it"),
+            None if h.typeflag == b'5' => ATTR_DIRECTORY,
+            None => 0,
+        };
+        let write = PaxTime::new(h.mtime, h.mtime_nanos);
+        let time = |key: &str| -> PaxTime {
+            record(h, key)
+                .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok())
+                .unwrap_or(write)
+        };
+        let times = Times {
+            access: time("atime"),
+            write,
+        };
+        let is_dir = attr & ATTR_DIRECTORY != 0;
+        let regular = matches!(h.typeflag, b'0' | 0);
+
+        if comps[0] == "Hives" && comps.len() > 1 {
+            // hcsshim writes hives with BackupWrite without security: the
+            // data is the file, the descriptor is dropped.
+            if is_dir || !regular {
+                return Err(not_supported(
+                    name,
+                    "only registry hive files belong under Hives/",
+                ));
+            }
+            if h.pax.iter().any(|(k, _)| k.starts_with("MSWINDOWS.xattr.")) {
+                return Err(not_supported(
+                    name,
+                    "EAs on a hive file cannot be kept in a folder on this host",
+                ));
+            }
+            let mut file = BufWriter::new(self.create(parent, last)?);
+            self.copy_data(name, h.size, &mut file)?;
+            let file = file.into_inner().map_err(|e| fail(e.to_string()))?;
+            set_times(&file, times).map_err(|e| fail(format!("setting times: {e}")))?;
+            return Ok(Current {
+                name: name.to_string(),
+                stream: None,
+                times,
+            });
+        }
+
+        let file = if is_dir {
+            let dir = self.dir(parent)?;
+            rustix::fs::mkdirat(&dir, last, Mode::from_raw_mode(0o755))
+                .map_err(|e| fail(format!("creating the directory: {e}")))?;
+            self.dirs.push((name.to_string(), times));
+            self.create(parent, &format!("{last}{DIR_SUFFIX}"))?
+        } else {
+            self.files.insert(name.to_string());
+            self.create(parent, last)?
+        };
+        let mut out = BufWriter::new(file);
+        out.write_all(&attr.to_le_bytes())
+            .map_err(|e| fail(e.to_string()))?;
+        let mut stream = BackupStreamWriter::new(out);
+        let mut put = |id: StreamId, content: &[u8]| {
+            stream
+                .write_stream(id, content)
+                .map_err(|e| fail(e.to_string()))
+        };
+        let sd = match (record(h, "MSWINDOWS.rawsd"), record(h, "MSWINDOWS.sd")) {
+            (Some(raw), _) => base64::decode(raw),
+            (None, Some(sddl)) => {
+                let sddl = std::str::from_utf8(sddl)
+                    .map_err(|_| fail("MSWINDOWS.sd is not UTF-8".into()))?;
+                let sd = SecurityDescriptor::parse_sddl(sddl)
+                    .map_err(|e| fail(format!("MSWINDOWS.sd: {e}")))?;
+                Some(sd.to_bytes())
+            }
+            (None, None) => None,
+        };
+        if let Some(sd) = sd.filter(|sd| !sd.is_empty()) {
+            put(StreamId::Security, &sd)?;
+        }
+        let mut eas = Vec::new();
+        for (k, v) in &h.pax {
+            if let Some(ea) = k.strip_prefix("MSWINDOWS.xattr.") {
+                let value =
+                    base64::decode(v).ok_or_else(|| fail(format!("{k} is not standard base64")))?;
+                eas.push((ea.to_string(), value));
+            }
+        }
+        if !eas.is_empty() {
+            put(StreamId::EaData, &encode_eas(&eas).map_err(fail)?)?;
+        }
+        if h.typeflag == b'2' {
+            let rp = Reparse {
+                target: String::from_utf8_lossy(&h.linkname).replace('/', "\\"),
+                mount_point: record(h, "MSWINDOWS.mountpoint").is_some(),
+            };
+            put(StreamId::ReparseData, &encode_reparse(&rp).map_err(fail)?)?;
+        }
+        if regular {
+            stream
+                .write_header(&StreamHeader::new(StreamId::Data, h.size))
+                .map_err(|e| fail(e.to_string()))?;
+            self.copy_data(name, h.size, &mut stream)?;
+        }
+        Ok(Current {
+            name: name.to_string(),
+            stream: Some(stream),
+            times,
+        })
+    }
+
+    /// Copies the current tar entry's `size` bytes into `out`.
+    fn copy_data(
+        &mut self,
+        name: &str,
+        size: u64,
+        out: &mut dyn Write,
+    ) -> Result<(), TransportError> {
+        let copied = io::copy(&mut (&mut self.tar).take(size), out)
+            .map_err(|e| TransportError::at(name, format!("copying the data: {e}")))?;
+        if copied != size {
+            return Err(TransportError::at(
+                name,
+                format!("the layer ends after {copied} of the entry's {size} bytes"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, current: Current) -> Result<(), TransportError> {
+        let fail = |e: String| TransportError::at(&current.name, e);
+        if let Some(stream) = current.stream {
+            let out = stream.finish().map_err(|e| fail(e.to_string()))?;
+            let file = out.into_inner().map_err(|e| fail(e.to_string()))?;
+            set_times(&file, current.times).map_err(|e| fail(format!("setting times: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// The folder directory `rel`, reached without following a symlink.
+    fn dir(&self, rel: &str) -> Result<OwnedFd, TransportError> {
+        self.root
+            .open_dir(Path::new(rel))
+            .map_err(|e| TransportError::at(rel, format!("opening the directory: {e}")))
+    }
+
+    /// Creates `name` in the folder directory `parent`, failing if it
+    /// exists (hcsshim's `FILE_CREATE`); a symlink there is not followed.
+    fn create(&self, parent: &str, name: &str) -> Result<File, TransportError> {
+        let dir = self.dir(parent)?;
+        let flags =
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd =
+            rustix::fs::openat(&dir, name, flags, Mode::from_raw_mode(0o644)).map_err(|e| {
+                let rel = if parent.is_empty() {
+                    name.to_string()
+                } else {
+                    format!("{parent}/{name}")
+                };
+                TransportError::at(rel, format!("creating the file: {e}"))
+            })?;
+        Ok(File::from(fd))
+    }
+}
+
+fn not_supported(name: &str, what: &str) -> TransportError {
+    TransportError::at(name, format!("not supported: {what}"))
+}
+
+fn timestamps(t: Times) -> Timestamps {
+    let spec = |t: PaxTime| Timespec {
+        tv_sec: t.secs as _,
+        tv_nsec: t.nanos as _,
+    };
+    Timestamps {
+        last_access: spec(t.access),
+        last_modification: spec(t.write),
+    }
+}
+
+/// The transport file's times are the entry's (hcsshim sets them with
+/// `SetFileBasicInfo`); Linux can keep the last write and last access.
+fn set_times(file: &File, t: Times) -> io::Result<()> {
+    rustix::fs::futimens(file, &timestamps(t))?;
+    Ok(())
+}
