@@ -437,3 +437,58 @@ fn ctrl_c_in_the_terminal_view_leaves_the_terminal_clean() {
     assert_eq!(code, 130, "{screen}");
     assert_terminal_restored(&screen);
 }
+
+#[test]
+fn a_pulled_base_image_is_a_transfer_of_its_own_with_its_bytes() {
+    let registry = kiln_testsupport::Registry::start();
+    let host = registry.host();
+    kiln_testsupport::BaseImages::skopeo_push(&base_images().busybox, &host, "busybox:1");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    context(d, &format!("FROM {host}/busybox:1\nRUN true\n"));
+    let build = |progress: &str, store: &str| {
+        Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args(["build", progress, "ctx"])
+            .current_dir(d)
+            .env("KILN_ROOT", d.join(store))
+            .env("HOME", d)
+            .env("KILN_INSECURE_REGISTRIES", &host)
+            .output()
+            .unwrap()
+    };
+    let out = build("--progress=rawjson", "store");
+    assert!(out.status.success(), "{out:?}");
+    let transfers: Vec<Value> = events(&out.stderr)
+        .into_iter()
+        .filter(|e| e["kind"] == "transfer")
+        .collect();
+    let what = format!("pull {host}/busybox:1");
+    assert!(
+        transfers.iter().all(|t| t["what"] == what.as_str()),
+        "{transfers:?}"
+    );
+    assert_eq!(transfers.first().unwrap()["bytes"], 0);
+    let last = transfers.last().unwrap();
+    assert_eq!(last["done"], true);
+    assert!(last["bytes"].as_u64().unwrap() > 100_000, "{last}");
+    assert_eq!(transfers.iter().filter(|t| t["done"] == true).count(), 1);
+
+    // BuildKit's plain lines show the pull as a step; a fresh store pulls again.
+    let out = build("--progress=plain", "store2");
+    assert!(out.status.success(), "{out:?}");
+    let err = String::from_utf8(out.stderr).unwrap();
+    let start = err
+        .lines()
+        .find(|l| l.ends_with(&format!(" {what}")))
+        .unwrap_or_else(|| panic!("{err}"));
+    let n = start.split(' ').next().unwrap();
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with(&format!("{n} ")) && l.ends_with(" received")),
+        "{err}"
+    );
+    assert!(
+        err.lines().any(|l| l.starts_with(&format!("{n} DONE "))),
+        "{err}"
+    );
+}

@@ -132,6 +132,9 @@ struct Steps {
     next: usize,
     stages: HashMap<StageKey, (String, usize)>,
     running: HashMap<(StageKey, usize), Step>,
+    /// Transfers under way (pulls), by platform and what moves: steps of
+    /// their own, as BuildKit shows pulls.
+    transfers: HashMap<(Option<String>, String), Step>,
 }
 
 impl Steps {
@@ -171,6 +174,30 @@ impl Steps {
 
     fn finish(&mut self, key: StageKey, index: usize) -> Option<Step> {
         self.running.remove(&(key, index))
+    }
+
+    /// The step of a transfer, and whether this event started it.
+    fn transfer(&mut self, platform: Option<String>, what: &str) -> (Step, bool) {
+        let key = (platform, what.to_string());
+        if let Some(step) = self.transfers.get(&key) {
+            return (step.clone(), false);
+        }
+        self.next += 1;
+        let title = match &key.0 {
+            Some(p) => format!("[{p}] {what}"),
+            None => what.to_string(),
+        };
+        let step = Step {
+            n: self.next,
+            started: Instant::now(),
+            title,
+        };
+        self.transfers.insert(key, step.clone());
+        (step, true)
+    }
+
+    fn end_transfer(&mut self, platform: Option<String>, what: String) {
+        self.transfers.remove(&(platform, what));
     }
 }
 

@@ -5,6 +5,7 @@
 use super::{collapse_cr, warning_text, StageKey, Steps};
 use crate::cmd::frontend::BuildFile;
 use crate::output::errln;
+use indicatif::HumanBytes;
 use kiln_engine::events::BuildEvent;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -84,13 +85,30 @@ impl Plain {
                     errln!("#{} cache miss: {reason}", step.n);
                 }
             }
+            BuildEvent::Transfer { what, bytes, done } => {
+                let (step, new) = s.transfer(platform.clone(), &what);
+                if new {
+                    errln!("#{} {}", step.n, step.title);
+                }
+                if done {
+                    let took = step.started.elapsed();
+                    errln!(
+                        "#{} {} {} received",
+                        step.n,
+                        timestamp(took),
+                        HumanBytes(bytes)
+                    );
+                    errln!("#{} DONE {:.1}s", step.n, took.as_secs_f64());
+                    s.end_transfer(platform, what);
+                }
+            }
             BuildEvent::Warning {
                 file,
                 line,
                 message,
             } => errln!("{}", warning_text(&self.file, file, line, message)),
             BuildEvent::BuildFailed { .. } => {
-                for step in s.running.values() {
+                for step in s.running.values().chain(s.transfers.values()) {
                     errln!("#{} ERROR", step.n);
                 }
             }

@@ -97,6 +97,10 @@ fn fields(event: BuildEvent, build_file: &BuildFile) -> (&'static str, Value) {
             "cache_miss",
             json!({ "stage": stage, "index": index, "reason": reason, "expected": expected }),
         ),
+        BuildEvent::Transfer { what, bytes, done } => (
+            "transfer",
+            json!({ "what": what, "bytes": bytes, "done": done }),
+        ),
         BuildEvent::StageComplete { index } => ("stage_complete", json!({ "stage": index })),
         BuildEvent::BuildComplete { image_id } => {
             ("build_complete", json!({ "image_id": image_id }))
@@ -169,6 +173,11 @@ mod tests {
                 reason: "--no-cache".into(),
                 expected: true,
             },
+            BuildEvent::Transfer {
+                what: "pull docker.io/library/busybox:latest".into(),
+                bytes: 1024,
+                done: false,
+            },
             BuildEvent::StageComplete { index: 0 },
             BuildEvent::BuildComplete {
                 image_id: "sha256:00".into(),
@@ -192,6 +201,7 @@ mod tests {
                 | BuildEvent::Output { .. }
                 | BuildEvent::InstructionComplete { .. }
                 | BuildEvent::CacheMiss { .. }
+                | BuildEvent::Transfer { .. }
                 | BuildEvent::StageComplete { .. }
                 | BuildEvent::BuildComplete { .. }
                 | BuildEvent::Warning { .. }

@@ -48,6 +48,8 @@ pub(super) struct Tty {
 struct State {
     steps: Steps,
     live: HashMap<(StageKey, usize), Live>,
+    /// Pulls under way, by platform and what moves.
+    transfers: HashMap<(Option<String>, String), Live>,
     /// Instructions of the build, of every platform.
     total: usize,
     /// Instructions finished.
@@ -182,6 +184,9 @@ impl Tty {
                     let _ = self.multi.println(fit(&line, self.width()));
                 }
             }
+            BuildEvent::Transfer { what, bytes, done } => {
+                self.transfer(s, platform, what, bytes, done)
+            }
             BuildEvent::Warning {
                 file,
                 line,
@@ -205,6 +210,52 @@ impl Tty {
 
     fn count(&self, s: &State) {
         self.header.set_message(format!("({}/{})", s.done, s.total));
+    }
+
+    /// Shows a pull as a step of its own, with bytes and speed.
+    fn transfer(
+        &self,
+        s: &mut State,
+        platform: Option<String>,
+        what: String,
+        bytes: u64,
+        done: bool,
+    ) {
+        let (step, new) = s.steps.transfer(platform.clone(), &what);
+        let key = (platform.clone(), what.clone());
+        if new {
+            let bar = self.multi.add(
+                ProgressBar::new_spinner()
+                    .with_style(style_of(
+                        "{spin} {wide_msg} {binary_bytes} {binary_bytes_per_sec} {secs}",
+                    ))
+                    .with_message(format!("#{} {}", step.n, step.title)),
+            );
+            bar.enable_steady_tick(TICK);
+            let live = Live {
+                step,
+                bar,
+                lines: VecDeque::new(),
+                tail: Vec::new(),
+            };
+            s.transfers.insert(key.clone(), live);
+        }
+        if let Some(live) = s.transfers.get(&key) {
+            live.bar.set_position(bytes);
+        }
+        if done {
+            s.steps.end_transfer(platform, what);
+            if let Some(mut live) = s.transfers.remove(&key) {
+                let secs = live.step.started.elapsed().as_secs_f64();
+                live.step.title = format!("{} ({})", live.step.title, HumanBytes(bytes));
+                let status = style(format!("DONE {secs:.1}s")).for_stderr().green();
+                self.retire(
+                    live,
+                    &style("✔").for_stderr().green().to_string(),
+                    &status.to_string(),
+                );
+            }
+        }
     }
 
     /// Adds `line` under its step, scrolling the step's tail.
@@ -245,6 +296,7 @@ impl Tty {
 
     fn fail_running(&self, s: &mut State) {
         let mut running: Vec<Live> = s.live.drain().map(|(_, live)| live).collect();
+        running.extend(s.transfers.drain().map(|(_, live)| live));
         running.sort_by_key(|l| l.step.n);
         for live in running {
             let secs = live.step.started.elapsed().as_secs_f64();
