@@ -31,6 +31,10 @@ const TAIL_LINES: usize = 6;
 const REFRESH_HZ: u8 = 10;
 /// How often the spinners and times move.
 const TICK: Duration = Duration::from_millis(100);
+/// A running step's line, and the same with its output's last lines
+/// (the bar's prefix, cut to the width as it is set) under it.
+const RUNNING: &str = "{spin} {wide_msg} {secs}";
+const RUNNING_WITH_OUTPUT: &str = "{spin} {wide_msg} {secs}\n{prefix}";
 const SPINNER: [&str; 10] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
 
 /// The terminal display.
@@ -60,12 +64,11 @@ struct State {
     finished: bool,
 }
 
-/// A running step's bar and the bars of its output's last lines.
+/// A running step's bar, which shows its output's last lines under it.
 struct Live {
     step: Step,
     bar: ProgressBar,
     lines: VecDeque<String>,
-    tail: Vec<ProgressBar>,
 }
 
 impl Tty {
@@ -128,7 +131,7 @@ impl Tty {
                 let step = s.steps.start(key(stage), index, &text);
                 let bar = self.multi.add(
                     ProgressBar::new_spinner()
-                        .with_style(style_of("{spin} {wide_msg} {secs}"))
+                        .with_style(style_of(RUNNING))
                         .with_message(format!("#{} {}", step.n, step.title)),
                 );
                 bar.enable_steady_tick(TICK);
@@ -138,7 +141,6 @@ impl Tty {
                         step,
                         bar,
                         lines: VecDeque::new(),
-                        tail: Vec::new(),
                     },
                 );
             }
@@ -236,7 +238,6 @@ impl Tty {
                 step,
                 bar,
                 lines: VecDeque::new(),
-                tail: Vec::new(),
             };
             s.transfers.insert(key.clone(), live);
         }
@@ -258,7 +259,9 @@ impl Tty {
         }
     }
 
-    /// Adds `line` under its step, scrolling the step's tail.
+    /// Adds `line` under its step, scrolling the step's tail. The tail is
+    /// part of the step's own bar, so the step and its lines come and go
+    /// in one frame.
     fn output(&self, live: &mut Live, line: &str) {
         let text: String = console::strip_ansi_codes(collapse_cr(line))
             .chars()
@@ -267,27 +270,24 @@ impl Tty {
         if live.lines.len() == TAIL_LINES {
             live.lines.pop_front();
         }
+        if live.lines.is_empty() {
+            live.bar.set_style(style_of(RUNNING_WITH_OUTPUT));
+        }
         live.lines.push_back(text);
-        if live.tail.len() < live.lines.len() {
-            let after = live.tail.last().unwrap_or(&live.bar);
-            let bar = self.multi.insert_after(
-                after,
-                ProgressBar::new_spinner().with_style(style_of("  {wide_msg}")),
-            );
-            live.tail.push(bar);
-        }
-        for (bar, text) in live.tail.iter().zip(&live.lines) {
-            bar.set_message(style(text.clone()).for_stderr().dim().to_string());
-        }
+        let width = self.width();
+        let tail: Vec<String> = live
+            .lines
+            .iter()
+            .map(|l| fit(&format!("  {}", style(l).for_stderr().dim()), width))
+            .collect();
+        live.bar.set_prefix(tail.join("\n"));
     }
 
     /// Takes a finished step out of the live area and prints its last
     /// state above it for good.
     fn retire(&self, live: Live, mark: &str, status: &str) {
-        for bar in live.tail.iter().chain([&live.bar]) {
-            bar.finish_and_clear();
-            self.multi.remove(bar);
-        }
+        live.bar.finish_and_clear();
+        self.multi.remove(&live.bar);
         let title = format!("#{} {}", live.step.n, live.step.title);
         let _ = self
             .multi
