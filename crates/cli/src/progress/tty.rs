@@ -412,7 +412,7 @@ pub(super) fn restore_terminal_on_exit(
 ) -> std::io::Result<()> {
     let action = move || {
         if interrupted.load(Ordering::SeqCst) {
-            let _ = rustix::io::write(std::io::stderr(), b"\n\x1b[?25h");
+            let _ = rustix::io::write(rustix::stdio::stderr(), b"\n\x1b[?25h");
         }
     };
     // SAFETY: the action is async-signal-safe: it loads an atomic and
