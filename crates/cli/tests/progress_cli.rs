@@ -1,7 +1,8 @@
 //! `kiln build --progress=…` through the binary: the JSON event stream
 //! against its documented schema (docs/events.md), BuildKit's plain lines
-//! (timestamps, carriage returns), and the terminal view run in a real
-//! pseudo-terminal (util-linux `script`), Ctrl-C included.
+//! (timestamps, carriage returns, pulls as steps), and the terminal view
+//! run in a real pseudo-terminal (util-linux `script`): steps, output,
+//! stages at once, the summary, and Ctrl-C.
 
 use kiln_testsupport::base_images;
 use serde_json::Value;
@@ -310,9 +311,7 @@ fn the_terminal_view_shows_steps_their_output_the_cache_and_a_summary() {
     assert!(screen.contains("DONE"), "{screen}");
     assert!(screen.contains("out-of-run"), "the RUN's output: {screen}");
     assert!(
-        ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"]
-            .iter()
-            .any(|s| screen.contains(s)),
+        SPINNER.iter().any(|s| screen.contains(s)),
         "a spinner: {screen}"
     );
     assert!(screen.contains("Built in"), "the summary: {screen}");
@@ -491,4 +490,44 @@ fn a_pulled_base_image_is_a_transfer_of_its_own_with_its_bytes() {
         err.lines().any(|l| l.starts_with(&format!("{n} DONE "))),
         "{err}"
     );
+}
+
+const SPINNER: [&str; 10] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
+
+/// Whether `frame` shows a running step (a spinner before it) titled
+/// `title` (`[a 2/2] RUN`).
+fn running(frame: &str, title: &str) -> bool {
+    SPINNER.iter().any(|f| {
+        frame.split(&format!("{f} #")).skip(1).any(|rest| {
+            rest.split_once(' ')
+                .is_some_and(|(_, r)| r.starts_with(title))
+        })
+    })
+}
+
+#[test]
+fn stages_that_run_at_once_are_shown_at_once_in_the_terminal_view() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    context(
+        d,
+        "FROM bb AS a\nRUN sleep 1\nFROM bb AS b\nRUN sleep 1\n\
+         FROM scratch\nCOPY --from=a /bin/sh /a\nCOPY --from=b /bin/sh /b\n",
+    );
+    let (code, screen) = in_terminal(
+        d,
+        100,
+        &[("NO_COLOR", "1")],
+        &["build", "--build-context", &bb_context(), "ctx"],
+    );
+    assert_eq!(code, 0, "{screen}");
+    // Each redraw starts with the header.
+    assert!(
+        screen
+            .split("[+] Building")
+            .any(|frame| running(frame, "[a 2/2] RUN sleep 1")
+                && running(frame, "[b 2/2] RUN sleep 1")),
+        "{screen}"
+    );
+    assert_terminal_restored(&screen);
 }
