@@ -5,6 +5,7 @@
 mod cmd;
 mod env;
 mod output;
+mod progress;
 mod secret;
 mod userns;
 

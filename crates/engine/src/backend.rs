@@ -563,7 +563,7 @@ impl NativeBackend {
                 );
             }
         }
-        let bases = Bases::new(&self.store, client, req.pull, &req.build_contexts);
+        let bases = Bases::new(&self.store, client, req.pull, &req.build_contexts, events);
         let mut options = ResolveOptions {
             build_args: req.build_args.clone(),
             target: req.target.clone(),

@@ -6,6 +6,8 @@
 //! (one lock), so two stages needing the same image pull it once.
 
 use crate::backend::NamedContext;
+use crate::events::EventSink;
+use crate::transfer::Counted;
 use kiln_frontend::stages::Platform;
 use kiln_oci::reference::Reference;
 use kiln_oci::{select_platform, Digest, ImageConfig, Layout};
@@ -60,6 +62,8 @@ pub(crate) struct Bases<'a> {
     client: &'a Client,
     pull: bool,
     contexts: &'a BTreeMap<String, NamedContext>,
+    /// Where pulls report their bytes.
+    events: &'a EventSink,
     cache: Mutex<HashMap<(String, Platform), Arc<ImageSource>>>,
 }
 
@@ -70,12 +74,14 @@ impl<'a> Bases<'a> {
         client: &'a Client,
         pull: bool,
         contexts: &'a BTreeMap<String, NamedContext>,
+        events: &'a EventSink,
     ) -> Bases<'a> {
         Bases {
             store,
             client,
             pull,
             contexts,
+            events,
             cache: Mutex::new(HashMap::new()),
         }
     }
@@ -137,7 +143,9 @@ impl<'a> Bases<'a> {
             }
         }
         let runtime = crate::runtime().map_err(BaseError::Other)?;
-        let pulled = runtime.block_on(self.client.pull(self.store, &reference, Some(platform)))?;
+        let counted = Counted::start(self.store, self.events, format!("pull {reference}"));
+        let pulled = runtime.block_on(self.client.pull(&counted, &reference, Some(platform)))?;
+        counted.finish();
         read_image(self.store, pulled.manifest)
     }
 

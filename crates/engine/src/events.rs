@@ -71,6 +71,19 @@ pub enum BuildEvent {
         /// build, `--no-cache`), which progress displays need not show.
         expected: bool,
     },
+    /// Bytes moving for the build outside any one step: a base image
+    /// pulled from a registry. Sent when the transfer starts (`bytes` 0),
+    /// as bytes arrive (at most ten times a second), and once more with
+    /// `done` when it finished; one that fails ends with the build's
+    /// [`BuildEvent::BuildFailed`] instead.
+    Transfer {
+        /// What moves, as shown: `pull docker.io/library/alpine:3.20`.
+        what: String,
+        /// Bytes received so far.
+        bytes: u64,
+        /// True on the transfer's last event.
+        done: bool,
+    },
     /// A stage finished.
     StageComplete {
         /// The stage's index in the Dockerfile.

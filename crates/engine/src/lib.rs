@@ -49,6 +49,7 @@ pub mod imagefs;
 mod run;
 pub mod solver;
 mod stage;
+mod transfer;
 
 pub use backend::{
     BuildBackend, BuildError, BuildRequest, BuiltImage, Dockerfile, NamedContext, NativeBackend,

@@ -1,23 +1,22 @@
-//! `kiln build`: a Dockerfile and a context in, an image out, with
-//! BuildKit-style plain progress on standard error.
+//! `kiln build`: a Dockerfile and a context in, an image out, with its
+//! progress on standard error (see `crate::progress`).
 
 use super::frontend::{default_build_file, parse_build_args, read_build_file, BuildFile};
 use super::registry::{NetArgs, StoreArg};
 use crate::output::{errln, outln};
+use crate::progress::{Display, Mode};
 use anyhow::{bail, Context};
 use kiln_engine::backend::{BuildBackend, BuildRequest, Dockerfile, NamedContext, NativeBackend};
-use kiln_engine::events::{BuildEvent, EventSink};
+use kiln_engine::events::EventSink;
 use kiln_engine::export::Output;
 use kiln_engine::{BuildError, BuiltImage};
 use kiln_frontend::stages::Platform;
 use kiln_oci::reference::Reference;
 use kiln_oci::Compression;
 use signal_hook::consts::{SIGINT, SIGTERM};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Mutex;
-use std::time::Instant;
 
 /// Subcommands that build images.
 #[derive(clap::Subcommand)]
@@ -124,9 +123,10 @@ pub struct BuildArgs {
     /// crun and runc that works on this host].
     #[arg(long, value_name = "RUNTIME")]
     runtime: Option<String>,
-    /// How progress is shown: `plain` (BuildKit's lines) and `auto` (the
-    /// same, until kiln has a terminal display); `tty` and `rawjson` are
-    /// not supported yet.
+    /// How progress is shown on standard error: `tty` (a live view, with a
+    /// summary), `plain` (BuildKit's lines), `rawjson` (one JSON object per
+    /// build event, see docs/events.md), or `auto` (`tty` on a terminal,
+    /// else `plain`). NO_COLOR turns colours off.
     #[arg(long, value_name = "MODE", default_value = "auto")]
     progress: String,
     /// Show no progress; print only the image id when the build succeeds.
@@ -169,16 +169,6 @@ pub struct BuildArgs {
 /// rather than on an "unexpected argument".
 fn check_unsupported(args: &BuildArgs) -> anyhow::Result<()> {
     let not_yet = |flag: &str, why: &str| anyhow::anyhow!("NotSupported: {flag}: {why}");
-    match args.progress.as_str() {
-        "auto" | "plain" => {}
-        "tty" | "rawjson" => {
-            return Err(not_yet(
-                &format!("--progress={}", args.progress),
-                "kiln shows BuildKit's plain lines only so far; use --progress=plain",
-            ))
-        }
-        other => anyhow::bail!("--progress={other}: expected auto, plain, tty or rawjson"),
-    }
     if args.load {
         return Err(not_yet(
             "--load",
@@ -220,25 +210,34 @@ pub fn run(cmd: BuildCommand) -> anyhow::Result<ExitCode> {
 
 fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
     check_unsupported(&args)?;
+    let mode = Mode::parse(&args.progress)?;
     let (req, file) = request(&args)?;
     let store = args.root.open()?;
     let backend =
         NativeBackend::new(store, args.net.options()).with_snapshotter(crate::env::snapshotter()?);
+    let display = (!args.quiet).then(|| Display::new(mode, file.clone()));
     // The first SIGINT or SIGTERM stops the build cleanly (containers
     // killed, snapshots removed); a second one exits at once, which leaves
     // at most what a SIGKILL would and the next build cleans that up.
     for signal in [SIGINT, SIGTERM] {
-        signal_hook::flag::register_conditional_shutdown(signal, 130, req.interrupt.clone())
+        display
+            .as_ref()
+            .map_or(Ok(()), |d| d.before_exit_on(signal, req.interrupt.clone()))
+            .and_then(|()| {
+                signal_hook::flag::register_conditional_shutdown(signal, 130, req.interrupt.clone())
+            })
             .and_then(|_| signal_hook::flag::register(signal, req.interrupt.clone()))
             .context("cannot install the SIGINT/SIGTERM handler")?;
     }
-    let sink = if args.quiet {
-        EventSink::discard()
-    } else {
-        let progress = Progress::new(file.clone());
-        EventSink::callback(move |e| progress.show(e))
-    };
-    let built = match backend.build(&req, &sink) {
+    let sink = display
+        .as_ref()
+        .map_or_else(EventSink::discard, Display::sink);
+    let built = backend.build(&req, &sink);
+    drop(sink);
+    if let Some(display) = &display {
+        display.finish(built.as_ref().ok());
+    }
+    let built = match built {
         Err(BuildError::Interrupted) => {
             errln!("error: build interrupted; nothing was stored");
             return Ok(ExitCode::from(130));
@@ -436,135 +435,4 @@ fn pairs(flag: &str, values: &[String]) -> anyhow::Result<BTreeMap<String, Strin
         }
     }
     Ok(out)
-}
-
-/// Plain progress lines, as BuildKit's `--progress=plain` prints them:
-/// `#3 [build 2/4] COPY hello.sh ./` then `#3 DONE 0.1s`.
-struct Progress {
-    state: Mutex<ProgressState>,
-    /// Leads warnings about a ZImagefile's translation back to the YAML.
-    file: BuildFile,
-}
-
-/// A stage of the build: its index, and its platform in a `--platform
-/// a,b` build (whose platforms repeat the stage indexes).
-type StageKey = (Option<String>, usize);
-
-#[derive(Default)]
-struct ProgressState {
-    named: bool,
-    next: usize,
-    stages: HashMap<StageKey, (String, usize)>,
-    running: HashMap<(StageKey, usize), (usize, Instant)>,
-}
-
-impl Progress {
-    fn new(file: BuildFile) -> Progress {
-        Progress {
-            state: Mutex::new(ProgressState::default()),
-            file,
-        }
-    }
-
-    fn show(&self, event: BuildEvent) {
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        match event {
-            BuildEvent::Platform { platform, event } => {
-                Self::show_one(&mut s, &self.file, Some(platform), *event)
-            }
-            event => Self::show_one(&mut s, &self.file, None, event),
-        }
-    }
-
-    fn show_one(
-        s: &mut ProgressState,
-        build_file: &BuildFile,
-        platform: Option<String>,
-        event: BuildEvent,
-    ) {
-        let key = |stage: usize| (platform.clone(), stage);
-        match event {
-            BuildEvent::BuildStarted { stages, .. } => s.named = stages > 1,
-            BuildEvent::StageStarted {
-                index,
-                name,
-                instructions,
-                ..
-            } => {
-                let mut label = if s.named {
-                    format!("{} ", name.unwrap_or_else(|| format!("stage-{index}")))
-                } else {
-                    String::new()
-                };
-                // BuildKit's `[linux/arm64 build 2/3]`.
-                if let Some(p) = &platform {
-                    label = format!("{p} {label}");
-                }
-                s.stages.insert(key(index), (label, instructions));
-            }
-            BuildEvent::InstructionStarted { stage, index, text } => {
-                s.next += 1;
-                let n = s.next;
-                let (label, total) = s.stages.get(&key(stage)).cloned().unwrap_or_default();
-                errln!("#{n} [{label}{}/{total}] {text}", index + 1);
-                s.running.insert((key(stage), index), (n, Instant::now()));
-            }
-            BuildEvent::Output { stage, index, line } => {
-                if let Some((n, _)) = s.running.get(&(key(stage), index)) {
-                    errln!("#{n} {line}");
-                }
-            }
-            BuildEvent::InstructionComplete {
-                stage,
-                index,
-                cached,
-            } => {
-                if let Some((n, started)) = s.running.remove(&(key(stage), index)) {
-                    if cached {
-                        errln!("#{n} CACHED");
-                    } else {
-                        errln!("#{n} DONE {:.1}s", started.elapsed().as_secs_f64());
-                    }
-                }
-            }
-            BuildEvent::CacheMiss {
-                stage,
-                index,
-                reason,
-                expected: false,
-            } => {
-                if let Some((n, _)) = s.running.get(&(key(stage), index)) {
-                    errln!("#{n} cache miss: {reason}");
-                }
-            }
-            BuildEvent::CacheMiss { .. } => {}
-            BuildEvent::Warning {
-                line: 0, message, ..
-            } => {
-                errln!("warning: {message}")
-            }
-            BuildEvent::Warning {
-                file,
-                line,
-                message,
-            } => {
-                let at = build_file.locate(
-                    kiln_frontend::Error::new(kiln_frontend::ErrorKind::Semantic, message)
-                        .in_file(file)
-                        .at(line, 0),
-                );
-                errln!("warning: {}:{}: {}", at.file, at.line, at.message)
-            }
-            BuildEvent::BuildFailed { .. } => {
-                for (n, _) in s.running.values() {
-                    errln!("#{n} ERROR");
-                }
-            }
-            // Platform events come wrapped once; one inside another is not
-            // something the engine sends.
-            BuildEvent::Platform { .. }
-            | BuildEvent::StageComplete { .. }
-            | BuildEvent::BuildComplete { .. } => {}
-        }
-    }
 }
