@@ -28,8 +28,10 @@ pub struct Pulled {
     pub fetched: Vec<Digest>,
     /// Blobs already in the store, not downloaded again.
     pub present: Vec<Digest>,
-    /// Foreign layers (with `urls`, e.g. Windows base layers): recorded in
-    /// the manifest, fetched only by [`Client::fetch_blob`] when needed.
+    /// Foreign layers (with `urls`, e.g. Windows base layers). Fetched with
+    /// the rest (and listed in `fetched`), unless
+    /// [`ClientOptions::keep_foreign_layers`](crate::ClientOptions::keep_foreign_layers)
+    /// leaves them for [`Client::fetch_blob`] to fetch when needed.
     pub foreign: Vec<Descriptor>,
 }
 
@@ -104,7 +106,8 @@ impl Client {
         let (foreign, blobs): (Vec<Descriptor>, Vec<Descriptor>) = std::iter::once(image.config)
             .chain(image.layers)
             .partition(|d| d.is_foreign());
-        let results = self.download_all(store, reference, blobs).await?;
+        let mut results = self.download_all(store, reference, blobs).await?;
+        results.extend(self.fetch_all_foreign(store, reference, &foreign).await?);
         store
             .put_bytes(&bytes, &desc.digest)
             .map_err(|e| err(e.into()))?;
@@ -119,6 +122,28 @@ impl Client {
             present,
             foreign,
         })
+    }
+
+    /// Fetches the foreign layers `foreign` of `reference` concurrently,
+    /// unless they are kept as they are; returns each digest with whether
+    /// it was fetched.
+    pub(crate) async fn fetch_all_foreign(
+        &self,
+        store: &dyn Ingester,
+        reference: &Reference,
+        foreign: &[Descriptor],
+    ) -> Result<Vec<(Digest, bool)>> {
+        if self.opts.keep_foreign_layers {
+            return Ok(Vec::new());
+        }
+        futures_util::stream::iter(foreign)
+            .map(|d| async move {
+                let fetched = self.fetch_foreign(store, reference, true, d).await?;
+                Ok::<_, Error>((d.digest, fetched))
+            })
+            .buffer_unordered(self.opts.concurrency.max(1))
+            .try_collect()
+            .await
     }
 
     /// Downloads `blobs` of `reference`'s repository concurrently; returns
@@ -292,22 +317,63 @@ impl Client {
         reference: &Reference,
         desc: &Descriptor,
     ) -> Result<bool> {
-        let urls: Vec<String> = desc.urls().into_iter().map(str::to_string).collect();
-        if urls.is_empty() || store.has_blob(&desc.digest) {
-            return self.download(store, reference, desc).await;
+        if desc.is_foreign() {
+            return self.fetch_foreign(store, reference, true, desc).await;
         }
-        match self.download(store, reference, desc).await {
-            Err(e) if matches!(e.kind, ErrorKind::NotFound { .. }) => {}
-            other => return other,
+        self.download(store, reference, desc).await
+    }
+
+    /// Makes sure the foreign layer `desc` of the image `reference` is in
+    /// the store: from `reference`'s repository when `from_registry` (moby
+    /// and ggcr try there first, and a registry that allows foreign layers
+    /// may still hold the bytes), else or then from each of its `urls` in
+    /// turn, each checked as [`crate::foreign`] says; size and digest are
+    /// verified wherever the bytes come from. When nothing works, the
+    /// error names the layer and every place tried with what went wrong
+    /// there. Returns false if the layer was already there.
+    pub async fn fetch_foreign(
+        &self,
+        store: &dyn Ingester,
+        reference: &Reference,
+        from_registry: bool,
+        desc: &Descriptor,
+    ) -> Result<bool> {
+        if store.has_blob(&desc.digest) {
+            return Ok(false);
         }
-        let mut last = None;
-        for url in urls {
-            match self.download_from(store, reference, desc, Some(&url)).await {
+        let mut tried = Vec::new();
+        if from_registry {
+            match self.download(store, reference, desc).await {
                 Ok(fetched) => return Ok(fetched),
-                Err(e) => last = Some(e),
+                Err(e) if matches!(e.kind, ErrorKind::NotFound { .. }) => {
+                    tried.push(format!(
+                        "the registry {} does not have it",
+                        reference.registry
+                    ));
+                }
+                Err(e) => tried.push(format!("the registry {}: {}", reference.registry, e.kind)),
             }
         }
-        Err(last.expect("urls is not empty"))
+        for url in desc.urls() {
+            match self.download_from(store, reference, desc, Some(url)).await {
+                Ok(fetched) => return Ok(fetched),
+                Err(e) => tried.push(format!("{url}: {}", e.kind)),
+            }
+        }
+        if desc.urls().is_empty() {
+            tried.push("the layer has no URLs".into());
+        }
+        let mut t = target(reference);
+        t.reference = desc.digest.to_string();
+        Err(Error {
+            action: ACTION,
+            target: Box::new(t),
+            kind: ErrorKind::ForeignLayer {
+                digest: desc.digest,
+                tried,
+                keep_possible: !self.opts.keep_foreign_layers,
+            },
+        })
     }
 
     pub(crate) async fn download(

@@ -12,6 +12,7 @@ use kiln_oci::content::Provider;
 use kiln_oci::reference::Reference;
 use kiln_oci::{Descriptor, Digest, Parsed};
 use reqwest::{header, Method, StatusCode};
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::FileExt;
@@ -52,6 +53,13 @@ impl Client {
     /// Pushes the image `manifest` (a manifest or an index, with its blobs
     /// in `blobs`: kiln's store, an OCI layout, any [`Provider`]) to
     /// `dest`, tagged with `dest`'s tag.
+    ///
+    /// Foreign layers go as ordinary layers, with their bytes (which
+    /// `blobs` must have), in manifests rewritten by
+    /// [`kiln_oci::make_distributable`]: the pushed digest is then not
+    /// `manifest`'s. With
+    /// [`ClientOptions::keep_foreign_layers`](crate::ClientOptions::keep_foreign_layers)
+    /// the manifests go unchanged and foreign layers' bytes stay out.
     pub async fn push(
         &self,
         blobs: &dyn Provider,
@@ -60,7 +68,34 @@ impl Client {
         opts: &PushOptions,
     ) -> Result<Pushed> {
         let outcomes = Mutex::new(Vec::new());
-        let bytes = self.read_local(blobs, dest, manifest)?;
+        let keep = self.opts.keep_foreign_layers;
+        let rewritten = if keep {
+            kiln_oci::Distributable {
+                root: manifest.clone(),
+                documents: Vec::new(),
+            }
+        } else {
+            let mut read = |d: &Descriptor| -> Result<Option<Vec<u8>>, ErrorKind> {
+                if !blobs.has_blob(&d.digest) && d.digest != manifest.digest {
+                    return Ok(None);
+                }
+                let bytes = self.read_local(blobs, dest, d).map_err(|e| e.kind)?;
+                parse(dest, d, &bytes).map_err(|e| e.kind)?;
+                Ok(Some(bytes))
+            };
+            kiln_oci::make_distributable(manifest, &mut read).map_err(|kind| error(dest, kind))?
+        };
+        let new: HashMap<Digest, Vec<u8>> = rewritten
+            .documents
+            .into_iter()
+            .map(|(d, bytes)| (d.digest, bytes))
+            .collect();
+        let manifest = &rewritten.root;
+        let read = |desc: &Descriptor| match new.get(&desc.digest) {
+            Some(bytes) => Ok(bytes.clone()),
+            None => self.read_local(blobs, dest, desc),
+        };
+        let bytes = read(manifest)?;
         match parse(dest, manifest, &bytes)? {
             Parsed::Manifest(_, image) => {
                 self.push_blobs(blobs, dest, image.config, image.layers, opts, &outcomes)
@@ -68,7 +103,7 @@ impl Client {
             }
             Parsed::Index(_, index) => {
                 for child in index.manifests {
-                    if !blobs.has_blob(&child.digest) {
+                    if !blobs.has_blob(&child.digest) && !new.contains_key(&child.digest) {
                         let platform = child
                             .platform()
                             .map_or_else(String::new, |p| format!(" ({p})"));
@@ -82,7 +117,7 @@ impl Client {
                             )),
                         ));
                     }
-                    let child_bytes = self.read_local(blobs, dest, &child)?;
+                    let child_bytes = read(&child)?;
                     let Parsed::Manifest(_, image) = parse(dest, &child, &child_bytes)? else {
                         return Err(error(
                             dest,
@@ -94,8 +129,15 @@ impl Client {
                     };
                     self.push_blobs(blobs, dest, image.config, image.layers, opts, &outcomes)
                         .await?;
-                    self.put_manifest(dest, &child, child_bytes, &child.digest.to_string())
-                        .await?;
+                    let foreign = keep && image_has_urls(&child_bytes);
+                    self.put_manifest(
+                        dest,
+                        &child,
+                        child_bytes,
+                        &child.digest.to_string(),
+                        foreign,
+                    )
+                    .await?;
                 }
             }
         }
@@ -103,7 +145,9 @@ impl Client {
             (Some(tag), _) => tag.clone(),
             (None, _) => manifest.digest.to_string(),
         };
-        self.put_manifest(dest, manifest, bytes, &tag).await?;
+        let foreign = keep && image_has_urls(&bytes);
+        self.put_manifest(dest, manifest, bytes, &tag, foreign)
+            .await?;
         let mut pushed = Pushed {
             digest: manifest.digest,
             uploaded: Vec::new(),
@@ -156,8 +200,8 @@ impl Client {
         opts: &PushOptions,
         outcomes: &Mutex<Vec<(Digest, BlobOutcome)>>,
     ) -> Result<()> {
-        // Foreign layers stay where their urls point; registries refuse
-        // them and licences often forbid copying them.
+        // Only kept foreign layers are left with urls here (the rest were
+        // made distributable); their bytes stay where the urls point.
         let todo = std::iter::once(config)
             .chain(layers)
             .filter(|d| !d.is_foreign());
@@ -329,12 +373,15 @@ impl Client {
             })
     }
 
+    /// Puts one manifest or index; `foreign`: it lists layers with `urls`,
+    /// so a registry refusing it most likely validates those.
     async fn put_manifest(
         &self,
         dest: &Reference,
         desc: &Descriptor,
         bytes: Vec<u8>,
         reference: &str,
+        foreign: bool,
     ) -> Result<()> {
         let mut t = target(dest);
         t.reference = reference.to_string();
@@ -346,7 +393,19 @@ impl Client {
                     .body(bytes.clone())
             })
             .await?;
-        let kind = if resp.status() != StatusCode::CREATED {
+        let kind = if foreign && resp.status() == StatusCode::BAD_REQUEST {
+            let body = small_body(resp, self.opts.timeout).await;
+            let detail = crate::errors::detail_from_body(&body);
+            if detail.contains("MANIFEST_BLOB_UNKNOWN") || detail.contains("MANIFEST_INVALID") {
+                ErrorKind::ForeignUrlsRefused { detail }
+            } else {
+                ErrorKind::Status {
+                    status: 400,
+                    request: path.clone(),
+                    detail,
+                }
+            }
+        } else if resp.status() != StatusCode::CREATED {
             status_error(resp, "manifest", self.opts.timeout).await
         } else {
             match check_stated_digest(&resp, "the manifest", &desc.digest) {
@@ -368,6 +427,14 @@ fn error(dest: &Reference, kind: ErrorKind) -> Error {
         target: Box::new(target(dest)),
         kind,
     }
+}
+
+/// True when `bytes` is an image manifest with a layer that has `urls`.
+fn image_has_urls(bytes: &[u8]) -> bool {
+    matches!(
+        kiln_oci::parse_manifest(bytes, None),
+        Ok(Parsed::Manifest(_, m)) if m.layers.iter().any(Descriptor::is_foreign)
+    )
 }
 
 fn parse(dest: &Reference, desc: &Descriptor, bytes: &[u8]) -> Result<Parsed> {
