@@ -482,6 +482,9 @@ impl Client {
                         .and_then(|v| v.parse::<u64>().ok())
                         .map(|s| Duration::from_secs(s.min(30)));
                     let detail = detail_from_body(&small_body(resp, self.opts.timeout).await);
+                    // distribution answers 500 to a manifest whose layer
+                    // URLs it refuses; that verdict does not change.
+                    let verdict = MANIFEST_VERDICTS.iter().any(|c| detail.contains(c));
                     let kind = if status == StatusCode::TOO_MANY_REQUESTS {
                         ErrorKind::TooManyRequests { attempts: attempt }
                     } else {
@@ -491,6 +494,9 @@ impl Client {
                             detail,
                         }
                     };
+                    if verdict {
+                        return Err(err(kind));
+                    }
                     (kind, retry_after)
                 }
                 Some(Ok(resp)) => return Ok(resp),
@@ -570,6 +576,9 @@ impl Client {
         }
     }
 }
+
+/// Registry error codes that judge a manifest: sent again, it is refused again.
+pub(crate) const MANIFEST_VERDICTS: [&str; 2] = ["MANIFEST_BLOB_UNKNOWN", "MANIFEST_INVALID"];
 
 fn is_transient_status(status: StatusCode) -> bool {
     status == StatusCode::TOO_MANY_REQUESTS || matches!(status.as_u16(), 500 | 502 | 503 | 504)

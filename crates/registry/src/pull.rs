@@ -357,7 +357,7 @@ impl Client {
         for url in desc.urls() {
             match self.download_from(store, reference, desc, Some(url)).await {
                 Ok(fetched) => return Ok(fetched),
-                Err(e) => tried.push(format!("{url}: {}", e.kind)),
+                Err(e) => tried.push(url_failure(url, e.kind)),
             }
         }
         if desc.urls().is_empty() {
@@ -512,6 +512,17 @@ impl Client {
             other => err(other.into()),
         })?;
         Ok(true)
+    }
+}
+
+/// What went wrong fetching a foreign layer from `url`, in the words of a
+/// URL rather than a registry.
+fn url_failure(url: &str, kind: ErrorKind) -> String {
+    match kind {
+        ErrorKind::NotFound { detail, .. } => format!("{url}: not found (404){detail}"),
+        ErrorKind::Connect { message, .. } => format!("{url}: cannot connect ({message})"),
+        ErrorKind::Invalid(why) if why.starts_with(url) => why,
+        other => format!("{url}: {other}"),
     }
 }
 

@@ -3,7 +3,9 @@
 //! concurrently; then platform manifests by digest; then the top manifest
 //! or index by tag.
 
-use crate::client::{check_stated_digest, small_body, status_error, v2, Client, Progress, Scope};
+use crate::client::{
+    check_stated_digest, small_body, status_error, v2, Client, Progress, Scope, MANIFEST_VERDICTS,
+};
 use crate::errors::{Error, ErrorKind, Result, Target};
 use crate::manifest;
 use crate::pull::target;
@@ -386,26 +388,54 @@ impl Client {
         let mut t = target(dest);
         t.reference = reference.to_string();
         let path = format!("{}/manifests/{reference}", dest.repository);
-        let resp = self
+        let refused =
+            |detail: &str| foreign && MANIFEST_VERDICTS.iter().any(|c| detail.contains(c));
+        let sent = self
             .send(&t, ACTION, &Scope::push(&dest.repository), |http, base| {
                 v2(http, Method::PUT, base, &path)
                     .header(header::CONTENT_TYPE, desc.media_type.as_str())
                     .body(bytes.clone())
             })
-            .await?;
-        let kind = if foreign && resp.status() == StatusCode::BAD_REQUEST {
-            let body = small_body(resp, self.opts.timeout).await;
-            let detail = crate::errors::detail_from_body(&body);
-            if detail.contains("MANIFEST_BLOB_UNKNOWN") || detail.contains("MANIFEST_INVALID") {
-                ErrorKind::ForeignUrlsRefused { detail }
-            } else {
-                ErrorKind::Status {
-                    status: 400,
-                    request: path.clone(),
-                    detail,
+            .await;
+        // distribution answers 400, or 500 for a URL it refuses.
+        let kind = match sent {
+            Err(Error {
+                kind: ErrorKind::Server { detail, .. },
+                ..
+            }) if refused(&detail) => ErrorKind::ForeignUrlsRefused { detail },
+            Err(e) => return Err(e),
+            Ok(resp) if resp.status() == StatusCode::BAD_REQUEST => {
+                let body = small_body(resp, self.opts.timeout).await;
+                let detail = crate::errors::detail_from_body(&body);
+                if refused(&detail) {
+                    ErrorKind::ForeignUrlsRefused { detail }
+                } else {
+                    ErrorKind::Status {
+                        status: 400,
+                        request: path.clone(),
+                        detail,
+                    }
                 }
             }
-        } else if resp.status() != StatusCode::CREATED {
+            Ok(resp) => {
+                return self.manifest_answer(resp, desc, t).await;
+            }
+        };
+        Err(Error {
+            action: ACTION,
+            target: Box::new(t),
+            kind,
+        })
+    }
+
+    /// Judges the registry's answer to a manifest upload.
+    async fn manifest_answer(
+        &self,
+        resp: reqwest::Response,
+        desc: &Descriptor,
+        t: Target,
+    ) -> Result<()> {
+        let kind = if resp.status() != StatusCode::CREATED {
             status_error(resp, "manifest", self.opts.timeout).await
         } else {
             match check_stated_digest(&resp, "the manifest", &desc.digest) {
