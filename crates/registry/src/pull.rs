@@ -138,7 +138,7 @@ impl Client {
         }
         futures_util::stream::iter(foreign)
             .map(|d| async move {
-                let fetched = self.fetch_foreign(store, reference, true, d).await?;
+                let fetched = self.fetch_foreign(store, Some(reference), d).await?;
                 Ok::<_, Error>((d.digest, fetched))
             })
             .buffer_unordered(self.opts.concurrency.max(1))
@@ -318,31 +318,49 @@ impl Client {
         desc: &Descriptor,
     ) -> Result<bool> {
         if desc.is_foreign() {
-            return self.fetch_foreign(store, reference, true, desc).await;
+            return self.fetch_foreign(store, Some(reference), desc).await;
         }
         self.download(store, reference, desc).await
     }
 
-    /// Makes sure the foreign layer `desc` of the image `reference` is in
-    /// the store: from `reference`'s repository when `from_registry` (moby
+    /// Makes sure the foreign layer `desc` is in the store: from the
+    /// repository of `image` (the image it belongs to) when given (moby
     /// and ggcr try there first, and a registry that allows foreign layers
-    /// may still hold the bytes), else or then from each of its `urls` in
-    /// turn, each checked as [`crate::foreign`] says; size and digest are
+    /// may still hold the bytes), then from each of its `urls` in turn,
+    /// each checked as [`crate::foreign`] says; size and digest are
     /// verified wherever the bytes come from. When nothing works, the
     /// error names the layer and every place tried with what went wrong
     /// there. Returns false if the layer was already there.
     pub async fn fetch_foreign(
         &self,
         store: &dyn Ingester,
-        reference: &Reference,
-        from_registry: bool,
+        image: Option<&Reference>,
         desc: &Descriptor,
     ) -> Result<bool> {
         if store.has_blob(&desc.digest) {
             return Ok(false);
         }
+        // Errors name the image's repository, or without one the host of
+        // the layer's first URL.
+        let label = match image {
+            Some(reference) => {
+                let mut t = target(reference);
+                t.reference = desc.digest.to_string();
+                t
+            }
+            None => Target {
+                registry: desc
+                    .urls()
+                    .first()
+                    .and_then(|u| reqwest::Url::parse(u).ok())
+                    .and_then(|u| u.host_str().map(str::to_string))
+                    .unwrap_or_default(),
+                repository: String::new(),
+                reference: String::new(),
+            },
+        };
         let mut tried = Vec::new();
-        if from_registry {
+        if let Some(reference) = image {
             match self.download(store, reference, desc).await {
                 Ok(fetched) => return Ok(fetched),
                 Err(e) if matches!(e.kind, ErrorKind::NotFound { .. }) => {
@@ -355,7 +373,11 @@ impl Client {
             }
         }
         for url in desc.urls() {
-            match self.download_from(store, reference, desc, Some(url)).await {
+            let source = BlobSource::Url {
+                url,
+                label: label.clone(),
+            };
+            match self.download_from(store, desc, source).await {
                 Ok(fetched) => return Ok(fetched),
                 Err(e) => tried.push(url_failure(url, e.kind)),
             }
@@ -363,11 +385,9 @@ impl Client {
         if desc.urls().is_empty() {
             tried.push("the layer has no URLs".into());
         }
-        let mut t = target(reference);
-        t.reference = desc.digest.to_string();
         Err(Error {
             action: ACTION,
-            target: Box::new(t),
+            target: Box::new(label),
             kind: ErrorKind::ForeignLayer {
                 digest: desc.digest,
                 tried,
@@ -382,7 +402,8 @@ impl Client {
         reference: &Reference,
         desc: &Descriptor,
     ) -> Result<bool> {
-        self.download_from(store, reference, desc, None).await
+        self.download_from(store, desc, BlobSource::Registry(reference))
+            .await
     }
 
     /// Streams one blob into the store from the registry (or `url`),
@@ -390,29 +411,34 @@ impl Client {
     async fn download_from(
         &self,
         store: &dyn Ingester,
-        reference: &Reference,
         desc: &Descriptor,
-        url: Option<&str>,
+        source: BlobSource<'_>,
     ) -> Result<bool> {
         if store.has_blob(&desc.digest) {
             return Ok(false);
         }
-        let mut target = target(reference);
-        target.reference = desc.digest.to_string();
+        let target = match &source {
+            BlobSource::Registry(reference) => {
+                let mut t = target(reference);
+                t.reference = desc.digest.to_string();
+                t
+            }
+            BlobSource::Url { label, .. } => label.clone(),
+        };
         let err = |kind| Error {
             action: ACTION,
             target: Box::new(target.clone()),
             kind,
         };
         let what = format!("blob {}", desc.digest);
-        let path = format!("{}/blobs/{}", reference.repository, desc.digest);
         let mut writer = store.ingest().map_err(|e| err(e.into()))?;
         let mut drops = 0;
         loop {
             let offset = writer.written();
-            let mut resp = match url {
-                Some(u) => self.send_url(u, &target, ACTION, offset).await?,
-                None => {
+            let mut resp = match &source {
+                BlobSource::Url { url, .. } => self.send_url(url, &target, ACTION, offset).await?,
+                BlobSource::Registry(reference) => {
+                    let path = format!("{}/blobs/{}", reference.repository, desc.digest);
                     self.send(
                         &target,
                         ACTION,
@@ -524,6 +550,14 @@ fn url_failure(url: &str, kind: ErrorKind) -> String {
         ErrorKind::Invalid(why) if why.starts_with(url) => why,
         other => format!("{url}: {other}"),
     }
+}
+
+/// Where [`Client::download_from`] fetches a blob.
+enum BlobSource<'a> {
+    /// The registry, from the reference's repository.
+    Registry(&'a Reference),
+    /// A foreign layer's URL; `label` names what it is for in errors.
+    Url { url: &'a str, label: Target },
 }
 
 /// Why a body stopped before its end.

@@ -380,7 +380,7 @@ fn a_foreign_layer_from_nowhere_names_every_place_tried() {
         ],
     );
     let err = rt()
-        .block_on(Client::new(strict(&[])).fetch_foreign(&store, &reference, false, &elsewhere))
+        .block_on(Client::new(strict(&[])).fetch_foreign(&store, None, &elsewhere))
         .unwrap_err()
         .to_string();
     assert!(!err.contains("the registry"), "{err}");

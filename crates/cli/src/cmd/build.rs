@@ -2,7 +2,7 @@
 //! BuildKit-style plain progress on standard error.
 
 use super::frontend::{default_build_file, parse_build_args, read_build_file, BuildFile};
-use super::registry::{NetArgs, StoreArg};
+use super::registry::{ForeignArgs, NetArgs, StoreArg};
 use crate::output::{errln, outln};
 use anyhow::{bail, Context};
 use kiln_engine::backend::{BuildBackend, BuildRequest, Dockerfile, NamedContext, NativeBackend};
@@ -34,6 +34,8 @@ pub struct BuildArgs {
     root: StoreArg,
     #[command(flatten)]
     net: NetArgs,
+    #[command(flatten)]
+    foreign: ForeignArgs,
     /// The Dockerfile, or a ZImagefile (named `ZImagefile`, `*.yaml` or
     /// `*.yml`) [default: CONTEXT/Dockerfile, or CONTEXT/ZImagefile when
     /// there is no Dockerfile]; `-` reads a Dockerfile from standard input.
@@ -222,8 +224,8 @@ fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
     check_unsupported(&args)?;
     let (req, file) = request(&args)?;
     let store = args.root.open()?;
-    let backend =
-        NativeBackend::new(store, args.net.options()).with_snapshotter(crate::env::snapshotter()?);
+    let registry = args.foreign.options(args.net.options());
+    let backend = NativeBackend::new(store, registry).with_snapshotter(crate::env::snapshotter()?);
     // The first SIGINT or SIGTERM stops the build cleanly (containers
     // killed, snapshots removed); a second one exits at once, which leaves
     // at most what a SIGKILL would and the next build cleans that up.
