@@ -201,20 +201,25 @@ pub struct Distributable {
 /// and other layers are untouched. `read` gives a manifest's or index's
 /// bytes, or `None` for an index entry not at hand (a platform never
 /// pulled), which is left as it is.
-pub fn make_distributable<E: From<ManifestError>>(
-    root: &Descriptor,
-    read: &mut dyn FnMut(&Descriptor) -> Result<Option<Vec<u8>>, E>,
-) -> Result<Distributable, E> {
+pub fn make_distributable<E, F>(root: &Descriptor, read: &mut F) -> Result<Distributable, E>
+where
+    E: From<ManifestError>,
+    F: FnMut(&Descriptor) -> Result<Option<Vec<u8>>, E>,
+{
     let mut documents = Vec::new();
     let root = rewrite(root, read, &mut documents)?;
     Ok(Distributable { root, documents })
 }
 
-fn rewrite<E: From<ManifestError>>(
+fn rewrite<E, F>(
     desc: &Descriptor,
-    read: &mut dyn FnMut(&Descriptor) -> Result<Option<Vec<u8>>, E>,
+    read: &mut F,
     documents: &mut Vec<(Descriptor, Vec<u8>)>,
-) -> Result<Descriptor, E> {
+) -> Result<Descriptor, E>
+where
+    E: From<ManifestError>,
+    F: FnMut(&Descriptor) -> Result<Option<Vec<u8>>, E>,
+{
     let Some(bytes) = read(desc)? else {
         return Ok(desc.clone());
     };
