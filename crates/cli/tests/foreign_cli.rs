@@ -508,3 +508,103 @@ fn builds_keep_or_make_ordinary_their_bases_foreign_layers() {
     );
     assert_eq!(server.requests().len(), 1, "the store has the bytes");
 }
+
+#[test]
+fn push_and_export_fetch_or_keep_foreign_layers() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let server = FileServer::start(vec![("/base.tar.gz".into(), base_layer().1)]);
+    let url = server.url("/base.tar.gz");
+    let image = foreign_image(h, std::slice::from_ref(&url));
+    let allow = Registry::start();
+    let stock = stock_registry();
+    let flags = insecure(&[allow.host(), stock.host(), host_of(&url)]);
+    let base = format!("{}/win:1", allow.host());
+    kiln_ok(
+        h,
+        &args(
+            &["copy", "--keep-foreign-layers"],
+            &flags,
+            &[
+                &format!("oci:{}", image.layout.display()),
+                &format!("docker://{base}"),
+            ],
+        ),
+    );
+    kiln_ok(
+        h,
+        &args(&["pull", "--keep-foreign-layers"], &flags, &[&base]),
+    );
+
+    // Without the bytes, exports that need them say so; a kept OCI layout
+    // does not need them.
+    let run = kiln(h, &["export", "-o", "needs-bytes", &base]);
+    assert_ne!(run.code, 0);
+    assert!(
+        run.stderr.contains(&format!(
+            "foreign layer {} is not in the store",
+            image.foreign_digest
+        )) && run.stderr.contains("--keep-foreign-layers"),
+        "{}",
+        run.stderr
+    );
+    let run = kiln(h, &["save", "-o", "needs-bytes.tar", &base]);
+    assert_ne!(run.code, 0);
+    assert!(
+        run.stderr
+            .contains("a docker-archive carries every layer's bytes"),
+        "{}",
+        run.stderr
+    );
+    kiln_ok(h, &["export", "--keep-foreign-layers", "-o", "kept", &base]);
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(h.join("kept/index.json")).unwrap()).unwrap();
+    assert_eq!(
+        index["manifests"][0]["digest"],
+        Digest::of(&image.manifest).to_string()
+    );
+    assert!(server.requests().is_empty());
+
+    // Kept, a stock registry refuses the push.
+    let to_stock = format!("{}/win:pushed", stock.host());
+    let run = kiln(
+        h,
+        &args(
+            &["push", "--keep-foreign-layers"],
+            &flags,
+            &[&base, &to_stock],
+        ),
+    );
+    assert_ne!(run.code, 0);
+    assert!(
+        run.stderr
+            .contains("its manifest URL validation refuses foreign layers"),
+        "{}",
+        run.stderr
+    );
+    assert!(server.requests().is_empty());
+
+    // By default the push fetches the layer from its URL and sends it as
+    // an ordinary layer; then the store has it for an export.
+    let out = kiln_ok(h, &args(&["push"], &flags, &[&base, &to_stock]));
+    assert!(
+        !out.contains(&Digest::of(&image.manifest).to_string()),
+        "a new manifest: {out}"
+    );
+    assert_eq!(server.requests(), vec!["GET /base.tar.gz HTTP/1.1"]);
+    let raw: Value = serde_json::from_slice(&skopeo_raw(&to_stock, false)).unwrap();
+    assert_eq!(raw["layers"][0]["mediaType"], LAYER);
+    assert!(raw["layers"][0].get("urls").is_none());
+    kiln_ok(h, &["export", "-o", "ordinary", &base]);
+    let inspect = Command::new("skopeo")
+        .args(["inspect", "--raw"])
+        .arg(format!("oci:{}", h.join("ordinary").display()))
+        .output()
+        .unwrap();
+    assert!(inspect.status.success(), "{inspect:?}");
+    let raw: Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    assert_eq!(raw["layers"][0]["mediaType"], LAYER);
+    assert!(raw["layers"][0].get("urls").is_none());
+    kiln_ok(h, &["save", "-o", "all-bytes.tar", &base]);
+    assert_eq!(server.requests().len(), 1);
+}

@@ -8,6 +8,9 @@
 //! HOST[:PORT]`, `$KILN_INSECURE_REGISTRIES`) may use plain HTTP and any
 //! address; `--tls-verify=false` alone does not open that door, since it
 //! is about certificates, not about which networks an image may reach.
+//! An HTTP proxy from the environment is reached through the same resolver,
+//! so a proxy named by a host name on a private address must be marked
+//! insecure too (one given as an address is used as given).
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::Url;
