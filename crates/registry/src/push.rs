@@ -71,22 +71,7 @@ impl Client {
     ) -> Result<Pushed> {
         let outcomes = Mutex::new(Vec::new());
         let keep = self.opts.keep_foreign_layers;
-        let rewritten = if keep {
-            kiln_oci::Distributable {
-                root: manifest.clone(),
-                documents: Vec::new(),
-            }
-        } else {
-            let mut read = |d: &Descriptor| -> Result<Option<Vec<u8>>, ErrorKind> {
-                if !blobs.has_blob(&d.digest) && d.digest != manifest.digest {
-                    return Ok(None);
-                }
-                let bytes = self.read_local(blobs, dest, d).map_err(|e| e.kind)?;
-                parse(dest, d, &bytes).map_err(|e| e.kind)?;
-                Ok(Some(bytes))
-            };
-            kiln_oci::make_distributable(manifest, &mut read).map_err(|kind| error(dest, kind))?
-        };
+        let rewritten = self.as_pushed(blobs, dest, manifest)?;
         let new: HashMap<Digest, Vec<u8>> = rewritten
             .documents
             .into_iter()
@@ -167,6 +152,34 @@ impl Client {
             }
         }
         Ok(pushed)
+    }
+
+    /// The image `manifest` as it is pushed: unchanged when foreign layers
+    /// are kept, else rewritten by [`kiln_oci::make_distributable`] (the
+    /// new documents exist only in memory until pushed).
+    fn as_pushed(
+        &self,
+        blobs: &dyn Provider,
+        dest: &Reference,
+        manifest: &Descriptor,
+    ) -> Result<kiln_oci::Distributable> {
+        if self.opts.keep_foreign_layers {
+            return Ok(kiln_oci::Distributable {
+                root: manifest.clone(),
+                documents: Vec::new(),
+            });
+        }
+        let mut read = |d: &Descriptor| -> Result<Option<Vec<u8>>, ErrorKind> {
+            // An index entry never pulled is pushed as it is, or refused
+            // below with the reason.
+            if !blobs.has_blob(&d.digest) && d.digest != manifest.digest {
+                return Ok(None);
+            }
+            let bytes = self.read_local(blobs, dest, d).map_err(|e| e.kind)?;
+            parse(dest, d, &bytes).map_err(|e| e.kind)?;
+            Ok(Some(bytes))
+        };
+        kiln_oci::make_distributable(manifest, &mut read).map_err(|kind| error(dest, kind))
     }
 
     fn read_local(
