@@ -151,6 +151,7 @@ fn login_logout_and_errors_name_the_registry() {
             user: "kiln".into(),
             password: "hunter2".into(),
         },
+        ..RegistryOptions::default()
     });
     let host = registry.host();
     let ca = registry.ca_cert();
@@ -242,6 +243,7 @@ fn credential_helper_is_used_for_login_and_pull() {
             user: "kiln".into(),
             password: "hunter2".into(),
         },
+        ..RegistryOptions::default()
     });
     let host = registry.host();
     let home = tempfile::tempdir().unwrap();

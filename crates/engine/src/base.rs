@@ -114,7 +114,8 @@ impl<'a> Bases<'a> {
         let found = match self.context(name) {
             Some(NamedContext::Image(other)) => self.registry_or_store(other, platform)?,
             Some(NamedContext::OciLayout { path, reference }) => {
-                self.layout_image(path, reference.as_deref(), platform)?
+                let image = self.layout_image(path, reference.as_deref(), platform)?;
+                self.with_foreign_layers(image, None)?
             }
             Some(NamedContext::Dir(dir)) => {
                 return Err(BaseError::Other(format!(
@@ -135,7 +136,8 @@ impl<'a> Bases<'a> {
             match self.store.resolve(&reference.to_string()) {
                 Ok(found) => {
                     if let Some(manifest) = self.select(&found.descriptor, platform)? {
-                        return read_image(self.store, manifest);
+                        let image = read_image(self.store, manifest)?;
+                        return self.with_foreign_layers(image, Some(&reference));
                     }
                 }
                 Err(kiln_store::Error::ImageNotFound { .. }) => {}
@@ -146,7 +148,38 @@ impl<'a> Bases<'a> {
         let counted = Counted::start(self.store, self.events, format!("pull {reference}"));
         let pulled = runtime.block_on(self.client.pull(&counted, &reference, Some(platform)))?;
         counted.finish();
-        read_image(self.store, pulled.manifest)
+        let image = read_image(self.store, pulled.manifest)?;
+        self.with_foreign_layers(image, Some(&reference))
+    }
+
+    /// `image` with its foreign layers in the store and, unless the client
+    /// keeps foreign layers, listed as ordinary layers, so that the build's
+    /// image pushes and exports them with their bytes (windows-images.md
+    /// §2.4, §2.6). They are fetched even when kept: a step may read them,
+    /// and layers are read lazily, deep in the image's file system, where
+    /// no registry is at hand. Absent ones come from the registry of
+    /// `source`, the image's reference when it has one, then their URLs.
+    fn with_foreign_layers(
+        &self,
+        mut image: ImageSource,
+        source: Option<&Reference>,
+    ) -> Result<ImageSource, BaseError> {
+        let absent: Vec<&Descriptor> = image
+            .layers
+            .iter()
+            .filter(|l| l.is_foreign() && !self.store.has_blob(&l.digest))
+            .collect();
+        if !absent.is_empty() {
+            let runtime = crate::runtime().map_err(BaseError::Other)?;
+            for layer in absent {
+                runtime.block_on(self.client.fetch_foreign(self.store, source, layer))?;
+                self.store.hold(&layer.digest)?;
+            }
+        }
+        if !self.client.options().keep_foreign_layers {
+            image.layers = image.layers.iter().map(Descriptor::distributable).collect();
+        }
+        Ok(image)
     }
 
     /// The manifest for `platform`: `desc` itself, or its entry in an index

@@ -4,6 +4,7 @@
 //! not: a store or registry that rewrote index entries through it would
 //! drop fields newer tools put there.
 
+use crate::media_type;
 use crate::platform::Platform;
 use crate::Digest;
 use serde::{Deserialize, Serialize};
@@ -60,6 +61,27 @@ impl Descriptor {
         !self.urls().is_empty()
     }
 
+    /// True for a layer a registry need not hold: one with `urls` or of a
+    /// non-distributable media type. [`Descriptor::distributable`] changes it.
+    pub fn is_non_distributable(&self) -> bool {
+        self.is_foreign() || media_type::is_non_distributable(&self.media_type)
+    }
+
+    /// This descriptor as an ordinary layer whose bytes are pushed with the
+    /// image: the non-distributable media type becomes its ordinary form
+    /// ([`media_type::distributable`]) and `urls` go; digest, size,
+    /// annotations and every other field stay, so the image's diff_ids do
+    /// not change. The one rewrite every manifest kiln pushes or exports
+    /// goes through, unless foreign layers are kept.
+    pub fn distributable(&self) -> Descriptor {
+        let mut out = self.clone();
+        if let Some(mt) = media_type::distributable(&self.media_type) {
+            out.media_type = mt.to_string();
+        }
+        out.extra.shift_remove("urls");
+        out
+    }
+
     /// The descriptor's `platform` (index entries), if it has one.
     pub fn platform(&self) -> Option<Platform> {
         Platform::from_json(self.extra.get("platform")?)
@@ -107,5 +129,31 @@ mod tests {
         .unwrap();
         assert_eq!(foreign.urls(), vec!["https://example.com/l"]);
         assert!(foreign.is_foreign());
+    }
+
+    #[test]
+    fn distributable_drops_urls_and_maps_the_type_keeping_the_rest() {
+        let d = Digest::of(b"x");
+        let json = format!(
+            r#"{{"mediaType":"{}","digest":"{d}","size":1,"annotations":{{"a":"b"}},"urls":["https://example.com/l"],"newField":1}}"#,
+            media_type::OCI_NONDISTRIBUTABLE_LAYER_GZIP
+        );
+        let foreign: Descriptor = serde_json::from_str(&json).unwrap();
+        assert!(foreign.is_non_distributable());
+        let out = foreign.distributable();
+        assert!(!out.is_non_distributable());
+        assert_eq!(
+            serde_json::to_string(&out).unwrap(),
+            format!(
+                r#"{{"mediaType":"{}","digest":"{d}","size":1,"annotations":{{"a":"b"}},"newField":1}}"#,
+                media_type::OCI_LAYER_GZIP
+            )
+        );
+        // A foreign type without urls is still made distributable.
+        let bare = Descriptor::new(media_type::DOCKER_FOREIGN_LAYER, d, 1);
+        assert!(bare.is_non_distributable() && !bare.is_foreign());
+        assert_eq!(bare.distributable().media_type, media_type::DOCKER_LAYER);
+        let plain = Descriptor::new(media_type::OCI_LAYER, d, 1);
+        assert_eq!(plain.distributable(), plain);
     }
 }

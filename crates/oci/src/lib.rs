@@ -59,7 +59,10 @@ pub use layer::{
     LayerOptions, MtimePolicy, Ownership, Whiteouts,
 };
 pub use layout::{Layout, LayoutError};
-pub use manifest::{parse_manifest, Index, Manifest, ManifestError, ManifestFormat, Parsed};
+pub use manifest::{
+    make_distributable, parse_manifest, Distributable, Index, Manifest, ManifestError,
+    ManifestFormat, Parsed,
+};
 pub use platform::{
     select_platform, select_platform_strict, AmbiguousPlatform, ImageOs, Platform, PlatformError,
 };

@@ -183,6 +183,79 @@ impl Parsed {
     }
 }
 
+/// An image whose non-distributable layers were made distributable
+/// ([`make_distributable`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Distributable {
+    /// The image's root (manifest or index) after the rewrite; the one
+    /// given when nothing needed it.
+    pub root: Descriptor,
+    /// The manifests and index written anew, each with its bytes, every
+    /// child before the index naming it; empty when nothing changed.
+    pub documents: Vec<(Descriptor, Vec<u8>)>,
+}
+
+/// Rewrites the image `root` so every layer is an ordinary one
+/// ([`Descriptor::distributable`]): its manifests with such layers get new
+/// bytes and digests, and so does an index naming them. Configs, diff_ids
+/// and other layers are untouched. `read` gives a manifest's or index's
+/// bytes, or `None` for an index entry not at hand (a platform never
+/// pulled), which is left as it is.
+pub fn make_distributable<E, F>(root: &Descriptor, read: &mut F) -> Result<Distributable, E>
+where
+    E: From<ManifestError>,
+    F: FnMut(&Descriptor) -> Result<Option<Vec<u8>>, E>,
+{
+    let mut documents = Vec::new();
+    let root = rewrite(root, read, &mut documents)?;
+    Ok(Distributable { root, documents })
+}
+
+fn rewrite<E, F>(
+    desc: &Descriptor,
+    read: &mut F,
+    documents: &mut Vec<(Descriptor, Vec<u8>)>,
+) -> Result<Descriptor, E>
+where
+    E: From<ManifestError>,
+    F: FnMut(&Descriptor) -> Result<Option<Vec<u8>>, E>,
+{
+    let Some(bytes) = read(desc)? else {
+        return Ok(desc.clone());
+    };
+    let bytes = match parse_manifest(&bytes, Some(&desc.media_type))? {
+        Parsed::Manifest(_, mut m) => {
+            if !m.layers.iter().any(Descriptor::is_non_distributable) {
+                return Ok(desc.clone());
+            }
+            m.layers = m.layers.iter().map(Descriptor::distributable).collect();
+            m.to_json()
+        }
+        Parsed::Index(_, mut index) => {
+            let mut changed = false;
+            for entry in &mut index.manifests {
+                if !crate::media_type::is_manifest(&entry.media_type)
+                    && !crate::media_type::is_index(&entry.media_type)
+                {
+                    continue;
+                }
+                let new = rewrite(entry, read, documents)?;
+                changed |= new.digest != entry.digest;
+                *entry = new;
+            }
+            if !changed {
+                return Ok(desc.clone());
+            }
+            index.to_json()
+        }
+    };
+    let mut new = desc.clone();
+    new.digest = crate::Digest::of(&bytes);
+    new.size = bytes.len() as u64;
+    documents.push((new.clone(), bytes));
+    Ok(new)
+}
+
 /// Why bytes are not a manifest kiln can read.
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {

@@ -78,3 +78,80 @@ fn unsupported_documents_say_why() {
         "\"text/plain\" is not a manifest or index media type"
     );
 }
+
+#[test]
+fn make_distributable_rewrites_foreign_layers_and_the_index_naming_them() {
+    use kiln_oci::{make_distributable, media_type, Descriptor, Digest, Manifest, ManifestError};
+    use std::collections::HashMap;
+    let d = |b: &[u8]| Digest::of(b);
+    let mut foreign = Descriptor::new(media_type::DOCKER_FOREIGN_LAYER_GZIP, d(b"f"), 1);
+    foreign
+        .extra
+        .insert("urls".into(), serde_json::json!(["https://example.com/f"]));
+    let ordinary = Descriptor::new(media_type::DOCKER_LAYER_GZIP, d(b"o"), 1);
+    let config = Descriptor::new(media_type::DOCKER_CONFIG, d(b"c"), 1);
+    let windows = Manifest::new(
+        ManifestFormat::DockerManifest,
+        config.clone(),
+        vec![foreign.clone(), ordinary.clone()],
+    )
+    .to_json();
+    let linux = Manifest::new(
+        ManifestFormat::DockerManifest,
+        config.clone(),
+        vec![ordinary.clone()],
+    )
+    .to_json();
+    let entry = |bytes: &[u8], os: &str| {
+        Descriptor::new(media_type::DOCKER_MANIFEST, d(bytes), bytes.len() as u64)
+            .with_platform(&format!("{os}/amd64").parse().unwrap())
+    };
+    let (win_entry, linux_entry) = (entry(&windows, "windows"), entry(&linux, "linux"));
+    // An entry whose manifest is not at hand stays as it is.
+    let absent = entry(b"absent", "freebsd");
+    let index = kiln_oci::Index::new(
+        ManifestFormat::DockerManifestList,
+        vec![win_entry.clone(), linux_entry.clone(), absent.clone()],
+    )
+    .to_json();
+    let root = Descriptor::new(
+        media_type::DOCKER_MANIFEST_LIST,
+        d(&index),
+        index.len() as u64,
+    );
+    let docs: HashMap<Digest, Vec<u8>> = [
+        (root.digest, index.clone()),
+        (win_entry.digest, windows.clone()),
+        (linux_entry.digest, linux.clone()),
+    ]
+    .into();
+    let mut read = |desc: &Descriptor| Ok::<_, ManifestError>(docs.get(&desc.digest).cloned());
+    let out = make_distributable(&root, &mut read).unwrap();
+    assert_eq!(
+        out.documents.len(),
+        2,
+        "the Windows manifest, then the index"
+    );
+    let (new_win, win_bytes) = &out.documents[0];
+    assert_eq!(new_win.platform(), win_entry.platform());
+    let Parsed::Manifest(_, m) = parse_manifest(win_bytes, None).unwrap() else {
+        panic!("not a manifest");
+    };
+    assert_eq!(m.config, config);
+    assert_eq!(m.layers, vec![foreign.distributable(), ordinary.clone()]);
+    assert_eq!(m.layers[0].media_type, media_type::DOCKER_LAYER_GZIP);
+    assert!(m.layers[0].urls().is_empty());
+    let (new_root, index_bytes) = &out.documents[1];
+    assert_eq!(new_root, &out.root);
+    assert_eq!(out.root.digest, Digest::of(index_bytes));
+    let Parsed::Index(_, i) = parse_manifest(index_bytes, None).unwrap() else {
+        panic!("not an index");
+    };
+    assert_eq!(i.manifests, vec![new_win.clone(), linux_entry, absent]);
+
+    // Nothing to change: the same root, no documents.
+    let plain = Descriptor::new(media_type::DOCKER_MANIFEST, d(&linux), linux.len() as u64);
+    let mut read_plain = |_: &Descriptor| Ok::<_, ManifestError>(Some(linux.clone()));
+    let out = make_distributable(&plain, &mut read_plain).unwrap();
+    assert_eq!((out.root, out.documents.len()), (plain, 0));
+}

@@ -46,6 +46,12 @@ pub struct ClientOptions {
     /// Push blobs larger than this in chunks of this size (`PATCH`); `None`
     /// pushes every blob in one request.
     pub chunk_size: Option<u64>,
+    /// Pass foreign layers (descriptors with `urls`) through: a pull does
+    /// not fetch them, a push keeps their descriptors byte for byte and
+    /// never sends their bytes. Off (the default), a pull fetches them like
+    /// any layer and a push sends them as ordinary layers
+    /// ([`kiln_oci::Descriptor::distributable`]), which every registry accepts.
+    pub keep_foreign_layers: bool,
 }
 
 impl ClientOptions {
@@ -70,6 +76,7 @@ impl ClientOptions {
             connect_timeout: Duration::from_secs(30),
             concurrency: 4,
             chunk_size: None,
+            keep_foreign_layers: false,
         }
     }
 
@@ -165,8 +172,26 @@ impl Client {
         target: &Target,
         action: &'static str,
     ) -> Result<Arc<Host>> {
+        self.host_for(name, false, target, action)
+    }
+
+    /// [`Client::host`] for a registry, or with `foreign` for the host of a
+    /// foreign layer's URL, whose client checks every address and redirect
+    /// ([`crate::foreign`]); the two never share a pool.
+    fn host_for(
+        &self,
+        name: &str,
+        foreign: bool,
+        target: &Target,
+        action: &'static str,
+    ) -> Result<Arc<Host>> {
+        let key = if foreign {
+            format!("foreign {name}")
+        } else {
+            name.to_string()
+        };
         let mut hosts = self.hosts.lock().expect("host table poisoned");
-        if let Some(h) = hosts.get(name) {
+        if let Some(h) = hosts.get(&key) {
             return Ok(h.clone());
         }
         let err = |kind| Error {
@@ -174,8 +199,8 @@ impl Client {
             target: Box::new(target.clone()),
             kind,
         };
-        let http = self.build_http(name, true).map_err(err)?;
-        let upload_http = self.build_http(name, false).map_err(err)?;
+        let http = self.build_http(name, true, foreign).map_err(err)?;
+        let upload_http = self.build_http(name, false, foreign).map_err(err)?;
         let host = Arc::new(Host {
             name: name.to_string(),
             http,
@@ -183,13 +208,18 @@ impl Client {
             base: tokio::sync::OnceCell::new(),
             auth: tokio::sync::Mutex::new(AuthState::default()),
         });
-        hosts.insert(name.to_string(), host.clone());
+        hosts.insert(key, host.clone());
         Ok(host)
     }
 
     /// An HTTP client for `host`; `read_timeout`: with the stall timeout
-    /// on each read.
-    fn build_http(&self, host: &str, read_timeout: bool) -> Result<reqwest::Client, ErrorKind> {
+    /// on each read; `foreign`: for foreign layers' URLs.
+    fn build_http(
+        &self,
+        host: &str,
+        read_timeout: bool,
+        foreign: bool,
+    ) -> Result<reqwest::Client, ErrorKind> {
         let mut builder = reqwest::Client::builder()
             .use_rustls_tls()
             .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")))
@@ -197,6 +227,14 @@ impl Client {
             .pool_idle_timeout(Duration::from_secs(60));
         if read_timeout {
             builder = builder.read_timeout(self.opts.timeout);
+        }
+        if foreign {
+            let insecure = &self.opts.insecure_registries;
+            builder = builder
+                .dns_resolver(Arc::new(crate::foreign::PublicOnly {
+                    trusted: crate::foreign::trusted_hosts(insecure),
+                }))
+                .redirect(crate::foreign::redirect_policy(insecure.clone()));
         }
         if self.opts.is_insecure(host) {
             builder = builder.danger_accept_invalid_certs(true);
@@ -328,6 +366,11 @@ impl Client {
             target: Box::new(target.clone()),
             kind: ErrorKind::Invalid(format!("the layer URL {url:?} is not a URL: {e}")),
         })?;
+        crate::foreign::check_url(&parsed, &self.opts.insecure_registries).map_err(|e| Error {
+            action,
+            target: Box::new(target.clone()),
+            kind: ErrorKind::Invalid(e.0),
+        })?;
         let name = match (parsed.host_str(), parsed.port()) {
             (Some(h), Some(p)) => format!("{h}:{p}"),
             (Some(h), None) => h.to_string(),
@@ -339,7 +382,7 @@ impl Client {
                 })
             }
         };
-        let host = self.host(&name, target, action)?;
+        let host = self.host_for(&name, true, target, action)?;
         let route = Route {
             host: &host,
             base: url,
@@ -439,6 +482,9 @@ impl Client {
                         .and_then(|v| v.parse::<u64>().ok())
                         .map(|s| Duration::from_secs(s.min(30)));
                     let detail = detail_from_body(&small_body(resp, self.opts.timeout).await);
+                    // distribution answers 500 to a manifest whose layer
+                    // URLs it refuses; that verdict does not change.
+                    let verdict = MANIFEST_VERDICTS.iter().any(|c| detail.contains(c));
                     let kind = if status == StatusCode::TOO_MANY_REQUESTS {
                         ErrorKind::TooManyRequests { attempts: attempt }
                     } else {
@@ -448,6 +494,9 @@ impl Client {
                             detail,
                         }
                     };
+                    if verdict {
+                        return Err(err(kind));
+                    }
                     (kind, retry_after)
                 }
                 Some(Ok(resp)) => return Ok(resp),
@@ -489,6 +538,9 @@ impl Client {
         attempts: u32,
         context: &str,
     ) -> ErrorKind {
+        if let Some(refused) = refusal(&e) {
+            return ErrorKind::Invalid(refused);
+        }
         let (timed_out, connecting) = (e.is_timeout(), e.is_connect());
         // The URL is named on its own, without its query.
         let message = format!("{context}{}", error_chain(&e.without_url()));
@@ -525,6 +577,9 @@ impl Client {
     }
 }
 
+/// Registry error codes that judge a manifest: sent again, it is refused again.
+pub(crate) const MANIFEST_VERDICTS: [&str; 2] = ["MANIFEST_BLOB_UNKNOWN", "MANIFEST_INVALID"];
+
 fn is_transient_status(status: StatusCode) -> bool {
     status == StatusCode::TOO_MANY_REQUESTS || matches!(status.as_u16(), 500 | 502 | 503 | 504)
 }
@@ -540,6 +595,19 @@ fn is_tls(message: &str) -> bool {
     ]
     .iter()
     .any(|w| m.contains(w))
+}
+
+/// The reason kiln refused a foreign layer's address or redirect, when
+/// that is what `e` is (not worth retrying).
+fn refusal(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut source = Some(e);
+    while let Some(s) = source {
+        if let Some(r) = s.downcast_ref::<crate::foreign::Refused>() {
+            return Some(r.0.clone());
+        }
+        source = s.source();
+    }
+    None
 }
 
 /// "outer: inner: innermost", since reqwest's own message hides the cause.

@@ -243,6 +243,25 @@ pub enum ErrorKind {
     /// kiln does not do this.
     #[error("{0}")]
     NotSupported(String),
+    /// A foreign layer came from nowhere kiln tried.
+    #[error("foreign layer {digest} could not be fetched from anywhere kiln tried: {}; check that one of its URLs is reachable from here (kiln fetches foreign layers over https from public addresses only; `--insecure-registry HOST[:PORT]` allows plain http and private addresses for that host){}",
+        .tried.join("; "),
+        if *.keep_possible { ", or pass --keep-foreign-layers to pass the layer through without its bytes" } else { "" })]
+    ForeignLayer {
+        /// The layer.
+        digest: Digest,
+        /// Each place tried, with what went wrong there: `URL: why`.
+        tried: Vec<String>,
+        /// Whether the layer's bytes are wanted only to push or export
+        /// them, so passing it through would do.
+        keep_possible: bool,
+    },
+    /// A registry refused a manifest whose foreign layers kept their `urls`.
+    #[error("the registry refused the manifest{detail}: its manifest URL validation refuses foreign layers, whose descriptors keep their `urls` with --keep-foreign-layers (a stock registry allows no URL at all); the registry's operator can allow them (`validation.manifests.urls.allow` in its configuration), or drop --keep-foreign-layers to push them as ordinary layers")]
+    ForeignUrlsRefused {
+        /// The registry's own explanation, formatted as `: …`.
+        detail: String,
+    },
 }
 
 impl ErrorKind {
@@ -256,6 +275,12 @@ impl ErrorKind {
                 | ErrorKind::Connect { .. }
                 | ErrorKind::Dropped { .. }
         )
+    }
+}
+
+impl From<kiln_oci::ManifestError> for ErrorKind {
+    fn from(e: kiln_oci::ManifestError) -> ErrorKind {
+        ErrorKind::Invalid(e.to_string())
     }
 }
 

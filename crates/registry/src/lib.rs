@@ -35,6 +35,7 @@ mod challenge;
 mod client;
 mod credentials;
 mod errors;
+mod foreign;
 mod login;
 mod manifest;
 mod pull;

@@ -28,8 +28,10 @@ pub struct Pulled {
     pub fetched: Vec<Digest>,
     /// Blobs already in the store, not downloaded again.
     pub present: Vec<Digest>,
-    /// Foreign layers (with `urls`, e.g. Windows base layers): recorded in
-    /// the manifest, fetched only by [`Client::fetch_blob`] when needed.
+    /// Foreign layers (with `urls`, e.g. Windows base layers). Fetched with
+    /// the rest (and listed in `fetched`), unless
+    /// [`ClientOptions::keep_foreign_layers`](crate::ClientOptions::keep_foreign_layers)
+    /// leaves them for [`Client::fetch_blob`] to fetch when needed.
     pub foreign: Vec<Descriptor>,
 }
 
@@ -104,7 +106,8 @@ impl Client {
         let (foreign, blobs): (Vec<Descriptor>, Vec<Descriptor>) = std::iter::once(image.config)
             .chain(image.layers)
             .partition(|d| d.is_foreign());
-        let results = self.download_all(store, reference, blobs).await?;
+        let mut results = self.download_all(store, reference, blobs).await?;
+        results.extend(self.fetch_all_foreign(store, reference, &foreign).await?);
         store
             .put_bytes(&bytes, &desc.digest)
             .map_err(|e| err(e.into()))?;
@@ -119,6 +122,28 @@ impl Client {
             present,
             foreign,
         })
+    }
+
+    /// Fetches the foreign layers `foreign` of `reference` concurrently,
+    /// unless they are kept as they are; returns each digest with whether
+    /// it was fetched.
+    pub(crate) async fn fetch_all_foreign(
+        &self,
+        store: &dyn Ingester,
+        reference: &Reference,
+        foreign: &[Descriptor],
+    ) -> Result<Vec<(Digest, bool)>> {
+        if self.opts.keep_foreign_layers {
+            return Ok(Vec::new());
+        }
+        futures_util::stream::iter(foreign)
+            .map(|d| async move {
+                let fetched = self.fetch_foreign(store, Some(reference), d).await?;
+                Ok::<_, Error>((d.digest, fetched))
+            })
+            .buffer_unordered(self.opts.concurrency.max(1))
+            .try_collect()
+            .await
     }
 
     /// Downloads `blobs` of `reference`'s repository concurrently; returns
@@ -292,22 +317,83 @@ impl Client {
         reference: &Reference,
         desc: &Descriptor,
     ) -> Result<bool> {
-        let urls: Vec<String> = desc.urls().into_iter().map(str::to_string).collect();
-        if urls.is_empty() || store.has_blob(&desc.digest) {
-            return self.download(store, reference, desc).await;
+        if desc.is_foreign() {
+            return self.fetch_foreign(store, Some(reference), desc).await;
         }
-        match self.download(store, reference, desc).await {
-            Err(e) if matches!(e.kind, ErrorKind::NotFound { .. }) => {}
-            other => return other,
+        self.download(store, reference, desc).await
+    }
+
+    /// Makes sure the foreign layer `desc` is in the store: from the
+    /// repository of `image` (the image it belongs to) when given (moby
+    /// and ggcr try there first, and a registry that allows foreign layers
+    /// may still hold the bytes), then from each of its `urls` in turn,
+    /// each checked as [`crate::foreign`] says; size and digest are
+    /// verified wherever the bytes come from. When nothing works, the
+    /// error names the layer and every place tried with what went wrong
+    /// there. Returns false if the layer was already there.
+    pub async fn fetch_foreign(
+        &self,
+        store: &dyn Ingester,
+        image: Option<&Reference>,
+        desc: &Descriptor,
+    ) -> Result<bool> {
+        if store.has_blob(&desc.digest) {
+            return Ok(false);
         }
-        let mut last = None;
-        for url in urls {
-            match self.download_from(store, reference, desc, Some(&url)).await {
+        // Errors name the image's repository, or without one the host of
+        // the layer's first URL.
+        let label = match image {
+            Some(reference) => {
+                let mut t = target(reference);
+                t.reference = desc.digest.to_string();
+                t
+            }
+            None => Target {
+                registry: desc
+                    .urls()
+                    .first()
+                    .and_then(|u| reqwest::Url::parse(u).ok())
+                    .and_then(|u| u.host_str().map(str::to_string))
+                    .unwrap_or_default(),
+                repository: String::new(),
+                reference: String::new(),
+            },
+        };
+        let mut tried = Vec::new();
+        if let Some(reference) = image {
+            match self.download(store, reference, desc).await {
                 Ok(fetched) => return Ok(fetched),
-                Err(e) => last = Some(e),
+                Err(e) if matches!(e.kind, ErrorKind::NotFound { .. }) => {
+                    tried.push(format!(
+                        "the registry {} does not have it",
+                        reference.registry
+                    ));
+                }
+                Err(e) => tried.push(format!("the registry {}: {}", reference.registry, e.kind)),
             }
         }
-        Err(last.expect("urls is not empty"))
+        for url in desc.urls() {
+            let source = BlobSource::Url {
+                url,
+                label: label.clone(),
+            };
+            match self.download_from(store, desc, source).await {
+                Ok(fetched) => return Ok(fetched),
+                Err(e) => tried.push(url_failure(url, e.kind)),
+            }
+        }
+        if desc.urls().is_empty() {
+            tried.push("the layer has no URLs".into());
+        }
+        Err(Error {
+            action: ACTION,
+            target: Box::new(label),
+            kind: ErrorKind::ForeignLayer {
+                digest: desc.digest,
+                tried,
+                keep_possible: !self.opts.keep_foreign_layers,
+            },
+        })
     }
 
     pub(crate) async fn download(
@@ -316,7 +402,8 @@ impl Client {
         reference: &Reference,
         desc: &Descriptor,
     ) -> Result<bool> {
-        self.download_from(store, reference, desc, None).await
+        self.download_from(store, desc, BlobSource::Registry(reference))
+            .await
     }
 
     /// Streams one blob into the store from the registry (or `url`),
@@ -324,29 +411,34 @@ impl Client {
     async fn download_from(
         &self,
         store: &dyn Ingester,
-        reference: &Reference,
         desc: &Descriptor,
-        url: Option<&str>,
+        source: BlobSource<'_>,
     ) -> Result<bool> {
         if store.has_blob(&desc.digest) {
             return Ok(false);
         }
-        let mut target = target(reference);
-        target.reference = desc.digest.to_string();
+        let target = match &source {
+            BlobSource::Registry(reference) => {
+                let mut t = target(reference);
+                t.reference = desc.digest.to_string();
+                t
+            }
+            BlobSource::Url { label, .. } => label.clone(),
+        };
         let err = |kind| Error {
             action: ACTION,
             target: Box::new(target.clone()),
             kind,
         };
         let what = format!("blob {}", desc.digest);
-        let path = format!("{}/blobs/{}", reference.repository, desc.digest);
         let mut writer = store.ingest().map_err(|e| err(e.into()))?;
         let mut drops = 0;
         loop {
             let offset = writer.written();
-            let mut resp = match url {
-                Some(u) => self.send_url(u, &target, ACTION, offset).await?,
-                None => {
+            let mut resp = match &source {
+                BlobSource::Url { url, .. } => self.send_url(url, &target, ACTION, offset).await?,
+                BlobSource::Registry(reference) => {
+                    let path = format!("{}/blobs/{}", reference.repository, desc.digest);
                     self.send(
                         &target,
                         ACTION,
@@ -447,6 +539,25 @@ impl Client {
         })?;
         Ok(true)
     }
+}
+
+/// What went wrong fetching a foreign layer from `url`, in the words of a
+/// URL rather than a registry.
+fn url_failure(url: &str, kind: ErrorKind) -> String {
+    match kind {
+        ErrorKind::NotFound { detail, .. } => format!("{url}: not found (404){detail}"),
+        ErrorKind::Connect { message, .. } => format!("{url}: cannot connect ({message})"),
+        ErrorKind::Invalid(why) if why.starts_with(url) => why,
+        other => format!("{url}: {other}"),
+    }
+}
+
+/// Where [`Client::download_from`] fetches a blob.
+enum BlobSource<'a> {
+    /// The registry, from the reference's repository.
+    Registry(&'a Reference),
+    /// A foreign layer's URL; `label` names what it is for in errors.
+    Url { url: &'a str, label: Target },
 }
 
 /// Why a body stopped before its end.

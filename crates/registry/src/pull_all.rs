@@ -22,7 +22,7 @@ pub struct PulledAll {
     pub fetched: Vec<Digest>,
     /// Blobs already in the store, not downloaded again.
     pub present: Vec<Digest>,
-    /// Foreign layers, recorded but not fetched (see [`Client::fetch_blob`]).
+    /// Foreign layers, fetched as [`Pulled::foreign`](crate::Pulled::foreign) says.
     pub foreign: Vec<Descriptor>,
 }
 
@@ -73,7 +73,8 @@ impl Client {
             }
         }
         let (foreign, blobs): (Vec<_>, Vec<_>) = blobs.into_iter().partition(|d| d.is_foreign());
-        let results = self.download_all(store, reference, blobs).await?;
+        let mut results = self.download_all(store, reference, blobs).await?;
+        results.extend(self.fetch_all_foreign(store, reference, &foreign).await?);
         // Manifests after their blobs, the top last: a store never names
         // an image whose blobs are not all there.
         for (desc, bytes) in &manifests {

@@ -3,7 +3,9 @@
 //! concurrently; then platform manifests by digest; then the top manifest
 //! or index by tag.
 
-use crate::client::{check_stated_digest, small_body, status_error, v2, Client, Progress, Scope};
+use crate::client::{
+    check_stated_digest, small_body, status_error, v2, Client, Progress, Scope, MANIFEST_VERDICTS,
+};
 use crate::errors::{Error, ErrorKind, Result, Target};
 use crate::manifest;
 use crate::pull::target;
@@ -12,6 +14,7 @@ use kiln_oci::content::Provider;
 use kiln_oci::reference::Reference;
 use kiln_oci::{Descriptor, Digest, Parsed};
 use reqwest::{header, Method, StatusCode};
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::FileExt;
@@ -52,6 +55,13 @@ impl Client {
     /// Pushes the image `manifest` (a manifest or an index, with its blobs
     /// in `blobs`: kiln's store, an OCI layout, any [`Provider`]) to
     /// `dest`, tagged with `dest`'s tag.
+    ///
+    /// Foreign layers go as ordinary layers, with their bytes (which
+    /// `blobs` must have), in manifests rewritten by
+    /// [`kiln_oci::make_distributable`]: the pushed digest is then not
+    /// `manifest`'s. With
+    /// [`ClientOptions::keep_foreign_layers`](crate::ClientOptions::keep_foreign_layers)
+    /// the manifests go unchanged and foreign layers' bytes stay out.
     pub async fn push(
         &self,
         blobs: &dyn Provider,
@@ -60,7 +70,19 @@ impl Client {
         opts: &PushOptions,
     ) -> Result<Pushed> {
         let outcomes = Mutex::new(Vec::new());
-        let bytes = self.read_local(blobs, dest, manifest)?;
+        let keep = self.opts.keep_foreign_layers;
+        let rewritten = self.as_pushed(blobs, dest, manifest)?;
+        let new: HashMap<Digest, Vec<u8>> = rewritten
+            .documents
+            .into_iter()
+            .map(|(d, bytes)| (d.digest, bytes))
+            .collect();
+        let manifest = &rewritten.root;
+        let read = |desc: &Descriptor| match new.get(&desc.digest) {
+            Some(bytes) => Ok(bytes.clone()),
+            None => self.read_local(blobs, dest, desc),
+        };
+        let bytes = read(manifest)?;
         match parse(dest, manifest, &bytes)? {
             Parsed::Manifest(_, image) => {
                 self.push_blobs(blobs, dest, image.config, image.layers, opts, &outcomes)
@@ -68,7 +90,7 @@ impl Client {
             }
             Parsed::Index(_, index) => {
                 for child in index.manifests {
-                    if !blobs.has_blob(&child.digest) {
+                    if !blobs.has_blob(&child.digest) && !new.contains_key(&child.digest) {
                         let platform = child
                             .platform()
                             .map_or_else(String::new, |p| format!(" ({p})"));
@@ -82,7 +104,7 @@ impl Client {
                             )),
                         ));
                     }
-                    let child_bytes = self.read_local(blobs, dest, &child)?;
+                    let child_bytes = read(&child)?;
                     let Parsed::Manifest(_, image) = parse(dest, &child, &child_bytes)? else {
                         return Err(error(
                             dest,
@@ -94,8 +116,15 @@ impl Client {
                     };
                     self.push_blobs(blobs, dest, image.config, image.layers, opts, &outcomes)
                         .await?;
-                    self.put_manifest(dest, &child, child_bytes, &child.digest.to_string())
-                        .await?;
+                    let foreign = keep && image_has_urls(&child_bytes);
+                    self.put_manifest(
+                        dest,
+                        &child,
+                        child_bytes,
+                        &child.digest.to_string(),
+                        foreign,
+                    )
+                    .await?;
                 }
             }
         }
@@ -103,7 +132,9 @@ impl Client {
             (Some(tag), _) => tag.clone(),
             (None, _) => manifest.digest.to_string(),
         };
-        self.put_manifest(dest, manifest, bytes, &tag).await?;
+        let foreign = keep && image_has_urls(&bytes);
+        self.put_manifest(dest, manifest, bytes, &tag, foreign)
+            .await?;
         let mut pushed = Pushed {
             digest: manifest.digest,
             uploaded: Vec::new(),
@@ -121,6 +152,34 @@ impl Client {
             }
         }
         Ok(pushed)
+    }
+
+    /// The image `manifest` as it is pushed: unchanged when foreign layers
+    /// are kept, else rewritten by [`kiln_oci::make_distributable`] (the
+    /// new documents exist only in memory until pushed).
+    fn as_pushed(
+        &self,
+        blobs: &dyn Provider,
+        dest: &Reference,
+        manifest: &Descriptor,
+    ) -> Result<kiln_oci::Distributable> {
+        if self.opts.keep_foreign_layers {
+            return Ok(kiln_oci::Distributable {
+                root: manifest.clone(),
+                documents: Vec::new(),
+            });
+        }
+        let mut read = |d: &Descriptor| -> Result<Option<Vec<u8>>, ErrorKind> {
+            // An index entry never pulled is pushed as it is, or refused
+            // below with the reason.
+            if !blobs.has_blob(&d.digest) && d.digest != manifest.digest {
+                return Ok(None);
+            }
+            let bytes = self.read_local(blobs, dest, d).map_err(|e| e.kind)?;
+            parse(dest, d, &bytes).map_err(|e| e.kind)?;
+            Ok(Some(bytes))
+        };
+        kiln_oci::make_distributable(manifest, &mut read).map_err(|kind| error(dest, kind))
     }
 
     fn read_local(
@@ -156,8 +215,8 @@ impl Client {
         opts: &PushOptions,
         outcomes: &Mutex<Vec<(Digest, BlobOutcome)>>,
     ) -> Result<()> {
-        // Foreign layers stay where their urls point; registries refuse
-        // them and licences often forbid copying them.
+        // Only kept foreign layers are left with urls here (the rest were
+        // made distributable); their bytes stay where the urls point.
         let todo = std::iter::once(config)
             .chain(layers)
             .filter(|d| !d.is_foreign());
@@ -329,23 +388,66 @@ impl Client {
             })
     }
 
+    /// Puts one manifest or index; `foreign`: it lists layers with `urls`,
+    /// so a registry refusing it most likely validates those.
     async fn put_manifest(
         &self,
         dest: &Reference,
         desc: &Descriptor,
         bytes: Vec<u8>,
         reference: &str,
+        foreign: bool,
     ) -> Result<()> {
         let mut t = target(dest);
         t.reference = reference.to_string();
         let path = format!("{}/manifests/{reference}", dest.repository);
-        let resp = self
+        let refused =
+            |detail: &str| foreign && MANIFEST_VERDICTS.iter().any(|c| detail.contains(c));
+        let sent = self
             .send(&t, ACTION, &Scope::push(&dest.repository), |http, base| {
                 v2(http, Method::PUT, base, &path)
                     .header(header::CONTENT_TYPE, desc.media_type.as_str())
                     .body(bytes.clone())
             })
-            .await?;
+            .await;
+        // distribution answers 400, or 500 for a URL it refuses.
+        let kind = match sent {
+            Err(Error {
+                kind: ErrorKind::Server { detail, .. },
+                ..
+            }) if refused(&detail) => ErrorKind::ForeignUrlsRefused { detail },
+            Err(e) => return Err(e),
+            Ok(resp) if resp.status() == StatusCode::BAD_REQUEST => {
+                let body = small_body(resp, self.opts.timeout).await;
+                let detail = crate::errors::detail_from_body(&body);
+                if refused(&detail) {
+                    ErrorKind::ForeignUrlsRefused { detail }
+                } else {
+                    ErrorKind::Status {
+                        status: 400,
+                        request: path.clone(),
+                        detail,
+                    }
+                }
+            }
+            Ok(resp) => {
+                return self.manifest_answer(resp, desc, t).await;
+            }
+        };
+        Err(Error {
+            action: ACTION,
+            target: Box::new(t),
+            kind,
+        })
+    }
+
+    /// Judges the registry's answer to a manifest upload.
+    async fn manifest_answer(
+        &self,
+        resp: reqwest::Response,
+        desc: &Descriptor,
+        t: Target,
+    ) -> Result<()> {
         let kind = if resp.status() != StatusCode::CREATED {
             status_error(resp, "manifest", self.opts.timeout).await
         } else {
@@ -368,6 +470,14 @@ fn error(dest: &Reference, kind: ErrorKind) -> Error {
         target: Box::new(target(dest)),
         kind,
     }
+}
+
+/// True when `bytes` is an image manifest with a layer that has `urls`.
+fn image_has_urls(bytes: &[u8]) -> bool {
+    matches!(
+        kiln_oci::parse_manifest(bytes, None),
+        Ok(Parsed::Manifest(_, m)) if m.layers.iter().any(Descriptor::is_foreign)
+    )
 }
 
 fn parse(dest: &Reference, desc: &Descriptor, bytes: &[u8]) -> Result<Parsed> {

@@ -144,6 +144,7 @@ fn tls_with_the_registry_ca_and_without_it() {
     let registry = Registry::start_with(RegistryOptions {
         tls: true,
         auth: Auth::None,
+        ..RegistryOptions::default()
     });
     let mut opts = options(&[]);
     opts.ca_certs = vec![registry.ca_cert()];
@@ -182,7 +183,11 @@ fn creds() -> Credentials {
 }
 
 fn auth_round_trip(auth: Auth) -> Registry {
-    let registry = Registry::start_with(RegistryOptions { tls: false, auth });
+    let registry = Registry::start_with(RegistryOptions {
+        tls: false,
+        auth,
+        ..RegistryOptions::default()
+    });
     let anonymous = Client::new(options(&[registry.host()]));
     let layout = &base_images().busybox;
     let dest = format!("{}/private/busybox:1", registry.host())

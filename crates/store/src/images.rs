@@ -185,6 +185,52 @@ impl Store {
         }
     }
 
+    /// The foreign layers (with `urls`) of the image `root` whose bytes
+    /// are not in the store: what must be fetched before its layers can be
+    /// read, or pushed and exported as ordinary layers.
+    pub fn foreign_absent(&self, root: &Descriptor) -> Vec<Descriptor> {
+        self.tree(root).foreign_absent
+    }
+
+    /// The image `root` with its foreign layers made ordinary, as
+    /// [`kiln_oci::make_distributable`] rewrites it, for exporting: the new
+    /// manifests and index are written into the store (held by this
+    /// process's lease, untagged) and the new root is returned, or `root`
+    /// when nothing changed. The layers' bytes must be in the store.
+    pub fn distributable(&self, root: &Descriptor) -> Result<Descriptor> {
+        if let Some(layer) = self.foreign_absent(root).first() {
+            return Err(Error::invalid(
+                format!("image {}", root.digest),
+                format!(
+                    "foreign layer {} is not in the store, so it cannot be exported with its \
+                     bytes; fetch it first (pull without --keep-foreign-layers), or keep it \
+                     foreign with --keep-foreign-layers",
+                    layer.digest
+                ),
+            ));
+        }
+        let mut read = |d: &Descriptor| -> Result<Option<Vec<u8>>, DistributableError> {
+            if !self.has_blob(&d.digest) {
+                return Ok(None);
+            }
+            Ok(Some(self.read_blob(&d.digest)?))
+        };
+        let out = match kiln_oci::make_distributable(root, &mut read) {
+            Ok(out) => out,
+            Err(DistributableError::Store(e)) => return Err(e),
+            Err(DistributableError::Manifest(e)) => {
+                return Err(Error::invalid(
+                    format!("image {}", root.digest),
+                    e.to_string(),
+                ))
+            }
+        };
+        for (_, bytes) in &out.documents {
+            self.put_bytes(bytes)?;
+        }
+        Ok(out.root)
+    }
+
     /// The blobs reachable from `root` that are in the store (root first),
     /// and what is wrong: a missing or mis-sized blob a manifest needs, an
     /// unreadable manifest. Platform manifests missing from an index are
@@ -295,5 +341,23 @@ fn image(mut d: Descriptor) -> Image {
     Image {
         descriptor: d,
         reference,
+    }
+}
+
+/// What [`Store::distributable`] can meet reading the image.
+enum DistributableError {
+    Store(Error),
+    Manifest(kiln_oci::ManifestError),
+}
+
+impl From<Error> for DistributableError {
+    fn from(e: Error) -> DistributableError {
+        DistributableError::Store(e)
+    }
+}
+
+impl From<kiln_oci::ManifestError> for DistributableError {
+    fn from(e: kiln_oci::ManifestError) -> DistributableError {
+        DistributableError::Manifest(e)
     }
 }

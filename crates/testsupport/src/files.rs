@@ -17,11 +17,21 @@ pub struct FileServer {
 impl FileServer {
     /// Starts serving `files`, each a URL path (`/layer.tar.gz`) and its bytes.
     pub fn start(files: Vec<(String, Vec<u8>)>) -> FileServer {
+        FileServer::start_with_redirects(files, Vec::new())
+    }
+
+    /// [`FileServer::start`], also answering each path of `redirects` with
+    /// a 302 to its URL.
+    pub fn start_with_redirects(
+        files: Vec<(String, Vec<u8>)>,
+        redirects: Vec<(String, String)>,
+    ) -> FileServer {
         let listener = TcpListener::bind("127.0.0.1:0").expect("binding the file server");
         let port = listener.local_addr().expect("file server address").port();
         let stop = Arc::new(AtomicBool::new(false));
         let log = Arc::new(Mutex::new(Vec::new()));
         let files = Arc::new(files);
+        let redirects = Arc::new(redirects);
         let (stopping, requests) = (stop.clone(), log.clone());
         std::thread::spawn(move || {
             for conn in listener.incoming() {
@@ -29,8 +39,9 @@ impl FileServer {
                     break;
                 }
                 if let Ok(conn) = conn {
-                    let (files, requests) = (files.clone(), requests.clone());
-                    std::thread::spawn(move || serve(conn, &files, &requests));
+                    let (files, redirects, requests) =
+                        (files.clone(), redirects.clone(), requests.clone());
+                    std::thread::spawn(move || serve(conn, &files, &redirects, &requests));
                 }
             }
         });
@@ -55,7 +66,12 @@ impl Drop for FileServer {
     }
 }
 
-fn serve(mut conn: TcpStream, files: &[(String, Vec<u8>)], log: &Mutex<Vec<String>>) {
+fn serve(
+    mut conn: TcpStream,
+    files: &[(String, Vec<u8>)],
+    redirects: &[(String, String)],
+    log: &Mutex<Vec<String>>,
+) {
     let mut reader = BufReader::new(&conn);
     let mut request_line = String::new();
     if reader.read_line(&mut request_line).is_err() {
@@ -72,6 +88,13 @@ fn serve(mut conn: TcpStream, files: &[(String, Vec<u8>)], log: &Mutex<Vec<Strin
         .expect("file server log")
         .push(request_line.clone());
     let path = request_line.split_whitespace().nth(1).unwrap_or("");
+    if let Some((_, to)) = redirects.iter().find(|(p, _)| p == path) {
+        let _ = write!(
+            conn,
+            "HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        return;
+    }
     let (status, body): (&str, &[u8]) = match files.iter().find(|(p, _)| p == path) {
         Some((_, bytes)) if request_line.starts_with("GET ") => ("200 OK", bytes),
         Some(_) => ("405 Method Not Allowed", b""),

@@ -36,11 +36,15 @@ pub struct RegistryOptions {
     pub tls: bool,
     /// The authentication scheme.
     pub auth: Auth,
+    /// Keep docker-registry's own manifest URL validation, which refuses
+    /// every manifest with a layer that has `urls`, as a stock registry
+    /// does; otherwise URLs on 127.0.0.1 are allowed.
+    pub refuse_foreign_urls: bool,
 }
 
-/// A running `docker-registry`; killed when dropped. It accepts manifests
-/// whose foreign layers have `urls` on 127.0.0.1 (a registry allows none
-/// unless configured to).
+/// A running `docker-registry`; killed when dropped. Unless started with
+/// [`RegistryOptions::refuse_foreign_urls`], it accepts manifests whose
+/// foreign layers have `urls` on 127.0.0.1 (a stock registry allows none).
 pub struct Registry {
     child: Option<Child>,
     dir: tempfile::TempDir,
@@ -59,10 +63,14 @@ impl Registry {
     pub fn start_with(opts: RegistryOptions) -> Registry {
         let dir = tempfile::tempdir().expect("creating the registry's tempdir");
         let port = free_port();
+        let validation = if opts.refuse_foreign_urls {
+            ""
+        } else {
+            "validation:\n  manifests:\n    urls:\n      allow:\n        - '^https?://127\\.0\\.0\\.1[:/]'\n"
+        };
         let mut config = format!(
             "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  \
-             filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
-             validation:\n  manifests:\n    urls:\n      allow:\n        - '^https?://127\\.0\\.0\\.1[:/]'\n\
+             filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n{validation}\
              http:\n  addr: 127.0.0.1:{port}\n",
             dir.path().join("storage").display()
         );

@@ -2,7 +2,7 @@
 //! progress on standard error (see `crate::progress`).
 
 use super::frontend::{default_build_file, parse_build_args, read_build_file, BuildFile};
-use super::registry::{NetArgs, StoreArg};
+use super::registry::{ForeignArgs, NetArgs, StoreArg};
 use crate::output::{errln, outln};
 use crate::progress::{Display, Mode};
 use anyhow::{bail, Context};
@@ -33,6 +33,8 @@ pub struct BuildArgs {
     root: StoreArg,
     #[command(flatten)]
     net: NetArgs,
+    #[command(flatten)]
+    foreign: ForeignArgs,
     /// The Dockerfile, or a ZImagefile (named `ZImagefile`, `*.yaml` or
     /// `*.yml`) [default: CONTEXT/Dockerfile, or CONTEXT/ZImagefile when
     /// there is no Dockerfile]; `-` reads a Dockerfile from standard input.
@@ -213,8 +215,8 @@ fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
     let mode = Mode::parse(&args.progress)?;
     let (req, file) = request(&args)?;
     let store = args.root.open()?;
-    let backend =
-        NativeBackend::new(store, args.net.options()).with_snapshotter(crate::env::snapshotter()?);
+    let registry = args.foreign.options(args.net.options());
+    let backend = NativeBackend::new(store, registry).with_snapshotter(crate::env::snapshotter()?);
     let display = (!args.quiet).then(|| Display::new(mode, file.clone()));
     // The first SIGINT or SIGTERM stops the build cleanly (containers
     // killed, snapshots removed); a second one exits at once, which leaves

@@ -28,6 +28,8 @@ pub enum RegistryCommand {
         /// which can be pushed again unchanged (like `skopeo copy --all`).
         #[arg(long, conflicts_with = "platform")]
         all_platforms: bool,
+        #[command(flatten)]
+        foreign: ForeignArgs,
         /// The image: NAME[:TAG] or NAME@DIGEST.
         image: String,
     },
@@ -37,6 +39,8 @@ pub enum RegistryCommand {
         root: StoreArg,
         #[command(flatten)]
         net: NetArgs,
+        #[command(flatten)]
+        foreign: ForeignArgs,
         /// The image in the store (name or id).
         image: String,
         /// Where to push it [default: the image's own name].
@@ -57,6 +61,8 @@ pub enum RegistryCommand {
         /// unchanged (like `skopeo copy --all`).
         #[arg(long, conflicts_with = "platform")]
         all: bool,
+        #[command(flatten)]
+        foreign: ForeignArgs,
         /// Source.
         src: String,
         /// Destination.
@@ -133,6 +139,28 @@ pub struct NetArgs {
     retry_times: Option<u32>,
 }
 
+/// What happens to foreign layers (Windows base layers with `urls`).
+#[derive(clap::Args)]
+pub struct ForeignArgs {
+    /// Pass foreign layers (layers with `urls`, as old Windows base images
+    /// have) through: their descriptors stay byte for byte, their bytes are
+    /// never pushed, and `pull`, `push` and `copy` do not fetch them (a
+    /// build still does, as its steps may read them). The destination
+    /// registry must allow their URLs (docker-registry:
+    /// `validation.manifests.urls.allow`). By default they are fetched and
+    /// pushed or exported as ordinary layers, which every registry accepts.
+    #[arg(long)]
+    pub(crate) keep_foreign_layers: bool,
+}
+
+impl ForeignArgs {
+    /// `opts` with this choice.
+    pub(crate) fn options(&self, mut opts: ClientOptions) -> ClientOptions {
+        opts.keep_foreign_layers = self.keep_foreign_layers;
+        opts
+    }
+}
+
 fn parse_seconds(s: &str) -> Result<Duration, String> {
     match s.parse::<f64>() {
         Ok(secs) if secs > 0.0 && secs.is_finite() => Ok(Duration::from_secs_f64(secs)),
@@ -178,11 +206,12 @@ async fn run_async(cmd: RegistryCommand) -> anyhow::Result<()> {
             net,
             platform,
             all_platforms,
+            foreign,
             image,
         } => {
             let reference = parse_ref(&image)?;
             let store = root.open()?;
-            let client = net.client();
+            let client = Client::new(foreign.options(net.options()));
             if all_platforms {
                 let pulled = client.pull_all(&store, &reference).await?;
                 outln!("Pulled {}", reference.familiar());
@@ -208,6 +237,7 @@ async fn run_async(cmd: RegistryCommand) -> anyhow::Result<()> {
         RegistryCommand::Push {
             root,
             net,
+            foreign,
             image,
             dest,
         } => {
@@ -221,8 +251,11 @@ async fn run_async(cmd: RegistryCommand) -> anyhow::Result<()> {
                     .or_else(|| resolved.tags.first().cloned())
                     .with_context(|| format!("{image} has no name to push to; give a destination: `kiln push {image} REGISTRY/REPO:TAG`"))?,
             };
-            let pushed = net
-                .client()
+            let client = Client::new(foreign.options(net.options()));
+            if !foreign.keep_foreign_layers {
+                fetch_foreign(&client, &store, &resolved.descriptor, None).await?;
+            }
+            let pushed = client
                 .push(&store, &resolved.descriptor, &dest, &PushOptions::default())
                 .await?;
             outln!("Pushed {}", dest.familiar());
@@ -234,9 +267,13 @@ async fn run_async(cmd: RegistryCommand) -> anyhow::Result<()> {
             net,
             platform,
             all,
+            foreign,
             src,
             dest,
-        } => copy(&root, &net, platform.as_ref(), all, &src, &dest).await,
+        } => {
+            let client = Client::new(foreign.options(net.options()));
+            copy(&root, &client, platform.as_ref(), all, &src, &dest).await
+        }
         RegistryCommand::Login {
             net,
             username,
@@ -330,6 +367,20 @@ fn location(s: &str) -> anyhow::Result<Location> {
     bail!("{s:?} names no known transport; use docker://REF, oci:DIR[:TAG], docker-archive:FILE or store:REF")
 }
 
+/// Fetches the foreign layers of `image` that `store` lacks, from the
+/// registry `source` names first when given, then from their URLs.
+async fn fetch_foreign(
+    client: &Client,
+    store: &Store,
+    image: &Descriptor,
+    source: Option<&Reference>,
+) -> anyhow::Result<()> {
+    for layer in store.foreign_absent(image) {
+        client.fetch_foreign(store, source, &layer).await?;
+    }
+    Ok(())
+}
+
 /// Pulls `from` into `store`: every platform with `all`, else one.
 async fn pull_into(
     client: &Client,
@@ -382,7 +433,7 @@ fn one_platform(
 
 async fn copy(
     root: &StoreArg,
-    net: &NetArgs,
+    client: &Client,
     platform: Option<&Platform>,
     all: bool,
     src: &str,
@@ -392,11 +443,10 @@ async fn copy(
     if all && matches!(dest, Location::DockerArchive(_)) {
         bail!("a docker-archive holds single-platform images, not an index; drop --all (and pick one with --platform), or copy to oci:DIR");
     }
-    let client = net.client();
     // Registry to store: a pull, tagged with the store name.
     if let (Location::Registry(from), Location::Store(to)) = (&src, &dest) {
         let store = root.open()?;
-        let top = pull_into(&client, &store, from, platform, all).await?;
+        let top = pull_into(client, &store, from, platform, all).await?;
         store.tag(to, &top)?;
         outln!("Copied {} to store:{}", from.familiar(), to.familiar());
         return Ok(());
@@ -408,7 +458,7 @@ async fn copy(
     let (store, image): (&Store, Descriptor) = match &src {
         Location::Registry(r) => (
             &staging,
-            pull_into(&client, &staging, r, platform, all).await?,
+            pull_into(client, &staging, r, platform, all).await?,
         ),
         Location::Layout(path, _) | Location::DockerArchive(path) => {
             let images = staging.load(path)?;
@@ -429,6 +479,16 @@ async fn copy(
     } else {
         one_platform(store, image, platform)?
     };
+    // Foreign layers' bytes: a docker-archive always carries them (it has
+    // no descriptors to keep), the rest unless the layers are kept.
+    let keep = client.options().keep_foreign_layers;
+    if !keep || matches!(dest, Location::DockerArchive(_)) {
+        let source = match &src {
+            Location::Registry(r) => Some(r),
+            _ => None,
+        };
+        fetch_foreign(client, store, &image, source).await?;
+    }
     match &dest {
         Location::Registry(to) => {
             let mount_from = match &src {
@@ -450,6 +510,11 @@ async fn copy(
                 (Some(_), _) => bail!(
                     "a tag for the destination layout is only supported when copying from a registry or the store; drop `:TAG`"
                 ),
+            };
+            let image = if keep {
+                image
+            } else {
+                store.distributable(&image)?
             };
             store.export_oci(&[ArchiveImage { descriptor: image, tags }], path)?;
             outln!("Copied to oci:{}", path.display());

@@ -111,6 +111,12 @@ pub enum StoreCommand {
         /// The directory or .tar file to write.
         #[arg(short, long)]
         output: PathBuf,
+        /// Keep foreign layers (with `urls`) as they are in an OCI layout:
+        /// descriptors unchanged, bytes left out. By default they are
+        /// written as ordinary layers with their bytes, which must be in
+        /// the store.
+        #[arg(long)]
+        keep_foreign_layers: bool,
         /// Image names or ids.
         #[arg(required = true)]
         images: Vec<String>,
@@ -228,12 +234,20 @@ pub fn run(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
             root,
             format,
             output,
+            keep_foreign_layers,
             images,
         } => {
             let store = root.open()?;
-            let images = archive_images(&store, &images)?;
+            let mut images = archive_images(&store, &images)?;
             match format {
-                ExportFormat::Oci => store.export_oci(&images, &output)?,
+                ExportFormat::Oci => {
+                    if !keep_foreign_layers {
+                        for image in &mut images {
+                            image.descriptor = store.distributable(&image.descriptor)?;
+                        }
+                    }
+                    store.export_oci(&images, &output)?
+                }
                 ExportFormat::Docker => store.save_docker(&images, &output)?,
             }
             Ok(ExitCode::SUCCESS)

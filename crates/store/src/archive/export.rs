@@ -66,6 +66,17 @@ impl Store {
                 )));
             }
             self.image_blobs(&manifest_desc)?;
+            if let Some(layer) = self.foreign_absent(&manifest_desc).first() {
+                return Err(Error::invalid(
+                    format!("image {}", manifest_desc.digest),
+                    format!(
+                        "foreign layer {} is not in the store, and a docker-archive carries \
+                         every layer's bytes; fetch it first (pull without \
+                         --keep-foreign-layers, or `kiln copy` from the registry)",
+                        layer.digest
+                    ),
+                ));
+            }
             // The manifest's own list, not the tree: a layer may repeat.
             let kids = children(&manifest_desc, &self.read_blob(&manifest_desc.digest)?)?;
             let (config, layers) = (&kids[0], &kids[1..]);
