@@ -487,7 +487,31 @@ fn builds_keep_or_make_ordinary_their_bases_foreign_layers() {
         "{:?}",
         allow_proxy.requests()
     );
-    // The build fetched it (a step may read it; see the README).
+    assert!(
+        server.requests().is_empty(),
+        "a build of config steps never reads a kept layer"
+    );
+    // A step that reads the base's files fetches it then.
+    std::fs::write(
+        h.join("ctx/Dockerfile.copy"),
+        format!("FROM {base}\nCOPY Dockerfile /x\n"),
+    )
+    .unwrap();
+    kiln_ok(
+        h,
+        &args(
+            &[
+                "build",
+                "--keep-foreign-layers",
+                "-f",
+                "ctx/Dockerfile.copy",
+                "-o",
+                "type=oci,dest=copied",
+            ],
+            &flags,
+            &["ctx"],
+        ),
+    );
     assert_eq!(server.requests().len(), 1);
 
     // By default: an ordinary layer with its bytes, accepted by a stock

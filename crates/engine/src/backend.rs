@@ -635,7 +635,14 @@ impl NativeBackend {
             .last()
             .and_then(|s| done.remove(&s.index))
             .ok_or_else(|| BuildError::Request("the plan has no stages".into()))?;
-        for layer in &target.layers {
+        // A foreign layer still foreign here was kept (`--keep-foreign-layers`):
+        // only a docker-archive, which has no way to point at it, needs its
+        // bytes.
+        let archive = req
+            .outputs
+            .iter()
+            .any(|o| matches!(o, Output::Docker { .. }));
+        for layer in target.layers.iter().filter(|l| archive || !l.is_foreign()) {
             cache
                 .ensure_blob(client, &self.store, layer)
                 .map_err(BuildError::CacheLayer)?;

@@ -152,18 +152,22 @@ impl<'a> Bases<'a> {
         self.with_foreign_layers(image, Some(&reference))
     }
 
-    /// `image` with its foreign layers in the store and, unless the client
-    /// keeps foreign layers, listed as ordinary layers, so that the build's
-    /// image pushes and exports them with their bytes (windows-images.md
-    /// §2.4, §2.6). They are fetched even when kept: a step may read them,
-    /// and layers are read lazily, deep in the image's file system, where
-    /// no registry is at hand. Absent ones come from the registry of
-    /// `source`, the image's reference when it has one, then their URLs.
+    /// `image` with its foreign layers in the store and listed as ordinary
+    /// layers, so that the build's image pushes and exports them with their
+    /// bytes (windows-images.md §2.4, §2.6); absent ones come from the
+    /// registry of `source`, the image's reference when it has one, then
+    /// their URLs. When the client keeps foreign layers they stay as they
+    /// are and unfetched: a step that reads one fetches it from its URLs
+    /// then (`BuildCache::ensure_blob`), and a build of config steps never
+    /// does.
     fn with_foreign_layers(
         &self,
         mut image: ImageSource,
         source: Option<&Reference>,
     ) -> Result<ImageSource, BaseError> {
+        if self.client.options().keep_foreign_layers {
+            return Ok(image);
+        }
         let absent: Vec<&Descriptor> = image
             .layers
             .iter()
@@ -176,9 +180,7 @@ impl<'a> Bases<'a> {
                 self.store.hold(&layer.digest)?;
             }
         }
-        if !self.client.options().keep_foreign_layers {
-            image.layers = image.layers.iter().map(Descriptor::distributable).collect();
-        }
+        image.layers = image.layers.iter().map(Descriptor::distributable).collect();
         Ok(image)
     }
 

@@ -160,6 +160,16 @@ impl BuildCache {
         if store.has_blob(&layer.digest) {
             return Ok(());
         }
+        if layer.is_foreign() {
+            // A base's foreign layer kept by `--keep-foreign-layers` is
+            // fetched only now that a step reads it (design §2.5).
+            let runtime = crate::runtime()?;
+            runtime
+                .block_on(client.fetch_foreign(store, None, layer))
+                .map_err(|e| e.to_string())?;
+            store.hold(&layer.digest).map_err(|e| e.to_string())?;
+            return Ok(());
+        }
         let mut why = Vec::new();
         for i in self.imported.iter().filter(|i| i.has_layer(&layer.digest)) {
             match remote::fetch_layer(i, client, store, layer) {
