@@ -692,3 +692,206 @@ fn walk(dir: &Path) -> Vec<String> {
     }
     out
 }
+
+/// The synthetic base with its layer made foreign, as old MCR images are:
+/// an OCI layout (Docker media types, as MCR serves them) whose layer is
+/// `…foreign.diff.tar.gzip` with `urls`, its bytes not in the layout.
+/// Returns the layout, the foreign descriptor as written, and the bytes.
+fn foreign_windows_base(dir: &Path, urls: &[String]) -> (PathBuf, Value, Vec<u8>) {
+    let src = windows_base();
+    let idx = json(&src.join("index.json"));
+    let list = json(&blob(src, idx["manifests"][0]["digest"].as_str().unwrap()));
+    let m = json(&blob(src, list["manifests"][2]["digest"].as_str().unwrap()));
+    let layer = &m["layers"][0];
+    let bytes = std::fs::read(blob(src, layer["digest"].as_str().unwrap())).unwrap();
+    let config = std::fs::read(blob(src, m["config"]["digest"].as_str().unwrap())).unwrap();
+
+    let layout = dir.join("foreign-base");
+    std::fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
+    let put = |data: &[u8]| {
+        let d = kiln_oci::Digest::of(data);
+        std::fs::write(layout.join("blobs/sha256").join(d.hex()), data).unwrap();
+        (d.to_string(), data.len())
+    };
+    let (config_digest, config_size) = put(&config);
+    let foreign = serde_json::json!({
+        "mediaType": "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+        "size": bytes.len(),
+        "digest": layer["digest"],
+        "urls": urls,
+    });
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
+                   "size": config_size, "digest": config_digest},
+        "layers": [foreign],
+    })
+    .to_string();
+    let (manifest_digest, manifest_size) = put(manifest.as_bytes());
+    std::fs::write(
+        layout.join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        layout.join("index.json"),
+        serde_json::json!({"schemaVersion": 2, "manifests": [{
+            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+            "digest": manifest_digest, "size": manifest_size,
+            "annotations": {"org.opencontainers.image.ref.name": "ltsc2022"}}]})
+        .to_string(),
+    )
+    .unwrap();
+    (layout, foreign, bytes)
+}
+
+#[test]
+fn a_windows_base_with_a_foreign_layer_builds_by_default_or_kept() {
+    use kiln_testsupport::{FileServer, RegistryOptions};
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    // The registry allows URLs on 127.0.0.1 (the harness's default), so
+    // the base can be stored with its foreign layer.
+    let registry = Registry::start();
+    let stock = Registry::start_with(RegistryOptions {
+        refuse_foreign_urls: true,
+        ..RegistryOptions::default()
+    });
+    let (_, _, bytes) = foreign_windows_base(h, &[]);
+    let server = FileServer::start(vec![("/layer.tar.gz".into(), bytes)]);
+    let url = server.url("/layer.tar.gz");
+    let server_host = url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let (layout, foreign, _) = foreign_windows_base(h, std::slice::from_ref(&url));
+    let insecure: Vec<String> = [registry.host(), stock.host(), server_host]
+        .into_iter()
+        .flat_map(|host| ["--insecure-registry".to_string(), host])
+        .collect();
+    let flags: Vec<&str> = insecure.iter().map(String::as_str).collect();
+    let base = format!("{}/windows/nanoserver:ltsc2022", registry.host());
+    let with = |head: &[&str], tail: &[&str]| -> Vec<String> {
+        head.iter()
+            .chain(&flags)
+            .chain(tail)
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let run = |args: Vec<String>| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        kiln(h, h, &args, &[])
+    };
+    let copied = run(with(
+        &["copy", "--keep-foreign-layers"],
+        &[
+            &format!("oci:{}:ltsc2022", layout.display()),
+            &format!("docker://{base}"),
+        ],
+    ));
+    assert_eq!(copied.code, 0, "{}", copied.stderr);
+    assert!(server.requests().is_empty());
+
+    let ctx = context(
+        &format!("FROM {base}\nCOPY app.exe C:/app/\n"),
+        &[("app.exe", b"MZ")],
+    );
+    let dir = ctx.path().to_str().unwrap();
+
+    // Kept: the descriptor passes through, fetched once because COPY reads
+    // the base's C: (to spell and replay what exists), never uploaded.
+    let kept = format!("{}/app:kept", registry.host());
+    let built = run(with(
+        &[
+            "build",
+            "--keep-foreign-layers",
+            "--format",
+            "docker",
+            "--platform",
+            "windows/amd64",
+            "--push",
+            "-t",
+            &kept,
+        ],
+        &[dir],
+    ));
+    assert_eq!(built.code, 0, "{}", built.stderr);
+    assert_eq!(server.requests().len(), 1);
+    let raw = Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{kept}"))
+        .output()
+        .unwrap();
+    let pushed: Value = serde_json::from_slice(&raw.stdout).unwrap();
+    assert_eq!(pushed["layers"][0], foreign);
+    assert_eq!(
+        pushed["layers"][1]["mediaType"],
+        "application/vnd.docker.image.rootfs.diff.tar.gzip"
+    );
+
+    // By default: an ordinary layer a stock registry takes, the bytes
+    // uploaded, the diff_ids unchanged.
+    let app = format!("{}/app:1", stock.host());
+    let built = run(with(
+        &["build", "--platform", "windows/amd64", "--push", "-t", &app],
+        &[dir],
+    ));
+    assert_eq!(built.code, 0, "{}", built.stderr);
+    let raw = Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{app}"))
+        .output()
+        .unwrap();
+    let pushed: Value = serde_json::from_slice(&raw.stdout).unwrap();
+    assert_eq!(pushed["layers"][0]["digest"], foreign["digest"]);
+    assert_eq!(
+        pushed["layers"][0]["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+    );
+    assert!(pushed["layers"][0].get("urls").is_none());
+    let pulled = Command::new("skopeo")
+        .args(["copy", "--src-tls-verify=false"])
+        .arg(format!("docker://{app}"))
+        .arg(format!("oci:{}/check:1", h.display()))
+        .output()
+        .unwrap();
+    assert!(
+        pulled.status.success(),
+        "the registry holds every blob: {}",
+        String::from_utf8_lossy(&pulled.stderr)
+    );
+
+    // A foreign layer pointing nowhere: the error names it and the URL.
+    let nowhere_dir = h.join("nowhere");
+    std::fs::create_dir(&nowhere_dir).unwrap();
+    let dead = "http://127.0.0.1:9/layer.tar.gz".to_string();
+    let (layout, _, _) = foreign_windows_base(&nowhere_dir, std::slice::from_ref(&dead));
+    let gone = format!("{}/windows/gone:ltsc2022", registry.host());
+    let copied = run(with(
+        &["copy", "--keep-foreign-layers"],
+        &[
+            &format!("oci:{}:ltsc2022", layout.display()),
+            &format!("docker://{gone}"),
+        ],
+    ));
+    assert_eq!(copied.code, 0, "{}", copied.stderr);
+    let home2 = tempfile::tempdir().unwrap();
+    let ctx = context(
+        &format!("FROM {gone}\nCOPY app.exe C:/app/\n"),
+        &[("app.exe", b"MZ")],
+    );
+    let mut args = vec!["build", "--platform", "windows/amd64"];
+    args.extend(&flags);
+    args.push(ctx.path().to_str().unwrap());
+    let failed = kiln(home2.path(), ctx.path(), &args, &[]);
+    assert_ne!(failed.code, 0);
+    assert!(
+        failed.stderr.contains(foreign["digest"].as_str().unwrap()),
+        "{}",
+        failed.stderr
+    );
+    assert!(failed.stderr.contains(&dead), "{}", failed.stderr);
+}
