@@ -895,3 +895,131 @@ fn a_windows_base_with_a_foreign_layer_builds_by_default_or_kept() {
     );
     assert!(failed.stderr.contains(&dead), "{}", failed.stderr);
 }
+
+#[test]
+fn windows_builds_use_the_cache_shared_caches_check_and_reparse_points() {
+    let (_registry, host) = registry_with_base();
+    let home = tempfile::tempdir().unwrap();
+    let dockerfile = format!(
+        "FROM {host}/windows/nanoserver:ltsc2022\n\
+         COPY [\"x.txt\", \"C:/Documents and Settings/Public/\"]\n\
+         WORKDIR C:/app\n\
+         COPY x.txt .\n"
+    );
+    let ctx = context(&dockerfile, &[("x.txt", b"x")]);
+    let cache = ctx.path().join("cache");
+    let build = |home: &Path, out: &str, extra: &[&str]| {
+        let mut args = vec![
+            "build",
+            "--progress",
+            "plain",
+            "--platform",
+            "windows/amd64:10.0.20348",
+        ];
+        args.extend(extra);
+        let dest = format!("type=oci,dest={}", ctx.path().join(out).display());
+        args.extend(["-o", &dest, "."]);
+        kiln(home, ctx.path(), &args, &[])
+    };
+    let cache_to = format!("type=local,dest={}", cache.display());
+    let first = build(home.path(), "one", &["--cache-to", &cache_to]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    let (manifest, _) = image(&ctx.path().join("one"));
+    // Through the junction C:\Documents and Settings -> C:\Users.
+    let layer = &manifest["layers"][1];
+    let names: Vec<String> = entries(&blob(
+        &ctx.path().join("one"),
+        layer["digest"].as_str().unwrap(),
+    ))
+    .into_iter()
+    .map(|e| e.name)
+    .collect();
+    assert_eq!(
+        names,
+        [
+            "Files",
+            "Files/Users",
+            "Files/Users/Public",
+            "Files/Users/Public/x.txt",
+            "Hives"
+        ]
+    );
+
+    // Again: every step from the cache, the same image.
+    let again = build(home.path(), "two", &[]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    let cached = again
+        .stderr
+        .lines()
+        .filter(|l| l.ends_with(" CACHED"))
+        .count();
+    assert_eq!(cached, 3, "{}", again.stderr);
+    assert_eq!(image(&ctx.path().join("two")).0, manifest);
+
+    // Another machine (an empty store) with --cache-from: the same.
+    let other = tempfile::tempdir().unwrap();
+    let cache_from = format!("type=local,src={}", cache.display());
+    let shared = build(other.path(), "three", &["--cache-from", &cache_from]);
+    assert_eq!(shared.code, 0, "{}", shared.stderr);
+    let cached = shared
+        .stderr
+        .lines()
+        .filter(|l| l.ends_with(" CACHED"))
+        .count();
+    assert_eq!(cached, 3, "{}", shared.stderr);
+    assert_eq!(image(&ctx.path().join("three")).0, manifest);
+
+    // kiln check reads it like any Dockerfile.
+    let check = kiln(home.path(), ctx.path(), &["check", "."], &[]);
+    assert_eq!(check.code, 0, "{}", check.stderr);
+}
+
+#[test]
+fn context_symlinks_become_windows_links_to_files_or_directories() {
+    let (_registry, host) = registry_with_base();
+    let home = tempfile::tempdir().unwrap();
+    let ctx = context(
+        &format!("FROM {host}/windows/nanoserver:ltsc2022\nCOPY d/ C:/links/\n"),
+        &[("x.txt", b"x"), ("d/own/y.txt", b"y")],
+    );
+    let d = ctx.path().join("d");
+    std::os::unix::fs::symlink("/Windows/System32", d.join("sys")).unwrap();
+    std::os::unix::fs::symlink("own", d.join("mine")).unwrap();
+    std::os::unix::fs::symlink("own/y.txt", d.join("file")).unwrap();
+    let out = ctx.path().join("out");
+    let run = kiln(
+        home.path(),
+        ctx.path(),
+        &[
+            "build",
+            "--platform",
+            "windows/amd64:10.0.20348",
+            "-o",
+            &format!("type=oci,dest={}", out.display()),
+            ".",
+        ],
+        &[],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let (manifest, _) = image(&out);
+    let layer = blob(&out, manifest["layers"][1]["digest"].as_str().unwrap());
+    check_layer(std::fs::File::open(&layer).unwrap()).unwrap();
+    let script = r#"
+import sys, tarfile
+with tarfile.open(sys.argv[1]) as t:
+    for m in t:
+        if m.issym():
+            print(m.name, m.linkname, m.pax_headers.get('MSWINDOWS.fileattr'))
+"#;
+    let links = Command::new("python3")
+        .args(["-c", script])
+        .arg(&layer)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&links.stdout),
+        "Files/links/file own\\y.txt 1056\n\
+         Files/links/mine own 1040\n\
+         Files/links/sys C:\\Windows\\System32 1040\n"
+    );
+}

@@ -186,6 +186,7 @@ fn refuse_owner_mode(
 
 /// Fits new entries onto the base: each path in the base's spelling, a
 /// directory the base has written with the base's records and times, and
+/// a link to a directory the base has marked as a directory link, and
 /// every existing ancestor no entry names added the same way (the writer
 /// would otherwise create it anew, with a default descriptor, over the
 /// base's `C:\Windows` or `C:\ProgramData`). A file over a directory, or
@@ -197,6 +198,19 @@ fn over_base(fs: &ImageFs, mut entries: Vec<WindowsEntry>) -> Result<Vec<Windows
         let spelled = fs.spell(&posix(&e.path));
         e.path = split(&spelled);
         named.insert(fold_case(&spelled));
+        if let WindowsKind::Symlink { target, is_dir } = &mut e.kind {
+            // Windows must know a link to a directory as one; the target
+            // may be in the base rather than in this layer.
+            let parent = posix(&e.path[..e.path.len().saturating_sub(1)]);
+            let path = if target.starts_with('/') {
+                target.clone()
+            } else {
+                format!("{parent}/{target}")
+            };
+            if let Ok(resolved) = fs.resolve(&path, true) {
+                *is_dir |= fs.lookup(&resolved).is_some_and(|t| t.is_dir());
+            }
+        }
         let Some(found) = fs.lookup(&spelled) else {
             continue;
         };
