@@ -351,7 +351,8 @@ fn existing_directories_keep_the_bases_spelling_and_records() {
          FROM {host}/windows/nanoserver:ltsc2022\n\
          COPY x.txt C:\\WINDOWS\\temp\\\n\
          WORKDIR /windows/system32/CONFIG\n\
-         COPY x.txt y.txt\n"
+         COPY x.txt y.txt\n\
+         WORKDIR C:sub\n"
     );
     let ctx = context(&dockerfile, &[("x.txt", b"x")]);
     let out = ctx.path().join("out");
@@ -373,8 +374,11 @@ fn existing_directories_keep_the_bases_spelling_and_records() {
     assert_eq!(config["os.version"], "10.0.20348.987");
     assert_eq!(
         config["config"]["WorkingDir"],
-        "C:\\windows\\system32\\CONFIG"
+        "C:\\windows\\system32\\CONFIG\\sub"
     );
+    // `C:sub` is relative, as docker on Windows reads it; the base's User
+    // is kept.
+    assert_eq!(config["config"]["User"], "ContainerUser");
     let layers = manifest["layers"].as_array().unwrap();
 
     let copy = entries(&blob(&out, layers[1]["digest"].as_str().unwrap()));
@@ -411,6 +415,18 @@ fn existing_directories_keep_the_bases_spelling_and_records() {
             "Files/Windows/System32",
             "Files/Windows/System32/config",
             "Files/Windows/System32/config/y.txt",
+            "Hives"
+        ]
+    );
+    let sub = entries(&blob(&out, layers[4]["digest"].as_str().unwrap()));
+    assert_eq!(
+        sub.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(),
+        [
+            "Files",
+            "Files/Windows",
+            "Files/Windows/System32",
+            "Files/Windows/System32/config",
+            "Files/Windows/System32/config/sub",
             "Hives"
         ]
     );
@@ -484,6 +500,25 @@ fn windows_mistakes_get_clear_errors_and_warnings() {
             run.stderr
         );
     }
+
+    // Two names NTFS holds as one.
+    let ctx = context(
+        &format!("{from}COPY d/ C:/d/\n"),
+        &[("d/Read.me", b"1"), ("d/READ.ME", b"2")],
+    );
+    let run = kiln(
+        home.path(),
+        ctx.path(),
+        &["build", "--platform", pinned, "."],
+        &[],
+    );
+    assert_ne!(run.code, 0);
+    assert!(
+        run.stderr.contains("READ.ME") && run.stderr.contains("Read.me"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("Dockerfile:2"), "{}", run.stderr);
 
     // ENV PATH built from ${PATH}, which a Windows config lacks: warned,
     // and Path replaces PATH case-insensitively.
