@@ -36,6 +36,28 @@ fn kiln(home: &Path, dir: &Path, args: &[&str], extra_env: &[(&str, &str)]) -> R
     }
 }
 
+/// `kiln build --platform PLATFORM ARGS… -o OUTPUT .` in `ctx`, which must
+/// succeed.
+fn build_ok(
+    home: &Path,
+    ctx: &Path,
+    platform: &str,
+    args: &[&str],
+    output: &str,
+    env: &[(&str, &str)],
+) {
+    let mut all = vec!["build", "--platform", platform];
+    all.extend(args);
+    all.extend(["-o", output, "."]);
+    let run = kiln(home, ctx, &all, env);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+}
+
+/// `type=oci,dest=DIR`.
+fn oci(dir: &Path) -> String {
+    format!("type=oci,dest={}", dir.display())
+}
+
 /// A registry holding the synthetic base as `windows/nanoserver:ltsc2022`.
 fn registry_with_base() -> (Registry, String) {
     let registry = Registry::start();
@@ -322,21 +344,14 @@ fn the_issues_dockerfile_builds_pushes_and_matches_the_design() {
 
     // The same inputs again, with no cache: the same image.
     let again = ctx.path().join("again");
-    let run = kiln(
+    build_ok(
         home.path(),
         ctx.path(),
-        &[
-            "build",
-            "--no-cache",
-            "--platform",
-            "windows/amd64:10.0.20348",
-            "-o",
-            &format!("type=oci,dest={}", again.display()),
-            ".",
-        ],
+        "windows/amd64:10.0.20348",
+        &["--no-cache"],
+        &oci(&again),
         &[("SOURCE_DATE_EPOCH", EPOCH)],
     );
-    assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(image(&again).0, manifest, "reproducible");
 }
 
@@ -356,20 +371,14 @@ fn existing_directories_keep_the_bases_spelling_and_records() {
     );
     let ctx = context(&dockerfile, &[("x.txt", b"x")]);
     let out = ctx.path().join("out");
-    let run = kiln(
+    build_ok(
         home.path(),
         ctx.path(),
-        &[
-            "build",
-            "--platform",
-            "windows/amd64:10.0.20348.987",
-            "-o",
-            &format!("type=oci,dest={}", out.display()),
-            ".",
-        ],
+        "windows/amd64:10.0.20348.987",
+        &[],
+        &oci(&out),
         &[("SOURCE_DATE_EPOCH", EPOCH)],
     );
-    assert_eq!(run.code, 0, "{}", run.stderr);
     let (manifest, config) = image(&out);
     assert_eq!(config["os.version"], "10.0.20348.987");
     assert_eq!(
@@ -565,20 +574,14 @@ fn linux_and_windows_build_into_one_index() {
     );
     let ctx = context(&dockerfile, &[("x.txt", b"x")]);
     let out = ctx.path().join("out");
-    let run = kiln(
+    build_ok(
         home.path(),
         ctx.path(),
-        &[
-            "build",
-            "--platform",
-            &format!("linux/{arch},windows/amd64:10.0.20348"),
-            "-o",
-            &format!("type=oci,dest={}", out.display()),
-            ".",
-        ],
+        &format!("linux/{arch},windows/amd64:10.0.20348"),
+        &[],
+        &oci(&out),
         &[],
     );
-    assert_eq!(run.code, 0, "{}", run.stderr);
     let index = json(&out.join("index.json"));
     let top = json(&blob(
         &out,
@@ -631,22 +634,14 @@ fn workdir_creates_directories_and_a_windows_stage_copies_into_linux() {
     );
     let ctx = context(&dockerfile, &[("x.txt", b"x")]);
     let win = ctx.path().join("win");
-    let run = kiln(
+    build_ok(
         home.path(),
         ctx.path(),
-        &[
-            "build",
-            "--platform",
-            "windows/amd64:10.0.20348",
-            "--target",
-            "win",
-            "-o",
-            &format!("type=oci,dest={}", win.display()),
-            ".",
-        ],
+        "windows/amd64:10.0.20348",
+        &["--target", "win"],
+        &oci(&win),
         &[("SOURCE_DATE_EPOCH", EPOCH)],
     );
-    assert_eq!(run.code, 0, "{}", run.stderr);
     let (manifest, config) = image(&win);
     assert_eq!(config["config"]["WorkingDir"], "C:\\data\\logs");
     let layers = manifest["layers"].as_array().unwrap();
@@ -682,20 +677,14 @@ fn workdir_creates_directories_and_a_windows_stage_copies_into_linux() {
     // The Windows stage's C: seen from a Linux stage: Files/ stripped,
     // names found whatever their case, no hives, no alternate streams.
     let out = ctx.path().join("linux");
-    let run = kiln(
+    build_ok(
         home.path(),
         ctx.path(),
-        &[
-            "build",
-            "--platform",
-            "windows/amd64:10.0.20348",
-            "-o",
-            &format!("type=local,dest={}", out.display()),
-            ".",
-        ],
+        "windows/amd64:10.0.20348",
+        &[],
+        &format!("type=local,dest={}", out.display()),
         &[],
     );
-    assert_eq!(run.code, 0, "{}", run.stderr);
     let read = |p: &str| std::fs::read_to_string(out.join(p)).unwrap();
     assert_eq!(read("out/kiln-version.txt"), "10.0.20348.2340\r\n");
     assert_eq!(read("out/x.txt"), "x");
@@ -1022,20 +1011,14 @@ fn context_symlinks_become_windows_links_to_files_or_directories() {
     std::os::unix::fs::symlink("own", d.join("mine")).unwrap();
     std::os::unix::fs::symlink("own/y.txt", d.join("file")).unwrap();
     let out = ctx.path().join("out");
-    let run = kiln(
+    build_ok(
         home.path(),
         ctx.path(),
-        &[
-            "build",
-            "--platform",
-            "windows/amd64:10.0.20348",
-            "-o",
-            &format!("type=oci,dest={}", out.display()),
-            ".",
-        ],
+        "windows/amd64:10.0.20348",
+        &[],
+        &oci(&out),
         &[],
     );
-    assert_eq!(run.code, 0, "{}", run.stderr);
     let (manifest, _) = image(&out);
     let layer = blob(&out, manifest["layers"][1]["digest"].as_str().unwrap());
     check_layer(std::fs::File::open(&layer).unwrap()).unwrap();

@@ -317,7 +317,7 @@ impl WindowsLayerWriter {
     fn write_root<W: Write>(&self, out: &mut W, name: &str, t: PaxTime) -> io::Result<()> {
         let mut pax = Vec::new();
         attr_and_times(&mut pax, ATTR_DIRECTORY, t);
-        write_header(out, &header(name, b'5', 0o40755, t, "", &pax))
+        write_header(out, &header(name, b'5', 0o40755, 0, t, "", &pax))
     }
 
     fn write_children<W: Write>(
@@ -330,7 +330,10 @@ impl WindowsLayerWriter {
         let tar_dir = tar_name(path);
         for (name, _) in node.children.iter().filter(|(_, c)| c.is_whiteout()) {
             let marker = format!("{tar_dir}/.wh.{name}");
-            write_header(out, &header(&marker, b'0', 0, PaxTime::default(), "", &[]))?;
+            write_header(
+                out,
+                &header(&marker, b'0', 0, 0, PaxTime::default(), "", &[]),
+            )?;
         }
         for (name, child) in node.children.iter().filter(|(_, c)| !c.is_whiteout()) {
             path.push(name.clone());
@@ -359,26 +362,26 @@ impl WindowsLayerWriter {
         let Some(entry) = &node.entry else {
             attr_and_times(&mut pax, ATTR_DIRECTORY, synthesised);
             pax.push(("MSWINDOWS.rawsd".into(), self.dir_sd.clone()));
-            write_header(out, &header(&name, b'5', 0o40755, synthesised, "", &pax))?;
+            write_header(out, &header(&name, b'5', 0o40755, 0, synthesised, "", &pax))?;
             return Ok(());
         };
         match &entry.kind {
             WindowsKind::Dir => {
                 if let Some(records) = &entry.replay {
                     replayed(&mut pax, records, entry.mtime, path)?;
-                    write_header(out, &header(&name, b'5', 0o40755, entry.mtime, "", &pax))?;
+                    write_header(out, &header(&name, b'5', 0o40755, 0, entry.mtime, "", &pax))?;
                 } else {
                     let t = clamp(entry.mtime);
                     attr_and_times(&mut pax, ATTR_DIRECTORY, t);
                     pax.push(("MSWINDOWS.rawsd".into(), self.dir_sd.clone()));
-                    write_header(out, &header(&name, b'5', 0o40755, t, "", &pax))?;
+                    write_header(out, &header(&name, b'5', 0o40755, 0, t, "", &pax))?;
                 }
             }
             WindowsKind::File(source) => {
                 let t = clamp(entry.mtime);
                 attr_and_times(&mut pax, ATTR_ARCHIVE, t);
                 pax.push(("MSWINDOWS.rawsd".into(), self.file_sd.clone()));
-                let mut h = header(&name, b'0', 0o100644, t, "", &pax);
+                let mut h = header(&name, b'0', 0o100644, 0, t, "", &pax);
                 match source {
                     FileSource::Bytes(b) => {
                         h.size = b.len() as u64;
@@ -413,7 +416,7 @@ impl WindowsLayerWriter {
                 attr_and_times(&mut pax, attr, t);
                 pax.push(("MSWINDOWS.rawsd".into(), sd.clone()));
                 let link = windows_link_target(target);
-                write_header(out, &header(&name, b'2', 0o120777, t, &link, &pax))?;
+                write_header(out, &header(&name, b'2', 0o120777, 0, t, &link, &pax))?;
             }
             WindowsKind::Whiteout => unreachable!("whiteouts are written by their directory"),
         }
@@ -431,10 +434,13 @@ fn tar_name(path: &[String]) -> String {
     name
 }
 
-fn header<'a>(
+/// A Windows layer entry's header: owner 0, no device numbers, the PAX
+/// records given; shared with the transport-folder exporter.
+pub(super) fn header<'a>(
     name: &'a str,
     typeflag: u8,
     mode: u32,
+    size: u64,
     mtime: PaxTime,
     linkname: &'a str,
     pax: &'a [(String, Vec<u8>)],
@@ -445,7 +451,7 @@ fn header<'a>(
         mode,
         uid: 0,
         gid: 0,
-        size: 0,
+        size,
         mtime: mtime.secs,
         linkname,
         devmajor: 0,

@@ -19,7 +19,7 @@ use crate::layer::write::{write_blob, write_data};
 use crate::tree::TreeRoot;
 use crate::windows::check::State;
 use crate::windows::path::{fold_case, validate_name};
-use crate::windows::writer::times;
+use crate::windows::writer::{header, times};
 use crate::windows::{base64, sd, PaxTime};
 use crate::{Compression, LayerDescriptor};
 use std::collections::{HashMap, HashSet};
@@ -641,31 +641,6 @@ impl<'a> Export<'a> {
 
 fn attr_record(attr: u32) -> (String, Vec<u8>) {
     ("MSWINDOWS.fileattr".into(), attr.to_string().into_bytes())
-}
-
-fn header<'a>(
-    name: &'a str,
-    typeflag: u8,
-    mode: u32,
-    size: u64,
-    mtime: PaxTime,
-    linkname: &'a str,
-    pax: &'a [(String, Vec<u8>)],
-) -> Header<'a> {
-    Header {
-        name,
-        typeflag,
-        mode,
-        uid: 0,
-        gid: 0,
-        size,
-        mtime: mtime.secs,
-        linkname,
-        devmajor: 0,
-        devminor: 0,
-        xattrs: &[],
-        pax,
-    }
 }
 
 /// Where a file's contents are in its backup stream (offsets after the
