@@ -52,6 +52,9 @@ pub struct ClientOptions {
     /// any layer and a push sends them as ordinary layers
     /// ([`kiln_oci::Descriptor::distributable`]), which every registry accepts.
     pub keep_foreign_layers: bool,
+    /// What `registries.conf` says: blocked registries, `insecure` ones,
+    /// rewritten locations and pull mirrors.
+    pub registries: crate::Registries,
 }
 
 impl ClientOptions {
@@ -77,11 +80,14 @@ impl ClientOptions {
             concurrency: 4,
             chunk_size: None,
             keep_foreign_layers: false,
+            registries: crate::Registries::default(),
         }
     }
 
     fn is_insecure(&self, host: &str) -> bool {
-        !self.tls_verify || self.insecure_registries.iter().any(|h| h == host)
+        !self.tls_verify
+            || self.insecure_registries.iter().any(|h| h == host)
+            || self.registries.is_insecure(host)
     }
 }
 

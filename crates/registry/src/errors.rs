@@ -243,6 +243,9 @@ pub enum ErrorKind {
     /// kiln does not do this.
     #[error("{0}")]
     NotSupported(String),
+    /// `registries.conf` blocks the reference.
+    #[error(transparent)]
+    Blocked(#[from] crate::registries::Blocked),
     /// A foreign layer came from nowhere kiln tried.
     #[error("foreign layer {digest} could not be fetched from anywhere kiln tried: {}; check that one of its URLs is reachable from here (kiln fetches foreign layers over https from public addresses only; `--insecure-registry HOST[:PORT]` allows plain http and private addresses for that host){}",
         .tried.join("; "),

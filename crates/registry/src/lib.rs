@@ -41,6 +41,7 @@ mod manifest;
 mod pull;
 mod pull_all;
 mod push;
+mod registries;
 
 pub use challenge::Challenge;
 pub use client::{Client, ClientOptions};
@@ -50,3 +51,4 @@ pub use manifest::parse as parse_manifest;
 pub use pull::Pulled;
 pub use pull_all::PulledAll;
 pub use push::{PushOptions, Pushed};
+pub use registries::{Blocked, Registries, RegistriesError};

@@ -60,9 +60,44 @@ impl Client {
     /// Pulls `reference` into `store` (kiln's store, or any other
     /// [`Ingester`]) and names it there. From an index, the manifest for
     /// `platform` (default: this host's) is pulled.
+    ///
+    /// `registries.conf` applies ([`crate::Registries`]): a blocked
+    /// reference fails, mirrors are tried first, then the location the
+    /// reference is rewritten to; the image is named `reference` whichever
+    /// served it, and the last source's error is returned when none did.
     pub async fn pull(
         &self,
         store: &dyn Ingester,
+        reference: &Reference,
+        platform: Option<&Platform>,
+    ) -> Result<Pulled> {
+        let sources = self
+            .opts
+            .registries
+            .pull_sources(reference)
+            .map_err(|e| Error {
+                action: ACTION,
+                target: Box::new(target(reference)),
+                kind: e.into(),
+            })?;
+        let mut last = None;
+        for source in &sources {
+            match self.pull_from(store, reference, source, platform).await {
+                Ok(pulled) => return Ok(pulled),
+                Err(e) => {
+                    tracing::debug!("pulling {reference} from {source}: {e}");
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.expect("registries.conf gives at least one source"))
+    }
+
+    /// [`Client::pull`] from `source`, naming the image `reference`.
+    async fn pull_from(
+        &self,
+        store: &dyn Ingester,
+        name: &Reference,
         reference: &Reference,
         platform: Option<&Platform>,
     ) -> Result<Pulled> {
@@ -112,7 +147,7 @@ impl Client {
             .put_bytes(&bytes, &desc.digest)
             .map_err(|e| err(e.into()))?;
         store
-            .put_image(reference.tag.is_some().then_some(reference), &desc)
+            .put_image(name.tag.is_some().then_some(name), &desc)
             .map_err(|e| err(e.into()))?;
         let (fetched, present) = split_fetched(results);
         Ok(Pulled {

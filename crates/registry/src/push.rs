@@ -69,6 +69,14 @@ impl Client {
         dest: &Reference,
         opts: &PushOptions,
     ) -> Result<Pushed> {
+        // registries.conf may block the destination or move it elsewhere;
+        // mirrors are for pulls only.
+        let moved = self.opts.registries.push_target(dest).map_err(|e| Error {
+            action: ACTION,
+            target: Box::new(target(dest)),
+            kind: e.into(),
+        })?;
+        let dest = &moved;
         let outcomes = Mutex::new(Vec::new());
         let keep = self.opts.keep_foreign_layers;
         let rewritten = self.as_pushed(blobs, dest, manifest)?;
