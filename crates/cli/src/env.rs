@@ -82,3 +82,8 @@ pub fn store_root() -> anyhow::Result<PathBuf> {
         path("HOME"),
     )?)
 }
+
+/// `$KILN_BACKEND`: the build backend when `--backend` is not given.
+pub fn backend() -> Option<String> {
+    var("KILN_BACKEND").map(|v| v.to_string_lossy().into_owned())
+}

@@ -1,11 +1,12 @@
 //! `kiln build`: a Dockerfile and a context in, an image out, with
 //! BuildKit-style plain progress on standard error.
 
+use super::backends::BackendArg;
 use super::frontend::{default_build_file, parse_build_args, read_build_file, BuildFile};
 use super::registry::{NetArgs, StoreArg};
 use crate::output::{errln, outln};
 use anyhow::{bail, Context};
-use kiln_engine::backend::{BuildBackend, BuildRequest, Dockerfile, NamedContext, NativeBackend};
+use kiln_engine::backend::{BuildRequest, Dockerfile, NamedContext};
 use kiln_engine::events::{BuildEvent, EventSink};
 use kiln_engine::export::Output;
 use kiln_engine::{BuildError, BuiltImage};
@@ -34,6 +35,8 @@ pub struct BuildArgs {
     root: StoreArg,
     #[command(flatten)]
     net: NetArgs,
+    #[command(flatten)]
+    backend: BackendArg,
     /// The Dockerfile, or a ZImagefile (named `ZImagefile`, `*.yaml` or
     /// `*.yml`) [default: CONTEXT/Dockerfile, or CONTEXT/ZImagefile when
     /// there is no Dockerfile]; `-` reads a Dockerfile from standard input.
@@ -221,9 +224,7 @@ pub fn run(cmd: BuildCommand) -> anyhow::Result<ExitCode> {
 fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
     check_unsupported(&args)?;
     let (req, file) = request(&args)?;
-    let store = args.root.open()?;
-    let backend =
-        NativeBackend::new(store, args.net.options()).with_snapshotter(crate::env::snapshotter()?);
+    let backend = args.backend.open(|| args.root.open(), args.net.options())?;
     // The first SIGINT or SIGTERM stops the build cleanly (containers
     // killed, snapshots removed); a second one exits at once, which leaves
     // at most what a SIGKILL would and the next build cleans that up.

@@ -37,6 +37,8 @@ pub enum RegistryCommand {
         root: StoreArg,
         #[command(flatten)]
         net: NetArgs,
+        #[command(flatten)]
+        backend: super::backends::BackendArg,
         /// The image in the store (name or id).
         image: String,
         /// Where to push it [default: the image's own name].
@@ -166,6 +168,23 @@ impl NetArgs {
 
 /// Runs a registry subcommand.
 pub fn run(cmd: RegistryCommand) -> anyhow::Result<ExitCode> {
+    // The backend blocks on the runtime itself, so it runs outside it.
+    if let RegistryCommand::Push {
+        root,
+        net,
+        backend,
+        image,
+        dest,
+    } = cmd
+    {
+        let dest = dest.as_deref().map(parse_ref).transpose()?;
+        let pushed = backend
+            .open(|| root.open(), net.options())?
+            .push(&image, dest.as_ref())?;
+        outln!("Pushed {}", pushed.reference.familiar());
+        outln!("Digest: {}", pushed.digest);
+        return Ok(ExitCode::SUCCESS);
+    }
     let rt = kiln_engine::runtime().map_err(anyhow::Error::msg)?;
     rt.block_on(run_async(cmd))?;
     Ok(ExitCode::SUCCESS)
@@ -205,30 +224,7 @@ async fn run_async(cmd: RegistryCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        RegistryCommand::Push {
-            root,
-            net,
-            image,
-            dest,
-        } => {
-            let store = root.open()?;
-            let resolved = store.resolve(&image)?;
-            let dest = match dest {
-                Some(d) => parse_ref(&d)?,
-                None => resolved
-                    .by_name
-                    .clone()
-                    .or_else(|| resolved.tags.first().cloned())
-                    .with_context(|| format!("{image} has no name to push to; give a destination: `kiln push {image} REGISTRY/REPO:TAG`"))?,
-            };
-            let pushed = net
-                .client()
-                .push(&store, &resolved.descriptor, &dest, &PushOptions::default())
-                .await?;
-            outln!("Pushed {}", dest.familiar());
-            outln!("Digest: {}", pushed.digest);
-            Ok(())
-        }
+        RegistryCommand::Push { .. } => unreachable!("run pushes before the runtime starts"),
         RegistryCommand::Copy {
             root,
             net,

@@ -41,6 +41,8 @@ pub enum StoreCommand {
     Tag {
         #[command(flatten)]
         root: RootArg,
+        #[command(flatten)]
+        backend: super::backends::BackendArg,
         /// Existing image name or id.
         source: String,
         /// New name, e.g. `registry.example.com/app:v2`.
@@ -173,12 +175,14 @@ pub fn run(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
         StoreCommand::Inspect { root, image } => show::inspect(&root.open()?, &image),
         StoreCommand::Tag {
             root,
+            backend,
             source,
             target,
         } => {
-            let store = root.open()?;
-            let src = store.resolve(&source)?;
-            store.tag(&Reference::parse(&target)?, &src.descriptor)?;
+            let target = Reference::parse(&target)?;
+            backend
+                .open(|| root.open(), crate::env::client_options())?
+                .tag(&source, &target)?;
             Ok(ExitCode::SUCCESS)
         }
         StoreCommand::Rm {

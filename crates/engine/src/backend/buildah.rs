@@ -111,6 +111,17 @@ impl BuildahBackend {
         }
     }
 
+    /// [`Self::tls_args`], and `--tls-verify=false` when `dest` is on an
+    /// insecure registry: buildah 1.28's push and manifest commands verify
+    /// TLS whatever registries.conf says.
+    fn tls_args_for(&self, dest: &Reference) -> &'static [&'static str] {
+        if self.registry.insecure_registries.contains(&dest.registry) {
+            &["--tls-verify=false"]
+        } else {
+            self.tls_args()
+        }
+    }
+
     /// Runs a short buildah command to its end; its standard output, or
     /// its error as buildah wrote it.
     fn run(&self, cmd: &mut Command) -> Result<String, BuildError> {
@@ -159,14 +170,21 @@ impl BuildahBackend {
                 "kiln drives buildah one platform at a time",
             );
         }
-        if let Some(p) = req.platform.as_ref().filter(|p| p.image_os() != ImageOs::Linux) {
+        if let Some(p) = req
+            .platform
+            .as_ref()
+            .filter(|p| p.image_os() != ImageOs::Linux)
+        {
             return refuse(
                 &format!("--platform {p}"),
                 "buildah builds Linux images only (a Windows image with RUN needs a Windows host)",
             );
         }
         if !req.no_cache_filter.is_empty() {
-            return refuse("--no-cache-filter", "buildah 1.28 has no per-stage cache control");
+            return refuse(
+                "--no-cache-filter",
+                "buildah 1.28 has no per-stage cache control",
+            );
         }
         if !req.cache_from.is_empty() || !req.cache_to.is_empty() {
             return refuse(
@@ -316,7 +334,14 @@ impl BuildahBackend {
         };
         let runtime = req.runtime.as_deref().unwrap_or("runc");
         cmd.args(["bud", "--layers", "--runtime", runtime])
-            .args(["--format", if req.docker_media_types { "docker" } else { "oci" }])
+            .args([
+                "--format",
+                if req.docker_media_types {
+                    "docker"
+                } else {
+                    "oci"
+                },
+            ])
             .args(self.tls_args())
             .arg("--iidfile")
             .arg(scratch.join("iid"))
@@ -356,7 +381,9 @@ impl BuildahBackend {
                 SecretSource::File(p) => p.clone(),
                 // In this build's scratch directory, which only this
                 // process uses and which goes when the build ends.
-                SecretSource::Value(bytes) => write(&format!("secret-{}", secrets_name(id)), bytes)?,
+                SecretSource::Value(bytes) => {
+                    write(&format!("secret-{}", secrets_name(id)), bytes)?
+                }
             };
             cmd.arg("--secret")
                 .arg(format!("id={id},src={}", src.display()));
@@ -394,8 +421,14 @@ impl BuildahBackend {
         let mut child = cmd.spawn().map_err(|e| not_found(&e))?;
         let (tx, rx) = mpsc::channel::<(String, bool)>();
         let readers = [
-            child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
-            child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
         ];
         let threads: Vec<_> = readers
             .into_iter()
@@ -431,7 +464,9 @@ impl BuildahBackend {
         for t in threads {
             let _ = t.join();
         }
-        let status = child.wait().map_err(|e| BuildError::Request(format!("waiting for buildah: {e}")))?;
+        let status = child
+            .wait()
+            .map_err(|e| BuildError::Request(format!("waiting for buildah: {e}")))?;
         if interrupted {
             return Err(BuildError::Interrupted);
         }
@@ -457,7 +492,7 @@ impl BuildahBackend {
             cmd.arg("push");
         }
         cmd.arg("--quiet")
-            .args(self.tls_args())
+            .args(self.tls_args_for(dest))
             .arg("--digestfile")
             .arg(digest_file.path())
             .arg(Self::image_name(image))
@@ -467,9 +502,13 @@ impl BuildahBackend {
             path: digest_file.path().to_path_buf(),
             source: e,
         })?;
-        text.trim()
-            .parse()
-            .map_err(|e| BuildError::Request(format!("buildah's digest {:?}: {e}", text.trim())))
+        // buildah 1.28 can exit 0 from a push that failed, writing no
+        // digest.
+        text.trim().parse().map_err(|_| {
+            BuildError::Request(format!(
+                "buildah pushed {image} to {dest} without reporting a digest: the push failed"
+            ))
+        })
     }
 }
 
@@ -477,7 +516,13 @@ impl BuildahBackend {
 /// becomes `_`.
 fn secrets_name(id: &str) -> String {
     id.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -583,10 +628,12 @@ impl BuildBackend for BuildahBackend {
 
     fn manifest_add(&self, list: &Reference, image: &str) -> Result<(), BuildError> {
         let mut cmd = self.command()?;
+        let name = Self::image_name(image);
+        let tls = Reference::parse(&name).map_or(self.tls_args(), |r| self.tls_args_for(&r));
         cmd.args(["manifest", "add"])
-            .args(self.tls_args())
+            .args(tls)
             .arg(list.to_string())
-            .arg(Self::image_name(image));
+            .arg(name);
         self.run(&mut cmd).map(drop)
     }
 

@@ -62,7 +62,9 @@ impl BackendKind {
     pub fn select(explicit: Option<&str>, from_env: Option<&str>) -> Result<BackendKind, String> {
         match (explicit, from_env) {
             (Some(name), _) => BackendKind::parse(name).map_err(|e| format!("--backend: {e}")),
-            (None, Some(name)) => BackendKind::parse(name).map_err(|e| format!("KILN_BACKEND: {e}")),
+            (None, Some(name)) => {
+                BackendKind::parse(name).map_err(|e| format!("KILN_BACKEND: {e}"))
+            }
             (None, None) => Ok(BackendKind::host_default()),
         }
     }
@@ -113,17 +115,27 @@ impl BackendKind {
                 NativeBackend::new(store, registry).with_snapshotter(snapshotter),
             )),
             BackendKind::Buildah => Ok(Box::new(BuildahBackend::new(store, registry))),
-            BackendKind::Remote | BackendKind::Hcs => Err(self.not_supported()),
+            BackendKind::Remote | BackendKind::Hcs => Err(refusal(
+                self,
+                &self
+                    .not_implemented()
+                    .unwrap_or_else(|| Unavailable::new("not implemented")),
+            )),
         }
     }
 
-    /// [`BackendKind::not_implemented`] as the error a build ends with.
-    fn not_supported(self) -> BuildError {
-        let why = self
-            .not_implemented()
-            .map_or_else(|| "not implemented".to_string(), |u| u.to_string());
-        BuildError::NotSupported(format!("NotSupported: backend {}: {why}", self.name()))
+    /// [`BackendKind::not_implemented`] as the error a build ends with, so
+    /// a caller can refuse before it opens a store.
+    pub fn ensure_implemented(self) -> Result<(), BuildError> {
+        match self.not_implemented() {
+            None => Ok(()),
+            Some(why) => Err(refusal(self, &why)),
+        }
     }
+}
+
+fn refusal(kind: BackendKind, why: &Unavailable) -> BuildError {
+    BuildError::NotSupported(format!("NotSupported: backend {kind}: {why}"))
 }
 
 impl fmt::Display for BackendKind {
@@ -182,10 +194,16 @@ mod tests {
 
     #[test]
     fn unimplemented_backends_say_what_is_missing() {
-        let remote = BackendKind::Remote.not_supported().to_string();
+        let remote = BackendKind::Remote
+            .ensure_implemented()
+            .unwrap_err()
+            .to_string();
         assert!(remote.contains("no remote daemon support yet"), "{remote}");
         assert!(BackendKind::Remote.availability().is_err());
-        let hcs = BackendKind::Hcs.not_supported().to_string();
+        let hcs = BackendKind::Hcs
+            .ensure_implemented()
+            .unwrap_err()
+            .to_string();
         assert!(hcs.contains("HCS needs a Windows host"), "{hcs}");
         assert!(BackendKind::Native.not_implemented().is_none());
     }

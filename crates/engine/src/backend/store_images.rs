@@ -41,12 +41,8 @@ pub(super) fn push(
     };
     let runtime = crate::runtime().map_err(BuildError::Request)?;
     let client = Client::new(registry.clone());
-    let pushed = runtime.block_on(client.push(
-        store,
-        &found.descriptor,
-        &dest,
-        &PushOptions::default(),
-    ))?;
+    let pushed =
+        runtime.block_on(client.push(store, &found.descriptor, &dest, &PushOptions::default()))?;
     Ok(Pushed {
         reference: dest,
         digest: pushed.digest,
@@ -55,7 +51,11 @@ pub(super) fn push(
 
 /// Names an empty OCI index `list`.
 pub(super) fn manifest_create(store: &Store, list: &Reference) -> Result<(), BuildError> {
-    write_list(store, list, Index::new(ManifestFormat::OciIndex, Vec::new()))
+    write_list(
+        store,
+        list,
+        Index::new(ManifestFormat::OciIndex, Vec::new()),
+    )
 }
 
 /// Adds `image`'s manifest to the index named `list`, with the platform

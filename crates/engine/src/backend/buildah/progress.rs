@@ -310,7 +310,8 @@ mod tests {
 
     #[test]
     fn a_failing_step_is_reported_at_its_line() {
-        let ast = kiln_frontend::parse("Dockerfile", b"FROM busybox\nRUN echo no; false\n").unwrap();
+        let ast =
+            kiln_frontend::parse("Dockerfile", b"FROM busybox\nRUN echo no; false\n").unwrap();
         let sink = EventSink::discard();
         let mut t = Tracker::new(&ast, &sink);
         t.line("STEP 1/2: FROM busybox", false);
@@ -322,7 +323,11 @@ mod tests {
         );
         let err = t.failure("exit status: 1");
         assert_eq!(err.line, 2);
-        assert!(err.message.contains("RUN echo no; false"), "{}", err.message);
+        assert!(
+            err.message.contains("RUN echo no; false"),
+            "{}",
+            err.message
+        );
         assert!(err.message.contains("exit status 1"), "{}", err.message);
         assert_eq!(err.help.as_deref(), Some("its last output lines:\n  no"));
     }
@@ -330,10 +335,15 @@ mod tests {
     #[test]
     fn warnings_in_both_logrus_formats() {
         assert_eq!(
-            warning("time=\"2026-01-01T00:00:00Z\" level=warning msg=\"HEALTHCHECK is not supported\""),
+            warning(
+                "time=\"2026-01-01T00:00:00Z\" level=warning msg=\"HEALTHCHECK is not supported\""
+            ),
             Some("HEALTHCHECK is not supported".into())
         );
-        assert_eq!(warning("WARN[0000] missing \"X\""), Some("missing \"X\"".into()));
+        assert_eq!(
+            warning("WARN[0000] missing \"X\""),
+            Some("missing \"X\"".into())
+        );
         assert_eq!(warning("hello"), None);
     }
 }
