@@ -8,7 +8,8 @@
 //! hosts with cgroups v1 in hybrid mode, where runc works. Its storage uses
 //! the vfs driver, which needs no overlay mounts and so works wherever
 //! kiln's root is (also inside a container), at the price of a full copy
-//! per layer. Registries marked insecure for kiln are written into a
+//! per layer. Without `--layers` (see `bud_args` for why) a
+//! stage's steps become one layer over its base's. Registries marked insecure for kiln are written into a
 //! `registries.conf` of buildah's own, so buildah reaches exactly the
 //! registries kiln does.
 
@@ -333,7 +334,10 @@ impl BuildahBackend {
             _ => write("Dockerfile", &req.dockerfile.bytes)?,
         };
         let runtime = req.runtime.as_deref().unwrap_or("runc");
-        cmd.args(["bud", "--layers", "--runtime", runtime])
+        // No `--layers`: with it, buildah 1.28 commits a WORKDIR step
+        // without the directory it made (the corpus's `workdir` case), so
+        // buildah keeps no step cache between builds.
+        cmd.args(["bud", "--runtime", runtime])
             .args([
                 "--format",
                 if req.docker_media_types {

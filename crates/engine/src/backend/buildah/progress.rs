@@ -2,9 +2,9 @@
 //!
 //! `buildah bud` prints `STEP n/m: TEXT` (prefixed `[s/t] ` in a
 //! multi-stage build) on standard output as each step starts, then the
-//! step's own output, and `--> Using cache ID` when a step came from its
-//! cache; warnings and the final `Error: …` go to standard error as logrus
-//! lines. Steps are matched to the Dockerfile's lines through kiln's own
+//! step's own output; warnings and the final `Error: …` go to standard
+//! error as logrus lines. Steps never come from a cache: kiln runs buildah
+//! without `--layers`. Steps are matched to the Dockerfile's lines through kiln's own
 //! parse of it, so a failing step is reported at its line as a native
 //! build's is.
 
@@ -25,8 +25,8 @@ pub(super) struct Tracker<'a> {
     ast: &'a Ast,
     stages: Vec<Stage>,
     events: &'a EventSink,
-    /// The step running: (stage, index, text, came from the cache).
-    current: Option<(usize, usize, String, bool)>,
+    /// The step running: (stage, index, text).
+    current: Option<(usize, usize, String)>,
     /// Output lines of the current step, the last [`TAIL`] of them.
     tail: Vec<String>,
     /// `Error: …` lines buildah printed.
@@ -73,12 +73,6 @@ impl<'a> Tracker<'a> {
                 self.step(stage, stages, index, total, text);
                 return;
             }
-            if line.starts_with("--> Using cache ") {
-                if let Some(current) = &mut self.current {
-                    current.3 = true;
-                }
-                return;
-            }
             // What buildah prints after the last step: the commit, the
             // image id and the tags, none of them a step's output.
             if is_epilogue(line) {
@@ -97,7 +91,7 @@ impl<'a> Tracker<'a> {
             });
             return;
         }
-        if let Some((stage, index, _, _)) = &self.current {
+        if let Some((stage, index, _)) = &self.current {
             if self.tail.len() == TAIL {
                 self.tail.remove(0);
             }
@@ -130,16 +124,16 @@ impl<'a> Tracker<'a> {
             index,
             text: text.clone(),
         });
-        self.current = Some((stage, index, text, false));
+        self.current = Some((stage, index, text));
         self.tail.clear();
     }
 
     fn complete_step(&mut self) {
-        if let Some((stage, index, _, cached)) = self.current.take() {
+        if let Some((stage, index, _)) = self.current.take() {
             self.events.send(BuildEvent::InstructionComplete {
                 stage,
                 index,
-                cached,
+                cached: false,
             });
         }
     }
@@ -161,7 +155,7 @@ impl<'a> Tracker<'a> {
             Some(e) => format!("buildah: {e}"),
             None => format!("buildah failed ({status})"),
         };
-        let Some((stage, index, text, _)) = &self.current else {
+        let Some((stage, index, text)) = &self.current else {
             return DockerfileError::new(ErrorKind::Io, why).in_file(self.ast.file.clone());
         };
         let mut err = DockerfileError::new(ErrorKind::Io, format!("step {text:?} failed: {why}"));
@@ -275,7 +269,6 @@ mod tests {
                 "[1/2] STEP 1/2: FROM busybox AS a",
                 "[1/2] STEP 2/2: RUN echo hi",
                 "hi",
-                "--> Using cache 0123",
                 "[2/2] STEP 1/2: FROM busybox",
                 "[2/2] STEP 2/2: COPY --from=a / /",
                 "[2/2] COMMIT img",
@@ -299,7 +292,7 @@ mod tests {
         assert!(events.contains(&BuildEvent::InstructionComplete {
             stage: 0,
             index: 1,
-            cached: true
+            cached: false
         }));
         assert!(events.contains(&BuildEvent::StageComplete { index: 0 }));
         assert_eq!(events.last(), Some(&BuildEvent::StageComplete { index: 1 }));
