@@ -55,8 +55,9 @@ pub trait BuildBackend: Send + Sync {
     fn is_available(&self) -> Result<String, Unavailable>;
     /// Runs the build `req` describes, reporting to `events`.
     fn build(&self, req: &BuildRequest, events: &EventSink) -> Result<BuiltImage, BuildError>;
-    /// Gives `image` another name.
-    fn tag(&self, image: &str, new_name: &Reference) -> Result<(), BuildError>;
+    /// Gives `image` another name, `new_name`, which is parsed after the
+    /// image is found, so a missing image is reported first.
+    fn tag(&self, image: &str, new_name: &str) -> Result<(), BuildError>;
     /// Pushes `image` (an image or a manifest list) to `dest`, or to its
     /// own name; returns where it went and the digest the registry has.
     fn push(&self, image: &str, dest: Option<&Reference>) -> Result<Pushed, BuildError>;
@@ -323,7 +324,7 @@ impl BuildBackend for NativeBackend {
         native_availability()
     }
 
-    fn tag(&self, image: &str, new_name: &Reference) -> Result<(), BuildError> {
+    fn tag(&self, image: &str, new_name: &str) -> Result<(), BuildError> {
         store_images::tag(&self.store, image, new_name)
     }
 

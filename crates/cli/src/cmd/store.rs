@@ -8,7 +8,6 @@ mod show;
 
 use crate::output::{errln, outln};
 use anyhow::{bail, Context};
-use kiln_oci::reference::Reference;
 use kiln_store::{ArchiveImage, Resolved, Store};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -179,7 +178,6 @@ pub fn run(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
             source,
             target,
         } => {
-            let target = Reference::parse(&target)?;
             backend
                 .open(|| root.open(), crate::env::client_options())?
                 .tag(&source, &target)?;

@@ -589,14 +589,15 @@ impl BuildBackend for BuildahBackend {
 
     /// Tags in buildah's storage, and in kiln's store when the image is
     /// there too (every image this backend built is).
-    fn tag(&self, image: &str, new_name: &Reference) -> Result<(), BuildError> {
+    fn tag(&self, image: &str, new_name: &str) -> Result<(), BuildError> {
+        let new_name = super::store_images::parse_name(new_name)?;
         let mut cmd = self.command()?;
         cmd.arg("tag")
             .arg(Self::image_name(image))
             .arg(new_name.to_string());
         self.run(&mut cmd)?;
         if let Ok(found) = self.store.resolve(image) {
-            self.store.tag(new_name, &found.descriptor)?;
+            self.store.tag(&new_name, &found.descriptor)?;
         }
         Ok(())
     }

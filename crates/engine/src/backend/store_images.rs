@@ -12,10 +12,15 @@ use kiln_registry::{Client, ClientOptions, PushOptions};
 use kiln_store::{media_type, Descriptor, Store};
 
 /// Names `image` (a name or id in `store`) `new_name` too.
-pub(super) fn tag(store: &Store, image: &str, new_name: &Reference) -> Result<(), BuildError> {
+pub(super) fn tag(store: &Store, image: &str, new_name: &str) -> Result<(), BuildError> {
     let found = store.resolve(image)?;
-    store.tag(new_name, &found.descriptor)?;
+    store.tag(&parse_name(new_name)?, &found.descriptor)?;
     Ok(())
+}
+
+/// A name given by the user, its error as the CLI words it.
+pub(super) fn parse_name(name: &str) -> Result<Reference, BuildError> {
+    Reference::parse(name).map_err(|e| BuildError::Request(e.to_string()))
 }
 
 /// Pushes `image` to `dest`, else to the name it was found by, else to
