@@ -41,6 +41,10 @@ const BUILDAH_DIFFERENCES: &[(&str, &str)] = &[
         "the io.buildah.version label",
         "buildah stamps every image it makes",
     ),
+    (
+        "RUN --network=host runs without --allow network.host (behaviour, not compared)",
+        "buildah has no entitlements",
+    ),
 ];
 
 /// Quick cases that need only the busybox base: COPY trees and modes,
