@@ -393,6 +393,20 @@ fn buildah_tags_pushes_and_assembles_manifest_lists() {
     assert_eq!(labels["made.by"], "test", "{inspect}");
     assert!(labels["io.buildah.version"].is_string(), "{inspect}");
 
+    // `--push` sends the very image the build reports.
+    let id = ok(kiln_at()
+        .args(["build", "-q", "--push", "-t", &format!("{host}/app:built")])
+        .arg(&ctx));
+    let registry_digest = Command::new("skopeo")
+        .args(["inspect", "--tls-verify=false", "--format", "{{.Digest}}"])
+        .arg(format!("docker://{host}/app:built"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&registry_digest.stdout).trim(),
+        id.trim()
+    );
+
     ok(kiln_at().args(["tag", "app:1", &format!("{host}/app:2")]));
     let images = ok(kiln_at().arg("images"));
     assert!(images.contains(&format!("{host}/app")), "{images}");
@@ -475,4 +489,66 @@ fn native_manifest_lists_hold_the_store_images() {
     let out = run(kiln_at().args(["manifest", "add", "list", "list"]));
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("is a manifest list itself"));
+}
+
+#[test]
+fn an_interrupted_buildah_build_stops_buildah_and_stores_nothing() {
+    let base = start_base(false);
+    let work = tempfile::tempdir().unwrap();
+    let ctx = work.path().join("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        format!("FROM {}\nRUN echo started; sleep 60\n", base.reference),
+    )
+    .unwrap();
+    let store = work.path().join("store");
+    let log = work.path().join("stderr");
+    let mut child = kiln()
+        .args(["build", "--backend", "buildah", "-t", "slow"])
+        .arg(&ctx)
+        .env("KILN_ROOT", &store)
+        .env("KILN_INSECURE_REGISTRIES", base.registry.host())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("#2 started")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            std::fs::read_to_string(&log).unwrap()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let started = std::time::Instant::now();
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(&child),
+        rustix::process::Signal::INT,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    let err = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(
+        err.contains("build interrupted; nothing was stored"),
+        "{err}"
+    );
+    assert!(started.elapsed().as_secs() < 30, "buildah ran on: {err}");
+    let images = ok(kiln().arg("images").env("KILN_ROOT", &store));
+    assert!(!images.contains("slow"), "{images}");
+    // buildah removed its build container.
+    let containers = Command::new("buildah")
+        .arg("--root")
+        .arg(store.join("buildah/storage"))
+        .arg("--runroot")
+        .arg(store.join("buildah/run"))
+        .args(["--storage-driver", "vfs", "containers", "--quiet"])
+        .output()
+        .unwrap();
+    assert!(containers.status.success());
+    assert_eq!(String::from_utf8_lossy(&containers.stdout).trim(), "");
 }

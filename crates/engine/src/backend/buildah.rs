@@ -277,8 +277,18 @@ impl BuildahBackend {
                     for tag in &req.tags {
                         self.store.tag(tag, &manifest)?;
                         tags.push(tag.clone());
+                        // From kiln's store, so the registry gets the very
+                        // manifest whose digest the build reports: buildah
+                        // would compress its uncompressed layers again, or
+                        // reuse the base's original blobs, and push another.
                         if *push {
-                            self.push(&tag.to_string(), Some(tag))?;
+                            let name = tag.to_string();
+                            super::store_images::push(
+                                &self.store,
+                                &self.registry,
+                                &name,
+                                Some(tag),
+                            )?;
                         }
                     }
                 }
