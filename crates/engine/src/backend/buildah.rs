@@ -8,10 +8,11 @@
 //! hosts with cgroups v1 in hybrid mode, where runc works. Its storage uses
 //! the vfs driver, which needs no overlay mounts and so works wherever
 //! kiln's root is (also inside a container), at the price of a full copy
-//! per layer. Without `--layers` (see `bud_args` for why) a
-//! stage's steps become one layer over its base's. Registries marked insecure for kiln are written into a
-//! `registries.conf` of buildah's own, so buildah reaches exactly the
-//! registries kiln does.
+//! per layer. Without `--layers` (see `bud_args` for why) a stage's steps
+//! become one layer over its base's. Registries marked insecure for kiln
+//! are written into a `registries.conf` of buildah's own, so buildah
+//! reaches the registries kiln does (except loopback ones kiln reaches
+//! over plain HTTP unlisted: buildah needs them listed).
 
 mod progress;
 
@@ -55,11 +56,6 @@ impl BuildahBackend {
             registry,
             dir,
         }
-    }
-
-    /// The directory holding buildah's storage and configuration.
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     /// `buildah` with kiln's storage and registries.
@@ -123,12 +119,12 @@ impl BuildahBackend {
         }
     }
 
-    /// Runs a short buildah command to its end; its standard output, or
-    /// its error as buildah wrote it.
-    fn run(&self, cmd: &mut Command) -> Result<String, BuildError> {
+    /// Runs a short buildah command to its end; its error as buildah
+    /// wrote it.
+    fn run(&self, cmd: &mut Command) -> Result<(), BuildError> {
         let out = cmd.output().map_err(|e| not_found(&e))?;
         if out.status.success() {
-            return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
+            return Ok(());
         }
         let stderr = String::from_utf8_lossy(&out.stderr);
         let message = stderr
@@ -638,7 +634,7 @@ impl BuildBackend for BuildahBackend {
         let _ = self.run(&mut rm);
         let mut cmd = self.command()?;
         cmd.args(["manifest", "create", &name]);
-        self.run(&mut cmd).map(drop)
+        self.run(&mut cmd)
     }
 
     fn manifest_add(&self, list: &Reference, image: &str) -> Result<(), BuildError> {
@@ -649,7 +645,7 @@ impl BuildBackend for BuildahBackend {
             .args(tls)
             .arg(list.to_string())
             .arg(name);
-        self.run(&mut cmd).map(drop)
+        self.run(&mut cmd)
     }
 
     fn manifest_push(&self, list: &Reference, dest: &Reference) -> Result<Pushed, BuildError> {
