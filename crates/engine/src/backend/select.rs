@@ -74,17 +74,8 @@ impl BackendKind {
     pub fn not_implemented(self) -> Option<Unavailable> {
         match self {
             BackendKind::Native | BackendKind::Buildah => None,
-            BackendKind::Remote => Some(Unavailable::new(
-                "kiln has no remote daemon support yet (no `kiln serve`, no client); \
-                 build on this host with --backend native or --backend buildah",
-            )),
-            BackendKind::Hcs => Some(Unavailable::new(if cfg!(windows) {
-                "kiln does not implement the HCS backend yet; \
-                 Windows images without RUN build with --backend native"
-            } else {
-                "HCS needs a Windows host, and kiln does not implement it yet; \
-                 Windows images without RUN build here with --backend native"
-            })),
+            BackendKind::Remote => Some(remote_missing()),
+            BackendKind::Hcs => Some(hcs_missing()),
         }
     }
 
@@ -94,9 +85,8 @@ impl BackendKind {
         match self {
             BackendKind::Native => super::native_availability(),
             BackendKind::Buildah => super::buildah::probe(),
-            BackendKind::Remote | BackendKind::Hcs => Err(self
-                .not_implemented()
-                .unwrap_or_else(|| Unavailable::new("not implemented"))),
+            BackendKind::Remote => Err(remote_missing()),
+            BackendKind::Hcs => Err(hcs_missing()),
         }
     }
 
@@ -115,12 +105,8 @@ impl BackendKind {
                 NativeBackend::new(store, registry).with_snapshotter(snapshotter),
             )),
             BackendKind::Buildah => Ok(Box::new(BuildahBackend::new(store, registry))),
-            BackendKind::Remote | BackendKind::Hcs => Err(refusal(
-                self,
-                &self
-                    .not_implemented()
-                    .unwrap_or_else(|| Unavailable::new("not implemented")),
-            )),
+            BackendKind::Remote => Err(refusal(self, &remote_missing())),
+            BackendKind::Hcs => Err(refusal(self, &hcs_missing())),
         }
     }
 
@@ -132,6 +118,23 @@ impl BackendKind {
             Some(why) => Err(refusal(self, &why)),
         }
     }
+}
+
+fn remote_missing() -> Unavailable {
+    Unavailable::new(
+        "kiln has no remote daemon support yet (no `kiln serve`, no client); \
+         build on this host with --backend native or --backend buildah",
+    )
+}
+
+fn hcs_missing() -> Unavailable {
+    Unavailable::new(if cfg!(windows) {
+        "kiln does not implement the HCS backend yet; \
+         Windows images without RUN build with --backend native"
+    } else {
+        "HCS needs a Windows host, and kiln does not implement it yet; \
+         Windows images without RUN build here with --backend native"
+    })
 }
 
 fn refusal(kind: BackendKind, why: &Unavailable) -> BuildError {
