@@ -32,11 +32,47 @@ pub fn auth_files() -> AuthFiles {
     )
 }
 
+/// The `registries.conf` files podman and buildah read, in the order
+/// that lets later ones win: `$CONTAINERS_REGISTRIES_CONF` alone when set;
+/// else `~/.config/containers/registries.conf` if it exists, otherwise
+/// `/etc/containers/registries.conf`, then the `*.conf` drop-ins of
+/// `/etc/containers/registries.conf.d` and of
+/// `~/.config/containers/registries.conf.d`, each directory sorted by name.
+pub fn registries_conf_files() -> Vec<PathBuf> {
+    if let Some(file) = path("CONTAINERS_REGISTRIES_CONF") {
+        return vec![file];
+    }
+    let user = home().join(".config/containers");
+    let main = user.join("registries.conf");
+    let mut files = vec![if main.exists() {
+        main
+    } else {
+        PathBuf::from("/etc/containers/registries.conf")
+    }];
+    for dir in [
+        PathBuf::from("/etc/containers/registries.conf.d"),
+        user.join("registries.conf.d"),
+    ] {
+        let mut dropins: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "conf"))
+            .collect();
+        dropins.sort();
+        files.extend(dropins);
+    }
+    files
+}
+
 /// The registry client's defaults plus the environment:
-/// `$KILN_INSECURE_REGISTRIES` (comma-separated hosts), the auth files and
-/// the user's `~/.docker/certs.d`.
-pub fn client_options() -> ClientOptions {
+/// `$KILN_INSECURE_REGISTRIES` (comma-separated hosts), `registries.conf`
+/// ([`registries_conf_files`]), the auth files and the user's
+/// `~/.docker/certs.d`.
+pub fn client_options() -> anyhow::Result<ClientOptions> {
     let mut opts = ClientOptions::new(auth_files());
+    opts.registries = kiln_registry::Registries::load(&registries_conf_files())?;
     if let Some(home) = path("HOME") {
         opts.cert_dirs.push(home.join(".docker/certs.d"));
     }
@@ -48,7 +84,7 @@ pub fn client_options() -> ClientOptions {
         .filter(|s| !s.is_empty())
         .map(str::to_string)
         .collect();
-    opts
+    Ok(opts)
 }
 
 /// `$SOURCE_DATE_EPOCH`, parsed.
@@ -81,4 +117,9 @@ pub fn store_root() -> anyhow::Result<PathBuf> {
         path("XDG_DATA_HOME"),
         path("HOME"),
     )?)
+}
+
+/// `$KILN_BACKEND`: the build backend when `--backend` is not given.
+pub fn backend() -> Option<String> {
+    var("KILN_BACKEND").map(|v| v.to_string_lossy().into_owned())
 }

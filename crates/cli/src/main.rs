@@ -32,6 +32,8 @@ enum Command {
     #[command(flatten)]
     Registry(cmd::registry::RegistryCommand),
     #[command(flatten)]
+    Backends(cmd::backends::BackendsCommand),
+    #[command(flatten)]
     Meta(cmd::meta::MetaCommand),
 }
 
@@ -48,6 +50,7 @@ fn main() -> ExitCode {
         Command::Frontend(c) => cmd::frontend::run(c),
         Command::Store(c) => cmd::store::run(c),
         Command::Registry(c) => cmd::registry::run(c),
+        Command::Backends(c) => cmd::backends::run(c),
         Command::Meta(c) => cmd::meta::run(c, Cli::command()),
     };
     let code = match result {

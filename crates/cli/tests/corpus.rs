@@ -11,7 +11,7 @@ mod corpus_support;
 
 use corpus_support::case::{self, Case, Prepared};
 use corpus_support::tools::{self, BuildRequest, Buildah};
-use corpus_support::{config, start_base, tree, Base};
+use corpus_support::{config, drop_buildah_stubs, start_base, tree, Base};
 use kiln_testsupport::base_images;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -57,39 +57,6 @@ fn request<'a>(
 fn unpack(layout: &Path, bundle: &Path) -> Result<tree::Tree, String> {
     let rootfs = tools::umoci_unpack(layout, bundle)?;
     tree::scan(&rootfs)
-}
-
-/// The mount points buildah's RUN leaves behind, empty, where BuildKit
-/// removes its stubs after the step (`executor.MountStubsCleaner`) and
-/// never makes `/etc/hostname` at all: dropped from the reference while
-/// empty (a case that makes one of them empty itself would see kiln's
-/// copy reported as unexpected).
-const BUILDAH_STUBS: &[&str] = &[
-    "/etc/hostname",
-    "/etc/hosts",
-    "/etc/resolv.conf",
-    "/run/secrets",
-    "/run",
-];
-
-fn drop_buildah_stubs(tree: &mut tree::Tree, dockerfile: &Path) {
-    let text = std::fs::read_to_string(dockerfile).unwrap_or_default();
-    if !text.lines().any(|l| l.trim_start().starts_with("RUN")) {
-        return;
-    }
-    for stub in BUILDAH_STUBS {
-        let empty = match tree.get(*stub).map(|n| &n.kind) {
-            Some(tree::Kind::File(_, 0)) => true,
-            Some(tree::Kind::Dir) => {
-                let prefix = format!("{stub}/");
-                !tree.keys().any(|k| k.starts_with(&prefix))
-            }
-            _ => false,
-        };
-        if empty {
-            tree.remove(*stub);
-        }
-    }
 }
 
 /// buildah's image with the case's known BuildKit differences applied.

@@ -1,6 +1,8 @@
 //! Build backends: the [`BuildBackend`] trait, what a build is asked to do
-//! ([`BuildRequest`]) and what it produced ([`BuiltImage`]), and the
-//! [`NativeBackend`], which builds in this process.
+//! ([`BuildRequest`]) and what it produced ([`BuiltImage`]), the
+//! [`NativeBackend`], which builds in this process, the [`BuildahBackend`],
+//! which drives the `buildah` command, and how one is chosen
+//! ([`BackendKind`]).
 //!
 //! The native build, as BuildKit's Dockerfile frontend does it:
 //! 1. parse, and resolve the plan once to learn the base images;
@@ -12,9 +14,14 @@
 //! 5. write the target stage's config and manifest into the store and
 //!    [`crate::export`] it.
 
+mod buildah;
 mod error;
+mod select;
+mod store_images;
 
+pub use buildah::BuildahBackend;
 pub use error::BuildError;
+pub use select::{BackendKind, Unavailable};
 
 use crate::base::Bases;
 use crate::cache::{BuildCache, CacheExport, CacheLocation};
@@ -37,14 +44,40 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// Something that can build images.
+/// Something that can build images, and name, push and gather them into
+/// manifest lists. Images are named as the backend's own store knows them
+/// (a name, or an id or a unique prefix of one).
 pub trait BuildBackend: Send + Sync {
-    /// A short name (`native`).
+    /// A short name (`native`, `buildah`).
     fn name(&self) -> &'static str;
-    /// True when the backend can run builds on this machine.
-    fn is_available(&self) -> bool;
+    /// Whether the backend can run on this machine: what it runs with (a
+    /// version) when it can, why not when it cannot.
+    fn is_available(&self) -> Result<String, Unavailable>;
     /// Runs the build `req` describes, reporting to `events`.
     fn build(&self, req: &BuildRequest, events: &EventSink) -> Result<BuiltImage, BuildError>;
+    /// Gives `image` another name, `new_name`, which is parsed after the
+    /// image is found, so a missing image is reported first.
+    fn tag(&self, image: &str, new_name: &str) -> Result<(), BuildError>;
+    /// Pushes `image` (an image or a manifest list) to `dest`, or to its
+    /// own name; returns where it went and the digest the registry has.
+    fn push(&self, image: &str, dest: Option<&Reference>) -> Result<Pushed, BuildError>;
+    /// Starts an empty manifest list named `list`, replacing one of that
+    /// name.
+    fn manifest_create(&self, list: &Reference) -> Result<(), BuildError>;
+    /// Adds `image` to the manifest list `list`, under its config's
+    /// platform; an entry of the same digest is replaced.
+    fn manifest_add(&self, list: &Reference, image: &str) -> Result<(), BuildError>;
+    /// Pushes the manifest list `list` and the images it holds to `dest`.
+    fn manifest_push(&self, list: &Reference, dest: &Reference) -> Result<Pushed, BuildError>;
+}
+
+/// Where a push went.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pushed {
+    /// The name pushed to.
+    pub reference: Reference,
+    /// The manifest (or index) digest the registry now has under it.
+    pub digest: Digest,
 }
 
 /// The Dockerfile of a build.
@@ -287,8 +320,28 @@ impl BuildBackend for NativeBackend {
         "native"
     }
 
-    fn is_available(&self) -> bool {
-        cfg!(target_os = "linux")
+    fn is_available(&self) -> Result<String, Unavailable> {
+        native_availability()
+    }
+
+    fn tag(&self, image: &str, new_name: &str) -> Result<(), BuildError> {
+        store_images::tag(&self.store, image, new_name)
+    }
+
+    fn push(&self, image: &str, dest: Option<&Reference>) -> Result<Pushed, BuildError> {
+        store_images::push(&self.store, &self.registry, image, dest)
+    }
+
+    fn manifest_create(&self, list: &Reference) -> Result<(), BuildError> {
+        store_images::manifest_create(&self.store, list)
+    }
+
+    fn manifest_add(&self, list: &Reference, image: &str) -> Result<(), BuildError> {
+        store_images::manifest_add(&self.store, list, image)
+    }
+
+    fn manifest_push(&self, list: &Reference, dest: &Reference) -> Result<Pushed, BuildError> {
+        store_images::push(&self.store, &self.registry, &list.to_string(), Some(dest))
     }
 
     fn build(&self, req: &BuildRequest, events: &EventSink) -> Result<BuiltImage, BuildError> {
@@ -319,6 +372,17 @@ impl BuildBackend for NativeBackend {
             },
         });
         result
+    }
+}
+
+/// The native backend runs wherever Linux namespaces do.
+fn native_availability() -> Result<String, Unavailable> {
+    if cfg!(target_os = "linux") {
+        Ok("builds in this process (RUN with runc or crun)".into())
+    } else {
+        Err(Unavailable::new(
+            "RUN needs Linux namespaces and overlayfs; this host is not Linux",
+        ))
     }
 }
 

@@ -4,8 +4,10 @@
 //! out. Like BuildKit, the work is split into parts that know only their
 //! neighbours' types:
 //!
-//! * [`backend`]: the [`backend::BuildBackend`] trait and the native backend
-//!   that runs a build in this process;
+//! * [`backend`]: the [`backend::BuildBackend`] trait, the native backend
+//!   that runs a build in this process, the buildah backend that drives
+//!   the `buildah` command, and the choice between them
+//!   ([`backend::BackendKind`]);
 //! * [`solver`]: runs a plan's stages, independent ones concurrently;
 //! * [`imagefs`]: a read-only view of an image's file system, merged from
 //!   its layer tars without unpacking them (path lookup, symlink resolution
@@ -52,8 +54,8 @@ mod stage;
 mod transfer;
 
 pub use backend::{
-    BuildBackend, BuildError, BuildRequest, BuiltImage, Dockerfile, NamedContext, NativeBackend,
-    SecretSource,
+    BackendKind, BuildBackend, BuildError, BuildRequest, BuildahBackend, BuiltImage, Dockerfile,
+    NamedContext, NativeBackend, Pushed, SecretSource, Unavailable,
 };
 /// The process's one async runtime, for the registry client's and
 /// downloads' calls. The engine is synchronous (stages run on threads), so

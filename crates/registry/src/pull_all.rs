@@ -29,7 +29,34 @@ pub struct PulledAll {
 impl Client {
     /// Pulls `reference` with every platform it has into `store` and tags
     /// it there (or keeps it untagged when the reference is a digest).
+    /// `registries.conf` applies as for [`Client::pull`].
     pub async fn pull_all(&self, store: &dyn Ingester, reference: &Reference) -> Result<PulledAll> {
+        let sources = self
+            .opts
+            .registries
+            .pull_sources(reference)
+            .map_err(|e| Error {
+                action: ACTION,
+                target: Box::new(target(reference)),
+                kind: e.into(),
+            })?;
+        let mut last = None;
+        for source in &sources {
+            match self.pull_all_from(store, reference, source).await {
+                Ok(pulled) => return Ok(pulled),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.expect("registries.conf gives at least one source"))
+    }
+
+    /// [`Client::pull_all`] from `source`, naming the image `name`.
+    async fn pull_all_from(
+        &self,
+        store: &dyn Ingester,
+        name: &Reference,
+        reference: &Reference,
+    ) -> Result<PulledAll> {
         let t = target(reference);
         let err = |kind| Error {
             action: ACTION,
@@ -88,7 +115,7 @@ impl Client {
             .put_bytes(&top_bytes, &top.digest)
             .map_err(|e| err(e.into()))?;
         store
-            .put_image(reference.tag.is_some().then_some(reference), &top)
+            .put_image(name.tag.is_some().then_some(name), &top)
             .map_err(|e| err(e.into()))?;
         let (fetched, present) = split_fetched(results);
         Ok(PulledAll {

@@ -12,9 +12,11 @@
 //! `example.com/foobar`), or to every host under `*.example.com`; the
 //! longest prefix wins.
 //!
-//! Short-name aliases and `unqualified-search-registries` are read and
-//! refused when set (kiln resolves short names as docker does, to
-//! `docker.io`), rather than silently meaning something else than podman.
+//! Short-name aliases and `unqualified-search-registries` are ignored:
+//! kiln resolves short names as docker does (`busybox` is
+//! `docker.io/library/busybox`), which is what its users' Dockerfiles
+//! mean; every podman install ships aliases (`shortnames.conf`), so
+//! refusing them would refuse every build.
 
 use kiln_oci::reference::Reference;
 use serde::Deserialize;
@@ -151,12 +153,14 @@ impl Registries {
             ));
         }
         if !file.unqualified_search_registries.is_empty() || !file.aliases.is_empty() {
-            return Err(fail(
-                "NotSupported: unqualified-search-registries and [aliases]: kiln resolves short \
-                 names as docker does (busybox is docker.io/library/busybox); write full names, \
-                 or remove these keys from the file kiln reads"
-                    .into(),
-            ));
+            // Every podman install ships aliases (shortnames.conf); kiln's
+            // users expect docker's short names, so these keys are read
+            // past, not refused.
+            tracing::debug!(
+                "{}: unqualified-search-registries and [aliases] are ignored: kiln resolves \
+                 short names as docker does",
+                path.display()
+            );
         }
         let mut entries = Vec::new();
         for (i, t) in file.registry.into_iter().enumerate() {
@@ -229,7 +233,7 @@ impl Registries {
                     return bare
                         .strip_suffix(domain)
                         .is_some_and(|sub| sub.ends_with('.') && sub.len() > 1)
-                        .then(|| (e, None));
+                        .then_some((e, None));
                 }
                 let rest = name.strip_prefix(e.prefix.as_str())?;
                 (rest.is_empty() || rest.starts_with('/')).then(|| (e, Some(rest.to_string())))
@@ -409,10 +413,14 @@ insecure = true
     }
 
     #[test]
-    fn what_kiln_does_not_read_is_an_error_naming_the_file() {
+    fn short_names_stay_dockers_and_bad_files_are_errors_naming_the_file() {
+        let aliases = conf("unqualified-search-registries = [\"quay.io\"]\n[aliases]\n\"app\" = \"quay.io/x/app\"\n");
+        assert_eq!(
+            names(aliases.pull_sources(&r("app:1")).unwrap()),
+            ["docker.io/library/app:1"],
+            "short names stay docker's"
+        );
         for text in [
-            "unqualified-search-registries = [\"quay.io\"]\n",
-            "[aliases]\n\"app\" = \"quay.io/x/app\"\n",
             "[registries.search]\nregistries = [\"quay.io\"]\n",
             "[[registry]]\nlocation = \"x.example\"\nbogus = 1\n",
             "[[registry]]\nlocation = \"x.example\"\n[[registry.mirror]]\nlocation = \"m\"\npull-from-mirror = \"sometimes\"\n",

@@ -1,12 +1,13 @@
 //! `kiln build`: a Dockerfile and a context in, an image out, with its
 //! progress on standard error (see `crate::progress`).
 
+use super::backends::BackendArg;
 use super::frontend::{default_build_file, parse_build_args, read_build_file, BuildFile};
 use super::registry::{ForeignArgs, NetArgs, StoreArg};
 use crate::output::{errln, outln};
 use crate::progress::{Display, Mode};
 use anyhow::{bail, Context};
-use kiln_engine::backend::{BuildBackend, BuildRequest, Dockerfile, NamedContext, NativeBackend};
+use kiln_engine::backend::{BuildRequest, Dockerfile, NamedContext};
 use kiln_engine::events::EventSink;
 use kiln_engine::export::Output;
 use kiln_engine::{BuildError, BuiltImage};
@@ -35,6 +36,8 @@ pub struct BuildArgs {
     net: NetArgs,
     #[command(flatten)]
     foreign: ForeignArgs,
+    #[command(flatten)]
+    backend: BackendArg,
     /// The Dockerfile, or a ZImagefile (named `ZImagefile`, `*.yaml` or
     /// `*.yml`) [default: CONTEXT/Dockerfile, or CONTEXT/ZImagefile when
     /// there is no Dockerfile]; `-` reads a Dockerfile from standard input.
@@ -214,9 +217,8 @@ fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
     check_unsupported(&args)?;
     let mode = Mode::parse(&args.progress)?;
     let (req, file) = request(&args)?;
-    let store = args.root.open()?;
-    let registry = args.foreign.options(args.net.options());
-    let backend = NativeBackend::new(store, registry).with_snapshotter(crate::env::snapshotter()?);
+    let registry = args.foreign.options(args.net.options()?);
+    let backend = args.backend.open(|| args.root.open(), registry)?;
     let display = (!args.quiet).then(|| Display::new(mode, file.clone()));
     // The first SIGINT or SIGTERM stops the build cleanly (containers
     // killed, snapshots removed); a second one exits at once, which leaves

@@ -32,7 +32,7 @@ pub fn run(cmd: MetaCommand, mut cli: clap::Command) -> anyhow::Result<ExitCode>
             outln!("commit: {}", COMMIT.unwrap_or("unknown"));
             outln!(
                 "features: dockerfile, zimagefile, native-linux-backend (runc/crun, overlayfs), \
-                 registry, oci-layout, docker-archive, windows-layers"
+                 buildah-backend, registry, oci-layout, docker-archive, windows-layers"
             );
         }
         MetaCommand::Completion { shell } => {

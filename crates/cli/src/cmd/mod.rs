@@ -1,5 +1,6 @@
 //! One module per group of subcommands.
 
+pub mod backends;
 pub mod build;
 pub mod frontend;
 pub mod meta;

@@ -41,6 +41,8 @@ pub enum RegistryCommand {
         net: NetArgs,
         #[command(flatten)]
         foreign: ForeignArgs,
+        #[command(flatten)]
+        backend: super::backends::BackendArg,
         /// The image in the store (name or id).
         image: String,
         /// Where to push it [default: the image's own name].
@@ -169,8 +171,8 @@ fn parse_seconds(s: &str) -> Result<Duration, String> {
 }
 
 impl NetArgs {
-    pub(crate) fn options(&self) -> ClientOptions {
-        let mut opts = crate::env::client_options();
+    pub(crate) fn options(&self) -> anyhow::Result<ClientOptions> {
+        let mut opts = crate::env::client_options()?;
         opts.tls_verify = self.tls_verify;
         opts.insecure_registries
             .extend(self.insecure.iter().cloned());
@@ -184,16 +186,44 @@ impl NetArgs {
         if let Some(n) = self.retry_times {
             opts.retries = n;
         }
-        opts
+        Ok(opts)
     }
 
-    fn client(&self) -> Client {
-        Client::new(self.options())
+    fn client(&self) -> anyhow::Result<Client> {
+        Ok(Client::new(self.options()?))
     }
 }
 
 /// Runs a registry subcommand.
 pub fn run(cmd: RegistryCommand) -> anyhow::Result<ExitCode> {
+    // The backend blocks on the runtime itself, so it runs outside it.
+    if let RegistryCommand::Push {
+        root,
+        net,
+        foreign,
+        backend,
+        image,
+        dest,
+    } = cmd
+    {
+        let dest = dest.as_deref().map(parse_ref).transpose()?;
+        let options = foreign.options(net.options()?);
+        if !foreign.keep_foreign_layers {
+            // Foreign layers go out as ordinary ones, so their bytes must
+            // be in the store the backend pushes from.
+            let store = root.open()?;
+            let resolved = store.resolve(&image)?;
+            let client = Client::new(options.clone());
+            let rt = kiln_engine::runtime().map_err(anyhow::Error::msg)?;
+            rt.block_on(fetch_foreign(&client, &store, &resolved.descriptor, None))?;
+        }
+        let pushed = backend
+            .open(|| root.open(), options)?
+            .push(&image, dest.as_ref())?;
+        outln!("Pushed {}", pushed.reference.familiar());
+        outln!("Digest: {}", pushed.digest);
+        return Ok(ExitCode::SUCCESS);
+    }
     let rt = kiln_engine::runtime().map_err(anyhow::Error::msg)?;
     rt.block_on(run_async(cmd))?;
     Ok(ExitCode::SUCCESS)
@@ -211,7 +241,7 @@ async fn run_async(cmd: RegistryCommand) -> anyhow::Result<()> {
         } => {
             let reference = parse_ref(&image)?;
             let store = root.open()?;
-            let client = Client::new(foreign.options(net.options()));
+            let client = Client::new(foreign.options(net.options()?));
             if all_platforms {
                 let pulled = client.pull_all(&store, &reference).await?;
                 outln!("Pulled {}", reference.familiar());
@@ -234,34 +264,7 @@ async fn run_async(cmd: RegistryCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        RegistryCommand::Push {
-            root,
-            net,
-            foreign,
-            image,
-            dest,
-        } => {
-            let store = root.open()?;
-            let resolved = store.resolve(&image)?;
-            let dest = match dest {
-                Some(d) => parse_ref(&d)?,
-                None => resolved
-                    .by_name
-                    .clone()
-                    .or_else(|| resolved.tags.first().cloned())
-                    .with_context(|| format!("{image} has no name to push to; give a destination: `kiln push {image} REGISTRY/REPO:TAG`"))?,
-            };
-            let client = Client::new(foreign.options(net.options()));
-            if !foreign.keep_foreign_layers {
-                fetch_foreign(&client, &store, &resolved.descriptor, None).await?;
-            }
-            let pushed = client
-                .push(&store, &resolved.descriptor, &dest, &PushOptions::default())
-                .await?;
-            outln!("Pushed {}", dest.familiar());
-            outln!("Digest: {}", pushed.digest);
-            Ok(())
-        }
+        RegistryCommand::Push { .. } => unreachable!("run pushes before the runtime starts"),
         RegistryCommand::Copy {
             root,
             net,
@@ -271,7 +274,7 @@ async fn run_async(cmd: RegistryCommand) -> anyhow::Result<()> {
             src,
             dest,
         } => {
-            let client = Client::new(foreign.options(net.options()));
+            let client = Client::new(foreign.options(net.options()?));
             copy(&root, &client, platform.as_ref(), all, &src, &dest).await
         }
         RegistryCommand::Login {
@@ -300,7 +303,7 @@ async fn run_async(cmd: RegistryCommand) -> anyhow::Result<()> {
                 ),
             };
             let creds = Credentials { username, password };
-            net.client().login(&registry, &creds).await?;
+            net.client()?.login(&registry, &creds).await?;
             let saved = crate::env::auth_files()
                 .store(&registry, &creds)
                 .map_err(anyhow::Error::msg)?;

@@ -8,7 +8,6 @@ mod show;
 
 use crate::output::{errln, outln};
 use anyhow::{bail, Context};
-use kiln_oci::reference::Reference;
 use kiln_store::{ArchiveImage, Resolved, Store};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -41,6 +40,8 @@ pub enum StoreCommand {
     Tag {
         #[command(flatten)]
         root: RootArg,
+        #[command(flatten)]
+        backend: super::backends::BackendArg,
         /// Existing image name or id.
         source: String,
         /// New name, e.g. `registry.example.com/app:v2`.
@@ -179,12 +180,13 @@ pub fn run(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
         StoreCommand::Inspect { root, image } => show::inspect(&root.open()?, &image),
         StoreCommand::Tag {
             root,
+            backend,
             source,
             target,
         } => {
-            let store = root.open()?;
-            let src = store.resolve(&source)?;
-            store.tag(&Reference::parse(&target)?, &src.descriptor)?;
+            backend
+                .open(|| root.open(), crate::env::client_options()?)?
+                .tag(&source, &target)?;
             Ok(ExitCode::SUCCESS)
         }
         StoreCommand::Rm {
