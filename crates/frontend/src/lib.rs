@@ -14,6 +14,8 @@
 //! * [`dockerignore`] implements moby's `.dockerignore` pattern semantics.
 //! * [`zimagefile`] reads kiln's YAML image format into the Dockerfile it
 //!   stands for.
+//! * [`templates`] are the runtime templates of `kiln init` and a
+//!   ZImagefile's `runtime:`.
 //!
 //! ```
 //! let ast = kiln_frontend::parse("Dockerfile", b"FROM busybox\nRUN echo hi\n").unwrap();
@@ -28,6 +30,7 @@ pub mod instructions;
 mod parser;
 pub mod shell;
 pub mod stages;
+pub mod templates;
 pub mod zimagefile;
 
 pub use ast::{Args, Ast, Heredoc, Node, Warning};
