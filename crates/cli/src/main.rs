@@ -33,6 +33,8 @@ enum Command {
     Registry(cmd::registry::RegistryCommand),
     #[command(flatten)]
     Meta(cmd::meta::MetaCommand),
+    #[command(flatten)]
+    Init(cmd::init::InitCommand),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +51,7 @@ fn main() -> ExitCode {
         Command::Store(c) => cmd::store::run(c),
         Command::Registry(c) => cmd::registry::run(c),
         Command::Meta(c) => cmd::meta::run(c, Cli::command()),
+        Command::Init(c) => cmd::init::run(c),
     };
     let code = match result {
         Ok(code) => code,

@@ -352,7 +352,8 @@ fn build_and_runtime_in_a_stage_are_not_supported_yet() {
     assert_eq!(e.kind, ErrorKind::NotSupported);
     assert_eq!((e.line, e.column), (4, 5));
     assert!(
-        e.message.starts_with("stage 'a': `runtime` in a stage: NotSupported"),
+        e.message
+            .starts_with("stage 'a': `runtime` in a stage: NotSupported"),
         "{}",
         e.message
     );

@@ -2,6 +2,7 @@
 
 pub mod build;
 pub mod frontend;
+pub mod init;
 pub mod meta;
 pub mod registry;
 pub mod store;

@@ -3,6 +3,10 @@
 //! fill in. Everything else (the Dockerfile, `runtime:` in a ZImagefile,
 //! `kiln templates`) is derived from these.
 //!
+//! The Windows templates name the platform with the OS build of their
+//! `ltsc2022` bases (10.0.20348), so a build picks that image from the
+//! base's index without `--platform`.
+//!
 //! `{{APP}}` in a body is the project's program name (see
 //! [`Hints::app`](super::Hints::app)).
 
@@ -276,7 +280,7 @@ pub(super) const TEMPLATES: &[Template] = &[
         body: r#"stages:
   build:
     base: ${SDK_IMAGE}
-    os: windows
+    platform: windows/amd64:10.0.20348
     steps:
       - workdir: C:/src
       - copy: .
@@ -285,7 +289,7 @@ pub(super) const TEMPLATES: &[Template] = &[
         cache: C:/Users/ContainerAdministrator/.nuget/packages
   app:
     base: ${RUNTIME_IMAGE}
-    os: windows
+    platform: windows/amd64:10.0.20348
     steps:
       - copy: C:/app
         from: build
@@ -310,7 +314,7 @@ pub(super) const TEMPLATES: &[Template] = &[
         body: r#"stages:
   app:
     base: ${NANOSERVER_IMAGE}
-    os: windows
+    platform: windows/amd64:10.0.20348
     steps:
       - workdir: C:/app
       - copy: "{{APP}}.exe"

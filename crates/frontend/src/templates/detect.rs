@@ -24,7 +24,7 @@ pub fn detect(dir: &Path) -> Result<Option<Detected>, Error> {
         return Ok(None);
     };
     let template = find(name).expect("detection names a template of the catalog");
-    let hints = hints(dir, template.language, &marker)?;
+    let hints = hints(dir, template)?;
     Ok(Some(Detected {
         template,
         marker,
@@ -54,18 +54,27 @@ fn marker(dir: &Path) -> Result<Option<(&'static str, String)>, Error> {
     if has("go.mod") {
         return Ok(Some(("go", "go.mod".to_string())));
     }
-    let files = root_files(dir)?;
-    let with_ext = |ext: &str| {
-        files
-            .iter()
-            .filter(|f| Path::new(f).extension().is_some_and(|e| e == ext))
-            .min()
-            .cloned()
-    };
-    if let Some(file) = with_ext("csproj").or_else(|| with_ext("sln")) {
-        return Ok(Some(("dotnet", file)));
+    for (ext, name) in [
+        ("csproj", "dotnet"),
+        ("sln", "dotnet"),
+        ("exe", "nanoserver"),
+    ] {
+        if let Some(stem) = root_file_stem(dir, ext)? {
+            return Ok(Some((name, format!("{stem}.{ext}"))));
+        }
     }
-    Ok(with_ext("exe").map(|file| ("nanoserver", file)))
+    Ok(None)
+}
+
+/// The name without `.ext` of the first (by name) file `*.ext` in `dir`.
+fn root_file_stem(dir: &Path, ext: &str) -> Result<Option<String>, Error> {
+    let suffix = format!(".{ext}");
+    Ok(root_files(dir)?
+        .iter()
+        .filter_map(|f| f.strip_suffix(&suffix))
+        .filter(|stem| !stem.is_empty())
+        .min()
+        .map(str::to_string))
 }
 
 /// The names of the regular files directly in `dir`.
@@ -90,8 +99,10 @@ fn io_error(path: &Path, e: std::io::Error) -> Error {
     )
 }
 
-/// The project's hints for `language`; `marker` is the file that picked it.
-fn hints(dir: &Path, language: Language, marker: &str) -> Result<Hints, Error> {
+/// The version hints and program name the project in `dir` gives for
+/// `template` (whichever template its files would pick).
+pub fn hints(dir: &Path, template: &Template) -> Result<Hints, Error> {
+    let language = template.language;
     let project = Project { dir };
     let mut hints = Hints::default();
     let mut set = |version: Option<String>, source: &str| {
@@ -113,7 +124,10 @@ fn hints(dir: &Path, language: Language, marker: &str) -> Result<Hints, Error> {
             set(engines.and_then(major), "package.json engines.node");
         }
         Language::Bun => {
-            set(project.line(".bun-version")?.and_then(|v| major(&v)), ".bun-version");
+            set(
+                project.line(".bun-version")?.and_then(|v| major(&v)),
+                ".bun-version",
+            );
             let package = project.json("package.json")?;
             let manager = package
                 .as_ref()
@@ -153,7 +167,9 @@ fn hints(dir: &Path, language: Language, marker: &str) -> Result<Hints, Error> {
         }
         Language::Python => {
             set(
-                project.line(".python-version")?.and_then(|v| major_minor(&v)),
+                project
+                    .line(".python-version")?
+                    .and_then(|v| major_minor(&v)),
                 ".python-version",
             );
             let pyproject = project.toml("pyproject.toml")?;
@@ -189,13 +205,15 @@ fn hints(dir: &Path, language: Language, marker: &str) -> Result<Hints, Error> {
                 .and_then(|g| g.pointer("/sdk/version"))
                 .and_then(|v| v.as_str());
             set(sdk.and_then(major_minor), "global.json sdk.version");
-            hints.app = marker
-                .strip_suffix(".csproj")
+            hints.app = root_file_stem(dir, "csproj")?
+                .as_deref()
                 .and_then(program_name);
         }
     }
     if language == Language::Exe {
-        hints.app = marker.strip_suffix(".exe").and_then(program_name);
+        hints.app = root_file_stem(dir, "exe")?
+            .as_deref()
+            .and_then(program_name);
     }
     Ok(hints)
 }
@@ -268,7 +286,10 @@ impl Project<'_> {
 fn numbers(spec: &str) -> Option<Vec<&str>> {
     let start = spec.find(|c: char| c.is_ascii_digit())?;
     // A name that merely holds a digit (`lts/hydrogen2`) is no version.
-    if spec[..start].chars().any(|c| c.is_ascii_alphabetic() && c != 'v') {
+    if spec[..start]
+        .chars()
+        .any(|c| c.is_ascii_alphabetic() && c != 'v')
+    {
         return None;
     }
     let rest = &spec[start..];

@@ -22,7 +22,7 @@ mod detect;
 
 use crate::{Error, ErrorKind};
 
-pub use detect::{detect, Detected};
+pub use detect::{detect, hints, Detected};
 
 /// What a template builds, and so which version hints apply to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

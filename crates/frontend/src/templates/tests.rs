@@ -72,7 +72,10 @@ fn bun_and_deno_are_node_variants() {
 
 #[test]
 fn rust_versions_come_from_the_toolchain_file() {
-    let cargo = ("Cargo.toml", "[package]\nname = \"hello-srv\"\nversion = \"0.1.0\"\n");
+    let cargo = (
+        "Cargo.toml",
+        "[package]\nname = \"hello-srv\"\nversion = \"0.1.0\"\n",
+    );
     let (name, hints) = detected(&[cargo]);
     assert_eq!((name.as_str(), hints.version), ("rust", None));
     assert_eq!(hints.app.as_deref(), Some("hello-srv"));
@@ -88,14 +91,20 @@ fn rust_versions_come_from_the_toolchain_file() {
         v("rust", "1.80")
     );
     assert_eq!(
-        version(&[cargo, ("rust-toolchain.toml", "[toolchain]\nchannel = \"stable\"\n")]),
+        version(&[
+            cargo,
+            ("rust-toolchain.toml", "[toolchain]\nchannel = \"stable\"\n")
+        ]),
         ("rust".into(), None)
     );
 }
 
 #[test]
 fn python_versions_come_from_python_version_then_requires_python() {
-    assert_eq!(version(&[("requirements.txt", "flask\n")]), ("python".into(), None));
+    assert_eq!(
+        version(&[("requirements.txt", "flask\n")]),
+        ("python".into(), None)
+    );
     let pyproject = (
         "pyproject.toml",
         "[project]\nname = \"my-api\"\nrequires-python = \">=3.11\"\n",
@@ -155,7 +164,12 @@ fn nothing_to_detect_is_none_and_broken_files_are_errors() {
 #[test]
 fn version_hints_pick_the_base_image_tags() {
     let tags = |name: &str, version: Option<&str>| -> Vec<String> {
-        find(name).unwrap().images.iter().map(|i| i.image(version)).collect()
+        find(name)
+            .unwrap()
+            .images
+            .iter()
+            .map(|i| i.image(version))
+            .collect()
     };
     assert_eq!(tags("node", None), ["node:20-bookworm-slim"]);
     assert_eq!(tags("node", Some("22")), ["node:22-bookworm-slim"]);
@@ -177,7 +191,12 @@ fn every_template_is_a_multi_stage_build_with_a_non_root_user() {
             .dockerfile(&Hints::default())
             .unwrap_or_else(|e| panic!("{}: {e}", template.name));
         let ast = crate::parse("Dockerfile", dockerfile.as_bytes()).unwrap();
-        assert!(ast.warnings.is_empty(), "{}: {:?}", template.name, ast.warnings);
+        assert!(
+            ast.warnings.is_empty(),
+            "{}: {:?}",
+            template.name,
+            ast.warnings
+        );
         resolve(&ast, &ResolveOptions::default())
             .unwrap_or_else(|e| panic!("{}: {e}\n{dockerfile}", template.name));
         let last_user = dockerfile
@@ -227,8 +246,11 @@ fn a_runtime_zimagefile_overrides_args_and_adds_steps_and_metadata() {
     // An error in the expansion points at the `runtime:` line.
     let yaml = "version: \"1\"\nruntime: go\nplatform: linux/amd64\n";
     assert!(crate::zimagefile::convert("ZImagefile", yaml.as_bytes()).is_ok());
-    let e = crate::zimagefile::convert("Z", b"version: \"1\"\nruntime: dotnet\nplatform: linux/amd64\n")
-        .unwrap_err();
+    let e = crate::zimagefile::convert(
+        "Z",
+        b"version: \"1\"\nruntime: dotnet\nplatform: linux/amd64\n",
+    )
+    .unwrap_err();
     assert_eq!(e.line, 3, "{e}");
 }
 
