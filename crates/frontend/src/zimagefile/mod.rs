@@ -67,7 +67,7 @@
 
 mod convert;
 mod model;
-mod yaml;
+pub(crate) mod yaml;
 
 use crate::{Error, ErrorKind};
 use convert::Origin;
