@@ -4,6 +4,7 @@ pub mod build;
 pub mod frontend;
 pub mod init;
 pub mod meta;
+pub mod pipeline;
 pub mod registry;
 pub mod store;
 
