@@ -243,6 +243,17 @@ fn a_runtime_zimagefile_overrides_args_and_adds_steps_and_metadata() {
         text.ends_with("COPY [\"config.toml\", \"/etc/app/\"]\nUSER 65532:65532\nENTRYPOINT [\"/app\"]\nCMD [\"--serve\"]\n"),
         "{text}"
     );
+    // A single-valued key replaces the template's; env adds to it.
+    let yaml = "version: \"1\"\nruntime: node\ncmd: [node, server.js]\nuser: \"1000\"\nenv: {PORT: \"8080\"}\n";
+    let text = crate::zimagefile::convert("ZImagefile", yaml.as_bytes())
+        .unwrap()
+        .dockerfile;
+    assert!(
+        text.ends_with(
+            "ENV NODE_ENV=production\nENV PORT=8080\nUSER 1000\nCMD [\"node\", \"server.js\"]\n"
+        ),
+        "{text}"
+    );
     // An error in the expansion points at the `runtime:` line.
     let yaml = "version: \"1\"\nruntime: go\nplatform: linux/amd64\n";
     assert!(crate::zimagefile::convert("ZImagefile", yaml.as_bytes()).is_ok());

@@ -266,7 +266,25 @@ impl Reader<'_> {
             }
             // A `base:` file's stage read the top level's metadata already.
             if key == "stages" || key == "runtime" {
-                last.meta.extend(self.meta(entries, "")?);
+                let own = self.meta(entries, "")?;
+                // The file's value of a single-valued key replaces the
+                // template's, rather than following it as a second CMD.
+                let single = |m: &MetaItem| {
+                    !matches!(
+                        m,
+                        MetaItem::Env(_)
+                            | MetaItem::Labels(_)
+                            | MetaItem::Expose(_)
+                            | MetaItem::Volumes(_)
+                    )
+                };
+                last.meta.retain(|t| {
+                    !own.iter().any(|o| {
+                        single(&o.item)
+                            && std::mem::discriminant(&o.item) == std::mem::discriminant(&t.item)
+                    })
+                });
+                last.meta.extend(own);
             }
         }
         for stage in &stages {
