@@ -201,8 +201,8 @@ fn every_template_is_a_multi_stage_build_with_a_non_root_user() {
             .unwrap_or_else(|e| panic!("{}: {e}\n{dockerfile}", template.name));
         let last_user = dockerfile
             .lines()
-            .filter_map(|l| l.strip_prefix("USER "))
-            .last()
+            .rev()
+            .find_map(|l| l.strip_prefix("USER "))
             .unwrap_or_else(|| panic!("{}: no USER", template.name));
         assert!(!["root", "0"].contains(&last_user), "{}", template.name);
         if template.name != "nanoserver" {
