@@ -292,3 +292,32 @@ fn push_sends_every_image_to_its_registry() {
         assert_eq!(json["Layers"].as_array().unwrap().len(), layers, "{repo}");
     }
 }
+
+#[test]
+fn fail_fast_interrupts_the_builds_still_running() {
+    let (_registry, host) = registry();
+    let dir = project(
+        "images:\n  slow: {context: slow}\n  bad: {context: bad}\n",
+        &[
+            (
+                "slow/Dockerfile",
+                &format!("FROM {host}/busybox:1\nRUN sleep 120\n"),
+            ),
+            // Fails once the slow build's RUN is under way.
+            (
+                "bad/Dockerfile",
+                &format!("FROM {host}/busybox:1\nRUN sleep 3 && exit 1\n"),
+            ),
+        ],
+    );
+    let started = std::time::Instant::now();
+    let out = kiln(dir.path(), &["pipeline", "--fail-fast"]);
+    let err = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("bad: failed: "), "{err}");
+    assert!(err.contains("slow: interrupted"), "{err}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "the sleeping build ran on: {err}"
+    );
+}
