@@ -321,3 +321,32 @@ fn fail_fast_interrupts_the_builds_still_running() {
         "the sleeping build ran on: {err}"
     );
 }
+
+#[test]
+fn platforms_build_an_index_and_defaults_fill_the_images() {
+    let dir = project(
+        "defaults:\n  context: ctx\n  platforms: [linux/amd64, linux/arm64]\nimages:\n  multi:\n    tags: [local/multi:1]\n  single:\n    tags: [local/single:1]\n    platforms: [linux/arm64]\n",
+        &[("ctx/Dockerfile", "FROM scratch\nCOPY f /\n"), ("ctx/f", "f\n")],
+    );
+    let out = kiln(dir.path(), &["pipeline"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let inspect = |tag: &str| -> serde_json::Value {
+        let out = kiln(dir.path(), &["inspect", tag]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let multi = inspect("local/multi:1");
+    assert_eq!(
+        multi["MediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    let platforms: Vec<&str> = multi["Index"]["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["platform"]["architecture"].as_str().unwrap())
+        .collect();
+    assert_eq!(platforms, ["amd64", "arm64"]);
+    let single = inspect("local/single:1");
+    assert_eq!(single["Platform"], "linux/arm64", "{single}");
+}
