@@ -61,7 +61,8 @@
 //! `runtime: NAME` expands to the stages of that runtime template (see
 //! [`crate::templates`]), with its base images as `args:` the file can
 //! override; the file's `steps:` and metadata go to the template's last
-//! stage (a single-valued key such as `cmd` replacing the template's). `build:` (build a directory first and use it as the base), and
+//! stage (a single-valued key such as `cmd` replacing the template's).
+//! `build:` (build a directory first and use it as the base), and
 //! `runtime:` inside a stage, are part of the format but not implemented:
 //! they fail with [`ErrorKind::NotSupported`](crate::ErrorKind::NotSupported).
 

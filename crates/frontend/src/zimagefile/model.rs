@@ -267,8 +267,10 @@ impl Reader<'_> {
             // A `base:` file's stage read the top level's metadata already.
             if key == "stages" || key == "runtime" {
                 let own = self.meta(entries, "")?;
-                // The file's value of a single-valued key replaces the
-                // template's, rather than following it as a second CMD.
+                // The file's value of a single-valued key replaces a
+                // runtime template's, rather than following it as a second
+                // CMD. (A `stages` file's last stage keeps its own: both
+                // are the file's, as a Dockerfile would have them.)
                 let single = |m: &MetaItem| {
                     !matches!(
                         m,
@@ -279,10 +281,12 @@ impl Reader<'_> {
                     )
                 };
                 last.meta.retain(|t| {
-                    !own.iter().any(|o| {
-                        single(&o.item)
-                            && std::mem::discriminant(&o.item) == std::mem::discriminant(&t.item)
-                    })
+                    key != "runtime"
+                        || !own.iter().any(|o| {
+                            single(&o.item)
+                                && std::mem::discriminant(&o.item)
+                                    == std::mem::discriminant(&t.item)
+                        })
                 });
                 last.meta.extend(own);
             }
