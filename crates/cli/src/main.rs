@@ -35,11 +35,15 @@ enum Command {
     Backends(cmd::backends::BackendsCommand),
     #[command(flatten)]
     Meta(cmd::meta::MetaCommand),
+    #[command(flatten)]
+    Init(cmd::init::InitCommand),
+    #[command(flatten)]
+    Pipeline(cmd::pipeline::PipelineCommand),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if matches!(cli.command, Command::Build(_)) {
+    if matches!(cli.command, Command::Build(_) | Command::Pipeline(_)) {
         if let Err(message) = userns::enter_if_rootless() {
             errln!("error: {message}");
             return ExitCode::FAILURE;
@@ -52,6 +56,8 @@ fn main() -> ExitCode {
         Command::Registry(c) => cmd::registry::run(c),
         Command::Backends(c) => cmd::backends::run(c),
         Command::Meta(c) => cmd::meta::run(c, Cli::command()),
+        Command::Init(c) => cmd::init::run(c),
+        Command::Pipeline(c) => cmd::pipeline::run(c),
     };
     let code = match result {
         Ok(code) => code,

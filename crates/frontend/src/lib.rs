@@ -14,6 +14,10 @@
 //! * [`dockerignore`] implements moby's `.dockerignore` pattern semantics.
 //! * [`zimagefile`] reads kiln's YAML image format into the Dockerfile it
 //!   stands for.
+//! * [`pipeline`] reads ZPipeline files: sets of images built in
+//!   dependency order.
+//! * [`templates`] are the runtime templates of `kiln init` and a
+//!   ZImagefile's `runtime:`.
 //!
 //! ```
 //! let ast = kiln_frontend::parse("Dockerfile", b"FROM busybox\nRUN echo hi\n").unwrap();
@@ -26,8 +30,10 @@ pub mod dockerignore;
 mod error;
 pub mod instructions;
 mod parser;
+pub mod pipeline;
 pub mod shell;
 pub mod stages;
+pub mod templates;
 pub mod zimagefile;
 
 pub use ast::{Args, Ast, Heredoc, Node, Warning};

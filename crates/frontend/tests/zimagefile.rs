@@ -338,12 +338,22 @@ fn exactly_one_source_of_the_image() {
 }
 
 #[test]
-fn runtime_and_build_are_not_supported_yet() {
+fn an_unknown_runtime_template_is_named_with_the_known_ones() {
     let e = error("version: '1'\nruntime: node20\n");
+    assert_eq!(e.kind, ErrorKind::Semantic);
+    assert_eq!((e.line, e.column), (2, 10));
+    assert_eq!(e.message, "unknown runtime template \"node20\"");
+    assert!(e.help.unwrap().contains("node, rust, python, go"));
+}
+
+#[test]
+fn build_and_runtime_in_a_stage_are_not_supported_yet() {
+    let e = error("version: '1'\nstages:\n  a:\n    runtime: node\n");
     assert_eq!(e.kind, ErrorKind::NotSupported);
-    assert_eq!((e.line, e.column), (2, 1));
+    assert_eq!((e.line, e.column), (4, 5));
     assert!(
-        e.message.starts_with("`runtime`: NotSupported"),
+        e.message
+            .starts_with("stage 'a': `runtime` in a stage: NotSupported"),
         "{}",
         e.message
     );

@@ -8,7 +8,7 @@ use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -521,13 +521,14 @@ impl Drop for Container<'_> {
 
 /// The containers in the runtime state directory `state` (runc and crun keep
 /// one directory per container there) named `{prefix}{owner}-{n}` whose
-/// owner is not live. A probe's container, `kiln-probe-{pid}`, is stale
-/// once its process is gone.
+/// owner is not live. A probe's container, `kiln-probe-{pid}-{n}`, is
+/// stale once its process is gone.
 fn stale_ids(state: &Path, prefix: &str, is_live: &dyn Fn(&str) -> bool) -> Vec<String> {
     let mut stale = Vec::new();
     for entry in fs::read_dir(state).into_iter().flatten().flatten() {
         let id = entry.file_name().to_string_lossy().into_owned();
-        let live = if let Some(pid) = id.strip_prefix(PROBE_PREFIX) {
+        let live = if let Some(rest) = id.strip_prefix(PROBE_PREFIX) {
+            let pid = rest.split('-').next().unwrap_or(rest);
             Path::new("/proc").join(pid).exists()
         } else if let Some(rest) = id.strip_prefix(prefix) {
             rest.rsplit_once('-')
@@ -665,8 +666,15 @@ fn probe(runtime: &Runtime, state_root: &Path) -> Result<(), String> {
         .map_err(|e| format!("creating a probe directory: {e}"))?;
     let rootfs = dir.path().join("rootfs");
     fs::create_dir(&rootfs).map_err(|e| e.to_string())?;
+    // Numbered within the process: the builds of `kiln pipeline` run at
+    // once in one process, and each may probe.
+    static NEXT: AtomicU64 = AtomicU64::new(0);
     let mut spec = ContainerSpec::new(
-        format!("{PROBE_PREFIX}{}", std::process::id()),
+        format!(
+            "{PROBE_PREFIX}{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ),
         dir.path().join("bundle"),
         &rootfs,
         ["true"],

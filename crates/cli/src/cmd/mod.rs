@@ -3,7 +3,9 @@
 pub mod backends;
 pub mod build;
 pub mod frontend;
+pub mod init;
 pub mod meta;
+pub mod pipeline;
 pub mod registry;
 pub mod store;
 

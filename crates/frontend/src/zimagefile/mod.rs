@@ -58,13 +58,17 @@
 //! `entrypoint`, `healthcheck.test`) go to the shell or program as written.
 //! Scalars are text as written: `1.10` stays `1.10`, `yes` stays `yes`.
 //!
-//! `runtime:` (templates) and `build:` (build a directory first and use
-//! it as the base) are part of the format but not implemented: they fail
-//! with [`ErrorKind::NotSupported`](crate::ErrorKind::NotSupported).
+//! `runtime: NAME` expands to the stages of that runtime template (see
+//! [`crate::templates`]), with its base images as `args:` the file can
+//! override; the file's `steps:` and metadata go to the template's last
+//! stage (a single-valued key such as `cmd` replacing the template's).
+//! `build:` (build a directory first and use it as the base), and
+//! `runtime:` inside a stage, are part of the format but not implemented:
+//! they fail with [`ErrorKind::NotSupported`](crate::ErrorKind::NotSupported).
 
 mod convert;
 mod model;
-mod yaml;
+pub(crate) mod yaml;
 
 use crate::{Error, ErrorKind};
 use convert::Origin;

@@ -198,7 +198,7 @@ impl Reader<'_> {
                 }
             }
         }
-        let args = match get(entries, "args") {
+        let mut args = match get(entries, "args") {
             Some((_, node)) => self.args(node)?,
             None => Vec::new(),
         };
@@ -241,6 +241,13 @@ impl Reader<'_> {
                 }
                 stages
             }
+            "runtime" => {
+                let mut stages = self.runtime(node, &mut args)?;
+                if let (Some((_, list)), Some(last)) = (get(entries, "steps"), stages.last_mut()) {
+                    last.steps.extend(self.steps(list, "")?);
+                }
+                stages
+            }
             _ => {
                 self.not_supported(key, *key_pos, "")?;
                 vec![self.stage_body(None, root, entries, String::new())?]
@@ -258,8 +265,30 @@ impl Reader<'_> {
                 last.platform = platform;
             }
             // A `base:` file's stage read the top level's metadata already.
-            if key == "stages" {
-                last.meta.extend(self.meta(entries, "")?);
+            if key == "stages" || key == "runtime" {
+                let own = self.meta(entries, "")?;
+                // The file's value of a single-valued key replaces a
+                // runtime template's, rather than following it as a second
+                // CMD. (A `stages` file's last stage keeps its own: both
+                // are the file's, as a Dockerfile would have them.)
+                let single = |m: &MetaItem| {
+                    !matches!(
+                        m,
+                        MetaItem::Env(_)
+                            | MetaItem::Labels(_)
+                            | MetaItem::Expose(_)
+                            | MetaItem::Volumes(_)
+                    )
+                };
+                last.meta.retain(|t| {
+                    key != "runtime"
+                        || !own.iter().any(|o| {
+                            single(&o.item)
+                                && std::mem::discriminant(&o.item)
+                                    == std::mem::discriminant(&t.item)
+                        })
+                });
+                last.meta.extend(own);
             }
         }
         for stage in &stages {
@@ -301,8 +330,8 @@ impl Reader<'_> {
     fn not_supported(&self, key: &str, pos: Pos, context: &str) -> Result<(), Error> {
         let (message, help) = match key {
             "runtime" => (
-                "`runtime`: NotSupported: runtime templates are not implemented yet",
-                "name a base image with `base:` and add `steps:`",
+                "`runtime` in a stage: NotSupported: a runtime template is a whole build of several stages",
+                "put `runtime:` at the top level, or run `kiln init --format zimagefile` and edit its stages",
             ),
             "build" => (
                 "`build`: NotSupported: building a local directory first and using it as the base is not implemented yet",
@@ -313,6 +342,64 @@ impl Reader<'_> {
         let mut err = self.in_context(context, pos, message).with_help(help);
         err.kind = ErrorKind::NotSupported;
         Err(err)
+    }
+
+    /// The stages of `runtime: NAME`: the template's with its default
+    /// hints, each position moved to the `runtime:` value (the template's
+    /// own lines are not in this file) and each context naming the
+    /// template. The template's image `args` come first, and an `args:`
+    /// entry of the file with the same name replaces its default.
+    fn runtime(
+        &self,
+        node: &Node,
+        args: &mut Vec<(String, Option<String>, Pos)>,
+    ) -> Result<Vec<Stage>, Error> {
+        let name = self.text(node, "", "runtime")?;
+        let Some(template) = crate::templates::find(&name) else {
+            let unknown = crate::templates::unknown(&name);
+            let mut err = self.error(node.pos, unknown.message);
+            err.help = unknown.help;
+            return Err(err);
+        };
+        let yaml = template.zimagefile(&crate::templates::Hints::default());
+        let file = format!("runtime template {name:?}");
+        let lines: Vec<String> = yaml.lines().map(str::to_string).collect();
+        let root = super::yaml::load(&file, &yaml, &lines)?;
+        let expanded = Reader {
+            file: &file,
+            lines: &lines,
+        }
+        .file(&root)?;
+        let prefix = format!("runtime '{name}'");
+        let within = |context: &str| {
+            if context.is_empty() {
+                prefix.clone()
+            } else {
+                format!("{prefix}, {context}")
+            }
+        };
+        let mut stages = expanded.stages;
+        for stage in &mut stages {
+            stage.base_pos = node.pos;
+            stage.context = within(&stage.context);
+            for step in &mut stage.steps {
+                step.pos = node.pos;
+                step.context = within(&step.context);
+            }
+            for meta in &mut stage.meta {
+                meta.pos = node.pos;
+            }
+        }
+        let mut merged = Vec::new();
+        for (arg, default, _) in expanded.args {
+            match args.iter().position(|(n, _, _)| *n == arg) {
+                Some(i) => merged.push(args.remove(i)),
+                None => merged.push((arg, default, node.pos)),
+            }
+        }
+        merged.append(args);
+        *args = merged;
+        Ok(stages)
     }
 
     fn stage(&self, name: &str, node: &Node) -> Result<Stage, Error> {

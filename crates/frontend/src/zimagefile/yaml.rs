@@ -49,6 +49,24 @@ impl Node {
 /// Reads the one document of a ZImagefile. `lines` are the source lines,
 /// used to show the offending line of an error.
 pub(crate) fn load(file: &str, text: &str, lines: &[String]) -> Result<Node, Error> {
+    load_as(
+        "ZImagefile",
+        "start with `version: \"1\"` and a `base:` image",
+        file,
+        text,
+        lines,
+    )
+}
+
+/// Reads the one document of a YAML file of kind `what` (`ZImagefile`,
+/// `pipeline`); `empty_help` is the help for an empty file.
+pub(crate) fn load_as(
+    what: &str,
+    empty_help: &str,
+    file: &str,
+    text: &str,
+    lines: &[String],
+) -> Result<Node, Error> {
     let docs = MarkedYaml::load_from_str(text).map_err(|e| {
         let mark = e.marker();
         located(
@@ -70,15 +88,15 @@ pub(crate) fn load(file: &str, text: &str, lines: &[String]) -> Result<Node, Err
             file,
             lines,
             ErrorKind::Syntax,
-            "empty ZImagefile".to_string(),
+            format!("empty {what}"),
             Pos::default(),
         )
-        .with_help("start with `version: \"1\"` and a `base:` image")),
+        .with_help(empty_help)),
         [_, second, ..] => Err(located(
             file,
             lines,
             ErrorKind::Syntax,
-            "a ZImagefile holds one YAML document, this is a second one".to_string(),
+            format!("a {what} holds one YAML document, this is a second one"),
             pos_of(second),
         )),
     }
