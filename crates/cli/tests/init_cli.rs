@@ -273,3 +273,212 @@ fn the_python_template_builds_and_runs_on_debians_python() {
     let err = text(&out.stderr);
     assert!(err.contains("hello from app"), "{err}");
 }
+
+#[test]
+fn the_go_template_builds_and_runs_on_debians_go() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    // golang:1.19 made here: Debian 12 with its golang-go (1.19); the
+    // distroless runtime stood in by busybox, which runs a static binary
+    // as well.
+    std::fs::create_dir(h.join("base")).unwrap();
+    std::fs::write(
+        h.join("base/Dockerfile"),
+        "FROM debian\nRUN apt-get update && apt-get install -y --no-install-recommends golang-go && rm -rf /var/lib/apt/lists/*\n",
+    )
+    .unwrap();
+    let debian = format!(
+        "debian=oci-layout://{}:latest",
+        debian_image().layout.display()
+    );
+    ok(
+        h,
+        &[
+            "build",
+            "--build-context",
+            &debian,
+            "-t",
+            "golang:1.19",
+            "base",
+        ],
+    );
+    std::fs::create_dir(h.join("static")).unwrap();
+    std::fs::write(h.join("static/Dockerfile"), "FROM bb\n").unwrap();
+    let bb = format!(
+        "bb=oci-layout://{}:latest",
+        kiln_testsupport::base_images().busybox.display()
+    );
+    ok(
+        h,
+        &[
+            "build",
+            "--build-context",
+            &bb,
+            "-t",
+            "local/static:nonroot",
+            "static",
+        ],
+    );
+    let project = h.join("project");
+    std::fs::create_dir(&project).unwrap();
+    std::fs::write(
+        project.join("go.mod"),
+        "module example.com/app\n\ngo 1.19\n",
+    )
+    .unwrap();
+    std::fs::write(
+        project.join("main.go"),
+        "package main\n\nimport (\n\t\"fmt\"\n\t\"os\"\n)\n\nfunc main() { fmt.Println(\"hello from go as\", os.Getuid()) }\n",
+    )
+    .unwrap();
+    ok(h, &["init", "project"]);
+    let dockerfile = std::fs::read_to_string(project.join("Dockerfile")).unwrap();
+    assert!(dockerfile.contains("golang:1.19"), "{dockerfile}");
+    ok(
+        h,
+        &[
+            "build",
+            "--build-arg",
+            "RUNTIME_IMAGE=local/static:nonroot",
+            "-t",
+            "local/goapp",
+            "project",
+        ],
+    );
+    std::fs::create_dir(h.join("run")).unwrap();
+    std::fs::write(
+        h.join("run/Dockerfile"),
+        "FROM local/goapp\nRUN [\"/app\"]\n",
+    )
+    .unwrap();
+    let out = ok(h, &["build", "--progress", "plain", "run"]);
+    let err = text(&out.stderr);
+    assert!(err.contains("hello from go as 65532"), "{err}");
+}
+
+#[test]
+fn the_rust_template_builds_and_runs_on_debians_rust() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    // rust:1.63-slim made here: Debian 12 with its rustc and cargo (1.63);
+    // debian:bookworm-slim is the Debian image itself.
+    std::fs::create_dir(h.join("base")).unwrap();
+    std::fs::write(
+        h.join("base/Dockerfile"),
+        "FROM debian\nRUN apt-get update && apt-get install -y --no-install-recommends cargo && rm -rf /var/lib/apt/lists/*\n",
+    )
+    .unwrap();
+    std::fs::create_dir(h.join("slim")).unwrap();
+    std::fs::write(h.join("slim/Dockerfile"), "FROM debian\n").unwrap();
+    let debian = format!(
+        "debian=oci-layout://{}:latest",
+        debian_image().layout.display()
+    );
+    ok(
+        h,
+        &[
+            "build",
+            "--build-context",
+            &debian,
+            "-t",
+            "rust:1.63-slim",
+            "base",
+        ],
+    );
+    ok(
+        h,
+        &[
+            "build",
+            "--build-context",
+            &debian,
+            "-t",
+            "debian:bookworm-slim",
+            "slim",
+        ],
+    );
+    let project = h.join("project");
+    std::fs::create_dir_all(project.join("src")).unwrap();
+    std::fs::write(
+        project.join("Cargo.toml"),
+        "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        project.join("rust-toolchain.toml"),
+        "[toolchain]\nchannel = \"1.63\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        project.join("src/main.rs"),
+        "fn main() { println!(\"hello from rust\"); }\n",
+    )
+    .unwrap();
+    ok(h, &["init", "project"]);
+    ok(h, &["build", "-t", "local/rsapp", "project"]);
+    std::fs::create_dir(h.join("run")).unwrap();
+    std::fs::write(
+        h.join("run/Dockerfile"),
+        "FROM local/rsapp\nRUN app && id -un\n",
+    )
+    .unwrap();
+    let out = ok(h, &["build", "--progress", "plain", "run"]);
+    let err = text(&out.stderr);
+    assert!(err.contains("hello from rust"), "{err}");
+    assert!(
+        err.lines().any(|l| l.ends_with(" app")),
+        "runs as app: {err}"
+    );
+}
+
+#[test]
+fn the_node_template_builds_and_runs_on_debians_node() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    // node:18-bookworm-slim made here: Debian 12 with its nodejs (18) and
+    // npm, and the `node` user the official image has.
+    std::fs::create_dir(h.join("base")).unwrap();
+    std::fs::write(
+        h.join("base/Dockerfile"),
+        "FROM debian\nRUN apt-get update && apt-get install -y --no-install-recommends nodejs npm && rm -rf /var/lib/apt/lists/* && useradd --create-home node\n",
+    )
+    .unwrap();
+    let debian = format!(
+        "debian=oci-layout://{}:latest",
+        debian_image().layout.display()
+    );
+    ok(
+        h,
+        &[
+            "build",
+            "--build-context",
+            &debian,
+            "-t",
+            "node:18-bookworm-slim",
+            "base",
+        ],
+    );
+    let project = h.join("project");
+    std::fs::create_dir(&project).unwrap();
+    std::fs::write(project.join(".nvmrc"), "18\n").unwrap();
+    std::fs::write(
+        project.join("package.json"),
+        r#"{"name":"app","version":"1.0.0","scripts":{"start":"node index.js"}}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        project.join("index.js"),
+        "console.log('hello from node as', require('os').userInfo().username);\n",
+    )
+    .unwrap();
+    ok(h, &["init", "project"]);
+    ok(h, &["build", "-t", "local/nodeapp", "project"]);
+    std::fs::create_dir(h.join("run")).unwrap();
+    std::fs::write(
+        h.join("run/Dockerfile"),
+        "FROM local/nodeapp\nRUN npm start\n",
+    )
+    .unwrap();
+    let out = ok(h, &["build", "--progress", "plain", "run"]);
+    let err = text(&out.stderr);
+    assert!(err.contains("hello from node as node"), "{err}");
+}
