@@ -282,3 +282,85 @@ fn os_windows_builds_a_windows_amd64_image() {
         "{inspect}"
     );
 }
+
+#[test]
+fn build_bases_are_built_first_and_used_as_the_stages_bases() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let write = |p: &str, text: &str| {
+        let path = d.join(p);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    };
+    write(
+        "base/Dockerfile",
+        "FROM bb\nRUN echo default > /stage.txt\n",
+    );
+    write(
+        "base/Dockerfile.alt",
+        "FROM bb AS builder\nRUN echo builder > /stage.txt\nFROM bb AS runtime\nARG V=1\nRUN echo runtime-$V > /stage.txt\n",
+    );
+    // A ZImagefile base with a `build:` base of its own.
+    write(
+        "nested/ZImagefile",
+        "version: '1'\nbuild: ../base\nsteps:\n  - run: cp /stage.txt /nested.txt\n",
+    );
+    write(
+        "app/ZImagefile",
+        "version: '1'\n\
+         stages:\n\
+         \x20 one:\n\
+         \x20   build:\n\
+         \x20     context: ../base\n\
+         \x20     file: Dockerfile.alt\n\
+         \x20     target: runtime\n\
+         \x20     args: {V: '7'}\n\
+         \x20 two:\n\
+         \x20   build: ../nested\n\
+         \x20 app:\n\
+         \x20   base: scratch\n\
+         \x20   steps:\n\
+         \x20     - copy: /stage.txt\n\
+         \x20       from: one\n\
+         \x20       to: /one.txt\n\
+         \x20     - copy: /nested.txt\n\
+         \x20       from: two\n\
+         \x20       to: /two.txt\n",
+    );
+    let bb = format!("bb=oci-layout://{}:latest", base_images().busybox.display());
+    let out = kiln(
+        d,
+        &[
+            "build",
+            "--build-context",
+            &bb,
+            "-o",
+            "type=local,dest=out",
+            "app",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let read = |p: &str| std::fs::read_to_string(d.join("out").join(p)).unwrap();
+    assert_eq!(read("one.txt"), "runtime-7\n");
+    assert_eq!(read("two.txt"), "default\n");
+
+    // A directory that is not there, and a base that fails: errors name
+    // the ZImagefile or the base's own Dockerfile line.
+    write("missing/ZImagefile", "version: '1'\nbuild: ../nowhere\n");
+    let out = kiln(d, &["build", "missing"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("is not a directory"),
+        "{}",
+        stderr(&out)
+    );
+    write("broken/Dockerfile", "FROM bb\nRUN exit 3\n");
+    write("uses-broken/ZImagefile", "version: '1'\nbuild: ../broken\n");
+    let out = kiln(d, &["build", "--build-context", &bb, "uses-broken"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("broken/Dockerfile:2"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -347,7 +347,7 @@ fn an_unknown_runtime_template_is_named_with_the_known_ones() {
 }
 
 #[test]
-fn build_and_runtime_in_a_stage_are_not_supported_yet() {
+fn runtime_in_a_stage_is_not_supported_yet() {
     let e = error("version: '1'\nstages:\n  a:\n    runtime: node\n");
     assert_eq!(e.kind, ErrorKind::NotSupported);
     assert_eq!((e.line, e.column), (4, 5));
@@ -357,17 +357,40 @@ fn build_and_runtime_in_a_stage_are_not_supported_yet() {
         "{}",
         e.message
     );
-    let e = error("version: '1'\nbuild: ./base\n");
-    assert_eq!(e.kind, ErrorKind::NotSupported);
-    assert!(
-        e.message.starts_with("`build`: NotSupported"),
-        "{}",
-        e.message
+}
+
+#[test]
+fn build_bases_become_build_contexts_the_froms_name() {
+    let c = convert(
+        "ZImagefile",
+        b"version: '1'\nstages:\n  a:\n    build: ./base\n  b:\n    build:\n      context: other\n      file: Dockerfile.alt\n      target: runtime\n      args: {V: '2'}\n    steps:\n      - copy: /x\n        from: a\n        to: /y\n",
+    )
+    .unwrap();
+    assert_eq!(
+        c.dockerfile,
+        "FROM zimagefile/build-1 AS a\nFROM zimagefile/build-2 AS b\nCOPY --from=a [\"/x\", \"/y\"]\n"
     );
-    let e = error("version: '1'\nstages:\n  a:\n    build: ./base\n");
-    assert_eq!(e.kind, ErrorKind::NotSupported);
-    assert_eq!((e.line, e.column), (4, 5));
-    assert!(e.message.starts_with("stage 'a': `build`"), "{}", e.message);
+    assert_eq!(c.builds.len(), 2);
+    assert_eq!(c.builds[0].context, "./base");
+    assert_eq!(c.builds[1].file.as_deref(), Some("Dockerfile.alt"));
+    assert_eq!(c.builds[1].target.as_deref(), Some("runtime"));
+    assert_eq!(c.builds[1].args, [("V".to_string(), "2".to_string())]);
+    let top = convert("ZImagefile", b"version: '1'\nbuild: ./base\n").unwrap();
+    assert_eq!(top.dockerfile, "FROM zimagefile/build-1\n");
+
+    assert_eq!(
+        where_what("version: '1'\nbase: a\nbuild: b\n"),
+        "3:1: `base` and `build` together: a ZImagefile needs exactly one of runtime, base, build, stages"
+    );
+    assert_eq!(
+        where_what("version: '1'\nstages:\n  a:\n    base: x\n    build: y\n"),
+        "5:5: stage 'a': `base` and `build` together: a stage is built on one of them"
+    );
+    assert_eq!(
+        where_what("version: '1'\nbuild: {file: F}\n"),
+        "2:8: `build` needs `context:` (a directory)"
+    );
+    assert!(where_what("version: '1'\nbuild: {context: d, tag: x}\n").contains("tag"));
 }
 
 #[test]

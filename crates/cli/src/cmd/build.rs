@@ -7,7 +7,7 @@ use super::registry::{ForeignArgs, NetArgs, StoreArg};
 use crate::output::{errln, outln};
 use crate::progress::{Display, Mode};
 use anyhow::{bail, Context};
-use kiln_engine::backend::{BuildRequest, Dockerfile, NamedContext};
+use kiln_engine::backend::{BuildBackend, BuildRequest, Dockerfile, NamedContext};
 use kiln_engine::events::EventSink;
 use kiln_engine::export::Output;
 use kiln_engine::{BuildError, BuiltImage};
@@ -216,9 +216,18 @@ pub fn run(cmd: BuildCommand) -> anyhow::Result<ExitCode> {
 fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
     check_unsupported(&args)?;
     let mode = Mode::parse(&args.progress)?;
-    let (req, file) = request(&args)?;
+    let (mut req, file) = request(&args)?;
     let registry = args.foreign.options(args.net.options()?);
     let backend = args.backend.open(|| args.root.open(), registry)?;
+    // A ZImagefile's `build:` bases, built first into layouts that live as
+    // long as the build.
+    let bases = tempfile::Builder::new()
+        .prefix("kiln-bases-")
+        .tempdir()
+        .context("cannot create a temporary directory for the ZImagefile's `build:` bases")?;
+    if let Some(context) = req.context.clone() {
+        build_bases(backend.as_ref(), &file, &context, &mut req, bases.path(), 0)?;
+    }
     let display = (!args.quiet).then(|| Display::new(mode, file.clone()));
     // The first SIGINT or SIGTERM stops the build cleanly (containers
     // killed, snapshots removed); a second one exits at once, which leaves
@@ -268,6 +277,92 @@ fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
         outln!("Built {} as {}", built.image_id(), names.join(", "));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Builds the `build:` bases `file` (a ZImagefile) names, each directory
+/// relative to `context`, with its own Dockerfile or ZImagefile (whose own
+/// bases are built first), into an OCI layout under `dir`, and gives each
+/// to `req` as the build context its FROM names. Platform, cache, secrets,
+/// `--build-context`s and the rest come from `req`; tags, labels, outputs
+/// and exported caches do not.
+fn build_bases(
+    backend: &dyn BuildBackend,
+    file: &BuildFile,
+    context: &Path,
+    req: &mut BuildRequest,
+    dir: &Path,
+    depth: usize,
+) -> anyhow::Result<()> {
+    let Some(converted) = &file.converted else {
+        return Ok(());
+    };
+    if depth > 8 && !converted.builds.is_empty() {
+        bail!(
+            "{}: `build:` bases nest more than 8 deep; is one directory building itself?",
+            file.name
+        );
+    }
+    for base in &converted.builds {
+        let base_context = context.join(&base.context);
+        if !base_context.is_dir() {
+            bail!(
+                "{}: `build: {}`: {} is not a directory",
+                file.name,
+                base.context,
+                base_context.display()
+            );
+        }
+        let path = match &base.file {
+            Some(f) => base_context.join(f),
+            None => default_build_file(&base_context)?,
+        };
+        let base_file = read_build_file(&path)?;
+        let mut sub = req.clone();
+        sub.dockerfile = Dockerfile {
+            name: base_file.name.clone(),
+            bytes: base_file.bytes.clone(),
+            path: Some(path),
+        };
+        sub.context = Some(base_context.clone());
+        sub.build_args = base.args.iter().cloned().collect();
+        sub.target = base.target.clone();
+        sub.tags = Vec::new();
+        sub.labels = Default::default();
+        sub.cache_to = Vec::new();
+        // Removed with `dir` when the build ends.
+        let layout = tempfile::Builder::new()
+            .prefix("base-")
+            .tempdir_in(dir)?
+            .keep()
+            .join("layout");
+        sub.outputs = vec![Output::Oci {
+            dest: layout.clone(),
+        }];
+        build_bases(backend, &base_file, &base_context, &mut sub, dir, depth + 1)?;
+        errln!(
+            "building {} first: the `build:` base of {}",
+            base_context.display(),
+            file.name
+        );
+        match backend.build(&sub, &EventSink::discard()) {
+            Ok(_) => {}
+            Err(BuildError::Dockerfile(err)) => return Err(base_file.locate(*err).into()),
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context(format!(
+                    "building `build: {}` of {}",
+                    base.context, file.name
+                )))
+            }
+        }
+        req.build_contexts.insert(
+            base.name.clone(),
+            NamedContext::OciLayout {
+                path: layout,
+                reference: None,
+            },
+        );
+    }
+    Ok(())
 }
 
 /// buildx's `--metadata-file` keys for an image build.

@@ -62,9 +62,12 @@
 //! [`crate::templates`]), with its base images as `args:` the file can
 //! override; the file's `steps:` and metadata go to the template's last
 //! stage (a single-valued key such as `cmd` replacing the template's).
-//! `build:` (build a directory first and use it as the base), and
-//! `runtime:` inside a stage, are part of the format but not implemented:
-//! they fail with [`ErrorKind::NotSupported`](crate::ErrorKind::NotSupported).
+//! `build: DIR` (or `build: {context, file, args, target}`) in place of
+//! `base:` builds that directory first: the translation's `FROM` names a
+//! build context ([`Converted::builds`]) that `kiln build` fills with the
+//! result. `runtime:` inside a stage is part of the format but not
+//! implemented: it fails with
+//! [`ErrorKind::NotSupported`](crate::ErrorKind::NotSupported).
 
 mod convert;
 mod model;
@@ -74,12 +77,33 @@ use crate::{Error, ErrorKind};
 use convert::Origin;
 use std::path::Path;
 
+/// A `build:` base: a directory built first, its image given to the
+/// translation's `FROM` as the build context named [`BaseBuild::name`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseBuild {
+    /// The build-context name the Dockerfile's `FROM` uses
+    /// (`zimagefile/build-1`, …).
+    pub name: String,
+    /// The directory, relative to the ZImagefile's build context.
+    pub context: String,
+    /// Its Dockerfile or ZImagefile, relative to that directory (default:
+    /// `Dockerfile`, else `ZImagefile`, as `kiln build` finds them).
+    pub file: Option<String>,
+    /// Build arguments for it.
+    pub args: Vec<(String, String)>,
+    /// The stage of it to build.
+    pub target: Option<String>,
+}
+
 /// A ZImagefile read and translated: the Dockerfile it stands for, and a
 /// way back from that Dockerfile's lines to the YAML.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Converted {
     /// The Dockerfile text, one instruction per line (heredoc bodies aside).
     pub dockerfile: String,
+    /// The `build:` bases, which must be built first and given as build
+    /// contexts of their names.
+    pub builds: Vec<BaseBuild>,
     file: String,
     lines: Vec<String>,
     origins: Vec<Origin>,
@@ -110,10 +134,21 @@ pub fn convert(file: &str, source: &[u8]) -> Result<Converted, Error> {
         file,
         lines: &lines,
     };
-    let typed = reader.file(&root)?;
+    let mut typed = reader.file(&root)?;
+    let mut builds = Vec::new();
+    for stage in &mut typed.stages {
+        if let Some(mut build) = stage.build.take() {
+            // A name no stage can have (stage names have no `/`), so the
+            // FROM finds the build context, never a stage.
+            build.name = format!("zimagefile/build-{}", builds.len() + 1);
+            stage.base = build.name.clone();
+            builds.push(build);
+        }
+    }
     let out = convert::dockerfile(&typed);
     let converted = Converted {
         dockerfile: out.text,
+        builds,
         file: file.to_string(),
         lines,
         origins: out.origins,

@@ -56,6 +56,9 @@ pub(crate) struct Stage {
     pub name: Option<String>,
     pub base: String,
     pub base_pos: Pos,
+    /// `build:` instead of `base:`: the directory to build first; `base`
+    /// is then the name of the build context the result is given as.
+    pub build: Option<super::BaseBuild>,
     pub platform: Option<String>,
     pub steps: Vec<Step>,
     pub meta: Vec<Meta>,
@@ -206,7 +209,7 @@ impl Reader<'_> {
             .iter()
             .filter(|(k, _, _)| ["runtime", "base", "build", "stages"].contains(&k.as_str()))
             .collect();
-        let (key, key_pos, node) = match sources.as_slice() {
+        let (key, _, node) = match sources.as_slice() {
             [one] => *one,
             [] => {
                 return Err(self
@@ -248,10 +251,7 @@ impl Reader<'_> {
                 }
                 stages
             }
-            _ => {
-                self.not_supported(key, *key_pos, "")?;
-                vec![self.stage_body(None, root, entries, String::new())?]
-            }
+            _ => vec![self.stage_body(None, root, entries, String::new())?],
         };
         let (platform, platform_pos) = self.platform(entries, "")?;
         if let Some(last) = stages.last_mut() {
@@ -333,10 +333,6 @@ impl Reader<'_> {
                 "`runtime` in a stage: NotSupported: a runtime template is a whole build of several stages",
                 "put `runtime:` at the top level, or run `kiln init --format zimagefile` and edit its stages",
             ),
-            "build" => (
-                "`build`: NotSupported: building a local directory first and using it as the base is not implemented yet",
-                "build that directory with `kiln build -t NAME DIR` and use `base: NAME`",
-            ),
             _ => return Ok(()),
         };
         let mut err = self.in_context(context, pos, message).with_help(help);
@@ -407,10 +403,8 @@ impl Reader<'_> {
         let entries = self.map(node, &context, "a stage")?;
         let allowed: Vec<&str> = STAGE_KEYS.iter().chain(&META_KEYS).copied().collect();
         self.known_keys(entries, &allowed, &context, "in a stage")?;
-        for key in ["runtime", "build"] {
-            if let Some((pos, _)) = get(entries, key) {
-                self.not_supported(key, pos, &context)?;
-            }
+        if let Some((pos, _)) = get(entries, "runtime") {
+            self.not_supported("runtime", pos, &context)?;
         }
         let mut stage = self.stage_body(Some(name), node, entries, context.clone())?;
         let (platform, _) = self.platform(entries, &context)?;
@@ -426,10 +420,29 @@ impl Reader<'_> {
         entries: Entries,
         context: String,
     ) -> Result<Stage, Error> {
-        let Some((_, base_node)) = get(entries, "base") else {
-            return Err(self.in_context(&context, node.pos, "a stage needs `base:`"));
+        let (base, base_pos, build) = match (get(entries, "base"), get(entries, "build")) {
+            (Some(_), Some((pos, _))) => {
+                return Err(self.in_context(
+                    &context,
+                    pos,
+                    "`base` and `build` together: a stage is built on one of them",
+                ))
+            }
+            (Some((_, base_node)), None) => {
+                (self.text(base_node, &context, "base")?, base_node.pos, None)
+            }
+            (None, Some((_, build_node))) => {
+                let build = self.build(build_node, &context)?;
+                (String::new(), build_node.pos, Some(build))
+            }
+            (None, None) => {
+                return Err(self.in_context(
+                    &context,
+                    node.pos,
+                    "a stage needs `base:` or `build:`",
+                ))
+            }
         };
-        let base = self.text(base_node, &context, "base")?;
         let steps = match get(entries, "steps") {
             Some((_, list)) => self.steps(list, &context)?,
             None => Vec::new(),
@@ -438,7 +451,8 @@ impl Reader<'_> {
         Ok(Stage {
             name: name.map(str::to_string),
             base,
-            base_pos: base_node.pos,
+            base_pos,
+            build,
             platform: None,
             steps,
             meta,
@@ -478,6 +492,51 @@ impl Reader<'_> {
             out.push((name.clone(), default, *pos));
         }
         Ok(out)
+    }
+
+    /// `build: DIR`, or `build: {context: DIR, file: F, args: {K: V},
+    /// target: T}`: a directory (relative to the build context) to build
+    /// first, with its own Dockerfile or ZImagefile.
+    fn build(&self, node: &Node, context: &str) -> Result<super::BaseBuild, Error> {
+        let mut build = super::BaseBuild {
+            name: String::new(),
+            context: String::new(),
+            file: None,
+            args: Vec::new(),
+            target: None,
+        };
+        if let Value::Text(_) = &node.value {
+            build.context = self.line(node, context, "build")?;
+        } else {
+            let entries = self.map(node, context, "build")?;
+            self.known_keys(
+                entries,
+                &["context", "file", "args", "target"],
+                context,
+                "in `build`",
+            )?;
+            let Some((_, dir)) = get(entries, "context") else {
+                return Err(self.in_context(
+                    context,
+                    node.pos,
+                    "`build` needs `context:` (a directory)",
+                ));
+            };
+            build.context = self.line(dir, context, "build.context")?;
+            if let Some((_, f)) = get(entries, "file") {
+                build.file = Some(self.line(f, context, "build.file")?);
+            }
+            if let Some((_, t)) = get(entries, "target") {
+                build.target = Some(self.line(t, context, "build.target")?);
+            }
+            if let Some((_, a)) = get(entries, "args") {
+                build.args = self.pairs(a, context, "build.args", false)?;
+            }
+        }
+        if build.context.is_empty() {
+            return Err(self.in_context(context, node.pos, "`build` names no directory"));
+        }
+        Ok(build)
     }
 
     fn meta(&self, entries: Entries, context: &str) -> Result<Vec<Meta>, Error> {
