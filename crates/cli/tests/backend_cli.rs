@@ -558,3 +558,63 @@ fn an_interrupted_buildah_build_stops_buildah_and_stores_nothing() {
     assert!(containers.status.success());
     assert_eq!(String::from_utf8_lossy(&containers.stdout).trim(), "");
 }
+
+#[test]
+fn a_zimagefile_builds_with_the_buildah_backend_to_the_same_files() {
+    let base = start_base(false);
+    let work = tempfile::tempdir().unwrap();
+    let ctx = work.path().join("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("ZImagefile"),
+        format!(
+            "version: '1'\nbase: {}\nsteps:\n  - run: echo from-yaml > /z.txt\n  - workdir: /srv\nenv: {{MODE: yaml}}\n",
+            base.reference
+        ),
+    )
+    .unwrap();
+    for backend in ["native", "buildah"] {
+        let out_dir = work.path().join(backend);
+        let out = run(kiln()
+            .args(["build", "--backend", backend, "-o"])
+            .arg(format!("type=oci,dest={}", out_dir.display()))
+            .arg(&ctx)
+            .env("KILN_ROOT", work.path().join("store"))
+            .env("KILN_INSECURE_REGISTRIES", base.registry.host()));
+        assert!(out.status.success(), "{backend}: {}", text(&out));
+        let index: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out_dir.join("index.json")).unwrap()).unwrap();
+        let blob = |d: &serde_json::Value| {
+            out_dir
+                .join("blobs/sha256")
+                .join(d.as_str().unwrap().trim_start_matches("sha256:"))
+        };
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(blob(&index["manifests"][0]["digest"])).unwrap())
+                .unwrap();
+        let config: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(blob(&manifest["config"]["digest"])).unwrap())
+                .unwrap();
+        assert_eq!(config["config"]["WorkingDir"], "/srv", "{backend}");
+        assert!(
+            config["config"]["Env"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e == "MODE=yaml"),
+            "{backend}: {config}"
+        );
+        // The RUN's file is in the last layer that has it.
+        let found = manifest["layers"].as_array().unwrap().iter().any(|l| {
+            let out = std::process::Command::new("tar")
+                .args(["-tzf"])
+                .arg(blob(&l["digest"]))
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .any(|n| n.trim_start_matches("./") == "z.txt")
+        });
+        assert!(found, "{backend}: /z.txt in a layer");
+    }
+}
