@@ -293,16 +293,37 @@ impl StepExecutor for Exec {
 
     fn prepare(&self, store: &Store, layers: &[Layer]) -> Result<Box<dyn StepRoot>, String> {
         let snapshots = &self.ready()?.snapshots;
-        for layer in layers {
-            if snapshots.has_layer(&layer.diff_id) {
-                continue;
-            }
+        // Each layer unpacks into a directory of its own, so the missing
+        // ones unpack at once, as many as there are cores (a base of five
+        // layers is otherwise five decompressions in a row).
+        let missing: Vec<&Layer> = layers
+            .iter()
+            .filter(|l| !snapshots.has_layer(&l.diff_id))
+            .collect();
+        let unpack = |layer: &Layer| -> Result<(), String> {
             let blob = store
                 .open_blob(&layer.blob.digest)
                 .map_err(|e| format!("layer {}: {e}", layer.blob.digest))?;
             snapshots
                 .ensure_layer(&layer.diff_id, blob)
-                .map_err(|e| format!("unpacking layer {}: {e}", layer.blob.digest))?;
+                .map_err(|e| format!("unpacking layer {}: {e}", layer.blob.digest))
+        };
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        for batch in missing.chunks(workers.max(1)) {
+            let results: Vec<Result<(), String>> = std::thread::scope(|scope| {
+                let handles: Vec<_> = batch
+                    .iter()
+                    .map(|layer| scope.spawn(|| unpack(layer)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join()
+                            .unwrap_or_else(|_| Err("unpacking a layer panicked".into()))
+                    })
+                    .collect()
+            });
+            results.into_iter().collect::<Result<(), String>>()?;
         }
         let parents: Vec<Digest> = layers.iter().map(|l| l.diff_id).collect();
         let active = snapshots.prepare(&parents).map_err(|e| e.to_string())?;
