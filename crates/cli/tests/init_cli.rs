@@ -224,17 +224,18 @@ fn the_nanoserver_template_builds_on_a_local_base() {
     assert!(manifest["layers"].as_array().unwrap().len() >= 2);
 }
 
-#[test]
-fn the_python_template_builds_and_runs_on_debians_python() {
-    let home = tempfile::tempdir().unwrap();
-    let h = home.path();
-    // python:3.11-slim made here: Debian 12 with its python3 3.11.
-    std::fs::create_dir(h.join("base")).unwrap();
-    std::fs::write(
-        h.join("base/Dockerfile"),
-        "FROM debian\nRUN apt-get update && apt-get install -y --no-install-recommends python3 python3-venv python-is-python3 && rm -rf /var/lib/apt/lists/*\n",
-    )
-    .unwrap();
+/// Tags in `h`'s store, as `tag`, Debian 12 with `packages` (if any)
+/// installed from Debian's own archive and `extra` run after: a stand-in
+/// for an official language image the tests cannot pull.
+fn debian_with(h: &Path, tag: &str, packages: &str, extra: &str) {
+    let dir = h.join(format!("base-{}", tag.replace([':', '/'], "-")));
+    std::fs::create_dir(&dir).unwrap();
+    let dockerfile = if packages.is_empty() {
+        "FROM debian\n".to_string()
+    } else {
+        format!("FROM debian\nRUN apt-get update && apt-get install -y --no-install-recommends {packages} && rm -rf /var/lib/apt/lists/*{extra}\n")
+    };
+    std::fs::write(dir.join("Dockerfile"), dockerfile).unwrap();
     let debian = format!(
         "debian=oci-layout://{}:latest",
         debian_image().layout.display()
@@ -246,31 +247,65 @@ fn the_python_template_builds_and_runs_on_debians_python() {
             "--build-context",
             &debian,
             "-t",
-            "python:3.11-slim",
-            "base",
+            tag,
+            dir.to_str().unwrap(),
         ],
     );
+}
+
+/// Writes `files` into `h/project`, runs `kiln init` there and builds the
+/// Dockerfile it wrote (with `args`) as `local/app`; returns the text of
+/// that Dockerfile.
+fn init_and_build(h: &Path, files: &[(&str, &str)], args: &[&str]) -> String {
     let project = h.join("project");
-    std::fs::create_dir_all(project.join("app")).unwrap();
-    std::fs::write(project.join(".python-version"), "3.11.2\n").unwrap();
-    std::fs::write(project.join("requirements.txt"), "# none\n").unwrap();
-    std::fs::write(
-        project.join("app/__main__.py"),
-        "import getpass\nprint('hello from', getpass.getuser())\n",
-    )
-    .unwrap();
+    for (name, text) in files {
+        let path = project.join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
     ok(h, &["init", "project"]);
-    // The Dockerfile as init wrote it: its FROM python:3.11-slim is the
-    // image above, found in the store.
-    ok(h, &["build", "-t", "local/pyapp", "project"]);
-    std::fs::create_dir(h.join("run")).unwrap();
+    let mut build = vec!["build"];
+    build.extend_from_slice(args);
+    build.extend(["-t", "local/app", "project"]);
+    ok(h, &build);
+    std::fs::read_to_string(project.join("Dockerfile")).unwrap()
+}
+
+/// The progress of a RUN of `command` on `local/app`: what it printed.
+fn run_on_app(h: &Path, command: &str) -> String {
+    std::fs::create_dir_all(h.join("run")).unwrap();
     std::fs::write(
         h.join("run/Dockerfile"),
-        "FROM local/pyapp\nRUN python -m app\n",
+        format!("FROM local/app\nRUN {command}\n"),
     )
     .unwrap();
-    let out = ok(h, &["build", "--progress", "plain", "run"]);
-    let err = text(&out.stderr);
+    text(&ok(h, &["build", "--progress", "plain", "--no-cache", "run"]).stderr)
+}
+
+#[test]
+fn the_python_template_builds_and_runs_on_debians_python() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    debian_with(
+        h,
+        "python:3.11-slim",
+        "python3 python3-venv python-is-python3",
+        "",
+    );
+    let dockerfile = init_and_build(
+        h,
+        &[
+            (".python-version", "3.11.2\n"),
+            ("requirements.txt", "# none\n"),
+            (
+                "app/__main__.py",
+                "import getpass\nprint('hello from', getpass.getuser())\n",
+            ),
+        ],
+        &[],
+    );
+    assert!(dockerfile.contains("python:3.11-slim"), "{dockerfile}");
+    let err = run_on_app(h, "python -m app");
     assert!(err.contains("hello from app"), "{err}");
 }
 
@@ -278,30 +313,8 @@ fn the_python_template_builds_and_runs_on_debians_python() {
 fn the_go_template_builds_and_runs_on_debians_go() {
     let home = tempfile::tempdir().unwrap();
     let h = home.path();
-    // golang:1.19 made here: Debian 12 with its golang-go (1.19); the
-    // distroless runtime stood in by busybox, which runs a static binary
-    // as well.
-    std::fs::create_dir(h.join("base")).unwrap();
-    std::fs::write(
-        h.join("base/Dockerfile"),
-        "FROM debian\nRUN apt-get update && apt-get install -y --no-install-recommends golang-go && rm -rf /var/lib/apt/lists/*\n",
-    )
-    .unwrap();
-    let debian = format!(
-        "debian=oci-layout://{}:latest",
-        debian_image().layout.display()
-    );
-    ok(
-        h,
-        &[
-            "build",
-            "--build-context",
-            &debian,
-            "-t",
-            "golang:1.19",
-            "base",
-        ],
-    );
+    // Busybox stands in for distroless: both run a static binary.
+    debian_with(h, "golang:1.19", "golang-go", "");
     std::fs::create_dir(h.join("static")).unwrap();
     std::fs::write(h.join("static/Dockerfile"), "FROM bb\n").unwrap();
     let bb = format!(
@@ -319,40 +332,19 @@ fn the_go_template_builds_and_runs_on_debians_go() {
             "static",
         ],
     );
-    let project = h.join("project");
-    std::fs::create_dir(&project).unwrap();
-    std::fs::write(
-        project.join("go.mod"),
-        "module example.com/app\n\ngo 1.19\n",
-    )
-    .unwrap();
-    std::fs::write(
-        project.join("main.go"),
-        "package main\n\nimport (\n\t\"fmt\"\n\t\"os\"\n)\n\nfunc main() { fmt.Println(\"hello from go as\", os.Getuid()) }\n",
-    )
-    .unwrap();
-    ok(h, &["init", "project"]);
-    let dockerfile = std::fs::read_to_string(project.join("Dockerfile")).unwrap();
-    assert!(dockerfile.contains("golang:1.19"), "{dockerfile}");
-    ok(
+    let dockerfile = init_and_build(
         h,
         &[
-            "build",
-            "--build-arg",
-            "RUNTIME_IMAGE=local/static:nonroot",
-            "-t",
-            "local/goapp",
-            "project",
+            ("go.mod", "module example.com/app\n\ngo 1.19\n"),
+            (
+                "main.go",
+                "package main\n\nimport (\n\t\"fmt\"\n\t\"os\"\n)\n\nfunc main() { fmt.Println(\"hello from go as\", os.Getuid()) }\n",
+            ),
         ],
+        &["--build-arg", "RUNTIME_IMAGE=local/static:nonroot"],
     );
-    std::fs::create_dir(h.join("run")).unwrap();
-    std::fs::write(
-        h.join("run/Dockerfile"),
-        "FROM local/goapp\nRUN [\"/app\"]\n",
-    )
-    .unwrap();
-    let out = ok(h, &["build", "--progress", "plain", "run"]);
-    let err = text(&out.stderr);
+    assert!(dockerfile.contains("golang:1.19"), "{dockerfile}");
+    let err = run_on_app(h, "[\"/app\"]");
     assert!(err.contains("hello from go as 65532"), "{err}");
 }
 
@@ -360,69 +352,26 @@ fn the_go_template_builds_and_runs_on_debians_go() {
 fn the_rust_template_builds_and_runs_on_debians_rust() {
     let home = tempfile::tempdir().unwrap();
     let h = home.path();
-    // rust:1.63-slim made here: Debian 12 with its rustc and cargo (1.63);
-    // debian:bookworm-slim is the Debian image itself.
-    std::fs::create_dir(h.join("base")).unwrap();
-    std::fs::write(
-        h.join("base/Dockerfile"),
-        "FROM debian\nRUN apt-get update && apt-get install -y --no-install-recommends cargo && rm -rf /var/lib/apt/lists/*\n",
-    )
-    .unwrap();
-    std::fs::create_dir(h.join("slim")).unwrap();
-    std::fs::write(h.join("slim/Dockerfile"), "FROM debian\n").unwrap();
-    let debian = format!(
-        "debian=oci-layout://{}:latest",
-        debian_image().layout.display()
-    );
-    ok(
+    // The Debian image itself is the runtime's debian:bookworm-slim.
+    debian_with(h, "rust:1.63-slim", "cargo", "");
+    debian_with(h, "debian:bookworm-slim", "", "");
+    let dockerfile = init_and_build(
         h,
         &[
-            "build",
-            "--build-context",
-            &debian,
-            "-t",
-            "rust:1.63-slim",
-            "base",
+            (
+                "Cargo.toml",
+                "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
+            ),
+            ("rust-toolchain.toml", "[toolchain]\nchannel = \"1.63\"\n"),
+            (
+                "src/main.rs",
+                "fn main() { println!(\"hello from rust\"); }\n",
+            ),
         ],
+        &[],
     );
-    ok(
-        h,
-        &[
-            "build",
-            "--build-context",
-            &debian,
-            "-t",
-            "debian:bookworm-slim",
-            "slim",
-        ],
-    );
-    let project = h.join("project");
-    std::fs::create_dir_all(project.join("src")).unwrap();
-    std::fs::write(
-        project.join("Cargo.toml"),
-        "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
-    )
-    .unwrap();
-    std::fs::write(
-        project.join("rust-toolchain.toml"),
-        "[toolchain]\nchannel = \"1.63\"\n",
-    )
-    .unwrap();
-    std::fs::write(
-        project.join("src/main.rs"),
-        "fn main() { println!(\"hello from rust\"); }\n",
-    )
-    .unwrap();
-    ok(h, &["init", "project"]);
-    ok(h, &["build", "-t", "local/rsapp", "project"]);
-    std::fs::create_dir(h.join("run")).unwrap();
-    std::fs::write(
-        h.join("run/Dockerfile"),
-        "FROM local/rsapp\nRUN app && id -un\n",
-    )
-    .unwrap();
-    let out = ok(h, &["build", "--progress", "plain", "run"]);
-    let err = text(&out.stderr);
+    assert!(dockerfile.contains("rust:1.63-slim"), "{dockerfile}");
+    let err = run_on_app(h, "app && id -un");
     assert!(err.contains("hello from rust"), "{err}");
     assert!(
         err.lines().any(|l| l.ends_with(" app")),
@@ -434,51 +383,29 @@ fn the_rust_template_builds_and_runs_on_debians_rust() {
 fn the_node_template_builds_and_runs_on_debians_node() {
     let home = tempfile::tempdir().unwrap();
     let h = home.path();
-    // node:18-bookworm-slim made here: Debian 12 with its nodejs (18) and
-    // npm, and the `node` user the official image has.
-    std::fs::create_dir(h.join("base")).unwrap();
-    std::fs::write(
-        h.join("base/Dockerfile"),
-        "FROM debian\nRUN apt-get update && apt-get install -y --no-install-recommends nodejs npm && rm -rf /var/lib/apt/lists/* && useradd --create-home node\n",
-    )
-    .unwrap();
-    let debian = format!(
-        "debian=oci-layout://{}:latest",
-        debian_image().layout.display()
+    // With the `node` user the official image has.
+    debian_with(
+        h,
+        "node:18-bookworm-slim",
+        "nodejs npm",
+        " && useradd --create-home node",
     );
-    ok(
+    let dockerfile = init_and_build(
         h,
         &[
-            "build",
-            "--build-context",
-            &debian,
-            "-t",
-            "node:18-bookworm-slim",
-            "base",
+            (".nvmrc", "18\n"),
+            (
+                "package.json",
+                r#"{"name":"app","version":"1.0.0","scripts":{"start":"node index.js"}}"#,
+            ),
+            (
+                "index.js",
+                "console.log('hello from node as', require('os').userInfo().username);\n",
+            ),
         ],
+        &[],
     );
-    let project = h.join("project");
-    std::fs::create_dir(&project).unwrap();
-    std::fs::write(project.join(".nvmrc"), "18\n").unwrap();
-    std::fs::write(
-        project.join("package.json"),
-        r#"{"name":"app","version":"1.0.0","scripts":{"start":"node index.js"}}"#,
-    )
-    .unwrap();
-    std::fs::write(
-        project.join("index.js"),
-        "console.log('hello from node as', require('os').userInfo().username);\n",
-    )
-    .unwrap();
-    ok(h, &["init", "project"]);
-    ok(h, &["build", "-t", "local/nodeapp", "project"]);
-    std::fs::create_dir(h.join("run")).unwrap();
-    std::fs::write(
-        h.join("run/Dockerfile"),
-        "FROM local/nodeapp\nRUN npm start\n",
-    )
-    .unwrap();
-    let out = ok(h, &["build", "--progress", "plain", "run"]);
-    let err = text(&out.stderr);
+    assert!(dockerfile.contains("node:18-bookworm-slim"), "{dockerfile}");
+    let err = run_on_app(h, "npm start");
     assert!(err.contains("hello from node as node"), "{err}");
 }

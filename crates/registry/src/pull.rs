@@ -71,17 +71,8 @@ impl Client {
         reference: &Reference,
         platform: Option<&Platform>,
     ) -> Result<Pulled> {
-        let sources = self
-            .opts
-            .registries
-            .pull_sources(reference)
-            .map_err(|e| Error {
-                action: ACTION,
-                target: Box::new(target(reference)),
-                kind: e.into(),
-            })?;
         let mut last = None;
-        for source in &sources {
+        for source in &self.pull_sources(reference)? {
             match self.pull_from(store, reference, source, platform).await {
                 Ok(pulled) => return Ok(pulled),
                 Err(e) => {
@@ -91,6 +82,19 @@ impl Client {
             }
         }
         Err(last.expect("registries.conf gives at least one source"))
+    }
+
+    /// Where `reference` is pulled from, as `registries.conf` says, in
+    /// order; an error when it blocks the reference.
+    pub(crate) fn pull_sources(&self, reference: &Reference) -> Result<Vec<Reference>> {
+        self.opts
+            .registries
+            .pull_sources(reference)
+            .map_err(|e| Error {
+                action: ACTION,
+                target: Box::new(target(reference)),
+                kind: e.into(),
+            })
     }
 
     /// [`Client::pull`] from `source`, naming the image `reference`.

@@ -31,17 +31,8 @@ impl Client {
     /// it there (or keeps it untagged when the reference is a digest).
     /// `registries.conf` applies as for [`Client::pull`].
     pub async fn pull_all(&self, store: &dyn Ingester, reference: &Reference) -> Result<PulledAll> {
-        let sources = self
-            .opts
-            .registries
-            .pull_sources(reference)
-            .map_err(|e| Error {
-                action: ACTION,
-                target: Box::new(target(reference)),
-                kind: e.into(),
-            })?;
         let mut last = None;
-        for source in &sources {
+        for source in &self.pull_sources(reference)? {
             match self.pull_all_from(store, reference, source).await {
                 Ok(pulled) => return Ok(pulled),
                 Err(e) => last = Some(e),
