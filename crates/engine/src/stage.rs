@@ -428,7 +428,7 @@ impl State {
     /// The absolute directory a WORKDIR `path` names.
     fn workdir_path(&self, path: &str) -> String {
         let current = self.builder.config().working_dir();
-        clean_path(&if path.starts_with('/') {
+        kiln_oci::path::clean_absolute(&if path.starts_with('/') {
             path.to_string()
         } else {
             format!("/{current}/{path}")
@@ -620,19 +620,4 @@ fn healthcheck(h: &HealthcheckInstruction) -> Healthcheck {
             }
         }
     }
-}
-
-/// `path.Clean` for absolute paths.
-pub(crate) fn clean_path(p: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for c in p.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            c => parts.push(c),
-        }
-    }
-    format!("/{}", parts.join("/"))
 }

@@ -44,6 +44,7 @@ pub mod layer;
 pub mod layout;
 pub mod manifest;
 pub mod media_type;
+pub mod path;
 pub mod platform;
 pub mod reference;
 pub mod tree;

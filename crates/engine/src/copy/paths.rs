@@ -2,38 +2,9 @@
 //! way BuildKit's `system.NormalizePath` does, and Go's `filepath.Match`
 //! wildcards, which BuildKit uses for source patterns.
 
-/// Cleans `path` into components below a root, lexically: `.` and empty
-/// components go, `..` removes the previous component. Returns `None` when
-/// a `..` would climb above the root.
-pub(crate) fn clean_components(path: &str) -> Option<Vec<&str>> {
-    let mut out: Vec<&str> = Vec::new();
-    for comp in path.split('/') {
-        match comp {
-            "" | "." => {}
-            ".." => {
-                out.pop()?;
-            }
-            c => out.push(c),
-        }
-    }
-    Some(out)
-}
-
-/// Like [`clean_components`] but a `..` at the root stays at the root, as
-/// in an image's file system.
-pub(crate) fn clean_clamped(path: &str) -> String {
-    let mut out: Vec<&str> = Vec::new();
-    for comp in path.split('/') {
-        match comp {
-            "" | "." => {}
-            ".." => {
-                out.pop();
-            }
-            c => out.push(c),
-        }
-    }
-    out.join("/")
-}
+pub(crate) use kiln_oci::path::{
+    clean_relative as clean_clamped, components_within as clean_components,
+};
 
 /// The absolute destination of a COPY: relative to `workdir` unless
 /// absolute, cleaned, with a trailing `/` kept (and added for `.` and an

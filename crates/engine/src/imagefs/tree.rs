@@ -231,29 +231,7 @@ fn prefix(key: &str) -> String {
 
 /// Cleans a path lexically into a key: absolute, no empty, `.` or `..`
 /// components (`..` at the root stays there), no trailing `/`.
-pub(super) fn clean(path: &str) -> String {
-    let mut out: Vec<&str> = Vec::new();
-    for c in path.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                out.pop();
-            }
-            c => out.push(c),
-        }
-    }
-    join(&out)
-}
+pub(super) use kiln_oci::path::clean_absolute as clean;
 
 /// Joins components into a key.
-pub(super) fn join<S: AsRef<str>>(components: &[S]) -> String {
-    let mut key = String::new();
-    for c in components {
-        key.push('/');
-        key.push_str(c.as_ref());
-    }
-    if key.is_empty() {
-        key.push('/');
-    }
-    key
-}
+pub(super) use kiln_oci::path::join_absolute as join;

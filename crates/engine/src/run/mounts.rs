@@ -404,9 +404,9 @@ impl Prepared {
 /// targets.
 fn absolute(dir: &str, path: &str) -> String {
     if path.starts_with('/') {
-        crate::stage::clean_path(path)
+        kiln_oci::path::clean_absolute(path)
     } else {
-        crate::stage::clean_path(&format!("{dir}/{path}"))
+        kiln_oci::path::clean_absolute(&format!("{dir}/{path}"))
     }
 }
 

@@ -266,17 +266,7 @@ fn over_base(fs: &ImageFs, mut entries: Vec<WindowsEntry>) -> Result<Vec<Windows
 }
 
 /// Components of `C:` as a path of its POSIX view.
-fn posix<S: AsRef<str>>(components: &[S]) -> String {
-    let mut out = String::new();
-    for c in components {
-        out.push('/');
-        out.push_str(c.as_ref());
-    }
-    if out.is_empty() {
-        out.push('/');
-    }
-    out
-}
+use kiln_oci::path::join_absolute as posix;
 
 fn split(path: &str) -> Vec<String> {
     path.split('/')

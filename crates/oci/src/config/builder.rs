@@ -141,7 +141,7 @@ impl ConfigBuilder {
             } else {
                 format!("/{}/{dir}", self.config.working_dir())
             };
-            clean_path(&joined)
+            crate::path::clean_absolute(&joined)
         };
         self.config.set_config("WorkingDir", json!(wd));
         match layer {
@@ -378,21 +378,6 @@ pub fn parse_source_date_epoch(value: Option<&str>) -> Result<Option<i64>, Sourc
     }
 }
 
-/// `path.Clean` for absolute paths.
-fn clean_path(p: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for c in p.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            c => parts.push(c),
-        }
-    }
-    format!("/{}", parts.join("/"))
-}
-
 /// `port[-end][/proto]` to `port/proto` strings, as BuildKit's EXPOSE does.
 fn parse_port(raw: &str) -> Result<Vec<String>, String> {
     let container = raw.rsplit(':').next().unwrap_or(raw);
@@ -452,7 +437,5 @@ mod tests {
             .unwrap_err()
             .contains("protocol \"http\""));
         assert!(parse_port("99999").is_err());
-        assert_eq!(clean_path("/a/./b/../c/"), "/a/c");
-        assert_eq!(clean_path("//"), "/");
     }
 }
