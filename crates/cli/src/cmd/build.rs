@@ -1,6 +1,8 @@
 //! `kiln build`: a Dockerfile and a context in, an image out, with its
 //! progress on standard error (see `crate::progress`).
 
+mod deliver;
+
 use super::frontend::{default_build_file, parse_build_args, read_build_file, BuildFile};
 use super::registry::{ForeignArgs, NetArgs, StoreArg};
 use crate::output::{errln, outln};
@@ -84,7 +86,9 @@ pub struct BuildArgs {
     metadata_file: Option<PathBuf>,
     /// Where the result goes: type=image[,push=true] (the store, default),
     /// type=registry, type=oci,dest=DIR|FILE.tar, type=docker,dest=FILE.tar,
-    /// type=local,dest=DIR, type=tar,dest=FILE; repeatable.
+    /// type=local,dest=DIR, type=tar,dest=FILE; repeatable. `dest=-`, or
+    /// `-` alone (type=tar), writes standard output; type=docker without a
+    /// dest is `--load`.
     #[arg(short = 'o', long = "output", value_name = "SPEC")]
     outputs: Vec<String>,
     /// Push the image to the registry of each tag (same as type=image,push=true).
@@ -134,7 +138,8 @@ pub struct BuildArgs {
     /// Show no progress; print only the image id when the build succeeds.
     #[arg(short = 'q', long)]
     quiet: bool,
-    /// Load the result into docker or podman (not supported yet).
+    /// Load the result into docker (when its daemon answers) or podman,
+    /// streaming a docker-archive into `docker load` / `podman load`.
     #[arg(long)]
     load: bool,
     /// The network RUN steps get by default: `default` (not supported yet:
@@ -171,12 +176,6 @@ pub struct BuildArgs {
 /// rather than on an "unexpected argument".
 fn check_unsupported(args: &BuildArgs) -> anyhow::Result<()> {
     let not_yet = |flag: &str, why: &str| anyhow::anyhow!("NotSupported: {flag}: {why}");
-    if args.load {
-        return Err(not_yet(
-            "--load",
-            "kiln cannot load into docker or podman yet; build with -o type=docker,dest=FILE.tar and run `docker load -i FILE.tar`",
-        ));
-    }
     if let Some(mode) = args.network.as_deref().filter(|m| *m != "default") {
         return Err(not_yet(
             &format!("--network={mode}"),
@@ -213,8 +212,9 @@ pub fn run(cmd: BuildCommand) -> anyhow::Result<ExitCode> {
 fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
     check_unsupported(&args)?;
     let mode = Mode::parse(&args.progress)?;
-    let (req, file) = request(&args)?;
+    let (mut req, file, sinks) = request(&args)?;
     let store = args.root.open()?;
+    let deliveries = deliver::Deliveries::bind(&mut req.outputs, &sinks, store.tmp_dir())?;
     let registry = args.foreign.options(args.net.options());
     let backend = NativeBackend::new(store, registry).with_snapshotter(crate::env::snapshotter()?);
     let display = (!args.quiet).then(|| Display::new(mode, file.clone()));
@@ -256,8 +256,12 @@ fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
         std::fs::write(path, json)
             .with_context(|| format!("cannot write build metadata to {}", path.display()))?;
     }
+    let uses_stdout = deliveries.uses_stdout();
+    deliveries.deliver()?;
     let names: Vec<String> = built.tags.iter().map(|t| t.familiar()).collect();
-    if args.quiet {
+    if uses_stdout {
+        // Standard output carries the archive alone.
+    } else if args.quiet {
         // docker build -q: the image id alone, for scripts.
         outln!("{}", built.image_id());
     } else if names.is_empty() {
@@ -294,9 +298,13 @@ fn metadata(built: &BuiltImage) -> serde_json::Value {
     serde_json::Value::Object(out)
 }
 
-/// The request of a build, and the build file it came from (which leads
-/// errors about a ZImagefile's translation back to the YAML).
-fn request(args: &BuildArgs) -> anyhow::Result<(BuildRequest, BuildFile)> {
+/// The request of a build, the build file it came from (which leads
+/// errors about a ZImagefile's translation back to the YAML), and the
+/// outputs the CLI hands on once the build is done (by index in
+/// `outputs`).
+fn request(
+    args: &BuildArgs,
+) -> anyhow::Result<(BuildRequest, BuildFile, Vec<(usize, deliver::Sink)>)> {
     let no_context = args.context == Path::new("-");
     // No context and no -f: the Dockerfile comes from standard input.
     let path = match (&args.file, no_context) {
@@ -343,6 +351,7 @@ fn request(args: &BuildArgs) -> anyhow::Result<(BuildRequest, BuildFile)> {
         req.build_contexts.insert(name, ctx);
     }
     let mut outputs = Vec::new();
+    let mut sinks = Vec::new();
     let mut oci_media_types = match args.format.as_str() {
         "oci" => true,
         "docker" => false,
@@ -366,7 +375,26 @@ fn request(args: &BuildArgs) -> anyhow::Result<(BuildRequest, BuildFile)> {
                 _ => rest.push(field),
             }
         }
-        outputs.push(Output::parse(&rest.join(",")).map_err(anyhow::Error::msg)?);
+        let rest = rest.join(",");
+        match deliver::parse(&rest)? {
+            Some((output, sink)) => {
+                sinks.push((outputs.len(), sink));
+                outputs.push(output);
+            }
+            None => outputs.push(Output::parse(&rest).map_err(anyhow::Error::msg)?),
+        }
+    }
+    if args.load {
+        // kiln's store keeps the image too, unless -o says otherwise.
+        if outputs.is_empty() {
+            outputs.push(Output::Image { push: false });
+        }
+        if !sinks.iter().any(|(_, s)| *s == deliver::Sink::Load) {
+            sinks.push((outputs.len(), deliver::Sink::Load));
+            outputs.push(Output::Docker {
+                dest: PathBuf::new(),
+            });
+        }
     }
     if args.push {
         match outputs
@@ -423,7 +451,7 @@ fn request(args: &BuildArgs) -> anyhow::Result<(BuildRequest, BuildFile)> {
         Some(e) => Some(e),
         None => crate::env::source_date_epoch()?,
     };
-    Ok((req, file))
+    Ok((req, file, sinks))
 }
 
 fn pairs(flag: &str, values: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
