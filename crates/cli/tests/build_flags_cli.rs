@@ -74,18 +74,6 @@ fn flags_kiln_does_not_implement_yet_say_so_and_why() {
             "NotSupported: --provenance=mode=max: kiln does not produce attestations yet",
         ),
         (
-            "--network=host",
-            "NotSupported: --network=host: only the default network is supported",
-        ),
-        (
-            "--add-host=a:1.2.3.4",
-            "NotSupported: --add-host: not implemented by kiln yet",
-        ),
-        (
-            "--shm-size=1g",
-            "NotSupported: --shm-size: not implemented by kiln yet",
-        ),
-        (
             "--progress=fancy",
             "--progress=fancy: expected auto, plain, tty or rawjson",
         ),

@@ -183,6 +183,11 @@ pub struct BuildRequest {
     /// `--allow network.host`: RUN steps may use `--network=host`, as
     /// BuildKit's entitlement allows.
     pub allow_network_host: bool,
+    /// The build-wide settings of RUN steps (`--network`, `--add-host`,
+    /// `--shm-size`, `--ulimit`).
+    pub run: crate::RunDefaults,
+    /// `--annotation`s of the image's manifest, index and descriptors.
+    pub annotations: crate::Annotations,
     /// Set it (from a signal handler, another thread) to stop the build:
     /// running containers are killed, their snapshots removed, and the
     /// build fails with [`BuildError::Interrupted`].
@@ -216,6 +221,8 @@ impl BuildRequest {
             ssh: BTreeMap::new(),
             runtime: None,
             allow_network_host: false,
+            run: crate::RunDefaults::default(),
+            annotations: crate::Annotations::default(),
             interrupt: Arc::default(),
         }
     }
@@ -373,6 +380,9 @@ impl NativeBackend {
                 "pushing needs a name: add -t REGISTRY/REPOSITORY:TAG".into(),
             ));
         }
+        req.annotations
+            .check(req.platforms.len(), req.docker_media_types)
+            .map_err(BuildError::Request)?;
         let client = Client::new(self.registry.clone());
         if req.platforms.len() > 1 {
             return self.run_platforms(req, events, &client);
@@ -387,6 +397,7 @@ impl NativeBackend {
             &target,
             &req.tags,
             &req.outputs,
+            &req.annotations.index_descriptor,
         )?;
         Ok(BuiltImage {
             layers: target.layers.len(),
@@ -467,7 +478,11 @@ impl NativeBackend {
             .iter()
             .map(|(platform, s)| {
                 let platform = entry_platform(platform, &s.target.config);
-                s.image.manifest.clone().with_platform(&platform)
+                let mut entry = s.image.manifest.clone().with_platform(&platform);
+                entry
+                    .annotations
+                    .extend(req.annotations.manifest_descriptor.clone());
+                entry
             })
             .collect();
         let format = if req.docker_media_types {
@@ -475,7 +490,8 @@ impl NativeBackend {
         } else {
             kiln_oci::ManifestFormat::OciIndex
         };
-        let index = kiln_oci::Index::new(format, entries);
+        let mut index = kiln_oci::Index::new(format, entries);
+        index.annotations = req.annotations.index.clone();
         let info = self.store.put_bytes(&index.to_json())?;
         let index = Descriptor::new(kiln_store::media_type::OCI_INDEX, info.digest, info.size);
         let mut tags = Vec::new();
@@ -498,6 +514,7 @@ impl NativeBackend {
                             &s.target,
                             &[],
                             &one,
+                            &BTreeMap::new(),
                         )?;
                     }
                 }
@@ -514,6 +531,7 @@ impl NativeBackend {
                 first,
                 &req.tags,
                 &image_outputs,
+                &req.annotations.index_descriptor,
             )?;
         }
         Ok(BuiltImage {
@@ -617,6 +635,7 @@ impl NativeBackend {
             secrets: &req.secrets,
             ssh: &req.ssh,
             allow_network_host: req.allow_network_host,
+            run: &req.run,
             warned: &Mutex::new(Vec::new()),
             cache: &cache,
             client,
@@ -654,7 +673,13 @@ impl NativeBackend {
         {
             std::sync::Arc::make_mut(&mut target).fs.catch_up(&ctx)?;
         }
-        let image = export::write_image(&self.store, &target, &req.labels, req.docker_media_types)?;
+        let image = export::write_image(
+            &self.store,
+            &target,
+            &req.labels,
+            &req.annotations.manifest,
+            req.docker_media_types,
+        )?;
         cache.keep_remote_hits(&self.store);
         let stages = image_stages(&plan);
         let cache_records = req

@@ -81,5 +81,7 @@ pub use cache::{
     CacheMode, ARTIFACT_TYPE as CACHE_ARTIFACT_TYPE, CONFIG_MEDIA_TYPE as CACHE_CONFIG_MEDIA_TYPE,
 };
 pub use events::{BuildEvent, EventSink};
-pub use export::Output;
+pub use export::{Annotations, Output};
+pub use kiln_runtime::Rlimit;
+pub use run::RunDefaults;
 pub use run::{reclaim, Reclaimed};

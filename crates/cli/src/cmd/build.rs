@@ -2,6 +2,7 @@
 //! progress on standard error (see `crate::progress`).
 
 mod deliver;
+mod run_flags;
 
 use super::frontend::{default_build_file, parse_build_args, read_build_file, BuildFile};
 use super::registry::{ForeignArgs, NetArgs, StoreArg};
@@ -142,21 +143,25 @@ pub struct BuildArgs {
     /// streaming a docker-archive into `docker load` / `podman load`.
     #[arg(long)]
     load: bool,
-    /// The network RUN steps get by default: `default` (not supported yet:
-    /// none, host; use `RUN --network=` per step).
+    /// The network of RUN steps without `--network`: `default` (their own
+    /// namespace, connected through pasta or slirp4netns), `none`, or
+    /// `host` (with `--allow network.host`).
     #[arg(long, value_name = "MODE")]
     network: Option<String>,
-    /// Extra /etc/hosts entries for RUN (not supported yet).
+    /// An extra /etc/hosts entry for RUN steps, HOST:IP; repeatable.
     #[arg(long = "add-host", value_name = "HOST:IP")]
     add_hosts: Vec<String>,
-    /// Annotations for the image (not supported yet).
-    #[arg(long = "annotation", value_name = "KEY=VALUE")]
+    /// An annotation, `[TYPE:]KEY=VALUE`, TYPE (comma-separated) one of
+    /// `manifest` (the default), `index`, `manifest-descriptor` and
+    /// `index-descriptor`, as buildx; repeatable.
+    #[arg(long = "annotation", value_name = "[TYPE:]KEY=VALUE")]
     annotations: Vec<String>,
-    /// /dev/shm size for RUN (not supported yet).
+    /// The size of /dev/shm in RUN steps (`64m`, `1g`) [default: 64m].
     #[arg(long = "shm-size", value_name = "SIZE")]
     shm_size: Option<String>,
-    /// Resource limits for RUN (not supported yet).
-    #[arg(long, value_name = "TYPE=SOFT[:HARD]")]
+    /// A resource limit of RUN steps, NAME=SOFT[:HARD] (`nofile=1024:2048`,
+    /// -1 for unlimited); repeatable.
+    #[arg(long, value_name = "NAME=SOFT[:HARD]")]
     ulimit: Vec<String>,
     /// Provenance attestation: only `false` (kiln does not produce
     /// attestations yet).
@@ -176,21 +181,6 @@ pub struct BuildArgs {
 /// rather than on an "unexpected argument".
 fn check_unsupported(args: &BuildArgs) -> anyhow::Result<()> {
     let not_yet = |flag: &str, why: &str| anyhow::anyhow!("NotSupported: {flag}: {why}");
-    if let Some(mode) = args.network.as_deref().filter(|m| *m != "default") {
-        return Err(not_yet(
-            &format!("--network={mode}"),
-            "only the default network is supported for the whole build; use RUN --network=none|host per step",
-        ));
-    }
-    let unsupported: [(&str, bool); 4] = [
-        ("--add-host", !args.add_hosts.is_empty()),
-        ("--annotation", !args.annotations.is_empty()),
-        ("--shm-size", args.shm_size.is_some()),
-        ("--ulimit", !args.ulimit.is_empty()),
-    ];
-    if let Some((flag, _)) = unsupported.iter().find(|(_, given)| *given) {
-        return Err(not_yet(flag, "not implemented by kiln yet"));
-    }
     for (flag, value) in [("--provenance", &args.provenance), ("--sbom", &args.sbom)] {
         if let Some(v) = value.as_deref().filter(|v| !matches!(*v, "false" | "0")) {
             return Err(not_yet(
@@ -434,6 +424,17 @@ fn request(
             ),
             other => bail!("--allow {other}: unknown entitlement; kiln knows network.host"),
         }
+    }
+    req.run = run_flags::RunFlags {
+        network: args.network.as_deref(),
+        add_hosts: &args.add_hosts,
+        shm_size: args.shm_size.as_deref(),
+        ulimits: &args.ulimit,
+        allow_network_host: req.allow_network_host,
+    }
+    .parse()?;
+    for spec in &args.annotations {
+        req.annotations.add(spec).map_err(anyhow::Error::msg)?;
     }
     req.no_cache = args.no_cache;
     req.no_cache_filter = args.no_cache_filter.clone();
