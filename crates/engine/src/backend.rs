@@ -157,9 +157,8 @@ pub struct BuildRequest {
     pub cache_from: Vec<CacheLocation>,
     /// `--cache-to`: shared caches the build's steps are written to.
     pub cache_to: Vec<CacheExport>,
-    /// `--pull`: check the registry for base images even when the store
-    /// has them.
-    pub pull: bool,
+    /// `--pull`: when the registry is asked for base images.
+    pub pull: crate::PullPolicy,
     /// `--build-context`s by name.
     pub build_contexts: BTreeMap<String, NamedContext>,
     /// Where the result goes (default: the store).
@@ -206,7 +205,7 @@ impl BuildRequest {
             platform: None,
             tags: Vec::new(),
             labels: BTreeMap::new(),
-            pull: false,
+            pull: crate::PullPolicy::Missing,
             no_cache: false,
             no_cache_filter: Vec::new(),
             cache_from: Vec::new(),

@@ -30,6 +30,9 @@ pub struct ClientOptions {
     pub auth_files: AuthFiles,
     /// Credentials given directly, by registry; they win over stored ones.
     pub credentials: HashMap<String, Credentials>,
+    /// Credentials for every registry without its own in `credentials`,
+    /// ahead of stored ones (podman's `--creds`).
+    pub credentials_for_all: Option<Credentials>,
     /// How many times a transient failure is retried.
     pub retries: u32,
     /// The first retry's delay; each later one doubles it.
@@ -70,6 +73,7 @@ impl ClientOptions {
             ],
             auth_files,
             credentials: HashMap::new(),
+            credentials_for_all: None,
             retries: 4,
             backoff: Duration::from_millis(500),
             timeout: Duration::from_secs(30),

@@ -5,7 +5,7 @@ mod deliver;
 mod run_flags;
 
 use super::frontend::{default_build_file, parse_build_args, read_build_file, BuildFile};
-use super::registry::{ForeignArgs, NetArgs, StoreArg};
+use super::registry::{AuthArgs, ForeignArgs, NetArgs, StoreArg};
 use crate::output::{errln, outln};
 use crate::progress::{Display, Mode};
 use anyhow::{bail, Context};
@@ -36,6 +36,8 @@ pub struct BuildArgs {
     root: StoreArg,
     #[command(flatten)]
     net: NetArgs,
+    #[command(flatten)]
+    auth: AuthArgs,
     #[command(flatten)]
     foreign: ForeignArgs,
     /// The Dockerfile, or a ZImagefile (named `ZImagefile`, `*.yaml` or
@@ -76,9 +78,19 @@ pub struct BuildArgs {
     /// every stage's); repeatable.
     #[arg(long, value_name = "SPEC")]
     cache_to: Vec<String>,
-    /// Check the registry for newer base images even when the store has them.
-    #[arg(long)]
-    pull: bool,
+    /// When base images come from the registry: `always` (what `--pull`
+    /// alone means, as in buildx), `missing` (only when the store lacks
+    /// them), `newer` (the registry's when it answers, else the store's)
+    /// or `never`, as podman's `--pull`.
+    #[arg(
+        long,
+        value_name = "POLICY",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "always",
+        default_value = "missing"
+    )]
+    pull: String,
     /// Write the image id (the manifest digest, sha256:…) to this file.
     #[arg(long, value_name = "FILE")]
     iidfile: Option<PathBuf>,
@@ -205,7 +217,7 @@ fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
     let (mut req, file, sinks) = request(&args)?;
     let store = args.root.open()?;
     let deliveries = deliver::Deliveries::bind(&mut req.outputs, &sinks, store.tmp_dir())?;
-    let registry = args.foreign.options(args.net.options());
+    let registry = args.foreign.options(args.auth.options(args.net.options())?);
     let backend = NativeBackend::new(store, registry).with_snapshotter(crate::env::snapshotter()?);
     let display = (!args.quiet).then(|| Display::new(mode, file.clone()));
     // The first SIGINT or SIGTERM stops the build cleanly (containers
@@ -333,7 +345,7 @@ fn request(
             .push(Reference::parse(tag).with_context(|| format!("invalid --tag {tag:?}"))?);
     }
     req.labels = pairs("--label", &args.labels)?;
-    req.pull = args.pull;
+    req.pull = args.pull.parse().map_err(anyhow::Error::msg)?;
     for (name, value) in pairs("--build-context", &args.build_contexts)? {
         let ctx: NamedContext = value
             .parse()

@@ -4,7 +4,7 @@ use crate::output::outln;
 use anyhow::{bail, Context};
 use kiln_oci::reference::Reference;
 use kiln_oci::{select_platform, Parsed, Platform};
-use kiln_registry::{Client, ClientOptions, Credentials, PushOptions};
+use kiln_registry::{AuthFiles, Client, ClientOptions, Credentials, PushOptions};
 use kiln_store::{media_type, ArchiveImage, Descriptor, Store};
 use std::io::Read;
 use std::path::PathBuf;
@@ -20,6 +20,8 @@ pub enum RegistryCommand {
         root: StoreArg,
         #[command(flatten)]
         net: NetArgs,
+        #[command(flatten)]
+        auth: AuthArgs,
         /// Platform to pull from a multi-platform image: os/arch[/variant],
         /// or windows(10.0.17763)/amd64 for a Windows build [default: this host's].
         #[arg(long)]
@@ -40,6 +42,8 @@ pub enum RegistryCommand {
         #[command(flatten)]
         net: NetArgs,
         #[command(flatten)]
+        auth: AuthArgs,
+        #[command(flatten)]
         foreign: ForeignArgs,
         /// The image in the store (name or id).
         image: String,
@@ -54,6 +58,8 @@ pub enum RegistryCommand {
         root: StoreArg,
         #[command(flatten)]
         net: NetArgs,
+        #[command(flatten)]
+        auth: AuthArgs,
         /// Platform to copy from a multi-platform image [default: this host's].
         #[arg(long)]
         platform: Option<Platform>,
@@ -81,6 +87,10 @@ pub enum RegistryCommand {
         /// Read the password from standard input.
         #[arg(long)]
         password_stdin: bool,
+        /// Save the credentials in this file (docker's config.json format)
+        /// instead of docker's or $REGISTRY_AUTH_FILE, as podman's `--authfile`.
+        #[arg(long, value_name = "FILE")]
+        authfile: Option<PathBuf>,
         /// The registry host[:port] [default: docker.io].
         registry: Option<String>,
     },
@@ -137,6 +147,42 @@ pub struct NetArgs {
     /// 429, 5xx) is retried, with backoff [default: 4].
     #[arg(long, value_name = "N")]
     retry_times: Option<u32>,
+}
+
+/// Credentials other than the stored ones, as podman and buildah take them.
+#[derive(clap::Args)]
+pub struct AuthArgs {
+    /// Read credentials from this file alone (docker's config.json or
+    /// containers' auth.json format), as podman's `--authfile`
+    /// [default: $REGISTRY_AUTH_FILE, else docker's and podman's files].
+    #[arg(long, value_name = "FILE")]
+    authfile: Option<PathBuf>,
+    /// Credentials USER:PASSWORD for the registries this command talks to,
+    /// ahead of stored ones (podman's `--creds`).
+    #[arg(long, value_name = "USER:PASSWORD")]
+    creds: Option<String>,
+}
+
+impl AuthArgs {
+    /// `opts` with these credentials.
+    pub(crate) fn options(&self, mut opts: ClientOptions) -> anyhow::Result<ClientOptions> {
+        if let Some(file) = &self.authfile {
+            opts.auth_files = AuthFiles {
+                read: vec![file.clone()],
+                write: file.clone(),
+            };
+        }
+        if let Some(creds) = &self.creds {
+            let Some((username, password)) = creds.split_once(':') else {
+                bail!("--creds: expected USER:PASSWORD");
+            };
+            opts.credentials_for_all = Some(Credentials {
+                username: username.to_string(),
+                password: password.to_string(),
+            });
+        }
+        Ok(opts)
+    }
 }
 
 /// What happens to foreign layers (Windows base layers with `urls`).
@@ -204,6 +250,7 @@ async fn run_async(cmd: RegistryCommand) -> anyhow::Result<()> {
         RegistryCommand::Pull {
             root,
             net,
+            auth,
             platform,
             all_platforms,
             foreign,
@@ -211,7 +258,7 @@ async fn run_async(cmd: RegistryCommand) -> anyhow::Result<()> {
         } => {
             let reference = parse_ref(&image)?;
             let store = root.open()?;
-            let client = Client::new(foreign.options(net.options()));
+            let client = Client::new(foreign.options(auth.options(net.options())?));
             if all_platforms {
                 let pulled = client.pull_all(&store, &reference).await?;
                 outln!("Pulled {}", reference.familiar());
@@ -237,6 +284,7 @@ async fn run_async(cmd: RegistryCommand) -> anyhow::Result<()> {
         RegistryCommand::Push {
             root,
             net,
+            auth,
             foreign,
             image,
             dest,
@@ -251,7 +299,7 @@ async fn run_async(cmd: RegistryCommand) -> anyhow::Result<()> {
                     .or_else(|| resolved.tags.first().cloned())
                     .with_context(|| format!("{image} has no name to push to; give a destination: `kiln push {image} REGISTRY/REPO:TAG`"))?,
             };
-            let client = Client::new(foreign.options(net.options()));
+            let client = Client::new(foreign.options(auth.options(net.options())?));
             if !foreign.keep_foreign_layers {
                 fetch_foreign(&client, &store, &resolved.descriptor, None).await?;
             }
@@ -265,13 +313,14 @@ async fn run_async(cmd: RegistryCommand) -> anyhow::Result<()> {
         RegistryCommand::Copy {
             root,
             net,
+            auth,
             platform,
             all,
             foreign,
             src,
             dest,
         } => {
-            let client = Client::new(foreign.options(net.options()));
+            let client = Client::new(foreign.options(auth.options(net.options())?));
             copy(&root, &client, platform.as_ref(), all, &src, &dest).await
         }
         RegistryCommand::Login {
@@ -279,6 +328,7 @@ async fn run_async(cmd: RegistryCommand) -> anyhow::Result<()> {
             username,
             password,
             password_stdin,
+            authfile,
             registry,
         } => {
             let registry = registry_name(registry.as_deref());
@@ -301,9 +351,14 @@ async fn run_async(cmd: RegistryCommand) -> anyhow::Result<()> {
             };
             let creds = Credentials { username, password };
             net.client().login(&registry, &creds).await?;
-            let saved = crate::env::auth_files()
-                .store(&registry, &creds)
-                .map_err(anyhow::Error::msg)?;
+            let files = match authfile {
+                Some(file) => AuthFiles {
+                    read: vec![file.clone()],
+                    write: file,
+                },
+                None => crate::env::auth_files(),
+            };
+            let saved = files.store(&registry, &creds).map_err(anyhow::Error::msg)?;
             outln!("Login Succeeded (credentials for {registry} saved in {saved})");
             Ok(())
         }
