@@ -6,6 +6,8 @@
 mod cache;
 mod show;
 
+pub(crate) use cache::parse_size;
+
 use crate::output::{errln, outln};
 use anyhow::{bail, Context};
 use kiln_oci::reference::Reference;
