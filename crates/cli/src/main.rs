@@ -6,7 +6,9 @@ mod cmd;
 mod env;
 mod output;
 mod progress;
+mod prompt;
 mod secret;
+mod template;
 mod userns;
 
 use clap::{CommandFactory, Parser, Subcommand};

@@ -106,7 +106,7 @@ fn docker_media_types_with_format_docker_or_oci_mediatypes_false() {
     assert_eq!(code, 0, "{err}");
     let (_, inspect, _) = kiln(d, &["inspect", "fmt:docker"]);
     let v: serde_json::Value = serde_json::from_str(&inspect).unwrap();
-    let v = if v.is_array() { v[0].clone() } else { v };
+    let v = &v[0];
     assert_eq!(
         v["MediaType"], "application/vnd.docker.distribution.manifest.v2+json",
         "{inspect}"

@@ -332,9 +332,17 @@ async fn run_async(cmd: RegistryCommand) -> anyhow::Result<()> {
             registry,
         } => {
             let registry = registry_name(registry.as_deref());
-            let Some(username) = username else {
-                bail!("give a user name with --username (kiln does not prompt)");
+            // docker's prompts, on a terminal only: a script must say.
+            let username = match username {
+                Some(u) => u,
+                None if crate::prompt::interactive() && !password_stdin => {
+                    crate::prompt::line("Username: ")?
+                }
+                None => bail!("give a user name with --username (there is no terminal to ask on)"),
             };
+            if username.is_empty() {
+                bail!("the user name is empty");
+            }
             let password = match (password, password_stdin) {
                 (Some(_), true) => bail!("--password and --password-stdin cannot be used together"),
                 (Some(p), false) => p,
@@ -345,8 +353,11 @@ async fn run_async(cmd: RegistryCommand) -> anyhow::Result<()> {
                         .context("reading the password from standard input")?;
                     p.trim_end_matches(['\n', '\r']).to_string()
                 }
+                (None, false) if crate::prompt::interactive() => {
+                    crate::prompt::password("Password: ")?
+                }
                 (None, false) => bail!(
-                    "give a password with --password-stdin or --password (kiln does not prompt)"
+                    "give a password with --password-stdin or --password (there is no terminal to ask on)"
                 ),
             };
             let creds = Credentials { username, password };
