@@ -19,8 +19,64 @@ use std::process::ExitCode;
 #[derive(Parser)]
 #[command(name = "kiln", version, about)]
 struct Cli {
+    /// Log what kiln does (registry requests and retries, …) on standard
+    /// error; `RUST_LOG` (tracing's directives) says what, finer.
+    #[arg(long, global = true)]
+    debug: bool,
+    /// Colours on standard error: `auto` (on a terminal, unless NO_COLOR is
+    /// set), `always` or `never`.
+    #[arg(long, global = true, value_enum, default_value = "auto")]
+    color: Color,
     #[command(subcommand)]
     command: Command,
+}
+
+/// `--color`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Color {
+    Auto,
+    Always,
+    Never,
+}
+
+/// Whether standard error gets colours, and with it what console styles
+/// (the progress display, `error:`) and the log write.
+fn colors(choice: Color) -> bool {
+    let on = match choice {
+        Color::Always => true,
+        Color::Never => false,
+        Color::Auto => !env::no_color() && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    };
+    console::set_colors_enabled_stderr(on);
+    on
+}
+
+/// `--debug` and `RUST_LOG`: tracing's events on standard error. Without
+/// either, no subscriber is installed and the events cost nothing.
+fn init_log(debug: bool, ansi: bool) {
+    let directives = match (env::rust_log(), debug) {
+        (Some(given), _) => given,
+        // kiln's crates; its dependencies' debug output is noise here.
+        (None, true) => [
+            "kiln",
+            "kiln_engine",
+            "kiln_registry",
+            "kiln_store",
+            "kiln_runtime",
+            "kiln_snapshot",
+            "kiln_cache",
+            "kiln_frontend",
+            "kiln_oci",
+        ]
+        .map(|c| format!("{c}=debug"))
+        .join(","),
+        (None, false) => return,
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(directives))
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .init();
 }
 
 #[derive(Subcommand)]
@@ -39,6 +95,8 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let ansi = colors(cli.color);
+    init_log(cli.debug, ansi);
     if matches!(cli.command, Command::Build(_)) {
         if let Err(message) = userns::enter_if_rootless() {
             errln!("error: {message}");
@@ -55,7 +113,10 @@ fn main() -> ExitCode {
     let code = match result {
         Ok(code) => code,
         Err(err) => {
-            errln!("error: {err:#}");
+            errln!(
+                "{} {err:#}",
+                console::style("error:").for_stderr().red().bold()
+            );
             return ExitCode::FAILURE;
         }
     };

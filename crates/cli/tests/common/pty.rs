@@ -34,8 +34,11 @@ impl Session {
             .stderr(Stdio::from(slave()))
             .spawn()
             .unwrap();
-        // The Command's copies of the slave end close with it here, so the
-        // master reads end of file once the child is gone.
+        // Drop the Command's copies of the slave end, so the master reads
+        // end of file once the child is gone.
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
         Session {
             master: File::from(master),
             child,
