@@ -848,3 +848,98 @@ fn pull_policies_of_build() {
         run.stderr
     );
 }
+
+/// A refused connection or a name that does not resolve fails at once,
+/// on the first attempt (no seconds of retries), naming why; a build
+/// whose base is there fails the same way.
+#[test]
+fn an_unreachable_registry_fails_on_the_first_attempt() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let closed = format!("127.0.0.1:{}", kiln_testsupport::free_port());
+    let run = kiln(h, &["pull", &format!("{closed}/app:1")]);
+    assert_eq!(run.code, 1);
+    assert_eq!(
+        run.stderr.lines().next().unwrap(),
+        format!(
+            "error: pulling {closed}/app:1: cannot reach the registry at http://{closed}/v2/app/manifests/1: \
+             the connection was refused (error sending request: client error (Connect): tcp connect error: \
+             Connection refused (os error 111)); check that it is running and the address is right"
+        )
+    );
+    let run = kiln(h, &["--debug", "pull", "no-such-registry.invalid/app:1"]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr.contains(
+            "error: pulling no-such-registry.invalid/app:1: cannot reach the registry at \
+             https://no-such-registry.invalid/v2/app/manifests/1: its host name does not resolve (",
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains("retrying"),
+        "not retried: {}",
+        run.stderr
+    );
+
+    std::fs::create_dir_all(h.join("ctx")).unwrap();
+    std::fs::write(h.join("ctx/Dockerfile"), format!("FROM {closed}/base:1\n")).unwrap();
+    let run = kiln(
+        h,
+        &[
+            "build",
+            "--debug",
+            "--progress=plain",
+            h.join("ctx").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr.contains("the connection was refused"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains("retrying"),
+        "not retried: {}",
+        run.stderr
+    );
+}
+
+/// What is transient is still retried: a 503 answered twice, then the
+/// manifest.
+#[test]
+fn a_server_error_is_still_retried() {
+    let registry = Registry::start();
+    let host = registry.host();
+    BaseImages::skopeo_push(&base_images().busybox, &host, "busybox:1");
+    let proxy = Proxy::start(
+        registry.port(),
+        vec![Fault::Status {
+            path: "/manifests/".into(),
+            code: 503,
+            times: 2,
+        }],
+    );
+    let home = tempfile::tempdir().unwrap();
+    let run = kiln(
+        home.path(),
+        &[
+            "--debug",
+            "pull",
+            "--insecure-registry",
+            &proxy.host(),
+            &format!("{}/busybox:1", proxy.host()),
+        ],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        run.stderr
+            .matches("retrying after: the registry failed with 503")
+            .count(),
+        2,
+        "{}",
+        run.stderr
+    );
+}

@@ -143,8 +143,9 @@ pub struct NetArgs {
     /// seconds [default: 30].
     #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
     connect_timeout: Option<Duration>,
-    /// How many times a transient failure (timeout, refused connection,
-    /// 429, 5xx) is retried, with backoff [default: 4].
+    /// How many times a transient failure (timeout, a connection cut,
+    /// 429, 5xx) is retried, with backoff [default: 4]; a refused
+    /// connection or a name that does not resolve is not retried.
     #[arg(long, value_name = "N")]
     retry_times: Option<u32>,
 }
