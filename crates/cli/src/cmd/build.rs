@@ -175,6 +175,10 @@ pub struct BuildArgs {
     /// -1 for unlimited); repeatable.
     #[arg(long, value_name = "NAME=SOFT[:HARD]")]
     ulimit: Vec<String>,
+    /// Squash the build's new layers into one, as podman's flag (not
+    /// supported yet).
+    #[arg(long)]
+    squash: bool,
     /// Provenance attestation: only `false` (kiln does not produce
     /// attestations yet).
     #[arg(long, value_name = "VALUE")]
@@ -193,6 +197,12 @@ pub struct BuildArgs {
 /// rather than on an "unexpected argument".
 fn check_unsupported(args: &BuildArgs) -> anyhow::Result<()> {
     let not_yet = |flag: &str, why: &str| anyhow::anyhow!("NotSupported: {flag}: {why}");
+    if args.squash {
+        return Err(not_yet(
+            "--squash",
+            "kiln does not squash layers yet; build without it (each step keeps its own layer)",
+        ));
+    }
     for (flag, value) in [("--provenance", &args.provenance), ("--sbom", &args.sbom)] {
         if let Some(v) = value.as_deref().filter(|v| !matches!(*v, "false" | "0")) {
             return Err(not_yet(
