@@ -88,7 +88,7 @@ enum Command {
     #[command(flatten)]
     Store(cmd::store::StoreCommand),
     #[command(flatten)]
-    Registry(cmd::registry::RegistryCommand),
+    Registry(Box<cmd::registry::RegistryCommand>),
     #[command(flatten)]
     Meta(cmd::meta::MetaCommand),
 }
@@ -107,7 +107,7 @@ fn main() -> ExitCode {
         Command::Build(c) => cmd::build::run(c),
         Command::Frontend(c) => cmd::frontend::run(c),
         Command::Store(c) => cmd::store::run(c),
-        Command::Registry(c) => cmd::registry::run(c),
+        Command::Registry(c) => cmd::registry::run(*c),
         Command::Meta(c) => cmd::meta::run(c, Cli::command()),
     };
     let code = match result {

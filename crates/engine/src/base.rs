@@ -180,29 +180,24 @@ impl<'a> Bases<'a> {
             self.with_foreign_layers(image, Some(&reference))
         };
         match (self.pull, stored) {
-            (PullPolicy::Missing, Some(manifest)) => return stored_image(manifest),
-            (PullPolicy::Never, Some(manifest)) => return stored_image(manifest),
-            (PullPolicy::Never, None) => {
-                return Err(BaseError::Other(format!(
-                    "not in the store, and --pull=never does not ask the registry; pull it \
-                     first (`kiln pull {reference}`) or build with --pull=missing"
-                )))
-            }
-            (PullPolicy::Newer, Some(manifest)) => {
-                return match self.pull_image(&reference, platform) {
-                    Err(BaseError::Registry(e)) => {
-                        self.events.send(BuildEvent::Warning {
-                            file: String::new(),
-                            line: 0,
-                            message: format!(
-                                "--pull=newer: {reference}: the registry failed ({e}); using the store's image"
-                            ),
-                        });
-                        stored_image(manifest)
-                    }
-                    other => other,
-                };
-            }
+            (PullPolicy::Missing | PullPolicy::Never, Some(manifest)) => stored_image(manifest),
+            (PullPolicy::Never, None) => Err(BaseError::Other(format!(
+                "not in the store, and --pull=never does not ask the registry; pull it \
+                 first (`kiln pull {reference}`) or build with --pull=missing"
+            ))),
+            (PullPolicy::Newer, Some(manifest)) => match self.pull_image(&reference, platform) {
+                Err(BaseError::Registry(e)) => {
+                    self.events.send(BuildEvent::Warning {
+                        file: String::new(),
+                        line: 0,
+                        message: format!(
+                            "--pull=newer: {reference}: the registry failed ({e}); using the store's image"
+                        ),
+                    });
+                    stored_image(manifest)
+                }
+                other => other,
+            },
             _ => self.pull_image(&reference, platform),
         }
     }

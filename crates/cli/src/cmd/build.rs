@@ -312,11 +312,8 @@ fn metadata(built: &BuiltImage) -> serde_json::Value {
 
 /// The request of a build, the build file it came from (which leads
 /// errors about a ZImagefile's translation back to the YAML), and the
-/// outputs the CLI hands on once the build is done (by index in
-/// `outputs`).
-fn request(
-    args: &BuildArgs,
-) -> anyhow::Result<(BuildRequest, BuildFile, Vec<(usize, deliver::Sink)>)> {
+/// outputs the CLI hands on once the build is done.
+fn request(args: &BuildArgs) -> anyhow::Result<(BuildRequest, BuildFile, deliver::Sinks)> {
     let no_context = args.context == Path::new("-");
     // No context and no -f: the Dockerfile comes from standard input.
     let path = match (&args.file, no_context) {

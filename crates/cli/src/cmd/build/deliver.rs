@@ -22,6 +22,10 @@ pub(super) enum Sink {
     Load,
 }
 
+/// The outputs a build hands on, each as its index in the request's
+/// outputs and where it goes.
+pub(super) type Sinks = Vec<(usize, Sink)>;
+
 /// Reads an `--output` spec as buildx does for the cases that end outside
 /// kiln: `-` is `type=tar,dest=-`; `dest=-` (and `type=oci` or `type=tar`
 /// without a dest) is standard output, refused when it is a terminal; a
@@ -81,7 +85,7 @@ impl Deliveries {
     /// and, for a load, finds the tool before anything is built.
     pub(super) fn bind(
         outputs: &mut [Output],
-        sinks: &[(usize, Sink)],
+        sinks: &Sinks,
         tmp: &Path,
     ) -> anyhow::Result<Deliveries> {
         if sinks.iter().filter(|(_, s)| *s == Sink::Stdout).count() > 1 {
