@@ -87,6 +87,16 @@ pub fn client_options() -> anyhow::Result<ClientOptions> {
     Ok(opts)
 }
 
+/// `$RUST_LOG`: the tracing directives `--debug` would otherwise set.
+pub fn rust_log() -> Option<String> {
+    var("RUST_LOG").map(|v| v.to_string_lossy().into_owned())
+}
+
+/// `$NO_COLOR` (any value): no colours unless `--color=always`.
+pub fn no_color() -> bool {
+    var("NO_COLOR").is_some()
+}
+
 /// `$SOURCE_DATE_EPOCH`, parsed.
 pub fn source_date_epoch() -> anyhow::Result<Option<i64>> {
     let value = var("SOURCE_DATE_EPOCH").map(|v| v.to_string_lossy().into_owned());

@@ -297,7 +297,8 @@ fn several_platforms_build_an_index() {
     let iid = std::fs::read_to_string(d.join("iid")).unwrap();
     let inspect: serde_json::Value =
         serde_json::from_str(&kiln(d, &["inspect", "multi:1"]).stdout).unwrap();
-    assert_eq!(inspect["Id"], iid.as_str());
+    let inspect = &inspect[0];
+    assert_eq!(inspect["Digest"], iid.as_str());
     assert_eq!(
         inspect["MediaType"],
         "application/vnd.oci.image.index.v1+json"

@@ -66,8 +66,8 @@ fn flags_kiln_does_not_implement_yet_say_so_and_why() {
     let dir = context();
     for (flag, expected) in [
         (
-            "--load",
-            "NotSupported: --load: kiln cannot load into docker or podman yet",
+            "--squash",
+            "NotSupported: --squash: kiln does not squash layers yet",
         ),
         (
             "--sbom=true",
@@ -76,18 +76,6 @@ fn flags_kiln_does_not_implement_yet_say_so_and_why() {
         (
             "--provenance=mode=max",
             "NotSupported: --provenance=mode=max: kiln does not produce attestations yet",
-        ),
-        (
-            "--network=host",
-            "NotSupported: --network=host: only the default network is supported",
-        ),
-        (
-            "--add-host=a:1.2.3.4",
-            "NotSupported: --add-host: not implemented by kiln yet",
-        ),
-        (
-            "--shm-size=1g",
-            "NotSupported: --shm-size: not implemented by kiln yet",
         ),
         (
             "--progress=fancy",
@@ -122,7 +110,7 @@ fn docker_media_types_with_format_docker_or_oci_mediatypes_false() {
     assert_eq!(code, 0, "{err}");
     let (_, inspect, _) = kiln(d, &["inspect", "fmt:docker"]);
     let v: serde_json::Value = serde_json::from_str(&inspect).unwrap();
-    let v = if v.is_array() { v[0].clone() } else { v };
+    let v = &v[0];
     assert_eq!(
         v["MediaType"], "application/vnd.docker.distribution.manifest.v2+json",
         "{inspect}"
@@ -172,4 +160,285 @@ fn docker_media_types_with_format_docker_or_oci_mediatypes_false() {
         err.contains("Docker media types have no zstd layer"),
         "{err}"
     );
+}
+
+fn kiln_env(dir: &Path, envs: &[(&str, &str)], args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(args)
+        .current_dir(dir)
+        .env("KILN_ROOT", dir.join("store"))
+        .env("HOME", dir)
+        .envs(envs.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn tar_names(bytes: &[u8]) -> Vec<String> {
+    let mut archive = tar::Archive::new(bytes);
+    archive
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect()
+}
+
+/// `-o -` is buildx's `type=tar,dest=-`: the final file system as a tar on
+/// standard output, and nothing else there; `dest=-` does the same for the
+/// other file outputs.
+#[test]
+fn output_dash_writes_a_tar_on_standard_output() {
+    let dir = context();
+    let d = dir.path();
+    for flags in [
+        &["-o", "-"][..],
+        &["--output", "-"],
+        &["-o", "type=local,dest=-"],
+    ] {
+        let mut args = vec!["build"];
+        args.extend_from_slice(flags);
+        args.push("ctx");
+        let out = kiln_env(d, &[], &args);
+        assert!(
+            out.status.success(),
+            "{flags:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(tar_names(&out.stdout), ["a.txt"], "{flags:?}");
+        let mut content = String::new();
+        let mut archive = tar::Archive::new(&out.stdout[..]);
+        let mut entry = archive.entries().unwrap().next().unwrap().unwrap();
+        std::io::Read::read_to_string(&mut entry, &mut content).unwrap();
+        assert_eq!(content, "a\n");
+    }
+    // An OCI layout and a docker-archive, both as tars; -q prints no id
+    // into the archive.
+    let out = kiln_env(d, &[], &["build", "-q", "-o", "type=oci,dest=-", "ctx"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let names = tar_names(&out.stdout);
+    assert!(names.contains(&"oci-layout".to_string()), "{names:?}");
+    assert!(names.contains(&"index.json".to_string()), "{names:?}");
+    let out = kiln_env(
+        d,
+        &[],
+        &["build", "-o", "type=docker,dest=-", "-t", "x:1", "ctx"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(tar_names(&out.stdout).contains(&"manifest.json".to_string()));
+    // Two outputs cannot share standard output.
+    let out = kiln_env(
+        d,
+        &[],
+        &["build", "-o", "-", "-o", "type=oci,dest=-", "ctx"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("only one output can go to standard output")
+    );
+}
+
+/// A terminal on standard output is refused, as buildx does, before
+/// anything is built.
+#[test]
+fn output_dash_refuses_a_terminal() {
+    let dir = context();
+    let d = dir.path();
+    // A pseudo-terminal as standard output.
+    use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
+    let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).unwrap();
+    grantpt(&master).unwrap();
+    unlockpt(&master).unwrap();
+    let name = ptsname(&master, Vec::new()).unwrap();
+    let slave = std::fs::OpenOptions::new()
+        .write(true)
+        .open(name.to_str().unwrap())
+        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["build", "-o", "-", "ctx"])
+        .current_dir(d)
+        .env("KILN_ROOT", d.join("store"))
+        .env("HOME", d)
+        .stdout(slave)
+        .output()
+        .unwrap();
+    drop(master);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("refusing to write a tar archive to a terminal"),
+        "{err}"
+    );
+    assert!(!d.join("-").exists());
+}
+
+/// Podman with its own storage under `dir` (so a test neither sees nor
+/// leaves images in the host's), and docker pointed at no daemon, so
+/// `--load` picks podman: the environment for kiln and for the checks.
+fn podman_env(dir: &Path) -> Vec<(String, String)> {
+    let storage = dir.join("storage.conf");
+    std::fs::write(
+        &storage,
+        format!(
+            "[storage]\ndriver = \"vfs\"\ngraphroot = \"{}\"\nrunroot = \"{}\"\n",
+            dir.join("podman-root").display(),
+            dir.join("podman-run").display()
+        ),
+    )
+    .unwrap();
+    let conf = dir.join("containers.conf");
+    std::fs::write(&conf, "[engine]\nevents_logger = \"none\"\n").unwrap();
+    vec![
+        (
+            "CONTAINERS_STORAGE_CONF".into(),
+            storage.display().to_string(),
+        ),
+        ("CONTAINERS_CONF".into(), conf.display().to_string()),
+        (
+            "DOCKER_HOST".into(),
+            format!("unix://{}/no-docker.sock", dir.display()),
+        ),
+    ]
+}
+
+fn podman(env: &[(String, String)], args: &[&str]) -> std::process::Output {
+    Command::new("podman")
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap()
+}
+
+/// `--load` streams a docker-archive into `podman load` when no docker
+/// daemon answers: podman then has the image under its tag and runs it.
+#[test]
+fn load_puts_the_image_into_podman() {
+    let dir = context();
+    let d = dir.path();
+    std::fs::write(
+        d.join("ctx/Dockerfile"),
+        "FROM bb\nCOPY a.txt /a.txt\nCMD [\"cat\", \"/a.txt\"]\n",
+    )
+    .unwrap();
+    let env = podman_env(d);
+    let envs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let bb = format!(
+        "bb=oci-layout://{}:latest",
+        kiln_testsupport::base_images().busybox.display()
+    );
+    let out = kiln_env(
+        d,
+        &envs,
+        &[
+            "build",
+            "-q",
+            "--load",
+            "--build-context",
+            &bb,
+            "-t",
+            "loaded:1",
+            "ctx",
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("Loaded image: docker.io/library/loaded:1"),
+        "{err}"
+    );
+    // -q still prints the id alone; kiln's store has the image too.
+    let id = String::from_utf8(out.stdout).unwrap();
+    assert!(id.trim().starts_with("sha256:"), "{id}");
+    let (code, images, _) = kiln(d, &["images"]);
+    assert_eq!(code, 0);
+    assert!(images.contains("loaded"), "{images}");
+
+    let inspect = podman(&env, &["image", "inspect", "loaded:1"]);
+    assert!(
+        inspect.status.success(),
+        "{}",
+        String::from_utf8_lossy(&inspect.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    assert_eq!(v[0]["Config"]["Cmd"], serde_json::json!(["cat", "/a.txt"]));
+    // runc (crun fails on this cgroup v1 host), and limits below the host's
+    // hard ones: podman's defaults are above them and root here cannot
+    // raise its own.
+    let run = podman(
+        &env,
+        &[
+            "run",
+            "--rm",
+            "--runtime",
+            "runc",
+            "--network",
+            "none",
+            "--ulimit",
+            "nofile=1024:1024",
+            "--ulimit",
+            "nproc=512:512",
+            "loaded:1",
+        ],
+    );
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(run.stdout, b"a\n");
+
+    // type=docker without a dest is buildx's way of saying --load.
+    let out = kiln_env(
+        d,
+        &envs,
+        &[
+            "build",
+            "-o",
+            "type=docker",
+            "--build-context",
+            &bb,
+            "-t",
+            "loaded:2",
+            "ctx",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(podman(&env, &["image", "exists", "loaded:2"])
+        .status
+        .success());
+}
+
+/// With neither a docker daemon nor podman, `--load` says so before
+/// anything is built.
+#[test]
+fn load_without_docker_or_podman_is_a_clear_error() {
+    let dir = context();
+    let d = dir.path();
+    let empty = d.join("empty-bin");
+    std::fs::create_dir(&empty).unwrap();
+    let out = kiln_env(
+        d,
+        &[("PATH", empty.to_str().unwrap())],
+        &["build", "--load", "ctx"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "--load: no docker daemon answers (`docker info` fails) and podman is not installed"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("#1"), "nothing is built: {err}");
 }

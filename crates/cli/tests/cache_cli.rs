@@ -113,17 +113,17 @@ fn du_lists_records_and_prune_keeps_the_cache_unless_told() {
     ok(dir.path(), &["rm", "app"]);
     let (du, _) = ok(dir.path(), &["du"]);
     assert!(!du.contains("(0B used by no image;"), "{du}");
-    let (pruned, _) = ok(dir.path(), &["prune"]);
+    let (pruned, _) = ok(dir.path(), &["prune", "-f"]);
     assert!(!pruned.contains("build cache records"), "{pruned}");
     let again = build(dir.path());
     assert_eq!(cached_lines(&again), 3, "{again}");
 
     // Records used within the hour stay under until=1h.
-    let (pruned, _) = ok(dir.path(), &["prune", "--filter", "until=1h"]);
+    let (pruned, _) = ok(dir.path(), &["prune", "-f", "--filter", "until=1h"]);
     assert!(!pruned.contains("build cache records"), "{pruned}");
     // A size limit evicts the least recently used records first.
     ok(dir.path(), &["rm", "app"]);
-    let (pruned, _) = ok(dir.path(), &["prune", "--keep-storage", "50kB"]);
+    let (pruned, _) = ok(dir.path(), &["prune", "-f", "--keep-storage", "50kB"]);
     // The big layer's record goes, with records that hold no layer and
     // were used before it.
     assert!(
@@ -138,7 +138,7 @@ fn du_lists_records_and_prune_keeps_the_cache_unless_told() {
     assert!(rebuilt.contains("#3 CACHED"), "{rebuilt}");
 
     ok(dir.path(), &["rm", "app"]);
-    let (pruned, _) = ok(dir.path(), &["prune", "--all"]);
+    let (pruned, _) = ok(dir.path(), &["prune", "-f", "--all"]);
     assert!(
         !pruned.starts_with("Deleted 0 build cache records"),
         "{pruned}"
@@ -153,13 +153,13 @@ fn du_lists_records_and_prune_keeps_the_cache_unless_told() {
 #[test]
 fn bad_prune_flags_are_errors() {
     let dir = setup();
-    let out = kiln(dir.path(), &["prune", "--filter", "label=a"]);
+    let out = kiln(dir.path(), &["prune", "-f", "--filter", "label=a"]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
         "error: --filter label=a: kiln prune takes until=DURATION (like until=24h)\n"
     );
-    let out = kiln(dir.path(), &["prune", "--keep-storage", "lots"]);
+    let out = kiln(dir.path(), &["prune", "-f", "--keep-storage", "lots"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid size \"lots\""));
 }
@@ -262,7 +262,7 @@ fn four_builds_at_once_share_the_cache_and_leave_it_consistent() {
             .map(|n| {
                 let (out, _) = ok(dir.path(), &["inspect", &format!("img{n}{tag}")]);
                 let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-                v["Id"].as_str().unwrap().to_string()
+                v[0]["Digest"].as_str().unwrap().to_string()
             })
             .collect()
     };

@@ -110,8 +110,8 @@ fn prune_during_a_build_leaves_its_work_alone() {
     assert!(!du.contains("In flight: 0B"), "{du}");
     // The RUN is running on the scratch directory, snapshot and base blobs
     // a prune would otherwise take.
-    kiln_ok(d, &["prune", "--all"]);
-    kiln_ok(d, &["prune"]);
+    kiln_ok(d, &["prune", "-f", "--all"]);
+    kiln_ok(d, &["prune", "-f"]);
     finish(build, rest);
     assert!(kiln_ok(d, &["images"]).contains("slow "));
 
@@ -120,7 +120,7 @@ fn prune_during_a_build_leaves_its_work_alone() {
     let mut build = spawn_build(d, "onwarm", "FROM warm\nRUN echo started && sleep 2\n", &[]);
     let rest = wait_for_line(&mut build, " started");
     kiln_ok(d, &["rm", "warm"]);
-    kiln_ok(d, &["prune", "--all"]);
+    kiln_ok(d, &["prune", "-f", "--all"]);
     finish(build, rest);
     assert!(kiln_ok(d, &["images"]).contains("onwarm "));
     let out = kiln(d, &["fsck"]);
@@ -143,11 +143,11 @@ fn prune_during_a_build_leaves_its_work_alone() {
                 &[],
             );
             let rest = wait_for_line(&mut child, " started");
-            kiln_ok(d, &["prune", "--all"]);
+            kiln_ok(d, &["prune", "-f", "--all"]);
             (child, rest)
         })
         .collect();
-    kiln_ok(d, &["prune", "--all"]);
+    kiln_ok(d, &["prune", "-f", "--all"]);
     for (child, rest) in builds {
         finish(child, rest);
     }

@@ -645,3 +645,301 @@ fn timeout_flag_cuts_a_stalled_body_but_not_a_slow_one() {
         layer.strip_prefix("sha256:").unwrap()
     ));
 }
+
+/// podman's `--creds` and `--authfile` on copy, pull, push and build, and
+/// `login --authfile` writing the file they read.
+#[test]
+fn creds_and_authfile_reach_every_registry_command() {
+    let registry = Registry::start_with(RegistryOptions {
+        tls: true,
+        auth: Auth::Basic {
+            user: "kiln".into(),
+            password: "hunter2".into(),
+        },
+        ..RegistryOptions::default()
+    });
+    let host = registry.host();
+    let ca = registry.ca_cert();
+    let ca = ca.to_str().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    std::fs::create_dir_all(h.join("store")).unwrap();
+    let image = format!("{host}/private:1");
+    let oci = format!("oci:{}", base_images().busybox.display());
+
+    let run = kiln(
+        h,
+        &["copy", "--ca-cert", ca, &oci, &format!("docker://{image}")],
+    );
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr.contains("the registry asks for credentials"),
+        "{}",
+        run.stderr
+    );
+    let run = kiln(
+        h,
+        &[
+            "copy",
+            "--ca-cert",
+            ca,
+            "--creds",
+            "kiln:hunter2",
+            &oci,
+            &format!("docker://{image}"),
+        ],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let run = kiln(
+        h,
+        &["pull", "--ca-cert", ca, "--creds", "kiln:wrong", &image],
+    );
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("401 Unauthorized"), "{}", run.stderr);
+    let run = kiln(
+        h,
+        &["pull", "--ca-cert", ca, "--creds", "kiln:hunter2", &image],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let run = kiln(h, &["pull", "--creds", "kiln", &image]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr.contains("--creds: expected USER:PASSWORD"),
+        "{}",
+        run.stderr
+    );
+
+    // login --authfile writes the file, which --authfile then reads; the
+    // default files stay untouched.
+    let authfile = h.join("auth.json");
+    let auth = authfile.to_str().unwrap();
+    let run = kiln(
+        h,
+        &[
+            "login",
+            "--ca-cert",
+            ca,
+            "--authfile",
+            auth,
+            "-u",
+            "kiln",
+            "-p",
+            "hunter2",
+            &host,
+        ],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains(auth), "{}", run.stdout);
+    assert!(!h.join("docker/config.json").exists());
+    let run = kiln(
+        h,
+        &[
+            "push",
+            "--ca-cert",
+            ca,
+            "--authfile",
+            auth,
+            &image,
+            &format!("{host}/pushed:1"),
+        ],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let run = kiln(
+        h,
+        &["push", "--ca-cert", ca, &image, &format!("{host}/pushed:2")],
+    );
+    assert_eq!(run.code, 1, "no stored credentials without --authfile");
+
+    // A build pulls a private base with either.
+    std::fs::create_dir_all(h.join("ctx")).unwrap();
+    std::fs::write(h.join("ctx/Dockerfile"), format!("FROM {host}/pushed:1\n")).unwrap();
+    let ctx = h.join("ctx");
+    let ctx = ctx.to_str().unwrap();
+    for flags in [&["--creds", "kiln:hunter2"][..], &["--authfile", auth]] {
+        let mut args = vec!["build", "-q", "--pull", "--ca-cert", ca];
+        args.extend_from_slice(flags);
+        args.push(ctx);
+        let run = kiln(h, &args);
+        assert_eq!(run.code, 0, "{flags:?}: {}", run.stderr);
+    }
+    let run = kiln(h, &["build", "-q", "--pull", "--ca-cert", ca, ctx]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr.contains("the registry asks for credentials"),
+        "{}",
+        run.stderr
+    );
+}
+
+/// `--pull` with buildx's meaning (always ask the registry) and podman's
+/// values.
+#[test]
+fn pull_policies_of_build() {
+    let mut registry = Registry::start();
+    let host = registry.host();
+    BaseImages::skopeo_push(&base_images().busybox, &host, "busybox:1");
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    std::fs::create_dir_all(h.join("ctx")).unwrap();
+    std::fs::write(h.join("ctx/Dockerfile"), format!("FROM {host}/busybox:1\n")).unwrap();
+    let ctx = h.join("ctx");
+    let ctx = ctx.to_str().unwrap();
+    let build = |policy: &str| {
+        let mut args = vec!["build", "--progress=plain", "--insecure-registry", &host];
+        if !policy.is_empty() {
+            args.push(policy);
+        }
+        args.push(ctx);
+        kiln(h, &args)
+    };
+
+    let run = build("--pull=never");
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr
+            .contains("not in the store, and --pull=never does not ask the registry"),
+        "{}",
+        run.stderr
+    );
+    let run = build("--pull=missing");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!("pull {host}/busybox:1")),
+        "{}",
+        run.stderr
+    );
+    // The store has it now: missing does not ask again.
+    let run = build("");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(!run.stderr.contains("pull "), "{}", run.stderr);
+
+    registry.stop();
+    for policy in ["--pull", "--pull=always", "--pull=true"] {
+        let run = build(policy);
+        assert_eq!(run.code, 1, "{policy}");
+        assert!(
+            run.stderr.contains(&format!("base image {host}/busybox:1")),
+            "{policy}: {}",
+            run.stderr
+        );
+    }
+    let run = build("--pull=newer");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!(
+            "warning: --pull=newer: {host}/busybox:1: the registry failed"
+        )),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("using the store's image"),
+        "{}",
+        run.stderr
+    );
+    let run = build("--pull=never");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let run = build("--pull=sometimes");
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr
+            .contains("--pull=sometimes: expected always, missing, newer or never"),
+        "{}",
+        run.stderr
+    );
+}
+
+/// A refused connection or a name that does not resolve fails at once,
+/// on the first attempt (no seconds of retries), naming why; a build
+/// whose base is there fails the same way.
+#[test]
+fn an_unreachable_registry_fails_on_the_first_attempt() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let closed = format!("127.0.0.1:{}", kiln_testsupport::free_port());
+    let run = kiln(h, &["pull", &format!("{closed}/app:1")]);
+    assert_eq!(run.code, 1);
+    assert_eq!(
+        run.stderr.lines().next().unwrap(),
+        format!(
+            "error: pulling {closed}/app:1: cannot reach the registry at http://{closed}/v2/app/manifests/1: \
+             the connection was refused (error sending request: client error (Connect): tcp connect error: \
+             Connection refused (os error 111)); check that it is running and the address is right"
+        )
+    );
+    let run = kiln(h, &["--debug", "pull", "no-such-registry.invalid/app:1"]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr.contains(
+            "error: pulling no-such-registry.invalid/app:1: cannot reach the registry at \
+             https://no-such-registry.invalid/v2/app/manifests/1: its host name does not resolve (",
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains("retrying"),
+        "not retried: {}",
+        run.stderr
+    );
+
+    std::fs::create_dir_all(h.join("ctx")).unwrap();
+    std::fs::write(h.join("ctx/Dockerfile"), format!("FROM {closed}/base:1\n")).unwrap();
+    let run = kiln(
+        h,
+        &[
+            "build",
+            "--debug",
+            "--progress=plain",
+            h.join("ctx").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr.contains("the connection was refused"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains("retrying"),
+        "not retried: {}",
+        run.stderr
+    );
+}
+
+/// What is transient is still retried: a 503 answered twice, then the
+/// manifest.
+#[test]
+fn a_server_error_is_still_retried() {
+    let registry = Registry::start();
+    let host = registry.host();
+    BaseImages::skopeo_push(&base_images().busybox, &host, "busybox:1");
+    let proxy = Proxy::start(
+        registry.port(),
+        vec![Fault::Status {
+            path: "/manifests/".into(),
+            code: 503,
+            times: 2,
+        }],
+    );
+    let home = tempfile::tempdir().unwrap();
+    let run = kiln(
+        home.path(),
+        &[
+            "--debug",
+            "pull",
+            "--insecure-registry",
+            &proxy.host(),
+            &format!("{}/busybox:1", proxy.host()),
+        ],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        run.stderr
+            .matches("retrying after: the registry failed with 503")
+            .count(),
+        2,
+        "{}",
+        run.stderr
+    );
+}

@@ -26,7 +26,7 @@ fn years_since_2020() -> u64 {
 fn images_lists_tags_as_table_and_json() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    let (m, _) = make_image(root, "busybox", &sample_tree(), CREATED);
+    let (m, config) = make_image(root, "busybox", &sample_tree(), CREATED);
     kiln_ok(root, &["tag", "busybox", "localhost:5000/team/app:v1"]);
     let size: u64 = kiln_store::Store::open(root)
         .unwrap()
@@ -35,7 +35,8 @@ fn images_lists_tags_as_table_and_json() {
         .iter()
         .map(|d| d.size)
         .sum();
-    let id = &m.digest.hex()[..12];
+    // IMAGE ID as docker and podman show it: the config's digest.
+    let id = &config.hex()[..12];
     let ago = format!("{} years ago", years_since_2020());
     assert!((1000..10_000).contains(&size), "{size}");
     let size_h = format!("{:.2}kB", size as f64 / 1000.0);
@@ -67,10 +68,54 @@ fn images_lists_tags_as_table_and_json() {
             "Tag": "v1",
             "Name": "localhost:5000/team/app:v1",
             "Id": m.digest.to_string(),
+            "ImageId": config.to_string(),
             "Created": CREATED,
             "Size": size,
         })
     );
+
+    // -q: each id once; --no-trunc: in full; a reference filter, with
+    // wildcards; --digests: the manifest digest.
+    assert_eq!(kiln_ok(root, &["images", "-q"]), format!("{id}\n"));
+    assert_eq!(
+        kiln_ok(root, &["images", "-q", "--no-trunc"]),
+        format!("{config}\n")
+    );
+    let names = |args: &[&str]| -> Vec<String> {
+        let mut all = vec!["images"];
+        all.extend_from_slice(args);
+        kiln_ok(root, &all)
+            .lines()
+            .skip(1)
+            .map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(":"))
+            .collect()
+    };
+    assert_eq!(names(&["busybox"]), ["busybox:latest"]);
+    assert_eq!(
+        names(&["docker.io/library/busybox:latest"]),
+        ["busybox:latest"]
+    );
+    assert_eq!(
+        names(&["localhost:5000/team/*"]),
+        ["localhost:5000/team/app:v1"]
+    );
+    assert_eq!(
+        names(&["localhost:5000/team/app:v?"]),
+        ["localhost:5000/team/app:v1"]
+    );
+    assert!(names(&["busybox:2"]).is_empty());
+    assert!(names(&["*"]).contains(&"busybox:latest".to_string()));
+    let with_digests = kiln_ok(root, &["images", "--digests", "busybox"]);
+    let mut lines = with_digests.lines();
+    assert!(
+        lines.next().unwrap().contains("TAG      DIGEST"),
+        "{with_digests}"
+    );
+    let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(row[..4], ["busybox", "latest", &m.digest.to_string(), id]);
+    // The id it shows names the image in other commands.
+    kiln_ok(root, &["tag", id, "by-id:1"]);
+    assert_eq!(names(&["by-id"]), ["by-id:1"]);
 }
 
 #[test]
@@ -78,10 +123,22 @@ fn inspect_shows_manifest_and_config() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     let (m, config) = make_image(root, "app:1", &sample_tree(), CREATED);
-    let out: serde_json::Value =
+    let all: serde_json::Value =
         serde_json::from_str(&kiln_ok(root, &["inspect", "app:1"])).unwrap();
-    assert_eq!(out["Id"], m.digest.to_string());
+    // docker's shape: an array, one object per image.
+    assert_eq!(all.as_array().unwrap().len(), 1);
+    let out = &all[0];
+    assert_eq!(out["Id"], config.to_string());
+    assert_eq!(out["Digest"], m.digest.to_string());
     assert_eq!(out["RepoTags"], serde_json::json!(["app:1"]));
+    assert_eq!(
+        out["RepoDigests"],
+        serde_json::json!([format!("app@{}", m.digest)])
+    );
+    assert_eq!(out["Created"], CREATED);
+    assert_eq!(out["Os"], "linux");
+    assert_eq!(out["Architecture"], "amd64");
+    assert_eq!(out["RootFS"]["type"], "layers");
     assert_eq!(
         out["MediaType"],
         "application/vnd.oci.image.manifest.v1+json"
@@ -91,14 +148,52 @@ fn inspect_shows_manifest_and_config() {
     assert_eq!(out["ManifestDigest"], m.digest.to_string());
     assert_eq!(out["Manifest"]["config"]["digest"], config.to_string());
     assert_eq!(out["ConfigDigest"], config.to_string());
+    assert_eq!(out["Config"]["Cmd"], serde_json::json!(["/bin/tool"]));
     assert_eq!(
-        out["Config"]["config"]["Cmd"],
+        out["ImageConfig"]["config"]["Cmd"],
         serde_json::json!(["/bin/tool"])
     );
-    // By id prefix too.
-    let by_id: serde_json::Value =
-        serde_json::from_str(&kiln_ok(root, &["inspect", &m.digest.hex()[..10]])).unwrap();
-    assert_eq!(by_id, out);
+    // By id prefix too: the manifest's, or the config's as docker shows it.
+    for prefix in [&m.digest.hex()[..10], &config.hex()[..12]] {
+        let by_id: serde_json::Value =
+            serde_json::from_str(&kiln_ok(root, &["inspect", prefix])).unwrap();
+        assert_eq!(by_id, all, "{prefix}");
+    }
+    // Two images, two objects.
+    kiln_ok(root, &["tag", "app:1", "app:2"]);
+    let two: serde_json::Value =
+        serde_json::from_str(&kiln_ok(root, &["inspect", "app:1", "app:2"])).unwrap();
+    assert_eq!(two.as_array().unwrap().len(), 2);
+}
+
+/// `kiln inspect --format` with the Go templates docker users type.
+#[test]
+fn inspect_format_takes_go_templates() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let (m, config) = make_image(root, "app:1", &sample_tree(), CREATED);
+    let format = |t: &str| kiln_ok(root, &["inspect", "--format", t, "app:1"]);
+    assert_eq!(format("{{.Id}}"), format!("{config}\n"));
+    assert_eq!(format("{{.Os}}/{{.Architecture}}"), "linux/amd64\n");
+    assert_eq!(format("{{.Config.Cmd}}"), "[/bin/tool]\n");
+    assert_eq!(format("{{json .Config.Cmd}}"), "[\"/bin/tool\"]\n");
+    let config_json: serde_json::Value = serde_json::from_str(&format("{{json .Config}}")).unwrap();
+    assert_eq!(config_json["Cmd"], serde_json::json!(["/bin/tool"]));
+    let whole: serde_json::Value = serde_json::from_str(&format("{{json .}}")).unwrap();
+    assert_eq!(whole["Digest"], m.digest.to_string());
+    assert_eq!(format("{{range .RepoTags}}<{{.}}>{{end}}"), "<app:1>\n");
+    assert_eq!(
+        kiln_ok(root, &["inspect", "-f", "{{.Config.Env}}", "app:1"]),
+        "<no value>\n",
+        "a field the config lacks, as Go prints it"
+    );
+    let bad = kiln(root, &["inspect", "--format", "{{printf .Id}}", "app:1"]);
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("kiln knows json, join and index"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
 }
 
 #[test]
@@ -163,7 +258,7 @@ fn rm_prune_and_fsck() {
         .sum();
     drop(store);
     assert_eq!(
-        kiln_ok(root, &["prune"]),
+        kiln_ok(root, &["prune", "-f"]),
         format!(
             "Deleted 3 blobs; reclaimed {} ({bytes} bytes)\n",
             if bytes < 1000 {
@@ -287,7 +382,7 @@ fn skopeo_reads_and_writes_what_kiln_does() {
     for name in ["copied:2", "copied:3"] {
         let v: serde_json::Value =
             serde_json::from_str(&kiln_ok(&other, &["inspect", name])).unwrap();
-        assert_eq!(v["ConfigDigest"], config.to_string(), "{name}");
+        assert_eq!(v[0]["ConfigDigest"], config.to_string(), "{name}");
     }
     assert!(kiln_ok(&other, &["fsck"]).ends_with(" blobs and 2 images checked: no problems\n"));
 }
@@ -435,7 +530,7 @@ fn sigkill_during_load_leaves_a_consistent_store() {
     assert!(load().wait().unwrap().success());
     let full = start.elapsed();
     kiln_ok(&root, &["rm", "big:1"]);
-    kiln_ok(&root, &["prune"]);
+    kiln_ok(&root, &["prune", "-f"]);
     let mut killed = 0;
     for i in 0..14u32 {
         let mut child = load();
@@ -460,7 +555,7 @@ fn sigkill_during_load_leaves_a_consistent_store() {
         "only {killed} of 12 loads were killed mid-way"
     );
     // Whatever the kills left, prune clears it and a full load still works.
-    kiln_ok(&root, &["prune"]);
+    kiln_ok(&root, &["prune", "-f"]);
     assert_eq!(fs::read_dir(root.join("tmp")).unwrap().count(), 0);
     assert_eq!(
         kiln_ok(&root, &["load", "-i", archive.to_str().unwrap()]),

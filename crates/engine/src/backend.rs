@@ -190,9 +190,8 @@ pub struct BuildRequest {
     pub cache_from: Vec<CacheLocation>,
     /// `--cache-to`: shared caches the build's steps are written to.
     pub cache_to: Vec<CacheExport>,
-    /// `--pull`: check the registry for base images even when the store
-    /// has them.
-    pub pull: bool,
+    /// `--pull`: when the registry is asked for base images.
+    pub pull: crate::PullPolicy,
     /// `--build-context`s by name.
     pub build_contexts: BTreeMap<String, NamedContext>,
     /// Where the result goes (default: the store).
@@ -216,6 +215,11 @@ pub struct BuildRequest {
     /// `--allow network.host`: RUN steps may use `--network=host`, as
     /// BuildKit's entitlement allows.
     pub allow_network_host: bool,
+    /// The build-wide settings of RUN steps (`--network`, `--add-host`,
+    /// `--shm-size`, `--ulimit`).
+    pub run: crate::RunDefaults,
+    /// `--annotation`s of the image's manifest, index and descriptors.
+    pub annotations: crate::Annotations,
     /// Set it (from a signal handler, another thread) to stop the build:
     /// running containers are killed, their snapshots removed, and the
     /// build fails with [`BuildError::Interrupted`].
@@ -234,7 +238,7 @@ impl BuildRequest {
             platform: None,
             tags: Vec::new(),
             labels: BTreeMap::new(),
-            pull: false,
+            pull: crate::PullPolicy::Missing,
             no_cache: false,
             no_cache_filter: Vec::new(),
             cache_from: Vec::new(),
@@ -249,6 +253,8 @@ impl BuildRequest {
             ssh: BTreeMap::new(),
             runtime: None,
             allow_network_host: false,
+            run: crate::RunDefaults::default(),
+            annotations: crate::Annotations::default(),
             interrupt: Arc::default(),
         }
     }
@@ -437,6 +443,9 @@ impl NativeBackend {
                 "pushing needs a name: add -t REGISTRY/REPOSITORY:TAG".into(),
             ));
         }
+        req.annotations
+            .check(req.platforms.len(), req.docker_media_types)
+            .map_err(BuildError::Request)?;
         let client = Client::new(self.registry.clone());
         if req.platforms.len() > 1 {
             return self.run_platforms(req, events, &client);
@@ -451,6 +460,7 @@ impl NativeBackend {
             &target,
             &req.tags,
             &req.outputs,
+            &req.annotations.index_descriptor,
         )?;
         Ok(BuiltImage {
             layers: target.layers.len(),
@@ -531,7 +541,11 @@ impl NativeBackend {
             .iter()
             .map(|(platform, s)| {
                 let platform = entry_platform(platform, &s.target.config);
-                s.image.manifest.clone().with_platform(&platform)
+                let mut entry = s.image.manifest.clone().with_platform(&platform);
+                entry
+                    .annotations
+                    .extend(req.annotations.manifest_descriptor.clone());
+                entry
             })
             .collect();
         let format = if req.docker_media_types {
@@ -539,7 +553,8 @@ impl NativeBackend {
         } else {
             kiln_oci::ManifestFormat::OciIndex
         };
-        let index = kiln_oci::Index::new(format, entries);
+        let mut index = kiln_oci::Index::new(format, entries);
+        index.annotations = req.annotations.index.clone();
         let info = self.store.put_bytes(&index.to_json())?;
         let index = Descriptor::new(kiln_store::media_type::OCI_INDEX, info.digest, info.size);
         let mut tags = Vec::new();
@@ -562,6 +577,7 @@ impl NativeBackend {
                             &s.target,
                             &[],
                             &one,
+                            &BTreeMap::new(),
                         )?;
                     }
                 }
@@ -578,6 +594,7 @@ impl NativeBackend {
                 first,
                 &req.tags,
                 &image_outputs,
+                &req.annotations.index_descriptor,
             )?;
         }
         Ok(BuiltImage {
@@ -681,6 +698,7 @@ impl NativeBackend {
             secrets: &req.secrets,
             ssh: &req.ssh,
             allow_network_host: req.allow_network_host,
+            run: &req.run,
             warned: &Mutex::new(Vec::new()),
             cache: &cache,
             client,
@@ -718,7 +736,13 @@ impl NativeBackend {
         {
             std::sync::Arc::make_mut(&mut target).fs.catch_up(&ctx)?;
         }
-        let image = export::write_image(&self.store, &target, &req.labels, req.docker_media_types)?;
+        let image = export::write_image(
+            &self.store,
+            &target,
+            &req.labels,
+            &req.annotations.manifest,
+            req.docker_media_types,
+        )?;
         cache.keep_remote_hits(&self.store);
         let stages = image_stages(&plan);
         let cache_records = req

@@ -6,7 +6,7 @@
 //! (one lock), so two stages needing the same image pull it once.
 
 use crate::backend::NamedContext;
-use crate::events::EventSink;
+use crate::events::{BuildEvent, EventSink};
 use crate::transfer::Counted;
 use kiln_frontend::stages::Platform;
 use kiln_oci::reference::Reference;
@@ -56,11 +56,46 @@ pub(crate) enum BaseError {
     Other(String),
 }
 
+/// When a build asks the registry for a base image it names
+/// (`--pull`, podman's values; a named context is not pulled).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PullPolicy {
+    /// From the store when it has the image, else from the registry.
+    #[default]
+    Missing,
+    /// From the registry every time; a registry that fails fails the
+    /// build (buildx's `--pull`).
+    Always,
+    /// From the registry when it answers (getting a newer image if there
+    /// is one), else from the store, with a warning.
+    Newer,
+    /// From the store only.
+    Never,
+}
+
+impl std::str::FromStr for PullPolicy {
+    type Err = String;
+
+    /// podman's names (`always`, `missing`, `never`, `newer`) and buildx's
+    /// booleans (`true` is `always`, `false` is `missing`).
+    fn from_str(s: &str) -> Result<PullPolicy, String> {
+        match s {
+            "always" | "true" => Ok(PullPolicy::Always),
+            "missing" | "false" => Ok(PullPolicy::Missing),
+            "newer" => Ok(PullPolicy::Newer),
+            "never" => Ok(PullPolicy::Never),
+            other => Err(format!(
+                "--pull={other}: expected always, missing, newer or never"
+            )),
+        }
+    }
+}
+
 /// Finds images for one build.
 pub(crate) struct Bases<'a> {
     store: &'a Store,
     client: &'a Client,
-    pull: bool,
+    pull: PullPolicy,
     contexts: &'a BTreeMap<String, NamedContext>,
     /// Where pulls report their bytes.
     events: &'a EventSink,
@@ -68,11 +103,11 @@ pub(crate) struct Bases<'a> {
 }
 
 impl<'a> Bases<'a> {
-    /// `pull` forces a registry check for every image (`--pull`).
+    /// `pull` says when the registry is asked (`--pull`).
     pub(crate) fn new(
         store: &'a Store,
         client: &'a Client,
-        pull: bool,
+        pull: PullPolicy,
         contexts: &'a BTreeMap<String, NamedContext>,
         events: &'a EventSink,
     ) -> Bases<'a> {
@@ -132,24 +167,52 @@ impl<'a> Bases<'a> {
 
     fn registry_or_store(&self, name: &str, platform: &Platform) -> Result<ImageSource, BaseError> {
         let reference = Reference::parse(name).map_err(|e| BaseError::Other(e.to_string()))?;
-        if !self.pull {
-            match self.store.resolve(&reference.to_string()) {
-                Ok(found) => {
-                    if let Some(manifest) = self.select(&found.descriptor, platform)? {
-                        let image = read_image(self.store, manifest)?;
-                        return self.with_foreign_layers(image, Some(&reference));
-                    }
-                }
-                Err(kiln_store::Error::ImageNotFound { .. }) => {}
+        let stored = match self.pull {
+            PullPolicy::Always => None,
+            _ => match self.store.resolve(&reference.to_string()) {
+                Ok(found) => self.select(&found.descriptor, platform)?,
+                Err(kiln_store::Error::ImageNotFound { .. }) => None,
                 Err(e) => return Err(e.into()),
-            }
+            },
+        };
+        let stored_image = |manifest: Descriptor| {
+            let image = read_image(self.store, manifest)?;
+            self.with_foreign_layers(image, Some(&reference))
+        };
+        match (self.pull, stored) {
+            (PullPolicy::Missing | PullPolicy::Never, Some(manifest)) => stored_image(manifest),
+            (PullPolicy::Never, None) => Err(BaseError::Other(format!(
+                "not in the store, and --pull=never does not ask the registry; pull it \
+                 first (`kiln pull {reference}`) or build with --pull=missing"
+            ))),
+            (PullPolicy::Newer, Some(manifest)) => match self.pull_image(&reference, platform) {
+                Err(BaseError::Registry(e)) => {
+                    self.events.send(BuildEvent::Warning {
+                        file: String::new(),
+                        line: 0,
+                        message: format!(
+                            "--pull=newer: {reference}: the registry failed ({e}); using the store's image"
+                        ),
+                    });
+                    stored_image(manifest)
+                }
+                other => other,
+            },
+            _ => self.pull_image(&reference, platform),
         }
+    }
+
+    fn pull_image(
+        &self,
+        reference: &Reference,
+        platform: &Platform,
+    ) -> Result<ImageSource, BaseError> {
         let runtime = crate::runtime().map_err(BaseError::Other)?;
         let counted = Counted::start(self.store, self.events, format!("pull {reference}"));
-        let pulled = runtime.block_on(self.client.pull(&counted, &reference, Some(platform)))?;
+        let pulled = runtime.block_on(self.client.pull(&counted, reference, Some(platform)))?;
         counted.finish();
         let image = read_image(self.store, pulled.manifest)?;
-        self.with_foreign_layers(image, Some(&reference))
+        self.with_foreign_layers(image, Some(reference))
     }
 
     /// `image` with its foreign layers in the store and listed as ordinary

@@ -107,6 +107,78 @@ impl Output {
     }
 }
 
+/// `--annotation`s, by where buildx puts them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Annotations {
+    /// On each image manifest (`manifest:`, and no type at all).
+    pub manifest: BTreeMap<String, String>,
+    /// On the image index of a multi-platform build (`index:`).
+    pub index: BTreeMap<String, String>,
+    /// On each manifest's entry in that index (`manifest-descriptor:`).
+    pub manifest_descriptor: BTreeMap<String, String>,
+    /// On the image's entry in an OCI layout's `index.json`
+    /// (`index-descriptor:`, for `type=oci`).
+    pub index_descriptor: BTreeMap<String, String>,
+}
+
+impl Annotations {
+    /// Adds one `--annotation` in buildx's syntax: `[TYPE[,TYPE…]:]KEY=VALUE`,
+    /// TYPE one of `manifest`, `index`, `manifest-descriptor` and
+    /// `index-descriptor`.
+    pub fn add(&mut self, spec: &str) -> Result<(), String> {
+        let (left, value) = spec
+            .split_once('=')
+            .ok_or_else(|| format!("--annotation {spec:?}: expected [TYPE:]KEY=VALUE"))?;
+        let (types, key) = left.split_once(':').unwrap_or(("manifest", left));
+        if key.is_empty() {
+            return Err(format!("--annotation {spec:?}: the key is empty"));
+        }
+        for kind in types.split(',') {
+            let map = match kind {
+                "manifest" => &mut self.manifest,
+                "index" => &mut self.index,
+                "manifest-descriptor" => &mut self.manifest_descriptor,
+                "index-descriptor" => &mut self.index_descriptor,
+                k if k.contains('[') => {
+                    return Err(format!(
+                        "--annotation {spec:?}: NotSupported: annotations for one platform ({k}); \
+                         give the type alone, which annotates every platform"
+                    ))
+                }
+                k => {
+                    return Err(format!(
+                        "--annotation {spec:?}: unknown type {k:?}; use manifest, index, \
+                         manifest-descriptor or index-descriptor"
+                    ))
+                }
+            };
+            map.insert(key.to_string(), value.to_string());
+        }
+        Ok(())
+    }
+
+    /// Refuses what a build of `platforms` platforms with these media
+    /// types cannot carry, before anything is built.
+    pub fn check(&self, platforms: usize, docker_media_types: bool) -> Result<(), String> {
+        if docker_media_types && *self != Annotations::default() {
+            return Err(
+                "--annotation: Docker schema 2 manifests and lists have no annotations; \
+                 keep OCI media types"
+                    .into(),
+            );
+        }
+        if platforms < 2 && !(self.index.is_empty() && self.manifest_descriptor.is_empty()) {
+            return Err(
+                "--annotation index: and manifest-descriptor: annotate the image index \
+                 of a multi-platform build, and this build makes a single manifest; use \
+                 manifest: (or build several platforms)"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+}
+
 /// The final image's blobs in the store.
 #[derive(Clone, Debug)]
 pub(crate) struct WrittenImage {
@@ -115,12 +187,13 @@ pub(crate) struct WrittenImage {
 }
 
 /// Writes the target stage's config (with the `--label`s) and a manifest
-/// into the store, with OCI's media types or, with `docker`, Docker schema
-/// 2's. Nothing is tagged yet.
+/// (with the manifest `--annotation`s) into the store, with OCI's media
+/// types or, with `docker`, Docker schema 2's. Nothing is tagged yet.
 pub(crate) fn write_image(
     store: &Store,
     target: &StageOutput,
     labels: &BTreeMap<String, String>,
+    annotations: &BTreeMap<String, String>,
     docker: bool,
 ) -> Result<WrittenImage, BuildError> {
     let config_bytes = stage::with_labels(&target.config, labels).to_json();
@@ -142,7 +215,8 @@ pub(crate) fn write_image(
             }
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let manifest = Manifest::new(format, config.clone(), layers);
+    let mut manifest = Manifest::new(format, config.clone(), layers);
+    manifest.annotations = annotations.clone();
     let info = store.put_bytes(&manifest.to_json())?;
     Ok(WrittenImage {
         manifest: Descriptor::new(format.media_type(), info.digest, info.size),
@@ -182,7 +256,8 @@ fn oci_layer(d: &Descriptor) -> Descriptor {
 
 /// Sends the image (`manifest`: an image manifest, or the index of a
 /// multi-platform build) to every output; returns the tags it now has in
-/// the store. `target` gives the root file system for `local` and `tar`.
+/// the store. `target` gives the root file system for `local` and `tar`;
+/// `index_descriptor` annotates the image's entry in an OCI layout.
 pub(crate) fn export(
     store: &Store,
     client: &Client,
@@ -190,12 +265,18 @@ pub(crate) fn export(
     target: &StageOutput,
     tags: &[Reference],
     outputs: &[Output],
+    index_descriptor: &BTreeMap<String, String>,
 ) -> Result<Vec<Reference>, BuildError> {
     let mut stored = Vec::new();
     let archive = [ArchiveImage {
         descriptor: manifest.clone(),
         tags: tags.to_vec(),
     }];
+    let mut annotated = archive.clone();
+    annotated[0]
+        .descriptor
+        .annotations
+        .extend(index_descriptor.clone());
     for output in outputs {
         match output {
             Output::Image { push } => {
@@ -215,7 +296,7 @@ pub(crate) fn export(
                     push_all(store, client, manifest, tags)?;
                 }
             }
-            Output::Oci { dest } => store.export_oci(&archive, dest)?,
+            Output::Oci { dest } => store.export_oci(&annotated, dest)?,
             Output::Docker { dest } => store.save_docker(&archive, dest)?,
             Output::Local { dest } => {
                 std::fs::create_dir_all(dest).map_err(|e| BuildError::Output {

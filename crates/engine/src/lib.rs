@@ -78,10 +78,13 @@ pub fn runtime() -> Result<&'static tokio::runtime::Runtime, String> {
         .map_err(Clone::clone)
 }
 
+pub use base::PullPolicy;
 pub use cache::{
     open_index as open_cache_index, parse_cache_from, parse_cache_to, CacheExport, CacheLocation,
     CacheMode, ARTIFACT_TYPE as CACHE_ARTIFACT_TYPE, CONFIG_MEDIA_TYPE as CACHE_CONFIG_MEDIA_TYPE,
 };
 pub use events::{BuildEvent, EventSink};
-pub use export::Output;
+pub use export::{Annotations, Output};
+pub use kiln_runtime::Rlimit;
+pub use run::RunDefaults;
 pub use run::{reclaim, Reclaimed};

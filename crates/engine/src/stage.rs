@@ -66,6 +66,8 @@ pub(crate) struct StageContext<'a> {
     pub(crate) ssh: &'a BTreeMap<String, PathBuf>,
     /// `--allow network.host`.
     pub(crate) allow_network_host: bool,
+    /// The build-wide settings of RUN steps.
+    pub(crate) run: &'a crate::RunDefaults,
     /// Warnings already shown, so one about the host shows once a build.
     pub(crate) warned: &'a Mutex<Vec<String>>,
     /// The build cache.

@@ -78,7 +78,7 @@ fn from_busybox_pulled_from_a_registry_then_from_the_store() {
     let again = env.run(&req).unwrap();
     assert_eq!(again.manifest.digest, built.manifest.digest);
     // --pull insists on the registry.
-    req.pull = true;
+    req.pull = kiln_engine::PullPolicy::Always;
     let err = env.run(&req).unwrap_err().to_string();
     assert!(
         err.starts_with(&format!("Dockerfile:1:6: base image {host}/busybox:1: ")),

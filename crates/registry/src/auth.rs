@@ -63,12 +63,18 @@ pub(crate) async fn header(
     }
 }
 
-/// Credentials for `registry`: given ones first, then the auth files.
+/// Credentials for `registry`: given ones first (for it, then for every
+/// registry), then the auth files.
 pub(crate) fn credentials(
     client: &Client,
     registry: &str,
 ) -> Result<Option<Credentials>, ErrorKind> {
-    if let Some(c) = client.opts.credentials.get(registry) {
+    if let Some(c) = client
+        .opts
+        .credentials
+        .get(registry)
+        .or(client.opts.credentials_for_all.as_ref())
+    {
         return Ok(Some(c.clone()));
     }
     client

@@ -30,6 +30,9 @@ pub struct ClientOptions {
     pub auth_files: AuthFiles,
     /// Credentials given directly, by registry; they win over stored ones.
     pub credentials: HashMap<String, Credentials>,
+    /// Credentials for every registry without its own in `credentials`,
+    /// ahead of stored ones (podman's `--creds`).
+    pub credentials_for_all: Option<Credentials>,
     /// How many times a transient failure is retried.
     pub retries: u32,
     /// The first retry's delay; each later one doubles it.
@@ -73,6 +76,7 @@ impl ClientOptions {
             ],
             auth_files,
             credentials: HashMap::new(),
+            credentials_for_all: None,
             retries: 4,
             backoff: Duration::from_millis(500),
             timeout: Duration::from_secs(30),
@@ -548,6 +552,7 @@ impl Client {
             return ErrorKind::Invalid(refused);
         }
         let (timed_out, connecting) = (e.is_timeout(), e.is_connect());
+        let unreachable = connecting.then(|| unreachable(&e)).flatten();
         // The URL is named on its own, without its query.
         let message = format!("{context}{}", error_chain(&e.without_url()));
         if timed_out {
@@ -563,6 +568,12 @@ impl Client {
             ErrorKind::Tls {
                 url: url.to_string(),
                 host: registry.to_string(),
+                message,
+            }
+        } else if let Some(why) = unreachable {
+            ErrorKind::Unreachable {
+                url: url.to_string(),
+                why,
                 message,
             }
         } else if !connecting {
@@ -581,6 +592,27 @@ impl Client {
             }
         }
     }
+}
+
+/// Why a connection could not be made, when retrying cannot help: the
+/// host refused it (nothing listens on the port), or the name does not
+/// resolve. Timeouts, unreachable networks and resets stay transient.
+fn unreachable(e: &reqwest::Error) -> Option<&'static str> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::ConnectionRefused {
+                return Some("the connection was refused");
+            }
+        }
+        // hyper-util's resolver error, and getaddrinfo's own words.
+        let text = s.to_string();
+        if text.starts_with("dns error") || text.contains("failed to lookup address") {
+            return Some("its host name does not resolve");
+        }
+        source = s.source();
+    }
+    None
 }
 
 /// Registry error codes that judge a manifest: sent again, it is refused again.

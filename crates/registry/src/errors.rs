@@ -124,6 +124,18 @@ pub enum ErrorKind {
         /// The underlying error.
         message: String,
     },
+    /// Nothing listens at the address, or its name does not resolve: an
+    /// answer that does not change in the seconds retries would wait, so
+    /// it is not retried.
+    #[error("cannot reach the registry at {url}: {why} ({message}); check that it is running and the address is right")]
+    Unreachable {
+        /// The URL being requested.
+        url: String,
+        /// `the connection was refused` or `its host name does not resolve`.
+        why: &'static str,
+        /// The underlying error.
+        message: String,
+    },
     /// The connection broke after it was made, before the answer came,
     /// after the retries ran out.
     #[error("the connection to {url} broke before an answer came, {attempts} {} ({message}); the registry or something between it and kiln is closing connections; try again later",

@@ -585,7 +585,9 @@ impl Client {
 fn url_failure(url: &str, kind: ErrorKind) -> String {
     match kind {
         ErrorKind::NotFound { detail, .. } => format!("{url}: not found (404){detail}"),
-        ErrorKind::Connect { message, .. } => format!("{url}: cannot connect ({message})"),
+        ErrorKind::Connect { message, .. } | ErrorKind::Unreachable { message, .. } => {
+            format!("{url}: cannot connect ({message})")
+        }
         ErrorKind::Invalid(why) if why.starts_with(url) => why,
         other => format!("{url}: {other}"),
     }

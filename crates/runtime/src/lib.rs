@@ -60,4 +60,4 @@ mod stubs;
 pub use error::{Error, ProbeFailure};
 pub use network::NetworkTool;
 pub use runtime::{Detection, ExitStatus, RunOutcome, Runtime, RuntimeKind, Stream};
-pub use spec::{ContainerSpec, MountSpec, Network};
+pub use spec::{ContainerSpec, MountSpec, Network, Rlimit, RlimitKind};

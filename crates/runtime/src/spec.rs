@@ -57,6 +57,135 @@ impl MountSpec {
     }
 }
 
+/// A resource limit for the container's process (`--ulimit name=soft:hard`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Rlimit {
+    /// Which resource.
+    pub kind: RlimitKind,
+    /// The soft limit.
+    pub soft: u64,
+    /// The hard limit; at least `soft`.
+    pub hard: u64,
+}
+
+/// A resource an [`Rlimit`] limits, named as `docker run --ulimit` names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RlimitKind {
+    /// `as`: address space.
+    As,
+    /// `core`: core file size.
+    Core,
+    /// `cpu`: CPU seconds.
+    Cpu,
+    /// `data`: data segment size.
+    Data,
+    /// `fsize`: file size.
+    Fsize,
+    /// `locks`: file locks.
+    Locks,
+    /// `memlock`: locked memory.
+    Memlock,
+    /// `msgqueue`: POSIX message queue bytes.
+    Msgqueue,
+    /// `nice`: the nice ceiling.
+    Nice,
+    /// `nofile`: open files.
+    Nofile,
+    /// `nproc`: processes.
+    Nproc,
+    /// `rss`: resident set size.
+    Rss,
+    /// `rtprio`: real-time priority.
+    Rtprio,
+    /// `rttime`: real-time CPU microseconds.
+    Rttime,
+    /// `sigpending`: queued signals.
+    Sigpending,
+    /// `stack`: stack size.
+    Stack,
+}
+
+const RLIMIT_NAMES: [(&str, RlimitKind); 16] = [
+    ("as", RlimitKind::As),
+    ("core", RlimitKind::Core),
+    ("cpu", RlimitKind::Cpu),
+    ("data", RlimitKind::Data),
+    ("fsize", RlimitKind::Fsize),
+    ("locks", RlimitKind::Locks),
+    ("memlock", RlimitKind::Memlock),
+    ("msgqueue", RlimitKind::Msgqueue),
+    ("nice", RlimitKind::Nice),
+    ("nofile", RlimitKind::Nofile),
+    ("nproc", RlimitKind::Nproc),
+    ("rss", RlimitKind::Rss),
+    ("rtprio", RlimitKind::Rtprio),
+    ("rttime", RlimitKind::Rttime),
+    ("sigpending", RlimitKind::Sigpending),
+    ("stack", RlimitKind::Stack),
+];
+
+impl std::str::FromStr for Rlimit {
+    type Err = String;
+
+    /// Docker's syntax: `NAME=SOFT[:HARD]`, `-1` for unlimited, the hard limit the soft one
+    /// when not given.
+    fn from_str(s: &str) -> Result<Rlimit, String> {
+        let (name, values) = s
+            .split_once('=')
+            .ok_or_else(|| format!("ulimit {s:?}: expected NAME=SOFT[:HARD]"))?;
+        let kind = RLIMIT_NAMES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, k)| *k)
+            .ok_or_else(|| {
+                let names: Vec<&str> = RLIMIT_NAMES.iter().map(|(n, _)| *n).collect();
+                format!(
+                    "ulimit {s:?}: unknown resource {name:?}; one of {}",
+                    names.join(", ")
+                )
+            })?;
+        let number = |v: &str| match v {
+            "-1" => Ok(u64::MAX),
+            v => v
+                .parse::<u64>()
+                .map_err(|_| format!("ulimit {s:?}: {v:?} is not a number or -1")),
+        };
+        let (soft, hard) = match values.split_once(':') {
+            Some((soft, hard)) => (number(soft)?, number(hard)?),
+            None => (number(values)?, number(values)?),
+        };
+        if soft > hard {
+            return Err(format!(
+                "ulimit {s:?}: the soft limit is above the hard limit"
+            ));
+        }
+        Ok(Rlimit { kind, soft, hard })
+    }
+}
+
+impl RlimitKind {
+    fn oci(self) -> PosixRlimitType {
+        match self {
+            RlimitKind::As => PosixRlimitType::RlimitAs,
+            RlimitKind::Core => PosixRlimitType::RlimitCore,
+            RlimitKind::Cpu => PosixRlimitType::RlimitCpu,
+            RlimitKind::Data => PosixRlimitType::RlimitData,
+            RlimitKind::Fsize => PosixRlimitType::RlimitFsize,
+            RlimitKind::Locks => PosixRlimitType::RlimitLocks,
+            RlimitKind::Memlock => PosixRlimitType::RlimitMemlock,
+            RlimitKind::Msgqueue => PosixRlimitType::RlimitMsgqueue,
+            RlimitKind::Nice => PosixRlimitType::RlimitNice,
+            RlimitKind::Nofile => PosixRlimitType::RlimitNofile,
+            RlimitKind::Nproc => PosixRlimitType::RlimitNproc,
+            RlimitKind::Rss => PosixRlimitType::RlimitRss,
+            RlimitKind::Rtprio => PosixRlimitType::RlimitRtprio,
+            RlimitKind::Rttime => PosixRlimitType::RlimitRttime,
+            RlimitKind::Sigpending => PosixRlimitType::RlimitSigpending,
+            RlimitKind::Stack => PosixRlimitType::RlimitStack,
+        }
+    }
+}
+
 /// One command to run in a container.
 ///
 /// Mount points the rootfs lacks (`/proc`, `/dev`, `/sys`, `/etc/hosts`, a bind target, the
@@ -96,6 +225,12 @@ pub struct ContainerSpec {
     /// `/etc/resolv.conf` with [`Network::Host`] and [`Network::Private`], the rootfs's own
     /// file with [`Network::None`].
     pub resolv_conf: Option<String>,
+    /// The size of `/dev/shm` in bytes; 64 MiB (runc's and docker's default) when `None`.
+    pub shm_size: Option<u64>,
+    /// Resource limits beyond the default (`nofile` at the host's hard limit, at most
+    /// 1048576); one for `nofile` replaces it. Asking for more than the host's hard limit
+    /// fails where root lacks CAP_SYS_RESOURCE.
+    pub rlimits: Vec<Rlimit>,
 }
 
 impl ContainerSpec {
@@ -126,6 +261,8 @@ impl ContainerSpec {
             network: Network::None,
             hosts: None,
             resolv_conf: None,
+            shm_size: None,
+            rlimits: Vec::new(),
         }
     }
 
@@ -276,6 +413,18 @@ pub(crate) fn build(
             .build()
             .map_err(oci)?
     };
+    let mut rlimits = vec![nofile];
+    for limit in &spec.rlimits {
+        rlimits.retain(|r| r.typ() != limit.kind.oci());
+        rlimits.push(
+            PosixRlimitBuilder::default()
+                .typ(limit.kind.oci())
+                .soft(limit.soft)
+                .hard(limit.hard)
+                .build()
+                .map_err(oci)?,
+        );
+    }
     let process = ProcessBuilder::default()
         .terminal(false)
         .user(
@@ -297,12 +446,13 @@ pub(crate) fn build(
                 .build()
                 .map_err(oci)?,
         )
-        .rlimits(vec![nofile])
+        .rlimits(rlimits)
         .no_new_privileges(false)
         .build()
         .map_err(oci)?;
 
-    let mut all_mounts = standard_mounts(matches!(netns, NetNs::Host)).map_err(oci)?;
+    let mut all_mounts =
+        standard_mounts(matches!(netns, NetNs::Host), spec.shm_size).map_err(oci)?;
     for mount in mounts {
         all_mounts.push(oci_mount(mount).map_err(oci)?);
     }
@@ -401,7 +551,11 @@ fn mount(
 /// runc's default mounts. Without a network namespace of its own the container may not mount
 /// a new sysfs (the kernel ties sysfs to the mounter's network namespace), so it gets a
 /// read-only bind of the host's `/sys`, which already holds the cgroup hierarchy.
-fn standard_mounts(host_network: bool) -> Result<Vec<Mount>, oci_spec::OciSpecError> {
+fn standard_mounts(
+    host_network: bool,
+    shm_size: Option<u64>,
+) -> Result<Vec<Mount>, oci_spec::OciSpecError> {
+    let shm_size = format!("size={}", shm_size.unwrap_or(64 << 20));
     let mut mounts = vec![
         mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"])?,
         mount(
@@ -427,7 +581,7 @@ fn standard_mounts(host_network: bool) -> Result<Vec<Mount>, oci_spec::OciSpecEr
             "/dev/shm",
             "tmpfs",
             "shm",
-            &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+            &["nosuid", "noexec", "nodev", "mode=1777", &shm_size],
         )?,
         mount(
             "/dev/mqueue",

@@ -101,8 +101,9 @@ impl Store {
     }
 
     /// Finds an image by name (`busybox`, `docker.io/library/busybox:latest`,
-    /// `x@sha256:…`) or by id (a unique prefix of its digest, with or
-    /// without `sha256:`). Names win over ids, as in docker.
+    /// `x@sha256:…`) or by id (a unique prefix of its digest, or else of its
+    /// config's digest, with or without `sha256:`). Names win over ids, as
+    /// in docker.
     pub fn resolve(&self, input: &str) -> Result<Resolved> {
         let images = self.images()?;
         let tags_of = |d: &Digest| -> Vec<Reference> {
@@ -135,6 +136,18 @@ impl Store {
                     matches.push(img);
                 }
             }
+            if matches.is_empty() {
+                // An image id as docker and podman show it: the config's.
+                for img in &images {
+                    let d = img.descriptor.digest;
+                    let config = self.config_digest(&img.descriptor).ok();
+                    if config.is_some_and(|c| c.hex().starts_with(hex))
+                        && !matches.iter().any(|m| m.descriptor.digest == d)
+                    {
+                        matches.push(img);
+                    }
+                }
+            }
             match matches.as_slice() {
                 [one] => return Ok(found(one, None)),
                 [] => {}
@@ -150,6 +163,16 @@ impl Store {
             }
         }
         Err(self.not_found(input))
+    }
+
+    /// The digest of the config of `desc`'s manifest for this host (see
+    /// [`Store::select_manifest`]): the image id docker and podman show.
+    pub fn config_digest(&self, desc: &Descriptor) -> Result<Digest> {
+        let manifest = self.select_manifest(desc)?;
+        let kids = children(&manifest, &self.read_blob(&manifest.digest)?)?;
+        kids.first()
+            .map(|c| c.digest)
+            .ok_or_else(|| Error::invalid(format!("image {}", manifest.digest), "has no config"))
     }
 
     /// The single-platform manifest to use for `desc`: `desc` itself if it

@@ -2,8 +2,11 @@
 //! progress on standard error (see `crate::progress`).
 
 use super::backends::BackendArg;
+mod deliver;
+mod run_flags;
+
 use super::frontend::{default_build_file, parse_build_args, read_build_file, BuildFile};
-use super::registry::{ForeignArgs, NetArgs, StoreArg};
+use super::registry::{AuthArgs, ForeignArgs, NetArgs, StoreArg};
 use crate::output::{errln, outln};
 use crate::progress::{Display, Mode};
 use anyhow::{bail, Context};
@@ -34,6 +37,8 @@ pub struct BuildArgs {
     root: StoreArg,
     #[command(flatten)]
     net: NetArgs,
+    #[command(flatten)]
+    auth: AuthArgs,
     #[command(flatten)]
     foreign: ForeignArgs,
     #[command(flatten)]
@@ -76,9 +81,19 @@ pub struct BuildArgs {
     /// every stage's); repeatable.
     #[arg(long, value_name = "SPEC")]
     cache_to: Vec<String>,
-    /// Check the registry for newer base images even when the store has them.
-    #[arg(long)]
-    pull: bool,
+    /// When base images come from the registry: `always` (what `--pull`
+    /// alone means, as in buildx), `missing` (only when the store lacks
+    /// them), `newer` (the registry's when it answers, else the store's)
+    /// or `never`, as podman's `--pull`.
+    #[arg(
+        long,
+        value_name = "POLICY",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "always",
+        default_value = "missing"
+    )]
+    pull: String,
     /// Write the image id (the manifest digest, sha256:…) to this file.
     #[arg(long, value_name = "FILE")]
     iidfile: Option<PathBuf>,
@@ -87,7 +102,9 @@ pub struct BuildArgs {
     metadata_file: Option<PathBuf>,
     /// Where the result goes: type=image[,push=true] (the store, default),
     /// type=registry, type=oci,dest=DIR|FILE.tar, type=docker,dest=FILE.tar,
-    /// type=local,dest=DIR, type=tar,dest=FILE; repeatable.
+    /// type=local,dest=DIR, type=tar,dest=FILE; repeatable. `dest=-`, or
+    /// `-` alone (type=tar), writes standard output; type=docker without a
+    /// dest is `--load`.
     #[arg(short = 'o', long = "output", value_name = "SPEC")]
     outputs: Vec<String>,
     /// Push the image to the registry of each tag (same as type=image,push=true).
@@ -137,25 +154,34 @@ pub struct BuildArgs {
     /// Show no progress; print only the image id when the build succeeds.
     #[arg(short = 'q', long)]
     quiet: bool,
-    /// Load the result into docker or podman (not supported yet).
+    /// Load the result into docker (when its daemon answers) or podman,
+    /// streaming a docker-archive into `docker load` / `podman load`.
     #[arg(long)]
     load: bool,
-    /// The network RUN steps get by default: `default` (not supported yet:
-    /// none, host; use `RUN --network=` per step).
+    /// The network of RUN steps without `--network`: `default` (their own
+    /// namespace, connected through pasta or slirp4netns), `none`, or
+    /// `host` (with `--allow network.host`).
     #[arg(long, value_name = "MODE")]
     network: Option<String>,
-    /// Extra /etc/hosts entries for RUN (not supported yet).
+    /// An extra /etc/hosts entry for RUN steps, HOST:IP; repeatable.
     #[arg(long = "add-host", value_name = "HOST:IP")]
     add_hosts: Vec<String>,
-    /// Annotations for the image (not supported yet).
-    #[arg(long = "annotation", value_name = "KEY=VALUE")]
+    /// An annotation, `[TYPE:]KEY=VALUE`, TYPE (comma-separated) one of
+    /// `manifest` (the default), `index`, `manifest-descriptor` and
+    /// `index-descriptor`, as buildx; repeatable.
+    #[arg(long = "annotation", value_name = "[TYPE:]KEY=VALUE")]
     annotations: Vec<String>,
-    /// /dev/shm size for RUN (not supported yet).
+    /// The size of /dev/shm in RUN steps (`64m`, `1g`) [default: 64m].
     #[arg(long = "shm-size", value_name = "SIZE")]
     shm_size: Option<String>,
-    /// Resource limits for RUN (not supported yet).
-    #[arg(long, value_name = "TYPE=SOFT[:HARD]")]
+    /// A resource limit of RUN steps, NAME=SOFT[:HARD] (`nofile=1024:2048`,
+    /// -1 for unlimited); repeatable.
+    #[arg(long, value_name = "NAME=SOFT[:HARD]")]
     ulimit: Vec<String>,
+    /// Squash the build's new layers into one, as podman's flag (not
+    /// supported yet).
+    #[arg(long)]
+    squash: bool,
     /// Provenance attestation: only `false` (kiln does not produce
     /// attestations yet).
     #[arg(long, value_name = "VALUE")]
@@ -174,26 +200,11 @@ pub struct BuildArgs {
 /// rather than on an "unexpected argument".
 fn check_unsupported(args: &BuildArgs) -> anyhow::Result<()> {
     let not_yet = |flag: &str, why: &str| anyhow::anyhow!("NotSupported: {flag}: {why}");
-    if args.load {
+    if args.squash {
         return Err(not_yet(
-            "--load",
-            "kiln cannot load into docker or podman yet; build with -o type=docker,dest=FILE.tar and run `docker load -i FILE.tar`",
+            "--squash",
+            "kiln does not squash layers yet; build without it (each step keeps its own layer)",
         ));
-    }
-    if let Some(mode) = args.network.as_deref().filter(|m| *m != "default") {
-        return Err(not_yet(
-            &format!("--network={mode}"),
-            "only the default network is supported for the whole build; use RUN --network=none|host per step",
-        ));
-    }
-    let unsupported: [(&str, bool); 4] = [
-        ("--add-host", !args.add_hosts.is_empty()),
-        ("--annotation", !args.annotations.is_empty()),
-        ("--shm-size", args.shm_size.is_some()),
-        ("--ulimit", !args.ulimit.is_empty()),
-    ];
-    if let Some((flag, _)) = unsupported.iter().find(|(_, given)| *given) {
-        return Err(not_yet(flag, "not implemented by kiln yet"));
     }
     for (flag, value) in [("--provenance", &args.provenance), ("--sbom", &args.sbom)] {
         if let Some(v) = value.as_deref().filter(|v| !matches!(*v, "false" | "0")) {
@@ -216,9 +227,13 @@ pub fn run(cmd: BuildCommand) -> anyhow::Result<ExitCode> {
 fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
     check_unsupported(&args)?;
     let mode = Mode::parse(&args.progress)?;
-    let (mut req, file) = request(&args)?;
-    let registry = args.foreign.options(args.net.options()?);
-    let backend = args.backend.open(|| args.root.open(), registry)?;
+    let (mut req, file, sinks) = request(&args)?;
+    let store = args.root.open()?;
+    let deliveries = deliver::Deliveries::bind(&mut req.outputs, &sinks, store.tmp_dir())?;
+    let registry = args
+        .foreign
+        .options(args.auth.options(args.net.options()?)?);
+    let backend = args.backend.open(move || Ok(store), registry)?;
     // A ZImagefile's `build:` bases, built first into layouts that live as
     // long as the build.
     let bases = tempfile::Builder::new()
@@ -267,8 +282,12 @@ fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
         std::fs::write(path, json)
             .with_context(|| format!("cannot write build metadata to {}", path.display()))?;
     }
+    let uses_stdout = deliveries.uses_stdout();
+    deliveries.deliver()?;
     let names: Vec<String> = built.tags.iter().map(|t| t.familiar()).collect();
-    if args.quiet {
+    if uses_stdout {
+        // Standard output carries the archive alone.
+    } else if args.quiet {
         // docker build -q: the image id alone, for scripts.
         outln!("{}", built.image_id());
     } else if names.is_empty() {
@@ -391,9 +410,10 @@ fn metadata(built: &BuiltImage) -> serde_json::Value {
     serde_json::Value::Object(out)
 }
 
-/// The request of a build, and the build file it came from (which leads
-/// errors about a ZImagefile's translation back to the YAML).
-fn request(args: &BuildArgs) -> anyhow::Result<(BuildRequest, BuildFile)> {
+/// The request of a build, the build file it came from (which leads
+/// errors about a ZImagefile's translation back to the YAML), and the
+/// outputs the CLI hands on once the build is done.
+fn request(args: &BuildArgs) -> anyhow::Result<(BuildRequest, BuildFile, deliver::Sinks)> {
     let no_context = args.context == Path::new("-");
     // No context and no -f: the Dockerfile comes from standard input.
     let path = match (&args.file, no_context) {
@@ -432,7 +452,7 @@ fn request(args: &BuildArgs) -> anyhow::Result<(BuildRequest, BuildFile)> {
             .push(Reference::parse(tag).with_context(|| format!("invalid --tag {tag:?}"))?);
     }
     req.labels = pairs("--label", &args.labels)?;
-    req.pull = args.pull;
+    req.pull = args.pull.parse().map_err(anyhow::Error::msg)?;
     for (name, value) in pairs("--build-context", &args.build_contexts)? {
         let ctx: NamedContext = value
             .parse()
@@ -440,6 +460,7 @@ fn request(args: &BuildArgs) -> anyhow::Result<(BuildRequest, BuildFile)> {
         req.build_contexts.insert(name, ctx);
     }
     let mut outputs = Vec::new();
+    let mut sinks = Vec::new();
     let mut oci_media_types = match args.format.as_str() {
         "oci" => true,
         "docker" => false,
@@ -463,7 +484,26 @@ fn request(args: &BuildArgs) -> anyhow::Result<(BuildRequest, BuildFile)> {
                 _ => rest.push(field),
             }
         }
-        outputs.push(Output::parse(&rest.join(",")).map_err(anyhow::Error::msg)?);
+        let rest = rest.join(",");
+        match deliver::parse(&rest)? {
+            Some((output, sink)) => {
+                sinks.push((outputs.len(), sink));
+                outputs.push(output);
+            }
+            None => outputs.push(Output::parse(&rest).map_err(anyhow::Error::msg)?),
+        }
+    }
+    if args.load {
+        // kiln's store keeps the image too, unless -o says otherwise.
+        if outputs.is_empty() {
+            outputs.push(Output::Image { push: false });
+        }
+        if !sinks.iter().any(|(_, s)| *s == deliver::Sink::Load) {
+            sinks.push((outputs.len(), deliver::Sink::Load));
+            outputs.push(Output::Docker {
+                dest: PathBuf::new(),
+            });
+        }
     }
     if args.push {
         match outputs
@@ -504,6 +544,17 @@ fn request(args: &BuildArgs) -> anyhow::Result<(BuildRequest, BuildFile)> {
             other => bail!("--allow {other}: unknown entitlement; kiln knows network.host"),
         }
     }
+    req.run = run_flags::RunFlags {
+        network: args.network.as_deref(),
+        add_hosts: &args.add_hosts,
+        shm_size: args.shm_size.as_deref(),
+        ulimits: &args.ulimit,
+        allow_network_host: req.allow_network_host,
+    }
+    .parse()?;
+    for spec in &args.annotations {
+        req.annotations.add(spec).map_err(anyhow::Error::msg)?;
+    }
     req.no_cache = args.no_cache;
     req.no_cache_filter = args.no_cache_filter.clone();
     for spec in &args.cache_from {
@@ -520,7 +571,7 @@ fn request(args: &BuildArgs) -> anyhow::Result<(BuildRequest, BuildFile)> {
         Some(e) => Some(e),
         None => crate::env::source_date_epoch()?,
     };
-    Ok((req, file))
+    Ok((req, file, sinks))
 }
 
 fn pairs(flag: &str, values: &[String]) -> anyhow::Result<BTreeMap<String, String>> {

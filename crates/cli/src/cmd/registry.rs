@@ -4,7 +4,7 @@ use crate::output::outln;
 use anyhow::{bail, Context};
 use kiln_oci::reference::Reference;
 use kiln_oci::{select_platform, Parsed, Platform};
-use kiln_registry::{Client, ClientOptions, Credentials, PushOptions};
+use kiln_registry::{AuthFiles, Client, ClientOptions, Credentials, PushOptions};
 use kiln_store::{media_type, ArchiveImage, Descriptor, Store};
 use std::io::Read;
 use std::path::PathBuf;
@@ -20,6 +20,8 @@ pub enum RegistryCommand {
         root: StoreArg,
         #[command(flatten)]
         net: NetArgs,
+        #[command(flatten)]
+        auth: AuthArgs,
         /// Platform to pull from a multi-platform image: os/arch[/variant],
         /// or windows(10.0.17763)/amd64 for a Windows build [default: this host's].
         #[arg(long)]
@@ -40,6 +42,8 @@ pub enum RegistryCommand {
         #[command(flatten)]
         net: NetArgs,
         #[command(flatten)]
+        auth: AuthArgs,
+        #[command(flatten)]
         foreign: ForeignArgs,
         #[command(flatten)]
         backend: super::backends::BackendArg,
@@ -56,6 +60,8 @@ pub enum RegistryCommand {
         root: StoreArg,
         #[command(flatten)]
         net: NetArgs,
+        #[command(flatten)]
+        auth: AuthArgs,
         /// Platform to copy from a multi-platform image [default: this host's].
         #[arg(long)]
         platform: Option<Platform>,
@@ -83,6 +89,10 @@ pub enum RegistryCommand {
         /// Read the password from standard input.
         #[arg(long)]
         password_stdin: bool,
+        /// Save the credentials in this file (docker's config.json format)
+        /// instead of docker's or $REGISTRY_AUTH_FILE, as podman's `--authfile`.
+        #[arg(long, value_name = "FILE")]
+        authfile: Option<PathBuf>,
         /// The registry host[:port] [default: docker.io].
         registry: Option<String>,
     },
@@ -135,10 +145,47 @@ pub struct NetArgs {
     /// seconds [default: 30].
     #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
     connect_timeout: Option<Duration>,
-    /// How many times a transient failure (timeout, refused connection,
-    /// 429, 5xx) is retried, with backoff [default: 4].
+    /// How many times a transient failure (timeout, a connection cut,
+    /// 429, 5xx) is retried, with backoff [default: 4]; a refused
+    /// connection or a name that does not resolve is not retried.
     #[arg(long, value_name = "N")]
     retry_times: Option<u32>,
+}
+
+/// Credentials other than the stored ones, as podman and buildah take them.
+#[derive(clap::Args)]
+pub struct AuthArgs {
+    /// Read credentials from this file alone (docker's config.json or
+    /// containers' auth.json format), as podman's `--authfile`
+    /// [default: $REGISTRY_AUTH_FILE, else docker's and podman's files].
+    #[arg(long, value_name = "FILE")]
+    authfile: Option<PathBuf>,
+    /// Credentials USER:PASSWORD for the registries this command talks to,
+    /// ahead of stored ones (podman's `--creds`).
+    #[arg(long, value_name = "USER:PASSWORD")]
+    creds: Option<String>,
+}
+
+impl AuthArgs {
+    /// `opts` with these credentials.
+    pub(crate) fn options(&self, mut opts: ClientOptions) -> anyhow::Result<ClientOptions> {
+        if let Some(file) = &self.authfile {
+            opts.auth_files = AuthFiles {
+                read: vec![file.clone()],
+                write: file.clone(),
+            };
+        }
+        if let Some(creds) = &self.creds {
+            let Some((username, password)) = creds.split_once(':') else {
+                bail!("--creds: expected USER:PASSWORD");
+            };
+            opts.credentials_for_all = Some(Credentials {
+                username: username.to_string(),
+                password: password.to_string(),
+            });
+        }
+        Ok(opts)
+    }
 }
 
 /// What happens to foreign layers (Windows base layers with `urls`).
@@ -200,6 +247,7 @@ pub fn run(cmd: RegistryCommand) -> anyhow::Result<ExitCode> {
     if let RegistryCommand::Push {
         root,
         net,
+        auth,
         foreign,
         backend,
         image,
@@ -207,7 +255,7 @@ pub fn run(cmd: RegistryCommand) -> anyhow::Result<ExitCode> {
     } = cmd
     {
         let dest = dest.as_deref().map(parse_ref).transpose()?;
-        let options = foreign.options(net.options()?);
+        let options = foreign.options(auth.options(net.options()?)?);
         if !foreign.keep_foreign_layers {
             // Foreign layers go out as ordinary ones, so their bytes must
             // be in the store the backend pushes from.
@@ -234,6 +282,7 @@ async fn run_async(cmd: RegistryCommand) -> anyhow::Result<()> {
         RegistryCommand::Pull {
             root,
             net,
+            auth,
             platform,
             all_platforms,
             foreign,
@@ -241,7 +290,7 @@ async fn run_async(cmd: RegistryCommand) -> anyhow::Result<()> {
         } => {
             let reference = parse_ref(&image)?;
             let store = root.open()?;
-            let client = Client::new(foreign.options(net.options()?));
+            let client = Client::new(foreign.options(auth.options(net.options()?)?));
             if all_platforms {
                 let pulled = client.pull_all(&store, &reference).await?;
                 outln!("Pulled {}", reference.familiar());
@@ -268,13 +317,14 @@ async fn run_async(cmd: RegistryCommand) -> anyhow::Result<()> {
         RegistryCommand::Copy {
             root,
             net,
+            auth,
             platform,
             all,
             foreign,
             src,
             dest,
         } => {
-            let client = Client::new(foreign.options(net.options()?));
+            let client = Client::new(foreign.options(auth.options(net.options()?)?));
             copy(&root, &client, platform.as_ref(), all, &src, &dest).await
         }
         RegistryCommand::Login {
@@ -282,12 +332,21 @@ async fn run_async(cmd: RegistryCommand) -> anyhow::Result<()> {
             username,
             password,
             password_stdin,
+            authfile,
             registry,
         } => {
             let registry = registry_name(registry.as_deref());
-            let Some(username) = username else {
-                bail!("give a user name with --username (kiln does not prompt)");
+            // docker's prompts, on a terminal only: a script must say.
+            let username = match username {
+                Some(u) => u,
+                None if crate::prompt::interactive() && !password_stdin => {
+                    crate::prompt::line("Username: ")?
+                }
+                None => bail!("give a user name with --username (there is no terminal to ask on)"),
             };
+            if username.is_empty() {
+                bail!("the user name is empty");
+            }
             let password = match (password, password_stdin) {
                 (Some(_), true) => bail!("--password and --password-stdin cannot be used together"),
                 (Some(p), false) => p,
@@ -298,15 +357,23 @@ async fn run_async(cmd: RegistryCommand) -> anyhow::Result<()> {
                         .context("reading the password from standard input")?;
                     p.trim_end_matches(['\n', '\r']).to_string()
                 }
+                (None, false) if crate::prompt::interactive() => {
+                    crate::prompt::password("Password: ")?
+                }
                 (None, false) => bail!(
-                    "give a password with --password-stdin or --password (kiln does not prompt)"
+                    "give a password with --password-stdin or --password (there is no terminal to ask on)"
                 ),
             };
             let creds = Credentials { username, password };
             net.client()?.login(&registry, &creds).await?;
-            let saved = crate::env::auth_files()
-                .store(&registry, &creds)
-                .map_err(anyhow::Error::msg)?;
+            let files = match authfile {
+                Some(file) => AuthFiles {
+                    read: vec![file.clone()],
+                    write: file,
+                },
+                None => crate::env::auth_files(),
+            };
+            let saved = files.store(&registry, &creds).map_err(anyhow::Error::msg)?;
             outln!("Login Succeeded (credentials for {registry} saved in {saved})");
             Ok(())
         }

@@ -1,10 +1,13 @@
-//! Store subcommands: images, inspect, tag, rm, du, prune, fsck, save, export, load.
+//! Store subcommands: images, inspect, history, tag, rm, du, prune, fsck, save,
+//! export, load.
 //!
 //! All of them work on the store at `--root`, else `$KILN_ROOT`, else the
 //! default location (see `kiln_store::Store::default_root`).
 
 mod cache;
 mod show;
+
+pub(crate) use cache::parse_size;
 
 use crate::output::{errln, outln};
 use anyhow::{bail, Context};
@@ -16,23 +19,61 @@ use std::process::ExitCode;
 /// Subcommands that work on the local image store.
 #[derive(clap::Subcommand)]
 pub enum StoreCommand {
-    /// List the images in the store.
+    /// List the images in the store. IMAGE ID is the config's digest, as
+    /// docker and podman show it (and any kiln command takes it).
     Images {
         #[command(flatten)]
         root: RootArg,
         /// Output format.
         #[arg(long, value_enum, default_value = "table")]
         format: ListFormat,
+        /// Only image ids, each once.
+        #[arg(short, long)]
+        quiet: bool,
+        /// A DIGEST column: the manifest's (or index's) digest.
+        #[arg(long)]
+        digests: bool,
+        /// Full image ids.
+        #[arg(long)]
+        no_trunc: bool,
+        /// Only images named REPOSITORY[:TAG]; `*` and `?` match within a
+        /// path component.
+        reference: Option<String>,
     },
-    /// Show an image as JSON.
+    /// Show images as a JSON array, as `docker inspect` does.
     ///
-    /// The object's fields: Id (the manifest or index digest), RepoTags,
-    /// MediaType, Size (all blobs, compressed), Platform, Index (the index,
-    /// for a multi-platform image, else null), ManifestDigest and Manifest
-    /// (the manifest for this host), ConfigDigest and Config.
+    /// Each object has docker's fields: Id (the config's digest), RepoTags,
+    /// RepoDigests, Created, Author, Config (the container config: Env,
+    /// Cmd, Labels, …), Architecture, Variant, Os, Size (all blobs,
+    /// compressed) and RootFS; then kiln's: Digest (the manifest's or
+    /// index's, which `kiln build` prints), MediaType, Platform, Index (the
+    /// index of a multi-platform image, else null), ManifestDigest and
+    /// Manifest (the manifest for this host), ConfigDigest and ImageConfig
+    /// (the whole image config, with its history).
     Inspect {
         #[command(flatten)]
         root: RootArg,
+        /// A Go template applied to each image instead: `{{.Config.Env}}`,
+        /// `{{.Id}}`, `{{json .Config}}`, `{{range .RepoTags}}{{.}} {{end}}`,
+        /// `{{index .Config.Labels "key"}}`, `{{join .Config.Cmd " "}}`,
+        /// `{{if .X}}…{{else}}…{{end}}`.
+        #[arg(short, long, value_name = "TEMPLATE")]
+        format: Option<String>,
+        /// Image names or ids.
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Show how an image was made: its history, newest step first, with
+    /// the size of the layer each step added (compressed, as stored).
+    History {
+        #[command(flatten)]
+        root: RootArg,
+        /// Show the steps' commands in full.
+        #[arg(long)]
+        no_trunc: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: ListFormat,
         /// Image name or id.
         image: String,
     },
@@ -83,6 +124,10 @@ pub enum StoreCommand {
         /// take at most this much (`10GB`, `512MB`; powers of 1024).
         #[arg(long, value_name = "SIZE")]
         keep_storage: Option<String>,
+        /// Do not ask before deleting; without a terminal to ask on, kiln
+        /// prune runs only with it.
+        #[arg(short, long)]
+        force: bool,
     },
     /// Check every blob's digest and that every image's blobs are present.
     Fsck {
@@ -176,8 +221,34 @@ pub enum ExportFormat {
 /// Runs a store subcommand.
 pub fn run(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        StoreCommand::Images { root, format } => show::images(&root.open()?, format),
-        StoreCommand::Inspect { root, image } => show::inspect(&root.open()?, &image),
+        StoreCommand::Images {
+            root,
+            format,
+            quiet,
+            digests,
+            no_trunc,
+            reference,
+        } => show::images(
+            &root.open()?,
+            &show::ListArgs {
+                format,
+                quiet,
+                digests,
+                no_trunc,
+                reference,
+            },
+        ),
+        StoreCommand::Inspect {
+            root,
+            format,
+            images,
+        } => show::inspect(&root.open()?, &images, format.as_deref()),
+        StoreCommand::History {
+            root,
+            no_trunc,
+            format,
+            image,
+        } => show::history(&root.open()?, &image, no_trunc, format),
         StoreCommand::Tag {
             root,
             backend,
@@ -203,8 +274,26 @@ pub fn run(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
             all,
             filter,
             keep_storage,
+            force,
         } => {
             let filter = cache::prune_filter(all, &filter, keep_storage.as_deref())?;
+            let what = if all {
+                "the whole build cache"
+            } else {
+                "the build cache records selected"
+            };
+            if !force
+                && !crate::prompt::confirm(
+                    &format!(
+                        "WARNING! This will remove {what}, every blob no image or remaining record \
+                         uses, and what killed kiln processes left.\nAre you sure you want to continue?"
+                    ),
+                    "kiln prune deletes data and there is no terminal to ask on: pass -f (--force) to prune",
+                )?
+            {
+                errln!("Nothing was deleted.");
+                return Ok(ExitCode::SUCCESS);
+            }
             cache::prune(&root.open()?, &filter)
         }
         StoreCommand::Fsck { root } => fsck(&root.open()?),

@@ -372,9 +372,14 @@ impl BuildahBackend {
         if req.no_cache {
             cmd.arg("--no-cache");
         }
-        if req.pull {
-            cmd.arg("--pull-always");
-        }
+        // buildah's own names for the same policies (its `true` is "newer
+        // or missing").
+        cmd.arg(match req.pull {
+            crate::base::PullPolicy::Missing => "--pull=false",
+            crate::base::PullPolicy::Always => "--pull=always",
+            crate::base::PullPolicy::Newer => "--pull=true",
+            crate::base::PullPolicy::Never => "--pull=never",
+        });
         for tag in &req.tags {
             cmd.arg("-t").arg(tag.to_string());
         }

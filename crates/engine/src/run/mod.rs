@@ -12,8 +12,11 @@
 //! runtime's state, so kiln's containers can be found and removed after a
 //! killed build) and `cache-mounts/` (`RUN --mount=type=cache` directories).
 
+mod defaults;
 pub(crate) mod mounts;
 mod ssh;
+
+pub use defaults::RunDefaults;
 
 use kiln_oci::{Digest, ImageOs, LayerEntry, Platform};
 use kiln_runtime::{ContainerSpec, RunOutcome, Runtime, Stream};

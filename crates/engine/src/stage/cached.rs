@@ -285,6 +285,9 @@ impl State {
                 }
             }
             Instruction::Run(_) => {
+                if let Some(run) = ctx.run.key() {
+                    shape = shape.field("run-defaults", run);
+                }
                 for mount in &step.mounts {
                     let reads = matches!(mount.kind, MountType::Bind)
                         || (matches!(mount.kind, MountType::Cache) && !mount.from.is_empty());

@@ -58,6 +58,14 @@ impl State {
                 "usermod --add-subuids 100000-165535 --add-subgids 100000-165535 $USER (the kiln CLI then builds in a user namespace)",
             ));
         }
+        let network = ctx.run.network(instr.network);
+        if network == Network::Host && instr.network == Network::Default && !ctx.allow_network_host
+        {
+            return Err(BuildError::Request(
+                "--network=host needs the network.host entitlement: add --allow network.host"
+                    .into(),
+            ));
+        }
         if instr.network == Network::Host && !ctx.allow_network_host {
             // BuildKit's entitlement: a Dockerfile alone may not put a step
             // on the host's network.
@@ -125,7 +133,7 @@ impl State {
         let snapshot = executor.prepare(ctx.store, &layers).map_err(fail)?;
         let mut env = run_env(step, &ctx.plan.proxy_env);
         env.extend(mounts.env.iter().map(|(k, v)| format!("{k}={v}")));
-        let network = match instr.network {
+        let network = match network {
             Network::None => NetworkMode::None,
             Network::Host => NetworkMode::Host,
             Network::Default => NetworkMode::Private,
@@ -143,8 +151,10 @@ impl State {
             hostname: HOSTNAME.into(),
             mounts: mounts.mounts.clone(),
             network,
-            hosts: Some(hosts_file()),
+            hosts: Some(hosts_file(&ctx.run.add_hosts)),
             resolv_conf: None,
+            shm_size: ctx.run.shm_size,
+            rlimits: ctx.run.ulimits.clone(),
         };
         let mut tail: VecDeque<String> = VecDeque::with_capacity(TAIL_LINES);
         let outcome = executor.run(&spec, cancel.flag(), &mut |_stream, text: &str| {
@@ -341,8 +351,14 @@ fn run_env(step: &Step, proxy: &[(String, String)]) -> Vec<String> {
 }
 
 /// BuildKit's `/etc/hosts` for build containers.
-fn hosts_file() -> String {
-    format!("127.0.0.1\tlocalhost {HOSTNAME}\n::1\tlocalhost ip6-localhost ip6-loopback\n")
+/// BuildKit's `/etc/hosts`, then the `--add-host` entries.
+fn hosts_file(extra: &[(String, std::net::IpAddr)]) -> String {
+    let mut hosts =
+        format!("127.0.0.1\tlocalhost {HOSTNAME}\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    for (host, ip) in extra {
+        hosts.push_str(&format!("{ip}\t{host}\n"));
+    }
+    hosts
 }
 
 fn not_supported(ctx: &StageContext, line: usize, message: &str, help: &str) -> BuildError {

@@ -85,7 +85,7 @@ pub(super) fn prune_filter(
 /// A size as docker's flags take it: a number with an optional unit, `b`,
 /// `k`, `m`, `g` or `t` (with or without `b` or `ib`, any case), every unit
 /// a power of 1024.
-pub(super) fn parse_size(text: &str) -> Result<u64, String> {
+pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
     let bad = || format!("invalid size {text:?}: use a number and a unit, like 512MB or 10GB");
     let t = text.trim().to_ascii_lowercase();
     let split = t

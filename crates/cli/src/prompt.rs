@@ -1,0 +1,53 @@
+//! Questions asked on a terminal, as docker asks them: a confirmation
+//! before deleting, and a user name and password for `kiln login`, the
+//! password read without echo. Prompts go to standard error, so standard
+//! output keeps only the command's result.
+
+use anyhow::{bail, Context};
+use rustix::termios::{tcgetattr, tcsetattr, LocalModes, OptionalActions};
+use std::io::{BufRead, IsTerminal};
+
+/// Whether standard input is a terminal someone can answer on.
+pub fn interactive() -> bool {
+    std::io::stdin().is_terminal()
+}
+
+/// Asks `question` with `[y/N]`; true for y or yes. Without a terminal,
+/// fails with `refusal`: nobody can answer, and a script must say `-f`.
+pub fn confirm(question: &str, refusal: &str) -> anyhow::Result<bool> {
+    if !interactive() {
+        bail!("{refusal}");
+    }
+    let answer = line(&format!("{question} [y/N] "))?;
+    Ok(matches!(
+        answer.trim().to_ascii_lowercase().as_str(),
+        "y" | "yes"
+    ))
+}
+
+/// Shows `prompt` and reads one line from standard input, without its
+/// line ending.
+pub fn line(prompt: &str) -> anyhow::Result<String> {
+    crate::output::write_err(format_args!("{prompt}"));
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .context("reading the answer from standard input")?;
+    Ok(answer.trim_end_matches(['\n', '\r']).to_string())
+}
+
+/// Shows `prompt` and reads a line with the terminal's echo off, turning
+/// it back on whatever happens to the read.
+pub fn password(prompt: &str) -> anyhow::Result<String> {
+    let stdin = std::io::stdin();
+    let before = tcgetattr(&stdin).context("reading the terminal's settings")?;
+    let mut quiet = before.clone();
+    quiet.local_modes.remove(LocalModes::ECHO);
+    // Keep the newline the user types visible, as `sudo` does.
+    quiet.local_modes.insert(LocalModes::ECHONL);
+    tcsetattr(&stdin, OptionalActions::Flush, &quiet).context("turning the echo off")?;
+    let answer = line(prompt);
+    tcsetattr(&stdin, OptionalActions::Now, &before).context("turning the echo back on")?;
+    answer
+}
