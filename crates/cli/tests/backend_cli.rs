@@ -394,7 +394,7 @@ fn buildah_tags_pushes_and_assembles_manifest_lists() {
     assert!(built.contains("as app:1"), "{built}");
     // The build landed in kiln's store, built by buildah.
     let inspect: Value = serde_json::from_str(&ok(kiln_at().args(["inspect", "app:1"]))).unwrap();
-    let labels = &inspect["Config"]["config"]["Labels"];
+    let labels = &inspect[0]["Config"]["Labels"];
     assert_eq!(labels["made.by"], "test", "{inspect}");
     assert!(labels["io.buildah.version"].is_string(), "{inspect}");
 

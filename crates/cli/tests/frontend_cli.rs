@@ -261,3 +261,74 @@ fn check_refuses_a_self_doubling_arg_with_its_location() {
     );
     assert!(stderr.contains(" 23 | ARG a=$a$a"), "{stderr}");
 }
+
+#[test]
+fn call_check_runs_buildkits_checks_without_building() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("Dockerfile"),
+        "FROM busybox as Builder\nWORKDIR app\nCMD echo hi\n",
+    )
+    .unwrap();
+    let ctx = d.to_str().unwrap();
+    for flags in [&["--call", "check"][..], &["--check"][..]] {
+        let mut args = vec!["build"];
+        args.extend_from_slice(flags);
+        args.push(ctx);
+        let out = kiln(&args, None);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+        let stdout = text(&out.stdout);
+        assert!(
+            stdout.starts_with("Check complete, 4 warnings have been found!\n"),
+            "{stdout}"
+        );
+        for block in [
+            "WARNING: FromAsCasing - https://docs.docker.com/go/dockerfile/rule/from-as-casing/\n'as' and 'FROM' keywords' casing do not match\n",
+            "WARNING: StageNameCasing - https://docs.docker.com/go/dockerfile/rule/stage-name-casing/\nStage name 'Builder' should be lowercase\n",
+            "WARNING: WorkdirRelativePath - https://docs.docker.com/go/dockerfile/rule/workdir-relative-path/\nRelative workdir \"app\" can have unexpected results if the base image changes\n",
+            "WARNING: JSONArgsRecommended - https://docs.docker.com/go/dockerfile/rule/json-args-recommended/\nJSON arguments recommended for CMD to prevent unintended behavior related to OS signals\n",
+            "   3 | >>> CMD echo hi\n",
+        ] {
+            assert!(stdout.contains(block), "{block}\n---\n{stdout}");
+        }
+    }
+    // Nothing was pulled or stored: busybox is not even reachable here.
+    assert!(!d.join("store").exists());
+
+    // A clean file: exit 0.
+    std::fs::write(
+        d.join("Dockerfile"),
+        "FROM busybox AS builder\nCMD [\"sh\"]\n",
+    )
+    .unwrap();
+    let out = kiln(&["build", "--call", "check", ctx], None);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(text(&out.stdout), "Check complete, no warnings found.\n");
+    let out = kiln(&["build", "--call", "outline", ctx], None);
+    assert!(text(&out.stderr).contains("NotSupported: --call outline"));
+
+    // kiln check shows them as warnings; `# check=error=true` fails it and
+    // the build, and `skip=` turns rules off.
+    std::fs::write(
+        d.join("Dockerfile"),
+        "# check=error=true;skip=JSONArgsRecommended\nFROM scratch\nCMD echo hi\nWORKDIR rel\n",
+    )
+    .unwrap();
+    let out = kiln(&["check", ctx], None);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("WorkdirRelativePath"), "{err}");
+    assert!(!err.contains("JSONArgsRecommended"), "{err}");
+    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["build", ctx])
+        .env("KILN_ROOT", d.join("store"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("`# check=error=true`"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -29,6 +29,7 @@ mod ast;
 pub mod dockerignore;
 mod error;
 pub mod instructions;
+pub mod lint;
 mod parser;
 pub mod pipeline;
 pub mod shell;

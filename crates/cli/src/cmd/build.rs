@@ -151,6 +151,13 @@ pub struct BuildArgs {
     /// else `plain`). NO_COLOR turns colours off.
     #[arg(long, value_name = "MODE", default_value = "auto")]
     progress: String,
+    /// `--call check`: run BuildKit's Dockerfile checks and print what
+    /// they find instead of building (exit 1 when they find anything).
+    #[arg(long, value_name = "METHOD")]
+    call: Option<String>,
+    /// `--call check`.
+    #[arg(long)]
+    check: bool,
     /// Show no progress; print only the image id when the build succeeds.
     #[arg(short = 'q', long)]
     quiet: bool,
@@ -226,8 +233,30 @@ pub fn run(cmd: BuildCommand) -> anyhow::Result<ExitCode> {
 
 fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
     check_unsupported(&args)?;
+    match (args.call.as_deref(), args.check) {
+        (None | Some("build"), false) => {}
+        (Some("check") | None, true) | (Some("check"), false) => return call_check(&args),
+        (Some(other), _) => bail!(
+            "NotSupported: --call {other}: kiln runs `build` and `check` (BuildKit's Dockerfile checks); outline and targets are not implemented"
+        ),
+    }
     let mode = Mode::parse(&args.progress)?;
     let (mut req, file, sinks) = request(&args)?;
+    // A backend kiln does not implement is refused before the store is
+    // opened, so nothing is written.
+    args.backend.kind()?.ensure_implemented()?;
+    // `# check=error=true`: the file's checks must pass before it builds.
+    if let Ok(ast) = kiln_frontend::parse(&req.dockerfile.name, &req.dockerfile.bytes) {
+        let (findings, fail) = super::lint::findings(&file, &ast);
+        if fail && !findings.is_empty() {
+            super::lint::print_lines(&findings);
+            bail!(
+                "{}: `# check=error=true` and {} check(s) failed; fix them or drop the directive",
+                file.name,
+                findings.len()
+            );
+        }
+    }
     let store = args.root.open()?;
     let deliveries = deliver::Deliveries::bind(&mut req.outputs, &sinks, store.tmp_dir())?;
     let registry = args
@@ -296,6 +325,20 @@ fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
         outln!("Built {} as {}", built.image_id(), names.join(", "));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--call check`: parses the build file and runs BuildKit's checks on
+/// it; nothing is built or stored.
+fn call_check(args: &BuildArgs) -> anyhow::Result<ExitCode> {
+    let (req, file, _) = request(args)?;
+    let ast = kiln_frontend::parse(&req.dockerfile.name, &req.dockerfile.bytes)
+        .map_err(|e| file.locate(e))?;
+    let (findings, _) = super::lint::findings(&file, &ast);
+    Ok(if super::lint::print_blocks(&findings) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// Builds the `build:` bases `file` (a ZImagefile) names, each directory

@@ -187,10 +187,22 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     }
     let plan = kiln_frontend::stages::resolve(&ast, &options).map_err(|e| file.locate(e))?;
     let syntax = kiln_frontend::syntax_warning(bytes);
+    let (findings, fail) = super::lint::findings(&file, &ast);
     for warning in syntax.iter().chain(&ast.warnings) {
         errln!("warning: {name}:{}: {}", warning.line, warning.message);
     }
+    // BuildKit's checks; empty continuation lines were shown just above.
+    let rest: Vec<_> = findings
+        .iter()
+        .filter(|p| p.finding.rule != "NoEmptyContinuation")
+        .cloned()
+        .collect();
+    super::lint::print_lines(&rest);
     out!("{plan}");
+    if fail && !findings.is_empty() {
+        errln!("error: the Dockerfile's `# check=error=true` makes these warnings errors");
+        return Ok(ExitCode::FAILURE);
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -4,6 +4,7 @@ pub mod backends;
 pub mod build;
 pub mod frontend;
 pub mod init;
+pub(crate) mod lint;
 pub mod meta;
 pub mod pipeline;
 pub mod registry;
