@@ -329,7 +329,7 @@ fn from(
                     "Setting platform to predefined {platform} in FROM is redundant as this is the default behavior"
                 ),
             );
-        } else if !platform.contains('$') {
+        } else if !platform.contains('$') && !names_platform(values, platform) {
             add(
                 "FromPlatformFlagConstDisallowed",
                 line,
@@ -337,6 +337,19 @@ fn from(
             );
         }
     }
+}
+
+/// BuildKit's exception: a stage named for its platform (`AS
+/// build-amd64`) pins it on purpose.
+fn names_platform(values: &[String], platform: &str) -> bool {
+    let Some(name) = values.get(2).map(|n| n.to_ascii_lowercase()) else {
+        return false;
+    };
+    platform
+        .split(['/', ':'])
+        .filter(|p| !p.is_empty())
+        .take(2)
+        .any(|p| name.contains(&p.to_ascii_lowercase()))
 }
 
 /// The variables `$X` and `${X…}` in `text`.
@@ -432,6 +445,7 @@ mod tests {
             "FROM busybox:$VERSION as Builder\n\
              FROM --platform=linux/amd64 busybox AS builder\n\
              FROM --platform=$TARGETPLATFORM busybox AS scratch\n\
+             FROM --platform=linux/arm64 busybox AS tools-arm64\n\
              MAINTAINER me\n\
              WORKDIR app\n\
              ENV API_TOKEN abc\n\
@@ -447,12 +461,12 @@ mod tests {
             ("FromPlatformFlagConstDisallowed", 2, "FROM --platform flag should not use constant value \"linux/amd64\""),
             ("ReservedStageName", 3, "'scratch' is reserved and should not be used as a stage name"),
             ("RedundantTargetPlatform", 3, "Setting platform to predefined $TARGETPLATFORM in FROM is redundant as this is the default behavior"),
-            ("MaintainerDeprecated", 4, "Maintainer instruction is deprecated in favor of using label"),
-            ("WorkdirRelativePath", 5, "Relative workdir \"app\" can have unexpected results if the base image changes"),
-            ("LegacyKeyValueFormat", 6, "\"ENV key=value\" should be used instead of legacy \"ENV key value\" format"),
-            ("SecretsUsedInArgOrEnv", 6, "Do not use ARG or ENV instructions for sensitive data (ENV \"API_TOKEN\")"),
-            ("ConsistentInstructionCasing", 8, "Command 'copy' should match the case of the command majority (uppercase)"),
-            ("JSONArgsRecommended", 9, "JSON arguments recommended for CMD to prevent unintended behavior related to OS signals"),
+            ("MaintainerDeprecated", 5, "Maintainer instruction is deprecated in favor of using label"),
+            ("WorkdirRelativePath", 6, "Relative workdir \"app\" can have unexpected results if the base image changes"),
+            ("LegacyKeyValueFormat", 7, "\"ENV key=value\" should be used instead of legacy \"ENV key value\" format"),
+            ("SecretsUsedInArgOrEnv", 7, "Do not use ARG or ENV instructions for sensitive data (ENV \"API_TOKEN\")"),
+            ("ConsistentInstructionCasing", 9, "Command 'copy' should match the case of the command majority (uppercase)"),
+            ("JSONArgsRecommended", 10, "JSON arguments recommended for CMD to prevent unintended behavior related to OS signals"),
         ];
         let mut found: Vec<(&str, usize, String)> = found;
         found.sort();

@@ -36,6 +36,19 @@ impl Output {
 /// Writes the Dockerfile of `file`.
 pub(crate) fn dockerfile(file: &ZImagefile) -> Output {
     let mut out = Output::default();
+    // `platform:` pins a stage on purpose; BuildKit's check against a
+    // constant `FROM --platform` is off for the Dockerfile it becomes.
+    let pinned = file
+        .stages
+        .iter()
+        .find(|s| s.platform.as_deref().is_some_and(|p| !p.contains('$')));
+    if let Some(stage) = pinned {
+        out.push(
+            "# check=skip=FromPlatformFlagConstDisallowed",
+            stage.base_pos,
+            &stage.context,
+        );
+    }
     for (name, default, pos) in &file.args {
         out.push(&arg(name, default.as_deref()), *pos, "");
     }
