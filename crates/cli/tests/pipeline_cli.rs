@@ -333,7 +333,9 @@ fn platforms_build_an_index_and_defaults_fill_the_images() {
     let inspect = |tag: &str| -> serde_json::Value {
         let out = kiln(dir.path(), &["inspect", tag]);
         assert!(out.status.success(), "{}", text(&out.stderr));
-        serde_json::from_slice(&out.stdout).unwrap()
+        // docker's shape: an array of one.
+        let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        list[0].clone()
     };
     let multi = inspect("local/multi:1");
     assert_eq!(

@@ -349,8 +349,13 @@ impl Snapshotter {
             },
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 let chosen = if trusted_ok { "trusted" } else { "user" };
+                // Unique within the process too: several builds of one
+                // process (a pipeline's) open snapshotters at once, and the
+                // owner prefix names the process only.
+                static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let stage = self.root.join("tmp").join(format!(
-                    "{}{XATTR_NAMESPACE_FILE}",
+                    "{}{n}-{XATTR_NAMESPACE_FILE}",
                     self.owner.name_prefix()
                 ));
                 fs::write(&stage, format!("{chosen}\n")).map_err(Error::io("writing", &stage))?;

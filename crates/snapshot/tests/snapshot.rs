@@ -666,3 +666,29 @@ fn a_layer_unpacked_without_verification_is_not_trusted_and_is_replaced() {
         "{problems:?}"
     );
 }
+
+/// Several builds of one process (a pipeline's) open snapshotters on one
+/// fresh root at once: each must come up, whichever records the xattr
+/// namespace first.
+#[test]
+fn snapshotters_of_one_process_open_a_fresh_root_at_once() {
+    for _ in 0..20 {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("snapshots");
+        let results: Vec<Result<(), String>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    scope.spawn(|| {
+                        Snapshotter::open(&dir, Some(DriverKind::Copy))
+                            .map(|_| ())
+                            .map_err(|e| e.to_string())
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for r in results {
+            r.unwrap();
+        }
+    }
+}
