@@ -146,6 +146,28 @@ fn foreign_image(dir: &Path, urls: &[String]) -> ForeignImage {
     }
 }
 
+/// Copies `image` into the registry at `host` as `win:1` and pulls it
+/// into the store, its foreign layer kept both times; returns its name.
+fn kept_base(h: &Path, flags: &[String], image: &ForeignImage, host: &str) -> String {
+    let base = format!("{host}/win:1");
+    kiln_ok(
+        h,
+        &args(
+            &["copy", "--keep-foreign-layers"],
+            flags,
+            &[
+                &format!("oci:{}", image.layout.display()),
+                &format!("docker://{base}"),
+            ],
+        ),
+    );
+    kiln_ok(
+        h,
+        &args(&["pull", "--keep-foreign-layers"], flags, &[&base]),
+    );
+    base
+}
+
 /// `--insecure-registry H` for each host.
 fn insecure(hosts: &[String]) -> Vec<String> {
     hosts
@@ -433,22 +455,7 @@ fn builds_keep_or_make_ordinary_their_bases_foreign_layers() {
         stock.host(),
         host_of(&url),
     ]);
-    let base = format!("{}/win:1", allow.host());
-    kiln_ok(
-        h,
-        &args(
-            &["copy", "--keep-foreign-layers"],
-            &flags,
-            &[
-                &format!("oci:{}", image.layout.display()),
-                &format!("docker://{base}"),
-            ],
-        ),
-    );
-    kiln_ok(
-        h,
-        &args(&["pull", "--keep-foreign-layers"], &flags, &[&base]),
-    );
+    let base = kept_base(h, &flags, &image, &allow.host());
     assert!(server.requests().is_empty());
     std::fs::create_dir(h.join("ctx")).unwrap();
     std::fs::write(
@@ -543,22 +550,7 @@ fn push_and_export_fetch_or_keep_foreign_layers() {
     let allow = Registry::start();
     let stock = stock_registry();
     let flags = insecure(&[allow.host(), stock.host(), host_of(&url)]);
-    let base = format!("{}/win:1", allow.host());
-    kiln_ok(
-        h,
-        &args(
-            &["copy", "--keep-foreign-layers"],
-            &flags,
-            &[
-                &format!("oci:{}", image.layout.display()),
-                &format!("docker://{base}"),
-            ],
-        ),
-    );
-    kiln_ok(
-        h,
-        &args(&["pull", "--keep-foreign-layers"], &flags, &[&base]),
-    );
+    let base = kept_base(h, &flags, &image, &allow.host());
 
     // Without the bytes, exports that need them say so; a kept OCI layout
     // does not need them.
