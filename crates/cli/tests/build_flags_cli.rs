@@ -66,10 +66,6 @@ fn flags_kiln_does_not_implement_yet_say_so_and_why() {
     let dir = context();
     for (flag, expected) in [
         (
-            "--squash",
-            "NotSupported: --squash: kiln does not squash layers yet",
-        ),
-        (
             "--sbom=true",
             "NotSupported: --sbom=true: kiln does not produce attestations yet",
         ),

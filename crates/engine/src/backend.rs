@@ -192,6 +192,8 @@ pub struct BuildRequest {
     pub cache_to: Vec<CacheExport>,
     /// `--pull`: when the registry is asked for base images.
     pub pull: crate::PullPolicy,
+    /// `--squash`: the layers the build adds on its base image become one.
+    pub squash: bool,
     /// `--build-context`s by name.
     pub build_contexts: BTreeMap<String, NamedContext>,
     /// Where the result goes (default: the store).
@@ -239,6 +241,7 @@ impl BuildRequest {
             tags: Vec::new(),
             labels: BTreeMap::new(),
             pull: crate::PullPolicy::Missing,
+            squash: false,
             no_cache: false,
             no_cache_filter: Vec::new(),
             cache_from: Vec::new(),
@@ -728,6 +731,15 @@ impl NativeBackend {
             cache
                 .ensure_blob(client, &self.store, layer)
                 .map_err(BuildError::CacheLayer)?;
+        }
+        if req.squash {
+            target = std::sync::Arc::new(crate::squash::squash(
+                &self.store,
+                scratch.path(),
+                &target,
+                req.compression,
+                req.source_date_epoch,
+            )?);
         }
         if req
             .outputs

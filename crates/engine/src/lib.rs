@@ -50,6 +50,7 @@ pub mod export;
 pub mod imagefs;
 mod run;
 pub mod solver;
+mod squash;
 mod stage;
 mod transfer;
 

@@ -85,6 +85,9 @@ pub(crate) struct StageOutput {
     pub(crate) config: ImageConfig,
     /// Its layers, the base's included, bottom first.
     pub(crate) layers: Vec<Descriptor>,
+    /// How many of `layers` are the base image's (its chain of stages
+    /// ends in that image, or in scratch: 0): what `--squash` keeps.
+    pub(crate) base_layers: usize,
     /// The ARGs it declared (with those of the stage it is built on), in
     /// order: RUN history lists them.
     pub(crate) args: Vec<String>,
@@ -238,6 +241,11 @@ pub(crate) fn run(
         index: 0,
         cached: false,
     });
+    let base_layers = match &stage.base {
+        Base::Scratch => 0,
+        Base::Stage(b) => done.get(b).map_or(0, |out| out.base_layers),
+        Base::Image(_) => layers.len(),
+    };
     let mut state = State {
         fs,
         builder: ConfigBuilder::new(config::for_stage(&base_config, &stage.platform))
@@ -276,6 +284,7 @@ pub(crate) fn run(
         .send(BuildEvent::StageComplete { index: stage.index });
     let created = state.created.unwrap_or(ctx.now);
     Ok(StageOutput {
+        base_layers,
         fs: state.fs,
         config: state.builder.build(created),
         layers: state.layers,

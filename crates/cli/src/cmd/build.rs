@@ -185,8 +185,8 @@ pub struct BuildArgs {
     /// -1 for unlimited); repeatable.
     #[arg(long, value_name = "NAME=SOFT[:HARD]")]
     ulimit: Vec<String>,
-    /// Squash the build's new layers into one, as podman's flag (not
-    /// supported yet).
+    /// Squash the layers the build adds on its base image into one, as
+    /// podman's flag (the base's layers stay as they are).
     #[arg(long)]
     squash: bool,
     /// Provenance attestation: only `false` (kiln does not produce
@@ -207,12 +207,6 @@ pub struct BuildArgs {
 /// rather than on an "unexpected argument".
 fn check_unsupported(args: &BuildArgs) -> anyhow::Result<()> {
     let not_yet = |flag: &str, why: &str| anyhow::anyhow!("NotSupported: {flag}: {why}");
-    if args.squash {
-        return Err(not_yet(
-            "--squash",
-            "kiln does not squash layers yet; build without it (each step keeps its own layer)",
-        ));
-    }
     for (flag, value) in [("--provenance", &args.provenance), ("--sbom", &args.sbom)] {
         if let Some(v) = value.as_deref().filter(|v| !matches!(*v, "false" | "0")) {
             return Err(not_yet(
@@ -495,6 +489,7 @@ fn request(args: &BuildArgs) -> anyhow::Result<(BuildRequest, BuildFile, deliver
             .push(Reference::parse(tag).with_context(|| format!("invalid --tag {tag:?}"))?);
     }
     req.labels = pairs("--label", &args.labels)?;
+    req.squash = args.squash;
     req.pull = args.pull.parse().map_err(anyhow::Error::msg)?;
     for (name, value) in pairs("--build-context", &args.build_contexts)? {
         let ctx: NamedContext = value

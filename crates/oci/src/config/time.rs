@@ -2,7 +2,7 @@
 
 /// Formats seconds since the Unix epoch as `YYYY-MM-DDTHH:MM:SSZ`, the form
 /// BuildKit writes for `SOURCE_DATE_EPOCH` times.
-pub(crate) fn rfc3339(unix_seconds: i64) -> String {
+pub fn rfc3339(unix_seconds: i64) -> String {
     let days = unix_seconds.div_euclid(86_400);
     let secs = unix_seconds.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
