@@ -52,6 +52,7 @@ fn every_progress_mode_and_false_attestations_are_accepted() {
         &["--progress=tty"],
         &["--progress=rawjson"],
         &["--provenance=false", "--sbom=false", "--network=default"],
+        &["--attest=type=provenance,disabled=true"],
     ] {
         let mut all = vec!["build"];
         all.extend_from_slice(args);
@@ -68,6 +69,18 @@ fn flags_kiln_does_not_implement_yet_say_so_and_why() {
         (
             "--sbom=true",
             "NotSupported: --sbom=true: kiln does not produce attestations yet",
+        ),
+        (
+            "--attest=type=sbom",
+            "NotSupported: --attest type=sbom: kiln does not produce attestations yet",
+        ),
+        (
+            "--builder=mybuilder",
+            "NotSupported: --builder mybuilder: kiln has no buildx builder instances",
+        ),
+        (
+            "--cgroup-parent=/kiln",
+            "NotSupported: --cgroup-parent /kiln: kiln does not place RUN containers",
         ),
         (
             "--provenance=mode=max",

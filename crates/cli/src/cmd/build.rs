@@ -197,6 +197,16 @@ pub struct BuildArgs {
     /// yet).
     #[arg(long, value_name = "VALUE")]
     sbom: Option<String>,
+    /// `--attest type=sbom|provenance[,…]`: only with `disabled=true`
+    /// (kiln does not produce attestations yet).
+    #[arg(long, value_name = "SPEC")]
+    attest: Vec<String>,
+    /// buildx's builder instance: kiln has none (see `--backend`).
+    #[arg(long, value_name = "NAME")]
+    builder: Option<String>,
+    /// The cgroup parent of RUN containers (not supported yet).
+    #[arg(long, value_name = "PATH")]
+    cgroup_parent: Option<String>,
     /// The build context directory; `-` means none (the Dockerfile then
     /// comes from standard input, or from -f).
     context: PathBuf,
@@ -214,6 +224,28 @@ fn check_unsupported(args: &BuildArgs) -> anyhow::Result<()> {
                 "kiln does not produce attestations yet; drop the flag or pass false",
             ));
         }
+    }
+    if let Some(spec) = args
+        .attest
+        .iter()
+        .find(|a| !a.split(',').any(|f| f.trim() == "disabled=true"))
+    {
+        return Err(not_yet(
+            &format!("--attest {spec}"),
+            "kiln does not produce attestations yet; drop the flag or add disabled=true",
+        ));
+    }
+    if let Some(name) = &args.builder {
+        return Err(not_yet(
+            &format!("--builder {name}"),
+            "kiln has no buildx builder instances; it builds in this process (pick an engine with --backend native|buildah)",
+        ));
+    }
+    if let Some(path) = &args.cgroup_parent {
+        return Err(not_yet(
+            &format!("--cgroup-parent {path}"),
+            "kiln does not place RUN containers under a cgroup parent yet; drop the flag",
+        ));
     }
     Ok(())
 }
