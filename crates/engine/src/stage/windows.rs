@@ -107,9 +107,9 @@ impl State {
         path: &str,
     ) -> Result<(), BuildError> {
         let fail = |m: String| ctx.error_at(line, ErrorKind::Io, m, Some(path));
-        let abs = self.windows_workdir_path(path).map_err(fail)?;
         let wd = self.builder.config().working_dir();
-        let components = resolve(path, wd).map_err(|e| fail(e.to_string()))?;
+        let components = resolve(path, wd).map_err(|e| fail(format!("WORKDIR {e}")))?;
+        let abs = display(&components);
         let fs = self.fs.indexed();
         let mtime = ctx.epoch.unwrap_or(ctx.now);
         let mut entries = Vec::new();
