@@ -59,7 +59,9 @@ fn init_log(debug: bool, ansi: bool) {
         // kiln's crates; its dependencies' debug output is noise here.
         (None, true) => [
             "kiln",
-            "kiln_engine",
+            "kiln_backend",
+            "kiln_native",
+            "kiln_buildah",
             "kiln_registry",
             "kiln_store",
             "kiln_runtime",

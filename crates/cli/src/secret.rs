@@ -1,7 +1,7 @@
 //! `--secret` values, read as buildx reads them. Environment variables are
 //! read here, in the CLI, and handed to the engine as bytes.
 
-use kiln_engine::SecretSource;
+use kiln_backend::SecretSource;
 use std::ffi::OsString;
 use std::path::PathBuf;
 

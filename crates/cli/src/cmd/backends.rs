@@ -3,7 +3,7 @@
 
 use super::registry::{NetArgs, StoreArg};
 use crate::output::outln;
-use kiln_engine::{BackendKind, BuildBackend};
+use kiln_backend::{BackendKind, BuildBackend, Unavailable};
 use kiln_oci::reference::Reference;
 use kiln_registry::ClientOptions;
 use kiln_store::Store;
@@ -35,7 +35,30 @@ impl BackendArg {
     ) -> anyhow::Result<Box<dyn BuildBackend>> {
         let kind = self.kind()?;
         kind.ensure_implemented()?;
-        Ok(kind.open(open_store()?, registry, crate::env::snapshotter()?)?)
+        let store = open_store()?;
+        Ok(match kind {
+            BackendKind::Native => Box::new(
+                kiln_native::NativeBackend::new(store, registry)
+                    .with_snapshotter(crate::env::snapshotter()?),
+            ),
+            BackendKind::Buildah => Box::new(kiln_buildah::BuildahBackend::new(store, registry)),
+            // `ensure_implemented` has refused these with its reason.
+            BackendKind::Remote | BackendKind::Hcs => {
+                anyhow::bail!("backend {kind} is not implemented")
+            }
+        })
+    }
+}
+
+/// Whether `kind` can run here: what it runs with, or why not. Needs no
+/// store, so `kiln backends` can ask before any exists.
+fn availability(kind: BackendKind) -> Result<String, Unavailable> {
+    match kind {
+        BackendKind::Native => kiln_native::availability(),
+        BackendKind::Buildah => kiln_buildah::probe(),
+        BackendKind::Remote | BackendKind::Hcs => Err(kind
+            .not_implemented()
+            .unwrap_or_else(|| Unavailable::new(format!("{kind} is not implemented")))),
     }
 }
 
@@ -103,7 +126,7 @@ fn list() -> anyhow::Result<ExitCode> {
     let chosen = BackendArg { backend: None }.kind();
     outln!("{:<9} {:<10} DETAIL", "BACKEND", "AVAILABLE");
     for kind in BackendKind::ALL {
-        let (available, detail) = match kind.availability() {
+        let (available, detail) = match availability(kind) {
             Ok(what) => ("yes", what),
             Err(why) => ("no", why.to_string()),
         };

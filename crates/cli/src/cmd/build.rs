@@ -10,10 +10,8 @@ use super::registry::{AuthArgs, ForeignArgs, NetArgs, StoreArg};
 use crate::output::{errln, outln};
 use crate::progress::{Display, Mode};
 use anyhow::{bail, Context};
-use kiln_engine::backend::{BuildBackend, BuildRequest, Dockerfile, NamedContext};
-use kiln_engine::events::EventSink;
-use kiln_engine::export::Output;
-use kiln_engine::{BuildError, BuiltImage};
+use kiln_backend::{BuildBackend, BuildRequest, Dockerfile, NamedContext};
+use kiln_backend::{BuildError, BuiltImage, EventSink, Output};
 use kiln_frontend::stages::Platform;
 use kiln_oci::reference::Reference;
 use kiln_oci::Compression;
@@ -629,11 +627,11 @@ fn request(args: &BuildArgs) -> anyhow::Result<(BuildRequest, BuildFile, deliver
     req.no_cache_filter = args.no_cache_filter.clone();
     for spec in &args.cache_from {
         req.cache_from
-            .push(kiln_engine::parse_cache_from(spec).map_err(anyhow::Error::msg)?);
+            .push(kiln_backend::parse_cache_from(spec).map_err(anyhow::Error::msg)?);
     }
     for spec in &args.cache_to {
         req.cache_to
-            .push(kiln_engine::parse_cache_to(spec).map_err(anyhow::Error::msg)?);
+            .push(kiln_backend::parse_cache_to(spec).map_err(anyhow::Error::msg)?);
     }
     req.compression = Compression::parse(&args.compression, args.compression_level.as_deref())?;
     req.docker_media_types = !oci_media_types;

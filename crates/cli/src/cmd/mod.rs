@@ -26,9 +26,9 @@ pub(crate) fn open_store(root: &Path) -> anyhow::Result<Store> {
 /// temporary files (`Store::reclaimed` says those).
 pub(crate) fn open_store_reclaiming(
     root: &Path,
-) -> anyhow::Result<(Store, kiln_engine::Reclaimed)> {
+) -> anyhow::Result<(Store, kiln_native::Reclaimed)> {
     let store = Store::open(root)
         .with_context(|| format!("cannot open the store at {}", root.display()))?;
-    let reclaimed = kiln_engine::reclaim(store.root());
+    let reclaimed = kiln_native::reclaim(store.root());
     Ok((store, reclaimed))
 }

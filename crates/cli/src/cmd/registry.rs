@@ -262,7 +262,7 @@ pub fn run(cmd: RegistryCommand) -> anyhow::Result<ExitCode> {
             let store = root.open()?;
             let resolved = store.resolve(&image)?;
             let client = Client::new(options.clone());
-            let rt = kiln_engine::runtime().map_err(anyhow::Error::msg)?;
+            let rt = kiln_backend::runtime().map_err(anyhow::Error::msg)?;
             rt.block_on(fetch_foreign(&client, &store, &resolved.descriptor, None))?;
         }
         let pushed = backend
@@ -272,7 +272,7 @@ pub fn run(cmd: RegistryCommand) -> anyhow::Result<ExitCode> {
         outln!("Digest: {}", pushed.digest);
         return Ok(ExitCode::SUCCESS);
     }
-    let rt = kiln_engine::runtime().map_err(anyhow::Error::msg)?;
+    let rt = kiln_backend::runtime().map_err(anyhow::Error::msg)?;
     rt.block_on(run_async(cmd))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -4,15 +4,15 @@
 //! schema is `docs/events.md`).
 //!
 //! Events arrive on the threads of the stages that send them (see
-//! `kiln_engine::events`), so each display keeps its state behind a lock.
+//! `kiln_backend::events`), so each display keeps its state behind a lock.
 
 mod plain;
 mod rawjson;
 mod tty;
 
 use crate::cmd::frontend::BuildFile;
-use kiln_engine::events::{BuildEvent, EventSink};
-use kiln_engine::BuiltImage;
+use kiln_backend::BuiltImage;
+use kiln_backend::{BuildEvent, EventSink};
 use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::sync::atomic::AtomicBool;

@@ -6,7 +6,7 @@ use super::{collapse_cr, warning_text, StageKey, Steps};
 use crate::cmd::frontend::BuildFile;
 use crate::output::errln;
 use indicatif::HumanBytes;
-use kiln_engine::events::BuildEvent;
+use kiln_backend::BuildEvent;
 use std::sync::Mutex;
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 
 use crate::cmd::frontend::BuildFile;
 use crate::output::errln;
-use kiln_engine::events::BuildEvent;
+use kiln_backend::BuildEvent;
 use serde_json::{json, Map, Value};
 use std::time::Instant;
 

@@ -18,8 +18,8 @@ use console::{measure_text_width, style, truncate_str, Term};
 use indicatif::{
     HumanBytes, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle,
 };
-use kiln_engine::events::BuildEvent;
-use kiln_engine::BuiltImage;
+use kiln_backend::BuildEvent;
+use kiln_backend::BuiltImage;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

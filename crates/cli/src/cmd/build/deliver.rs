@@ -7,7 +7,7 @@
 //! has succeeded.
 
 use anyhow::{bail, Context};
-use kiln_engine::export::Output;
+use kiln_backend::Output;
 use std::fs::File;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 //! spells them: `--network`, `--add-host`, `--shm-size` and `--ulimit`.
 
 use anyhow::{bail, Context};
-use kiln_engine::{Rlimit, RunDefaults};
+use kiln_backend::{Rlimit, RunDefaults};
 use kiln_frontend::instructions::Network;
 use std::net::IpAddr;
 

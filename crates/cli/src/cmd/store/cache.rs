@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use std::time::SystemTime;
 
 fn open(store: &Store) -> anyhow::Result<Cache> {
-    kiln_engine::open_cache_index(store.root()).with_context(|| {
+    kiln_native::open_cache_index(store.root()).with_context(|| {
         format!(
             "cannot open the build cache of the store at {}",
             store.root().display()
@@ -109,7 +109,7 @@ pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
 /// store hold.
 pub(super) fn du(
     store: &Store,
-    run_leftovers: &kiln_engine::Reclaimed,
+    run_leftovers: &kiln_native::Reclaimed,
     verbose: bool,
 ) -> anyhow::Result<ExitCode> {
     let cache = open(store)?;

@@ -1,0 +1,383 @@
+//! A step through the build cache: its key, a hit taken from the record
+//! (the layer already in the store, the config change replayed), or a run
+//! and a new record. Config-only steps always run (they cost nothing);
+//! their records keep the time they were first built, so a build that
+//! changed nothing gets the `created` time, and so the digest, of the
+//! build before it.
+
+use super::copy_step::From;
+use super::{StageContext, StageOutput, State, StepAt};
+use crate::cache::{encode_listing, shape_key, what_changed, SourceMask, SourcesDigest};
+use crate::solver::Finished;
+use kiln_backend::events::BuildEvent;
+use kiln_backend::BuildError;
+use kiln_cache::{KeyBuilder, Layer, Record};
+use kiln_frontend::instructions::{Instruction, MountType, Source};
+use kiln_frontend::stages::{Stage, Step};
+use kiln_frontend::ErrorKind;
+use kiln_oci::Digest;
+use kiln_store::Descriptor;
+use std::path::Path;
+use std::sync::Arc;
+
+/// The reason of a miss with nothing more to say.
+const NEW: &str = "not built before with these inputs (or an earlier step changed)";
+
+/// What a step's key holds besides its parent and text.
+struct Key {
+    /// Everything but the context files it reads.
+    shape: KeyBuilder,
+    /// The digest of those files and their listing, when it reads any.
+    sources: Option<SourcesDigest>,
+}
+
+impl State {
+    /// Runs `step` or takes it from the cache; true when taken.
+    pub(super) fn cached_step(&mut self, at: &StepAt) -> Result<bool, BuildError> {
+        let StepAt {
+            ctx,
+            stage,
+            step,
+            index,
+            done,
+            ..
+        } = *at;
+        let makes_layer = matches!(
+            step.command.instruction,
+            Instruction::Copy(_)
+                | Instruction::Add(_)
+                | Instruction::Run(_)
+                | Instruction::Workdir(_)
+        );
+        let key = match self.key(ctx, stage, step, done)? {
+            Ok(key) => key,
+            Err(why) => {
+                ctx.events.send(BuildEvent::CacheMiss {
+                    stage: stage.index,
+                    index,
+                    reason: why.to_string(),
+                    expected: false,
+                });
+                self.step(at)?;
+                // Nothing later can be found by a key made after this step.
+                self.key = KeyBuilder::new("uncacheable")
+                    .parent(&self.key)
+                    .field("time", ctx.now.to_string())
+                    .field("pid", std::process::id().to_string())
+                    .finish();
+                self.created = Some(ctx.now);
+                return Ok(false);
+            }
+        };
+        let full = match &key.sources {
+            Some(sources) => key
+                .shape
+                .clone()
+                .field("sources", sources.digest.to_string()),
+            None => key.shape.clone(),
+        }
+        .finish();
+        let disabled = ctx.cache.disabled_for(stage.name.as_deref(), stage.index);
+        let found = ctx.cache.get(&full);
+        if let (None, Some((record, remote))) = (disabled, &found) {
+            let taken = if makes_layer {
+                self.replay(ctx, step, record)?
+            } else {
+                self.step(at)?;
+                true
+            };
+            if taken {
+                if *remote {
+                    ctx.cache.took_remote(full, record);
+                }
+                ctx.cache.used(stage.index, full, record);
+                self.took(full, record);
+                return Ok(true);
+            }
+        }
+        let record = found.map(|(r, _)| r);
+        let reason = match (disabled, &record) {
+            (Some(why), _) => why.to_string(),
+            (None, Some(_)) => "its layer is no longer in the store".to_string(),
+            (None, None) => self.miss_reason(ctx, step, &key),
+        };
+        let expected = disabled.is_some() || reason == NEW;
+        ctx.events.send(BuildEvent::CacheMiss {
+            stage: stage.index,
+            index,
+            reason,
+            expected,
+        });
+        let layers_before = self.layers.len();
+        // The step's record will be found by the digests of these files:
+        // the step may copy them only as they were hashed.
+        self.hashed = key.sources.as_ref().map(|s| Arc::clone(&s.files));
+        let ran = self.step(at);
+        self.hashed = None;
+        ran?;
+        let layer = if self.layers.len() > layers_before {
+            let blob = self.layers.last().cloned();
+            let diff_id = self
+                .builder
+                .config()
+                .diff_ids()
+                .ok()
+                .and_then(|d| d.last().copied());
+            blob.zip(diff_id).map(|(blob, diff_id)| Layer {
+                digest: blob.digest,
+                media_type: blob.media_type.clone(),
+                size: blob.size,
+                diff_id,
+            })
+        } else {
+            None
+        };
+        let record = Record {
+            layer,
+            created: ctx.now.to_string(),
+            description: step.command.to_string(),
+            metadata: self.last_created_by().into_bytes(),
+        };
+        ctx.cache.put(&full, &record);
+        ctx.cache.used(stage.index, full, &record);
+        if let Some(sources) = &key.sources {
+            let shape = Record {
+                layer: None,
+                created: ctx.now.to_string(),
+                description: format!("sources of: {}", step.command),
+                metadata: encode_listing(&sources.listed),
+            };
+            ctx.cache.put(&shape_key(&key.shape), &shape);
+        }
+        self.key = full;
+        self.created = Some(self.created.map_or(ctx.now, |c| c.max(ctx.now)));
+        Ok(false)
+    }
+
+    /// Moves the chain on past a step taken from `record`.
+    fn took(&mut self, key: Digest, record: &Record) {
+        self.key = key;
+        let at = record.created.parse::<i64>().unwrap_or(0);
+        self.created = Some(self.created.map_or(at, |c| c.max(at)));
+    }
+
+    /// Puts a recorded layer on the stage and replays the step's config
+    /// change; false when the layer's blob is gone (a miss, then).
+    fn replay(
+        &mut self,
+        ctx: &StageContext,
+        step: &Step,
+        record: &Record,
+    ) -> Result<bool, BuildError> {
+        let Some(layer) = &record.layer else {
+            return Ok(false);
+        };
+        if !ctx.cache.can_get(ctx.store, &layer.digest) {
+            return Ok(false);
+        }
+        let desc = Descriptor::new(&layer.media_type, layer.digest, layer.size);
+        self.fs.push(desc.clone());
+        self.layers.push(desc);
+        match &step.command.instruction {
+            Instruction::Workdir(i) => {
+                let abs = if self.is_windows() {
+                    self.windows_workdir_path(&i.path).map_err(|m| {
+                        ctx.error_at(step.command.start_line, ErrorKind::Io, m, None)
+                    })?
+                } else {
+                    self.workdir_path(&i.path)
+                };
+                self.builder.workdir(&abs, Some(layer.diff_id));
+            }
+            _ => {
+                let created_by = String::from_utf8_lossy(&record.metadata).into_owned();
+                self.builder.add_layer(layer.diff_id, &created_by);
+            }
+        }
+        Ok(true)
+    }
+
+    /// The last history entry's `created_by`, without BuildKit's suffix
+    /// that [`kiln_oci::ConfigBuilder::add_layer`] adds back.
+    fn last_created_by(&self) -> String {
+        self.builder
+            .config()
+            .as_json()
+            .get("history")
+            .and_then(|h| h.as_array())
+            .and_then(|h| h.last())
+            .and_then(|e| e.get("created_by"))
+            .and_then(|c| c.as_str())
+            .map(|c| c.trim_end_matches(" # buildkit").to_string())
+            .unwrap_or_default()
+    }
+
+    /// Why a step with no record missed: what changed in its sources when
+    /// the same step was built before with others, else that it (or an
+    /// earlier step) is new.
+    fn miss_reason(&self, ctx: &StageContext, step: &Step, key: &Key) -> String {
+        let Some(sources) = &key.sources else {
+            return NEW.into();
+        };
+        match ctx
+            .cache
+            .get_local(&shape_key(&key.shape))
+            .and_then(|r| what_changed(&r.metadata, &sources.listed))
+        {
+            Some(change) => format!("{}: {change}", short(&step.command.to_string())),
+            None => NEW.into(),
+        }
+    }
+
+    /// The step's key, or why it cannot have one.
+    fn key(
+        &self,
+        ctx: &StageContext,
+        stage: &Stage,
+        step: &Step,
+        done: &Finished<StageOutput>,
+    ) -> Result<Result<Key, &'static str>, BuildError> {
+        let line = step.command.start_line;
+        let env: Vec<String> = step.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let mut shape = KeyBuilder::new("step")
+            .parent(&self.key)
+            .field("instruction", format!("{:?}", step.command.instruction))
+            .field("env", env.join("\0"))
+            .field("mounts", format!("{:?}", step.mounts))
+            .field("platform", format!("{:?}", stage.platform))
+            .field("epoch", format!("{:?}", ctx.epoch))
+            .field("compression", format!("{:?}", ctx.compression));
+        let fail = |e: String| ctx.error_at(line, ErrorKind::Io, e, None);
+        let mut context: Vec<String> = Vec::new();
+        let mut dir_from: Option<(&Path, &kiln_frontend::dockerignore::Matcher)> = None;
+        let mut mask = SourceMask::ALL;
+        match &step.command.instruction {
+            Instruction::Copy(i) => {
+                mask = source_mask(i.chmod.as_deref(), i.chown.is_some());
+                let paths = source_paths(&i.sources);
+                match &i.from {
+                    None => context = paths,
+                    Some(name) => match self.source(ctx, stage, line, done, name, "COPY --from")? {
+                        From::Dir(dir, ignore) => {
+                            dir_from = Some((dir, ignore));
+                            context = paths;
+                        }
+                        From::Fs(_, layers) => shape = shape.field("from", layer_ids(&layers)),
+                    },
+                }
+            }
+            Instruction::Add(i) => {
+                mask = source_mask(i.chmod.as_deref(), i.chown.is_some());
+                for src in source_paths(&i.sources) {
+                    if crate::copy::is_remote_git(&src) {
+                        return Ok(Err("ADD of a git repository is never cached"));
+                    }
+                    if crate::copy::is_remote_http(&src) {
+                        match &i.checksum {
+                            Some(sum) => shape = shape.field("checksum", sum),
+                            None => {
+                                return Ok(Err("ADD of a URL without --checksum is never cached"))
+                            }
+                        }
+                    } else {
+                        context.push(src);
+                    }
+                }
+            }
+            Instruction::Run(_) => {
+                if let Some(run) = ctx.run.key() {
+                    shape = shape.field("run-defaults", run);
+                }
+                for mount in &step.mounts {
+                    let reads = matches!(mount.kind, MountType::Bind)
+                        || (matches!(mount.kind, MountType::Cache) && !mount.from.is_empty());
+                    if !reads {
+                        continue;
+                    }
+                    if mount.from.is_empty() {
+                        context.push(mount.source.clone());
+                        continue;
+                    }
+                    match self.source(ctx, stage, line, done, &mount.from, "RUN --mount from")? {
+                        From::Dir(dir, ignore) => {
+                            let sources = ctx
+                                .cache
+                                .sources_digest(
+                                    dir,
+                                    ignore,
+                                    std::slice::from_ref(&mount.source),
+                                    SourceMask::ALL,
+                                )
+                                .map_err(fail)?;
+                            shape = shape.field("mount-dir", sources.digest.to_string());
+                        }
+                        From::Fs(_, layers) => {
+                            shape = shape.field("mount-from", layer_ids(&layers))
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        let sources = if context.is_empty() {
+            None
+        } else {
+            let (dir, ignore) = match dir_from {
+                Some(d) => d,
+                None => match ctx.context {
+                    Some(dir) => (dir, ctx.ignore),
+                    // No context: the step fails by itself.
+                    None => return Ok(Err("the build has no context")),
+                },
+            };
+            Some(
+                ctx.cache
+                    .sources_digest(dir, ignore, &context, mask)
+                    .map_err(fail)?,
+            )
+        };
+        Ok(Ok(Key { shape, sources }))
+    }
+}
+
+/// What a COPY or ADD with these flags overrides of its sources.
+fn source_mask(chmod: Option<&str>, chown: bool) -> SourceMask {
+    let octal = chmod.is_some_and(|m| {
+        matches!(
+            kiln_frontend::instructions::parse_chmod(m),
+            Ok(kiln_frontend::instructions::Chmod::Octal(_))
+        )
+    });
+    SourceMask {
+        mode: if octal { 0o7000 } else { 0o7777 },
+        owner: !chown,
+    }
+}
+
+fn source_paths(sources: &[Source]) -> Vec<String> {
+    sources
+        .iter()
+        .filter_map(|s| match s {
+            Source::Path(p) => Some(p.clone()),
+            Source::Heredoc(_) => None,
+        })
+        .collect()
+}
+
+fn layer_ids(layers: &[crate::run::Layer]) -> String {
+    layers
+        .iter()
+        .map(|l| l.diff_id.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// An instruction cut to a readable length for messages.
+fn short(text: &str) -> String {
+    let first = text.lines().next().unwrap_or_default();
+    if first.chars().count() > 60 {
+        format!("{}…", first.chars().take(60).collect::<String>())
+    } else {
+        first.to_string()
+    }
+}
