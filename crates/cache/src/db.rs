@@ -1,6 +1,5 @@
 //! The index of step results.
 
-use crate::stat::StatSession;
 use crate::Error;
 use kiln_oci::Digest;
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
@@ -363,12 +362,6 @@ impl Cache {
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
             .map_err(|e| self.db(e))?;
         digests.iter().map(|d| self.digest(d)).collect()
-    }
-
-    /// Starts looking up content digests of files in the context at `root`
-    /// (see [`StatSession`]), marking the context used now.
-    pub fn stat_session(&self, root: &Path) -> Result<StatSession<'_>, Error> {
-        StatSession::new(self, root)
     }
 
     /// Checks the database file and the values in it; returns the problems

@@ -16,6 +16,16 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+// Here rather than in `db`, so the database module knows nothing of stat
+// sessions, which are built on it.
+impl Cache {
+    /// Starts looking up content digests of files in the context at `root`
+    /// (see [`StatSession`]), marking the context used now.
+    pub fn stat_session(&self, root: &Path) -> Result<StatSession<'_>, Error> {
+        StatSession::new(self, root)
+    }
+}
+
 /// How often a file is read again when it keeps changing while being hashed.
 const READ_ATTEMPTS: usize = 3;
 

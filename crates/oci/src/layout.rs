@@ -216,17 +216,26 @@ impl Layout {
 }
 
 /// Replaces `path` with `bytes` atomically and durably (see the module
-/// docs).
+/// docs), through a temporary file beside it.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), LayoutError> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
+    write_atomic_via(&parent_dir(path), path, bytes)
+}
+
+/// [`write_atomic`] with the temporary file in `tmp_dir` (on the same file
+/// system as `path`), for a directory that must never show stray files,
+/// as a store's content directory. The file ends world-readable (0644),
+/// as any image layout's files are, though temporary files start 0600.
+pub fn write_atomic_via(tmp_dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), LayoutError> {
+    use std::os::unix::fs::PermissionsExt;
     let mut tmp = tempfile::Builder::new()
         .prefix(".tmp-")
-        .tempfile_in(&dir)
-        .map_err(io_err("creating a temporary file in", &dir))?;
+        .tempfile_in(tmp_dir)
+        .map_err(io_err("creating a temporary file in", tmp_dir))?;
     tmp.write_all(bytes)
+        .and_then(|_| {
+            tmp.as_file()
+                .set_permissions(std::fs::Permissions::from_mode(0o644))
+        })
         .and_then(|_| tmp.as_file().sync_all())
         .map_err(io_err("writing", path))?;
     tmp.persist(path).map_err(|e| LayoutError::Io {
@@ -234,7 +243,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), LayoutError> {
         path: path.to_path_buf(),
         source: e.error,
     })?;
-    sync_dir(&dir)
+    sync_dir(&parent_dir(path))
+}
+
+fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
 }
 
 /// Flushes a directory, so a rename in it survives a crash.

@@ -1,7 +1,7 @@
 //! Small file-system steps shared by the drivers, none following a symlink
 //! at the last component.
 
-use rustix::fs::{self as rfs, AtFlags, FileType, Mode, Timespec, Timestamps, XattrFlags, CWD};
+use rustix::fs::{self as rfs, AtFlags, FileType, Mode, XattrFlags, CWD};
 use rustix::io::Errno;
 use std::fs;
 use std::io;
@@ -54,16 +54,8 @@ pub(crate) fn set_meta(path: &Path, meta: &Meta<'_>, restore_owners: bool) -> io
 
 /// Sets atime and mtime to `mtime` (seconds, nanoseconds).
 pub(crate) fn set_mtime(path: &Path, (sec, nsec): (i64, i64)) -> io::Result<()> {
-    let t = Timespec {
-        tv_sec: sec,
-        tv_nsec: nsec,
-    };
-    let times = Timestamps {
-        last_access: t,
-        last_modification: t,
-    };
-    rfs::utimensat(CWD, path, &times, AtFlags::SYMLINK_NOFOLLOW)?;
-    Ok(())
+    let nsec = u32::try_from(nsec).map_err(|_| io::Error::other("nanoseconds out of range"))?;
+    kiln_oci::layer::set_mtime_at(CWD, path, sec, nsec)
 }
 
 /// Creates a device node or fifo.

@@ -3,7 +3,6 @@
 use crate::error::{Error, Result};
 use rustix::fs::{flock, FlockOperation};
 use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::path::Path;
 
 /// An flock held on a lock file; released when dropped (or when the
@@ -54,17 +53,22 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
 /// the new content: write a temp file in `tmp_dir` (same file system),
 /// fsync it, rename it over `dest`, fsync the directory.
 pub(crate) fn write_atomic(tmp_dir: &Path, dest: &Path, bytes: &[u8]) -> Result<()> {
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".write-")
-        .tempfile_in(tmp_dir)
-        .map_err(Error::io("creating a temporary file in", tmp_dir))?;
-    tmp.write_all(bytes)
-        .and_then(|_| tmp.as_file().sync_all())
-        .map_err(Error::io("writing", tmp.path()))?;
-    set_readable(tmp.as_file(), tmp.path())?;
-    tmp.persist(dest)
-        .map_err(|e| Error::io("replacing", dest)(e.error))?;
-    sync_dir(dest.parent().unwrap_or(Path::new("/")))
+    kiln_oci::layout::write_atomic_via(tmp_dir, dest, bytes).map_err(|e| match e {
+        kiln_oci::LayoutError::Io {
+            action,
+            path,
+            source,
+        } => Error::Io {
+            action,
+            path,
+            source,
+        },
+        other => Error::Io {
+            action: "replacing",
+            path: dest.to_path_buf(),
+            source: std::io::Error::other(other.to_string()),
+        },
+    })
 }
 
 /// Store files are world-readable like any image layout (temp files start as 0600).

@@ -146,14 +146,6 @@ impl Template {
         );
         out
     }
-
-    /// The template as a Dockerfile: the translation of
-    /// [`Template::zimagefile`].
-    pub fn dockerfile(&self, hints: &Hints) -> Result<String, Error> {
-        let yaml = self.zimagefile(hints);
-        let file = format!("runtime template {:?}", self.name);
-        Ok(crate::zimagefile::convert(&file, yaml.as_bytes())?.dockerfile)
-    }
 }
 
 #[cfg(test)]

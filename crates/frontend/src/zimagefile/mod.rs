@@ -77,6 +77,19 @@ use crate::{Error, ErrorKind};
 use convert::Origin;
 use std::path::Path;
 
+// Here rather than in `templates`: templates are ZImagefile data, and the
+// ZImagefile's `runtime:` reads them, so the translation stays on this side
+// and `templates` depends on nothing of this module.
+impl crate::templates::Template {
+    /// The template as a Dockerfile: the translation of
+    /// [`Template::zimagefile`](crate::templates::Template::zimagefile).
+    pub fn dockerfile(&self, hints: &crate::templates::Hints) -> Result<String, Error> {
+        let yaml = self.zimagefile(hints);
+        let file = format!("runtime template {:?}", self.name);
+        Ok(convert(&file, yaml.as_bytes())?.dockerfile)
+    }
+}
+
 /// A `build:` base: a directory built first, its image given to the
 /// translation's `FROM` as the build context named [`BaseBuild::name`].
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -657,20 +657,7 @@ pub(crate) fn scratch_write(
 
 /// Sets a path's mtime (and atime), not following symlinks.
 pub(crate) fn set_mtime(path: &Path, mtime: i64) -> std::io::Result<()> {
-    let ts = rustix::fs::Timespec {
-        tv_sec: mtime,
-        tv_nsec: 0,
-    };
-    rustix::fs::utimensat(
-        rustix::fs::CWD,
-        path,
-        &rustix::fs::Timestamps {
-            last_access: ts,
-            last_modification: ts,
-        },
-        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-    )?;
-    Ok(())
+    kiln_oci::layer::set_mtime_at(rustix::fs::CWD, path, mtime, 0)
 }
 
 /// Numbered directories under the step's scratch dir, mode 0755 so that

@@ -5,13 +5,15 @@
 mod entry;
 mod extract;
 mod format;
+mod pax_time;
 pub mod read;
 pub(crate) mod tar;
 pub(crate) mod write;
 
 pub use entry::{entries_from_dir, read_xattrs, EntryKind, FileSource, LayerEntry};
-pub use extract::{extract_layer, ExtractError, ExtractOptions, Whiteouts};
+pub use extract::{extract_layer, set_mtime_at, ExtractError, ExtractOptions, Whiteouts};
 pub use format::LayerFormat;
+pub use pax_time::{PaxTime, PaxTimeError};
 pub use tar::pax_records;
 pub use write::{
     write_layer, write_tar, LayerDescriptor, LayerError, LayerOptions, MtimePolicy, Ownership,

@@ -15,12 +15,13 @@ mod base64;
 mod check;
 pub mod path;
 pub mod sd;
-mod time;
 pub mod transport;
 mod writer;
 
 pub use check::{check_layer, CheckError};
-pub use time::{PaxTime, PaxTimeError};
+// PAX times are a tar matter, kept with the tar code; Windows layers are
+// their main user, so they are named here too.
+pub use crate::layer::{PaxTime, PaxTimeError};
 pub use transport::{
     folder_to_layer, folder_to_tar, layer_to_folder, FolderOptions, ImportedFolder, TimeSource,
     TransportError,

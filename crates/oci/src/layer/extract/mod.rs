@@ -130,7 +130,7 @@ pub fn extract_layer<R: Read + Send>(
             .split_last()
             .map_or((&b""[..], &[][..]), |(n, p)| (*n, p));
         let dir = open_dir(ex.root.as_fd(), parents).map_err(|e| fail(None, walk_reason(e)))?;
-        set_mtime(dir.as_fd(), OsStr::from_bytes(name), *mtime).map_err(|e| {
+        set_mtime_at(dir.as_fd(), OsStr::from_bytes(name), *mtime, 0).map_err(|e| {
             fail(
                 Some(String::from_utf8_lossy(path).into_owned()),
                 format!("setting mtime: {e}"),
@@ -250,7 +250,8 @@ impl Extractor {
                 let mut file = File::from(fd);
                 io::copy(data, &mut file).map_err(|e| io_err("writing the file", e))?;
                 self.finish_fd(file.as_fd(), &meta)?;
-                set_mtime(dir, name_os, meta.mtime).map_err(|e| io_err("setting mtime", e))?;
+                set_mtime_at(dir, name_os, meta.mtime, 0)
+                    .map_err(|e| io_err("setting mtime", e))?;
             }
             Node::Dir => {
                 if !keep_existing_dir {
@@ -275,7 +276,8 @@ impl Extractor {
                     .map_err(|e| io_err("creating the symlink", e.into()))?;
                 self.chown_at(dir, name_os, &meta)?;
                 set_xattrs_at(dir, name_os, &meta.xattrs)?;
-                set_mtime(dir, name_os, meta.mtime).map_err(|e| io_err("setting mtime", e))?;
+                set_mtime_at(dir, name_os, meta.mtime, 0)
+                    .map_err(|e| io_err("setting mtime", e))?;
             }
             Node::Hardlink(target) => {
                 let target_comps: Vec<&[u8]> = target.split(|b| *b == b'/').collect();
@@ -329,7 +331,8 @@ impl Extractor {
                 )
                 .map_err(|e| io_err("setting the mode", e.into()))?;
                 set_xattrs_at(dir, name_os, &meta.xattrs)?;
-                set_mtime(dir, name_os, meta.mtime).map_err(|e| io_err("setting mtime", e))?;
+                set_mtime_at(dir, name_os, meta.mtime, 0)
+                    .map_err(|e| io_err("setting mtime", e))?;
             }
             Node::Whiteout | Node::Opaque => unreachable!("handled above"),
         }
@@ -481,10 +484,19 @@ fn set_xattrs_at(
     Ok(())
 }
 
-fn set_mtime(dir: BorrowedFd<'_>, name: &OsStr, mtime: i64) -> io::Result<()> {
+/// Sets the access and modification times of `name` in `dir` (or of the
+/// path `name`, with [`rustix::fs::CWD`]) to `secs` and `nanos`, not
+/// following a symlink at its end: the one way every part of kiln that
+/// writes files gives them a layer's or a step's times.
+pub fn set_mtime_at<P: rustix::path::Arg>(
+    dir: impl AsFd,
+    name: P,
+    secs: i64,
+    nanos: u32,
+) -> io::Result<()> {
     let t = Timespec {
-        tv_sec: mtime,
-        tv_nsec: 0,
+        tv_sec: secs,
+        tv_nsec: nanos.into(),
     };
     let times = Timestamps {
         last_access: t,

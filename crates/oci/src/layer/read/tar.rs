@@ -10,7 +10,7 @@
 //! limit), header-only entry types carry no data whatever their size field
 //! says, and nothing but the current header is ever held in memory.
 
-use crate::windows::PaxTime;
+use crate::layer::PaxTime;
 use std::io::{self, Read};
 
 /// The tar block size.
