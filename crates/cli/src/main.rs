@@ -2,6 +2,7 @@
 
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+mod build_file;
 mod cmd;
 mod env;
 mod output;

@@ -5,8 +5,9 @@ use super::backends::BackendArg;
 mod deliver;
 mod run_flags;
 
-use super::frontend::{default_build_file, parse_build_args, read_build_file, BuildFile};
+use super::frontend::parse_build_args;
 use super::registry::{AuthArgs, ForeignArgs, NetArgs, StoreArg};
+use crate::build_file::{default_build_file, read_build_file, BuildFile};
 use crate::output::{errln, outln};
 use crate::progress::{Display, Mode};
 use anyhow::{bail, Context};

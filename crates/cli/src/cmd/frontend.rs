@@ -1,12 +1,11 @@
 //! Front-end subcommands: `kiln check`, `kiln parse` and `kiln convert`.
 
+use crate::build_file::{default_build_file, read_build_file, read_dockerfile};
 use crate::output::{errln, out};
-use anyhow::Context;
 use kiln_frontend::stages::{Platform, ResolveOptions};
-use kiln_frontend::zimagefile::{self, Converted};
+use kiln_frontend::zimagefile;
 use std::collections::BTreeMap;
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Subcommands that read Dockerfiles without building.
@@ -69,93 +68,11 @@ pub fn run(cmd: FrontendCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// A build file read for building: the Dockerfile's name and bytes, and
-/// for a ZImagefile the translation that leads its errors back to the YAML.
-#[derive(Clone)]
-pub struct BuildFile {
-    /// The name errors use.
-    pub name: String,
-    /// The Dockerfile text.
-    pub bytes: Vec<u8>,
-    /// Set when the file was a ZImagefile.
-    pub converted: Option<Converted>,
-}
-
-impl BuildFile {
-    /// Moves a front-end error about the translated Dockerfile of a
-    /// ZImagefile to the YAML; other errors are returned as they are.
-    pub fn locate(&self, err: kiln_frontend::Error) -> kiln_frontend::Error {
-        match &self.converted {
-            Some(c) if err.file == self.name => c.locate(err),
-            _ => err,
-        }
-    }
-}
-
-/// The build file of `context` when no `-f` names one: its Dockerfile, or
-/// its ZImagefile when it has no Dockerfile. Both at once are ambiguous.
-pub fn default_build_file(context: &Path) -> anyhow::Result<PathBuf> {
-    let dockerfile = context.join("Dockerfile");
-    let zimagefile = context.join("ZImagefile");
-    match (dockerfile.exists(), zimagefile.exists()) {
-        (true, true) => anyhow::bail!(
-            "{} has both a Dockerfile and a ZImagefile: pass -f {} or -f {} to choose",
-            context.display(),
-            dockerfile.display(),
-            zimagefile.display()
-        ),
-        (false, true) => Ok(zimagefile),
-        _ => Ok(dockerfile),
-    }
-}
-
-/// Reads a Dockerfile, or a ZImagefile (by its name, see
-/// [`zimagefile::is_zimagefile`]) translated into one; `-` reads a
-/// Dockerfile from standard input.
-pub fn read_build_file(path: &Path) -> anyhow::Result<BuildFile> {
-    let (name, bytes) = read_dockerfile(path)?;
-    if path == Path::new("-") || !zimagefile::is_zimagefile(path) {
-        return Ok(BuildFile {
-            name,
-            bytes,
-            converted: None,
-        });
-    }
-    let converted = zimagefile::convert(&name, &bytes)?;
-    Ok(BuildFile {
-        // Not the ZImagefile's own name: errors about lines of the
-        // translation must not pass for lines of the YAML.
-        name: format!("{name} (as a Dockerfile)"),
-        bytes: converted.dockerfile.clone().into_bytes(),
-        converted: Some(converted),
-    })
-}
-
 fn convert(args: ConvertArgs) -> anyhow::Result<ExitCode> {
     let (name, bytes) = read_dockerfile(&args.file)?;
     let converted = zimagefile::convert(&name, &bytes)?;
     crate::output::out!("{}", converted.dockerfile);
     Ok(ExitCode::SUCCESS)
-}
-
-/// Reads a Dockerfile or ZImagefile, or standard input for `-`; returns its
-/// display name and bytes.
-fn read_dockerfile(path: &Path) -> anyhow::Result<(String, Vec<u8>)> {
-    if path == Path::new("-") {
-        let mut buf = Vec::new();
-        std::io::stdin()
-            .read_to_end(&mut buf)
-            .context("cannot read the Dockerfile from standard input")?;
-        return Ok(("<stdin>".to_string(), buf));
-    }
-    let what = if zimagefile::is_zimagefile(path) {
-        "ZImagefile"
-    } else {
-        "Dockerfile"
-    };
-    let bytes =
-        std::fs::read(path).with_context(|| format!("cannot read {what} {}", path.display()))?;
-    Ok((path.display().to_string(), bytes))
 }
 
 fn parse(args: ParseArgs) -> anyhow::Result<ExitCode> {

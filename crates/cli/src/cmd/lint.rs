@@ -3,7 +3,7 @@
 //! and builds in one line per finding. For a ZImagefile the checks run on
 //! its translation and each finding names the YAML line it came from.
 
-use super::frontend::BuildFile;
+use crate::build_file::BuildFile;
 use crate::output::{errln, outln};
 use kiln_frontend::lint::{check, CheckDirective, Finding};
 use kiln_frontend::{Ast, Error, ErrorKind};

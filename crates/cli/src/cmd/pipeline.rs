@@ -2,8 +2,8 @@
 //! waves, the images of a wave at once, each through the same engine entry
 //! point as `kiln build`.
 
-use super::frontend::{default_build_file, read_build_file, BuildFile};
 use super::registry::{ForeignArgs, NetArgs, StoreArg};
+use crate::build_file::{default_build_file, read_build_file, BuildFile};
 use crate::output::{errln, outln};
 use anyhow::{bail, Context};
 use kiln_backend::{BuildBackend, BuildError, BuildRequest, Dockerfile, EventSink, Output};

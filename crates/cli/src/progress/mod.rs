@@ -10,7 +10,7 @@ mod plain;
 mod rawjson;
 mod tty;
 
-use crate::cmd::frontend::BuildFile;
+use crate::build_file::BuildFile;
 use kiln_backend::BuiltImage;
 use kiln_backend::{BuildEvent, EventSink};
 use std::collections::HashMap;

@@ -3,7 +3,7 @@
 //! then `#3 DONE 0.1s` or `#3 CACHED`.
 
 use super::{collapse_cr, warning_text, StageKey, Steps};
-use crate::cmd::frontend::BuildFile;
+use crate::build_file::BuildFile;
 use crate::output::errln;
 use indicatif::HumanBytes;
 use kiln_backend::BuildEvent;

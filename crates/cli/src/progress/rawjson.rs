@@ -1,7 +1,7 @@
 //! `--progress=rawjson`: each build event as one line of JSON on standard
 //! error, in the versioned schema `docs/events.md` documents.
 
-use crate::cmd::frontend::BuildFile;
+use crate::build_file::BuildFile;
 use crate::output::errln;
 use kiln_backend::BuildEvent;
 use serde_json::{json, Map, Value};

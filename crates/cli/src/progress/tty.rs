@@ -12,7 +12,7 @@
 //! that wrapped would throw the redraw's cursor movements off.
 
 use super::{collapse_cr, warning_text, StageKey, Step, Steps};
-use crate::cmd::frontend::BuildFile;
+use crate::build_file::BuildFile;
 use crate::output::errln;
 use console::{measure_text_width, style, truncate_str, Term};
 use indicatif::{
