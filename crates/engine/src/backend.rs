@@ -30,6 +30,7 @@ use crate::export::{self, Output};
 use crate::run::Exec;
 use crate::solver;
 use crate::stage::{self, StageContext};
+use crate::transfer::Pusher;
 use kiln_frontend::dockerignore::{self, Matcher};
 use kiln_frontend::stages::{self, Base, BuildPlan, Platform, ResolveOptions};
 use kiln_frontend::{Ast, Error as DockerfileError, ErrorKind};
@@ -59,8 +60,14 @@ pub trait BuildBackend: Send + Sync {
     /// image is found, so a missing image is reported first.
     fn tag(&self, image: &str, new_name: &str) -> Result<(), BuildError>;
     /// Pushes `image` (an image or a manifest list) to `dest`, or to its
-    /// own name; returns where it went and the digest the registry has.
-    fn push(&self, image: &str, dest: Option<&Reference>) -> Result<Pushed, BuildError>;
+    /// own name, reporting to `events` as a build's push does; returns
+    /// where it went and the digest the registry has.
+    fn push(
+        &self,
+        image: &str,
+        dest: Option<&Reference>,
+        events: &EventSink,
+    ) -> Result<Pushed, BuildError>;
     /// Starts an empty manifest list named `list`, replacing one of that
     /// name.
     fn manifest_create(&self, list: &Reference) -> Result<(), BuildError>;
@@ -337,8 +344,13 @@ impl BuildBackend for NativeBackend {
         store_images::tag(&self.store, image, new_name)
     }
 
-    fn push(&self, image: &str, dest: Option<&Reference>) -> Result<Pushed, BuildError> {
-        store_images::push(&self.store, &self.registry, image, dest)
+    fn push(
+        &self,
+        image: &str,
+        dest: Option<&Reference>,
+        events: &EventSink,
+    ) -> Result<Pushed, BuildError> {
+        store_images::push(&self.store, &self.registry, image, dest, events)
     }
 
     fn manifest_create(&self, list: &Reference) -> Result<(), BuildError> {
@@ -350,7 +362,13 @@ impl BuildBackend for NativeBackend {
     }
 
     fn manifest_push(&self, list: &Reference, dest: &Reference) -> Result<Pushed, BuildError> {
-        store_images::push(&self.store, &self.registry, &list.to_string(), Some(dest))
+        store_images::push(
+            &self.store,
+            &self.registry,
+            &list.to_string(),
+            Some(dest),
+            &EventSink::discard(),
+        )
     }
 
     fn build(&self, req: &BuildRequest, events: &EventSink) -> Result<BuiltImage, BuildError> {
@@ -458,7 +476,10 @@ impl NativeBackend {
         let Solved { target, image, .. } = solved;
         let tags = export::export(
             &self.store,
-            &client,
+            &Pusher {
+                client: &client,
+                events,
+            },
             &image.manifest,
             &target,
             &req.tags,
@@ -575,7 +596,7 @@ impl NativeBackend {
                         }];
                         export::export(
                             &self.store,
-                            client,
+                            &Pusher { client, events },
                             &s.image.manifest,
                             &s.target,
                             &[],
@@ -592,7 +613,7 @@ impl NativeBackend {
             let first = &solved[0].1.target;
             tags = export::export(
                 &self.store,
-                client,
+                &Pusher { client, events },
                 &index,
                 first,
                 &req.tags,

@@ -284,6 +284,7 @@ impl BuildahBackend {
                                 &self.registry,
                                 &name,
                                 Some(tag),
+                                events,
                             )?;
                         }
                     }
@@ -613,7 +614,14 @@ impl BuildBackend for BuildahBackend {
         Ok(())
     }
 
-    fn push(&self, image: &str, dest: Option<&Reference>) -> Result<Pushed, BuildError> {
+    /// buildah uploads the blobs itself, so only the push's start and end
+    /// are reported, not its blobs.
+    fn push(
+        &self,
+        image: &str,
+        dest: Option<&Reference>,
+        events: &EventSink,
+    ) -> Result<Pushed, BuildError> {
         let dest = match dest {
             Some(d) => d.clone(),
             None => Reference::parse(image).map_err(|_| {
@@ -622,7 +630,14 @@ impl BuildBackend for BuildahBackend {
                 ))
             })?,
         };
+        events.send(BuildEvent::PushStarted {
+            reference: dest.to_string(),
+        });
         let digest = self.push_to(image, &dest, false)?;
+        events.send(BuildEvent::PushComplete {
+            reference: dest.to_string(),
+            digest: digest.to_string(),
+        });
         Ok(Pushed {
             reference: dest,
             digest,
