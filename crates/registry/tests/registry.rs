@@ -525,7 +525,7 @@ fn push_progress_counts_each_blob_to_its_size_in_chunks_and_reports_mounts() {
         blobs
             .iter()
             .map(|(_, s)| s.div_ceil(64 * 1024) as usize + 2)
-            .sum()
+            .sum::<usize>()
     );
 
     // Mounted from there, nothing is sent.
