@@ -654,7 +654,7 @@ fn a_push_is_a_step_of_its_own_with_a_line_per_blob_and_a_done_line() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     context(d, "FROM scratch\nCOPY a.txt /\nCOPY b.bin /\n");
-    std::fs::write(d.join("ctx/b.bin"), incompressible(300_000)).unwrap();
+    std::fs::write(d.join("ctx/b.bin"), incompressible(2 << 20)).unwrap();
     let reference = format!("{host}/app:1");
     let out = kiln_with_registry(
         d,
@@ -681,6 +681,27 @@ fn a_push_is_a_step_of_its_own_with_a_line_per_blob_and_a_done_line() {
         .collect();
     assert_eq!(uploaded.len(), 3);
     assert_plain_push(&err, &reference, &uploaded, &digest);
+    // The big COPY's step says how big its layer came out, once; the
+    // small one's says nothing.
+    let copy = err
+        .lines()
+        .find(|l| l.ends_with(" [3/3] COPY b.bin /"))
+        .unwrap_or_else(|| panic!("{err}"));
+    let n = copy.split(' ').next().unwrap();
+    let layer: Vec<&str> = err.lines().filter(|l| l.contains(" layer ")).collect();
+    assert_eq!(layer.len(), 1, "{err}");
+    let written = format!(" layer {} written", indicatif::HumanBytes(uploaded[2].1));
+    let (before, after) = layer[0]
+        .split_once(&written)
+        .unwrap_or_else(|| panic!("{err}"));
+    let (step, time) = before.split_once(' ').unwrap();
+    assert_eq!(step, n, "{err}");
+    assert!(time.parse::<f64>().is_ok(), "{err}");
+    // The speed, once the layer took long enough to measure.
+    assert!(
+        after.is_empty() || (after.starts_with(", ") && after.ends_with("/s")),
+        "{err}"
+    );
 
     // `kiln push` shows the same step: to the same repository, every blob
     // is there already.
