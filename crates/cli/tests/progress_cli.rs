@@ -917,4 +917,26 @@ fn the_terminal_view_shows_a_layer_and_a_push_with_their_bytes_and_speed() {
     assert!(size.ends_with(" MiB"), "{after}");
     assert!(rest.trim_start().starts_with("DONE "), "{after}");
     assert_terminal_restored(&screen);
+
+    // `kiln push` on a terminal: the same step under its own header; the
+    // repository has every blob, so nothing is sent.
+    let again = format!("{host}/tty:2");
+    let (code, screen) = in_terminal(
+        d,
+        220,
+        &[("NO_COLOR", "1"), ("KILN_INSECURE_REGISTRIES", &host)],
+        &["push", &reference, &again],
+    );
+    assert_eq!(code, 0, "{screen}");
+    let shown = strip_escapes(&screen);
+    assert!(shown.contains("[+] Pushing"), "{screen}");
+    assert!(
+        shown.contains(&format!("pushing {again}: done {digest} (0 B)")),
+        "{screen}"
+    );
+    assert!(
+        shown.contains(&format!("Pushed {again}\r\nDigest: {digest}")),
+        "{screen:?}"
+    );
+    assert_terminal_restored(&screen);
 }
