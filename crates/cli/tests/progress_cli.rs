@@ -727,6 +727,19 @@ fn a_push_is_a_step_of_its_own_with_a_line_per_blob_and_a_done_line() {
     let out = kiln_with_registry(d, &host, &["push", "-q", &reference, &again]);
     assert!(out.status.success(), "{out:?}");
     assert!(out.stderr.is_empty(), "{out:?}");
+
+    // A push that fails ends its step with ERROR, before the error.
+    let closed = format!("127.0.0.1:{}/app:1", kiln_testsupport::free_port());
+    let out = kiln_with_registry(d, &host, &["push", "--progress=plain", &reference, &closed]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8(out.stderr).unwrap();
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(
+        lines[..2],
+        [format!("#1 pushing {closed}").as_str(), "#1 ERROR"],
+        "{err}"
+    );
+    assert!(lines[2].starts_with("error: pushing "), "{err}");
 }
 
 /// The `push_blob` objects of the push to `reference`, by digest.

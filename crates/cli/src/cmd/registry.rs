@@ -585,13 +585,11 @@ async fn copy(
                 Location::Registry(from) if from.registry == to.registry => vec![from.repository.clone()],
                 _ => Vec::new(),
             };
-            let pushed = client
-                .push(store, &image, to, &PushOptions {
-                        mount_from,
-                        ..PushOptions::default()
-                    },
-                )
-                .await?;
+            let opts = PushOptions {
+                mount_from,
+                ..PushOptions::default()
+            };
+            let pushed = client.push(store, &image, to, &opts).await?;
             outln!("Copied to {}", to.familiar());
             outln!("Digest: {}", pushed.digest);
         }

@@ -108,10 +108,13 @@ impl Display {
 
     /// Ends the display once the build returned: the terminal view draws
     /// its last frame, prints the summary of `built` (none when the build
-    /// failed) and gives the terminal back as it found it.
+    /// failed) and gives the terminal back as it found it; the plain lines
+    /// mark a step still running as failed.
     pub fn finish(&self, built: Option<&BuiltImage>) {
-        if let Kind::Tty(d) = &self.kind {
-            d.finish(built)
+        match &self.kind {
+            Kind::Tty(d) => d.finish(built),
+            Kind::Plain(d) => d.finish(),
+            Kind::RawJson(_) => {}
         }
     }
 

@@ -165,11 +165,7 @@ impl Plain {
                 line,
                 message,
             } => errln!("{}", warning_text(&self.file, file, line, message)),
-            BuildEvent::BuildFailed { .. } => {
-                for step in s.running.values().chain(s.transfers.values()) {
-                    errln!("#{} ERROR", step.n);
-                }
-            }
+            BuildEvent::BuildFailed { .. } => fail_running(s),
             // Platform events come wrapped once; one inside another is not
             // something the engine sends.
             BuildEvent::Platform { .. }
@@ -178,6 +174,25 @@ impl Plain {
             | BuildEvent::BuildComplete { .. } => {}
         }
     }
+}
+
+impl Plain {
+    /// Ends the display: a step still running failed with the command (a
+    /// `kiln push` that failed, which sends no `BuildFailed`).
+    pub(super) fn finish(&self) {
+        fail_running(&mut self.steps.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+}
+
+/// Marks every running step `ERROR`, once: they are forgotten.
+fn fail_running(s: &mut Steps) {
+    let mut running: Vec<_> = s.running.values().chain(s.transfers.values()).collect();
+    running.sort_by_key(|step| step.n);
+    for step in running {
+        errln!("#{} ERROR", step.n);
+    }
+    s.running.clear();
+    s.transfers.clear();
 }
 
 /// BuildKit's time of an output line: three decimals under 10 s, two
