@@ -84,6 +84,57 @@ pub enum BuildEvent {
         /// True on the transfer's last event.
         done: bool,
     },
+    /// Bytes of the layer a step writes (COPY, ADD, RUN, WORKDIR), as they
+    /// go compressed into the store. Only a layer of [`BIG_LAYER`] bytes or
+    /// more reports: from when it reaches that size, at most ten times a
+    /// second, and once more with `done` when it is written; small layers
+    /// take no time worth showing. Comes between the step's
+    /// [`BuildEvent::InstructionStarted`] and
+    /// [`BuildEvent::InstructionComplete`].
+    LayerProgress {
+        /// The stage's index in the Dockerfile.
+        stage: usize,
+        /// The instruction's index in the stage.
+        index: usize,
+        /// Bytes of the layer written so far, compressed: on the last
+        /// event, the layer's size.
+        current: u64,
+        /// True on the layer's last event.
+        done: bool,
+    },
+    /// A push of the image to one name starts (`--push`, `kiln push`): a
+    /// step of its own, as BuildKit shows pushes. Its blobs follow as
+    /// [`BuildEvent::PushBlob`], then [`BuildEvent::PushComplete`]; a push
+    /// that fails ends with the build's [`BuildEvent::BuildFailed`] instead
+    /// (or, for `kiln push`, with the command's error).
+    PushStarted {
+        /// Where to, as given: `localhost:5000/app:1`.
+        reference: String,
+    },
+    /// One blob of a push: when its upload starts (`current` 0), as its
+    /// bytes go (at most ten times a second), and when it is in the
+    /// registry; a blob the registry has, or mounts, sends only that last
+    /// event. Blobs go several at once, so their events interleave.
+    PushBlob {
+        /// The push's [`BuildEvent::PushStarted`] `reference`.
+        reference: String,
+        /// The blob's digest (`sha256:…`).
+        digest: String,
+        /// Bytes of it sent so far.
+        current: u64,
+        /// Its size.
+        total: u64,
+        /// Where it is.
+        status: PushStatus,
+    },
+    /// A push finished: the registry has the image under `reference`.
+    PushComplete {
+        /// The push's [`BuildEvent::PushStarted`] `reference`.
+        reference: String,
+        /// The digest the registry has under it: of the manifest or index
+        /// pushed.
+        digest: String,
+    },
     /// A stage finished.
     StageComplete {
         /// The stage's index in the Dockerfile.
@@ -121,9 +172,41 @@ pub enum BuildEvent {
     },
 }
 
+/// Layers smaller than this many bytes send no
+/// [`BuildEvent::LayerProgress`]: one MiB.
+pub const BIG_LAYER: u64 = 1 << 20;
+
+/// Where a blob of a push is, in [`BuildEvent::PushBlob`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PushStatus {
+    /// Its bytes are going up.
+    Uploading,
+    /// It is uploaded: `current` is its size.
+    Uploaded,
+    /// The registry had it already; nothing was sent.
+    Exists,
+    /// The registry mounted it from another repository; nothing was sent.
+    Mounted,
+}
+
+impl PushStatus {
+    /// The status as `--progress=rawjson` and the plain lines write it:
+    /// `uploading`, `uploaded`, `exists` or `mounted`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PushStatus::Uploading => "uploading",
+            PushStatus::Uploaded => "uploaded",
+            PushStatus::Exists => "exists",
+            PushStatus::Mounted => "mounted",
+        }
+    }
+}
+
 type Callback = Box<dyn Fn(BuildEvent) + Send + Sync>;
 
-/// Where a build sends its events: a channel, a callback, or nowhere.
+/// Where a build sends its events: a channel, a callback, or nowhere. A
+/// clone sends to the same place.
+#[derive(Clone)]
 pub struct EventSink {
     inner: std::sync::Arc<Sink>,
     /// Set on a [`EventSink::for_platform`] sink: every event goes out as

@@ -20,6 +20,7 @@ mod cache_spec;
 mod error;
 pub mod events;
 mod output;
+pub mod push;
 mod request;
 mod run_defaults;
 mod select;
@@ -59,8 +60,14 @@ pub trait BuildBackend: Send + Sync {
     /// image is found, so a missing image is reported first.
     fn tag(&self, image: &str, new_name: &str) -> Result<(), BuildError>;
     /// Pushes `image` (an image or a manifest list) to `dest`, or to its
-    /// own name; returns where it went and the digest the registry has.
-    fn push(&self, image: &str, dest: Option<&Reference>) -> Result<Pushed, BuildError>;
+    /// own name, reporting to `events` as a build's push does; returns
+    /// where it went and the digest the registry has.
+    fn push(
+        &self,
+        image: &str,
+        dest: Option<&Reference>,
+        events: &EventSink,
+    ) -> Result<Pushed, BuildError>;
     /// Starts an empty manifest list named `list`, replacing one of that
     /// name.
     fn manifest_create(&self, list: &Reference) -> Result<(), BuildError>;

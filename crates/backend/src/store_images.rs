@@ -5,10 +5,12 @@
 //! like any image (as buildah and podman keep theirs): pushing it is an
 //! ordinary push of an index.
 
+use crate::events::EventSink;
+use crate::push::Pusher;
 use crate::{BuildError, Pushed};
 use kiln_oci::reference::Reference;
 use kiln_oci::{parse_manifest, ImageConfig, Index, ManifestFormat, Parsed, Platform};
-use kiln_registry::{Client, ClientOptions, PushOptions};
+use kiln_registry::{Client, ClientOptions};
 use kiln_store::{media_type, Descriptor, Store};
 
 /// Names `image` (a name or id in `store`) `new_name` too.
@@ -24,12 +26,13 @@ pub fn parse_name(name: &str) -> Result<Reference, BuildError> {
 }
 
 /// Pushes `image` to `dest`, else to the name it was found by, else to
-/// its first name.
+/// its first name, reporting to `events`.
 pub fn push(
     store: &Store,
     registry: &ClientOptions,
     image: &str,
     dest: Option<&Reference>,
+    events: &EventSink,
 ) -> Result<Pushed, BuildError> {
     let found = store.resolve(image)?;
     let dest = match dest {
@@ -44,10 +47,12 @@ pub fn push(
                 ))
             })?,
     };
-    let runtime = crate::runtime().map_err(BuildError::Request)?;
     let client = Client::new(registry.clone());
-    let pushed =
-        runtime.block_on(client.push(store, &found.descriptor, &dest, &PushOptions::default()))?;
+    let pushed = Pusher {
+        client: &client,
+        events,
+    }
+    .push(store, &found.descriptor, &dest)?;
     Ok(Pushed {
         reference: dest,
         digest: pushed.digest,

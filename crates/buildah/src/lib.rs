@@ -279,7 +279,13 @@ impl BuildahBackend {
                         // reuse the base's original blobs, and push another.
                         if *push {
                             let name = tag.to_string();
-                            store_images::push(&self.store, &self.registry, &name, Some(tag))?;
+                            store_images::push(
+                                &self.store,
+                                &self.registry,
+                                &name,
+                                Some(tag),
+                                events,
+                            )?;
                         }
                     }
                 }
@@ -608,7 +614,14 @@ impl BuildBackend for BuildahBackend {
         Ok(())
     }
 
-    fn push(&self, image: &str, dest: Option<&Reference>) -> Result<Pushed, BuildError> {
+    /// buildah uploads the blobs itself, so only the push's start and end
+    /// are reported, not its blobs.
+    fn push(
+        &self,
+        image: &str,
+        dest: Option<&Reference>,
+        events: &EventSink,
+    ) -> Result<Pushed, BuildError> {
         let dest = match dest {
             Some(d) => d.clone(),
             None => Reference::parse(image).map_err(|_| {
@@ -617,7 +630,14 @@ impl BuildBackend for BuildahBackend {
                 ))
             })?,
         };
+        events.send(BuildEvent::PushStarted {
+            reference: dest.to_string(),
+        });
         let digest = self.push_to(image, &dest, false)?;
+        events.send(BuildEvent::PushComplete {
+            reference: dest.to_string(),
+            digest: digest.to_string(),
+        });
         Ok(Pushed {
             reference: dest,
             digest,

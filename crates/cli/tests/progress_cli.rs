@@ -531,3 +531,425 @@ fn stages_that_run_at_once_are_shown_at_once_in_the_terminal_view() {
     );
     assert_terminal_restored(&screen);
 }
+
+/// `len` bytes that do not compress (xorshift), the same on every run.
+fn incompressible(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// The manifest the registry at `host` has under `name`, and its digest.
+fn registry_manifest(host: &str, name: &str) -> (Value, String) {
+    let raw = Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{host}/{name}"))
+        .output()
+        .unwrap();
+    assert!(raw.status.success(), "{raw:?}");
+    let digest = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin.take().unwrap().write_all(&raw.stdout)?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    let hex = String::from_utf8(digest.stdout).unwrap();
+    (
+        serde_json::from_slice(&raw.stdout).unwrap(),
+        format!("sha256:{}", hex.split(' ').next().unwrap()),
+    )
+}
+
+/// The blobs a manifest names, config first: digest and size.
+fn blobs(manifest: &Value) -> Vec<(String, u64)> {
+    std::iter::once(&manifest["config"])
+        .chain(manifest["layers"].as_array().unwrap())
+        .map(|d| {
+            (
+                d["digest"].as_str().unwrap().to_string(),
+                d["size"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// `kiln args…` in `d` with the registry `host` insecure.
+fn kiln_with_registry(d: &Path, host: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(args)
+        .current_dir(d)
+        .env("KILN_ROOT", d.join("store"))
+        .env("HOME", d)
+        .env("KILN_INSECURE_REGISTRIES", host)
+        .output()
+        .unwrap()
+}
+
+/// Checks the plain lines of the push to `reference` of the blobs
+/// `expected` (digest, size, and the word for what happened to each):
+/// a step titled `pushing REFERENCE`, a line as each blob starts and one
+/// as it ends, then `pushing REFERENCE: done DIGEST` and `DONE`.
+fn assert_plain_push(err: &str, reference: &str, expected: &[(String, u64, &str)], digest: &str) {
+    let title = format!("pushing {reference}");
+    let start = err
+        .lines()
+        .find(|l| l.starts_with('#') && l.split_once(' ').unwrap().1 == title)
+        .unwrap_or_else(|| panic!("no step {title:?}: {err}"));
+    let n = start.split(' ').next().unwrap();
+    // `#7 0.012 rest`: the step's lines after its title, without times.
+    let lines: Vec<&str> = err
+        .lines()
+        .filter_map(|l| l.strip_prefix(&format!("{n} ")))
+        .skip(1)
+        .map(|l| {
+            if l.starts_with("DONE ") {
+                return "DONE";
+            }
+            let (time, rest) = l.split_once(' ').unwrap();
+            assert!(time.parse::<f64>().is_ok(), "{l}");
+            rest
+        })
+        .collect();
+    let mut wanted: Vec<String> = Vec::new();
+    for (blob, size, how) in expected {
+        let size = indicatif::HumanBytes(*size);
+        if *how == "pushed" {
+            wanted.push(format!("pushing {blob} {size}"));
+        }
+        wanted.push(format!("{how} {blob} {size}"));
+    }
+    // Blobs go at once: each one's lines in order, any order between them.
+    let mut got: Vec<&str> = lines[..lines.len() - 2].to_vec();
+    for blob in expected {
+        let of_blob: Vec<&&str> = got.iter().filter(|l| l.contains(&blob.0)).collect();
+        let want: Vec<&String> = wanted.iter().filter(|l| l.contains(&blob.0)).collect();
+        assert_eq!(
+            of_blob.iter().map(|l| l.to_string()).collect::<Vec<_>>(),
+            want.iter().map(|l| l.to_string()).collect::<Vec<_>>(),
+            "{err}"
+        );
+    }
+    got.retain(|l| !expected.iter().any(|b| l.contains(&b.0)));
+    assert!(got.is_empty(), "lines of no blob: {got:?}\n{err}");
+    assert_eq!(
+        lines[lines.len() - 2..],
+        [format!("{title}: done {digest}").as_str(), "DONE"],
+        "{err}"
+    );
+}
+
+#[test]
+fn a_push_is_a_step_of_its_own_with_a_line_per_blob_and_a_done_line() {
+    let registry = kiln_testsupport::Registry::start();
+    let host = registry.host();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    context(d, "FROM scratch\nCOPY a.txt /\nCOPY b.bin /\n");
+    std::fs::write(d.join("ctx/b.bin"), incompressible(2 << 20)).unwrap();
+    let reference = format!("{host}/app:1");
+    let out = kiln_with_registry(
+        d,
+        &host,
+        &[
+            "build",
+            "--progress=plain",
+            "--push",
+            "-t",
+            &reference,
+            "ctx",
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let err = String::from_utf8(out.stderr).unwrap();
+    let (manifest, digest) = registry_manifest(&host, "app:1");
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        format!("Built {digest} as {reference}\n")
+    );
+    let uploaded: Vec<(String, u64, &str)> = blobs(&manifest)
+        .into_iter()
+        .map(|(d, s)| (d, s, "pushed"))
+        .collect();
+    assert_eq!(uploaded.len(), 3);
+    assert_plain_push(&err, &reference, &uploaded, &digest);
+    // The big COPY's step says how big its layer came out, once; the
+    // small one's says nothing.
+    let copy = err
+        .lines()
+        .find(|l| l.ends_with(" [3/3] COPY b.bin /"))
+        .unwrap_or_else(|| panic!("{err}"));
+    let n = copy.split(' ').next().unwrap();
+    let layer: Vec<&str> = err.lines().filter(|l| l.contains(" layer ")).collect();
+    assert_eq!(layer.len(), 1, "{err}");
+    let written = format!(" layer {} written", indicatif::HumanBytes(uploaded[2].1));
+    let (before, after) = layer[0]
+        .split_once(&written)
+        .unwrap_or_else(|| panic!("{err}"));
+    let (step, time) = before.split_once(' ').unwrap();
+    assert_eq!(step, n, "{err}");
+    assert!(time.parse::<f64>().is_ok(), "{err}");
+    // The speed, once the layer took long enough to measure.
+    assert!(
+        after.is_empty() || (after.starts_with(", ") && after.ends_with("/s")),
+        "{err}"
+    );
+
+    // `kiln push` shows the same step: to the same repository, every blob
+    // is there already.
+    let again = format!("{host}/app:2");
+    let out = kiln_with_registry(d, &host, &["push", "--progress=plain", &reference, &again]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        format!("Pushed {again}\nDigest: {digest}\n")
+    );
+    let existing: Vec<(String, u64, &str)> = blobs(&manifest)
+        .into_iter()
+        .map(|(d, s)| (d, s, "exists"))
+        .collect();
+    assert_plain_push(
+        &String::from_utf8(out.stderr).unwrap(),
+        &again,
+        &existing,
+        &digest,
+    );
+
+    // -q shows nothing.
+    let out = kiln_with_registry(d, &host, &["push", "-q", &reference, &again]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(out.stderr.is_empty(), "{out:?}");
+
+    // A push that fails ends its step with ERROR, before the error.
+    let closed = format!("127.0.0.1:{}/app:1", kiln_testsupport::free_port());
+    let out = kiln_with_registry(d, &host, &["push", "--progress=plain", &reference, &closed]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8(out.stderr).unwrap();
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(
+        lines[..2],
+        [format!("#1 pushing {closed}").as_str(), "#1 ERROR"],
+        "{err}"
+    );
+    assert!(lines[2].starts_with("error: pushing "), "{err}");
+}
+
+/// The `push_blob` objects of the push to `reference`, by digest.
+fn push_blobs(events: &[Value], reference: &str) -> BTreeMap<String, Vec<Value>> {
+    let mut by_blob: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for e in events.iter().filter(|e| e["kind"] == "push_blob") {
+        assert_eq!(e["reference"], reference, "{e}");
+        by_blob
+            .entry(e["digest"].as_str().unwrap().to_string())
+            .or_default()
+            .push(e.clone());
+    }
+    by_blob
+}
+
+/// Each blob of `expected` was uploaded: its objects start at 0, count up
+/// to its size and end `uploaded`, with its size as `total` throughout.
+fn assert_uploaded(by_blob: &BTreeMap<String, Vec<Value>>, expected: &[(String, u64)]) {
+    assert_eq!(
+        by_blob.keys().cloned().collect::<BTreeSet<_>>(),
+        expected
+            .iter()
+            .map(|b| b.0.clone())
+            .collect::<BTreeSet<_>>()
+    );
+    for (digest, size) in expected {
+        let sent = &by_blob[digest];
+        assert!(sent.iter().all(|e| e["total"] == *size), "{sent:?}");
+        assert_eq!(sent[0]["current"], 0, "{sent:?}");
+        assert_eq!(sent[0]["status"], "uploading", "{sent:?}");
+        let last = sent.last().unwrap();
+        assert_eq!(last["status"], "uploaded", "{sent:?}");
+        assert_eq!(last["current"], *size, "{sent:?}");
+        let currents: Vec<u64> = sent
+            .iter()
+            .map(|e| e["current"].as_u64().unwrap())
+            .collect();
+        assert!(currents.windows(2).all(|w| w[0] <= w[1]), "{currents:?}");
+        assert!(
+            sent[..sent.len() - 1]
+                .iter()
+                .all(|e| e["status"] == "uploading"),
+            "{sent:?}"
+        );
+    }
+}
+
+#[test]
+fn rawjson_reports_a_big_layer_compressed_and_each_blob_pushed_to_its_size() {
+    let registry = kiln_testsupport::Registry::start();
+    let host = registry.host();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    context(d, "FROM scratch\nCOPY a.txt /\nCOPY big.bin /\n");
+    std::fs::write(d.join("ctx/big.bin"), incompressible(32 << 20)).unwrap();
+    let reference = format!("{host}/big:1");
+    let out = kiln_with_registry(
+        d,
+        &host,
+        &[
+            "build",
+            "--progress=rawjson",
+            "--push",
+            "-t",
+            &reference,
+            "ctx",
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let events = events(&out.stderr);
+    let (manifest, digest) = registry_manifest(&host, "big:1");
+    let big_layer = manifest["layers"][1]["size"].as_u64().unwrap();
+    assert!(big_layer > 32 << 20, "{manifest}");
+
+    // The big COPY's layer reports, inside its step, up to its size; the
+    // small one (a.txt) does not.
+    let layer: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["kind"] == "layer_progress")
+        .collect();
+    assert!(
+        layer.iter().all(|e| e["stage"] == 0 && e["index"] == 2),
+        "{layer:?}"
+    );
+    let currents: Vec<u64> = layer
+        .iter()
+        .map(|e| e["current"].as_u64().unwrap())
+        .collect();
+    assert!(currents[0] >= 1 << 20, "{currents:?}");
+    assert!(currents.windows(2).all(|w| w[0] <= w[1]), "{currents:?}");
+    assert_eq!(*currents.last().unwrap(), big_layer);
+    assert_eq!(
+        layer.iter().map(|e| e["done"] == true).collect::<Vec<_>>(),
+        (0..layer.len())
+            .map(|i| i + 1 == layer.len())
+            .collect::<Vec<_>>(),
+        "only the last is done: {layer:?}"
+    );
+    let position = |pred: &dyn Fn(&Value) -> bool| events.iter().position(pred).unwrap();
+    let step_started =
+        position(&|e| e["kind"] == "instruction_started" && e["stage"] == 0 && e["index"] == 2);
+    let step_done =
+        position(&|e| e["kind"] == "instruction_complete" && e["stage"] == 0 && e["index"] == 2);
+    let first_layer = position(&|e| e["kind"] == "layer_progress");
+    let last_layer = events
+        .iter()
+        .rposition(|e| e["kind"] == "layer_progress")
+        .unwrap();
+    assert!(step_started < first_layer && last_layer < step_done);
+
+    // The push: a step after the build's, each blob counted to its size,
+    // then the digest the registry has, which is the image id.
+    let kinds: Vec<&str> = events.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    let started = position(&|e| e["kind"] == "push_started");
+    let complete = position(&|e| e["kind"] == "push_complete");
+    assert_eq!(events[started]["reference"], reference.as_str());
+    assert!(kinds[..started].iter().all(|k| !k.starts_with("push_")));
+    assert!(kinds[started + 1..complete]
+        .iter()
+        .all(|k| *k == "push_blob"));
+    assert_eq!(
+        events[complete],
+        serde_json::json!({
+            "v": 1,
+            "kind": "push_complete",
+            "time": events[complete]["time"],
+            "reference": reference,
+            "digest": digest,
+        })
+    );
+    assert_eq!(kinds[complete + 1..], ["build_complete"]);
+    assert_eq!(events[complete + 1]["image_id"], digest.as_str());
+    assert_uploaded(&push_blobs(&events, &reference), &blobs(&manifest));
+
+    // `kiln push` reports the same, to a repository without the blobs.
+    let other = format!("{host}/other:1");
+    let out = kiln_with_registry(
+        d,
+        &host,
+        &["push", "--progress=rawjson", &reference, &other],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let pushed = self::events(&out.stderr);
+    assert_eq!(pushed.first().unwrap()["kind"], "push_started");
+    assert_eq!(pushed.first().unwrap()["reference"], other.as_str());
+    assert_eq!(pushed.last().unwrap()["kind"], "push_complete");
+    assert_eq!(pushed.last().unwrap()["digest"], digest.as_str());
+    assert_uploaded(&push_blobs(&pushed, &other), &blobs(&manifest));
+}
+
+#[test]
+fn the_terminal_view_shows_a_layer_and_a_push_with_their_bytes_and_speed() {
+    let registry = kiln_testsupport::Registry::start();
+    let host = registry.host();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    context(d, "FROM scratch\nCOPY big.bin /\n");
+    std::fs::write(d.join("ctx/big.bin"), incompressible(48 << 20)).unwrap();
+    let reference = format!("{host}/tty:1");
+    let (code, screen) = in_terminal(
+        d,
+        220,
+        &[("NO_COLOR", "1"), ("KILN_INSECURE_REGISTRIES", &host)],
+        &["build", "--push", "-t", &reference, "ctx"],
+    );
+    assert_eq!(code, 0, "{screen}");
+    let (_, digest) = registry_manifest(&host, "tty:1");
+    // While the layer is written, its step shows the bytes so far and
+    // their speed (`12.00 MiB 40.10 MiB/s`).
+    assert!(
+        screen.split("[+] Building").any(|frame| frame
+            .lines()
+            .any(|l| l.contains("[2/2] COPY big.bin /") && l.contains(" MiB/s "))),
+        "{screen}"
+    );
+    // The push is a step of its own, kept when done with what it sent:
+    // `✔ #3 pushing HOST/tty:1: done sha256:… (48.01 MiB)   DONE 0.6s`.
+    let shown = strip_escapes(&screen);
+    let title = format!("pushing {reference}: done {digest} (");
+    let at = shown.find(&title).unwrap_or_else(|| panic!("{screen}"));
+    let before = shown[..at].rsplit_once("✔ #").unwrap().1;
+    assert!(
+        before.trim_end().chars().all(|c| c.is_ascii_digit()),
+        "{before:?}"
+    );
+    let after = &shown[at + title.len()..];
+    let (size, rest) = after.split_once(')').unwrap();
+    assert!(size.ends_with(" MiB"), "{after}");
+    assert!(rest.trim_start().starts_with("DONE "), "{after}");
+    assert_terminal_restored(&screen);
+
+    // `kiln push` on a terminal: the same step under its own header; the
+    // repository has every blob, so nothing is sent.
+    let again = format!("{host}/tty:2");
+    let (code, screen) = in_terminal(
+        d,
+        220,
+        &[("NO_COLOR", "1"), ("KILN_INSECURE_REGISTRIES", &host)],
+        &["push", &reference, &again],
+    );
+    assert_eq!(code, 0, "{screen}");
+    let shown = strip_escapes(&screen);
+    assert!(shown.contains("[+] Pushing"), "{screen}");
+    assert!(
+        shown.contains(&format!("pushing {again}: done {digest} (0 B)")),
+        "{screen}"
+    );
+    assert!(
+        shown.contains(&format!("Pushed {again}\r\nDigest: {digest}")),
+        "{screen:?}"
+    );
+    assert_terminal_restored(&screen);
+}

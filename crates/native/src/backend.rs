@@ -18,6 +18,7 @@ use crate::run::Exec;
 use crate::solver;
 use crate::stage::{self, StageContext};
 use kiln_backend::events::{BuildEvent, EventSink};
+use kiln_backend::push::Pusher;
 use kiln_backend::store_images;
 use kiln_backend::{BuildBackend, BuildError, BuildRequest, BuiltImage, NamedContext, Pushed};
 use kiln_backend::{Output, Unavailable};
@@ -79,8 +80,13 @@ impl BuildBackend for NativeBackend {
         store_images::tag(&self.store, image, new_name)
     }
 
-    fn push(&self, image: &str, dest: Option<&Reference>) -> Result<Pushed, BuildError> {
-        store_images::push(&self.store, &self.registry, image, dest)
+    fn push(
+        &self,
+        image: &str,
+        dest: Option<&Reference>,
+        events: &EventSink,
+    ) -> Result<Pushed, BuildError> {
+        store_images::push(&self.store, &self.registry, image, dest, events)
     }
 
     fn manifest_create(&self, list: &Reference) -> Result<(), BuildError> {
@@ -92,7 +98,13 @@ impl BuildBackend for NativeBackend {
     }
 
     fn manifest_push(&self, list: &Reference, dest: &Reference) -> Result<Pushed, BuildError> {
-        store_images::push(&self.store, &self.registry, &list.to_string(), Some(dest))
+        store_images::push(
+            &self.store,
+            &self.registry,
+            &list.to_string(),
+            Some(dest),
+            &EventSink::discard(),
+        )
     }
 
     fn build(&self, req: &BuildRequest, events: &EventSink) -> Result<BuiltImage, BuildError> {
@@ -200,7 +212,10 @@ impl NativeBackend {
         let Solved { target, image, .. } = solved;
         let tags = export::export(
             &self.store,
-            &client,
+            &Pusher {
+                client: &client,
+                events,
+            },
             &image.manifest,
             &target,
             &req.tags,
@@ -317,7 +332,7 @@ impl NativeBackend {
                         }];
                         export::export(
                             &self.store,
-                            client,
+                            &Pusher { client, events },
                             &s.image.manifest,
                             &s.target,
                             &[],
@@ -334,7 +349,7 @@ impl NativeBackend {
             let first = &solved[0].1.target;
             tags = export::export(
                 &self.store,
-                client,
+                &Pusher { client, events },
                 &index,
                 first,
                 &req.tags,

@@ -3,10 +3,10 @@
 //! docker-archive, the root file system as a directory or a tar, or a push.
 
 use crate::stage::{self, StageOutput};
+use kiln_backend::push::Pusher;
 use kiln_backend::{BuildError, Output};
 use kiln_oci::reference::Reference;
 use kiln_oci::{entries_from_dir, write_tar, LayerOptions, Manifest, ManifestFormat};
-use kiln_registry::{Client, PushOptions};
 use kiln_store::{media_type, ArchiveImage, Descriptor, Store};
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -90,10 +90,11 @@ fn oci_layer(d: &Descriptor) -> Descriptor {
 /// Sends the image (`manifest`: an image manifest, or the index of a
 /// multi-platform build) to every output; returns the tags it now has in
 /// the store. `target` gives the root file system for `local` and `tar`;
-/// `index_descriptor` annotates the image's entry in an OCI layout.
+/// `index_descriptor` annotates the image's entry in an OCI layout; pushes
+/// go through `pusher`, each a step of the build's progress.
 pub(crate) fn export(
     store: &Store,
-    client: &Client,
+    pusher: &Pusher,
     manifest: &Descriptor,
     target: &StageOutput,
     tags: &[Reference],
@@ -126,7 +127,9 @@ pub(crate) fn export(
                     stored.push(tag.clone());
                 }
                 if *push {
-                    push_all(store, client, manifest, tags)?;
+                    for tag in tags {
+                        pusher.push(store, manifest, tag)?;
+                    }
                 }
             }
             Output::Oci { dest } => store.export_oci(&annotated, dest)?,
@@ -146,19 +149,6 @@ pub(crate) fn export(
         }
     }
     Ok(stored)
-}
-
-fn push_all(
-    store: &Store,
-    client: &Client,
-    manifest: &Descriptor,
-    tags: &[Reference],
-) -> Result<(), BuildError> {
-    let runtime = kiln_backend::runtime().map_err(BuildError::Request)?;
-    for tag in tags {
-        runtime.block_on(client.push(store, manifest, tag, &PushOptions::default()))?;
-    }
-    Ok(())
 }
 
 /// The root file system as one tar: extracted into the store's temp space,

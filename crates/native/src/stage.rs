@@ -24,6 +24,7 @@ use crate::cache::{BuildCache, HashedFiles};
 use crate::imagefs::{FsKind, ImageFs};
 use crate::run::Exec;
 use crate::solver::{Cancel, Finished};
+use crate::transfer::LayerCounter;
 use kiln_backend::events::{BuildEvent, EventSink};
 use kiln_backend::{BuildError, SecretSource};
 use kiln_cache::KeyBuilder;
@@ -110,6 +111,9 @@ struct State {
     /// The context files the running step's cache key was computed from,
     /// as they were hashed; `None` outside a keyed step.
     hashed: Option<Arc<HashedFiles>>,
+    /// The running step, as its events name it: the stage's index and the
+    /// step's, for the progress of the layer it writes.
+    step_at: (usize, usize),
 }
 
 impl StageContext<'_> {
@@ -255,6 +259,7 @@ pub(crate) fn run(
         key: base_key,
         created: base_created,
         hashed: None,
+        step_at: (stage.index, 0),
     };
     for (i, step) in stage.steps.iter().enumerate() {
         if cancel.is_cancelled() {
@@ -273,6 +278,7 @@ pub(crate) fn run(
             done,
             cancel,
         };
+        state.step_at = (stage.index, i + 1);
         let cached = state.cached_step(&at)?;
         ctx.events.send(BuildEvent::InstructionComplete {
             stage: stage.index,
@@ -490,9 +496,11 @@ impl State {
         };
         // write_layer hashes the blob as it compresses it.
         let writer = ctx.store.ingest_prehashed()?;
-        let (layer, writer) = write_layer(entries, &options, writer)
+        let (stage, index) = self.step_at;
+        let counted = LayerCounter::new(writer, ctx.events, stage, index);
+        let (layer, counted) = write_layer(entries, &options, counted)
             .map_err(|e| ctx.error_at(line, ErrorKind::Io, e.to_string(), None))?;
-        writer.commit(Some(layer.digest))?;
+        counted.finish().commit(Some(layer.digest))?;
         self.put_layer(&layer);
         Ok(layer)
     }

@@ -1,9 +1,13 @@
-//! Byte counts of a transfer, as [`BuildEvent::Transfer`] events: an
-//! [`Ingester`] that passes everything to the store and counts the bytes
-//! written through it, so a pull reports its progress without the
-//! registry client knowing about build events.
+//! Byte counts of transfers, as build events, without the registry client
+//! knowing about build events:
+//! * a pull, as [`BuildEvent::Transfer`]: an [`Ingester`] that passes
+//!   everything to the store and counts the bytes written through it;
+//! * a push: [`kiln_backend::push::Pusher`], which every backend pushing
+//!   from kiln's store shares;
+//! * a step's layer going compressed into the store, as
+//!   [`BuildEvent::LayerProgress`]: a writer counting what passes.
 
-use kiln_backend::events::{BuildEvent, EventSink};
+use kiln_backend::events::{BuildEvent, EventSink, BIG_LAYER};
 use kiln_oci::content::{ContentError, Ingest, Ingester};
 use kiln_oci::reference::Reference;
 use kiln_oci::{Descriptor, Digest};
@@ -116,7 +120,69 @@ impl Ingest for CountedIngest<'_> {
         self.inner.commit(expected)
     }
 }
+/// `inner`, the store's writer of a step's layer, counting the compressed
+/// bytes that go through it as [`BuildEvent::LayerProgress`] of step
+/// `index` of stage `stage`, once they reach [`BIG_LAYER`].
+pub(crate) struct LayerCounter<'a, W> {
+    inner: W,
+    events: &'a EventSink,
+    stage: usize,
+    index: usize,
+    bytes: u64,
+    /// When the last event went; `None` before the first.
+    last_sent: Option<Instant>,
+}
 
+impl<'a, W: Write> LayerCounter<'a, W> {
+    pub(crate) fn new(inner: W, events: &'a EventSink, stage: usize, index: usize) -> Self {
+        LayerCounter {
+            inner,
+            events,
+            stage,
+            index,
+            bytes: 0,
+            last_sent: None,
+        }
+    }
+
+    /// The writer back, once the layer is written; a layer that reported
+    /// sends its last event, with its size.
+    pub(crate) fn finish(self) -> W {
+        if self.last_sent.is_some() {
+            self.send(true);
+        }
+        self.inner
+    }
+
+    fn send(&self, done: bool) {
+        self.events.send(BuildEvent::LayerProgress {
+            stage: self.stage,
+            index: self.index,
+            current: self.bytes,
+            done,
+        });
+    }
+}
+
+impl<W: Write> Write for LayerCounter<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.bytes += n as u64;
+        let due = match self.last_sent {
+            None => self.bytes >= BIG_LAYER,
+            Some(at) => at.elapsed() >= EVERY,
+        };
+        if due {
+            self.last_sent = Some(Instant::now());
+            self.send(false);
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,5 +206,33 @@ mod tests {
         };
         assert_eq!(sent.first(), Some(&transfer(0, false)));
         assert_eq!(sent.last(), Some(&transfer(100_000, true)));
+    }
+
+    #[test]
+    fn a_big_layer_reports_from_one_mib_to_its_size_and_a_small_one_not_at_all() {
+        let (events, rx) = EventSink::channel();
+        let mut small = LayerCounter::new(Vec::new(), &events, 0, 1);
+        small.write_all(&vec![1u8; 1000]).unwrap();
+        assert_eq!(small.finish().len(), 1000);
+        assert_eq!(rx.try_iter().count(), 0);
+
+        let mut big = LayerCounter::new(Vec::new(), &events, 2, 3);
+        for _ in 0..3 {
+            big.write_all(&vec![1u8; 600_000]).unwrap();
+        }
+        assert_eq!(big.finish().len(), 1_800_000);
+        let sent: Vec<BuildEvent> = rx.try_iter().collect();
+        let layer = |current, done| BuildEvent::LayerProgress {
+            stage: 2,
+            index: 3,
+            current,
+            done,
+        };
+        // The first write past a MiB reports; the next comes within 100 ms.
+        assert_eq!(
+            sent,
+            vec![layer(1_200_000, false), layer(1_800_000, true)],
+            "{sent:?}"
+        );
     }
 }

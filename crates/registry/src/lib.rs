@@ -50,5 +50,5 @@ pub use errors::{Error, ErrorKind, Result, Target};
 pub use manifest::parse as parse_manifest;
 pub use pull::Pulled;
 pub use pull_all::PulledAll;
-pub use push::{PushOptions, Pushed};
+pub use push::{BlobOutcome, PushOptions, PushProgress, Pushed};
 pub use registries::{Blocked, Registries, RegistriesError};

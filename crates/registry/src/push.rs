@@ -24,11 +24,46 @@ const ACTION: &str = "pushing";
 const READ_CHUNK: u64 = 256 * 1024;
 
 /// Choices for a push.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct PushOptions {
     /// Repositories of the destination registry that may already hold the
     /// blobs; they are mounted from there instead of uploaded.
     pub mount_from: Vec<String>,
+    /// Told of each blob as it goes, to show the push's progress.
+    pub progress: Option<Arc<dyn PushProgress>>,
+}
+
+impl std::fmt::Debug for PushOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PushOptions")
+            .field("mount_from", &self.mount_from)
+            .field("progress", &self.progress.is_some())
+            .finish()
+    }
+}
+
+/// What a push reports about its blobs while it runs, to whoever shows
+/// progress: the pull side counts bytes through the
+/// [`Ingester`](kiln_oci::content::Ingester) it writes to, but a push reads
+/// its blobs as files, so the count comes from here instead, and this crate
+/// needs to know nothing about how progress is shown.
+///
+/// Blobs go concurrently, so the calls for different blobs interleave and
+/// come from the client's tasks: implementations must be quick and must not
+/// block.
+pub trait PushProgress: Send + Sync {
+    /// `blob` is about to be uploaded: the repository does not have it,
+    /// and no repository it could be mounted from had it.
+    fn upload_started(&self, blob: &Descriptor);
+
+    /// `sent` bytes of `blob`, counted from its start, have been handed to
+    /// the connection. A retried request sends its bytes again from where
+    /// it started, so `sent` may go back.
+    fn upload_progress(&self, blob: &Descriptor, sent: u64);
+
+    /// `blob` is in the repository: uploaded whole, mounted, or already
+    /// there. Not called for a blob whose push failed.
+    fn blob_done(&self, blob: &Descriptor, outcome: BlobOutcome);
 }
 
 /// What a push did with each blob.
@@ -44,10 +79,14 @@ pub struct Pushed {
     pub existing: Vec<Digest>,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum BlobOutcome {
+/// How a blob got into the repository pushed to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlobOutcome {
+    /// Its bytes were uploaded.
     Uploaded,
+    /// It was mounted from another repository of the registry.
     Mounted,
+    /// The repository had it already.
     Existing,
 }
 
@@ -231,6 +270,9 @@ impl Client {
         futures_util::stream::iter(todo)
             .map(|d| async move {
                 let outcome = self.push_blob(blobs, dest, &d, opts).await?;
+                if let Some(progress) = &opts.progress {
+                    progress.blob_done(&d, outcome);
+                }
                 outcomes
                     .lock()
                     .expect("outcome list poisoned")
@@ -316,6 +358,13 @@ impl Client {
             }
         };
         let file = Arc::new(blobs.open_blob(&desc.digest).map_err(|e| err(e.into()))?);
+        let sent = opts.progress.clone().map(|progress| Sent {
+            progress,
+            blob: desc.clone(),
+        });
+        if let Some(sent) = &sent {
+            sent.progress.upload_started(desc);
+        }
         let size = desc.size;
         let mut location = location;
         let mut offset = 0;
@@ -333,7 +382,13 @@ impl Client {
                                 header::CONTENT_RANGE,
                                 format!("{offset}-{}", offset + len - 1),
                             )
-                            .body(file_body(file.clone(), offset, len, progress.clone()))
+                            .body(file_body(
+                                file.clone(),
+                                offset,
+                                len,
+                                progress.clone(),
+                                sent.clone(),
+                            ))
                     })
                     .await?;
                 if resp.status() != StatusCode::ACCEPTED {
@@ -352,7 +407,13 @@ impl Client {
                 http.put(url.as_str())
                     .header(header::CONTENT_TYPE, "application/octet-stream")
                     .header(header::CONTENT_LENGTH, remaining.to_string())
-                    .body(file_body(file.clone(), offset, remaining, progress.clone()))
+                    .body(file_body(
+                        file.clone(),
+                        offset,
+                        remaining,
+                        progress.clone(),
+                        sent.clone(),
+                    ))
             })
             .await?;
         match resp.status() {
@@ -502,12 +563,27 @@ fn parse(dest: &Reference, desc: &Descriptor, bytes: &[u8]) -> Result<Parsed> {
     manifest::parse(&desc.media_type, bytes).map_err(|e| error(dest, ErrorKind::Invalid(e)))
 }
 
+/// Where the bytes of one blob's upload are reported, when someone asked.
+#[derive(Clone)]
+struct Sent {
+    progress: Arc<dyn PushProgress>,
+    blob: Descriptor,
+}
+
 /// `len` bytes of `file` from `offset`, read as the request body is sent
 /// (positional reads: a retry reads the same bytes again); each piece
-/// taken marks `progress`.
-fn file_body(file: Arc<File>, offset: u64, len: u64, progress: Progress) -> reqwest::Body {
+/// taken marks `progress` (the stall timer) and tells `sent` how far into
+/// the blob the upload is.
+fn file_body(
+    file: Arc<File>,
+    offset: u64,
+    len: u64,
+    progress: Progress,
+    sent: Option<Sent>,
+) -> reqwest::Body {
     let stream = futures_util::stream::unfold((file, offset, len), move |(file, offset, left)| {
         let progress = progress.clone();
+        let sent = sent.clone();
         async move {
             if left == 0 {
                 return None;
@@ -517,6 +593,9 @@ fn file_body(file: Arc<File>, offset: u64, len: u64, progress: Progress) -> reqw
                 Ok(()) => {
                     progress.mark();
                     let n = buf.len() as u64;
+                    if let Some(sent) = &sent {
+                        sent.progress.upload_progress(&sent.blob, offset + n);
+                    }
                     Some((Ok(buf), (file, offset + n, left - n)))
                 }
                 Err(e) => Some((Err(e), (file, offset, 0))),

@@ -454,6 +454,7 @@ fn a_push_answered_with_a_wrong_stated_digest_is_refused() {
             &dest,
             &kiln_registry::PushOptions {
                 mount_from: vec!["src".into()],
+                ..kiln_registry::PushOptions::default()
             },
         ))
         .unwrap_err();

@@ -372,6 +372,7 @@ fn cross_repository_mount_and_chunked_upload() {
     let dest = format!("{}/b/busybox:1", registry.host()).parse().unwrap();
     let opts = PushOptions {
         mount_from: vec!["a/busybox".into()],
+        ..PushOptions::default()
     };
     let pushed = rt()
         .block_on(client.push(
@@ -433,4 +434,108 @@ fn rate_limiting_that_does_not_stop_gives_up_with_advice() {
         .filter(|r| r.contains("/manifests/1 "))
         .count();
     assert_eq!(gets, 3);
+}
+
+/// Every call a push made to its [`kiln_registry::PushProgress`], in order:
+/// what, the blob's digest, and the bytes it said.
+#[derive(Default)]
+struct Recorded(std::sync::Mutex<Vec<(&'static str, String, u64)>>);
+
+impl kiln_registry::PushProgress for Recorded {
+    fn upload_started(&self, blob: &kiln_oci::Descriptor) {
+        let mut calls = self.0.lock().unwrap();
+        calls.push(("started", blob.digest.to_string(), 0));
+    }
+
+    fn upload_progress(&self, blob: &kiln_oci::Descriptor, sent: u64) {
+        let mut calls = self.0.lock().unwrap();
+        calls.push(("sent", blob.digest.to_string(), sent));
+    }
+
+    fn blob_done(&self, blob: &kiln_oci::Descriptor, outcome: kiln_registry::BlobOutcome) {
+        let what = match outcome {
+            kiln_registry::BlobOutcome::Uploaded => "uploaded",
+            kiln_registry::BlobOutcome::Mounted => "mounted",
+            kiln_registry::BlobOutcome::Existing => "existing",
+        };
+        let mut calls = self.0.lock().unwrap();
+        calls.push((what, blob.digest.to_string(), blob.size));
+    }
+}
+
+#[test]
+fn push_progress_counts_each_blob_to_its_size_in_chunks_and_reports_mounts() {
+    let registry = Registry::start();
+    let layout = &base_images().busybox;
+    let manifest = layout_manifest(layout);
+    let image: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(layout.join("blobs/sha256").join(manifest.digest.hex())).unwrap(),
+    )
+    .unwrap();
+    let blobs: Vec<(String, u64)> = std::iter::once(&image["config"])
+        .chain(image["layers"].as_array().unwrap())
+        .map(|d| {
+            (
+                d["digest"].as_str().unwrap().to_string(),
+                d["size"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let push = |client: &Client, to: &str, mount_from: Vec<String>| {
+        let recorded = std::sync::Arc::new(Recorded::default());
+        let opts = PushOptions {
+            mount_from,
+            progress: Some(recorded.clone()),
+        };
+        let dest = format!("{}/{to}", registry.host()).parse().unwrap();
+        rt().block_on(client.push(
+            &kiln_oci::Layout::open(layout).unwrap(),
+            &manifest,
+            &dest,
+            &opts,
+        ))
+        .unwrap();
+        drop(opts);
+        let recorded = std::sync::Arc::try_unwrap(recorded).ok().unwrap();
+        recorded.0.into_inner().unwrap()
+    };
+
+    // In 64 KiB chunks: each blob's count grows chunk by chunk, across
+    // the chunks' requests, to its size.
+    let mut chunked = options(&[registry.host()]);
+    chunked.chunk_size = Some(64 * 1024);
+    let calls = push(&Client::new(chunked), "p/busybox:1", Vec::new());
+    for (digest, size) in &blobs {
+        let of_blob: Vec<(&str, u64)> = calls
+            .iter()
+            .filter(|c| &c.1 == digest)
+            .map(|c| (c.0, c.2))
+            .collect();
+        let mut want = vec![("started", 0)];
+        let mut at = 0;
+        while at < *size {
+            at = (at + 64 * 1024).min(*size);
+            want.push(("sent", at));
+        }
+        want.push(("uploaded", *size));
+        assert_eq!(of_blob, want, "{digest}");
+    }
+    assert_eq!(
+        calls.len(),
+        blobs
+            .iter()
+            .map(|(_, s)| s.div_ceil(64 * 1024) as usize + 2)
+            .sum::<usize>()
+    );
+
+    // Mounted from there, nothing is sent.
+    let client = Client::new(options(&[registry.host()]));
+    let mut got = push(&client, "q/busybox:1", vec!["p/busybox".into()]);
+    got.sort();
+    let mut want: Vec<(&str, String, u64)> = blobs
+        .iter()
+        .map(|(d, s)| ("mounted", d.clone(), *s))
+        .collect();
+    want.sort();
+    assert_eq!(got, want);
 }

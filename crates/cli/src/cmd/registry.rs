@@ -47,6 +47,15 @@ pub enum RegistryCommand {
         foreign: ForeignArgs,
         #[command(flatten)]
         backend: super::backends::BackendArg,
+        /// How progress is shown on standard error: `tty` (a live view),
+        /// `plain` (BuildKit's lines), `rawjson` (one JSON object per event,
+        /// see docs/events.md), or `auto` (`tty` on a terminal, else
+        /// `plain`), as for `kiln build`.
+        #[arg(long, value_name = "MODE", default_value = "auto")]
+        progress: String,
+        /// Show no progress.
+        #[arg(short = 'q', long)]
+        quiet: bool,
         /// The image in the store (name or id).
         image: String,
         /// Where to push it [default: the image's own name].
@@ -250,10 +259,13 @@ pub fn run(cmd: RegistryCommand) -> anyhow::Result<ExitCode> {
         auth,
         foreign,
         backend,
+        progress,
+        quiet,
         image,
         dest,
     } = cmd
     {
+        let mode = crate::progress::Mode::parse(&progress)?;
         let dest = dest.as_deref().map(parse_ref).transpose()?;
         let options = foreign.options(auth.options(net.options()?)?);
         if !foreign.keep_foreign_layers {
@@ -265,9 +277,17 @@ pub fn run(cmd: RegistryCommand) -> anyhow::Result<ExitCode> {
             let rt = kiln_backend::runtime().map_err(anyhow::Error::msg)?;
             rt.block_on(fetch_foreign(&client, &store, &resolved.descriptor, None))?;
         }
-        let pushed = backend
-            .open(|| root.open(), options)?
-            .push(&image, dest.as_ref())?;
+        let backend = backend.open(|| root.open(), options)?;
+        let display = (!quiet).then(|| crate::progress::Display::for_push(mode));
+        let sink = display
+            .as_ref()
+            .map_or_else(kiln_backend::EventSink::discard, |d| d.sink());
+        let pushed = backend.push(&image, dest.as_ref(), &sink);
+        drop(sink);
+        if let Some(display) = &display {
+            display.finish(None);
+        }
+        let pushed = pushed?;
         outln!("Pushed {}", pushed.reference.familiar());
         outln!("Digest: {}", pushed.digest);
         return Ok(ExitCode::SUCCESS);
@@ -565,9 +585,11 @@ async fn copy(
                 Location::Registry(from) if from.registry == to.registry => vec![from.repository.clone()],
                 _ => Vec::new(),
             };
-            let pushed = client
-                .push(store, &image, to, &PushOptions { mount_from })
-                .await?;
+            let opts = PushOptions {
+                mount_from,
+                ..PushOptions::default()
+            };
+            let pushed = client.push(store, &image, to, &opts).await?;
             outln!("Copied to {}", to.familiar());
             outln!("Digest: {}", pushed.digest);
         }

@@ -69,7 +69,24 @@ impl Display {
     pub fn new(mode: Mode, file: BuildFile) -> Arc<Display> {
         let kind = match mode {
             Mode::Plain => Kind::Plain(plain::Plain::new(file)),
-            Mode::Tty => Kind::Tty(tty::Tty::new(file)),
+            Mode::Tty => Kind::Tty(tty::Tty::new(file, "Building")),
+            Mode::RawJson => Kind::RawJson(rawjson::RawJson::new(file)),
+        };
+        Arc::new(Display { kind })
+    }
+
+    /// A display for `mode` of a push alone (`kiln push`): the same steps
+    /// as a build's push, the terminal view headed `Pushing`.
+    pub fn for_push(mode: Mode) -> Arc<Display> {
+        // A push has no build file; warnings about one never come.
+        let file = BuildFile {
+            name: String::new(),
+            bytes: Vec::new(),
+            converted: None,
+        };
+        let kind = match mode {
+            Mode::Plain => Kind::Plain(plain::Plain::new(file)),
+            Mode::Tty => Kind::Tty(tty::Tty::new(file, "Pushing")),
             Mode::RawJson => Kind::RawJson(rawjson::RawJson::new(file)),
         };
         Arc::new(Display { kind })
@@ -91,10 +108,13 @@ impl Display {
 
     /// Ends the display once the build returned: the terminal view draws
     /// its last frame, prints the summary of `built` (none when the build
-    /// failed) and gives the terminal back as it found it.
+    /// failed) and gives the terminal back as it found it; the plain lines
+    /// mark a step still running as failed.
     pub fn finish(&self, built: Option<&BuiltImage>) {
-        if let Kind::Tty(d) = &self.kind {
-            d.finish(built)
+        match &self.kind {
+            Kind::Tty(d) => d.finish(built),
+            Kind::Plain(d) => d.finish(),
+            Kind::RawJson(_) => {}
         }
     }
 
@@ -132,9 +152,12 @@ struct Steps {
     next: usize,
     stages: HashMap<StageKey, (String, usize)>,
     running: HashMap<(StageKey, usize), Step>,
-    /// Transfers under way (pulls), by platform and what moves: steps of
-    /// their own, as BuildKit shows pulls.
+    /// Transfers under way (pulls and pushes), by platform and what
+    /// moves: steps of their own, as BuildKit shows pulls and pushes.
     transfers: HashMap<(Option<String>, String), Step>,
+    /// Each step's first report of the layer it writes, and when it came:
+    /// the start of the layer's speed.
+    layers: HashMap<(StageKey, usize), (Instant, u64)>,
 }
 
 impl Steps {
@@ -199,6 +222,39 @@ impl Steps {
     fn end_transfer(&mut self, platform: Option<String>, what: String) {
         self.transfers.remove(&(platform, what));
     }
+
+    /// Notes that the layer of step `index` of `key` has `current` bytes;
+    /// returns its speed in bytes a second since its first report, once
+    /// time has passed. `done` forgets the layer.
+    fn layer_speed(
+        &mut self,
+        key: StageKey,
+        index: usize,
+        current: u64,
+        done: bool,
+    ) -> Option<f64> {
+        let at = (key, index);
+        let (since, from) = *self
+            .layers
+            .entry(at.clone())
+            .or_insert_with(|| (Instant::now(), current));
+        if done {
+            self.layers.remove(&at);
+        }
+        speed(since, from, current)
+    }
+}
+
+/// Bytes a second from `from` bytes at `since` to `current` bytes now;
+/// `None` until a millisecond has passed, too soon to tell.
+fn speed(since: Instant, from: u64, current: u64) -> Option<f64> {
+    let secs = since.elapsed().as_secs_f64();
+    (secs >= 0.001).then(|| current.saturating_sub(from) as f64 / secs)
+}
+
+/// The title of the step of a push to `reference`.
+fn push_title(reference: &str) -> String {
+    format!("pushing {reference}")
 }
 
 /// A warning as the user reads it: about the line of their own file (the

@@ -2,11 +2,11 @@
 //! the step's output as `#3 0.512 text` (seconds since the step started),
 //! then `#3 DONE 0.1s` or `#3 CACHED`.
 
-use super::{collapse_cr, warning_text, StageKey, Steps};
+use super::{collapse_cr, push_title, warning_text, StageKey, Steps};
 use crate::build_file::BuildFile;
 use crate::output::errln;
 use indicatif::HumanBytes;
-use kiln_backend::BuildEvent;
+use kiln_backend::events::{BuildEvent, PushStatus};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -102,16 +102,70 @@ impl Plain {
                     s.end_transfer(platform, what);
                 }
             }
+            BuildEvent::LayerProgress {
+                stage,
+                index,
+                current,
+                done,
+            } => {
+                // One line when the layer is written: the plain view prints
+                // what happened, not a running count.
+                let speed = s.layer_speed(key(stage), index, current, done);
+                if let (true, Some(step)) = (done, s.get(key(stage), index)) {
+                    let speed =
+                        speed.map_or_else(String::new, |b| format!(", {}/s", HumanBytes(b as u64)));
+                    errln!(
+                        "#{} {} layer {} written{speed}",
+                        step.n,
+                        timestamp(step.started.elapsed()),
+                        HumanBytes(current)
+                    );
+                }
+            }
+            BuildEvent::PushStarted { reference } => {
+                let (step, new) = s.transfer(platform, &push_title(&reference));
+                if new {
+                    errln!("#{} {}", step.n, step.title);
+                }
+            }
+            BuildEvent::PushBlob {
+                reference,
+                digest,
+                current,
+                total,
+                status,
+            } => {
+                let (step, _) = s.transfer(platform, &push_title(&reference));
+                // A blob's first and last events; the counts between them
+                // are for views that redraw.
+                let what = match status {
+                    PushStatus::Uploading if current == 0 => "pushing",
+                    PushStatus::Uploading => return,
+                    PushStatus::Uploaded => "pushed",
+                    PushStatus::Exists => "exists",
+                    PushStatus::Mounted => "mounted",
+                };
+                errln!(
+                    "#{} {} {what} {digest} {}",
+                    step.n,
+                    timestamp(step.started.elapsed()),
+                    HumanBytes(total)
+                );
+            }
+            BuildEvent::PushComplete { reference, digest } => {
+                let title = push_title(&reference);
+                let (step, _) = s.transfer(platform.clone(), &title);
+                let took = step.started.elapsed();
+                errln!("#{} {} {title}: done {digest}", step.n, timestamp(took));
+                errln!("#{} DONE {:.1}s", step.n, took.as_secs_f64());
+                s.end_transfer(platform, title);
+            }
             BuildEvent::Warning {
                 file,
                 line,
                 message,
             } => errln!("{}", warning_text(&self.file, file, line, message)),
-            BuildEvent::BuildFailed { .. } => {
-                for step in s.running.values().chain(s.transfers.values()) {
-                    errln!("#{} ERROR", step.n);
-                }
-            }
+            BuildEvent::BuildFailed { .. } => fail_running(s),
             // Platform events come wrapped once; one inside another is not
             // something the engine sends.
             BuildEvent::Platform { .. }
@@ -120,6 +174,25 @@ impl Plain {
             | BuildEvent::BuildComplete { .. } => {}
         }
     }
+}
+
+impl Plain {
+    /// Ends the display: a step still running failed with the command (a
+    /// `kiln push` that failed, which sends no `BuildFailed`).
+    pub(super) fn finish(&self) {
+        fail_running(&mut self.steps.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+}
+
+/// Marks every running step `ERROR`, once: they are forgotten.
+fn fail_running(s: &mut Steps) {
+    let mut running: Vec<_> = s.running.values().chain(s.transfers.values()).collect();
+    running.sort_by_key(|step| step.n);
+    for step in running {
+        errln!("#{} ERROR", step.n);
+    }
+    s.running.clear();
+    s.transfers.clear();
 }
 
 /// BuildKit's time of an output line: three decimals under 10 s, two

@@ -101,6 +101,38 @@ fn fields(event: BuildEvent, build_file: &BuildFile) -> (&'static str, Value) {
             "transfer",
             json!({ "what": what, "bytes": bytes, "done": done }),
         ),
+        BuildEvent::LayerProgress {
+            stage,
+            index,
+            current,
+            done,
+        } => (
+            "layer_progress",
+            json!({ "stage": stage, "index": index, "current": current, "done": done }),
+        ),
+        BuildEvent::PushStarted { reference } => {
+            ("push_started", json!({ "reference": reference }))
+        }
+        BuildEvent::PushBlob {
+            reference,
+            digest,
+            current,
+            total,
+            status,
+        } => (
+            "push_blob",
+            json!({
+                "reference": reference,
+                "digest": digest,
+                "current": current,
+                "total": total,
+                "status": status.as_str(),
+            }),
+        ),
+        BuildEvent::PushComplete { reference, digest } => (
+            "push_complete",
+            json!({ "reference": reference, "digest": digest }),
+        ),
         BuildEvent::StageComplete { index } => ("stage_complete", json!({ "stage": index })),
         BuildEvent::BuildComplete { image_id } => {
             ("build_complete", json!({ "image_id": image_id }))
@@ -137,6 +169,7 @@ fn fields(event: BuildEvent, build_file: &BuildFile) -> (&'static str, Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kiln_backend::events::PushStatus;
     use std::collections::{BTreeMap, BTreeSet};
 
     /// One event of every kind.
@@ -178,6 +211,26 @@ mod tests {
                 bytes: 1024,
                 done: false,
             },
+            BuildEvent::LayerProgress {
+                stage: 0,
+                index: 2,
+                current: 2 << 20,
+                done: false,
+            },
+            BuildEvent::PushStarted {
+                reference: "localhost:5000/app:1".into(),
+            },
+            BuildEvent::PushBlob {
+                reference: "localhost:5000/app:1".into(),
+                digest: "sha256:00".into(),
+                current: 512,
+                total: 1024,
+                status: PushStatus::Uploading,
+            },
+            BuildEvent::PushComplete {
+                reference: "localhost:5000/app:1".into(),
+                digest: "sha256:01".into(),
+            },
             BuildEvent::StageComplete { index: 0 },
             BuildEvent::BuildComplete {
                 image_id: "sha256:00".into(),
@@ -202,6 +255,10 @@ mod tests {
                 | BuildEvent::InstructionComplete { .. }
                 | BuildEvent::CacheMiss { .. }
                 | BuildEvent::Transfer { .. }
+                | BuildEvent::LayerProgress { .. }
+                | BuildEvent::PushStarted { .. }
+                | BuildEvent::PushBlob { .. }
+                | BuildEvent::PushComplete { .. }
                 | BuildEvent::StageComplete { .. }
                 | BuildEvent::BuildComplete { .. }
                 | BuildEvent::Warning { .. }

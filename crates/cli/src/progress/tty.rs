@@ -11,16 +11,16 @@
 //! nothing flickers. Every line is cut to the terminal's width: a line
 //! that wrapped would throw the redraw's cursor movements off.
 
-use super::{collapse_cr, warning_text, StageKey, Step, Steps};
+use super::{collapse_cr, push_title, speed, warning_text, StageKey, Step, Steps};
 use crate::build_file::BuildFile;
 use crate::output::errln;
 use console::{measure_text_width, style, truncate_str, Term};
 use indicatif::{
     HumanBytes, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle,
 };
-use kiln_backend::BuildEvent;
+use kiln_backend::events::{BuildEvent, PushStatus};
 use kiln_backend::BuiltImage;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -35,6 +35,12 @@ const TICK: Duration = Duration::from_millis(100);
 /// (the bar's prefix, cut to the width as it is set) under it.
 const RUNNING: &str = "{spin} {wide_msg} {secs}";
 const RUNNING_WITH_OUTPUT: &str = "{spin} {wide_msg} {secs}\n{prefix}";
+/// The same for a step moving bytes (a layer written, a push): their count
+/// and speed (`{rate}`) before the time.
+const MOVING: &str = "{spin} {wide_msg} {rate} {secs}";
+const MOVING_WITH_OUTPUT: &str = "{spin} {wide_msg} {rate} {secs}\n{prefix}";
+/// Characters of a digest's hex shown under a push, as docker shows them.
+const SHORT_DIGEST: usize = 12;
 const SPINNER: [&str; 10] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
 
 /// The terminal display.
@@ -52,7 +58,7 @@ pub(super) struct Tty {
 struct State {
     steps: Steps,
     live: HashMap<(StageKey, usize), Live>,
-    /// Pulls under way, by platform and what moves.
+    /// Pulls and pushes under way, by platform and what moves.
     transfers: HashMap<(Option<String>, String), Live>,
     /// Instructions of the build, of every platform.
     total: usize,
@@ -69,10 +75,38 @@ struct Live {
     step: Step,
     bar: ProgressBar,
     lines: VecDeque<String>,
+    /// Bytes the step moves, once it moves some: shown with their speed.
+    moving: Option<Moving>,
+    /// A push's blobs being uploaded, by digest: bytes sent, and size.
+    blobs: BTreeMap<String, (u64, u64)>,
+    /// Bytes of a push's blobs already uploaded.
+    uploaded: u64,
+}
+
+impl Live {
+    fn new(step: Step, bar: ProgressBar) -> Live {
+        Live {
+            step,
+            bar,
+            lines: VecDeque::new(),
+            moving: None,
+            blobs: BTreeMap::new(),
+            uploaded: 0,
+        }
+    }
+}
+
+/// A step's bytes: the text its bar shows (`12.00 MiB 30.10 MiB/s`),
+/// shared with the bar's style, and where the speed is counted from.
+struct Moving {
+    text: Arc<Mutex<String>>,
+    since: Instant,
+    from: u64,
 }
 
 impl Tty {
-    pub(super) fn new(file: BuildFile) -> Tty {
+    /// A view headed `[+] {doing} 1.2s (n/m)`: `Building`, `Pushing`.
+    pub(super) fn new(file: BuildFile, doing: &str) -> Tty {
         // Drawn whether or not standard error is a terminal: --progress=tty
         // asks for this view by name, and `auto` picks it only on one.
         let target =
@@ -83,7 +117,7 @@ impl Tty {
         let _ = term.hide_cursor();
         let header = multi.add(
             ProgressBar::new_spinner()
-                .with_style(style_of("[+] Building {secs} {wide_msg}"))
+                .with_style(style_of(&format!("[+] {doing} {{secs}} {{wide_msg}}")))
                 .with_message("(0/0)"),
         );
         header.enable_steady_tick(TICK);
@@ -135,14 +169,7 @@ impl Tty {
                         .with_message(format!("#{} {}", step.n, step.title)),
                 );
                 bar.enable_steady_tick(TICK);
-                s.live.insert(
-                    (key(stage), index),
-                    Live {
-                        step,
-                        bar,
-                        lines: VecDeque::new(),
-                    },
-                );
+                s.live.insert((key(stage), index), Live::new(step, bar));
             }
             BuildEvent::Output { stage, index, line } => {
                 if let Some(live) = s.live.get_mut(&(key(stage), index)) {
@@ -189,6 +216,61 @@ impl Tty {
             BuildEvent::Transfer { what, bytes, done } => {
                 self.transfer(s, platform, what, bytes, done)
             }
+            BuildEvent::LayerProgress {
+                stage,
+                index,
+                current,
+                ..
+            } => {
+                if let Some(live) = s.live.get_mut(&(key(stage), index)) {
+                    moved(live, current, current);
+                }
+            }
+            BuildEvent::PushStarted { reference } => {
+                let (step, new) = s.steps.transfer(platform.clone(), &push_title(&reference));
+                if new {
+                    let bar = self.multi.add(
+                        ProgressBar::new_spinner()
+                            .with_style(style_of(RUNNING))
+                            .with_message(format!("#{} {}", step.n, step.title)),
+                    );
+                    bar.enable_steady_tick(TICK);
+                    let mut live = Live::new(step, bar);
+                    // The speed of a push counts from its start, which
+                    // includes asking the registry what it has.
+                    moved(&mut live, 0, 0);
+                    s.transfers.insert((platform, push_title(&reference)), live);
+                }
+            }
+            BuildEvent::PushBlob {
+                reference,
+                digest,
+                current,
+                total,
+                status,
+            } => {
+                if let Some(live) = s.transfers.get_mut(&(platform, push_title(&reference))) {
+                    self.push_blob(live, digest, current, total, status);
+                }
+            }
+            BuildEvent::PushComplete { reference, digest } => {
+                let title = push_title(&reference);
+                s.steps.end_transfer(platform.clone(), title.clone());
+                if let Some(mut live) = s.transfers.remove(&(platform, title)) {
+                    let secs = live.step.started.elapsed().as_secs_f64();
+                    live.step.title = format!(
+                        "{}: done {digest} ({})",
+                        live.step.title,
+                        HumanBytes(live.uploaded)
+                    );
+                    let status = style(format!("DONE {secs:.1}s")).for_stderr().green();
+                    self.retire(
+                        live,
+                        &style("✔").for_stderr().green().to_string(),
+                        &status.to_string(),
+                    );
+                }
+            }
             BuildEvent::Warning {
                 file,
                 line,
@@ -234,12 +316,7 @@ impl Tty {
                     .with_message(format!("#{} {}", step.n, step.title)),
             );
             bar.enable_steady_tick(TICK);
-            let live = Live {
-                step,
-                bar,
-                lines: VecDeque::new(),
-            };
-            s.transfers.insert(key.clone(), live);
+            s.transfers.insert(key.clone(), Live::new(step, bar));
         }
         if let Some(live) = s.transfers.get(&key) {
             live.bar.set_position(bytes);
@@ -270,17 +347,68 @@ impl Tty {
         if live.lines.len() == TAIL_LINES {
             live.lines.pop_front();
         }
-        if live.lines.is_empty() {
-            live.bar.set_style(style_of(RUNNING_WITH_OUTPUT));
-        }
+        let first = live.lines.is_empty();
         live.lines.push_back(text);
+        if first {
+            restyle(live);
+        }
+        let lines: Vec<String> = live.lines.iter().cloned().collect();
+        self.tail(live, &lines);
+    }
+
+    /// Shows `lines` under the step, dimmed and cut to the width.
+    fn tail(&self, live: &Live, lines: &[String]) {
         let width = self.width();
-        let tail: Vec<String> = live
-            .lines
+        let tail: Vec<String> = lines
             .iter()
             .map(|l| fit(&format!("  {}", style(l).for_stderr().dim()), width))
             .collect();
         live.bar.set_prefix(tail.join("\n"));
+    }
+
+    /// Counts a blob of a push into its step: the step shows the bytes
+    /// sent and their speed, and under it the blobs going up.
+    fn push_blob(
+        &self,
+        live: &mut Live,
+        digest: String,
+        current: u64,
+        total: u64,
+        status: PushStatus,
+    ) {
+        match status {
+            PushStatus::Uploading => {
+                live.blobs.insert(digest, (current, total));
+            }
+            PushStatus::Uploaded => {
+                live.blobs.remove(&digest);
+                live.uploaded += total;
+            }
+            PushStatus::Exists | PushStatus::Mounted => {
+                live.blobs.remove(&digest);
+            }
+        }
+        let sent = live.uploaded + live.blobs.values().map(|(c, _)| c).sum::<u64>();
+        moved(live, sent, 0);
+        let lines: Vec<String> = live
+            .blobs
+            .iter()
+            .take(TAIL_LINES)
+            .map(|(digest, (current, total))| {
+                let hex = digest.split_once(':').map_or(digest.as_str(), |(_, h)| h);
+                let short = hex.get(..SHORT_DIGEST).unwrap_or(hex);
+                format!("{short} {} / {}", HumanBytes(*current), HumanBytes(*total))
+            })
+            .collect();
+        // A push's tail is its blobs going up, not output.
+        let had_tail = !live.lines.is_empty();
+        let has_tail = !lines.is_empty();
+        live.lines = lines.into();
+        if had_tail != has_tail {
+            restyle(live);
+        }
+        let lines: Vec<String> = live.lines.iter().cloned().collect();
+        self.tail(live, &lines);
     }
 
     /// Takes a finished step out of the live area and prints its last
@@ -362,6 +490,44 @@ fn summary(built: &BuiltImage, s: &State, took: Duration) -> Vec<String> {
         built.layers
     ));
     lines
+}
+
+/// Shows that the step of `live` has moved `current` bytes, with their
+/// speed since it first moved some (`from` bytes then).
+fn moved(live: &mut Live, current: u64, from: u64) {
+    if live.moving.is_none() {
+        live.moving = Some(Moving {
+            text: Arc::new(Mutex::new(String::new())),
+            since: Instant::now(),
+            from,
+        });
+        restyle(live);
+    }
+    if let Some(m) = &live.moving {
+        let rate = speed(m.since, m.from, current)
+            .map_or_else(String::new, |b| format!(" {}/s", HumanBytes(b as u64)));
+        *m.text.lock().unwrap_or_else(|p| p.into_inner()) =
+            format!("{}{rate}", HumanBytes(current));
+    }
+}
+
+/// Gives the bar of `live` the template for what it shows: bytes or not,
+/// lines under it or not.
+fn restyle(live: &Live) {
+    let tail = !live.lines.is_empty();
+    let style = match &live.moving {
+        None => style_of(if tail { RUNNING_WITH_OUTPUT } else { RUNNING }),
+        Some(m) => {
+            let text = m.text.clone();
+            style_of(if tail { MOVING_WITH_OUTPUT } else { MOVING }).with_key(
+                "rate",
+                move |_: &ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = write!(w, "{}", text.lock().unwrap_or_else(|p| p.into_inner()));
+                },
+            )
+        }
+    };
+    live.bar.set_style(style);
 }
 
 /// A template with kiln's own keys: `{spin}`, a spinner turning with the
