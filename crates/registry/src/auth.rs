@@ -2,12 +2,54 @@
 //! basic credentials or bearer tokens fetched for each scope and reused.
 
 use crate::challenge::Challenge;
-use crate::client::{Client, Host, Scope};
 use crate::credentials::Credentials;
 use crate::errors::{detail_from_body, ErrorKind};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use std::collections::HashMap;
+
+/// What authenticating needs of the HTTP client: credentials for a
+/// registry and its wording of transport errors. A trait, so this module
+/// does not depend on the client that calls it.
+pub(crate) trait Transport {
+    /// Credentials for `registry`, if any are known.
+    fn credentials(&self, registry: &str) -> Result<Option<Credentials>, ErrorKind>;
+    /// What a transport error talking to `url` for `registry` means.
+    fn transport_error(
+        &self,
+        registry: &str,
+        url: &str,
+        e: reqwest::Error,
+        attempts: u32,
+        context: &str,
+    ) -> ErrorKind;
+}
+
+/// One registry host's side of authenticating: its name, its connection
+/// pool and the state of its challenge and tokens.
+pub(crate) struct HostAuth<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) http: &'a reqwest::Client,
+    pub(crate) state: &'a tokio::sync::Mutex<AuthState>,
+}
+
+/// The actions a request needs on its repositories, for token scopes.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Scope(pub(crate) Vec<String>);
+
+impl Scope {
+    pub(crate) fn pull(repo: &str) -> Scope {
+        Scope(vec![format!("repository:{repo}:pull")])
+    }
+
+    pub(crate) fn push(repo: &str) -> Scope {
+        Scope(vec![format!("repository:{repo}:pull,push")])
+    }
+
+    pub(crate) fn none() -> Scope {
+        Scope(Vec::new())
+    }
+}
 
 /// What is known about a registry's authentication.
 #[derive(Default)]
@@ -30,16 +72,16 @@ impl AuthState {
 /// The `Authorization` header for a request needing `scope`, if the
 /// registry asked for one.
 pub(crate) async fn header(
-    client: &Client,
-    host: &Host,
+    client: &impl Transport,
+    host: &HostAuth<'_>,
     scope: &Scope,
 ) -> Result<Option<String>, ErrorKind> {
-    let mut state = host.auth.lock().await;
+    let mut state = host.state.lock().await;
     let Some(challenge) = state.challenge.clone() else {
         return Ok(None);
     };
     if state.credentials.is_none() {
-        state.credentials = Some(credentials(client, &host.name)?);
+        state.credentials = Some(client.credentials(host.name)?);
     }
     let creds = state.credentials.clone().flatten();
     match challenge {
@@ -63,27 +105,6 @@ pub(crate) async fn header(
     }
 }
 
-/// Credentials for `registry`: given ones first (for it, then for every
-/// registry), then the auth files.
-pub(crate) fn credentials(
-    client: &Client,
-    registry: &str,
-) -> Result<Option<Credentials>, ErrorKind> {
-    if let Some(c) = client
-        .opts
-        .credentials
-        .get(registry)
-        .or(client.opts.credentials_for_all.as_ref())
-    {
-        return Ok(Some(c.clone()));
-    }
-    client
-        .opts
-        .auth_files
-        .lookup(registry)
-        .map_err(ErrorKind::Credentials)
-}
-
 fn basic(c: &Credentials) -> String {
     format!(
         "Basic {}",
@@ -93,8 +114,8 @@ fn basic(c: &Credentials) -> String {
 
 /// Asks the token server at `realm` for a token covering `scope`.
 pub(crate) async fn fetch_token(
-    client: &Client,
-    host: &Host,
+    client: &impl Transport,
+    host: &HostAuth<'_>,
     realm: &str,
     service: Option<&str>,
     scope: &Scope,
@@ -117,7 +138,7 @@ pub(crate) async fn fetch_token(
     let resp = request
         .send()
         .await
-        .map_err(|e| client.transport_error(&host.name, realm, e, 1, "fetching a token: "))?;
+        .map_err(|e| client.transport_error(host.name, realm, e, 1, "fetching a token: "))?;
     let status = resp.status();
     let body = resp.bytes().await.unwrap_or_default();
     if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
@@ -128,7 +149,7 @@ pub(crate) async fn fetch_token(
             format!(": the token server at {realm} said {detail}")
         };
         return Err(ErrorKind::Unauthorized {
-            registry: host.name.clone(),
+            registry: host.name.to_string(),
             detail,
         });
     }

@@ -2,7 +2,8 @@
 //! differ per host), scheme discovery for insecure registries, and requests
 //! with authentication and retries with backoff.
 
-use crate::auth::{self, AuthState};
+pub(crate) use crate::auth::Scope;
+use crate::auth::{self, AuthState, HostAuth, Transport};
 use crate::credentials::{AuthFiles, Credentials};
 use crate::errors::{detail_from_body, Error, ErrorKind, Result, Target};
 use kiln_oci::Digest;
@@ -134,30 +135,23 @@ pub(crate) struct Host {
     pub(crate) auth: tokio::sync::Mutex<AuthState>,
 }
 
+impl Host {
+    /// What authenticating needs of this host.
+    pub(crate) fn auth(&self) -> HostAuth<'_> {
+        HostAuth {
+            name: &self.name,
+            http: &self.http,
+            state: &self.auth,
+        }
+    }
+}
+
 /// Where [`Client::send_via`] sends a request: the host, its base URL (or
 /// the whole URL, off the registry), and for an upload its progress.
 struct Route<'a> {
     host: &'a Host,
     base: &'a str,
     progress: Option<&'a Progress>,
-}
-
-/// The actions a request needs on its repositories, for token scopes.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct Scope(pub(crate) Vec<String>);
-
-impl Scope {
-    pub(crate) fn pull(repo: &str) -> Scope {
-        Scope(vec![format!("repository:{repo}:pull")])
-    }
-
-    pub(crate) fn push(repo: &str) -> Scope {
-        Scope(vec![format!("repository:{repo}:pull,push")])
-    }
-
-    pub(crate) fn none() -> Scope {
-        Scope(Vec::new())
-    }
 }
 
 impl Client {
@@ -433,7 +427,10 @@ impl Client {
         loop {
             attempt += 1;
             let mut request = build(http, &base);
-            if let Some(value) = auth::header(self, host, scope).await.map_err(&err)? {
+            if let Some(value) = auth::header(self, &host.auth(), scope)
+                .await
+                .map_err(&err)?
+            {
                 request = request.header(reqwest::header::AUTHORIZATION, value);
             }
             let sent = match progress {
@@ -536,11 +533,30 @@ impl Client {
             kind,
         }
     }
+}
+
+impl Transport for Client {
+    /// Given credentials first (for `registry`, then for every registry),
+    /// then the auth files.
+    fn credentials(&self, registry: &str) -> std::result::Result<Option<Credentials>, ErrorKind> {
+        if let Some(c) = self
+            .opts
+            .credentials
+            .get(registry)
+            .or(self.opts.credentials_for_all.as_ref())
+        {
+            return Ok(Some(c.clone()));
+        }
+        self.opts
+            .auth_files
+            .lookup(registry)
+            .map_err(ErrorKind::Credentials)
+    }
 
     /// What a transport error talking to `url` on `registry`'s behalf
     /// means for the user; `context` ("fetching a token: ") prefixes the
     /// underlying error.
-    pub(crate) fn transport_error(
+    fn transport_error(
         &self,
         registry: &str,
         url: &str,

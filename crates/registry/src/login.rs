@@ -46,7 +46,7 @@ impl Client {
             Some(Challenge::Bearer { realm, service, .. }) => {
                 fetch_token(
                     self,
-                    &host,
+                    &host.auth(),
                     &realm,
                     service.as_deref(),
                     &Scope::none(),
