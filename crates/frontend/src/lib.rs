@@ -30,6 +30,7 @@ pub mod dockerignore;
 mod error;
 pub mod instructions;
 pub mod lint;
+pub mod onbuild;
 mod parser;
 pub mod pipeline;
 pub mod shell;

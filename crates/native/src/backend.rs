@@ -611,59 +611,8 @@ fn plan_with_bases(
     let ast = if triggers.is_empty() {
         ast
     } else {
-        insert_triggers(ast, &triggers)?
+        kiln_frontend::onbuild::splice(ast, &triggers)?
     };
     let plan = stages::resolve(&ast, options)?;
     Ok((ast, plan))
-}
-
-/// Puts each base image's ONBUILD triggers right after its stage's FROM,
-/// placed on the FROM line, as BuildKit runs them: first in the stage.
-fn insert_triggers(mut ast: Ast, triggers: &[(usize, Vec<String>)]) -> Result<Ast, BuildError> {
-    for (line, list) in triggers.iter().rev() {
-        let at = ast
-            .children
-            .iter()
-            .position(|n| n.start_line == *line && n.keyword.eq_ignore_ascii_case("from"))
-            .ok_or_else(|| BuildError::Request(format!("no FROM on line {line}")))?;
-        let mut nodes = Vec::new();
-        for trigger in list {
-            let parsed = kiln_frontend::parse(&ast.file, trigger.as_bytes()).map_err(|e| {
-                ast.error_at(
-                    DockerfileError::new(
-                        ErrorKind::Syntax,
-                        format!(
-                            "the base image's ONBUILD trigger {trigger:?} does not parse: {}",
-                            e.message
-                        ),
-                    ),
-                    *line,
-                    None,
-                )
-            })?;
-            for mut node in parsed.children {
-                let keyword = node.keyword.to_ascii_uppercase();
-                if matches!(keyword.as_str(), "ONBUILD" | "FROM" | "MAINTAINER") {
-                    let message = match keyword.as_str() {
-                        "ONBUILD" => {
-                            "chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed".to_string()
-                        }
-                        k => format!("{k} isn't allowed as an ONBUILD trigger"),
-                    };
-                    return Err(ast
-                        .error_at(
-                            DockerfileError::new(ErrorKind::Semantic, message),
-                            *line,
-                            None,
-                        )
-                        .into());
-                }
-                node.start_line = *line;
-                node.end_line = *line;
-                nodes.push(node);
-            }
-        }
-        ast.children.splice(at + 1..at + 1, nodes);
-    }
-    Ok(ast)
 }
