@@ -21,7 +21,7 @@ mod store_images;
 
 pub use buildah::BuildahBackend;
 pub use error::BuildError;
-pub use select::{BackendKind, Unavailable};
+pub use select::{set_remote_connector, BackendKind, RemoteConnector, Unavailable};
 
 use crate::base::Bases;
 use crate::cache::{BuildCache, CacheExport, CacheLocation};

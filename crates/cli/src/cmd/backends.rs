@@ -7,7 +7,55 @@ use kiln_engine::{BackendKind, BuildBackend};
 use kiln_oci::reference::Reference;
 use kiln_registry::ClientOptions;
 use kiln_store::Store;
+use std::path::PathBuf;
 use std::process::ExitCode;
+
+/// The remote backend's way to its daemon, from the CLI's flags or
+/// environment.
+struct RemoteDaemon(kiln_remote::Client);
+
+impl kiln_engine::backend::RemoteConnector for RemoteDaemon {
+    fn availability(&self) -> Result<String, kiln_engine::Unavailable> {
+        self.0.probe()
+    }
+
+    fn open(&self, store: Store) -> Result<Box<dyn BuildBackend>, kiln_engine::BuildError> {
+        Ok(Box::new(kiln_remote::RemoteBackend::new(
+            self.0.clone(),
+            store,
+        )))
+    }
+}
+
+/// Hands the daemon at `address` (else `$KILN_REMOTE`) to the engine, with
+/// the TLS files given (`[ca, cert, key]`, each else its variable). No
+/// address configures nothing: the remote backend then says what is
+/// missing.
+fn configure_remote(address: Option<String>, tls: [Option<PathBuf>; 3]) -> anyhow::Result<()> {
+    let Some(address) = address.or_else(crate::env::remote) else {
+        return Ok(());
+    };
+    let endpoint: kiln_remote::Endpoint = address.parse()?;
+    let [ca, cert, key] = {
+        let env = crate::env::remote_tls();
+        let mut it = tls.into_iter().zip(env).map(|(flag, env)| flag.or(env));
+        [it.next().flatten(), it.next().flatten(), it.next().flatten()]
+    };
+    let files = match (ca, cert, key) {
+        (None, None, None) => None,
+        (Some(ca), Some(cert), Some(key)) => Some(kiln_remote::TlsFiles {
+            ca,
+            identity: Some((cert, key)),
+        }),
+        (Some(ca), None, None) => Some(kiln_remote::TlsFiles { ca, identity: None }),
+        _ => anyhow::bail!(
+            "--remote-cert and --remote-key (or KILN_REMOTE_CERT and KILN_REMOTE_KEY) go together, with --remote-ca"
+        ),
+    };
+    let client = kiln_remote::Client::new(endpoint, files.as_ref())?;
+    kiln_engine::backend::set_remote_connector(Box::new(RemoteDaemon(client)));
+    Ok(())
+}
 
 /// Which backend a command runs on.
 #[derive(clap::Args)]
@@ -16,13 +64,41 @@ pub struct BackendArg {
     /// else native on Linux]; `kiln backends` shows which run here.
     #[arg(long, value_name = "NAME")]
     backend: Option<String>,
+    /// The kiln daemon of `--backend remote`: unix:///PATH or
+    /// tcp://HOST:PORT (mutual TLS) [default: $KILN_REMOTE].
+    #[arg(long, value_name = "ADDRESS")]
+    remote: Option<String>,
+    /// The CA the daemon's certificate is checked against (TCP)
+    /// [default: $KILN_REMOTE_CA].
+    #[arg(long, value_name = "PEM")]
+    remote_ca: Option<PathBuf>,
+    /// This client's certificate for the daemon (TCP)
+    /// [default: $KILN_REMOTE_CERT].
+    #[arg(long, value_name = "PEM")]
+    remote_cert: Option<PathBuf>,
+    /// This client's private key (TCP) [default: $KILN_REMOTE_KEY].
+    #[arg(long, value_name = "PEM")]
+    remote_key: Option<PathBuf>,
 }
 
 impl BackendArg {
-    /// The backend asked for, else `$KILN_BACKEND`, else the host's.
+    /// The backend asked for, else `$KILN_BACKEND`, else the host's. A
+    /// daemon given by flag or environment is handed to the engine here,
+    /// so `--backend remote` can reach it.
     pub(crate) fn kind(&self) -> anyhow::Result<BackendKind> {
-        BackendKind::select(self.backend.as_deref(), crate::env::backend().as_deref())
-            .map_err(anyhow::Error::msg)
+        let kind = BackendKind::select(self.backend.as_deref(), crate::env::backend().as_deref())
+            .map_err(anyhow::Error::msg)?;
+        if kind == BackendKind::Remote {
+            configure_remote(
+                self.remote.clone(),
+                [
+                    self.remote_ca.clone(),
+                    self.remote_cert.clone(),
+                    self.remote_key.clone(),
+                ],
+            )?;
+        }
+        Ok(kind)
     }
 
     /// The backend, on the store `open_store` opens, reaching registries
@@ -100,7 +176,15 @@ pub fn run(cmd: BackendsCommand) -> anyhow::Result<ExitCode> {
 }
 
 fn list() -> anyhow::Result<ExitCode> {
-    let chosen = BackendArg { backend: None }.kind();
+    configure_remote(None, [None, None, None])?;
+    let chosen = BackendArg {
+        backend: None,
+        remote: None,
+        remote_ca: None,
+        remote_cert: None,
+        remote_key: None,
+    }
+    .kind();
     outln!("{:<9} {:<10} DETAIL", "BACKEND", "AVAILABLE");
     for kind in BackendKind::ALL {
         let (available, detail) = match kind.availability() {

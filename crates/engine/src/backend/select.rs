@@ -2,11 +2,35 @@
 //! value of `KILN_BACKEND`, which the caller reads), else this host's
 //! default. Backends kiln names but does not implement are refused here
 //! with what is missing, so no caller ever holds a backend that pretends.
+//!
+//! The remote backend lives in `kiln-remote`, which depends on this crate;
+//! the program that links it (the CLI) hands it in as a
+//! [`RemoteConnector`] once it knows the daemon's address.
 
 use super::{BuildBackend, BuildError, BuildahBackend, NativeBackend};
 use kiln_registry::ClientOptions;
 use kiln_store::Store;
 use std::fmt;
+use std::sync::OnceLock;
+
+/// How the remote backend reaches a kiln daemon: set by the program that
+/// links a remote client ([`set_remote_connector`]), since that client's
+/// crate depends on this one.
+pub trait RemoteConnector: Send + Sync {
+    /// Whether the daemon answers and can build: what it runs, or why not.
+    fn availability(&self) -> Result<String, Unavailable>;
+    /// The backend, bringing images into `store`.
+    fn open(&self, store: Store) -> Result<Box<dyn BuildBackend>, BuildError>;
+}
+
+static REMOTE: OnceLock<Box<dyn RemoteConnector>> = OnceLock::new();
+
+/// Makes `--backend remote` use `connector` (a daemon is configured); the
+/// first call wins. Without one, the remote backend says no daemon is
+/// configured.
+pub fn set_remote_connector(connector: Box<dyn RemoteConnector>) {
+    let _ = REMOTE.set(connector);
+}
 
 /// The backends kiln knows by name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -15,7 +39,8 @@ pub enum BackendKind {
     Native,
     /// Drives the `buildah` command ([`super::BuildahBackend`]).
     Buildah,
-    /// A kiln daemon on another host (not implemented).
+    /// A kiln daemon (`kiln serve`), through the [`RemoteConnector`] the
+    /// program set.
     Remote,
     /// Windows' Host Compute Service, on a Windows host (not implemented).
     Hcs,
@@ -74,7 +99,7 @@ impl BackendKind {
     pub fn not_implemented(self) -> Option<Unavailable> {
         match self {
             BackendKind::Native | BackendKind::Buildah => None,
-            BackendKind::Remote => Some(remote_missing()),
+            BackendKind::Remote => REMOTE.get().is_none().then(remote_missing),
             BackendKind::Hcs => Some(hcs_missing()),
         }
     }
@@ -85,7 +110,10 @@ impl BackendKind {
         match self {
             BackendKind::Native => super::native_availability(),
             BackendKind::Buildah => super::buildah::probe(),
-            BackendKind::Remote => Err(remote_missing()),
+            BackendKind::Remote => match REMOTE.get() {
+                Some(remote) => remote.availability(),
+                None => Err(remote_missing()),
+            },
             BackendKind::Hcs => Err(hcs_missing()),
         }
     }
@@ -105,7 +133,10 @@ impl BackendKind {
                 NativeBackend::new(store, registry).with_snapshotter(snapshotter),
             )),
             BackendKind::Buildah => Ok(Box::new(BuildahBackend::new(store, registry))),
-            BackendKind::Remote => Err(refusal(self, &remote_missing())),
+            BackendKind::Remote => match REMOTE.get() {
+                Some(remote) => remote.open(store),
+                None => Err(refusal(self, &remote_missing())),
+            },
             BackendKind::Hcs => Err(refusal(self, &hcs_missing())),
         }
     }
@@ -122,8 +153,9 @@ impl BackendKind {
 
 fn remote_missing() -> Unavailable {
     Unavailable::new(
-        "kiln has no remote daemon support yet (no `kiln serve`, no client); \
-         build on this host with --backend native or --backend buildah",
+        "no kiln daemon is configured: give --remote unix:///PATH or tcp://HOST:PORT \
+         (or KILN_REMOTE), with --remote-ca, --remote-cert and --remote-key for TCP; \
+         a daemon is started with `kiln serve`",
     )
 }
 
@@ -201,7 +233,7 @@ mod tests {
             .ensure_implemented()
             .unwrap_err()
             .to_string();
-        assert!(remote.contains("no remote daemon support yet"), "{remote}");
+        assert!(remote.contains("no kiln daemon is configured"), "{remote}");
         assert!(BackendKind::Remote.availability().is_err());
         let hcs = BackendKind::Hcs
             .ensure_implemented()
