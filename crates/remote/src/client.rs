@@ -4,8 +4,7 @@
 use crate::context::{self, LocalContext};
 use crate::net::{client_config, server_name, Endpoint, TlsFiles};
 use crate::proto::{
-    self, BuildSpec, ErrorBody, ErrorKind, Frame, Info, MissingRequest, MissingResponse,
-    WireImage,
+    self, BuildSpec, ErrorBody, ErrorKind, Frame, Info, MissingRequest, MissingResponse, WireImage,
 };
 use crate::server::compression_text;
 use crate::Error;
@@ -84,7 +83,10 @@ impl Client {
                 let tcp = tokio::net::TcpStream::connect((host.as_str(), *port))
                     .await
                     .map_err(|e| self.connect_error(e))?;
-                let config = self.tls.clone().ok_or_else(|| self.connect_error("no TLS"))?;
+                let config = self
+                    .tls
+                    .clone()
+                    .ok_or_else(|| self.connect_error("no TLS"))?;
                 let tls = tokio_rustls::TlsConnector::from(config)
                     .connect(server_name(host)?, tcp)
                     .await
@@ -102,14 +104,25 @@ impl Client {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let (send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(io))
-            .await
-            .map_err(|e| self.connect_error(format!("HTTP/2: {e}")))?;
-        tokio::spawn(conn);
+        let (send, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(io))
+                .await
+                .map_err(|e| self.connect_error(format!("HTTP/2: {e}")))?;
+        // Why a connection ended (a TLS alert: the daemon refused this
+        // client's certificate) reaches only the connection's task; a
+        // request sees "connection closed". Kept here for its error.
+        let ended = Arc::new(std::sync::Mutex::new(None));
+        let why = ended.clone();
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                *why.lock().unwrap_or_else(|p| p.into_inner()) = Some(error_chain(&e));
+            }
+        });
         Ok(Connection {
             send,
             base,
             endpoint: self.endpoint.to_string(),
+            ended,
         })
     }
 
@@ -144,6 +157,7 @@ pub struct Connection {
     send: SendRequest<Body>,
     base: String,
     endpoint: String,
+    ended: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 fn full(bytes: Vec<u8>) -> Body {
@@ -160,6 +174,18 @@ impl Connection {
         }
     }
 
+    /// A request failed: the connection's own error says why, when the
+    /// connection task has it (given a moment to record it).
+    async fn failed(&self, e: impl std::fmt::Display) -> Error {
+        for _ in 0..20 {
+            if let Some(why) = self.ended.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+                return self.lost(format!("{e}: {why}"));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.lost(e)
+    }
+
     /// Sends a request; an error status becomes [`Error::Remote`] with the
     /// daemon's [`ErrorBody`].
     async fn request(
@@ -168,17 +194,18 @@ impl Connection {
         path: &str,
         body: Body,
     ) -> Result<Response<Incoming>, Error> {
-        self.send.ready().await.map_err(|e| self.lost(e))?;
+        if let Err(e) = self.send.ready().await {
+            return Err(self.failed(e).await);
+        }
         let req = Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.base))
             .body(body)
             .map_err(|e| Error::Protocol(e.to_string()))?;
-        let resp = self
-            .send
-            .send_request(req)
-            .await
-            .map_err(|e| self.lost(error_chain(&e)))?;
+        let resp = match self.send.send_request(req).await {
+            Ok(resp) => resp,
+            Err(e) => return Err(self.failed(error_chain(&e)).await),
+        };
         if resp.status().is_success() {
             return Ok(resp);
         }
@@ -222,9 +249,7 @@ impl Connection {
     /// `POST /v1/blobs/missing`: the digests the daemon lacks.
     pub async fn missing(&mut self, digests: Vec<String>) -> Result<Vec<String>, Error> {
         let body = serde_json::to_vec(&MissingRequest { digests }).unwrap_or_default();
-        let answer: MissingResponse = self
-            .json(Method::POST, "/v1/blobs/missing", body)
-            .await?;
+        let answer: MissingResponse = self.json(Method::POST, "/v1/blobs/missing", body).await?;
         Ok(answer.missing)
     }
 
@@ -369,9 +394,7 @@ impl RemoteBackend {
 }
 
 fn not_supported(flag: &str, why: &str) -> BuildError {
-    BuildError::NotSupported(format!(
-        "NotSupported: {flag} with --backend remote: {why}"
-    ))
+    BuildError::NotSupported(format!("NotSupported: {flag} with --backend remote: {why}"))
 }
 
 /// The wire request for `req`, refusing what the remote path cannot carry.
@@ -595,7 +618,11 @@ impl RemoteBackend {
         Ok(image)
     }
 
-    fn build_inner(&self, req: &BuildRequest, events: &EventSink) -> Result<BuiltImage, BuildError> {
+    fn build_inner(
+        &self,
+        req: &BuildRequest,
+        events: &EventSink,
+    ) -> Result<BuiltImage, BuildError> {
         let started = Instant::now();
         let spec = spec_for(req)?;
         let local = match &req.context {

@@ -253,7 +253,8 @@ pub fn materialise(cache: &BlobCache, entries: &[ContextEntry], dest: &Path) -> 
         match e.kind {
             EntryKind::File => {
                 let digest = e.digest.as_deref().unwrap_or_default();
-                let hex = check_digest(digest).map_err(|m| bad_request(format!("{}: {m}", e.path)))?;
+                let hex =
+                    check_digest(digest).map_err(|m| bad_request(format!("{}: {m}", e.path)))?;
                 if !cache.path(hex).is_file() {
                     return Err(bad_request(format!(
                         "{}: the daemon has no blob {digest}; upload it first (PUT /v1/blobs/{digest})",
@@ -262,7 +263,10 @@ pub fn materialise(cache: &BlobCache, entries: &[ContextEntry], dest: &Path) -> 
                 }
             }
             EntryKind::Symlink if e.target.as_deref().unwrap_or_default().is_empty() => {
-                return Err(bad_request(format!("{}: a symlink without a target", e.path)));
+                return Err(bad_request(format!(
+                    "{}: a symlink without a target",
+                    e.path
+                )));
             }
             _ => {}
         }
@@ -290,8 +294,8 @@ pub fn materialise(cache: &BlobCache, entries: &[ContextEntry], dest: &Path) -> 
         match e.kind {
             EntryKind::Dir => fs::create_dir_all(&path).map_err(Error::io("creating", &path))?,
             EntryKind::File => {
-                let hex = check_digest(e.digest.as_deref().unwrap_or_default())
-                    .map_err(bad_request)?;
+                let hex =
+                    check_digest(e.digest.as_deref().unwrap_or_default()).map_err(bad_request)?;
                 // A copy, not a hard link: the entry's mode and mtime are
                 // its own, and a build must not change the cached blob.
                 fs::copy(cache.path(hex), &path).map_err(Error::io("writing", &path))?;
@@ -360,7 +364,14 @@ mod tests {
         let paths: Vec<&str> = ctx.entries.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(
             paths,
-            [".dockerignore", "app", "app/a.txt", "app/link", "app/sub", "app/sub/b.sh"]
+            [
+                ".dockerignore",
+                "app",
+                "app/a.txt",
+                "app/link",
+                "app/sub",
+                "app/sub/b.sh"
+            ]
         );
 
         let cache_dir = tempfile::tempdir().unwrap();
@@ -382,7 +393,10 @@ mod tests {
             fs::metadata(o.join("app/sub/b.sh")).unwrap().mode() & 0o7777,
             0o755
         );
-        assert_eq!(fs::read_link(o.join("app/link")).unwrap(), Path::new("a.txt"));
+        assert_eq!(
+            fs::read_link(o.join("app/link")).unwrap(),
+            Path::new("a.txt")
+        );
         assert_eq!(
             fs::metadata(o.join("app/a.txt")).unwrap().mtime(),
             fs::metadata(s.join("app/a.txt")).unwrap().mtime()
@@ -398,7 +412,10 @@ mod tests {
         let mut up = cache.upload(&digest).unwrap();
         up.write(b"not it").unwrap();
         assert!(up.finish().unwrap_err().to_string().contains("has digest"));
-        assert_eq!(cache.missing(std::slice::from_ref(&digest)).unwrap(), [digest]);
+        assert_eq!(
+            cache.missing(std::slice::from_ref(&digest)).unwrap(),
+            [digest]
+        );
     }
 
     #[test]
@@ -422,12 +439,14 @@ mod tests {
             digest: None,
             target: Some("/etc".into()),
         };
-        let mut up = cache.upload(&format!("sha256:{}", hex::encode(Sha256::digest(b"abc")))).unwrap();
+        let mut up = cache
+            .upload(&format!("sha256:{}", hex::encode(Sha256::digest(b"abc"))))
+            .unwrap();
         up.write(b"abc").unwrap();
         up.finish().unwrap();
         let abc = format!("sha256:{}", hex::encode(Sha256::digest(b"abc")));
-        let err = materialise(&cache, &[link, file_entry("l/passwd", &abc)], out.path())
-            .unwrap_err();
+        let err =
+            materialise(&cache, &[link, file_entry("l/passwd", &abc)], out.path()).unwrap_err();
         assert!(err.to_string().contains("below the symlink"), "{err}");
         assert_eq!(fs::read_dir(out.path()).unwrap().count(), 0);
     }

@@ -41,9 +41,9 @@ impl FromStr for Endpoint {
         }
         if let Some(rest) = s.strip_prefix("tcp://") {
             let rest = rest.trim_end_matches('/');
-            let (host, port) = rest.rsplit_once(':').ok_or_else(|| {
-                Error::Config(format!("{s:?}: expected tcp://HOST:PORT"))
-            })?;
+            let (host, port) = rest
+                .rsplit_once(':')
+                .ok_or_else(|| Error::Config(format!("{s:?}: expected tcp://HOST:PORT")))?;
             let port = port
                 .parse()
                 .map_err(|_| Error::Config(format!("{s:?}: {port:?} is not a port number")))?;
@@ -66,7 +66,9 @@ impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Endpoint::Unix(p) => write!(f, "unix://{}", p.display()),
-            Endpoint::Tcp { host, port } if host.contains(':') => write!(f, "tcp://[{host}]:{port}"),
+            Endpoint::Tcp { host, port } if host.contains(':') => {
+                write!(f, "tcp://[{host}]:{port}")
+            }
             Endpoint::Tcp { host, port } => write!(f, "tcp://{host}:{port}"),
         }
     }
@@ -100,8 +102,12 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, Error> {
 }
 
 fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, Error> {
-    PrivateKeyDer::from_pem_file(path)
-        .map_err(|e| Error::Config(format!("reading a private key from {}: {e}", path.display())))
+    PrivateKeyDer::from_pem_file(path).map_err(|e| {
+        Error::Config(format!(
+            "reading a private key from {}: {e}",
+            path.display()
+        ))
+    })
 }
 
 fn roots(ca: &Path) -> Result<Arc<RootCertStore>, Error> {

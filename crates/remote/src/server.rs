@@ -10,8 +10,8 @@
 
 use crate::context::{materialise, BlobCache};
 use crate::proto::{
-    BlobStored, BuildSpec, ErrorBody, ErrorKind, Frame, Info, MissingRequest,
-    MissingResponse, WireImage,
+    BlobStored, BuildSpec, ErrorBody, ErrorKind, Frame, Info, MissingRequest, MissingResponse,
+    WireImage,
 };
 use crate::Error;
 use base64::Engine as _;
@@ -459,7 +459,11 @@ fn to_request(
             .map_err(|e| bad(format!("platform {p:?}: {e}")))
     };
     req.platform = spec.platform.as_ref().map(platform).transpose()?;
-    req.platforms = spec.platforms.iter().map(platform).collect::<Result<_, _>>()?;
+    req.platforms = spec
+        .platforms
+        .iter()
+        .map(platform)
+        .collect::<Result<_, _>>()?;
     req.tags = spec
         .tags
         .iter()
@@ -506,7 +510,10 @@ fn to_request(
 /// `gzip:LEVEL`, `zstd:LEVEL` or `uncompressed`, as [`compression_text`]
 /// writes them.
 pub(crate) fn parse_compression(text: &str) -> Result<Compression, String> {
-    let level = |l: &str| l.parse::<i64>().map_err(|_| format!("compression {text:?}: bad level"));
+    let level = |l: &str| {
+        l.parse::<i64>()
+            .map_err(|_| format!("compression {text:?}: bad level"))
+    };
     match text.split_once(':') {
         Some(("gzip", l)) => Ok(Compression::Gzip(level(l)? as u32)),
         Some(("zstd", l)) => Ok(Compression::Zstd(level(l)? as i32)),
@@ -537,7 +544,9 @@ async fn result(inner: &Inner, id: &str) -> Result<Response<Body>, Error> {
         return Err(not_found());
     }
     let path = inner.state.join("results").join(format!("{id}.tar"));
-    let file = tokio::fs::File::open(&path).await.map_err(|_| not_found())?;
+    let file = tokio::fs::File::open(&path)
+        .await
+        .map_err(|_| not_found())?;
     let len = file.metadata().await.map(|m| m.len()).ok();
     // Fetched once: unlinked now, the open file still reads to its end.
     let _ = tokio::fs::remove_file(&path).await;

@@ -39,7 +39,11 @@ fn configure_remote(address: Option<String>, tls: [Option<PathBuf>; 3]) -> anyho
     let [ca, cert, key] = {
         let env = crate::env::remote_tls();
         let mut it = tls.into_iter().zip(env).map(|(flag, env)| flag.or(env));
-        [it.next().flatten(), it.next().flatten(), it.next().flatten()]
+        [
+            it.next().flatten(),
+            it.next().flatten(),
+            it.next().flatten(),
+        ]
     };
     let files = match (ca, cert, key) {
         (None, None, None) => None,

@@ -73,8 +73,8 @@ pub fn run(cmd: ServeCommand) -> anyhow::Result<ExitCode> {
     // A store (and so a lease) per build: what a build holds is released
     // when it ends, not when the daemon does.
     let factory: BackendFactory = Arc::new(move || {
-        let backend = NativeBackend::new(Store::open(&root)?, registry.clone())
-            .with_snapshotter(snapshotter);
+        let backend =
+            NativeBackend::new(Store::open(&root)?, registry.clone()).with_snapshotter(snapshotter);
         Ok(Box::new(backend) as Box<dyn BuildBackend>)
     });
     let server = Server::new(&store.root().join("remote"), factory, |line| {
