@@ -523,12 +523,6 @@ fn remote_build_error(body: ErrorBody) -> BuildError {
     }
 }
 
-/// What the daemon's build ended with.
-enum Outcome {
-    Built(WireImage, Option<String>),
-    Failed(ErrorBody),
-}
-
 impl RemoteBackend {
     async fn run(
         &self,
@@ -537,7 +531,7 @@ impl RemoteBackend {
         local: Option<LocalContext>,
         events: &EventSink,
         archive: &Path,
-    ) -> Result<WireImage, BuildError> {
+    ) -> Result<Box<WireImage>, BuildError> {
         let mut conn = self.client.connect().await.map_err(to_build_error)?;
         if let Some(local) = local {
             let started = Instant::now();
@@ -590,14 +584,11 @@ impl RemoteBackend {
                     BuildEvent::BuildComplete { .. } | BuildEvent::BuildFailed { .. } => {}
                     other => events.send(other),
                 },
-                Some(Frame::Done { image, result }) => break Outcome::Built(image, result),
-                Some(Frame::Error { error }) => break Outcome::Failed(error),
+                Some(Frame::Done { image, result }) => break Ok((image, result)),
+                Some(Frame::Error { error }) => break Err(error),
             }
         };
-        let (image, result) = match outcome {
-            Outcome::Built(image, result) => (image, result),
-            Outcome::Failed(error) => return Err(remote_build_error(error)),
-        };
+        let (image, result) = outcome.map_err(remote_build_error)?;
         if let Some(id) = result {
             let what = format!("image {} from the daemon", image.manifest.digest);
             events.send(BuildEvent::Transfer {

@@ -228,8 +228,8 @@ pub enum Frame {
     },
     /// The last line of a build that succeeded.
     Done {
-        /// What was built.
-        image: WireImage,
+        /// What was built (boxed: it dwarfs the other frames).
+        image: Box<WireImage>,
         /// With `export`, the id to fetch the OCI archive with
         /// (`GET /v1/results/{id}`).
         #[serde(default)]

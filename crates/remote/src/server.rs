@@ -372,7 +372,7 @@ async fn build(inner: &Inner, req: Request<Incoming>) -> Result<Response<Body>, 
                     id.clone()
                 });
                 Frame::Done {
-                    image: WireImage {
+                    image: Box::new(WireImage {
                         manifest: built.manifest.clone(),
                         config: built.config.clone(),
                         tags: built.tags.iter().map(ToString::to_string).collect(),
@@ -380,7 +380,7 @@ async fn build(inner: &Inner, req: Request<Incoming>) -> Result<Response<Body>, 
                         size: built.size,
                         build_time_ms: built.build_time.as_millis() as u64,
                         is_index: built.is_index,
-                    },
+                    }),
                     result,
                 }
             }

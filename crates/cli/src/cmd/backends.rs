@@ -126,7 +126,7 @@ pub enum BackendsCommand {
     Backends,
     /// Assemble and push manifest lists (image indexes) from images.
     #[command(subcommand)]
-    Manifest(ManifestCommand),
+    Manifest(Box<ManifestCommand>),
 }
 
 /// `kiln manifest` subcommands.
@@ -175,7 +175,7 @@ pub enum ManifestCommand {
 pub fn run(cmd: BackendsCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         BackendsCommand::Backends => list(),
-        BackendsCommand::Manifest(m) => manifest(m),
+        BackendsCommand::Manifest(m) => manifest(*m),
     }
 }
 
