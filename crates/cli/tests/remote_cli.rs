@@ -584,3 +584,46 @@ fn a_client_killed_mid_upload_leaves_the_daemon_serving() {
     let small = context(d, "small", "FROM localhost/bb\nCOPY a.txt /\n");
     ok(&run(d, &env, &["build", "-t", "small:1", &small]));
 }
+
+#[test]
+fn push_is_done_by_the_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let registry = kiln_testsupport::Registry::start();
+    let host = registry.host();
+    let sock = d.join("kiln.sock");
+    let daemon = Daemon::start(
+        d,
+        &format!("unix://{}", sock.display()),
+        &["--insecure-registry".into(), host.clone()],
+    );
+    let env = client_env(&daemon, None);
+    let ctx = context(d, "ctx", "FROM localhost/bb\nCOPY a.txt /pushed.txt\n");
+    let name = format!("{host}/remote/pushed:1");
+    let out = run(
+        d,
+        &env,
+        &["build", "--push", "-t", &name, "--iidfile", "iid", &ctx],
+    );
+    ok(&out);
+    let iid = std::fs::read_to_string(d.join("iid")).unwrap();
+    let inspect = Command::new("skopeo")
+        .args(["inspect", "--tls-verify=false"])
+        .arg(format!("docker://{name}"))
+        .output()
+        .unwrap();
+    assert!(
+        inspect.status.success(),
+        "{}",
+        String::from_utf8_lossy(&inspect.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    assert_eq!(json["Digest"].as_str(), Some(iid.trim()));
+    // Pushed only: the client's store did not get it.
+    let images = run(d, &[], &["images"]);
+    assert!(
+        !String::from_utf8_lossy(&images.stdout).contains("remote/pushed"),
+        "{}",
+        String::from_utf8_lossy(&images.stdout)
+    );
+}

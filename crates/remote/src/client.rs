@@ -38,13 +38,16 @@ type Body = UnsyncBoxBody<Bytes, io::Error>;
 pub struct Client {
     endpoint: Endpoint,
     tls: Option<Arc<rustls::ClientConfig>>,
+    /// TCP without a client certificate: the daemon will refuse, and
+    /// TLS 1.3 may report that only as a closed connection.
+    anonymous: bool,
 }
 
 impl Client {
     /// A client of the daemon at `endpoint`. TCP needs `tls` (the CA, and
     /// the client's certificate and key); a unix socket takes none.
-    pub fn new(endpoint: Endpoint, tls: Option<&TlsFiles>) -> Result<Client, Error> {
-        let tls = match (&endpoint, tls) {
+    pub fn new(endpoint: Endpoint, tls_files: Option<&TlsFiles>) -> Result<Client, Error> {
+        let tls = match (&endpoint, tls_files) {
             (Endpoint::Tcp { .. }, None) => {
                 return Err(Error::Config(format!(
                     "{endpoint} needs TLS: give the CA, certificate and key \
@@ -55,7 +58,15 @@ impl Client {
             (Endpoint::Tcp { .. }, Some(files)) => Some(client_config(files)?),
             (Endpoint::Unix(_), _) => None,
         };
-        Ok(Client { endpoint, tls })
+        let anonymous = matches!(
+            (&endpoint, tls_files),
+            (Endpoint::Tcp { .. }, Some(TlsFiles { identity: None, .. }))
+        );
+        Ok(Client {
+            endpoint,
+            tls,
+            anonymous,
+        })
     }
 
     /// The daemon's address.
@@ -104,10 +115,11 @@ impl Client {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let (send, conn) =
-            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(io))
-                .await
-                .map_err(|e| self.connect_error(format!("HTTP/2: {e}")))?;
+        let (send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .adaptive_window(true)
+            .handshake(TokioIo::new(io))
+            .await
+            .map_err(|e| self.connect_error(format!("HTTP/2: {e}")))?;
         // Why a connection ended (a TLS alert: the daemon refused this
         // client's certificate) reaches only the connection's task; a
         // request sees "connection closed". Kept here for its error.
@@ -123,6 +135,7 @@ impl Client {
             base,
             endpoint: self.endpoint.to_string(),
             ended,
+            anonymous: self.anonymous,
         })
     }
 
@@ -158,6 +171,7 @@ pub struct Connection {
     base: String,
     endpoint: String,
     ended: Arc<std::sync::Mutex<Option<String>>>,
+    anonymous: bool,
 }
 
 fn full(bytes: Vec<u8>) -> Body {
@@ -168,9 +182,16 @@ fn full(bytes: Vec<u8>) -> Body {
 
 impl Connection {
     fn lost(&self, e: impl std::fmt::Display) -> Error {
+        let hint = match self.anonymous {
+            true => {
+                " (this client sent no certificate, and the daemon requires one: \
+                 give --remote-cert and --remote-key, or KILN_REMOTE_CERT and KILN_REMOTE_KEY)"
+            }
+            false => "",
+        };
         Error::Connect {
             endpoint: self.endpoint.clone(),
-            message: e.to_string(),
+            message: format!("{e}{hint}"),
         }
     }
 

@@ -20,7 +20,7 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, Limited, StreamBody};
 use hyper::body::{Frame as BodyFrame, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use kiln_engine::backend::{BuildBackend, BuildRequest, Dockerfile, NamedContext, SecretSource};
 use kiln_engine::events::EventSink;
 use kiln_engine::export::Output;
@@ -45,6 +45,10 @@ type Body = UnsyncBoxBody<Bytes, io::Error>;
 /// The largest JSON request body (a build's context manifest for a few
 /// hundred thousand files).
 const MAX_JSON: usize = 256 << 20;
+
+/// How often the daemon pings an idle connection, and how long it waits
+/// for the answer before it drops the connection.
+const KEEP_ALIVE: Duration = Duration::from_secs(20);
 
 /// How long an exported image waits for its client to fetch it.
 const RESULT_TTL: Duration = Duration::from_secs(600);
@@ -141,7 +145,13 @@ where
             async move { Ok::<_, Infallible>(route(inner, req).await) }
         }
     });
+    // Pings find a client whose host vanished without closing the
+    // connection (a cut network), so its build is interrupted too.
     if let Err(e) = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .keep_alive_interval(KEEP_ALIVE)
+        .keep_alive_timeout(KEEP_ALIVE)
+        .adaptive_window(true)
         .serve_connection(TokioIo::new(io), service)
         .await
     {
