@@ -389,10 +389,12 @@ fn builds_over_a_unix_socket_run_at_once() {
     let started = Instant::now();
     let first = client(d, &env, &["build", "--progress=plain", "-t", "a:1", &a])
         .stderr(Stdio::piped())
+        .stdout(Stdio::null())
         .spawn()
         .unwrap();
     let second = client(d, &env, &["build", "--progress=plain", "-t", "b:1", &b])
         .stderr(Stdio::piped())
+        .stdout(Stdio::null())
         .spawn()
         .unwrap();
     ok(&first.wait_with_output().unwrap());

@@ -529,6 +529,24 @@ fn pull_text(p: kiln_engine::PullPolicy) -> &'static str {
     }
 }
 
+/// Runs `work` until it ends or the build's interrupt flag is set (checked
+/// ten times a second); dropping `work` then drops its request, which
+/// resets the HTTP/2 stream.
+async fn until_interrupted<T>(
+    req: &BuildRequest,
+    work: impl std::future::Future<Output = Result<T, Error>>,
+) -> Result<T, BuildError> {
+    let watch = async {
+        while !req.interrupt.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::select! {
+        done = work => done.map_err(to_build_error),
+        () = watch => Err(BuildError::Interrupted),
+    }
+}
+
 fn to_build_error(e: Error) -> BuildError {
     match e {
         Error::Remote(body) => remote_build_error(body),
@@ -555,25 +573,36 @@ impl RemoteBackend {
     ) -> Result<Box<WireImage>, BuildError> {
         let mut conn = self.client.connect().await.map_err(to_build_error)?;
         if let Some(local) = local {
-            let started = Instant::now();
             let digests: Vec<String> = local.files.keys().cloned().collect();
             let missing = conn.missing(digests).await.map_err(to_build_error)?;
+            // The counts are the test of "only what the daemon lacks": a
+            // second build of the same context uploads 0 files.
+            let what = format!(
+                "context: {} entries, {} of {} files uploaded",
+                local.entries.len(),
+                missing.len(),
+                local.files.len(),
+            );
+            events.send(BuildEvent::Transfer {
+                what: what.clone(),
+                bytes: 0,
+                done: false,
+            });
             let mut bytes = 0;
             for digest in &missing {
                 if req.interrupt.load(Ordering::SeqCst) {
                     return Err(BuildError::Interrupted);
                 }
                 let (path, _) = &local.files[digest];
-                bytes += conn.upload(digest, path).await.map_err(to_build_error)?;
+                bytes += until_interrupted(req, conn.upload(digest, path)).await?;
+                events.send(BuildEvent::Transfer {
+                    what: what.clone(),
+                    bytes,
+                    done: false,
+                });
             }
             events.send(BuildEvent::Transfer {
-                what: format!(
-                    "context: {} entries, {} of {} files uploaded ({:.1}s)",
-                    local.entries.len(),
-                    missing.len(),
-                    local.files.len(),
-                    started.elapsed().as_secs_f64()
-                ),
+                what,
                 bytes,
                 done: true,
             });
@@ -581,17 +610,9 @@ impl RemoteBackend {
         }
         let mut stream = conn.start_build(&spec).await.map_err(to_build_error)?;
         let outcome = loop {
-            let frame = tokio::select! {
-                frame = stream.next() => frame.map_err(to_build_error)?,
-                () = tokio::time::sleep(Duration::from_millis(100)) => {
-                    if req.interrupt.load(Ordering::SeqCst) {
-                        // Dropping the stream resets it; the daemon
-                        // interrupts the build when its body goes.
-                        return Err(BuildError::Interrupted);
-                    }
-                    continue;
-                }
-            };
+            // On an interrupt the stream is dropped, which resets it; the
+            // daemon interrupts the build when its response body goes.
+            let frame = until_interrupted(req, stream.next()).await?;
             match frame {
                 None => {
                     return Err(BuildError::Request(format!(
@@ -617,10 +638,7 @@ impl RemoteBackend {
                 bytes: 0,
                 done: false,
             });
-            let bytes = conn
-                .fetch_result(&id, archive)
-                .await
-                .map_err(to_build_error)?;
+            let bytes = until_interrupted(req, conn.fetch_result(&id, archive)).await?;
             events.send(BuildEvent::Transfer {
                 what,
                 bytes,
