@@ -13,6 +13,8 @@
 //! of `Box<dyn BuildBackend>`), so this crate does not depend on the native
 //! backend; the CLI wires `kiln serve` to it.
 
+#![deny(missing_docs)]
+
 pub mod client;
 pub mod context;
 pub mod net;
