@@ -359,6 +359,37 @@ fn a_client_without_a_certificate_is_refused() {
     );
     assert!(daemon.alive());
 
+    // A certificate from another CA is refused as well.
+    let other_dir = d.join("other");
+    std::fs::create_dir_all(&other_dir).unwrap();
+    let other = make_certs(&other_dir);
+    let mut env = client_env(&daemon, None);
+    env.push(("KILN_REMOTE_CA".into(), certs.ca.display().to_string()));
+    env.push((
+        "KILN_REMOTE_CERT".into(),
+        other.client.0.display().to_string(),
+    ));
+    env.push((
+        "KILN_REMOTE_KEY".into(),
+        other.client.1.display().to_string(),
+    ));
+    let out = run(d, &env, &["build", &ctx]);
+    assert!(!out.status.success());
+    let start = Instant::now();
+    while daemon.log().matches("TLS handshake failed").count() < 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{}",
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        !daemon.log().contains("stored context blob"),
+        "{}",
+        daemon.log()
+    );
+
     // A TCP daemon address without any TLS settings is refused by the
     // client before it connects.
     let out = run(d, &client_env(&daemon, None), &["build", &ctx]);
