@@ -660,3 +660,62 @@ fn push_is_done_by_the_daemon() {
         String::from_utf8_lossy(&images.stdout)
     );
 }
+
+#[test]
+fn oci_outputs_are_written_home_and_what_cannot_travel_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let sock = d.join("kiln.sock");
+    let daemon = Daemon::start(d, &format!("unix://{}", sock.display()), &[]);
+    let env = client_env(&daemon, None);
+    let ctx = context(d, "ctx", "FROM localhost/bb\nCOPY a.txt /\n");
+    ok(&run(
+        d,
+        &env,
+        &[
+            "build",
+            "-o",
+            "type=oci,dest=img.tar",
+            "--iidfile",
+            "iid",
+            &ctx,
+        ],
+    ));
+    let iid = std::fs::read_to_string(d.join("iid")).unwrap();
+    let mut archive = tar::Archive::new(std::fs::File::open(d.join("img.tar")).unwrap());
+    let index = archive
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap())
+        .find(|e| e.path().unwrap().to_str() == Some("index.json"))
+        .map(|mut e| {
+            let mut s = String::new();
+            e.read_to_string(&mut s).unwrap();
+            s
+        })
+        .expect("index.json in the OCI archive");
+    assert!(index.contains(iid.trim()), "{index}");
+
+    for (args, flag) in [
+        (
+            &["-o", "type=local,dest=out"][..],
+            "--output type=local|tar",
+        ),
+        (&["--ssh", "default=/nonexistent.sock"][..], "--ssh"),
+        (
+            &["--build-context", "other=/tmp"][..],
+            "--build-context other=<local path>",
+        ),
+    ] {
+        let mut all = vec!["build"];
+        all.extend_from_slice(args);
+        all.push(&ctx);
+        let out = run(d, &env, &all);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!("NotSupported: {flag} with --backend remote")),
+            "{args:?}: {stderr}"
+        );
+    }
+}
