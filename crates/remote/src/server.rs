@@ -260,18 +260,22 @@ async fn put_blob(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Error> {
     let mut upload = inner.cache.upload(digest)?;
+    // A client that vanishes ends the body with an error, or has hyper
+    // drop this handler; either way the dropped upload removes its
+    // temporary file, and the guard says so.
+    let mut guard = Abandoned {
+        what: format!("upload of {digest}"),
+        log: inner.log.clone(),
+        armed: true,
+    };
     let mut body = req.into_body();
     while let Some(frame) = body.frame().await {
-        // A client that vanishes ends here; the dropped upload removes
-        // its temporary file.
-        let frame = frame.map_err(|e| {
-            (inner.log)(&format!("upload of {digest} broke off: {e}"));
-            Error::Protocol(format!("the upload broke off: {e}"))
-        })?;
+        let frame = frame.map_err(|e| Error::Protocol(format!("the upload broke off: {e}")))?;
         if let Ok(data) = frame.into_data() {
             upload.write(&data)?;
         }
     }
+    guard.armed = false;
     let size = upload.finish()?;
     (inner.log)(&format!("stored context blob {digest} ({size} bytes)"));
     Ok(json_response(
@@ -281,6 +285,25 @@ async fn put_blob(
             size,
         },
     ))
+}
+
+/// Logs that a request ended before its handler finished (the client went
+/// away mid-upload).
+struct Abandoned {
+    what: String,
+    log: Arc<dyn Fn(&str) + Send + Sync>,
+    armed: bool,
+}
+
+impl Drop for Abandoned {
+    fn drop(&mut self) {
+        if self.armed {
+            (self.log)(&format!(
+                "{} abandoned before its end; nothing stored",
+                self.what
+            ));
+        }
+    }
 }
 
 /// Sets a build's interrupt flag when the response body goes away before
