@@ -390,6 +390,18 @@ fn a_client_without_a_certificate_is_refused() {
         daemon.log()
     );
 
+    // A daemon does not listen on TCP without mutual TLS.
+    let out = Command::new(KILN)
+        .args(["serve", "--listen", "tcp://127.0.0.1:0"])
+        .env("KILN_ROOT", d.join("plain"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("needs mutual TLS"),
+        "{stderr}"
+    );
+
     // A TCP daemon address without any TLS settings is refused by the
     // client before it connects.
     let out = run(d, &client_env(&daemon, None), &["build", &ctx]);
