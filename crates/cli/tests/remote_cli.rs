@@ -3,10 +3,12 @@
 //! rcgen) or on a unix socket, and `kiln build --backend remote` against
 //! it. The daemon's store holds the busybox base; the client's store gets
 //! the image. Covered: the image copied home (its files and config), a
-//! second build uploading no file, a client without a certificate
-//! refused, two builds at once, a context path escaping its root refused,
-//! Ctrl-C on the client stopping the RUN on the daemon, and a client killed
-//! mid-upload leaving the daemon serving.
+//! second build uploading no file, a client without a certificate (or with
+//! one from another CA) refused, two builds at once, a context path
+//! escaping its root refused, Ctrl-C on the client stopping the RUN on the
+//! daemon, a client killed mid-upload leaving the daemon serving, `--push`
+//! done by the daemon (to a local docker-registry), `-o type=oci` written
+//! from the client's store, and what cannot travel refused naming its flag.
 
 use kiln_remote::proto::{BuildSpec, ContextEntry, EntryKind, ErrorKind};
 use kiln_testsupport::base_images;
