@@ -8,7 +8,10 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Mutex;
 
 /// Something that happened during a build.
-#[derive(Clone, Debug, PartialEq, Eq)]
+// Serialisable so a remote daemon streams them as they are: each a JSON
+// object tagged by `type` (docs/remote.md).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum BuildEvent {
     /// The plan is resolved: `stages` stages with `instructions` steps in
     /// all (FROM lines included) will run.
@@ -177,7 +180,8 @@ pub enum BuildEvent {
 pub const BIG_LAYER: u64 = 1 << 20;
 
 /// Where a blob of a push is, in [`BuildEvent::PushBlob`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum PushStatus {
     /// Its bytes are going up.
     Uploading,

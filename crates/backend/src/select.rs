@@ -13,7 +13,8 @@ pub enum BackendKind {
     Native,
     /// Drives the `buildah` command (the `kiln-buildah` crate).
     Buildah,
-    /// A kiln daemon on another host (not implemented).
+    /// A kiln daemon (`kiln serve`, the `kiln-remote` crate), where the
+    /// caller has configured one.
     Remote,
     /// Windows' Host Compute Service, on a Windows host (not implemented).
     Hcs,
@@ -71,8 +72,7 @@ impl BackendKind {
     /// where such a build can run; `None` for the implemented ones.
     pub fn not_implemented(self) -> Option<Unavailable> {
         match self {
-            BackendKind::Native | BackendKind::Buildah => None,
-            BackendKind::Remote => Some(remote_missing()),
+            BackendKind::Native | BackendKind::Buildah | BackendKind::Remote => None,
             BackendKind::Hcs => Some(hcs_missing()),
         }
     }
@@ -82,16 +82,9 @@ impl BackendKind {
     pub fn ensure_implemented(self) -> Result<(), BuildError> {
         match self.not_implemented() {
             None => Ok(()),
-            Some(why) => Err(refusal(self, &why)),
+            Some(why) => Err(self.refuse(&why)),
         }
     }
-}
-
-fn remote_missing() -> Unavailable {
-    Unavailable::new(
-        "kiln has no remote daemon support yet (no `kiln serve`, no client); \
-         build on this host with --backend native or --backend buildah",
-    )
 }
 
 fn hcs_missing() -> Unavailable {
@@ -104,8 +97,12 @@ fn hcs_missing() -> Unavailable {
     })
 }
 
-fn refusal(kind: BackendKind, why: &Unavailable) -> BuildError {
-    BuildError::NotSupported(format!("NotSupported: backend {kind}: {why}"))
+impl BackendKind {
+    /// The error a build on this backend ends with when it cannot run
+    /// here, for `why`.
+    pub fn refuse(self, why: &Unavailable) -> BuildError {
+        BuildError::NotSupported(format!("NotSupported: backend {self}: {why}"))
+    }
 }
 
 impl fmt::Display for BackendKind {
@@ -164,12 +161,7 @@ mod tests {
 
     #[test]
     fn unimplemented_backends_say_what_is_missing() {
-        let remote = BackendKind::Remote
-            .ensure_implemented()
-            .unwrap_err()
-            .to_string();
-        assert!(remote.contains("no remote daemon support yet"), "{remote}");
-        assert!(BackendKind::Remote.not_implemented().is_some());
+        assert!(BackendKind::Remote.not_implemented().is_none());
         let hcs = BackendKind::Hcs
             .ensure_implemented()
             .unwrap_err()

@@ -133,3 +133,20 @@ pub fn store_root() -> anyhow::Result<PathBuf> {
 pub fn backend() -> Option<String> {
     var("KILN_BACKEND").map(|v| v.to_string_lossy().into_owned())
 }
+
+/// `$KILN_REMOTE`: the kiln daemon `--backend remote` builds on, when
+/// `--remote` is not given.
+pub fn remote() -> Option<String> {
+    var("KILN_REMOTE").map(|v| v.to_string_lossy().into_owned())
+}
+
+/// `$KILN_REMOTE_CA`, `$KILN_REMOTE_CERT` and `$KILN_REMOTE_KEY`: the
+/// daemon's CA and this client's certificate and key, when the flags are
+/// not given.
+pub fn remote_tls() -> [Option<PathBuf>; 3] {
+    [
+        path("KILN_REMOTE_CA"),
+        path("KILN_REMOTE_CERT"),
+        path("KILN_REMOTE_KEY"),
+    ]
+}

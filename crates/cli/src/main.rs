@@ -100,13 +100,18 @@ enum Command {
     Init(cmd::init::InitCommand),
     #[command(flatten)]
     Pipeline(cmd::pipeline::PipelineCommand),
+    #[command(flatten)]
+    Serve(cmd::serve::ServeCommand),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let ansi = colors(cli.color);
     init_log(cli.debug, ansi);
-    if matches!(cli.command, Command::Build(_) | Command::Pipeline(_)) {
+    if matches!(
+        cli.command,
+        Command::Build(_) | Command::Pipeline(_) | Command::Serve(_)
+    ) {
         if let Err(message) = userns::enter_if_rootless() {
             errln!("error: {message}");
             return ExitCode::FAILURE;
@@ -121,6 +126,7 @@ fn main() -> ExitCode {
         Command::Meta(c) => cmd::meta::run(c, Cli::command()),
         Command::Init(c) => cmd::init::run(c),
         Command::Pipeline(c) => cmd::pipeline::run(c),
+        Command::Serve(c) => cmd::serve::run(c),
     };
     let code = match result {
         Ok(code) => code,

@@ -244,7 +244,7 @@ fn backends_lists_each_with_availability() {
     assert!(line("buildah").contains("buildah version 1."), "{out}");
     assert!(line("remote").contains(" no "), "{out}");
     assert!(
-        line("remote").contains("no remote daemon support yet"),
+        line("remote").contains("no kiln daemon is configured"),
         "{out}"
     );
     assert!(line("hcs").contains("HCS needs a Windows host"), "{out}");
@@ -279,9 +279,9 @@ fn unimplemented_backends_refuse_with_what_is_missing() {
     std::fs::write(ctx.join("Dockerfile"), "FROM scratch\n").unwrap();
     let store = work.path().join("store");
     for (how, backend, missing) in [
-        ("flag", "remote", "no remote daemon support yet"),
+        ("flag", "remote", "no kiln daemon is configured"),
         ("flag", "hcs", "HCS needs a Windows host"),
-        ("env", "remote", "no remote daemon support yet"),
+        ("env", "remote", "no kiln daemon is configured"),
     ] {
         let mut c = kiln();
         c.arg("build").env("KILN_ROOT", &store);

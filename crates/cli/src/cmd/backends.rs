@@ -7,7 +7,51 @@ use kiln_backend::{BackendKind, BuildBackend, Unavailable};
 use kiln_oci::reference::Reference;
 use kiln_registry::ClientOptions;
 use kiln_store::Store;
+use std::path::PathBuf;
 use std::process::ExitCode;
+
+/// A client of the daemon at `address` (else `$KILN_REMOTE`), with the
+/// TLS files given (`[ca, cert, key]`, each else its variable); `None`
+/// when no daemon is configured.
+fn remote_client(
+    address: Option<String>,
+    tls: [Option<PathBuf>; 3],
+) -> anyhow::Result<Option<kiln_remote::Client>> {
+    let Some(address) = address.or_else(crate::env::remote) else {
+        return Ok(None);
+    };
+    let endpoint: kiln_remote::Endpoint = address.parse()?;
+    let [ca, cert, key] = {
+        let env = crate::env::remote_tls();
+        let mut it = tls.into_iter().zip(env).map(|(flag, env)| flag.or(env));
+        [
+            it.next().flatten(),
+            it.next().flatten(),
+            it.next().flatten(),
+        ]
+    };
+    let files = match (ca, cert, key) {
+        (None, None, None) => None,
+        (Some(ca), Some(cert), Some(key)) => Some(kiln_remote::TlsFiles {
+            ca,
+            identity: Some((cert, key)),
+        }),
+        (Some(ca), None, None) => Some(kiln_remote::TlsFiles { ca, identity: None }),
+        _ => anyhow::bail!(
+            "--remote-cert and --remote-key (or KILN_REMOTE_CERT and KILN_REMOTE_KEY) go together, with --remote-ca"
+        ),
+    };
+    Ok(Some(kiln_remote::Client::new(endpoint, files.as_ref())?))
+}
+
+/// Why `--backend remote` cannot build when no daemon is configured.
+fn no_daemon() -> Unavailable {
+    Unavailable::new(
+        "no kiln daemon is configured: give --remote unix:///PATH or tcp://HOST:PORT \
+         (or KILN_REMOTE), with --remote-ca, --remote-cert and --remote-key for TCP; \
+         a daemon is started with `kiln serve`",
+    )
+}
 
 /// Which backend a command runs on.
 #[derive(clap::Args)]
@@ -16,6 +60,21 @@ pub struct BackendArg {
     /// else native on Linux]; `kiln backends` shows which run here.
     #[arg(long, value_name = "NAME")]
     backend: Option<String>,
+    /// The kiln daemon of `--backend remote`: unix:///PATH or
+    /// tcp://HOST:PORT (mutual TLS) [default: $KILN_REMOTE].
+    #[arg(long, value_name = "ADDRESS")]
+    remote: Option<String>,
+    /// The CA the daemon's certificate is checked against (TCP)
+    /// [default: $KILN_REMOTE_CA].
+    #[arg(long, value_name = "PEM")]
+    remote_ca: Option<PathBuf>,
+    /// This client's certificate for the daemon (TCP)
+    /// [default: $KILN_REMOTE_CERT].
+    #[arg(long, value_name = "PEM")]
+    remote_cert: Option<PathBuf>,
+    /// This client's private key (TCP) [default: $KILN_REMOTE_KEY].
+    #[arg(long, value_name = "PEM")]
+    remote_key: Option<PathBuf>,
 }
 
 impl BackendArg {
@@ -23,6 +82,30 @@ impl BackendArg {
     pub(crate) fn kind(&self) -> anyhow::Result<BackendKind> {
         BackendKind::select(self.backend.as_deref(), crate::env::backend().as_deref())
             .map_err(anyhow::Error::msg)
+    }
+
+    /// The daemon `--remote*` (else `KILN_REMOTE*`) names, if any.
+    fn remote(&self) -> anyhow::Result<Option<kiln_remote::Client>> {
+        remote_client(
+            self.remote.clone(),
+            [
+                self.remote_ca.clone(),
+                self.remote_cert.clone(),
+                self.remote_key.clone(),
+            ],
+        )
+    }
+
+    /// The backend asked for, refused here, before any store is opened,
+    /// when kiln does not have it on this host (or, for `remote`, no
+    /// daemon is configured).
+    pub(crate) fn check(&self) -> anyhow::Result<BackendKind> {
+        let kind = self.kind()?;
+        kind.ensure_implemented()?;
+        if kind == BackendKind::Remote && self.remote()?.is_none() {
+            return Err(kind.refuse(&no_daemon()).into());
+        }
+        Ok(kind)
     }
 
     /// The backend, on the store `open_store` opens, reaching registries
@@ -33,8 +116,14 @@ impl BackendArg {
         open_store: impl FnOnce() -> anyhow::Result<Store>,
         registry: ClientOptions,
     ) -> anyhow::Result<Box<dyn BuildBackend>> {
-        let kind = self.kind()?;
-        kind.ensure_implemented()?;
+        let kind = self.check()?;
+        if kind == BackendKind::Remote {
+            let client = self.remote()?.ok_or_else(|| kind.refuse(&no_daemon()))?;
+            return Ok(Box::new(kiln_remote::RemoteBackend::new(
+                client,
+                open_store()?,
+            )));
+        }
         let store = open_store()?;
         Ok(match kind {
             BackendKind::Native => Box::new(
@@ -56,7 +145,12 @@ fn availability(kind: BackendKind) -> Result<String, Unavailable> {
     match kind {
         BackendKind::Native => kiln_native::availability(),
         BackendKind::Buildah => kiln_buildah::probe(),
-        BackendKind::Remote | BackendKind::Hcs => Err(kind
+        BackendKind::Remote => match remote_client(None, [None, None, None]) {
+            Ok(Some(client)) => client.probe(),
+            Ok(None) => Err(no_daemon()),
+            Err(e) => Err(Unavailable::new(e.to_string())),
+        },
+        BackendKind::Hcs => Err(kind
             .not_implemented()
             .unwrap_or_else(|| Unavailable::new(format!("{kind} is not implemented")))),
     }
@@ -69,7 +163,7 @@ pub enum BackendsCommand {
     Backends,
     /// Assemble and push manifest lists (image indexes) from images.
     #[command(subcommand)]
-    Manifest(ManifestCommand),
+    Manifest(Box<ManifestCommand>),
 }
 
 /// `kiln manifest` subcommands.
@@ -118,12 +212,19 @@ pub enum ManifestCommand {
 pub fn run(cmd: BackendsCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         BackendsCommand::Backends => list(),
-        BackendsCommand::Manifest(m) => manifest(m),
+        BackendsCommand::Manifest(m) => manifest(*m),
     }
 }
 
 fn list() -> anyhow::Result<ExitCode> {
-    let chosen = BackendArg { backend: None }.kind();
+    let chosen = BackendArg {
+        backend: None,
+        remote: None,
+        remote_ca: None,
+        remote_cert: None,
+        remote_key: None,
+    }
+    .kind();
     outln!("{:<9} {:<10} DETAIL", "BACKEND", "AVAILABLE");
     for kind in BackendKind::ALL {
         let (available, detail) = match availability(kind) {

@@ -269,7 +269,7 @@ fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
     let (mut req, file, sinks) = request(&args)?;
     // A backend kiln does not implement is refused before the store is
     // opened, so nothing is written.
-    args.backend.kind()?.ensure_implemented()?;
+    args.backend.check()?;
     // `# check=error=true`: the file's checks must pass before it builds.
     if let Ok(ast) = kiln_frontend::parse(&req.dockerfile.name, &req.dockerfile.bytes) {
         let (findings, fail) = super::lint::findings(&file, &ast);

@@ -8,6 +8,7 @@ pub(crate) mod lint;
 pub mod meta;
 pub mod pipeline;
 pub mod registry;
+pub mod serve;
 pub mod store;
 
 use anyhow::Context;

@@ -1,0 +1,453 @@
+//! Build contexts across the wire: the client's walk ([`scan`]), the
+//! daemon's content-addressed cache of context files ([`BlobCache`]) and
+//! the directory a build runs on ([`materialise`]).
+//!
+//! Only `.dockerignore` filters what is sent: the daemon's engine resolves
+//! COPY and ADD sources (globs, `--parents`, ONBUILD triggers of base
+//! images the client has never seen) itself, so the client cannot know
+//! which files a build reads without running the engine's plan against
+//! the daemon's base images. Unchanged files cost a digest each: the cache
+//! keeps contents by digest across builds and clients.
+
+use crate::proto::{check_digest, check_path, ContextEntry, EntryKind, ErrorBody, ErrorKind};
+use crate::Error;
+use kiln_frontend::dockerignore::{self, Matcher};
+use sha2::{Digest as _, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, UNIX_EPOCH};
+
+/// A context as the client found it.
+#[derive(Clone, Debug, Default)]
+pub struct LocalContext {
+    /// Its entries, sorted by path.
+    pub entries: Vec<ContextEntry>,
+    /// Each distinct file content: digest → a file holding it and its size.
+    pub files: BTreeMap<String, (PathBuf, u64)>,
+}
+
+/// Walks `dir` as a build with `dockerfile` would see it: entries that
+/// `.dockerignore` (or `<dockerfile>.dockerignore`) excludes are left out,
+/// and each regular file is hashed. Sockets, FIFOs and devices are left
+/// out too: a context cannot carry them (BuildKit's COPY skips them).
+pub fn scan(dir: &Path, dockerfile: &Path) -> Result<LocalContext, Error> {
+    let matcher = dockerignore::load(dir, dockerfile).map_err(|e| Error::Config(e.to_string()))?;
+    let mut out = LocalContext::default();
+    walk(dir, "", &matcher, &mut out)?;
+    out.entries.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(out)
+}
+
+fn walk(dir: &Path, rel: &str, matcher: &Matcher, out: &mut LocalContext) -> Result<(), Error> {
+    let here = if rel.is_empty() {
+        dir.to_path_buf()
+    } else {
+        dir.join(rel)
+    };
+    let mut names: Vec<_> = fs::read_dir(&here)
+        .map_err(Error::io("reading the directory", &here))?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<Result<_, _>>()
+        .map_err(Error::io("reading the directory", &here))?;
+    names.sort();
+    for name in names {
+        let Some(name) = name.to_str() else {
+            return Err(Error::Config(format!(
+                "{}: a file name in the context is not UTF-8, which the protocol cannot carry",
+                here.join(&name).display()
+            )));
+        };
+        let path = if rel.is_empty() {
+            name.to_string()
+        } else {
+            format!("{rel}/{name}")
+        };
+        let full = dir.join(&path);
+        let meta = fs::symlink_metadata(&full).map_err(Error::io("reading", &full))?;
+        let excluded = matcher.is_excluded(&path);
+        let entry = |kind, size, digest, target| ContextEntry {
+            path: path.clone(),
+            kind,
+            mode: meta.mode() & 0o7777,
+            mtime: meta.mtime(),
+            size,
+            digest,
+            target,
+        };
+        let ft = meta.file_type();
+        if ft.is_dir() {
+            if matcher.may_skip_dir(&path) {
+                continue;
+            }
+            if !excluded {
+                out.entries.push(entry(EntryKind::Dir, 0, None, None));
+            }
+            walk(dir, &path, matcher, out)?;
+        } else if excluded {
+            continue;
+        } else if ft.is_symlink() {
+            let target = fs::read_link(&full).map_err(Error::io("reading the link", &full))?;
+            let target = target.to_str().map(str::to_string).ok_or_else(|| {
+                Error::Config(format!(
+                    "{}: the link's target is not UTF-8, which the protocol cannot carry",
+                    full.display()
+                ))
+            })?;
+            out.entries
+                .push(entry(EntryKind::Symlink, 0, None, Some(target)));
+        } else if ft.is_file() {
+            let (digest, size) = hash_file(&full)?;
+            out.files.insert(digest.clone(), (full.clone(), size));
+            out.entries
+                .push(entry(EntryKind::File, size, Some(digest), None));
+        }
+    }
+    Ok(())
+}
+
+fn hash_file(path: &Path) -> Result<(String, u64), Error> {
+    let mut file = File::open(path).map_err(Error::io("reading", path))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut size = 0u64;
+    loop {
+        let n = file.read(&mut buf).map_err(Error::io("reading", path))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok((format!("sha256:{}", hex::encode(hasher.finalize())), size))
+}
+
+/// The daemon's content-addressed cache of context files:
+/// `DIR/sha256/<hex>`, each written whole under a temporary name and
+/// renamed once its digest is checked, so a client vanishing mid-upload
+/// leaves no partial blob.
+#[derive(Clone, Debug)]
+pub struct BlobCache {
+    dir: PathBuf,
+}
+
+impl BlobCache {
+    /// Opens (making it if need be) the cache in `dir`, removing uploads an
+    /// earlier daemon left unfinished.
+    pub fn open(dir: &Path) -> Result<BlobCache, Error> {
+        let cache = BlobCache {
+            dir: dir.to_path_buf(),
+        };
+        let _ = fs::remove_dir_all(cache.tmp());
+        for d in [cache.dir.join("sha256"), cache.tmp()] {
+            fs::create_dir_all(&d).map_err(Error::io("creating", &d))?;
+        }
+        Ok(cache)
+    }
+
+    fn tmp(&self) -> PathBuf {
+        self.dir.join("uploading")
+    }
+
+    /// Where the blob `hex` lives.
+    pub fn path(&self, hex: &str) -> PathBuf {
+        self.dir.join("sha256").join(hex)
+    }
+
+    /// The digests among `digests` that the cache lacks.
+    pub fn missing(&self, digests: &[String]) -> Result<Vec<String>, Error> {
+        let mut out = Vec::new();
+        for d in digests {
+            let hex = check_digest(d).map_err(bad_request)?;
+            if !self.path(hex).is_file() {
+                out.push(d.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Starts an upload of the blob `digest`.
+    pub fn upload(&self, digest: &str) -> Result<Upload, Error> {
+        let hex = check_digest(digest).map_err(bad_request)?.to_string();
+        let file = tempfile::NamedTempFile::new_in(self.tmp())
+            .map_err(Error::io("creating a file in", &self.tmp()))?;
+        Ok(Upload {
+            file,
+            hasher: Sha256::new(),
+            size: 0,
+            hex,
+            dest: self.dir.join("sha256"),
+        })
+    }
+}
+
+/// A blob being received; dropped unfinished, it leaves nothing.
+pub struct Upload {
+    file: tempfile::NamedTempFile,
+    hasher: Sha256,
+    size: u64,
+    hex: String,
+    dest: PathBuf,
+}
+
+impl Upload {
+    /// Appends bytes.
+    pub fn write(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        self.hasher.update(bytes);
+        self.size += bytes.len() as u64;
+        let path = self.file.path().to_path_buf();
+        self.file
+            .write_all(bytes)
+            .map_err(Error::io("writing", &path))
+    }
+
+    /// Checks the digest and puts the blob in the cache; returns its size.
+    pub fn finish(self) -> Result<u64, Error> {
+        let got = hex::encode(self.hasher.finalize());
+        if got != self.hex {
+            return Err(bad_request(format!(
+                "the upload of sha256:{} has digest sha256:{got}; nothing was stored",
+                self.hex
+            )));
+        }
+        let dest = self.dest.join(&self.hex);
+        let tmp = self.file.path().to_path_buf();
+        self.file
+            .as_file()
+            .sync_all()
+            .map_err(Error::io("syncing", &tmp))?;
+        self.file
+            .persist(&dest)
+            .map_err(|e| Error::io("storing", &dest)(e.error))?;
+        Ok(self.size)
+    }
+}
+
+fn bad_request(message: String) -> Error {
+    Error::Remote(ErrorBody {
+        kind: ErrorKind::BadRequest,
+        message,
+    })
+}
+
+/// Makes the context `entries` describe in the empty directory `dest`,
+/// files copied from `cache`. Every path is checked first ([`check_path`]),
+/// and an entry below a symlink of the context is refused, so nothing is
+/// ever written outside `dest`.
+pub fn materialise(cache: &BlobCache, entries: &[ContextEntry], dest: &Path) -> Result<(), Error> {
+    let mut seen = BTreeSet::new();
+    let mut links = BTreeSet::new();
+    for e in entries {
+        check_path(&e.path).map_err(bad_request)?;
+        if !seen.insert(e.path.as_str()) {
+            return Err(bad_request(format!(
+                "the context path {:?} is listed twice",
+                e.path
+            )));
+        }
+        if e.kind == EntryKind::Symlink {
+            links.insert(e.path.as_str());
+        }
+        match e.kind {
+            EntryKind::File => {
+                let digest = e.digest.as_deref().unwrap_or_default();
+                let hex =
+                    check_digest(digest).map_err(|m| bad_request(format!("{}: {m}", e.path)))?;
+                if !cache.path(hex).is_file() {
+                    return Err(bad_request(format!(
+                        "{}: the daemon has no blob {digest}; upload it first (PUT /v1/blobs/{digest})",
+                        e.path
+                    )));
+                }
+            }
+            EntryKind::Symlink if e.target.as_deref().unwrap_or_default().is_empty() => {
+                return Err(bad_request(format!(
+                    "{}: a symlink without a target",
+                    e.path
+                )));
+            }
+            _ => {}
+        }
+    }
+    for e in entries {
+        let mut parent = Path::new(&e.path).parent();
+        while let Some(p) = parent.filter(|p| !p.as_os_str().is_empty()) {
+            if links.contains(p.to_str().unwrap_or_default()) {
+                return Err(bad_request(format!(
+                    "the context path {:?} is below the symlink {:?}, which would lead outside the context",
+                    e.path,
+                    p.display()
+                )));
+            }
+            parent = p.parent();
+        }
+    }
+    let mut sorted: Vec<&ContextEntry> = entries.iter().collect();
+    sorted.sort_by(|a, b| a.path.cmp(&b.path));
+    for e in &sorted {
+        let path = dest.join(&e.path);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).map_err(Error::io("creating", parent))?;
+        }
+        match e.kind {
+            EntryKind::Dir => fs::create_dir_all(&path).map_err(Error::io("creating", &path))?,
+            EntryKind::File => {
+                let hex =
+                    check_digest(e.digest.as_deref().unwrap_or_default()).map_err(bad_request)?;
+                // A copy, not a hard link: the entry's mode and mtime are
+                // its own, and a build must not change the cached blob.
+                fs::copy(cache.path(hex), &path).map_err(Error::io("writing", &path))?;
+            }
+            EntryKind::Symlink => {
+                std::os::unix::fs::symlink(e.target.as_deref().unwrap_or_default(), &path)
+                    .map_err(Error::io("creating the symlink", &path))?
+            }
+        }
+    }
+    // Modes and times last, deepest first, so making a directory's
+    // entries neither needs its write bit nor moves its mtime.
+    for e in sorted.iter().rev() {
+        if e.kind == EntryKind::Symlink {
+            continue;
+        }
+        let path = dest.join(&e.path);
+        set_times(&path, e.mtime)?;
+        fs::set_permissions(&path, fs::Permissions::from_mode(e.mode & 0o7777))
+            .map_err(Error::io("setting the mode of", &path))?;
+    }
+    Ok(())
+}
+
+fn set_times(path: &Path, mtime: i64) -> Result<(), Error> {
+    let when = if mtime >= 0 {
+        UNIX_EPOCH + Duration::from_secs(mtime as u64)
+    } else {
+        UNIX_EPOCH - Duration::from_secs(mtime.unsigned_abs())
+    };
+    let file = File::open(path).map_err(Error::io("opening", path))?;
+    file.set_times(fs::FileTimes::new().set_modified(when).set_accessed(when))
+        .map_err(|e| Error::io("setting the times of", path)(io::Error::new(e.kind(), e)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file_entry(path: &str, digest: &str) -> ContextEntry {
+        ContextEntry {
+            path: path.into(),
+            kind: EntryKind::File,
+            mode: 0o644,
+            mtime: 1_700_000_000,
+            size: 3,
+            digest: Some(digest.into()),
+            target: None,
+        }
+    }
+
+    #[test]
+    fn scan_then_materialise_gives_the_tree_back() {
+        let src = tempfile::tempdir().unwrap();
+        let s = src.path();
+        fs::create_dir_all(s.join("app/sub")).unwrap();
+        fs::create_dir_all(s.join("skip")).unwrap();
+        fs::write(s.join("app/a.txt"), "aaa").unwrap();
+        fs::write(s.join("app/sub/b.sh"), "bbb").unwrap();
+        fs::set_permissions(s.join("app/sub/b.sh"), fs::Permissions::from_mode(0o755)).unwrap();
+        fs::write(s.join("skip/x"), "x").unwrap();
+        fs::write(s.join(".dockerignore"), "skip\n*.log\n").unwrap();
+        fs::write(s.join("debug.log"), "log").unwrap();
+        std::os::unix::fs::symlink("a.txt", s.join("app/link")).unwrap();
+        let ctx = scan(s, &s.join("Dockerfile")).unwrap();
+        let paths: Vec<&str> = ctx.entries.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                ".dockerignore",
+                "app",
+                "app/a.txt",
+                "app/link",
+                "app/sub",
+                "app/sub/b.sh"
+            ]
+        );
+
+        let cache_dir = tempfile::tempdir().unwrap();
+        let cache = BlobCache::open(cache_dir.path()).unwrap();
+        let wanted: Vec<String> = ctx.files.keys().cloned().collect();
+        assert_eq!(cache.missing(&wanted).unwrap(), wanted);
+        for (digest, (path, _)) in &ctx.files {
+            let mut up = cache.upload(digest).unwrap();
+            up.write(&fs::read(path).unwrap()).unwrap();
+            up.finish().unwrap();
+        }
+        assert!(cache.missing(&wanted).unwrap().is_empty());
+
+        let out = tempfile::tempdir().unwrap();
+        materialise(&cache, &ctx.entries, out.path()).unwrap();
+        let o = out.path();
+        assert_eq!(fs::read_to_string(o.join("app/sub/b.sh")).unwrap(), "bbb");
+        assert_eq!(
+            fs::metadata(o.join("app/sub/b.sh")).unwrap().mode() & 0o7777,
+            0o755
+        );
+        assert_eq!(
+            fs::read_link(o.join("app/link")).unwrap(),
+            Path::new("a.txt")
+        );
+        assert_eq!(
+            fs::metadata(o.join("app/a.txt")).unwrap().mtime(),
+            fs::metadata(s.join("app/a.txt")).unwrap().mtime()
+        );
+        assert!(!o.join("skip").exists() && !o.join("debug.log").exists());
+    }
+
+    #[test]
+    fn a_wrong_digest_stores_nothing() {
+        let cache_dir = tempfile::tempdir().unwrap();
+        let cache = BlobCache::open(cache_dir.path()).unwrap();
+        let digest = format!("sha256:{}", "0".repeat(64));
+        let mut up = cache.upload(&digest).unwrap();
+        up.write(b"not it").unwrap();
+        assert!(up.finish().unwrap_err().to_string().contains("has digest"));
+        assert_eq!(
+            cache.missing(std::slice::from_ref(&digest)).unwrap(),
+            [digest]
+        );
+    }
+
+    #[test]
+    fn paths_escaping_the_context_are_refused() {
+        let cache_dir = tempfile::tempdir().unwrap();
+        let cache = BlobCache::open(cache_dir.path()).unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let digest = format!("sha256:{}", "0".repeat(64));
+        for bad in ["../evil", "/etc/evil", "a/../../evil"] {
+            let err = materialise(&cache, &[file_entry(bad, &digest)], out.path()).unwrap_err();
+            assert!(err.to_string().contains("context path"), "{err}");
+        }
+        // A file below a symlink of the context would be written wherever
+        // the link points.
+        let link = ContextEntry {
+            path: "l".into(),
+            kind: EntryKind::Symlink,
+            mode: 0o777,
+            mtime: 0,
+            size: 0,
+            digest: None,
+            target: Some("/etc".into()),
+        };
+        let mut up = cache
+            .upload(&format!("sha256:{}", hex::encode(Sha256::digest(b"abc"))))
+            .unwrap();
+        up.write(b"abc").unwrap();
+        up.finish().unwrap();
+        let abc = format!("sha256:{}", hex::encode(Sha256::digest(b"abc")));
+        let err =
+            materialise(&cache, &[link, file_entry("l/passwd", &abc)], out.path()).unwrap_err();
+        assert!(err.to_string().contains("below the symlink"), "{err}");
+        assert_eq!(fs::read_dir(out.path()).unwrap().count(), 0);
+    }
+}
