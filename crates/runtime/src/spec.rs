@@ -714,7 +714,11 @@ mod tests {
         let proc = proc_mount(&spec);
         assert_eq!(proc.typ().as_deref(), Some("bind"));
         assert_eq!(proc.source().as_deref(), Some(Path::new("/proc")));
-        assert!(proc.options().as_ref().unwrap().contains(&"rbind".to_string()));
+        assert!(proc
+            .options()
+            .as_ref()
+            .unwrap()
+            .contains(&"rbind".to_string()));
         // A new sysfs is refused there too: kiln's /sys, read-only.
         let sys = spec
             .mounts()
