@@ -640,9 +640,13 @@ fn probe_cached(candidate: &str, state_root: &Path) -> Result<Runtime, String> {
     };
     let stamp = format!("{} {} {}", binary.display(), meta.len(), meta.mtime());
     let memo = state_root.join(format!("probe-{}", kind.name()));
+    // Whether a new /proc mounts depends on the container kiln runs in,
+    // not only on the binary: a store on a volume may outlive it.
+    let covers = format!("proc-covers {}", proc_covers());
     if let Ok(text) = fs::read_to_string(&memo) {
-        if let Some((seen, verdict)) = text.split_once('\n') {
-            if seen == stamp {
+        let mut lines = text.splitn(3, '\n');
+        if let (Some(seen), Some(env), Some(verdict)) = (lines.next(), lines.next(), lines.next()) {
+            if seen == stamp && env == covers {
                 return match verdict.strip_prefix("fail ") {
                     Some(reason) => Err(reason.to_string()),
                     None => {
@@ -681,8 +685,22 @@ fn probe_cached(candidate: &str, state_root: &Path) -> Result<Runtime, String> {
         Ok(()) => "ok".to_string(),
         Err(reason) => format!("fail {reason}"),
     };
-    let _ = fs::write(&memo, format!("{stamp}\n{line}"));
+    let _ = fs::write(&memo, format!("{stamp}\n{covers}\n{line}"));
     verdict.map(|()| runtime)
+}
+
+/// How many mounts cover parts of this process's `/proc` and `/sys`
+/// (a container runtime's masks; `binfmt_misc` on a host): what decides
+/// whether the kernel lets a new proc or sysfs be mounted.
+fn proc_covers() -> usize {
+    fs::read_to_string("/proc/self/mountinfo")
+        .map(|text| {
+            text.lines()
+                .filter_map(|line| line.split(' ').nth(4))
+                .filter(|point| point.starts_with("/proc/") || point.starts_with("/sys/"))
+                .count()
+        })
+        .unwrap_or(0)
 }
 
 /// A probe memo's verdict for a runtime that works with [`PidNs::Host`] only.
