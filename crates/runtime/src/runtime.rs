@@ -708,10 +708,10 @@ const HOST_PID_VERDICT: &str = "ok host-pid";
 
 /// Whether a runtime's error says the kernel refused to mount `/proc`: runc's
 /// `error mounting "proc" to rootfs at "/proc": … operation not permitted`,
-/// crun's `mount `proc` to `proc`: Operation not permitted`.
+/// crun's `mount `proc` to `…proc`: Operation not permitted`.
 fn proc_refused(reason: &str) -> bool {
     let reason = reason.to_ascii_lowercase();
-    (reason.contains("\"proc\" to rootfs") || reason.contains("`proc` to `proc`"))
+    (reason.contains("\"proc\" to rootfs") || reason.contains("mount `proc` to `"))
         && (reason.contains("operation not permitted") || reason.contains("permission denied"))
 }
 
@@ -800,6 +800,9 @@ mod tests {
         ));
         assert!(proc_refused(
             "mount `proc` to `proc`: Operation not permitted"
+        ));
+        assert!(proc_refused(
+            "mount `proc` to `/proc`: Operation not permitted"
         ));
         // Another mount refused, or proc failing otherwise, is not it.
         assert!(!proc_refused(
