@@ -176,6 +176,46 @@ fn the_job_runs_kilns_image_unprivileged_with_a_registry_cache() {
         other => panic!("not both type=registry: {other:?}"),
     }
 
+    // The registry credentials are where kiln looks for them.
+    let env = |name: &str| {
+        kiln["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .map(|e| e["value"].as_str().unwrap().to_string())
+            .unwrap_or_else(|| panic!("no {name} in the container's env"))
+    };
+    let auth_mount = kiln["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "registry-auth")
+        .expect("the registry-auth volume mounted");
+    assert_eq!(
+        auth_mount["mountPath"].as_str().unwrap(),
+        env("DOCKER_CONFIG")
+    );
+    let auth_volume = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "registry-auth")
+        .unwrap();
+    assert_eq!(auth_volume["secret"]["items"][0]["path"], "config.json");
+    assert_eq!(
+        auth_volume["secret"]["items"][0]["key"],
+        ".dockerconfigjson"
+    );
+    // The store on the emptyDir.
+    let store_mount = kiln["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "store")
+        .expect("the store volume mounted");
+    assert_eq!(store_mount["mountPath"].as_str().unwrap(), env("KILN_ROOT"));
+
     // kiln's own parser takes the arguments as the Job gives them; with
     // `--check` it stops after the Dockerfile's checks, so nothing is
     // pulled or pushed. The context is the ConfigMap's Dockerfile.
