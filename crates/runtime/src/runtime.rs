@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use crate::error::IoContext;
 use crate::network::{find_program, NetworkTool, PrivateNet};
-use crate::spec::{self, ContainerSpec, MountSpec, NetNs, Network, ResolvedKind, ResolvedMount};
+use crate::spec::{
+    self, ContainerSpec, MountSpec, NetNs, Network, PidNs, ResolvedKind, ResolvedMount,
+};
 use crate::stubs::Stubs;
 use crate::{Error, ProbeFailure};
 
@@ -56,6 +58,9 @@ pub struct Runtime {
     /// The runtime's `--root`: its container state, kept under kiln's own
     /// root so kiln's containers can be listed (and removed) later.
     state: PathBuf,
+    /// Containers share kiln's PID namespace and `/proc`: the probe found
+    /// that a new `/proc` cannot be mounted here (see [`PidNs::Host`]).
+    pidns: PidNs,
 }
 
 /// What [`Runtime::detect`] found.
@@ -198,10 +203,13 @@ impl Runtime {
             else {
                 continue;
             };
+            // Only kills and deletes: which PID namespace runs would get
+            // does not matter here.
             let runtime = Runtime {
                 kind,
                 binary,
                 state,
+                pidns: PidNs::New,
             };
             removed.extend(runtime.cleanup_stale(prefix, is_live));
         }
@@ -338,7 +346,16 @@ impl Runtime {
             resolved.push(ResolvedMount { destination, kind });
         }
 
-        let config = spec::build(spec, &spec.rootfs, &resolved, &netns)?;
+        if self.pidns == PidNs::Host {
+            // Said with each step (a build shows a warning once): unlike
+            // the host's network, this holds for every RUN of the build.
+            let note = "RUN shares kiln's process namespace, /proc and /sys: the runtime of the container kiln runs in masks parts of them, so the kernel refuses new ones (see docs/deploy.md)";
+            warning = Some(match warning {
+                Some(w) => format!("{w}; {note}"),
+                None => note.to_string(),
+            });
+        }
+        let config = spec::build(spec, &spec.rootfs, &resolved, &netns, self.pidns)?;
         let config_path = spec.bundle.join("config.json");
         let json = serde_json::to_vec_pretty(&config)
             .map_err(|e| Error::InvalidSpec(format!("serializing config.json: {e}")))?;
@@ -615,30 +632,87 @@ fn probe_cached(candidate: &str, state_root: &Path) -> Result<Runtime, String> {
     } else {
         version_kind(&binary)?
     };
-    let runtime = Runtime {
+    let mut runtime = Runtime {
         kind,
         state: state_root.join(kind.name()),
         binary: binary.clone(),
+        pidns: PidNs::New,
     };
     let stamp = format!("{} {} {}", binary.display(), meta.len(), meta.mtime());
     let memo = state_root.join(format!("probe-{}", kind.name()));
+    // Whether a new /proc mounts depends on the container kiln runs in,
+    // not only on the binary: a store on a volume may outlive it.
+    let covers = format!("proc-covers {}", proc_covers());
     if let Ok(text) = fs::read_to_string(&memo) {
-        if let Some((seen, verdict)) = text.split_once('\n') {
-            if seen == stamp {
+        let mut lines = text.splitn(3, '\n');
+        if let (Some(seen), Some(env), Some(verdict)) = (lines.next(), lines.next(), lines.next()) {
+            if seen == stamp && env == covers {
                 return match verdict.strip_prefix("fail ") {
                     Some(reason) => Err(reason.to_string()),
-                    None => Ok(runtime),
+                    None => {
+                        if verdict == HOST_PID_VERDICT {
+                            runtime.pidns = PidNs::Host;
+                        }
+                        Ok(runtime)
+                    }
                 };
             }
         }
     }
-    let verdict = probe(&runtime, state_root);
+    let mut verdict = probe(&runtime, state_root);
+    if matches!(&verdict, Err(reason) if proc_refused(reason)) {
+        // Inside a container with a masked /proc: kiln's own /proc (and
+        // /sys) bound in instead. Only this failure is worth the second try;
+        // any other would fail the same way.
+        let shared = Runtime {
+            pidns: PidNs::Host,
+            ..runtime.clone()
+        };
+        match probe(&shared, state_root) {
+            Ok(()) => {
+                runtime = shared;
+                verdict = Ok(());
+            }
+            Err(again) => {
+                verdict = verdict.map_err(|first| {
+                    format!("{first}; and in kiln's PID namespace with its /proc and /sys bound in: {again}")
+                })
+            }
+        }
+    }
     let line = match &verdict {
+        Ok(()) if runtime.pidns == PidNs::Host => HOST_PID_VERDICT.to_string(),
         Ok(()) => "ok".to_string(),
         Err(reason) => format!("fail {reason}"),
     };
-    let _ = fs::write(&memo, format!("{stamp}\n{line}"));
+    let _ = fs::write(&memo, format!("{stamp}\n{covers}\n{line}"));
     verdict.map(|()| runtime)
+}
+
+/// How many mounts cover parts of this process's `/proc` and `/sys`
+/// (a container runtime's masks; `binfmt_misc` on a host): what decides
+/// whether the kernel lets a new proc or sysfs be mounted.
+fn proc_covers() -> usize {
+    fs::read_to_string("/proc/self/mountinfo")
+        .map(|text| {
+            text.lines()
+                .filter_map(|line| line.split(' ').nth(4))
+                .filter(|point| point.starts_with("/proc/") || point.starts_with("/sys/"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// A probe memo's verdict for a runtime that works with [`PidNs::Host`] only.
+const HOST_PID_VERDICT: &str = "ok host-pid";
+
+/// Whether a runtime's error says the kernel refused to mount `/proc`: runc's
+/// `error mounting "proc" to rootfs at "/proc": … operation not permitted`,
+/// crun's `mount `proc` to `…proc`: Operation not permitted`.
+fn proc_refused(reason: &str) -> bool {
+    let reason = reason.to_ascii_lowercase();
+    (reason.contains("\"proc\" to rootfs") || reason.contains("mount `proc` to `"))
+        && (reason.contains("operation not permitted") || reason.contains("permission denied"))
 }
 
 /// runc or crun, from `--version`, for a binary named neither.
@@ -709,5 +783,33 @@ fn probe(runtime: &Runtime, state_root: &Path) -> Result<(), String> {
         )),
         Err(Error::Runtime { message, .. }) => Err(message),
         Err(e) => Err(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::proc_refused;
+
+    #[test]
+    fn only_a_refused_proc_mount_counts_as_one() {
+        // runc 1.1's and crun 1.8's words for it.
+        assert!(proc_refused(
+            "runc create failed: unable to start container process: error during container init: \
+             error mounting \"proc\" to rootfs at \"/proc\": mount proc:/proc (via /proc/self/fd/7), \
+             flags: 0xe: operation not permitted"
+        ));
+        assert!(proc_refused(
+            "mount `proc` to `proc`: Operation not permitted"
+        ));
+        assert!(proc_refused(
+            "mount `proc` to `/proc`: Operation not permitted"
+        ));
+        // Another mount refused, or proc failing otherwise, is not it.
+        assert!(!proc_refused(
+            "error mounting \"sysfs\" to rootfs at \"/sys\": operation not permitted"
+        ));
+        assert!(!proc_refused(
+            "error mounting \"proc\" to rootfs at \"/proc\": no such device"
+        ));
     }
 }

@@ -393,6 +393,18 @@ pub(crate) enum NetNs {
     Path(PathBuf),
 }
 
+/// Where the container's PID namespace comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PidNs {
+    /// A new one, with a new `/proc` mounted for it.
+    New,
+    /// kiln's own, with kiln's `/proc` and `/sys` bound in: for a kiln inside a container whose
+    /// runtime masks parts of `/proc` and `/sys` (the default of docker, podman and Kubernetes),
+    /// where the kernel refuses to mount a new proc or sysfs (it would reveal what the masks
+    /// hide). BuildKit's `--oci-worker-no-process-sandbox` does the same.
+    Host,
+}
+
 /// Builds the OCI spec. `mounts` are the extra mounts followed by `/etc/hosts` and
 /// `/etc/resolv.conf`, with destinations already resolved.
 pub(crate) fn build(
@@ -400,6 +412,7 @@ pub(crate) fn build(
     rootfs: &Path,
     mounts: &[ResolvedMount],
     netns: &NetNs,
+    pidns: PidNs,
 ) -> Result<Spec, Error> {
     let oci = |e: oci_spec::OciSpecError| Error::InvalidSpec(e.to_string());
     let caps: oci_spec::runtime::Capabilities = CAPABILITIES.iter().copied().collect();
@@ -451,19 +464,23 @@ pub(crate) fn build(
         .build()
         .map_err(oci)?;
 
-    let mut all_mounts =
-        standard_mounts(matches!(netns, NetNs::Host), spec.shm_size).map_err(oci)?;
+    let mut all_mounts = standard_mounts(
+        matches!(netns, NetNs::Host),
+        pidns == PidNs::Host,
+        spec.shm_size,
+    )
+    .map_err(oci)?;
     for mount in mounts {
         all_mounts.push(oci_mount(mount).map_err(oci)?);
     }
 
     let mut namespaces = Vec::new();
-    for typ in [
-        LinuxNamespaceType::Pid,
+    let pid = (pidns == PidNs::New).then_some(LinuxNamespaceType::Pid);
+    for typ in pid.into_iter().chain([
         LinuxNamespaceType::Ipc,
         LinuxNamespaceType::Uts,
         LinuxNamespaceType::Mount,
-    ] {
+    ]) {
         namespaces.push(
             LinuxNamespaceBuilder::default()
                 .typ(typ)
@@ -551,13 +568,27 @@ fn mount(
 /// runc's default mounts. Without a network namespace of its own the container may not mount
 /// a new sysfs (the kernel ties sysfs to the mounter's network namespace), so it gets a
 /// read-only bind of the host's `/sys`, which already holds the cgroup hierarchy.
+///
+/// In kiln's PID namespace ([`PidNs::Host`]) `/proc` and `/sys` are recursive binds of kiln's
+/// own, whose masks stay in place (runc allows a bind on `/proc` only of a procfs).
 fn standard_mounts(
     host_network: bool,
+    host_pid: bool,
     shm_size: Option<u64>,
 ) -> Result<Vec<Mount>, oci_spec::OciSpecError> {
     let shm_size = format!("size={}", shm_size.unwrap_or(64 << 20));
+    let proc = if host_pid {
+        mount(
+            "/proc",
+            "bind",
+            "/proc",
+            &["rbind", "nosuid", "noexec", "nodev"],
+        )?
+    } else {
+        mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"])?
+    };
     let mut mounts = vec![
-        mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"])?,
+        proc,
         mount(
             "/dev",
             "tmpfs",
@@ -590,7 +621,7 @@ fn standard_mounts(
             &["nosuid", "noexec", "nodev"],
         )?,
     ];
-    if host_network {
+    if host_network || host_pid {
         mounts.push(mount(
             "/sys",
             "bind",
@@ -637,5 +668,75 @@ fn oci_mount(m: &ResolvedMount) -> Result<Mount, oci_spec::OciSpecError> {
                 .options(options)
                 .build()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(pidns: PidNs) -> Spec {
+        let spec = ContainerSpec::new("kiln-t", "/b", "/r", ["true"]);
+        build(&spec, Path::new("/r"), &[], &NetNs::New, pidns).unwrap()
+    }
+
+    fn proc_mount(spec: &Spec) -> Mount {
+        let mounts = spec.mounts().as_ref().unwrap();
+        let procs: Vec<&Mount> = mounts
+            .iter()
+            .filter(|m| m.destination() == Path::new("/proc"))
+            .collect();
+        assert_eq!(procs.len(), 1);
+        procs[0].clone()
+    }
+
+    fn has_pid_namespace(spec: &Spec) -> bool {
+        let linux = spec.linux().as_ref().unwrap();
+        linux
+            .namespaces()
+            .as_ref()
+            .unwrap()
+            .iter()
+            .any(|n| n.typ() == LinuxNamespaceType::Pid)
+    }
+
+    #[test]
+    fn a_new_pid_namespace_gets_a_new_proc() {
+        let spec = config(PidNs::New);
+        assert!(has_pid_namespace(&spec));
+        assert_eq!(proc_mount(&spec).typ().as_deref(), Some("proc"));
+    }
+
+    #[test]
+    fn kilns_pid_namespace_gets_kilns_proc_with_its_masks() {
+        let spec = config(PidNs::Host);
+        assert!(!has_pid_namespace(&spec));
+        let proc = proc_mount(&spec);
+        assert_eq!(proc.typ().as_deref(), Some("bind"));
+        assert_eq!(proc.source().as_deref(), Some(Path::new("/proc")));
+        assert!(proc
+            .options()
+            .as_ref()
+            .unwrap()
+            .contains(&"rbind".to_string()));
+        // A new sysfs is refused there too: kiln's /sys, read-only.
+        let sys = spec
+            .mounts()
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|m| m.destination() == Path::new("/sys"))
+            .unwrap()
+            .clone();
+        assert_eq!(sys.typ().as_deref(), Some("bind"));
+        assert!(sys.options().as_ref().unwrap().contains(&"ro".to_string()));
+        // The same masks as ever: runc binds /dev/null over them in the
+        // bound /proc too.
+        let linux = spec.linux().as_ref().unwrap();
+        assert!(linux
+            .masked_paths()
+            .as_ref()
+            .unwrap()
+            .contains(&"/proc/kcore".to_string()));
     }
 }
