@@ -4,7 +4,7 @@
 //! docs/deploy.md says, with arguments kiln accepts. The validator is the
 //! venv `scripts/install-deps` makes; it needs no network.
 
-use kiln_engine::{parse_cache_from, parse_cache_to, CacheLocation, CacheMode};
+use kiln_backend::{parse_cache_from, parse_cache_to, CacheLocation, CacheMode};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
