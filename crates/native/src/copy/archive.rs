@@ -8,6 +8,7 @@
 //! bounded tar reader (long names and PAX headers capped, PAX records read
 //! by their length).
 
+use kiln_oci::compression::Magic;
 use std::collections::HashSet;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Seek};
@@ -158,22 +159,20 @@ pub(crate) fn try_extract(
 fn open(file: &TreeFile, scratch: &Path) -> io::Result<Option<TarReader<Box<dyn Read>>>> {
     let mut reader = BufReader::new(file.open().map_err(io::Error::other)?);
     let head = reader.fill_buf()?.to_vec();
-    let stream: Box<dyn Read> = if head.starts_with(&[0x1f, 0x8b]) {
-        Box::new(flate2::bufread::MultiGzDecoder::new(reader))
-    } else if head.starts_with(b"BZh") {
-        Box::new(bzip2::bufread::MultiBzDecoder::new(reader))
-    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Box::new(zstd::stream::read::Decoder::with_buffer(reader)?)
-    } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
-        // lzma-rs decodes whole streams only: through a temporary file.
-        let mut out = tempfile::tempfile_in(scratch)?;
-        if lzma_rs::xz_decompress(&mut reader, &mut out).is_err() {
-            return Ok(None);
+    let stream: Box<dyn Read> = match Magic::of(&head) {
+        Magic::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(reader)),
+        Magic::Bzip2 => Box::new(bzip2::bufread::MultiBzDecoder::new(reader)),
+        Magic::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(reader)?),
+        Magic::Xz => {
+            // lzma-rs decodes whole streams only: through a temporary file.
+            let mut out = tempfile::tempfile_in(scratch)?;
+            if lzma_rs::xz_decompress(&mut reader, &mut out).is_err() {
+                return Ok(None);
+            }
+            out.rewind()?;
+            Box::new(BufReader::new(out))
         }
-        out.rewind()?;
-        Box::new(BufReader::new(out))
-    } else {
-        Box::new(reader)
+        Magic::None => Box::new(reader),
     };
     Ok(Some(TarReader::new(stream)))
 }

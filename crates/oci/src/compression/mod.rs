@@ -21,18 +21,49 @@ pub enum Compression {
     None,
 }
 
+/// What a stream's first bytes say it is compressed with: the one place
+/// kiln reads compression magic (layers, archives, ADD's auto-extraction).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Magic {
+    /// `1f 8b`.
+    Gzip,
+    /// `28 b5 2f fd`.
+    Zstd,
+    /// `BZh`.
+    Bzip2,
+    /// `fd 37 7a 58 5a 00`.
+    Xz,
+    /// None of them: plain data.
+    None,
+}
+
+impl Magic {
+    /// The compression `head`, a stream's first bytes (six suffice), says.
+    pub fn of(head: &[u8]) -> Magic {
+        if head.starts_with(&[0x1f, 0x8b]) {
+            Magic::Gzip
+        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            Magic::Zstd
+        } else if head.starts_with(b"BZh") {
+            Magic::Bzip2
+        } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
+            Magic::Xz
+        } else {
+            Magic::None
+        }
+    }
+}
+
 /// Decompresses a blob by its magic bytes: gzip (every member, each
 /// member's CRC and length checked when read to the end), zstd, or
-/// anything else as it is (a plain tar).
+/// anything else as it is (a plain tar). Layers are never bzip2 or xz.
 pub fn decompress<'a, R: Read + Send + 'a>(blob: R) -> io::Result<Box<dyn Read + Send + 'a>> {
     let mut buf = BufReader::with_capacity(256 * 1024, blob);
     let head = buf.fill_buf()?;
-    Ok(if head.starts_with(&[0x1f, 0x8b]) {
-        Box::new(flate2::bufread::MultiGzDecoder::new(buf))
-    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Box::new(zstd::stream::read::Decoder::with_buffer(buf)?)
-    } else {
-        Box::new(buf)
+    Ok(match Magic::of(head) {
+        Magic::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buf)),
+        Magic::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(buf)?),
+        Magic::Bzip2 | Magic::Xz | Magic::None => Box::new(buf),
     })
 }
 

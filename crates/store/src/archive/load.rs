@@ -4,6 +4,7 @@ use super::ArchiveImage;
 use crate::descriptor::{children, media_type, Descriptor, IndexFile, CONTAINERD_NAME, REF_NAME};
 use crate::error::{Error, Result};
 use crate::store::{BlobInfo, Store};
+use kiln_oci::compression::Magic;
 use kiln_oci::layer::read::TarReader;
 use kiln_oci::reference::Reference;
 use kiln_oci::{Digest, DigestWriter};
@@ -228,12 +229,12 @@ fn check_layer(path: &Path, diff_id: &Digest) -> Result<&'static str> {
     let n = file.read(&mut magic).map_err(Error::io("reading", path))?;
     let file = io::Cursor::new(magic[..n].to_vec()).chain(file);
     let mut hasher = DigestWriter::new(io::sink());
-    let (mt, copied) = match magic {
-        [0x1f, 0x8b, ..] => (
+    let (mt, copied) = match Magic::of(&magic[..n]) {
+        Magic::Gzip => (
             media_type::OCI_LAYER_GZIP,
             io::copy(&mut flate2::read::MultiGzDecoder::new(file), &mut hasher),
         ),
-        [0x28, 0xb5, 0x2f, 0xfd] => {
+        Magic::Zstd => {
             return Err(Error::NotSupported(format!(
                 "{}: zstd-compressed layers in a docker-archive are not supported; \
                  use an OCI layout (`kiln export --format oci`) instead",
@@ -295,10 +296,9 @@ fn unpack(src: &Path, dest: &Path) -> Result<()> {
     let mut magic = [0u8; 2];
     let n = file.read(&mut magic).map_err(Error::io("reading", src))?;
     let stream = io::Cursor::new(magic[..n].to_vec()).chain(file);
-    let reader: Box<dyn Read> = if magic == [0x1f, 0x8b] {
-        Box::new(flate2::read::MultiGzDecoder::new(stream))
-    } else {
-        Box::new(stream)
+    let reader: Box<dyn Read> = match Magic::of(&magic[..n]) {
+        Magic::Gzip => Box::new(flate2::read::MultiGzDecoder::new(stream)),
+        _ => Box::new(stream),
     };
     // kiln-oci's bounded reader: an archive is untrusted input, and the tar
     // crate would read a long name or PAX header of any declared size.
