@@ -14,6 +14,7 @@
 
 pub(crate) mod mounts;
 mod ssh;
+pub(crate) mod windows;
 
 use kiln_oci::{Digest, ImageOs, LayerEntry, Platform};
 use kiln_runtime::{ContainerSpec, RunOutcome, Runtime, Stream};

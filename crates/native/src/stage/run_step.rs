@@ -6,6 +6,8 @@
 //! what the snapshot gained; the history text is BuildKit's, build args
 //! included as `|N k=v …`.
 
+mod windows;
+
 use super::copy_step::From;
 use super::{StageContext, StageOutput, State, StepAt};
 use crate::run;
@@ -43,6 +45,12 @@ impl State {
         } = *at;
         let line = step.command.start_line;
         let fail = |m: String| ctx.error_at(line, ErrorKind::Io, m, None);
+        if let Some(exec) = ctx
+            .windows
+            .filter(|_| run::windows::WindowsExec::supports(&stage.platform))
+        {
+            return self.windows_run(at, instr, exec);
+        }
         let executor = run::executor_for(ctx.exec, &stage.platform);
         executor
             .supports(&stage.platform)
