@@ -15,7 +15,8 @@ pub enum BackendKind {
     Buildah,
     /// A kiln daemon on another host (not implemented).
     Remote,
-    /// Windows' Host Compute Service, on a Windows host (not implemented).
+    /// Windows' Host Compute Service, on a Windows host (`kiln_native::HcsBackend`;
+    /// refused elsewhere).
     Hcs,
 }
 
@@ -67,12 +68,14 @@ impl BackendKind {
         }
     }
 
-    /// For a backend kiln does not implement, why it cannot be used and
-    /// where such a build can run; `None` for the implemented ones.
+    /// For a backend kiln does not implement, or does not build for this
+    /// host (hcs off Windows), why it cannot be used and where such a build
+    /// can run; `None` for the ones a caller can open here.
     pub fn not_implemented(self) -> Option<Unavailable> {
         match self {
             BackendKind::Native | BackendKind::Buildah => None,
             BackendKind::Remote => Some(remote_missing()),
+            BackendKind::Hcs if cfg!(windows) => None,
             BackendKind::Hcs => Some(hcs_missing()),
         }
     }
@@ -95,13 +98,12 @@ fn remote_missing() -> Unavailable {
 }
 
 fn hcs_missing() -> Unavailable {
-    Unavailable::new(if cfg!(windows) {
-        "kiln does not implement the HCS backend yet; \
-         Windows images without RUN build with --backend native"
-    } else {
-        "HCS needs a Windows host, and kiln does not implement it yet; \
-         Windows images without RUN build here with --backend native"
-    })
+    Unavailable::new(format!(
+        "HCS needs a Windows host, and this one is {}; Windows images without RUN \
+         build here with --backend native (kiln's HCS backend is tested on Linux \
+         only, against a fake host)",
+        std::env::consts::OS
+    ))
 }
 
 fn refusal(kind: BackendKind, why: &Unavailable) -> BuildError {

@@ -56,6 +56,6 @@ mod stage;
 mod transfer;
 
 pub use backend::{availability, NativeBackend};
-pub use hcs::HcsBackend;
 pub use cache::open_index as open_cache_index;
+pub use hcs::HcsBackend;
 pub use run::{reclaim, Reclaimed};

@@ -42,10 +42,13 @@ impl BackendArg {
                     .with_snapshotter(crate::env::snapshotter()?),
             ),
             BackendKind::Buildah => Box::new(kiln_buildah::BuildahBackend::new(store, registry)),
-            // `ensure_implemented` has refused these with its reason.
-            BackendKind::Remote | BackendKind::Hcs => {
-                anyhow::bail!("backend {kind} is not implemented")
-            }
+            #[cfg(windows)]
+            BackendKind::Hcs => Box::new(kiln_native::HcsBackend::on_this_host(store, registry)),
+            // `ensure_implemented` has refused these with its reason (hcs
+            // off Windows: its host is HCS itself).
+            #[cfg(not(windows))]
+            BackendKind::Hcs => anyhow::bail!("backend {kind} needs a Windows host"),
+            BackendKind::Remote => anyhow::bail!("backend {kind} is not implemented"),
         })
     }
 }
@@ -56,7 +59,8 @@ fn availability(kind: BackendKind) -> Result<String, Unavailable> {
     match kind {
         BackendKind::Native => kiln_native::availability(),
         BackendKind::Buildah => kiln_buildah::probe(),
-        BackendKind::Remote | BackendKind::Hcs => Err(kind
+        BackendKind::Hcs => kiln_native::hcs::availability(),
+        BackendKind::Remote => Err(kind
             .not_implemented()
             .unwrap_or_else(|| Unavailable::new(format!("{kind} is not implemented")))),
     }

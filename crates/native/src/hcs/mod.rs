@@ -10,7 +10,7 @@
 //! through [`kiln_oci::windows::transport`], the image and its history) is
 //! ordinary kiln code, compiled and tested on Linux against a fake host.
 //!
-//! The host that calls HCS itself ([`vmcompute`], `cfg(windows)` only) has
+//! The host that calls HCS itself (`vmcompute::VmCompute`, `cfg(windows)` only) has
 //! never been compiled or run: kiln has no Windows runner yet. See
 //! `docs/windows.md`, "The HCS backend".
 
@@ -91,8 +91,7 @@ pub trait ComputeHost: Send + Sync {
 
     /// Exports what the processes run on `scratch` changed, as a wclayer
     /// transport folder written into `dest` (an existing empty directory).
-    fn export_diff(&self, scratch: &Path, parents: &[PathBuf], dest: &Path)
-        -> Result<(), String>;
+    fn export_diff(&self, scratch: &Path, parents: &[PathBuf], dest: &Path) -> Result<(), String>;
 
     /// Removes the scratch layer `scratch` (after its diff was exported,
     /// or when the step failed).
@@ -127,7 +126,7 @@ impl HcsBackend {
         }
     }
 
-    /// The backend on this Windows host's HCS ([`vmcompute::VmCompute`]).
+    /// The backend on this Windows host's HCS (`vmcompute::VmCompute`).
     #[cfg(windows)]
     pub fn on_this_host(store: Store, registry: ClientOptions) -> HcsBackend {
         HcsBackend::new(store, registry, Arc::new(vmcompute::VmCompute::new()))
@@ -176,16 +175,12 @@ impl BuildBackend for HcsBackend {
 /// Whether the HCS backend runs here: only on Windows, where its host
 /// calls HCS; the answer `kiln backends` gives without opening a store.
 pub fn availability() -> Result<String, Unavailable> {
-    if cfg!(windows) {
-        Ok("RUN in Windows images through HCS (vmcompute.dll); unverified: \
-            kiln has not yet run on a Windows host"
-            .into())
-    } else {
-        Err(Unavailable::new(format!(
-            "HCS needs a Windows host, and this one is {}; Windows images without RUN \
-             build here with --backend native (the HCS backend is tested on Linux only \
-             against a fake host)",
-            std::env::consts::OS
-        )))
+    match kiln_backend::BackendKind::Hcs.not_implemented() {
+        Some(why) => Err(why),
+        None => Ok(
+            "RUN in Windows images through HCS (vmcompute.dll, computecore.dll); \
+                    unverified: kiln has not yet run on a Windows host"
+                .into(),
+        ),
     }
 }

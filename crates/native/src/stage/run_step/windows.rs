@@ -61,7 +61,12 @@ impl State {
         let (argv, history_args, shell_form, _) = self.command(instr);
         let process = ProcessSpec {
             command_line: command_line(&argv, shell_form),
-            env: windows_env(step.env.to_vec().into_iter().chain(ctx.plan.proxy_env.clone())),
+            env: windows_env(
+                step.env
+                    .to_vec()
+                    .into_iter()
+                    .chain(ctx.plan.proxy_env.clone()),
+            ),
             // HCS starts a process with an empty directory in
             // C:\Windows\System32; an image without WORKDIR means the root.
             working_dir: match self.builder.config().working_dir() {
