@@ -318,8 +318,9 @@ fn a_failing_process_names_the_dockerfile_line_and_its_output() {
             lines: vec!["about to fail".into()],
         },
     );
+    // No --platform: the stage is Windows because its base is.
     let err = hcs
-        .build("FROM --platform=windows/amd64 local/winbase:1\n\nRUN exit 3\n")
+        .build("FROM local/winbase:1\n\nRUN exit 3\n")
         .unwrap_err()
         .to_string();
     assert!(err.starts_with("Dockerfile:3"), "{err}");
@@ -400,4 +401,20 @@ fn linux_stages_keep_the_linux_executor_and_the_backend_names_itself() {
     // Without a host, the HCS backend's availability names where it runs.
     let why = kiln_native::hcs::availability().unwrap_err().to_string();
     assert!(why.contains("HCS needs a Windows host"), "{why}");
+}
+
+#[test]
+fn the_native_backend_refuses_run_in_a_windows_base_planned_as_linux() {
+    let hcs = Hcs::new();
+    // No --platform, so the stage is planned for linux; its base decides.
+    let err = hcs
+        .env
+        .run(&hcs.env.request("FROM local/winbase:1\nRUN dir\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("RUN in a windows image needs a windows host"),
+        "{err}"
+    );
+    assert!(err.starts_with("Dockerfile:2"), "{err}");
 }
