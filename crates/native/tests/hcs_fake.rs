@@ -418,3 +418,38 @@ fn the_native_backend_refuses_run_in_a_windows_base_planned_as_linux() {
     );
     assert!(err.starts_with("Dockerfile:2"), "{err}");
 }
+
+#[test]
+fn output_streams_as_events_and_a_second_build_takes_run_from_the_cache() {
+    let hcs = Hcs::new();
+    let fixture = tempfile::tempdir().unwrap();
+    run_fixture(fixture.path());
+    hcs.fake.script(
+        RUN_LINE,
+        Script::Diff {
+            diff: fixture.path().to_path_buf(),
+            lines: vec!["line one".into(), "line two".into()],
+        },
+    );
+    let req = hcs.env.request(DOCKERFILE);
+    let (sink, rx) = EventSink::channel();
+    let first = hcs
+        .backend
+        .build(&req, &sink)
+        .unwrap_or_else(|e| panic!("{e}"));
+    drop(sink);
+    let output: Vec<String> = rx
+        .iter()
+        .filter_map(|e| match e {
+            kiln_backend::BuildEvent::Output { line, .. } => Some(line),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(output, ["line one", "line two"]);
+    let second = hcs
+        .backend
+        .build(&req, &EventSink::discard())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(hcs.fake.ran.lock().unwrap().len(), 1, "RUN ran again");
+    assert_eq!(first.image_id(), second.image_id());
+}
