@@ -1,7 +1,8 @@
 //! The HCS backend on Linux, against a fake [`ComputeHost`] driven by
 //! fixture transport folders: a RUN's command line picks the folder the
 //! fake "exports" (files the step created, a tombstone for a file it
-//! deleted, a hive delta), and the fake records what it was asked to run.
+//! deleted, a hive delta), and the fake records what it was asked to run
+//! and the layers it was asked to import.
 //! The Windows base is built in the same store by the native backend from
 //! `FROM --platform=windows/amd64 scratch`, so no registry is needed.
 
@@ -17,6 +18,7 @@ use kiln_oci::windows::transport::ImportedFolder;
 use kiln_store::{Descriptor, Store};
 use std::collections::HashMap;
 use std::fs;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -46,6 +48,8 @@ struct Fake {
     /// Each import: how many entries its folder's `Files` had, and how
     /// many parents it was given.
     imported: Mutex<Vec<(usize, usize)>>,
+    /// The entry names of each base layer imported.
+    base: Mutex<Vec<Vec<String>>>,
     removed: Mutex<usize>,
 }
 
@@ -63,6 +67,19 @@ impl ComputeHost for Fake {
         Ok("a fake host".into())
     }
 
+    fn import_base_layer(&self, tar: &mut dyn Read, layer: &Path) -> Result<(), String> {
+        let mut names = Vec::new();
+        for entry in tar::Archive::new(tar)
+            .entries()
+            .map_err(|e| e.to_string())?
+        {
+            let entry = entry.map_err(|e| e.to_string())?;
+            names.push(entry.path().unwrap().to_string_lossy().into_owned());
+        }
+        self.base.lock().unwrap().push(names);
+        fs::create_dir(layer).map_err(|e| e.to_string())
+    }
+
     fn import_layer(
         &self,
         folder: &Path,
@@ -70,7 +87,10 @@ impl ComputeHost for Fake {
         layer: &Path,
         parents: &[PathBuf],
     ) -> Result<(), String> {
-        assert!(parents.iter().all(|p| p.is_dir()), "{parents:?}");
+        assert!(
+            !parents.is_empty() && parents.iter().all(|p| p.is_dir()),
+            "{parents:?}"
+        );
         let files = fs::read_dir(folder.join("Files"))
             .map_err(|e| e.to_string())?
             .count();
@@ -302,9 +322,13 @@ fn run_becomes_the_layer_hcs_exported() {
     assert!(p.env.contains(&r"Path=C:\Windows".to_string()), "{p:?}");
     assert!(p.env.contains(&"STEPVAR=1".to_string()), "{p:?}");
     assert!(!p.env.iter().any(|v| v.starts_with("PATH=")), "{p:?}");
-    // Each parent imported once, on the layers below it: the base's
-    // `base.txt`, then WORKDIR's `app` and its `app.$wcidirs$`.
-    assert_eq!(*hcs.fake.imported.lock().unwrap(), [(1, 0), (2, 1)]);
+    // Each parent imported once: the base from its tar, then WORKDIR's
+    // layer (`app` and its `app.$wcidirs$`) from a folder, on the base.
+    assert_eq!(
+        *hcs.fake.base.lock().unwrap(),
+        [["Files", "Files/base.txt", "Hives"]]
+    );
+    assert_eq!(*hcs.fake.imported.lock().unwrap(), [(2, 1)]);
     assert_eq!(*hcs.fake.removed.lock().unwrap(), 1);
 }
 

@@ -2,7 +2,8 @@
 //! executed by Windows' Host Compute Service (issue #21).
 //!
 //! Everything HCS does for a build sits behind one narrow trait,
-//! [`ComputeHost`]: import a layer, create a scratch layer on parent
+//! [`ComputeHost`]: import a layer (a base layer from its tar, the others
+//! from transport folders), create a scratch layer on parent
 //! layers, run a process in a compute system on that scratch, and export
 //! the scratch's diff as a wclayer transport folder. The rest (unpacking a
 //! Windows image's layers into transport folders, building the process
@@ -25,6 +26,7 @@ use kiln_oci::windows::transport::ImportedFolder;
 use kiln_registry::ClientOptions;
 use kiln_store::Store;
 use std::fmt;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -58,11 +60,19 @@ pub trait ComputeHost: Send + Sync {
     /// `kiln backends`.
     fn availability(&self) -> Result<String, Unavailable>;
 
+    /// Imports the image's bottom layer from its uncompressed tar stream
+    /// `tar` as the layer directory `layer` (not yet existing). A layer
+    /// without parents is a base layer, which may carry `UtilityVM/` and
+    /// which hcsshim writes straight into the directory (its base-layer
+    /// writer) rather than through a transport folder and `ImportLayer`.
+    fn import_base_layer(&self, tar: &mut dyn Read, layer: &Path) -> Result<(), String>;
+
     /// Imports the transport folder `folder`, which
     /// [`kiln_oci::windows::transport::layer_to_folder`] wrote (with the
     /// tombstones and hard links of `imported`, which hcsshim's writer
     /// applies itself after `ImportLayer`), as the layer directory `layer`
-    /// (not yet existing) on `parents`.
+    /// (not yet existing) on `parents` (never empty: the bottom layer goes
+    /// through [`ComputeHost::import_base_layer`]).
     fn import_layer(
         &self,
         folder: &Path,

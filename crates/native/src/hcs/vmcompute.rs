@@ -15,7 +15,9 @@
 //! adjust its token), the compute system gets no network endpoint (a RUN
 //! that downloads fails), and imports hand HCS the transport folder with
 //! `tombstones.txt` in the 2016-2018 writer's form rather than applying
-//! tombstones after `ImportLayer` as current hcsshim does.
+//! tombstones after `ImportLayer` as current hcsshim does. Importing a base
+//! layer (an image's bottom one) is not implemented and answers
+//! NotSupported, so on a real host RUN stops there until it is.
 
 #![allow(unsafe_code)]
 
@@ -23,6 +25,7 @@ use super::{ComputeHost, ProcessSpec};
 use kiln_backend::Unavailable;
 use kiln_oci::windows::transport::ImportedFolder;
 use std::ffi::c_void;
+use std::io::Read;
 use std::os::windows::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -324,6 +327,20 @@ impl VmCompute {
 impl ComputeHost for VmCompute {
     fn availability(&self) -> Result<String, Unavailable> {
         super::availability()
+    }
+
+    /// NotSupported: hcsshim writes a base layer file by file with
+    /// `BackupWrite` and then has HCS process it (`ProcessBaseImage`, and
+    /// `ProcessUtilityImage` for `UtilityVM/`); kiln's host does not, so a
+    /// RUN needs a base layer this host already has, which kiln cannot yet
+    /// name either. The error says so rather than importing it wrongly.
+    fn import_base_layer(&self, _tar: &mut dyn Read, layer: &Path) -> Result<(), String> {
+        Err(format!(
+            "NotSupported: {}: importing a Windows base layer (files written with BackupWrite, \
+             then ProcessBaseImage and ProcessUtilityImage, as hcsshim's base-layer writer does) \
+             is not implemented by kiln's HCS host",
+            layer.display()
+        ))
     }
 
     fn import_layer(

@@ -2,8 +2,9 @@
 //! HCS backend.
 //!
 //! A step's parents are the image's layers, each imported once into a
-//! layer directory of the host (`KILN_ROOT/hcs/layers/<diff_id>`) from
-//! the transport folder [`layer_to_folder`] writes; the host creates a
+//! layer directory of the host (`KILN_ROOT/hcs/layers/<diff_id>`): the
+//! bottom (base) layer from its tar, the others from the transport folder
+//! [`layer_to_folder`] writes; the host creates a
 //! scratch layer on them, runs the process and exports the scratch's diff
 //! as a transport folder, which [`folder_to_layer`] turns into the step's
 //! Windows layer in one pass. Unlike the Linux executor's
@@ -14,6 +15,7 @@
 
 use super::Layer;
 use crate::hcs::{ComputeHost, ProcessSpec};
+use kiln_oci::compression::decompress;
 use kiln_oci::windows::transport::{folder_to_layer, layer_to_folder, FolderOptions};
 use kiln_oci::{Compression, Digest, ImageOs, LayerDescriptor, Platform};
 use kiln_store::Store;
@@ -56,7 +58,8 @@ impl WindowsExec {
         for layer in layers {
             let dir = self.layer_dir(&layer.diff_id);
             if !dir.exists() {
-                self.import(store, layer, &dir, &nearest_first(&below))?;
+                self.import(store, layer, &dir, &nearest_first(&below))
+                    .map_err(|e| format!("importing layer {} ({e}", layer.blob.digest))?;
             }
             below.push(dir);
         }
@@ -79,10 +82,11 @@ impl WindowsExec {
         self.layers.join(diff_id.to_string().replace(':', "-"))
     }
 
-    /// Imports `layer` as `dir` on `parents`: its transport folder in a
-    /// temporary directory, the host's import beside `dir`, then a rename,
-    /// so a killed build never leaves a half-imported layer under its
-    /// final name.
+    /// Imports `layer` as `dir` on `parents`: the bottom layer from its
+    /// tar, the others from the transport folder [`layer_to_folder`]
+    /// writes; the host imports beside `dir`, then a rename, so a killed
+    /// build never leaves a half-imported layer under its final name.
+    /// Errors end in `)`, after the step that failed.
     fn import(
         &self,
         store: &Store,
@@ -90,28 +94,33 @@ impl WindowsExec {
         dir: &Path,
         parents: &[PathBuf],
     ) -> Result<(), String> {
-        let fail = |what: &str, e: &dyn std::fmt::Display| {
-            format!("importing layer {} ({what}): {e}", layer.blob.digest)
-        };
         let work = tempfile::Builder::new()
             .prefix("hcs-import-")
             .tempdir_in(&self.tmp)
-            .map_err(|e| fail("temporary directory", &e))?;
-        let folder = work.path().join("folder");
-        std::fs::create_dir(&folder).map_err(|e| fail("transport folder", &e))?;
+            .map_err(|e| format!("temporary directory): {e}"))?;
         let blob = store
             .open_blob(&layer.blob.digest)
-            .map_err(|e| fail("reading the blob", &e))?;
-        let imported = layer_to_folder(blob, &folder).map_err(|e| fail("transport folder", &e))?;
+            .map_err(|e| format!("reading the blob): {e}"))?;
         let staged = work.path().join("layer");
-        self.host
-            .import_layer(&folder, &imported, &staged, parents)
-            .map_err(|e| fail("host import", &e))?;
+        if parents.is_empty() {
+            let mut tar = decompress(blob).map_err(|e| format!("reading the blob): {e}"))?;
+            self.host
+                .import_base_layer(&mut tar, &staged)
+                .map_err(|e| format!("base layer): {e}"))?;
+        } else {
+            let folder = work.path().join("folder");
+            std::fs::create_dir(&folder).map_err(|e| format!("transport folder): {e}"))?;
+            let imported =
+                layer_to_folder(blob, &folder).map_err(|e| format!("transport folder): {e}"))?;
+            self.host
+                .import_layer(&folder, &imported, &staged, parents)
+                .map_err(|e| format!("host import): {e}"))?;
+        }
         match std::fs::rename(&staged, dir) {
             Ok(()) => Ok(()),
             // Another stage of this build imported it meanwhile.
             Err(_) if dir.exists() => Ok(()),
-            Err(e) => Err(fail("keeping the layer", &e)),
+            Err(e) => Err(format!("keeping the layer): {e}")),
         }
     }
 }
