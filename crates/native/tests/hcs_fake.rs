@@ -51,6 +51,8 @@ struct Fake {
     /// The entry names of each base layer imported.
     base: Mutex<Vec<Vec<String>>>,
     removed: Mutex<usize>,
+    /// Answer base-layer imports as the Windows host does today.
+    refuse_base: AtomicBool,
 }
 
 impl Fake {
@@ -68,6 +70,9 @@ impl ComputeHost for Fake {
     }
 
     fn import_base_layer(&self, tar: &mut dyn Read, layer: &Path) -> Result<(), String> {
+        if self.refuse_base.load(Ordering::SeqCst) {
+            return Err("NotSupported: this host imports no base layers".into());
+        }
         let mut names = Vec::new();
         for entry in tar::Archive::new(tar)
             .entries()
@@ -476,4 +481,57 @@ fn output_streams_as_events_and_a_second_build_takes_run_from_the_cache() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(hcs.fake.ran.lock().unwrap().len(), 1, "RUN ran again");
     assert_eq!(first.image_id(), second.image_id());
+}
+
+#[test]
+fn exec_form_is_escaped_and_source_date_epoch_clamps_the_run_layer() {
+    let hcs = Hcs::new();
+    let fixture = tempfile::tempdir().unwrap();
+    run_fixture(fixture.path());
+    let line = r#"cmd /C "echo hi> C:\app\out.txt""#;
+    hcs.fake.script(
+        line,
+        Script::Diff {
+            diff: fixture.path().to_path_buf(),
+            lines: Vec::new(),
+        },
+    );
+    let mut req = hcs.env.request(
+        "FROM --platform=windows/amd64 local/winbase:1\nRUN [\"cmd\", \"/C\", \"echo hi> C:\\\\app\\\\out.txt\"]\n",
+    );
+    req.source_date_epoch = Some(100);
+    let built = hcs
+        .backend
+        .build(&req, &EventSink::discard())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(hcs.fake.ran.lock().unwrap()[0].process.command_line, line);
+    let layers = hcs.env.layers(&built);
+    let run = layers.last().unwrap();
+    assert!(run.iter().any(|e| e.line.starts_with("Files/app/out.txt ")));
+    for e in run {
+        let mtime: i64 = e.line.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(mtime <= 100, "{}", e.line);
+    }
+    let history = history(&hcs.env.config(&built));
+    assert_eq!(
+        history.last().unwrap(),
+        r"RUN cmd /C echo hi> C:\app\out.txt # buildkit"
+    );
+}
+
+#[test]
+fn a_layer_the_host_cannot_import_fails_the_step_naming_it() {
+    let hcs = Hcs::new();
+    hcs.fake.refuse_base.store(true, Ordering::SeqCst);
+    let err = hcs
+        .build("FROM --platform=windows/amd64 local/winbase:1\nRUN dir\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("Dockerfile:2"), "{err}");
+    assert!(
+        err.contains("importing layer sha256:")
+            && err.contains("(base layer): NotSupported: this host imports no base layers"),
+        "{err}"
+    );
+    assert!(hcs.fake.ran.lock().unwrap().is_empty());
 }
