@@ -335,6 +335,7 @@ fn run_becomes_the_layer_hcs_exported() {
     );
     assert_eq!(*hcs.fake.imported.lock().unwrap(), [(2, 1)]);
     assert_eq!(*hcs.fake.removed.lock().unwrap(), 1);
+    build_support::assert_fsck_clean(env.store());
 }
 
 #[test]
