@@ -16,7 +16,8 @@ pub enum BackendKind {
     /// A kiln daemon (`kiln serve`, the `kiln-remote` crate), where the
     /// caller has configured one.
     Remote,
-    /// Windows' Host Compute Service, on a Windows host (not implemented).
+    /// Windows' Host Compute Service, on a Windows host (`kiln_native::HcsBackend`;
+    /// refused elsewhere).
     Hcs,
 }
 
@@ -68,11 +69,13 @@ impl BackendKind {
         }
     }
 
-    /// For a backend kiln does not implement, why it cannot be used and
-    /// where such a build can run; `None` for the implemented ones.
+    /// For a backend kiln does not implement, or does not build for this
+    /// host (hcs off Windows), why it cannot be used and where such a build
+    /// can run; `None` for the ones a caller can open here.
     pub fn not_implemented(self) -> Option<Unavailable> {
         match self {
             BackendKind::Native | BackendKind::Buildah | BackendKind::Remote => None,
+            BackendKind::Hcs if cfg!(windows) => None,
             BackendKind::Hcs => Some(hcs_missing()),
         }
     }
@@ -88,13 +91,12 @@ impl BackendKind {
 }
 
 fn hcs_missing() -> Unavailable {
-    Unavailable::new(if cfg!(windows) {
-        "kiln does not implement the HCS backend yet; \
-         Windows images without RUN build with --backend native"
-    } else {
-        "HCS needs a Windows host, and kiln does not implement it yet; \
-         Windows images without RUN build here with --backend native"
-    })
+    Unavailable::new(format!(
+        "HCS needs a Windows host, and this one is {}; Windows images without RUN \
+         build here with --backend native (kiln's HCS backend is tested on Linux \
+         only, against a fake host)",
+        std::env::consts::OS
+    ))
 }
 
 impl BackendKind {

@@ -248,6 +248,7 @@ fn backends_lists_each_with_availability() {
         "{out}"
     );
     assert!(line("hcs").contains("HCS needs a Windows host"), "{out}");
+    assert!(line("hcs").contains("tested on Linux only"), "{out}");
     assert!(
         out.contains("Builds use native (this host's default)."),
         "{out}"

@@ -42,6 +42,9 @@ pub struct NativeBackend {
     store: Store,
     registry: ClientOptions,
     snapshotter: Option<kiln_snapshot::DriverKind>,
+    /// Runs RUN steps of Windows images (the HCS backend); `None` refuses
+    /// them.
+    windows_host: Option<crate::hcs::Host>,
 }
 
 impl NativeBackend {
@@ -51,7 +54,18 @@ impl NativeBackend {
             store,
             registry,
             snapshotter: None,
+            windows_host: None,
         }
+    }
+
+    /// Runs RUN steps of Windows images on `host` (what
+    /// [`crate::HcsBackend`] is); without one they answer NotSupported.
+    pub fn with_windows_host(
+        mut self,
+        host: std::sync::Arc<dyn crate::hcs::ComputeHost>,
+    ) -> NativeBackend {
+        self.windows_host = Some(crate::hcs::Host(host));
+        self
     }
 
     /// Forces RUN's snapshotter (overlayfs, or the copying one) instead of
@@ -426,6 +440,10 @@ impl NativeBackend {
                 source: e,
             })?;
         let exec = Exec::new(&self.store, req.runtime.clone(), self.snapshotter);
+        let windows = self
+            .windows_host
+            .as_ref()
+            .map(|h| crate::run::windows::WindowsExec::new(&self.store, h.0.clone()));
         let mut cache =
             BuildCache::open(self.store.root(), req.no_cache, req.no_cache_filter.clone())
                 .map_err(|e| BuildError::Request(format!("opening the build cache: {e}")))?;
@@ -455,6 +473,7 @@ impl NativeBackend {
             now,
             scratch: scratch.path(),
             exec: &exec,
+            windows: windows.as_ref(),
             secrets: &req.secrets,
             ssh: &req.ssh,
             allow_network_host: req.allow_network_host,

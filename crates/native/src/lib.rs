@@ -47,6 +47,7 @@ mod base;
 mod cache;
 pub mod copy;
 mod export;
+pub mod hcs;
 pub mod imagefs;
 mod run;
 pub mod solver;
@@ -56,4 +57,5 @@ mod transfer;
 
 pub use backend::{availability, NativeBackend};
 pub use cache::open_index as open_cache_index;
+pub use hcs::HcsBackend;
 pub use run::{reclaim, Reclaimed};

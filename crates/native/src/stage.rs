@@ -61,6 +61,9 @@ pub(crate) struct StageContext<'a> {
     pub(crate) scratch: &'a Path,
     /// Snapshots and the OCI runtime, for RUN.
     pub(crate) exec: &'a Exec,
+    /// RUN in Windows images, on the HCS backend; `None` elsewhere, where
+    /// such a step answers NotSupported.
+    pub(crate) windows: Option<&'a crate::run::windows::WindowsExec>,
     /// `--secret`s by id.
     pub(crate) secrets: &'a BTreeMap<String, SecretSource>,
     /// `--ssh` agent sockets by id.

@@ -131,10 +131,14 @@ impl BackendArg {
                     .with_snapshotter(crate::env::snapshotter()?),
             ),
             BackendKind::Buildah => Box::new(kiln_buildah::BuildahBackend::new(store, registry)),
-            // `ensure_implemented` has refused these with its reason.
-            BackendKind::Remote | BackendKind::Hcs => {
-                anyhow::bail!("backend {kind} is not implemented")
-            }
+            #[cfg(windows)]
+            BackendKind::Hcs => Box::new(kiln_native::HcsBackend::on_this_host(store, registry)),
+            // `check` has refused hcs off Windows with its reason: its host
+            // is HCS itself.
+            #[cfg(not(windows))]
+            BackendKind::Hcs => anyhow::bail!("backend {kind} needs a Windows host"),
+            // Opened above, on its daemon.
+            BackendKind::Remote => anyhow::bail!("backend {kind} needs a daemon"),
         })
     }
 }
@@ -150,9 +154,7 @@ fn availability(kind: BackendKind) -> Result<String, Unavailable> {
             Ok(None) => Err(no_daemon()),
             Err(e) => Err(Unavailable::new(e.to_string())),
         },
-        BackendKind::Hcs => Err(kind
-            .not_implemented()
-            .unwrap_or_else(|| Unavailable::new(format!("{kind} is not implemented")))),
+        BackendKind::Hcs => kiln_native::hcs::availability(),
     }
 }
 

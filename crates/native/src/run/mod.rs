@@ -5,7 +5,9 @@
 //! ([`kiln_runtime`]), both found the first time a build runs a RUN step,
 //! so builds without one never probe overlayfs or runc. An image for an OS
 //! this host cannot run gets [`ForeignOs`], which answers NotSupported and
-//! says where such a step can run.
+//! says where such a step can run; on the HCS backend a Windows image's
+//! steps go to [`windows::WindowsExec`] instead, whose result is a finished
+//! Windows layer rather than a list of changes.
 //!
 //! Disk layout under `KILN_ROOT`: `snapshots/` (unpacked layers keyed by
 //! diff_id, and the writable snapshots of running steps), `runtime/` (the
@@ -14,6 +16,7 @@
 
 pub(crate) mod mounts;
 mod ssh;
+pub(crate) mod windows;
 
 use kiln_oci::{Digest, ImageOs, LayerEntry, Platform};
 use kiln_runtime::{ContainerSpec, RunOutcome, Runtime, Stream};

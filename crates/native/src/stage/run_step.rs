@@ -6,6 +6,8 @@
 //! what the snapshot gained; the history text is BuildKit's, build args
 //! included as `|N k=v …`.
 
+mod windows;
+
 use super::copy_step::From;
 use super::{StageContext, StageOutput, State, StepAt};
 use crate::run;
@@ -43,9 +45,26 @@ impl State {
         } = *at;
         let line = step.command.start_line;
         let fail = |m: String| ctx.error_at(line, ErrorKind::Io, m, None);
-        let executor = run::executor_for(ctx.exec, &stage.platform);
+        // A stage is a Windows one when its base image is, whatever
+        // platform the stage was planned for (`FROM <windows image>` without
+        // --platform plans linux): its programs need a Windows host.
+        let platform = if self.is_windows() {
+            kiln_oci::Platform {
+                os: "windows".into(),
+                ..stage.platform.clone()
+            }
+        } else {
+            stage.platform.clone()
+        };
+        if let Some(exec) = ctx
+            .windows
+            .filter(|_| run::windows::WindowsExec::supports(&platform))
+        {
+            return self.windows_run(at, instr, exec);
+        }
+        let executor = run::executor_for(ctx.exec, &platform);
         executor
-            .supports(&stage.platform)
+            .supports(&platform)
             .map_err(|u| not_supported(ctx, line, &u.message, &u.help))?;
         if !rustix::process::geteuid().is_root() {
             // The CLI re-executes a user with subordinate ids in a user
