@@ -56,11 +56,18 @@ impl BackendKind {
     }
 
     /// The backend for a build: `explicit` (`--backend`), else `from_env`
-    /// (the value of `KILN_BACKEND`, read by the caller), else
-    /// [`BackendKind::host_default`]. The error names the flag or the
-    /// variable that was wrong.
-    pub fn select(explicit: Option<&str>, from_env: Option<&str>) -> Result<BackendKind, String> {
+    /// (the value of `KILN_BACKEND`, read by the caller), else `remote`
+    /// when the caller has a kiln daemon configured (`daemon`: builds this
+    /// host cannot run, another OS's RUN or another architecture's, go
+    /// there), else [`BackendKind::host_default`]. The error names the flag
+    /// or the variable that was wrong.
+    pub fn select(
+        explicit: Option<&str>,
+        from_env: Option<&str>,
+        daemon: bool,
+    ) -> Result<BackendKind, String> {
         match (explicit, from_env) {
+            (None, None) if daemon => Ok(BackendKind::Remote),
             (Some(name), _) => BackendKind::parse(name).map_err(|e| format!("--backend: {e}")),
             (None, Some(name)) => {
                 BackendKind::parse(name).map_err(|e| format!("KILN_BACKEND: {e}"))
@@ -148,15 +155,23 @@ mod tests {
     #[test]
     fn flag_wins_over_environment_over_default() {
         assert_eq!(
-            BackendKind::select(Some("buildah"), Some("native")),
+            BackendKind::select(Some("buildah"), Some("native"), true),
             Ok(BackendKind::Buildah)
         );
         assert_eq!(
-            BackendKind::select(None, Some("buildah")),
+            BackendKind::select(None, Some("buildah"), true),
             Ok(BackendKind::Buildah)
         );
-        assert_eq!(BackendKind::select(None, None), Ok(BackendKind::Native));
-        assert!(BackendKind::select(None, Some("docker"))
+        assert_eq!(
+            BackendKind::select(None, None, false),
+            Ok(BackendKind::Native)
+        );
+        // A configured daemon is the default, below the flag and variable.
+        assert_eq!(
+            BackendKind::select(None, None, true),
+            Ok(BackendKind::Remote)
+        );
+        assert!(BackendKind::select(None, Some("docker"), false)
             .unwrap_err()
             .starts_with("KILN_BACKEND: unknown backend \"docker\""));
     }

@@ -260,6 +260,32 @@ fn backends_lists_each_with_availability() {
         "{env}"
     );
 
+    // A configured daemon is the default, and KILN_BACKEND still wins.
+    let gone = tempfile::tempdir().unwrap();
+    let daemon = format!("unix://{}/kiln.sock", gone.path().display());
+    let remote = ok(kiln().arg("backends").env("KILN_REMOTE", &daemon));
+    assert!(
+        remote.contains("Builds use remote (KILN_REMOTE names a kiln daemon)."),
+        "{remote}"
+    );
+    let native = ok(kiln()
+        .arg("backends")
+        .env("KILN_REMOTE", &daemon)
+        .env("KILN_BACKEND", "native"));
+    assert!(
+        native.contains("Builds use native (from KILN_BACKEND)."),
+        "{native}"
+    );
+    // And a build goes there: this one finds no daemon at that socket.
+    std::fs::write(gone.path().join("Dockerfile"), "FROM scratch\n").unwrap();
+    let out = run(kiln()
+        .arg("build")
+        .arg(gone.path())
+        .env("KILN_ROOT", gone.path().join("root"))
+        .env("KILN_REMOTE", &daemon));
+    assert!(!out.status.success());
+    assert!(text(&out).contains("kiln.sock"), "{}", text(&out));
+
     // Without buildah on PATH, it says so.
     let empty = tempfile::tempdir().unwrap();
     let missing = ok(kiln().arg("backends").env("PATH", empty.path()));

@@ -80,8 +80,12 @@ pub struct BackendArg {
 impl BackendArg {
     /// The backend asked for, else `$KILN_BACKEND`, else the host's.
     pub(crate) fn kind(&self) -> anyhow::Result<BackendKind> {
-        BackendKind::select(self.backend.as_deref(), crate::env::backend().as_deref())
-            .map_err(anyhow::Error::msg)
+        BackendKind::select(
+            self.backend.as_deref(),
+            crate::env::backend().as_deref(),
+            self.remote.is_some() || crate::env::remote().is_some(),
+        )
+        .map_err(anyhow::Error::msg)
     }
 
     /// The daemon `--remote*` (else `KILN_REMOTE*`) names, if any.
@@ -237,6 +241,9 @@ fn list() -> anyhow::Result<ExitCode> {
     }
     match (chosen, crate::env::backend()) {
         (Ok(kind), Some(_)) => outln!("Builds use {kind} (from KILN_BACKEND)."),
+        (Ok(BackendKind::Remote), None) => {
+            outln!("Builds use remote (KILN_REMOTE names a kiln daemon).")
+        }
         (Ok(kind), None) => outln!("Builds use {kind} (this host's default)."),
         (Err(e), _) => outln!("Builds fail: {e}"),
     }
