@@ -197,23 +197,7 @@ impl State {
             return Err(BuildError::Cancelled);
         }
         if !status.success() {
-            let what = format!("exit code: {}", status.code);
-            let mut err = kiln_frontend::Error::new(
-                ErrorKind::Io,
-                format!(
-                    "process \"{}\" did not complete successfully: {what}",
-                    argv.join(" ")
-                ),
-            );
-            if !tail.is_empty() {
-                err.help = Some(format!(
-                    "its last output lines:\n{}",
-                    tail.iter()
-                        .map(|l| format!("  {l}"))
-                        .collect::<Vec<_>>()
-                        .join("\n")
-                ));
-            }
+            let err = process_failed(&argv.join(" "), status.code.into(), &tail);
             return Err(ctx.ast.error_at(err, line, Some("RUN")).into());
         }
         // Mounts go first: an rw bind or cache must not be written to while
@@ -384,4 +368,23 @@ fn not_supported(ctx: &StageContext, line: usize, message: &str, help: &str) -> 
     let mut err = kiln_frontend::Error::new(ErrorKind::NotSupported, message);
     err.help = Some(help.into());
     ctx.ast.error_at(err, line, Some("RUN")).into()
+}
+
+/// A RUN whose process exited with `code`: BuildKit's wording, with the
+/// last lines of its output (`tail`) as the help, for either executor.
+fn process_failed(command: &str, code: i64, tail: &VecDeque<String>) -> kiln_frontend::Error {
+    let mut err = kiln_frontend::Error::new(
+        ErrorKind::Io,
+        format!("process \"{command}\" did not complete successfully: exit code: {code}"),
+    );
+    if !tail.is_empty() {
+        err.help = Some(format!(
+            "its last output lines:\n{}",
+            tail.iter()
+                .map(|l| format!("  {l}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        ));
+    }
+    err
 }

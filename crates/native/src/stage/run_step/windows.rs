@@ -95,22 +95,7 @@ impl State {
         }
         let code = code.map_err(|e| fail(format!("RUN {}: {e}", process.command_line)))?;
         if code != 0 {
-            let mut err = kiln_frontend::Error::new(
-                ErrorKind::Io,
-                format!(
-                    "process \"{}\" did not complete successfully: exit code: {code}",
-                    process.command_line
-                ),
-            );
-            if !tail.is_empty() {
-                err.help = Some(format!(
-                    "its last output lines:\n{}",
-                    tail.iter()
-                        .map(|l| format!("  {l}"))
-                        .collect::<Vec<_>>()
-                        .join("\n")
-                ));
-            }
+            let err = super::process_failed(&process.command_line, code.into(), &tail);
             return Err(ctx.ast.error_at(err, line, Some("RUN")).into());
         }
         let layer = root
