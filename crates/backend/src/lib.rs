@@ -56,6 +56,15 @@ pub trait BuildBackend: Send + Sync {
     fn is_available(&self) -> Result<String, Unavailable>;
     /// Runs the build `req` describes, reporting to `events`.
     fn build(&self, req: &BuildRequest, events: &EventSink) -> Result<BuiltImage, BuildError>;
+    /// What of its build context `req`'s build can read, when the backend
+    /// can tell before building: paths relative to the context, each a
+    /// file or a directory with everything under it. `None` (the default)
+    /// is all of it. A remote client sends only these, as BuildKit's
+    /// front end asks for only the paths a Dockerfile follows.
+    fn context_paths(&self, req: &BuildRequest) -> Result<Option<Vec<String>>, BuildError> {
+        let _ = req;
+        Ok(None)
+    }
     /// Gives `image` another name, `new_name`, which is parsed after the
     /// image is found, so a missing image is reported first.
     fn tag(&self, image: &str, new_name: &str) -> Result<(), BuildError>;

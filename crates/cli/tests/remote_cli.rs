@@ -327,6 +327,31 @@ fn a_build_over_mutual_tls_comes_home_and_a_second_uploads_nothing() {
         daemon.log()
     );
 
+    // A Dockerfile that reads one directory sends only it (and its
+    // parents): the daemon plans the build and names what it reads, so
+    // the big file beside it is neither hashed into the list nor sent.
+    let narrow = context(d, "narrow", "FROM localhost/bb\nCOPY sub/ /sub/\n");
+    std::fs::write(d.join(&narrow).join("unused.bin"), vec![1u8; 1 << 20]).unwrap();
+    let out = run(
+        d,
+        &env,
+        &["build", "--progress=plain", "-t", "out:3", &narrow],
+    );
+    let stderr = ok(&out);
+    assert!(
+        stderr.contains("context: 2 entries, 0 of 1 files uploaded"),
+        "{stderr}"
+    );
+    let files = last_layer_files(d, "out:3");
+    assert!(
+        files
+            .iter()
+            .any(|(p, b)| p.trim_start_matches("./") == "sub/b.txt" && b == b"b\n"),
+        "{:?}",
+        files.iter().map(|f| &f.0).collect::<Vec<_>>()
+    );
+    assert_eq!(daemon.log().matches("stored context blob").count(), 4);
+
     // `kiln backends` sees the daemon.
     let out = run(d, &env, &["backends"]);
     let stdout = String::from_utf8_lossy(&out.stdout);

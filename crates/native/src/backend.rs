@@ -90,6 +90,38 @@ impl BuildBackend for NativeBackend {
         availability()
     }
 
+    /// The plan with its bases (their ONBUILD triggers included), per
+    /// platform: what its COPY and ADD sources and RUN bind mounts take from
+    /// the context.
+    fn context_paths(&self, req: &BuildRequest) -> Result<Option<Vec<String>>, BuildError> {
+        let ast = kiln_frontend::parse(&req.dockerfile.name, &req.dockerfile.bytes)?;
+        let client = Client::new(self.registry.clone());
+        let events = EventSink::discard();
+        let bases = Bases::new(&self.store, &client, req.pull, &req.build_contexts, &events);
+        let platforms: Vec<Option<&Platform>> = if req.platforms.is_empty() {
+            vec![req.platform.as_ref()]
+        } else {
+            req.platforms.iter().map(Some).collect()
+        };
+        let mut paths = std::collections::BTreeSet::new();
+        for platform in platforms {
+            let mut options = ResolveOptions {
+                build_args: req.build_args.clone(),
+                target: req.target.clone(),
+                ..ResolveOptions::default()
+            };
+            if let Some(p) = platform {
+                options.target_platform = p.clone();
+            }
+            let (_, plan) = plan_with_bases(ast.clone(), &mut options, &bases)?;
+            match context_reads(&plan) {
+                Some(read) => paths.extend(read),
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(paths.into_iter().collect()))
+    }
+
     fn tag(&self, image: &str, new_name: &str) -> Result<(), BuildError> {
         store_images::tag(&self.store, image, new_name)
     }
@@ -593,6 +625,57 @@ fn load_ignore(req: &BuildRequest) -> Result<Matcher, BuildError> {
     Ok(dockerignore::load(dir, &dockerfile)?)
 }
 
+/// The parts of the main context `plan` reads: each COPY or ADD source
+/// (not `--from`, not a URL) and each RUN bind mount without `from`, cut
+/// at its first wildcard, so a pattern reads the directory it starts in;
+/// `None` when one of them reads the whole context.
+fn context_reads(plan: &BuildPlan) -> Option<Vec<String>> {
+    use kiln_frontend::instructions::{Instruction, MountType, Source};
+    let mut reads = Vec::new();
+    for step in plan.stages.iter().flat_map(|s| &s.steps) {
+        let sources: Vec<&str> = match &step.command.instruction {
+            Instruction::Copy(c) if c.from.is_none() => c
+                .sources
+                .iter()
+                .filter_map(|s| match s {
+                    Source::Path(p) => Some(p.as_str()),
+                    Source::Heredoc(_) => None,
+                })
+                .collect(),
+            Instruction::Add(a) => a
+                .sources
+                .iter()
+                .filter_map(|s| match s {
+                    Source::Path(p)
+                        if !crate::copy::is_remote_http(p) && !crate::copy::is_remote_git(p) =>
+                    {
+                        Some(p.as_str())
+                    }
+                    _ => None,
+                })
+                .collect(),
+            _ => step
+                .mounts
+                .iter()
+                .filter(|m| m.kind == MountType::Bind && m.from.is_empty())
+                .map(|m| m.source.as_str())
+                .collect(),
+        };
+        for source in sources {
+            let fixed: Vec<&str> = source
+                .split('/')
+                .filter(|c| !c.is_empty() && *c != ".")
+                .take_while(|c| !c.contains(['*', '?', '[', '\\']))
+                .collect();
+            if fixed.is_empty() || fixed.contains(&"..") {
+                return None;
+            }
+            reads.push(fixed.join("/"));
+        }
+    }
+    Some(reads)
+}
+
 /// Resolves once to find the base images, fetches them, then resolves
 /// again with their ENV and ONBUILD triggers. Returns the AST the plan's
 /// steps refer to (with the triggers in it).
@@ -634,4 +717,51 @@ fn plan_with_bases(
     };
     let plan = stages::resolve(&ast, options)?;
     Ok((ast, plan))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reads(dockerfile: &str) -> Option<Vec<String>> {
+        let ast = kiln_frontend::parse("Dockerfile", dockerfile.as_bytes()).unwrap();
+        let plan = stages::resolve(&ast, &ResolveOptions::default()).unwrap();
+        context_reads(&plan)
+    }
+
+    #[test]
+    fn a_plan_reads_its_copy_sources_and_bind_mounts_up_to_their_wildcards() {
+        assert_eq!(
+            reads(
+                "FROM scratch AS other\n\
+                 FROM scratch\n\
+                 ARG DIR=docs\n\
+                 COPY ./app/main.rs /src/\n\
+                 ADD https://example.com/x /x\n\
+                 COPY --from=other /a /b\n\
+                 COPY src/*.txt ${DIR}/ /d/\n\
+                 COPY <<EOF /note\nhi\nEOF\n\
+                 RUN --mount=type=bind,source=tools,target=/t true\n\
+                 RUN --mount=type=cache,target=/c true\n"
+            ),
+            Some(vec![
+                "app/main.rs".to_string(),
+                "src".to_string(),
+                "docs".to_string(),
+                "tools".to_string(),
+            ])
+        );
+    }
+
+    #[test]
+    fn reading_the_whole_context_reads_everything() {
+        assert_eq!(reads("FROM scratch\nCOPY . /app\n"), None);
+        assert_eq!(reads("FROM scratch\nCOPY *.txt /app/\n"), None);
+        assert_eq!(
+            reads("FROM scratch\nRUN --mount=type=bind,target=/s true\n"),
+            None
+        );
+        assert_eq!(reads("FROM scratch\nCOPY ../x /app/\n"), None);
+        assert_eq!(reads("FROM scratch\nENV A=b\n"), Some(vec![]));
+    }
 }

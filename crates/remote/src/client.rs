@@ -4,7 +4,8 @@
 use crate::context::{self, LocalContext};
 use crate::net::{client_config, server_name, Endpoint, TlsFiles};
 use crate::proto::{
-    self, BuildSpec, ErrorBody, ErrorKind, Frame, Info, MissingRequest, MissingResponse, WireImage,
+    self, BuildSpec, ContextPathsResponse, ErrorBody, ErrorKind, Frame, Info, MissingRequest,
+    MissingResponse, WireImage,
 };
 use crate::server::compression_text;
 use crate::Error;
@@ -25,7 +26,7 @@ use kiln_backend::{
 use kiln_oci::reference::Reference;
 use kiln_store::{ArchiveImage, Store};
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -265,6 +266,15 @@ impl Connection {
     /// `GET /v1/info`.
     pub async fn info(&mut self) -> Result<Info, Error> {
         self.json(Method::GET, "/v1/info", Vec::new()).await
+    }
+
+    /// `POST /v1/context-paths`: what of its context the build `spec`
+    /// reads (`None`: all of it).
+    pub async fn context_paths(&mut self, spec: &BuildSpec) -> Result<Option<Vec<String>>, Error> {
+        let body = serde_json::to_vec(spec).unwrap_or_default();
+        let answer: ContextPathsResponse =
+            self.json(Method::POST, "/v1/context-paths", body).await?;
+        Ok(answer.paths)
     }
 
     /// `POST /v1/blobs/missing`: the digests the daemon lacks.
@@ -567,12 +577,18 @@ impl RemoteBackend {
         &self,
         req: &BuildRequest,
         mut spec: BuildSpec,
-        local: Option<LocalContext>,
+        local: Option<(PathBuf, PathBuf)>,
         events: &EventSink,
         archive: &Path,
     ) -> Result<Box<WireImage>, BuildError> {
         let mut conn = self.client.connect().await.map_err(to_build_error)?;
-        if let Some(local) = local {
+        if let Some((dir, dockerfile)) = local {
+            // Only what the build reads goes: the daemon plans the build
+            // (its bases' ONBUILD triggers included) and names it.
+            let reads = conn.context_paths(&spec).await.map_err(to_build_error)?;
+            let local: LocalContext =
+                tokio::task::block_in_place(|| context::scan(&dir, &dockerfile, reads.as_deref()))
+                    .map_err(to_build_error)?;
             let digests: Vec<String> = local.files.keys().cloned().collect();
             let missing = conn.missing(digests).await.map_err(to_build_error)?;
             // The counts are the test of "only what the daemon lacks": a
@@ -669,7 +685,7 @@ impl RemoteBackend {
                     .path
                     .clone()
                     .unwrap_or_else(|| dir.join("Dockerfile"));
-                Some(context::scan(dir, &dockerfile).map_err(to_build_error)?)
+                Some((dir.clone(), dockerfile))
             }
         };
         let scratch = tempfile::Builder::new()

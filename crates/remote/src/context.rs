@@ -33,15 +33,84 @@ pub struct LocalContext {
 /// `.dockerignore` (or `<dockerfile>.dockerignore`) excludes are left out,
 /// and each regular file is hashed. Sockets, FIFOs and devices are left
 /// out too: a context cannot carry them (BuildKit's COPY skips them).
-pub fn scan(dir: &Path, dockerfile: &Path) -> Result<LocalContext, Error> {
+///
+/// With `reads` (what the build reads, from the daemon), only those paths,
+/// their parent directories and what lies under them are walked and hashed;
+/// a symlink among them brings its target in too, as COPY follows a
+/// source's links within the context.
+pub fn scan(
+    dir: &Path,
+    dockerfile: &Path,
+    reads: Option<&[String]>,
+) -> Result<LocalContext, Error> {
     let matcher = dockerignore::load(dir, dockerfile).map_err(|e| Error::Config(e.to_string()))?;
-    let mut out = LocalContext::default();
-    walk(dir, "", &matcher, &mut out)?;
-    out.entries.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(out)
+    let mut wanted: Option<Vec<String>> = reads.map(<[String]>::to_vec);
+    loop {
+        let mut out = LocalContext::default();
+        walk(dir, "", &matcher, wanted.as_deref(), &mut out)?;
+        out.entries.sort_by(|a, b| a.path.cmp(&b.path));
+        let Some(list) = &mut wanted else {
+            return Ok(out);
+        };
+        let before = list.len();
+        for entry in &out.entries {
+            if let Some(target) = entry
+                .target
+                .as_deref()
+                .and_then(|t| link_target(&entry.path, t))
+            {
+                if !wants(list, &target) {
+                    list.push(target);
+                }
+            }
+        }
+        if list.len() == before {
+            return Ok(out);
+        }
+    }
 }
 
-fn walk(dir: &Path, rel: &str, matcher: &Matcher, out: &mut LocalContext) -> Result<(), Error> {
+/// `path` is read (or leads to what is): it is one of `reads`, under one,
+/// or a directory above one.
+fn wants(reads: &[String], path: &str) -> bool {
+    reads.iter().any(|r| {
+        r.is_empty()
+            || path == r
+            || path
+                .strip_prefix(r.as_str())
+                .is_some_and(|rest| rest.starts_with('/'))
+            || r.strip_prefix(path)
+                .is_some_and(|rest| rest.starts_with('/'))
+    })
+}
+
+/// Where the link at `path` (context-relative) with `target` points, as a
+/// context-relative path: the engine resolves links inside the context,
+/// so an absolute target starts at its root and `..` stops there.
+fn link_target(path: &str, target: &str) -> Option<String> {
+    let mut parts: Vec<&str> = match (target.starts_with('/'), path.rsplit_once('/')) {
+        (true, _) | (false, None) => Vec::new(),
+        (false, Some((parent, _))) => parent.split('/').collect(),
+    };
+    for c in target.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    (!parts.is_empty()).then(|| parts.join("/"))
+}
+
+fn walk(
+    dir: &Path,
+    rel: &str,
+    matcher: &Matcher,
+    reads: Option<&[String]>,
+    out: &mut LocalContext,
+) -> Result<(), Error> {
     let here = if rel.is_empty() {
         dir.to_path_buf()
     } else {
@@ -65,6 +134,9 @@ fn walk(dir: &Path, rel: &str, matcher: &Matcher, out: &mut LocalContext) -> Res
         } else {
             format!("{rel}/{name}")
         };
+        if reads.is_some_and(|r| !wants(r, &path)) {
+            continue;
+        }
         let full = dir.join(&path);
         let meta = fs::symlink_metadata(&full).map_err(Error::io("reading", &full))?;
         let excluded = matcher.is_excluded(&path);
@@ -85,7 +157,7 @@ fn walk(dir: &Path, rel: &str, matcher: &Matcher, out: &mut LocalContext) -> Res
             if !excluded {
                 out.entries.push(entry(EntryKind::Dir, 0, None, None));
             }
-            walk(dir, &path, matcher, out)?;
+            walk(dir, &path, matcher, reads, out)?;
         } else if excluded {
             continue;
         } else if ft.is_symlink() {
@@ -360,7 +432,7 @@ mod tests {
         fs::write(s.join(".dockerignore"), "skip\n*.log\n").unwrap();
         fs::write(s.join("debug.log"), "log").unwrap();
         std::os::unix::fs::symlink("a.txt", s.join("app/link")).unwrap();
-        let ctx = scan(s, &s.join("Dockerfile")).unwrap();
+        let ctx = scan(s, &s.join("Dockerfile"), None).unwrap();
         let paths: Vec<&str> = ctx.entries.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(
             paths,
@@ -402,6 +474,50 @@ mod tests {
             fs::metadata(s.join("app/a.txt")).unwrap().mtime()
         );
         assert!(!o.join("skip").exists() && !o.join("debug.log").exists());
+    }
+
+    #[test]
+    fn a_scan_for_what_a_build_reads_walks_that_its_parents_and_link_targets() {
+        let src = tempfile::tempdir().unwrap();
+        let s = src.path();
+        fs::create_dir_all(s.join("app/sub")).unwrap();
+        fs::create_dir_all(s.join("big")).unwrap();
+        fs::create_dir_all(s.join("shared")).unwrap();
+        fs::write(s.join("app/sub/main.rs"), "fn main() {}").unwrap();
+        fs::write(s.join("big/unused.bin"), vec![7u8; 4096]).unwrap();
+        fs::write(s.join("shared/lib.rs"), "lib").unwrap();
+        fs::write(s.join("top.txt"), "top").unwrap();
+        std::os::unix::fs::symlink("../shared/lib.rs", s.join("app/lib.rs")).unwrap();
+        let reads = ["app".to_string()];
+        let ctx = scan(s, &s.join("Dockerfile"), Some(&reads)).unwrap();
+        let paths: Vec<&str> = ctx.entries.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "app",
+                "app/lib.rs",
+                "app/sub",
+                "app/sub/main.rs",
+                "shared",
+                "shared/lib.rs"
+            ]
+        );
+        assert_eq!(ctx.files.len(), 2);
+        // Without a list, everything goes.
+        let all = scan(s, &s.join("Dockerfile"), None).unwrap();
+        assert_eq!(all.entries.len(), 9);
+    }
+
+    #[test]
+    fn link_targets_stay_inside_the_context() {
+        assert_eq!(link_target("a/b/l", "../c").as_deref(), Some("a/c"));
+        assert_eq!(link_target("a/l", "/etc/x").as_deref(), Some("etc/x"));
+        assert_eq!(link_target("l", "../../x").as_deref(), Some("x"));
+        assert_eq!(link_target("a/l", ".."), None);
+        assert!(wants(&["a/b".into()], "a"));
+        assert!(wants(&["a/b".into()], "a/b/c"));
+        assert!(!wants(&["a/b".into()], "a/bc"));
+        assert!(!wants(&["a/b".into()], "c"));
     }
 
     #[test]

@@ -81,6 +81,16 @@ pub struct MissingResponse {
     pub missing: Vec<String>,
 }
 
+/// `POST /v1/context-paths` answer: what of its context the build in the
+/// request reads, as the daemon's backend plans it (with its base images'
+/// ONBUILD triggers).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContextPathsResponse {
+    /// Paths relative to the context, each a file or a directory with
+    /// everything under it; `None`: the whole context.
+    pub paths: Option<Vec<String>>,
+}
+
 /// `PUT /v1/blobs/{digest}` answer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlobStored {

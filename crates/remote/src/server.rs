@@ -10,8 +10,8 @@
 
 use crate::context::{materialise, BlobCache};
 use crate::proto::{
-    BlobStored, BuildSpec, ErrorBody, ErrorKind, Frame, Info, MissingRequest, MissingResponse,
-    WireImage,
+    BlobStored, BuildSpec, ContextPathsResponse, ErrorBody, ErrorKind, Frame, Info, MissingRequest,
+    MissingResponse, WireImage,
 };
 use crate::Error;
 use base64::Engine as _;
@@ -166,6 +166,7 @@ async fn route(inner: Arc<Inner>, req: Request<Incoming>) -> Response<Body> {
     let result = match (&method, parts.as_slice()) {
         (&Method::GET, ["", "v1", "info"]) => info(&inner).await,
         (&Method::POST, ["", "v1", "blobs", "missing"]) => missing(&inner, req).await,
+        (&Method::POST, ["", "v1", "context-paths"]) => context_paths(&inner, req).await,
         (&Method::PUT, ["", "v1", "blobs", digest]) => put_blob(&inner, digest, req).await,
         (&Method::POST, ["", "v1", "builds"]) => build(&inner, req).await,
         (&Method::GET, ["", "v1", "results", id]) => result(&inner, id).await,
@@ -252,6 +253,22 @@ async fn missing(inner: &Inner, req: Request<Incoming>) -> Result<Response<Body>
     let asked: MissingRequest = read_json(req).await?;
     let missing = inner.cache.missing(&asked.digests)?;
     Ok(json_response(StatusCode::OK, &MissingResponse { missing }))
+}
+
+/// What of its context the build in the request reads: the backend plans
+/// it (pulling its base images, which the build then finds in the store).
+async fn context_paths(inner: &Inner, req: Request<Incoming>) -> Result<Response<Body>, Error> {
+    let spec: BuildSpec = read_json(req).await?;
+    let request = to_request(&spec, None, None)?;
+    let factory = inner.factory.clone();
+    let paths = tokio::task::spawn_blocking(move || factory()?.context_paths(&request))
+        .await
+        .map_err(|e| Error::Protocol(e.to_string()))?
+        .map_err(|e| Error::Remote(build_error_body(&e)))?;
+    Ok(json_response(
+        StatusCode::OK,
+        &ContextPathsResponse { paths },
+    ))
 }
 
 async fn put_blob(

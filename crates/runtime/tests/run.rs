@@ -302,16 +302,24 @@ fn containers_of_dead_owners_are_cleaned_up() {
     let mut child = std::process::Command::new("true").spawn().unwrap();
     let dead = child.id();
     child.wait().unwrap();
-    let mut spec = f.spec("sleep 100");
+    let mut spec = f.spec("echo up; sleep 100");
     spec.id = format!("kiln-stale-{dead}-0");
     let runtime = f.runtime.clone();
     let cancel = Arc::new(AtomicBool::new(false));
+    let (up, is_up) = std::sync::mpsc::channel();
     let running = {
         let (spec, cancel) = (spec.clone(), cancel.clone());
-        std::thread::spawn(move || runtime.run(&spec, &cancel, &mut |_, _| {}))
+        std::thread::spawn(move || {
+            runtime.run(&spec, &cancel, &mut |_, _| {
+                let _ = up.send(());
+            })
+        })
     };
-    // Wait for it to be listed, then clean up as any new kiln command
-    // would: from the state root alone, with no runtime detected.
+    // Wait until its process runs (a container still being created is
+    // no stale one: removing it then fails its `runc run` instead of
+    // killing it), then clean up as any new kiln command would: from the
+    // state root alone, with no runtime detected.
+    is_up.recv_timeout(Duration::from_secs(30)).unwrap();
     let mut removed = Vec::new();
     let live = |owner: &str| owner != dead.to_string();
     for _ in 0..100 {
