@@ -586,9 +586,12 @@ impl RemoteBackend {
             // Only what the build reads goes: the daemon plans the build
             // (its bases' ONBUILD triggers included) and names it.
             let reads = conn.context_paths(&spec).await.map_err(to_build_error)?;
-            let local: LocalContext =
-                tokio::task::block_in_place(|| context::scan(&dir, &dockerfile, reads.as_deref()))
-                    .map_err(to_build_error)?;
+            let local: LocalContext = tokio::task::spawn_blocking(move || {
+                context::scan(&dir, &dockerfile, reads.as_deref())
+            })
+            .await
+            .map_err(|e| BuildError::Request(format!("scanning the context: {e}")))?
+            .map_err(to_build_error)?;
             let digests: Vec<String> = local.files.keys().cloned().collect();
             let missing = conn.missing(digests).await.map_err(to_build_error)?;
             // The counts are the test of "only what the daemon lacks": a
