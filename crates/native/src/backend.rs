@@ -521,7 +521,6 @@ impl NativeBackend {
         if cancel.is_interrupted() {
             return Err(BuildError::Interrupted);
         }
-        cancel.finish();
         let mut done = solved?;
         let mut target = plan
             .stages

@@ -14,51 +14,83 @@ use std::sync::{Arc, Condvar, Mutex};
 
 /// Set when another stage failed or the build was interrupted: a running
 /// stage should stop at its next step.
-#[derive(Debug, Default)]
+///
+/// The caller's interrupt flag is read, never written: it may be shared by
+/// several builds (a pipeline's, and its signal handler), and a stage that
+/// fails in one must not stop the others. The build's own flag, which
+/// running steps poll, turns true on a failure here or, within
+/// [`MIRROR_EVERY`], on the caller's interrupt.
+#[derive(Debug)]
 pub struct Cancel {
     flag: Arc<AtomicBool>,
-    /// Whether a failing stage set `flag` (rather than someone outside).
+    /// The caller's interrupt flag (a signal handler's).
+    interrupt: Arc<AtomicBool>,
+    /// Whether a failing stage set `flag` (rather than an interrupt).
     by_failure: AtomicBool,
+    /// Stops the thread that copies `interrupt` into `flag`.
+    done: Arc<AtomicBool>,
+}
+
+/// How often the caller's interrupt is copied into the build's flag.
+const MIRROR_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
+
+impl Default for Cancel {
+    fn default() -> Cancel {
+        Cancel::new(Arc::default())
+    }
+}
+
+impl Drop for Cancel {
+    fn drop(&mut self) {
+        self.done.store(true, Ordering::SeqCst);
+    }
 }
 
 impl Cancel {
-    /// A cancel flag that someone else can set too (a signal handler).
-    pub fn new(flag: Arc<AtomicBool>) -> Cancel {
+    /// A build's cancel flag, set too when `interrupt` is (by a signal
+    /// handler, or another thread).
+    pub fn new(interrupt: Arc<AtomicBool>) -> Cancel {
+        let flag = Arc::new(AtomicBool::new(false));
+        let done = Arc::new(AtomicBool::new(false));
+        let (mirror, watched, stop) = (flag.clone(), interrupt.clone(), done.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                if watched.load(Ordering::SeqCst) {
+                    mirror.store(true, Ordering::SeqCst);
+                    return;
+                }
+                std::thread::sleep(MIRROR_EVERY);
+            }
+        });
         Cancel {
             flag,
+            interrupt,
             by_failure: AtomicBool::new(false),
+            done,
         }
     }
 
-    /// True when the flag was set from outside before any stage failed.
+    /// True when the build was interrupted from outside before any stage
+    /// failed.
     pub fn is_interrupted(&self) -> bool {
-        self.is_cancelled() && !self.by_failure.load(Ordering::SeqCst)
+        self.interrupt.load(Ordering::SeqCst) && !self.by_failure.load(Ordering::SeqCst)
     }
 
     /// True once the build is being cancelled.
     pub fn is_cancelled(&self) -> bool {
-        self.flag.load(Ordering::SeqCst)
+        self.flag.load(Ordering::SeqCst) || self.interrupt.load(Ordering::SeqCst)
     }
 
-    /// The flag itself, for code that polls it while waiting (a running
+    /// The build's flag, for code that polls it while waiting (a running
     /// container is killed when it turns true).
     pub fn flag(&self) -> &AtomicBool {
         &self.flag
     }
 
-    /// Ends the build's use of the flag: one set by a failing stage is put
-    /// back, so the caller's flag (shared with a signal handler, or reused
-    /// for the next build) does not read as an interrupt.
-    pub fn finish(&self) {
-        if self.by_failure.load(Ordering::SeqCst) {
-            self.flag.store(false, Ordering::SeqCst);
-        }
-    }
-
     fn set(&self) {
         // Stages stopped by an interrupt fail too; only the first setter
         // says why the build was cancelled.
-        if !self.flag.swap(true, Ordering::SeqCst) {
+        if !self.flag.swap(true, Ordering::SeqCst) && !self.interrupt.load(Ordering::SeqCst) {
             self.by_failure.store(true, Ordering::SeqCst);
         }
     }
@@ -148,6 +180,28 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failing_build_does_not_cancel_another_sharing_its_interrupt_flag() {
+        let interrupt = Arc::new(AtomicBool::new(false));
+        let (a, b) = (
+            Cancel::new(interrupt.clone()),
+            Cancel::new(interrupt.clone()),
+        );
+        a.set();
+        assert!(a.is_cancelled() && a.flag().load(Ordering::SeqCst) && !a.is_interrupted());
+        assert!(!b.is_cancelled() && !interrupt.load(Ordering::SeqCst));
+        interrupt.store(true, Ordering::SeqCst);
+        assert!(b.is_cancelled() && b.is_interrupted());
+        // Running steps poll the flag: the interrupt reaches it too.
+        for _ in 0..500 {
+            if b.flag().load(Ordering::SeqCst) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(b.flag().load(Ordering::SeqCst));
+    }
     use kiln_frontend::stages::{Base, Platform};
     use std::sync::Barrier;
     use std::time::Duration;

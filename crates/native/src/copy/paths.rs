@@ -75,6 +75,12 @@ pub(crate) fn split_wildcards(path: &str) -> (String, String) {
 /// Go's `filepath.Match`: `*` is any run of characters but `/`, `?` one
 /// character but `/`, `[a-z]`/`[^a-z]` classes, `\` escapes. A malformed
 /// pattern matches nothing.
+///
+/// Not `kiln_frontend::dockerignore`'s matcher, though both have classes:
+/// BuildKit matches COPY sources with Go's `filepath.Match`, where `[^a]`
+/// never matches `/`, and `.dockerignore` lines with moby's translation to
+/// regular expressions, where it does; one matcher would get one of them
+/// wrong.
 pub(crate) fn go_match(pattern: &str, name: &str) -> bool {
     let p: Vec<char> = pattern.chars().collect();
     let n: Vec<char> = name.chars().collect();

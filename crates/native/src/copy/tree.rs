@@ -15,7 +15,9 @@ use super::paths::{join, parent};
 use super::ErrorKind;
 use crate::imagefs::{FsKind, ImageFs};
 
-/// What a path is.
+/// What a path is, as COPY copies it: [`FsKind`] without hard links, which
+/// COPY keeps as a link key shared by the paths of one file
+/// ([`Node::link_key`]) whether they come from an image or the context.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum NodeKind {
     File,

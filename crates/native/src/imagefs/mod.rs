@@ -60,6 +60,10 @@ pub struct ImageFs {
 }
 
 /// What a path is.
+///
+/// Not `kiln_oci::EntryKind`, which is what a layer writer is given: that
+/// one carries where a file's bytes come from and whiteouts, this one what
+/// a merged image shows (a hard link's target by its path at the time).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FsKind {
     /// A regular file.
