@@ -225,6 +225,24 @@ enum Sink {
 }
 
 impl EventSink {
+    /// Reports how a build ended ([`BuildEvent::BuildComplete`] or
+    /// [`BuildEvent::BuildFailed`]) and hands `result` back: every
+    /// backend's `build` ends this way.
+    pub fn finish(
+        &self,
+        result: Result<crate::BuiltImage, crate::BuildError>,
+    ) -> Result<crate::BuiltImage, crate::BuildError> {
+        self.send(match &result {
+            Ok(built) => BuildEvent::BuildComplete {
+                image_id: built.image_id().to_string(),
+            },
+            Err(e) => BuildEvent::BuildFailed {
+                error: e.to_string(),
+            },
+        });
+        result
+    }
+
     /// A sink that drops every event.
     pub fn discard() -> EventSink {
         EventSink::of(Sink::Discard)

@@ -587,16 +587,7 @@ impl BuildBackend for BuildahBackend {
     }
 
     fn build(&self, req: &BuildRequest, events: &EventSink) -> Result<BuiltImage, BuildError> {
-        let result = self.run_build(req, events, Instant::now());
-        events.send(match &result {
-            Ok(built) => BuildEvent::BuildComplete {
-                image_id: built.image_id().to_string(),
-            },
-            Err(e) => BuildEvent::BuildFailed {
-                error: e.to_string(),
-            },
-        });
-        result
+        events.finish(self.run_build(req, events, Instant::now()))
     }
 
     /// Tags in buildah's storage, and in kiln's store when the image is

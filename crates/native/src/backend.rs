@@ -172,15 +172,7 @@ impl BuildBackend for NativeBackend {
             built.build_time = started.elapsed();
             built
         });
-        events.send(match &result {
-            Ok(built) => BuildEvent::BuildComplete {
-                image_id: built.image_id().to_string(),
-            },
-            Err(e) => BuildEvent::BuildFailed {
-                error: e.to_string(),
-            },
-        });
-        result
+        events.finish(result)
     }
 }
 

@@ -765,16 +765,7 @@ impl BuildBackend for RemoteBackend {
     }
 
     fn build(&self, req: &BuildRequest, events: &EventSink) -> Result<BuiltImage, BuildError> {
-        let result = self.build_inner(req, events);
-        events.send(match &result {
-            Ok(built) => BuildEvent::BuildComplete {
-                image_id: built.image_id().to_string(),
-            },
-            Err(e) => BuildEvent::BuildFailed {
-                error: e.to_string(),
-            },
-        });
-        result
+        events.finish(self.build_inner(req, events))
     }
 
     fn tag(&self, _image: &str, _new_name: &str) -> Result<(), BuildError> {

@@ -208,15 +208,7 @@ impl State {
         snapshot
             .commit(&layer.diff_id)
             .map_err(|e| fail(e.to_string()))?;
-        let build_args = self.history_args(step);
-        let args: Vec<(&str, &str)> = build_args
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        let created_by = self
-            .builder
-            .run_created_by(&history_args, shell_form, &args);
-        self.builder.add_layer(layer.diff_id, &created_by);
+        self.record_run(step, &history_args, shell_form, layer.diff_id);
         Ok(())
     }
 
@@ -281,13 +273,23 @@ impl State {
         Ok((uid, gid, groups))
     }
 
-    /// The stage's declared ARGs with their values at `step`, as the RUN
-    /// history lists them.
-    fn history_args(&self, step: &Step) -> Vec<(String, String)> {
-        self.args
+    /// Records a RUN's layer with its history text: the command (`args`,
+    /// `shell_form`) and the stage's declared ARGs with their values at
+    /// `step`, as BuildKit lists them. Both executors end a RUN here.
+    fn record_run(
+        &mut self,
+        step: &Step,
+        args: &[String],
+        shell_form: bool,
+        diff_id: kiln_oci::Digest,
+    ) {
+        let values: Vec<(&str, &str)> = self
+            .args
             .iter()
-            .filter_map(|name| step.env.get(name).map(|v| (name.clone(), v.to_string())))
-            .collect()
+            .filter_map(|name| step.env.get(name).map(|v| (name.as_str(), v)))
+            .collect();
+        let created_by = self.builder.run_created_by(args, shell_form, &values);
+        self.builder.add_layer(diff_id, &created_by);
     }
 
     /// What a mount's `from=` names: the context (none given), a stage, a

@@ -102,15 +102,7 @@ impl State {
             .layer(ctx.store, ctx.compression, ctx.epoch)
             .map_err(fail)?;
         self.put_layer(&layer);
-        let build_args = self.history_args(step);
-        let args: Vec<(&str, &str)> = build_args
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        let created_by = self
-            .builder
-            .run_created_by(&history_args, shell_form, &args);
-        self.builder.add_layer(layer.diff_id, &created_by);
+        self.record_run(step, &history_args, shell_form, layer.diff_id);
         Ok(())
     }
 }
