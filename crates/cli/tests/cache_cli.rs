@@ -315,3 +315,86 @@ fn cache_to_and_cache_from_a_directory_through_the_binary() {
         "{stderr}"
     );
 }
+
+/// The store's blobs that are plain tars (a layer not compressed yet).
+fn tar_blobs(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let blobs = dir.join("store/content/blobs/sha256");
+    std::fs::read_dir(&blobs)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .filter(|(_, bytes)| bytes.len() > 262 && &bytes[257..262] == b"ustar")
+        .collect()
+}
+
+/// A step's layer is stored as a tar when the step ends (compressing it is
+/// off the step's path) and compressed before an image uses it: a build
+/// that fails leaves the tar for its records; the next build that needs
+/// the layer in an image compresses it, records the compressed blob and
+/// drops the tar.
+#[test]
+fn a_layer_stays_a_tar_until_an_image_needs_it_compressed() {
+    let dir = setup();
+    let d = dir.path();
+    write(
+        &d.join("ctx/Dockerfile"),
+        "FROM scratch\nCOPY big.bin /\nCOPY missing /x\n",
+    );
+    let failed = kiln(d, &["build", "-t", "app", "ctx"]);
+    assert!(!failed.status.success());
+    let tars = tar_blobs(d);
+    assert_eq!(tars.len(), 1, "the COPY's layer, as a tar");
+    let (tar_name, tar) = &tars[0];
+    assert_eq!(&tar[..7], b"big.bin");
+    let (du, _) = ok(d, &["du"]);
+    assert!(du.contains(" 102kB "), "{du}");
+
+    write(&d.join("ctx/Dockerfile"), "FROM scratch\nCOPY big.bin /\n");
+    let (_, stderr) = ok(
+        d,
+        &[
+            "build",
+            "--progress=plain",
+            "--iidfile",
+            "iid",
+            "-t",
+            "app",
+            "ctx",
+        ],
+    );
+    assert!(stderr.contains("#2 CACHED"), "{stderr}");
+    let id = std::fs::read_to_string(d.join("iid")).unwrap();
+    assert!(tar_blobs(d).is_empty(), "the tar is gone once compressed");
+    let blobs = d.join("store/content/blobs/sha256");
+    let read = |digest: &str| {
+        std::fs::read(blobs.join(digest.trim().trim_start_matches("sha256:"))).unwrap()
+    };
+    let manifest: serde_json::Value = serde_json::from_slice(&read(&id)).unwrap();
+    let layer = &manifest["layers"][0];
+    assert_eq!(
+        layer["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+    );
+    let config: serde_json::Value =
+        serde_json::from_slice(&read(manifest["config"]["digest"].as_str().unwrap())).unwrap();
+    assert_eq!(
+        config["rootfs"]["diff_ids"][0],
+        format!("sha256:{tar_name}")
+    );
+    let gz = read(layer["digest"].as_str().unwrap());
+    let mut back = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut back).unwrap();
+    assert!(back == *tar, "the compressed blob holds the tar");
+
+    // The record now names the compressed blob: the next build takes it
+    // and gives the same image.
+    let (again, _) = ok(d, &["build", "-q", "-t", "app", "ctx"]);
+    assert_eq!(again.trim(), id.trim());
+    let (fsck, _) = ok(d, &["fsck"]);
+    assert!(fsck.ends_with("no problems\n"), "{fsck}");
+}

@@ -13,6 +13,7 @@
 
 use crate::base::Bases;
 use crate::cache::BuildCache;
+use crate::compress::{self, Compressor};
 use crate::export;
 use crate::run::Exec;
 use crate::solver;
@@ -29,7 +30,7 @@ use kiln_oci::reference::Reference;
 use kiln_oci::Digest;
 use kiln_registry::{Client, ClientOptions};
 use kiln_store::{Descriptor, Store};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -211,6 +212,9 @@ struct Solved {
     image: export::WrittenImage,
     /// For each `--cache-to`, the steps it writes.
     cache_records: Vec<Vec<(Digest, kiln_cache::Record)>>,
+    /// The layers compressed during the build, by their uncompressed
+    /// blobs, which go once the outputs are written.
+    compressed: HashMap<Digest, Descriptor>,
 }
 
 /// Writes each `--cache-to` of `req` with the records of every solved
@@ -246,20 +250,30 @@ impl NativeBackend {
             return self.run_platforms(req, events, &client);
         }
         let solved = self.solve(req, events, &client)?;
-        export_caches(req, &[&solved], &client, &self.store)?;
-        let Solved { target, image, .. } = solved;
-        let tags = export::export(
-            &self.store,
-            &Pusher {
-                client: &client,
-                events,
-            },
-            &image.manifest,
-            &target,
-            &req.tags,
-            &req.outputs,
-            &req.annotations.index_descriptor,
-        )?;
+        let caches = export_caches(req, &[&solved], &client, &self.store);
+        let Solved {
+            target,
+            image,
+            compressed,
+            ..
+        } = solved;
+        let tags = caches.and_then(|()| {
+            export::export(
+                &self.store,
+                &Pusher {
+                    client: &client,
+                    events,
+                },
+                &image.manifest,
+                &target,
+                &req.tags,
+                &req.outputs,
+                &req.annotations.index_descriptor,
+            )
+        });
+        // The outputs were made (or failed) from the uncompressed layers.
+        compress::discard(&self.store, &compressed);
+        let tags = tags?;
         Ok(BuiltImage {
             layers: target.layers.len(),
             size: image.config.size + target.layers.iter().map(|l| l.size).sum::<u64>(),
@@ -333,6 +347,22 @@ impl NativeBackend {
                 .unwrap_or(0);
             return Err(errors.swap_remove(own));
         }
+        let result = self.export_platforms(req, events, client, &solved);
+        // The outputs were made (or failed) from the uncompressed layers.
+        for (_, s) in &solved {
+            compress::discard(&self.store, &s.compressed);
+        }
+        result
+    }
+
+    /// The index of the platforms' images, and the outputs.
+    fn export_platforms(
+        &self,
+        req: &BuildRequest,
+        events: &EventSink,
+        client: &Client,
+        solved: &[(&Platform, Solved)],
+    ) -> Result<BuiltImage, BuildError> {
         let all: Vec<&Solved> = solved.iter().map(|(_, s)| s).collect();
         export_caches(req, &all, client, &self.store)?;
         let entries = solved
@@ -360,7 +390,7 @@ impl NativeBackend {
         for output in &req.outputs {
             match output {
                 Output::Local { dest } => {
-                    for (platform, s) in &solved {
+                    for (platform, s) in solved {
                         let mut dir = format!("{}_{}", platform.os, platform.architecture);
                         if let Some(v) = &platform.variant {
                             dir = format!("{dir}_{v}");
@@ -483,88 +513,101 @@ impl NativeBackend {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
-        let ctx = StageContext {
-            ast: &ast,
-            plan: &plan,
-            store: &self.store,
-            bases: &bases,
-            events,
-            context: req.context.as_deref(),
-            ignore: &ignore,
-            named_ignores: &named_ignores,
-            compression: req.compression,
-            epoch: req.source_date_epoch,
-            now,
-            scratch: scratch.path(),
-            exec: &exec,
-            windows: windows.as_ref(),
-            secrets: &req.secrets,
-            ssh: &req.ssh,
-            allow_network_host: req.allow_network_host,
-            run: &req.run,
-            warned: &Mutex::new(Vec::new()),
-            cache: &cache,
-            client,
-        };
-        let cancel = solver::Cancel::new(req.interrupt.clone());
-        let solved = solver::solve(&plan.stages, &cancel, |stage, done, cancel| {
-            stage::run(&ctx, stage, done, cancel)
-        });
-        if cancel.is_interrupted() {
-            return Err(BuildError::Interrupted);
-        }
-        let mut done = solved?;
-        let mut target = plan
-            .stages
-            .last()
-            .and_then(|s| done.remove(&s.index))
-            .ok_or_else(|| BuildError::Request("the plan has no stages".into()))?;
-        // A foreign layer still foreign here was kept (`--keep-foreign-layers`):
-        // only a docker-archive, which has no way to point at it, needs its
-        // bytes.
-        let archive = req
-            .outputs
-            .iter()
-            .any(|o| matches!(o, Output::Docker { .. }));
-        for layer in target.layers.iter().filter(|l| archive || !l.is_foreign()) {
-            cache
-                .ensure_blob(client, &self.store, layer)
-                .map_err(BuildError::CacheLayer)?;
-        }
-        if req.squash {
-            target = std::sync::Arc::new(crate::squash::squash(
+        Compressor::scope(&self.store, req.compression, |compressor| {
+            let ctx = StageContext {
+                ast: &ast,
+                plan: &plan,
+                store: &self.store,
+                bases: &bases,
+                events,
+                context: req.context.as_deref(),
+                ignore: &ignore,
+                named_ignores: &named_ignores,
+                compression: req.compression,
+                compressor,
+                epoch: req.source_date_epoch,
+                now,
+                scratch: scratch.path(),
+                exec: &exec,
+                windows: windows.as_ref(),
+                secrets: &req.secrets,
+                ssh: &req.ssh,
+                allow_network_host: req.allow_network_host,
+                run: &req.run,
+                warned: &Mutex::new(Vec::new()),
+                cache: &cache,
+                client,
+            };
+            let cancel = solver::Cancel::new(req.interrupt.clone());
+            let solved = solver::solve(&plan.stages, &cancel, |stage, done, cancel| {
+                stage::run(&ctx, stage, done, cancel)
+            });
+            if cancel.is_interrupted() {
+                return Err(BuildError::Interrupted);
+            }
+            let mut done = solved?;
+            let mut target = plan
+                .stages
+                .last()
+                .and_then(|s| done.remove(&s.index))
+                .ok_or_else(|| BuildError::Request("the plan has no stages".into()))?;
+            // A foreign layer still foreign here was kept (`--keep-foreign-layers`):
+            // only a docker-archive, which has no way to point at it, needs its
+            // bytes.
+            let archive = req
+                .outputs
+                .iter()
+                .any(|o| matches!(o, Output::Docker { .. }));
+            for layer in target.layers.iter().filter(|l| archive || !l.is_foreign()) {
+                cache
+                    .ensure_blob(client, &self.store, layer)
+                    .map_err(BuildError::CacheLayer)?;
+            }
+            if req.squash {
+                target = std::sync::Arc::new(crate::squash::squash(
+                    &self.store,
+                    scratch.path(),
+                    &target,
+                    req.compression,
+                    req.source_date_epoch,
+                )?);
+            }
+            if req
+                .outputs
+                .iter()
+                .any(|o| matches!(o, Output::Local { .. } | Output::Tar { .. }))
+            {
+                std::sync::Arc::make_mut(&mut target).fs.catch_up(&ctx)?;
+            }
+            // The image's layers compressed (waiting only for these), and,
+            // for `--cache-to`, every layer its records name.
+            let layers = compressor.resolve(&target.layers)?;
+            std::sync::Arc::make_mut(&mut target).layers = layers;
+            if !req.cache_to.is_empty() {
+                compressor.wait_all()?;
+            }
+            let compressed = compressor.compressed();
+            cache.settle(&compressed);
+            let image = export::write_image(
                 &self.store,
-                scratch.path(),
                 &target,
-                req.compression,
-                req.source_date_epoch,
-            )?);
-        }
-        if req
-            .outputs
-            .iter()
-            .any(|o| matches!(o, Output::Local { .. } | Output::Tar { .. }))
-        {
-            std::sync::Arc::make_mut(&mut target).fs.catch_up(&ctx)?;
-        }
-        let image = export::write_image(
-            &self.store,
-            &target,
-            &req.labels,
-            &req.annotations.manifest,
-            req.docker_media_types,
-        )?;
-        cache.keep_remote_hits(&self.store);
-        let stages = image_stages(&plan);
-        let cache_records = req
-            .cache_to
-            .iter()
-            .map(|to| cache.records_for(to.mode, &stages))
-            .collect();
-        Ok(Solved {
-            target,
-            image,
-            cache_records,
+                &req.labels,
+                &req.annotations.manifest,
+                req.docker_media_types,
+            )?;
+            cache.keep_remote_hits(&self.store);
+            let stages = image_stages(&plan);
+            let cache_records = req
+                .cache_to
+                .iter()
+                .map(|to| cache.records_for(to.mode, &stages))
+                .collect();
+            Ok(Solved {
+                target,
+                image,
+                cache_records,
+                compressed,
+            })
         })
     }
 }

@@ -45,6 +45,7 @@
 mod backend;
 mod base;
 mod cache;
+mod compress;
 pub mod copy;
 mod export;
 pub mod hcs;

@@ -53,7 +53,10 @@ pub(crate) struct StageContext<'a> {
     pub(crate) ignore: &'a Matcher,
     /// `.dockerignore` rules of named directory contexts.
     pub(crate) named_ignores: &'a BTreeMap<String, Matcher>,
+    /// The compression the image's layers get.
     pub(crate) compression: Compression,
+    /// Compresses the layers steps write, off their critical path.
+    pub(crate) compressor: &'a crate::compress::Compressor<'a>,
     pub(crate) epoch: Option<i64>,
     /// The build's start, seconds since the Unix epoch.
     pub(crate) now: i64,
@@ -484,8 +487,9 @@ impl State {
         Ok((uid, gid))
     }
 
-    /// Writes `entries` as a layer into the store and puts it on top of
-    /// the stage's file system.
+    /// Writes `entries` as a layer into the store, uncompressed (the
+    /// compressor makes the image's blob meanwhile, see
+    /// [`crate::compress`]), and puts it on top of the stage's file system.
     fn write_layer(
         &mut self,
         ctx: &StageContext,
@@ -493,11 +497,11 @@ impl State {
         entries: Vec<LayerEntry>,
     ) -> Result<LayerDescriptor, BuildError> {
         let options = LayerOptions {
-            compression: ctx.compression,
+            compression: Compression::None,
             mtime: ctx.epoch.map_or(MtimePolicy::Keep, MtimePolicy::Clamp),
             ..LayerOptions::default()
         };
-        // write_layer hashes the blob as it compresses it.
+        // write_layer hashes the blob as it writes it.
         let writer = ctx.store.ingest_prehashed()?;
         let (stage, index) = self.step_at;
         let counted = LayerCounter::new(writer, ctx.events, stage, index);
@@ -505,6 +509,7 @@ impl State {
             .map_err(|e| ctx.error_at(line, ErrorKind::Io, e.to_string(), None))?;
         counted.finish().commit(Some(layer.digest))?;
         self.put_layer(&layer);
+        ctx.compressor.defer(self.layers.last().expect("just put"));
         Ok(layer)
     }
 

@@ -4,7 +4,7 @@
 //!   everything to the store and counts the bytes written through it;
 //! * a push: [`kiln_backend::push::Pusher`], which every backend pushing
 //!   from kiln's store shares;
-//! * a step's layer going compressed into the store, as
+//! * a step's layer going into the store, as
 //!   [`BuildEvent::LayerProgress`]: a writer counting what passes.
 
 use kiln_backend::events::{BuildEvent, EventSink, BIG_LAYER};
@@ -120,7 +120,7 @@ impl Ingest for CountedIngest<'_> {
         self.inner.commit(expected)
     }
 }
-/// `inner`, the store's writer of a step's layer, counting the compressed
+/// `inner`, the store's writer of a step's layer, counting the
 /// bytes that go through it as [`BuildEvent::LayerProgress`] of step
 /// `index` of stage `stage`, once they reach [`BIG_LAYER`].
 pub(crate) struct LayerCounter<'a, W> {

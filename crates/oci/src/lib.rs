@@ -55,9 +55,9 @@ pub use config::{ConfigBuilder, ConfigError, Healthcheck, ImageConfig};
 pub use descriptor::Descriptor;
 pub use digest::{Digest, DigestWriter};
 pub use layer::{
-    entries_from_dir, extract_layer, pax_records, read_xattrs, write_layer, write_tar, EntryKind,
-    ExtractError, ExtractOptions, FileSource, LayerDescriptor, LayerEntry, LayerError, LayerFormat,
-    LayerOptions, MtimePolicy, Ownership, Whiteouts,
+    compress_tar, entries_from_dir, extract_layer, pax_records, read_xattrs, write_layer,
+    write_tar, EntryKind, ExtractError, ExtractOptions, FileSource, LayerDescriptor, LayerEntry,
+    LayerError, LayerFormat, LayerOptions, MtimePolicy, Ownership, Whiteouts,
 };
 pub use layout::{Layout, LayoutError};
 pub use manifest::{

@@ -1,7 +1,9 @@
 //! Compression: thread-count independent gzip, zstd, digests.
 
 use kiln_oci::compression::ParallelGzipWriter;
-use kiln_oci::{write_layer, Compression, Digest, LayerEntry, LayerOptions};
+use kiln_oci::{
+    compress_tar, write_layer, write_tar, Compression, Digest, LayerEntry, LayerOptions,
+};
 use sha2::{Digest as _, Sha256};
 use std::io::{Read, Write};
 
@@ -204,5 +206,50 @@ fn incompressible_blocks_are_stored_and_any_gzip_reads_them() {
         writer.join().unwrap();
         assert!(out.status.success());
         assert!(out.stdout == data, "gzip -d read back other bytes");
+    }
+}
+
+/// A reader that hands out at most `n` bytes a call.
+struct Trickle<'a>(&'a [u8], usize);
+
+impl Read for Trickle<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(self.1).min(self.0.len());
+        buf[..n].copy_from_slice(&self.0[..n]);
+        self.0 = &self.0[n..];
+        Ok(n)
+    }
+}
+
+/// A build stores a step's layer as a tar and compresses it later
+/// (kiln-native's `compress`): the image id is the manifest's digest, so
+/// the later blob must be byte for byte the one written in one pass.
+#[test]
+fn compressing_a_stored_tar_later_gives_the_blob_written_in_one_pass() {
+    let data = mixed_data();
+    let entries = || {
+        vec![
+            LayerEntry::dir("app"),
+            LayerEntry::file("app/data", data.clone()),
+        ]
+    };
+    for compression in [
+        Compression::Gzip(6),
+        Compression::Gzip(1),
+        Compression::Zstd(3),
+    ] {
+        let options = LayerOptions {
+            compression,
+            ..LayerOptions::default()
+        };
+        let (eager, eager_blob) = write_layer(entries(), &options, Vec::new()).unwrap();
+        let tar = write_tar(entries(), &options, Vec::new()).unwrap();
+        for (threads, chunk) in [(1, 7), (4, 100_003)] {
+            let (later, blob) =
+                compress_tar(Trickle(&tar, chunk), compression, threads, Vec::new()).unwrap();
+            assert_eq!(later, eager, "{compression:?}, {threads} threads");
+            assert!(blob == eager_blob, "{compression:?}, {threads} threads");
+        }
+        assert_eq!(eager.diff_id, Digest::of(&tar));
     }
 }

@@ -65,7 +65,7 @@ impl Store {
             reclaimed_bytes: lease::reclaim(self.root()).bytes,
             ..GcReport::default()
         };
-        let held = lease::held_blobs(self.root());
+        let held = lease::held_blobs(self.root(), None);
         let mut live = self.live_blobs()?;
         live.extend(keep().map_err(|e| Error::invalid("the blobs to keep", e.to_string()))?);
         let blobs = self.blobs_dir();
@@ -85,6 +85,37 @@ impl Store {
         }
         fsutil::sync_dir(&blobs)?;
         Ok(report)
+    }
+
+    /// Removes the blobs of `digests` this process is done with (a build's
+    /// uncompressed layers once their compressed blobs are made), each
+    /// unless it is still held here, an image reaches it, another live
+    /// process holds it, or `keep` names it (the blobs the build cache
+    /// refers to); returns how many went. Under the index lock taken
+    /// exclusively, as GC's, so nothing is tagged with them meanwhile.
+    pub fn discard<E: std::fmt::Display>(
+        &self,
+        digests: &[Digest],
+        keep: impl FnOnce() -> std::result::Result<HashSet<Digest>, E>,
+    ) -> Result<usize> {
+        let done: Vec<&Digest> = digests.iter().filter(|d| self.lease.release(d)).collect();
+        if done.is_empty() {
+            return Ok(0);
+        }
+        let _lock = self.lock(Mode::Exclusive)?;
+        let mut live = self.live_blobs()?;
+        live.extend(lease::held_blobs(self.root(), Some(self.lease.id())));
+        live.extend(keep().map_err(|e| Error::invalid("the blobs to keep", e.to_string()))?);
+        let mut removed = 0;
+        for digest in done.into_iter().filter(|d| !live.contains(d)) {
+            let path = self.blob_path(digest);
+            match fs::remove_file(&path) {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("removing", &path)(e)),
+            }
+        }
+        Ok(removed)
     }
 
     /// The blobs the store's images use (manifests, configs, layers and the

@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use kiln_oci::Digest;
 use rustix::fs::{flock, FlockOperation};
 use rustix::io::Errno;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -49,7 +49,9 @@ pub(crate) struct Lease {
     dir: PathBuf,
     tmp: PathBuf,
     _lock: File,
-    held: Mutex<(File, HashSet<Digest>)>,
+    /// The `blobs` file, and how many holds each blob has: a process
+    /// running several builds (`kiln serve`) may hold one blob for each.
+    held: Mutex<(File, HashMap<Digest, usize>)>,
 }
 
 impl Lease {
@@ -76,7 +78,7 @@ impl Lease {
                         dir,
                         tmp,
                         _lock: lock,
-                        held: Mutex::new((blobs, HashSet::new())),
+                        held: Mutex::new((blobs, HashMap::new())),
                     });
                 }
                 Err(e) => {
@@ -118,16 +120,35 @@ impl Lease {
         &self.tmp
     }
 
-    /// Adds `digest` to the blobs GC keeps while the lease lives.
+    /// Adds `digest` to the blobs GC keeps while the lease lives (once
+    /// more, if it holds it already).
     pub(crate) fn hold(&self, digest: &Digest) -> Result<()> {
         let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-        if held.1.contains(digest) {
+        if let Some(n) = held.1.get_mut(digest) {
+            *n += 1;
             return Ok(());
         }
         let path = self.dir.join(BLOBS);
         writeln!(held.0, "{digest}").map_err(Error::io("writing", &path))?;
-        held.1.insert(*digest);
+        held.1.insert(*digest, 1);
         Ok(())
+    }
+
+    /// Gives back one hold of `digest`; true when none is left. The
+    /// `blobs` file keeps its line: it only ever makes GC keep a blob while
+    /// the lease lives.
+    pub(crate) fn release(&self, digest: &Digest) -> bool {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        match held.1.get_mut(digest) {
+            Some(n) if *n > 1 => {
+                *n -= 1;
+                false
+            }
+            _ => {
+                held.1.remove(digest);
+                true
+            }
+        }
     }
 }
 
@@ -212,12 +233,12 @@ pub(crate) fn reclaim(root: &Path) -> LeaseUsage {
     usage
 }
 
-/// The blobs live leases hold.
-pub(crate) fn held_blobs(root: &Path) -> HashSet<Digest> {
+/// The blobs live leases hold, but for those of the lease `except`.
+pub(crate) fn held_blobs(root: &Path, except: Option<&str>) -> HashSet<Digest> {
     let leases = root.join(LEASES);
     let mut held = HashSet::new();
     for name in names(&leases) {
-        if !is_live(root, &name) {
+        if Some(name.as_str()) == except || !is_live(root, &name) {
             continue;
         }
         let text = fs::read_to_string(leases.join(&name).join(BLOBS)).unwrap_or_default();

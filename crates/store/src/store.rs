@@ -25,7 +25,7 @@ const OCI_LAYOUT: &str = "{\"imageLayoutVersion\":\"1.0.0\"}";
 pub struct Store {
     root: PathBuf,
     content: PathBuf,
-    lease: Lease,
+    pub(crate) lease: Lease,
     reclaimed: LeaseUsage,
 }
 

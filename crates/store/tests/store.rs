@@ -625,3 +625,49 @@ fn foreign_layers_may_be_absent() {
     store.gc().unwrap();
     assert!(store.has_blob(&foreign));
 }
+
+/// A build drops its uncompressed layers once their compressed blobs are
+/// made; everything anyone else still uses stays.
+#[test]
+fn discard_removes_only_blobs_nothing_else_uses() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let (image, image_layer) = make_image(&store, b"image");
+    store.tag(&r("image"), &image).unwrap();
+    let done = store
+        .put_bytes(b"an uncompressed layer, compressed since")
+        .unwrap();
+    let twice = store.put_bytes(b"the same layer two builds made").unwrap();
+    store.put_bytes(b"the same layer two builds made").unwrap();
+    let cached = store.put_bytes(b"a layer a cache record names").unwrap();
+    let shared = store.put_bytes(b"a layer another process uses").unwrap();
+    let other = Store::open(dir.path()).unwrap();
+    assert!(other.hold(&shared.digest).unwrap());
+
+    let all = [
+        done.digest,
+        twice.digest,
+        cached.digest,
+        shared.digest,
+        image_layer,
+    ];
+    let removed = store
+        .discard(&all, || {
+            Ok::<_, Error>(std::iter::once(cached.digest).collect())
+        })
+        .unwrap();
+    assert_eq!(removed, 1);
+    assert!(!store.has_blob(&done.digest));
+    assert!(store.has_blob(&twice.digest), "held by a second build here");
+    assert!(store.has_blob(&cached.digest));
+    assert!(store.has_blob(&shared.digest));
+    assert!(store.has_blob(&image_layer));
+    assert_eq!(store.resolve("image").unwrap().descriptor, image);
+
+    // Once the second build is done with it too, it goes.
+    let removed = store
+        .discard(&[twice.digest], || Ok::<_, Error>(Default::default()))
+        .unwrap();
+    assert_eq!(removed, 1);
+    assert!(!store.has_blob(&twice.digest));
+}

@@ -21,7 +21,7 @@ use kiln_oci::Digest;
 use kiln_registry::Client;
 use kiln_store::{Descriptor, Store};
 use remote::Imported;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -125,6 +125,24 @@ impl BuildCache {
     pub(crate) fn used(&self, stage: usize, key: Digest, record: &Record) {
         let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
         used.push((stage, key, record.clone()));
+    }
+
+    /// Rewrites the records this build wrote or took whose layer is a key
+    /// of `compressed` (an uncompressed tar) with its compressed blob, in
+    /// the index and for `--cache-to`.
+    pub(crate) fn settle(&self, compressed: &HashMap<Digest, Descriptor>) {
+        let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        for (_, key, record) in used.iter_mut() {
+            let Some(layer) = record.layer.as_mut() else {
+                continue;
+            };
+            if let Some(blob) = compressed.get(&layer.digest) {
+                layer.digest = blob.digest;
+                layer.media_type = blob.media_type.clone();
+                layer.size = blob.size;
+                self.put(key, record);
+            }
+        }
     }
 
     /// The steps `--cache-to` with `mode` writes: those of `stages` (the

@@ -81,7 +81,7 @@ impl State {
         let found = ctx.cache.get(&full);
         if let (None, Some((record, remote))) = (disabled, &found) {
             let taken = if makes_layer {
-                self.replay(ctx, step, record)?
+                self.replay(ctx, step, record, *remote)?
             } else {
                 self.step(at)?;
                 true
@@ -162,12 +162,15 @@ impl State {
     }
 
     /// Puts a recorded layer on the stage and replays the step's config
-    /// change; false when the layer's blob is gone (a miss, then).
+    /// change; false when the layer's blob is gone (a miss, then). A local
+    /// record whose layer was never compressed (its build ended first) has
+    /// it compressed now.
     fn replay(
         &mut self,
         ctx: &StageContext,
         step: &Step,
         record: &Record,
+        remote: bool,
     ) -> Result<bool, BuildError> {
         let Some(layer) = &record.layer else {
             return Ok(false);
@@ -176,6 +179,9 @@ impl State {
             return Ok(false);
         }
         let desc = Descriptor::new(&layer.media_type, layer.digest, layer.size);
+        if !remote {
+            ctx.compressor.defer(&desc);
+        }
         self.fs.push(desc.clone());
         self.layers.push(desc);
         match &step.command.instruction {

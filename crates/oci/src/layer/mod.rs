@@ -16,5 +16,6 @@ pub use format::LayerFormat;
 pub use pax_time::{PaxTime, PaxTimeError};
 pub use tar::pax_records;
 pub use write::{
-    write_layer, write_tar, LayerDescriptor, LayerError, LayerOptions, MtimePolicy, Ownership,
+    compress_tar, write_layer, write_tar, LayerDescriptor, LayerError, LayerOptions, MtimePolicy,
+    Ownership,
 };

@@ -128,6 +128,23 @@ pub fn write_layer<W: Write>(
     })
 }
 
+/// Compresses an uncompressed layer tar read from `tar` into `dest` with
+/// `compression`, returning the blob's descriptor (its `diff_id` hashed
+/// from what was read) and `dest`. The bytes are exactly those
+/// [`write_layer`] writes for the same tar: the encoders cut their input
+/// into fixed blocks, so how the tar arrives does not matter. A build
+/// stores a step's layer uncompressed and compresses it later with this.
+pub fn compress_tar<R: Read, W: Write>(
+    mut tar: R,
+    compression: Compression,
+    threads: usize,
+    dest: W,
+) -> io::Result<(LayerDescriptor, W)> {
+    write_blob(compression, threads, dest, |out| {
+        io::copy(&mut tar, out).map(drop)
+    })
+}
+
 /// The one-pass pipeline every layer format shares: `tar` writes the
 /// uncompressed archive into a writer that hashes it (the diff_id) on its
 /// way into the compressor, whose output is hashed again (the digest) on
