@@ -183,7 +183,10 @@ impl<'s> Compressor<'s> {
                     jobs = self.changed.wait(jobs).unwrap_or_else(|p| p.into_inner());
                 }
             };
-            let outcome = self.compress(&layer);
+            // A panic must still answer whoever waits for this layer.
+            let outcome =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.compress(&layer)))
+                    .unwrap_or_else(|_| Err("the compressor panicked".into()));
             self.lock().known.insert(layer.digest, Some(outcome));
             self.changed.notify_all();
         }

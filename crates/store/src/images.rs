@@ -332,6 +332,13 @@ impl Store {
         match reference {
             Some(r) => {
                 let name = r.to_string();
+                // A rebuild that changed nothing names the image it named
+                // already: the index stays as it is, with no write and fsync.
+                let mut named = entry.clone();
+                named.annotations.insert(REF_NAME.to_string(), name.clone());
+                if index.manifests.contains(&named) {
+                    return Ok(());
+                }
                 index.manifests.retain(|d| {
                     let named = d.annotations.get(REF_NAME);
                     named != Some(&name) && !(named.is_none() && d.digest == manifest.digest)

@@ -671,3 +671,31 @@ fn discard_removes_only_blobs_nothing_else_uses() {
     assert_eq!(removed, 1);
     assert!(!store.has_blob(&twice.digest));
 }
+
+/// A warm rebuild tags the image it tagged before: the index is not
+/// written again (a write and two fsyncs, most of a warm build's time on
+/// a slow disk), and an image named anew still moves the tag.
+#[test]
+fn tagging_an_image_with_the_name_it_has_leaves_the_index_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let (one, _) = make_image(&store, b"one");
+    let (two, _) = make_image(&store, b"two");
+    store.tag(&r("app"), &one).unwrap();
+    let index = dir.path().join("content/index.json");
+    let before = fs::read(&index).unwrap();
+    let inode = |p: &Path| std::os::unix::fs::MetadataExt::ino(&fs::metadata(p).unwrap());
+    let first = inode(&index);
+    store.tag(&r("app"), &one).unwrap();
+    assert_eq!(inode(&index), first, "not rewritten");
+    assert_eq!(fs::read(&index).unwrap(), before);
+
+    let mut annotated = one.clone();
+    annotated
+        .annotations
+        .insert("org.example.note".into(), "x".into());
+    store.tag(&r("app"), &annotated).unwrap();
+    assert_ne!(inode(&index), first, "new annotations are written");
+    store.tag(&r("app"), &two).unwrap();
+    assert_eq!(store.resolve("app").unwrap().descriptor.digest, two.digest);
+}
