@@ -318,3 +318,40 @@ fn entitlements_are_granted_with_allow() {
         "error: --allow network.hots: unknown entitlement; kiln knows network.host\n"
     );
 }
+
+/// `--root` (and `KILN_ROOT`) may be relative: a RUN step's rootfs, which
+/// runc reads from inside the step's bundle directory, must still name the
+/// snapshot (it named `bundle/rel/root/snapshots/…` once: "invalid rootfs").
+#[test]
+fn a_relative_store_root_builds_run_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("ctx")).unwrap();
+    std::fs::write(d.join("ctx/Dockerfile"), "FROM bb\nRUN echo ran > /ran\n").unwrap();
+    let bb = bb_context();
+    for (flag, root) in [(true, "rel/flag-root"), (false, "rel/env-root")] {
+        let out_dir = format!("type=local,dest=out-{flag}");
+        let mut args = vec!["build", "--build-context", &bb, "-o", &out_dir];
+        if flag {
+            args.extend(["--root", root]);
+        }
+        args.push("ctx");
+        let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args(&args)
+            .current_dir(d)
+            .env("HOME", d)
+            .env("KILN_ROOT", if flag { "unused-root" } else { root })
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(d.join(root).join("content/index.json").is_file());
+        assert_eq!(
+            std::fs::read_to_string(d.join(format!("out-{flag}/ran"))).unwrap(),
+            "ran\n"
+        );
+    }
+}

@@ -46,8 +46,14 @@ impl Store {
     /// (their temporary files and leases; [`Store::reclaimed`] says how
     /// much). That never waits on another process and never touches the
     /// work of a live one.
+    ///
+    /// A relative `root` is made absolute against the working directory
+    /// first: everything kiln derives from the root (snapshots, a RUN
+    /// step's rootfs in its bundle, the runtime's state) must name the
+    /// same place from wherever it is read.
     pub fn open(root: impl Into<PathBuf>) -> Result<Store> {
         let root = root.into();
+        let root = std::path::absolute(&root).map_err(Error::io("resolving", &root))?;
         let content = root.join("content");
         for dir in [
             &root,
