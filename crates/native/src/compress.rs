@@ -213,6 +213,9 @@ impl<'s> Compressor<'s> {
         writer
             .commit(Some(written.digest))
             .map_err(|e| e.to_string())?;
+        // A later build indexes the compressed blob, a step of this one
+        // indexed the tar.
+        crate::imagefs::headers::copy(self.store, &layer.digest, &written.digest);
         Ok(Descriptor::new(
             written.media_type,
             written.digest,

@@ -57,11 +57,13 @@ pub(super) fn with_entry(
 
 /// Indexes the blob of layer number `layer` into `tree`, by the rules of
 /// [`kiln_oci::layer::read`] (the ones RUN's snapshots follow too).
+/// Each entry read is also pushed to `keep`, when given.
 pub(super) fn read_layer<R: Read + Send>(
     tree: &mut Tree,
     layer: usize,
     digest: &Digest,
     blob: R,
+    mut keep: Option<&mut Vec<Entry>>,
 ) -> Result<(), Error> {
     let fail = |e: ReadError| Error::Layer {
         layer: *digest,
@@ -70,14 +72,34 @@ pub(super) fn read_layer<R: Read + Send>(
     };
     let mut reader = LayerReader::new(blob).map_err(fail)?;
     while let Some(entry) = reader.next_entry().map_err(fail)? {
-        apply(tree, layer, &entry).map_err(|reason| Error::Layer {
-            layer: *digest,
-            entry: Some(entry.display_name()),
-            reason,
-        })?;
+        apply_one(tree, layer, digest, &entry)?;
+        if let Some(keep) = keep.as_deref_mut() {
+            keep.push(entry);
+        }
     }
     reader.finish().map_err(fail)?;
     Ok(())
+}
+
+/// Indexes layer number `layer` from the entries a [`read_layer`] of the
+/// same blob kept.
+pub(super) fn apply_entries(
+    tree: &mut Tree,
+    layer: usize,
+    digest: &Digest,
+    entries: &[Entry],
+) -> Result<(), Error> {
+    entries
+        .iter()
+        .try_for_each(|e| apply_one(tree, layer, digest, e))
+}
+
+fn apply_one(tree: &mut Tree, layer: usize, digest: &Digest, entry: &Entry) -> Result<(), Error> {
+    apply(tree, layer, entry).map_err(|reason| Error::Layer {
+        layer: *digest,
+        entry: Some(entry.display_name()),
+        reason,
+    })
 }
 
 /// Applies one layer entry.

@@ -36,11 +36,13 @@
 
 mod error;
 mod extract;
+pub(crate) mod headers;
 mod index;
 mod tree;
 mod users;
 
 pub use error::Error;
+pub use headers::prune as prune_saved_headers;
 
 use kiln_oci::LayerFormat;
 use kiln_store::{Descriptor, Store};
@@ -398,12 +400,27 @@ impl ImageFs {
     }
 }
 
+/// Indexes `layer` into `tree`: from its saved headers when it is big and
+/// they are there ([`headers`]), else from its blob (saving them).
 fn apply(tree: &mut Tree, store: &Store, layer: &Descriptor) -> Result<(), Error> {
     let blob = store.open_blob(&layer.digest).map_err(|err| Error::Store {
         layer: layer.digest,
         err,
     })?;
-    tree.apply_layer(layer.digest, store.blob_path(&layer.digest), blob)
+    let path = store.blob_path(&layer.digest);
+    // The descriptor's size, which names the blob as its digest does.
+    let big = layer.size >= headers::MIN_BLOB;
+    if big {
+        if let Some(entries) = headers::load(store, &layer.digest) {
+            return tree.apply_saved(layer.digest, path, &entries);
+        }
+    }
+    let mut keep = big.then(Vec::new);
+    tree.apply_layer(layer.digest, path, blob, keep.as_mut())?;
+    if let Some(entries) = keep {
+        headers::save(store, &layer.digest, &entries);
+    }
+    Ok(())
 }
 
 /// The components of `path` in reverse order (so popping gives them in

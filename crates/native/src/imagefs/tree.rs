@@ -6,6 +6,7 @@
 //! a file in the middle of a path.
 
 use super::{index, Error, FsEntry, FsKind};
+use kiln_oci::layer::read::Entry;
 use kiln_oci::windows::path::fold_case;
 use kiln_oci::{Digest, LayerFormat};
 use std::collections::{BTreeMap, HashMap};
@@ -79,10 +80,30 @@ impl Tree {
 
     /// Applies one layer blob on top, in place: on error the tree is left
     /// half-changed, so callers apply to a copy they can drop.
-    pub fn apply_layer(&mut self, digest: Digest, blob: PathBuf, file: File) -> Result<(), Error> {
+    /// Each entry read is also pushed to `keep`, when given.
+    pub fn apply_layer(
+        &mut self,
+        digest: Digest,
+        blob: PathBuf,
+        file: File,
+        keep: Option<&mut Vec<Entry>>,
+    ) -> Result<(), Error> {
         self.layers.push(Layer { digest, blob });
         let index = self.layers.len() - 1;
-        index::read_layer(self, index, &digest, file)
+        index::read_layer(self, index, &digest, file, keep)
+    }
+
+    /// [`Tree::apply_layer`] from the entries an earlier read of the same
+    /// blob kept.
+    pub fn apply_saved(
+        &mut self,
+        digest: Digest,
+        blob: PathBuf,
+        entries: &[Entry],
+    ) -> Result<(), Error> {
+        self.layers.push(Layer { digest, blob });
+        let index = self.layers.len() - 1;
+        index::apply_entries(self, index, &digest, entries)
     }
 
     /// The entry at a cleaned absolute path.

@@ -29,6 +29,8 @@ pub(super) fn prune(store: &Store, filter: &PruneFilter) -> anyhow::Result<ExitC
             .referenced_blobs()
             .map(|blobs| blobs.into_iter().collect::<HashSet<Digest>>())
     })?;
+    // The saved headers of layers GC just removed go with them.
+    kiln_native::imagefs::prune_saved_headers(store);
     if !report.removed.is_empty() {
         outln!(
             "Deleted {} build cache records ({} layers no record uses any more)",
