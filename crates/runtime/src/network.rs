@@ -10,6 +10,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::Error;
@@ -36,6 +37,12 @@ impl NetworkTool {
     }
 }
 
+/// The tool whose last setup in this process worked: [`PASTA`] (also
+/// before any) or [`SLIRP`].
+static LAST_WORKED: AtomicU8 = AtomicU8::new(PASTA);
+const PASTA: u8 = 0;
+const SLIRP: u8 = 1;
+
 /// How long a helper may take to set the namespace up.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -59,15 +66,32 @@ impl PrivateNet {
 
     /// Makes a namespace and connects it with the first tool that works.
     /// `Err` lists why each tool failed or was missing.
+    ///
+    /// The tool that worked last in this process is tried first: where
+    /// pasta cannot serve (run as root it drops to `nobody`, who may not
+    /// open the namespace), each RUN step would otherwise pay for its
+    /// failed start and a second namespace, a third of a short step's time.
     pub(crate) fn setup(work: &Path) -> Result<PrivateNet, Error> {
         let mut reasons = Vec::new();
-        for tool in [NetworkTool::Pasta, NetworkTool::Slirp4netns] {
+        let mut tools = [NetworkTool::Pasta, NetworkTool::Slirp4netns];
+        if LAST_WORKED.load(Ordering::Relaxed) == SLIRP {
+            tools.reverse();
+        }
+        for tool in tools {
             let Some(program) = find_program(tool.name()) else {
                 reasons.push(format!("{} is not installed", tool.name()));
                 continue;
             };
             match Self::with(tool, &program, work) {
-                Ok(net) => return Ok(net),
+                Ok(net) => {
+                    let worked = if tool == NetworkTool::Slirp4netns {
+                        SLIRP
+                    } else {
+                        PASTA
+                    };
+                    LAST_WORKED.store(worked, Ordering::Relaxed);
+                    return Ok(net);
+                }
                 Err(e) => reasons.push(e.to_string()),
             }
         }
