@@ -88,8 +88,8 @@ pub enum BuildEvent {
         done: bool,
     },
     /// Bytes of the layer a step writes (COPY, ADD, RUN, WORKDIR), as they
-    /// go into the store as an uncompressed tar (the image's compressed
-    /// blob is made off the step's path). Only a layer of [`BIG_LAYER`] bytes or
+    /// go into the store: compressed for the image's last layer, as its
+    /// tar for any other (compressed later, off the step's path). Only a layer of [`BIG_LAYER`] bytes or
     /// more reports: from when it reaches that size, at most ten times a
     /// second, and once more with `done` when it is written; small layers
     /// take no time worth showing. Comes between the step's
@@ -100,8 +100,8 @@ pub enum BuildEvent {
         stage: usize,
         /// The instruction's index in the stage.
         index: usize,
-        /// Bytes of the layer's tar written so far: on the last event, the
-        /// tar's size.
+        /// Bytes written so far: on the last event, the size of what was
+        /// stored.
         current: u64,
         /// True on the layer's last event.
         done: bool,

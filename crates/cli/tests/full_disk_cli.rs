@@ -56,19 +56,6 @@ fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
 
-/// Random bytes, so compression cannot make them fit.
-fn noise(len: usize) -> Vec<u8> {
-    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 32) as u8
-        })
-        .collect()
-}
-
 #[test]
 fn a_copy_that_fills_the_disk_fails_clearly_and_keeps_the_store() {
     if !is_root() {
@@ -80,7 +67,7 @@ fn a_copy_that_fills_the_disk_fails_clearly_and_keeps_the_store() {
     let w = work.path();
     std::fs::create_dir(w.join("ctx")).unwrap();
     std::fs::write(w.join("ctx/small.txt"), "small\n").unwrap();
-    std::fs::write(w.join("ctx/big.bin"), noise(8 << 20)).unwrap();
+    std::fs::write(w.join("ctx/big.bin"), kiln_testsupport::noise(8 << 20)).unwrap();
     std::fs::write(
         w.join("small.Dockerfile"),
         "FROM scratch\nCOPY small.txt /\n",

@@ -336,13 +336,11 @@ fn a_relative_store_root_builds_run_steps() {
             args.extend(["--root", root]);
         }
         args.push("ctx");
-        let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
-            .args(&args)
-            .current_dir(d)
-            .env("HOME", d)
-            .env("KILN_ROOT", if flag { "unused-root" } else { root })
-            .output()
-            .unwrap();
+        let out = kiln(
+            d,
+            &[("KILN_ROOT", if flag { "unused-root" } else { root })],
+            &args,
+        );
         assert!(
             out.status.success(),
             "{}",

@@ -487,17 +487,25 @@ impl State {
         Ok((uid, gid))
     }
 
-    /// Writes `entries` as a layer into the store, uncompressed (the
-    /// compressor makes the image's blob meanwhile, see
-    /// [`crate::compress`]), and puts it on top of the stage's file system.
+    /// Writes `entries` as a layer into the store and puts it on top of
+    /// the stage's file system. The image's last layer is compressed as it
+    /// is written, in one pass, since the image waits for it and nothing
+    /// would run beside a later compression; any other goes in as its tar,
+    /// which the compressor compresses while later steps run (see
+    /// [`crate::compress`]). Both give the same blob.
     fn write_layer(
         &mut self,
         ctx: &StageContext,
         line: usize,
         entries: Vec<LayerEntry>,
     ) -> Result<LayerDescriptor, BuildError> {
+        let last = self.writes_last_layer(ctx);
         let options = LayerOptions {
-            compression: Compression::None,
+            compression: if last {
+                ctx.compression
+            } else {
+                Compression::None
+            },
             mtime: ctx.epoch.map_or(MtimePolicy::Keep, MtimePolicy::Clamp),
             ..LayerOptions::default()
         };
@@ -509,8 +517,28 @@ impl State {
             .map_err(|e| ctx.error_at(line, ErrorKind::Io, e.to_string(), None))?;
         counted.finish().commit(Some(layer.digest))?;
         self.put_layer(&layer);
-        ctx.compressor.defer(self.layers.last().expect("just put"));
+        if !last {
+            ctx.compressor.defer(self.layers.last().expect("just put"));
+        }
         Ok(layer)
+    }
+
+    /// Whether the running step makes the image's last layer: it is in the
+    /// target stage and no step after it makes a layer.
+    fn writes_last_layer(&self, ctx: &StageContext) -> bool {
+        let (stage, index) = self.step_at;
+        ctx.plan.stages.last().is_some_and(|target| {
+            target.index == stage
+                && target.steps.iter().skip(index).all(|s| {
+                    !matches!(
+                        s.command.instruction,
+                        Instruction::Copy(_)
+                            | Instruction::Add(_)
+                            | Instruction::Run(_)
+                            | Instruction::Workdir(_)
+                    )
+                })
+        })
     }
 
     /// Puts a layer just committed to the store on top of the stage.

@@ -690,19 +690,6 @@ fn twenty_thousand_files_index_quickly() {
     assert_eq!(read(&fs, "/d199/f19999").as_deref(), Some("19999"));
 }
 
-/// Bytes gzip cannot shrink (xorshift).
-fn noise(len: usize) -> Vec<u8> {
-    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 /// A big layer's headers are saved the first time it is indexed, and
 /// later indexes come from them without reading the blob (here replaced
 /// by garbage to prove it); damaged headers are only a miss; `kiln prune`
@@ -720,7 +707,7 @@ fn a_big_layer_is_indexed_from_its_saved_headers_after_the_first_read() {
                 "etc/passwd",
                 "root:x:0:0::/root:/bin/sh\napp:x:7:8::/:/bin/sh\n",
             ),
-            LayerEntry::file("big", noise(1_500_000)).with_owner(7, 8),
+            LayerEntry::file("big", kiln_testsupport::noise(1_500_000)).with_owner(7, 8),
             LayerEntry::symlink("link", "/etc/passwd"),
             LayerEntry::file("gone/x", "x"),
             LayerEntry::file("xa", "v").with_xattr("user.k", "value"),
@@ -730,7 +717,7 @@ fn a_big_layer_is_indexed_from_its_saved_headers_after_the_first_read() {
         &store,
         vec![
             LayerEntry::whiteout("gone"),
-            LayerEntry::file("big2", noise(1_200_000)),
+            LayerEntry::file("big2", kiln_testsupport::noise(1_200_000)),
         ],
     );
     let layers = [lower.clone(), upper.clone()];

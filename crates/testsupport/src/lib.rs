@@ -44,3 +44,17 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("binding 127.0.0.1:0 to find a free port")
 }
+
+/// `len` bytes no compressor can shrink (xorshift64, the same every
+/// call), for layers whose compressed size must stay their size.
+pub fn noise(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 32) as u8
+        })
+        .collect()
+}
