@@ -353,3 +353,51 @@ fn a_relative_store_root_builds_run_steps() {
         );
     }
 }
+
+/// A RUN reads USER's ids and groups from its mounted root, not from an
+/// index of the image's layers: a cold build whose first step is a RUN
+/// reads no layer blob beyond unpacking it (once). Shown by damaging every
+/// layer blob after the first build unpacked them: the next RUN on them
+/// still finds its user, group and supplementary group.
+#[test]
+fn run_reads_its_user_database_from_its_root_not_the_layers() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let bb = bb_context();
+    let users = "FROM bb\nRUN echo 'app:x:1234:99::/:/bin/sh' >> /etc/passwd \
+        && printf 'app:x:99:\\nextra:x:77:app\\n' >> /etc/group\n";
+    std::fs::create_dir_all(d.join("ctx")).unwrap();
+    std::fs::write(d.join("ctx/Dockerfile"), users).unwrap();
+    let out = kiln(d, &[], &["build", "--build-context", &bb, "ctx"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let blobs = d.join("store/content/blobs/sha256");
+    for entry in std::fs::read_dir(&blobs).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        if !bytes.starts_with(b"{") {
+            let mut perms = std::fs::metadata(&path).unwrap().permissions();
+            std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o644);
+            std::fs::set_permissions(&path, perms).unwrap();
+            std::fs::write(&path, vec![0u8; bytes.len()]).unwrap();
+        }
+    }
+    let _ = std::fs::remove_dir_all(d.join("store/layer-headers"));
+    std::fs::write(
+        d.join("ctx/Dockerfile"),
+        format!(
+            "{users}USER app\nRUN test \"$(id -u):$(id -g)\" = 1234:99 && id -G | grep -qw 77\n"
+        ),
+    )
+    .unwrap();
+    let out = kiln(d, &[], &["build", "--build-context", &bb, "ctx"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

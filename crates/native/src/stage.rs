@@ -328,12 +328,11 @@ impl State {
     fn step(&mut self, at: &StepAt) -> Result<(), BuildError> {
         let StepAt { ctx, step, .. } = *at;
         let line = step.command.start_line;
+        // A RUN reads its user database from its mounted root instead
+        // (`run_user`): it indexes nothing unless that cannot serve.
         if matches!(
             step.command.instruction,
-            Instruction::Workdir(_)
-                | Instruction::Copy(_)
-                | Instruction::Add(_)
-                | Instruction::Run(_)
+            Instruction::Workdir(_) | Instruction::Copy(_) | Instruction::Add(_)
         ) {
             // A layer that cannot be read fails the step that needed it.
             self.fs.catch_up(ctx).map_err(|e| match e {
@@ -460,6 +459,11 @@ impl State {
 
     /// The uid and gid of the current USER, from the image's files.
     fn user_ids(&self) -> Result<(u32, u32), String> {
+        self.user_ids_in(self.fs.indexed())
+    }
+
+    /// [`State::user_ids`] from the user database `db`.
+    fn user_ids_in(&self, db: &dyn crate::imagefs::UserDb) -> Result<(u32, u32), String> {
         let user = self.builder.config().user().to_string();
         if user.is_empty() {
             return Ok((0, 0));
@@ -468,7 +472,7 @@ impl State {
             Some((n, g)) => (n, Some(g)),
             None => (user.as_str(), None),
         };
-        let (uid, primary) = match self.fs.indexed().lookup_user(name) {
+        let (uid, primary) = match db.user(name) {
             Ok(ids) => ids,
             Err(e) => match name.parse::<u32>() {
                 Ok(uid) => (uid, 0),
@@ -477,7 +481,7 @@ impl State {
         };
         let gid = match group {
             None => primary,
-            Some(g) => match self.fs.indexed().lookup_group(g) {
+            Some(g) => match db.group(g) {
                 Ok(gid) => gid,
                 Err(e) => g
                     .parse::<u32>()

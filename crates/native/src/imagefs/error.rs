@@ -53,6 +53,14 @@ pub enum Error {
         /// What it is.
         kind: &'static str,
     },
+    /// A file of a container's root directory could not be read.
+    #[error("{path} in the container's root: {reason}")]
+    Unreadable {
+        /// The path inside the root.
+        path: String,
+        /// Why.
+        reason: String,
+    },
     /// A file is larger than the caller's limit.
     #[error("{path} in the image is {size} bytes, more than the {limit} bytes kiln reads for it")]
     TooLarge {

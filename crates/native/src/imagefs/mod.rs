@@ -43,6 +43,7 @@ mod users;
 
 pub use error::Error;
 pub use headers::prune as prune_saved_headers;
+pub use users::{RootDir, UserDb};
 
 use kiln_oci::LayerFormat;
 use kiln_store::{Descriptor, Store};
@@ -360,13 +361,13 @@ impl ImageFs {
     /// a number is used as is, with the gid of the first passwd entry that
     /// has that uid, or 0. The empty string is root.
     pub fn lookup_user(&self, user: &str) -> Result<(u32, u32), Error> {
-        users::lookup_user(self, user)
+        UserDb::user(self, user)
     }
 
     /// Looks a group up: a number is used as is, a name is searched in
     /// `/etc/group`.
     pub fn lookup_group(&self, group: &str) -> Result<u32, Error> {
-        users::lookup_group(self, group)
+        UserDb::group(self, group)
     }
 
     /// A RUN process's supplementary groups: the groups `/etc/group` lists
@@ -376,7 +377,7 @@ impl ImageFs {
         user: &str,
         primary: Option<u32>,
     ) -> Result<Vec<u32>, Error> {
-        users::supplementary_groups(self, user, primary)
+        UserDb::groups(self, user, primary)
     }
 
     /// The uid and gid for a `COPY`/`ADD --chown` value, following

@@ -2,6 +2,9 @@
 //! runc's rules for `USER` and BuildKit's for `--chown`.
 
 use super::{Error, ImageFs};
+use kiln_oci::tree::TreeRoot;
+use std::io::{self, Read};
+use std::path::Path;
 
 /// The most of `/etc/passwd` or `/etc/group` kiln reads.
 const LIMIT: u64 = 16 << 20;
@@ -14,14 +17,87 @@ struct Line<'a> {
     gid: u32,
 }
 
-/// Reads a database file; `None` when the image has none, which BuildKit
-/// treats like a file without the name.
-fn read_db(fs: &ImageFs, path: &str) -> Result<Option<String>, Error> {
-    match fs.read_file(path, LIMIT) {
-        Ok(bytes) => Ok(bytes.map(|b| String::from_utf8_lossy(&b).into_owned())),
-        Err(Error::NotADirectory { .. }) => Ok(None),
-        Err(e) => Err(e),
+/// Where `/etc/passwd` and `/etc/group` are read from: an image's merged
+/// view, or a container's root directory on disk ([`RootDir`]); the
+/// lookups are the same.
+pub trait UserDb {
+    /// The file at the absolute `path` as text; `None` when there is none,
+    /// which BuildKit treats like a file without the name.
+    fn read_db(&self, path: &str) -> Result<Option<String>, Error>;
+
+    /// [`ImageFs::lookup_user`] in this database.
+    fn user(&self, user: &str) -> Result<(u32, u32), Error> {
+        lookup_user(self, user)
     }
+
+    /// [`ImageFs::lookup_group`] in this database.
+    fn group(&self, group: &str) -> Result<u32, Error> {
+        lookup_group(self, group)
+    }
+
+    /// [`ImageFs::supplementary_groups`] in this database.
+    fn groups(&self, user: &str, primary: Option<u32>) -> Result<Vec<u32>, Error> {
+        supplementary_groups(self, user, primary)
+    }
+}
+
+impl UserDb for ImageFs {
+    fn read_db(&self, path: &str) -> Result<Option<String>, Error> {
+        match self.read_file(path, LIMIT) {
+            Ok(bytes) => Ok(bytes.map(|b| String::from_utf8_lossy(&b).into_owned())),
+            Err(Error::NotADirectory { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// A container's root directory on the host (a RUN step's mounted
+/// snapshot), read without indexing any layer: its files are opened
+/// beneath it without following a symlink at any component, so nothing
+/// outside it is read. A database file that is a symlink is an error
+/// here; the caller then asks the image's view, which resolves it inside
+/// the image.
+pub struct RootDir(TreeRoot);
+
+impl RootDir {
+    /// The root directory at `path`.
+    pub fn open(path: &Path) -> io::Result<RootDir> {
+        TreeRoot::open(path).map(RootDir)
+    }
+}
+
+impl UserDb for RootDir {
+    fn read_db(&self, path: &str) -> Result<Option<String>, Error> {
+        let unreadable = |e: io::Error| Error::Unreadable {
+            path: path.to_string(),
+            reason: e.to_string(),
+        };
+        let file = match self.0.open_file(Path::new(path.trim_start_matches('/'))) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.raw_os_error() == Some(libc_enotdir()) => return Ok(None),
+            Err(e) => return Err(unreadable(e)),
+        };
+        if !file.metadata().map_err(unreadable)?.is_file() {
+            return Err(unreadable(io::Error::other("not a regular file")));
+        }
+        let mut bytes = Vec::new();
+        file.take(LIMIT + 1)
+            .read_to_end(&mut bytes)
+            .map_err(unreadable)?;
+        if bytes.len() as u64 > LIMIT {
+            return Err(Error::TooLarge {
+                path: path.to_string(),
+                size: bytes.len() as u64,
+                limit: LIMIT,
+            });
+        }
+        Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
+    }
+}
+
+fn libc_enotdir() -> i32 {
+    rustix::io::Errno::NOTDIR.raw_os_error()
 }
 
 /// The `(id, gid)` of the first line `pred` selects.
@@ -65,8 +141,8 @@ fn numeric(s: &str, what: &'static str) -> Result<Option<u32>, Error> {
     }
 }
 
-pub(super) fn lookup_user(fs: &ImageFs, user: &str) -> Result<(u32, u32), Error> {
-    let passwd = read_db(fs, "/etc/passwd")?;
+fn lookup_user<D: UserDb + ?Sized>(fs: &D, user: &str) -> Result<(u32, u32), Error> {
+    let passwd = fs.read_db("/etc/passwd")?;
     let uid = if user.is_empty() {
         Some(0)
     } else {
@@ -81,11 +157,11 @@ pub(super) fn lookup_user(fs: &ImageFs, user: &str) -> Result<(u32, u32), Error>
     })
 }
 
-pub(super) fn lookup_group(fs: &ImageFs, group: &str) -> Result<u32, Error> {
+fn lookup_group<D: UserDb + ?Sized>(fs: &D, group: &str) -> Result<u32, Error> {
     if let Some(gid) = numeric(group, "gid")? {
         return Ok(gid);
     }
-    let groups = read_db(fs, "/etc/group")?;
+    let groups = fs.read_db("/etc/group")?;
     // A group line is `name:password:gid:members`: its id is the third field.
     find(&groups, |l| l.name == group)
         .map(|(gid, _)| gid)
@@ -99,15 +175,15 @@ pub(super) fn lookup_group(fs: &ImageFs, group: &str) -> Result<u32, Error> {
 /// groups in `/etc/group` that list the user as a member, plus `primary`
 /// (the user's own group, when USER named no group). Sorted, without
 /// duplicates.
-pub(super) fn supplementary_groups(
-    fs: &ImageFs,
+fn supplementary_groups<D: UserDb + ?Sized>(
+    fs: &D,
     user: &str,
     primary: Option<u32>,
 ) -> Result<Vec<u32>, Error> {
     let passwd;
     let name = match numeric(user, "uid")? {
         Some(uid) => {
-            passwd = read_db(fs, "/etc/passwd")?;
+            passwd = fs.read_db("/etc/passwd")?;
             match lines(passwd.as_deref().unwrap_or_default()).find(|l| l.id == uid) {
                 Some(line) => line.name,
                 None => return Ok(primary.into_iter().collect()),
@@ -115,7 +191,7 @@ pub(super) fn supplementary_groups(
         }
         None => user,
     };
-    let groups = read_db(fs, "/etc/group")?;
+    let groups = fs.read_db("/etc/group")?;
     let mut gids: Vec<u32> = groups
         .as_deref()
         .unwrap_or_default()
@@ -161,7 +237,7 @@ pub(super) fn resolve_chown(fs: &ImageFs, spec: &str) -> Result<(u32, u32), Erro
         Some(id) => (id, id),
         None if user.is_empty() => (0, 0),
         None => {
-            let passwd = read_db(fs, "/etc/passwd")?;
+            let passwd = fs.read_db("/etc/passwd")?;
             find(&passwd, |l| l.name == user).unwrap_or((0, 0))
         }
     };
@@ -170,7 +246,7 @@ pub(super) fn resolve_chown(fs: &ImageFs, spec: &str) -> Result<(u32, u32), Erro
             Some(id) => gid = id,
             None if group.is_empty() => gid = 0,
             None => {
-                let groups = read_db(fs, "/etc/group")?;
+                let groups = fs.read_db("/etc/group")?;
                 if let Some((id, _)) = find(&groups, |l| l.name == group) {
                     gid = id;
                 }
