@@ -1,12 +1,14 @@
 //! A stage's file system, indexed only when a step looks at it.
 //!
 //! Indexing a layer reads (and decompresses) its whole tar, which for a
-//! 1 GiB COPY takes seconds. A step taken from the cache and a base image
-//! only put their layers on the stage; the first step that reads files (a
-//! COPY, ADD, RUN or WORKDIR that runs, a `COPY --from` of the stage, a
-//! `local` or `tar` output) indexes them, fetching a `--cache-from` layer
-//! first. A rebuild whose steps all hit reads no layer at all, and a layer
-//! no step reads is never fetched.
+//! 1 GiB COPY takes seconds (once: big layers' headers are saved, see
+//! `imagefs::headers`). A step taken from the cache and a base image only
+//! put their layers on the stage; the first step that reads files (a COPY,
+//! ADD or WORKDIR that runs, a `COPY --from` of the stage, a `local` or
+//! `tar` output) indexes them, fetching a `--cache-from` layer first. A
+//! RUN reads what it needs (its user database) from its mounted root. A
+//! rebuild whose steps all hit reads no layer at all, and a layer no step
+//! reads is never fetched.
 
 use super::StageContext;
 use crate::imagefs::ImageFs;
