@@ -104,16 +104,59 @@ struct State<T, E> {
     error: Option<E>,
 }
 
+/// A stage's `run` panicked (a bug in kiln, or in an event sink's
+/// callback): the build fails with this instead of leaving the stages that
+/// wait for that one waiting forever.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StagePanic {
+    /// The stage's index.
+    pub stage: usize,
+    /// The panic's message.
+    pub message: String,
+}
+
+impl std::fmt::Display for StagePanic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "stage {} stopped: kiln panicked ({}); this is a bug, please report it",
+            self.stage, self.message
+        )
+    }
+}
+
+impl From<StagePanic> for String {
+    fn from(p: StagePanic) -> String {
+        p.to_string()
+    }
+}
+
+impl From<StagePanic> for kiln_backend::BuildError {
+    fn from(p: StagePanic) -> kiln_backend::BuildError {
+        kiln_backend::BuildError::Request(p.to_string())
+    }
+}
+
+/// The text of a panic's payload.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into())
+}
+
 /// Runs every stage of `stages` with `run`, each after the stages it
 /// depends on ([`Dependency::Stage`]), and returns every stage's result.
 /// `run` gets the stage and the results finished so far (its dependencies
 /// among them). The first error is returned; stages not yet started then
 /// never start, and running ones see [`Cancel::is_cancelled`]; so do they
-/// when `cancel` is set from outside.
+/// when `cancel` is set from outside. A stage whose `run` panics fails
+/// the build with a [`StagePanic`].
 pub fn solve<T, E, F>(stages: &[Stage], cancel: &Cancel, run: F) -> Result<Finished<T>, E>
 where
     T: Send + Sync,
-    E: Send,
+    E: Send + From<StagePanic>,
     F: Fn(&Stage, &Finished<T>, &Cancel) -> Result<T, E> + Sync,
 {
     let state = Mutex::new(State {
@@ -148,7 +191,15 @@ where
                         s = changed.wait(s).unwrap_or_else(|p| p.into_inner());
                     }
                 };
-                let result = run(stage, &inputs, cancel);
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    run(stage, &inputs, cancel)
+                }))
+                .unwrap_or_else(|payload| {
+                    Err(E::from(StagePanic {
+                        stage: stage.index,
+                        message: panic_message(&*payload),
+                    }))
+                });
                 let mut s = lock(state);
                 match result {
                     Ok(value) => {
@@ -271,5 +322,30 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err, "stage 0 failed");
+    }
+
+    #[test]
+    fn a_panicking_stage_fails_the_build_instead_of_hanging_its_dependents() {
+        let stages = [stage(0, &[]), stage(1, &[0]), stage(2, &[])];
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let got = solve(
+                &stages,
+                &Cancel::default(),
+                |s, _: &Finished<()>, _| match s.index {
+                    0 => panic!("an event sink broke"),
+                    _ => Ok::<(), String>(()),
+                },
+            );
+            let _ = tx.send(got);
+        });
+        let got = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the build hung on a panicked stage");
+        let err = got.unwrap_err();
+        assert!(
+            err.contains("stage 0 stopped: kiln panicked (an event sink broke)"),
+            "{err}"
+        );
     }
 }
