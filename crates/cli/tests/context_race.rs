@@ -7,7 +7,7 @@
 use std::io::Read;
 use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,11 +18,16 @@ const BUILDS: usize = 30;
 /// Swaps `ctx/f` by renames (so it always exists) until told to stop:
 /// mostly the regular file, so that builds get past listing it, and for a
 /// few milliseconds at a time, at uneven intervals, the symlink.
-fn swapper(top: &Path, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<std::io::Result<usize>> {
+/// Swaps `ctx/f` between the file and a symlink to the host's secret until
+/// `stop`, counting the swaps in `swaps` as it goes.
+fn swapper(
+    top: &Path,
+    stop: Arc<AtomicBool>,
+    swaps: Arc<AtomicUsize>,
+) -> std::thread::JoinHandle<std::io::Result<usize>> {
     let (f, host) = (top.join("ctx/f"), top.join("host-secret"));
     let (link_tmp, file_tmp) = (top.join("tmp-link"), top.join("tmp-file"));
     std::thread::spawn(move || {
-        let mut swaps = 0;
         let mut seed = 0x2545_f491_u32;
         let mut jitter = |max: u32| {
             seed ^= seed << 13;
@@ -37,9 +42,9 @@ fn swapper(top: &Path, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<std::io
             std::os::unix::fs::symlink(&host, &link_tmp)?;
             std::fs::rename(&link_tmp, &f)?;
             std::thread::sleep(Duration::from_millis(2) + jitter(5));
-            swaps += 2;
+            swaps.fetch_add(2, Ordering::Relaxed);
         }
-        Ok(swaps)
+        Ok(swaps.load(Ordering::Relaxed))
     })
 }
 
@@ -83,9 +88,15 @@ fn a_context_file_swapped_with_a_host_symlink_never_reaches_an_image() {
     std::fs::write(ctx.join("Dockerfile"), "FROM scratch\nCOPY a-big f /\n").unwrap();
 
     let stop = Arc::new(AtomicBool::new(false));
-    let swaps = swapper(d, Arc::clone(&stop));
+    let count = Arc::new(AtomicUsize::new(0));
+    let swaps = swapper(d, Arc::clone(&stop), Arc::clone(&count));
     let (mut built, mut refused) = (0, 0);
-    for i in 0..BUILDS {
+    // At least BUILDS builds, and on until the context has changed under
+    // them more than BUILDS times: a fast build may see few swaps.
+    for i in 0..BUILDS * 10 {
+        if i >= BUILDS && count.load(Ordering::Relaxed) > BUILDS {
+            break;
+        }
         let rootfs = d.join(format!("rootfs-{i}"));
         let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
             .args(["build", "--no-cache", "-f", "ctx/Dockerfile", "-o"])
