@@ -3,9 +3,10 @@
 //! A step's layer goes into the store as an uncompressed tar (its digest
 //! is its diff_id), which costs what writing the diff costs; a worker
 //! thread compresses it while later steps run (the image's last layer is
-//! compressed as it is written instead: nothing runs after it), as BuildKit keeps layers
-//! uncompressed until it exports them. Gzipping a 150 MB layer of
-//! installed packages at commit used to add seconds to every such step.
+//! compressed as it is written instead: nothing runs after it), as
+//! BuildKit keeps layers uncompressed until it exports them. Gzipping a
+//! 150 MB layer of installed packages at commit used to add seconds to
+//! every such step.
 //!
 //! The image written at the end waits for the compressed blobs of its own
 //! layers only ([`Compressor::resolve`], which moves them to the front of
@@ -111,33 +112,9 @@ impl<'s> Compressor<'s> {
         jobs.queue = wanted;
         let mut out = Vec::with_capacity(layers.len());
         for layer in layers {
-            loop {
-                match jobs.known.get(&layer.digest) {
-                    None => {
-                        out.push(layer.clone());
-                        break;
-                    }
-                    Some(Some(Ok(done))) => {
-                        out.push(done.clone());
-                        break;
-                    }
-                    Some(Some(Err(why))) => {
-                        return Err(BuildError::Request(format!(
-                            "compressing layer {}: {why}",
-                            layer.digest
-                        )))
-                    }
-                    Some(None) if jobs.closed => {
-                        return Err(BuildError::Request(format!(
-                            "compressing layer {}: the build ended first",
-                            layer.digest
-                        )))
-                    }
-                    Some(None) => {
-                        jobs = self.changed.wait(jobs).unwrap_or_else(|p| p.into_inner());
-                    }
-                }
-            }
+            let (compressed, held) = self.wait_for(jobs, &layer.digest)?;
+            jobs = held;
+            out.push(compressed.unwrap_or_else(|| layer.clone()));
         }
         Ok(out)
     }
@@ -145,13 +122,36 @@ impl<'s> Compressor<'s> {
     /// Waits until every layer handed to [`Compressor::defer`] is
     /// compressed (for `--cache-to`, which shares them all).
     pub(crate) fn wait_all(&self) -> Result<(), BuildError> {
-        let pending: Vec<Descriptor> = self
-            .lock()
-            .known
-            .keys()
-            .map(|d| Descriptor::new(media_type::OCI_LAYER, *d, 0))
-            .collect();
-        self.resolve(&pending).map(drop)
+        let mut jobs = self.lock();
+        let all: Vec<Digest> = jobs.known.keys().copied().collect();
+        for digest in &all {
+            jobs = self.wait_for(jobs, digest)?.1;
+        }
+        Ok(())
+    }
+
+    /// The compressed blob of the deferred layer `digest` once it is made
+    /// (`None` for a layer never deferred), with the lock given back.
+    fn wait_for<'a>(
+        &'a self,
+        mut jobs: MutexGuard<'a, Jobs>,
+        digest: &Digest,
+    ) -> Result<(Option<Descriptor>, MutexGuard<'a, Jobs>), BuildError> {
+        loop {
+            let why = match jobs.known.get(digest) {
+                None => return Ok((None, jobs)),
+                Some(Some(Ok(done))) => return Ok((Some(done.clone()), jobs)),
+                Some(Some(Err(why))) => why.clone(),
+                Some(None) if jobs.closed => "the build ended first".to_string(),
+                Some(None) => {
+                    jobs = self.changed.wait(jobs).unwrap_or_else(|p| p.into_inner());
+                    continue;
+                }
+            };
+            return Err(BuildError::Request(format!(
+                "compressing layer {digest}: {why}"
+            )));
+        }
     }
 
     /// The layers compressed so far: (uncompressed digest, compressed blob).

@@ -533,15 +533,11 @@ impl State {
         let (stage, index) = self.step_at;
         ctx.plan.stages.last().is_some_and(|target| {
             target.index == stage
-                && target.steps.iter().skip(index).all(|s| {
-                    !matches!(
-                        s.command.instruction,
-                        Instruction::Copy(_)
-                            | Instruction::Add(_)
-                            | Instruction::Run(_)
-                            | Instruction::Workdir(_)
-                    )
-                })
+                && !target
+                    .steps
+                    .iter()
+                    .skip(index)
+                    .any(|s| makes_layer(&s.command.instruction))
         })
     }
 
@@ -553,6 +549,15 @@ impl State {
         self.fs.push(desc.clone());
         self.layers.push(desc);
     }
+}
+
+/// Whether a step of `instruction` makes a layer (WORKDIR always does, an
+/// empty one when its directory exists, as BuildKit's).
+fn makes_layer(instruction: &Instruction) -> bool {
+    matches!(
+        instruction,
+        Instruction::Copy(_) | Instruction::Add(_) | Instruction::Run(_) | Instruction::Workdir(_)
+    )
 }
 
 /// BuildKit's InvalidBaseImagePlatform warning: a base image that is not

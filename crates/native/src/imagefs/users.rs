@@ -75,7 +75,7 @@ impl UserDb for RootDir {
         let file = match self.0.open_file(Path::new(path.trim_start_matches('/'))) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) if e.raw_os_error() == Some(libc_enotdir()) => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotADirectory => return Ok(None),
             Err(e) => return Err(unreadable(e)),
         };
         if !file.metadata().map_err(unreadable)?.is_file() {
@@ -94,10 +94,6 @@ impl UserDb for RootDir {
         }
         Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
     }
-}
-
-fn libc_enotdir() -> i32 {
-    rustix::io::Errno::NOTDIR.raw_os_error()
 }
 
 /// The `(id, gid)` of the first line `pred` selects.

@@ -42,13 +42,7 @@ impl State {
             done,
             ..
         } = *at;
-        let makes_layer = matches!(
-            step.command.instruction,
-            Instruction::Copy(_)
-                | Instruction::Add(_)
-                | Instruction::Run(_)
-                | Instruction::Workdir(_)
-        );
+        let makes_layer = super::makes_layer(&step.command.instruction);
         let key = match self.key(ctx, stage, step, done)? {
             Ok(key) => key,
             Err(why) => {
