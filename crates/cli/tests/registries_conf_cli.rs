@@ -164,3 +164,115 @@ fn insecure_in_registries_conf_trusts_a_tls_registry_and_bad_files_fail() {
         run.stderr
     );
 }
+
+#[test]
+fn short_names_pull_from_aliases_and_search_registries_in_order() {
+    let empty = Registry::start();
+    let serving = Registry::start();
+    BaseImages::skopeo_push(&base_images().busybox, &serving.host(), "tools/busybox:1");
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let conf = h.join("registries.conf");
+    let write_conf = |extra: &str| {
+        std::fs::write(
+            &conf,
+            format!(
+                "unqualified-search-registries = [\"{}\", \"{}\"]\n{extra}",
+                empty.host(),
+                serving.host()
+            ),
+        )
+        .unwrap()
+    };
+    write_conf("");
+
+    // The first search registry lacks it; the second serves it, and the
+    // image is named after the one that did.
+    let run = kiln(h, &conf, &["pull", "tools/busybox:1"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let served = format!("{}/tools/busybox:1", serving.host());
+    assert!(
+        run.stdout.contains(&format!("Pulled {served}")),
+        "{}",
+        run.stdout
+    );
+
+    // A build FROM a short name in an empty store resolves the same way,
+    // and so does an alias, with the tag written going on its target.
+    write_conf(&format!(
+        "[aliases]\n\"bb\" = \"{}/tools/busybox\"\n",
+        serving.host()
+    ));
+    let ctx = h.join("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    for from in ["tools/busybox:1", "bb:1"] {
+        std::fs::write(
+            ctx.join("Dockerfile"),
+            format!("FROM {from}\nLABEL from={from}\n"),
+        )
+        .unwrap();
+        let fresh = tempfile::tempdir().unwrap();
+        let run = kiln(
+            fresh.path(),
+            &conf,
+            &["build", "-t", "app", ctx.to_str().unwrap()],
+        );
+        assert_eq!(run.code, 0, "FROM {from}: {}", run.stderr);
+        let inspect = kiln(fresh.path(), &conf, &["inspect", "app"]);
+        assert!(
+            inspect.stdout.contains(&format!("\"from\": \"{from}\"")),
+            "{}",
+            inspect.stdout
+        );
+        let images = kiln(fresh.path(), &conf, &["images"]);
+        assert!(
+            images
+                .stdout
+                .contains(&format!("{}/tools/busybox", serving.host())),
+            "{}",
+            images.stdout
+        );
+
+        // kiln's own short tag (docker's reading, docker.io/library/app)
+        // is found in the store first: no search registry has `app`.
+        std::fs::write(ctx.join("Dockerfile"), "FROM app\nLABEL next=1\n").unwrap();
+        let run = kiln(
+            fresh.path(),
+            &conf,
+            &["build", "-t", "next", ctx.to_str().unwrap()],
+        );
+        assert_eq!(run.code, 0, "FROM app: {}", run.stderr);
+    }
+
+    // Nowhere: the error says what each registry answered.
+    let run = kiln(h, &conf, &["pull", "nothere:1"]);
+    assert_ne!(run.code, 0);
+    for part in [
+        "nothere:1 is a short name".to_string(),
+        format!("{}/nothere:1", empty.host()),
+        format!("{}/nothere:1", serving.host()),
+    ] {
+        assert!(run.stderr.contains(&part), "{part:?} in {}", run.stderr);
+    }
+
+    // Enforcing with two registries and no alias: podman would prompt,
+    // kiln fails before asking either registry and says how to choose.
+    write_conf("short-name-mode = \"enforcing\"\n");
+    let run = kiln(h, &conf, &["pull", "tools/busybox:1"]);
+    assert_ne!(run.code, 0);
+    assert!(
+        run.stderr.contains("short-name-mode = \"enforcing\"")
+            && run.stderr.contains(conf.to_str().unwrap()),
+        "{}",
+        run.stderr
+    );
+    std::fs::write(ctx.join("Dockerfile"), "FROM tools/busybox:1\n").unwrap();
+    let fresh = tempfile::tempdir().unwrap();
+    let run = kiln(fresh.path(), &conf, &["build", ctx.to_str().unwrap()]);
+    assert_ne!(run.code, 0);
+    assert!(
+        run.stderr.contains("kiln does not prompt"),
+        "{}",
+        run.stderr
+    );
+}

@@ -11,7 +11,7 @@ use kiln_backend::{NamedContext, PullPolicy};
 use kiln_frontend::stages::Platform;
 use kiln_oci::reference::Reference;
 use kiln_oci::{select_platform, Digest, ImageConfig, Layout};
-use kiln_registry::Client;
+use kiln_registry::{first_that_pulls, Client};
 use kiln_store::{children, media_type, Descriptor, Store, REF_NAME};
 use std::collections::{BTreeMap, HashMap};
 use std::io;
@@ -130,54 +130,92 @@ impl<'a> Bases<'a> {
         Ok(found)
     }
 
+    /// The image `name` names, from the store or a registry as the pull
+    /// policy says. A short name tries what `registries.conf` resolves it
+    /// to ([`Client::candidates`]); in the store it is first kiln's own
+    /// name for it (`-t app` tags `docker.io/library/app`, as docker
+    /// does), then each of those.
     fn registry_or_store(&self, name: &str, platform: &Platform) -> Result<ImageSource, BaseError> {
-        let reference = Reference::parse(name).map_err(|e| BaseError::Other(e.to_string()))?;
+        let written = Reference::parse(name).map_err(|e| BaseError::Other(e.to_string()))?;
+        let candidates = self
+            .client
+            .candidates(name)
+            .map_err(|e| BaseError::Other(e.to_string()))?;
         let stored = match self.pull {
             PullPolicy::Always => None,
-            _ => match self.store.resolve(&reference.to_string()) {
-                Ok(found) => self.select(&found.descriptor, platform)?,
-                Err(kiln_store::Error::ImageNotFound { .. }) => None,
-                Err(e) => return Err(e.into()),
-            },
+            _ => self.stored(&written, &candidates, platform)?,
         };
-        let stored_image = |manifest: Descriptor| {
+        let stored_image = |(reference, manifest): (Reference, Descriptor)| {
             let image = read_image(self.store, manifest)?;
             self.with_foreign_layers(image, Some(&reference))
         };
         match (self.pull, stored) {
-            (PullPolicy::Missing | PullPolicy::Never, Some(manifest)) => stored_image(manifest),
+            (PullPolicy::Missing | PullPolicy::Never, Some(found)) => stored_image(found),
             (PullPolicy::Never, None) => Err(BaseError::Other(format!(
                 "not in the store, and --pull=never does not ask the registry; pull it \
-                 first (`kiln pull {reference}`) or build with --pull=missing"
+                 first (`kiln pull {name}`) or build with --pull=missing"
             ))),
-            (PullPolicy::Newer, Some(manifest)) => match self.pull_image(&reference, platform) {
-                Err(BaseError::Registry(e)) => {
-                    self.events.send(BuildEvent::Warning {
-                        file: String::new(),
-                        line: 0,
-                        message: format!(
-                            "--pull=newer: {reference}: the registry failed ({e}); using the store's image"
+            (PullPolicy::Newer, Some(found)) => {
+                match self.pull_image(name, &candidates, platform) {
+                    Err(BaseError::Registry(e)) => {
+                        self.events.send(BuildEvent::Warning {
+                            file: String::new(),
+                            line: 0,
+                            message: format!(
+                            "--pull=newer: {}: the registry failed ({e}); using the store's image",
+                            found.0
                         ),
-                    });
-                    stored_image(manifest)
+                        });
+                        stored_image(found)
+                    }
+                    other => other,
                 }
-                other => other,
-            },
-            _ => self.pull_image(&reference, platform),
+            }
+            _ => self.pull_image(name, &candidates, platform),
         }
+    }
+
+    /// The first of `written` and `candidates` the store has an image of
+    /// for `platform`, with its manifest.
+    fn stored(
+        &self,
+        written: &Reference,
+        candidates: &[Reference],
+        platform: &Platform,
+    ) -> Result<Option<(Reference, Descriptor)>, BaseError> {
+        for reference in std::iter::once(written).chain(candidates) {
+            match self.store.resolve(&reference.to_string()) {
+                Ok(found) => {
+                    if let Some(manifest) = self.select(&found.descriptor, platform)? {
+                        return Ok(Some((reference.clone(), manifest)));
+                    }
+                }
+                Err(kiln_store::Error::ImageNotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(None)
     }
 
     fn pull_image(
         &self,
-        reference: &Reference,
+        name: &str,
+        candidates: &[Reference],
         platform: &Platform,
     ) -> Result<ImageSource, BaseError> {
         let runtime = kiln_backend::runtime().map_err(BaseError::Other)?;
-        let counted = Counted::start(self.store, self.events, format!("pull {reference}"));
-        let pulled = runtime.block_on(self.client.pull(&counted, reference, Some(platform)))?;
+        let what = match candidates {
+            [one] => format!("pull {one}"),
+            _ => format!("pull {name}"),
+        };
+        let counted = Counted::start(self.store, self.events, what);
+        let (reference, pulled) = runtime.block_on(first_that_pulls(name, candidates, |r| {
+            let counted = &counted;
+            async move { self.client.pull(counted, &r, Some(platform)).await }
+        }))?;
         counted.finish();
         let image = read_image(self.store, pulled.manifest)?;
-        self.with_foreign_layers(image, Some(reference))
+        self.with_foreign_layers(image, Some(&reference))
     }
 
     /// `image` with its foreign layers in the store and listed as ordinary

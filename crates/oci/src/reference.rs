@@ -96,6 +96,21 @@ impl Reference {
     }
 }
 
+/// A name written without a registry (`busybox`, `user/app:1`), split
+/// into the name and what follows it (`:1`, `@sha256:…`, or nothing):
+/// what `registries.conf`'s aliases and `unqualified-search-registries`
+/// resolve. `None` for a name that names its registry.
+pub fn short_name(written: &str) -> Option<(&str, &str)> {
+    let first = written.split('/').next().unwrap_or_default();
+    if written.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost")
+    {
+        return None;
+    }
+    // No registry, so no port: the first ':' or '@' ends the name.
+    let end = written.find([':', '@']).unwrap_or(written.len());
+    Some(written.split_at(end))
+}
+
 impl fmt::Display for Reference {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut out = self.name();
@@ -298,6 +313,25 @@ mod tests {
             norm(&format!("quay.io/x:v@{d}")),
             format!("quay.io/x:v@{d}")
         );
+    }
+
+    #[test]
+    fn short_names_are_those_without_a_registry() {
+        let d = Digest::of(b"m");
+        let pinned = format!("app@{d}");
+        assert_eq!(short_name("busybox"), Some(("busybox", "")));
+        assert_eq!(short_name("user/app:1"), Some(("user/app", ":1")));
+        assert_eq!(short_name(&pinned), Some(("app", &pinned[3..])));
+        // `localhost` alone is a repository, as docker reads it.
+        assert_eq!(short_name("localhost:1"), Some(("localhost", ":1")));
+        for qualified in [
+            "localhost/app",
+            "quay.io/x",
+            "h:5000/a:b",
+            "docker.io/busybox",
+        ] {
+            assert_eq!(short_name(qualified), None, "{qualified}");
+        }
     }
 
     #[test]

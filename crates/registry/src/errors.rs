@@ -255,6 +255,10 @@ pub enum ErrorKind {
     /// kiln does not do this.
     #[error("{0}")]
     NotSupported(String),
+    /// No registry a short name resolves to has the image; says what each
+    /// answered.
+    #[error("{0}")]
+    ShortName(String),
     /// `registries.conf` blocks the reference.
     #[error(transparent)]
     Blocked(#[from] crate::registries::Blocked),

@@ -42,6 +42,7 @@ mod pull;
 mod pull_all;
 mod push;
 mod registries;
+mod short_names;
 
 pub use challenge::Challenge;
 pub use client::{Client, ClientOptions};
@@ -51,4 +52,5 @@ pub use manifest::parse as parse_manifest;
 pub use pull::Pulled;
 pub use pull_all::PulledAll;
 pub use push::{BlobOutcome, PushOptions, PushProgress, Pushed};
-pub use registries::{Blocked, Registries, RegistriesError};
+pub use registries::{Blocked, NameError, Registries, RegistriesError};
+pub use short_names::first_that_pulls;

@@ -1,6 +1,7 @@
 //! `registries.conf` (containers-registries.conf(5), version 2), as podman
 //! and buildah read it: per-registry `insecure` and `blocked`, `location`
-//! rewrites and pull mirrors.
+//! rewrites, pull mirrors, and the resolution of short names
+//! (`[aliases]`, `unqualified-search-registries`, `short-name-mode`).
 //!
 //! The caller names the files (the CLI: `/etc/containers/registries.conf`
 //! or `~/.config/containers/registries.conf`, then the `registries.conf.d`
@@ -12,20 +13,85 @@
 //! `example.com/foobar`), or to every host under `*.example.com`; the
 //! longest prefix wins.
 //!
-//! Short-name aliases and `unqualified-search-registries` are ignored:
-//! kiln resolves short names as docker does (`busybox` is
-//! `docker.io/library/busybox`), which is what its users' Dockerfiles
-//! mean; every podman install ships aliases (`shortnames.conf`), so
-//! refusing them would refuse every build.
+//! A short name (`busybox`, `user/app:1`: no registry) pulls from its
+//! alias when it has one, else from each unqualified-search registry in
+//! order, as podman and buildah pull it; with no search registries
+//! configured it is docker's (`docker.io/library/busybox`), which is what
+//! a Dockerfile written for docker means. kiln never prompts: where
+//! `short-name-mode = "enforcing"` would have podman ask which of several
+//! registries to use, kiln fails and says how to choose, as podman does
+//! without a terminal. kiln records no aliases of its own
+//! (`short-name-aliases.conf`): it never prompts, so it has no answers to
+//! record.
 
-use kiln_oci::reference::Reference;
+use kiln_oci::reference::{short_name, ParseReferenceError, Reference};
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// What `registries.conf` files say, merged.
 #[derive(Clone, Debug, Default)]
 pub struct Registries {
     entries: Vec<Entry>,
+    /// `unqualified-search-registries`, and the file that set it last.
+    search: Option<Said<Vec<String>>>,
+    /// `short-name-mode`, and the file that set it last.
+    mode: Option<Said<ShortNameMode>>,
+    /// `[aliases]`: short name to fully qualified name (no tag). An empty
+    /// target, which erases an earlier file's alias, is kept until merged.
+    aliases: BTreeMap<String, Said<String>>,
+}
+
+/// A setting and the file it came from, for messages.
+#[derive(Clone, Debug)]
+struct Said<T> {
+    value: T,
+    file: PathBuf,
+}
+
+impl<T> Said<T> {
+    fn new(value: T, file: &Path) -> Said<T> {
+        Said {
+            value,
+            file: file.to_path_buf(),
+        }
+    }
+}
+
+/// `short-name-mode`: what a short name with several candidate
+/// registries and no alias does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ShortNameMode {
+    /// Fail (podman would prompt on a terminal; kiln never prompts).
+    Enforcing,
+    /// Try every search registry in order (the default).
+    Permissive,
+    /// The same, without even podman prompting.
+    Disabled,
+}
+
+/// A name that cannot be resolved to what to pull.
+#[derive(Debug, thiserror::Error)]
+pub enum NameError {
+    /// Not an image reference.
+    #[error(transparent)]
+    Invalid(#[from] ParseReferenceError),
+    /// A short name `short-name-mode = "enforcing"` leaves ambiguous.
+    #[error(
+        "{name} is a short name, and {file} says short-name-mode = \"enforcing\" with several \
+         unqualified-search-registries ({registries}) and no alias for it; kiln does not prompt: \
+         write the full name (such as {example}) or add it under [aliases]"
+    )]
+    Ambiguous {
+        /// The name as written.
+        name: String,
+        /// The file that set the mode.
+        file: String,
+        /// The search registries, comma-separated.
+        registries: String,
+        /// The name under the first of them.
+        example: String,
+    },
 }
 
 /// One `[[registry]]` table.
@@ -84,10 +150,10 @@ pub struct Blocked {
 struct File {
     #[serde(default)]
     registry: Vec<RegistryTable>,
+    unqualified_search_registries: Option<Vec<String>>,
+    short_name_mode: Option<String>,
     #[serde(default)]
-    unqualified_search_registries: Vec<String>,
-    #[serde(default)]
-    aliases: toml::Table,
+    aliases: BTreeMap<String, String>,
     /// Version 1 tables (`[registries.search]` …): refused with a pointer
     /// to version 2.
     registries: Option<toml::Value>,
@@ -152,15 +218,46 @@ impl Registries {
                     .into(),
             ));
         }
-        if !file.unqualified_search_registries.is_empty() || !file.aliases.is_empty() {
-            // Every podman install ships aliases (shortnames.conf); kiln's
-            // users expect docker's short names, so these keys are read
-            // past, not refused.
-            tracing::debug!(
-                "{}: unqualified-search-registries and [aliases] are ignored: kiln resolves \
-                 short names as docker does",
-                path.display()
-            );
+        let mut search = None;
+        if let Some(list) = file.unqualified_search_registries {
+            for r in &list {
+                if r.is_empty() || r.contains('/') {
+                    return Err(fail(format!(
+                        "unqualified-search-registries: {r:?} is not a host[:port]"
+                    )));
+                }
+            }
+            search = Some(Said::new(list, path));
+        }
+        let mode = match file.short_name_mode.as_deref() {
+            None | Some("") => None,
+            Some("enforcing") => Some(Said::new(ShortNameMode::Enforcing, path)),
+            Some("permissive") => Some(Said::new(ShortNameMode::Permissive, path)),
+            Some("disabled") => Some(Said::new(ShortNameMode::Disabled, path)),
+            Some(other) => {
+                return Err(fail(format!(
+                    "short-name-mode = {other:?}: expected enforcing, permissive or disabled"
+                )))
+            }
+        };
+        let mut aliases = BTreeMap::new();
+        for (name, target) in file.aliases {
+            let bad = |why: &str| fail(format!("[aliases] {name:?} = {target:?}: {why}"));
+            if short_name(&name).is_none_or(|(_, suffix)| !suffix.is_empty()) {
+                return Err(bad("the name must be a short name without a tag or digest"));
+            }
+            if !target.is_empty() {
+                if short_name(&target).is_some() {
+                    return Err(bad("the target must name its registry"));
+                }
+                if target.contains('@')
+                    || target.rsplit('/').next().is_some_and(|l| l.contains(':'))
+                {
+                    return Err(bad("the target cannot have a tag or digest"));
+                }
+                Reference::parse(&target).map_err(|e| bad(&e.to_string()))?;
+            }
+            aliases.insert(name, Said::new(target, path));
         }
         let mut entries = Vec::new();
         for (i, t) in file.registry.into_iter().enumerate() {
@@ -205,19 +302,82 @@ impl Registries {
                 file: path.to_path_buf(),
             });
         }
-        Ok(Registries { entries })
+        Ok(Registries {
+            entries,
+            search,
+            mode,
+            aliases,
+        })
     }
 
+    /// `later` (a later file) over `self`, as containers/image merges
+    /// drop-ins: a `[[registry]]` replaces the one with its prefix, a
+    /// global setting replaces the earlier one, an alias replaces the
+    /// earlier alias of its name and an empty one erases it.
     fn merge(&mut self, later: Registries) {
         for entry in later.entries {
             self.entries.retain(|e| e.prefix != entry.prefix);
             self.entries.push(entry);
+        }
+        if later.search.is_some() {
+            self.search = later.search;
+        }
+        if later.mode.is_some() {
+            self.mode = later.mode;
+        }
+        for (name, target) in later.aliases {
+            if target.value.is_empty() {
+                self.aliases.remove(&name);
+            } else {
+                self.aliases.insert(name, target);
+            }
         }
     }
 
     /// True when nothing was configured.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+            && self.search.is_none()
+            && self.mode.is_none()
+            && self.aliases.is_empty()
+    }
+
+    /// The references a pull of the image written `written` tries, in
+    /// order. A name with a registry is itself. A short name is its alias
+    /// when it has one (the tag or digest written goes on the alias), else
+    /// itself under each of `unqualified-search-registries`, else, with no
+    /// search registries, docker's reading of it (`docker.io/library/…`).
+    /// Each candidate's pull then goes through [`Registries::pull_sources`].
+    pub fn candidates(&self, written: &str) -> Result<Vec<Reference>, NameError> {
+        let docker = Reference::parse(written)?;
+        let Some((name, suffix)) = short_name(written) else {
+            return Ok(vec![docker]);
+        };
+        if let Some(alias) = self.aliases.get(name).filter(|a| !a.value.is_empty()) {
+            return Ok(vec![Reference::parse(&format!("{}{suffix}", alias.value))?]);
+        }
+        let search = match &self.search {
+            Some(s) if !s.value.is_empty() => &s.value,
+            _ => return Ok(vec![docker]),
+        };
+        if let Some(mode) = self
+            .mode
+            .as_ref()
+            .filter(|m| m.value == ShortNameMode::Enforcing)
+        {
+            if search.len() > 1 {
+                return Err(NameError::Ambiguous {
+                    name: written.to_string(),
+                    file: mode.file.display().to_string(),
+                    registries: search.join(", "),
+                    example: format!("{}/{written}", search[0]),
+                });
+            }
+        }
+        search
+            .iter()
+            .map(|r| Ok(Reference::parse(&format!("{r}/{written}"))?))
+            .collect()
     }
 
     /// The entry covering `reference`, and the rest of the reference's
@@ -413,18 +573,93 @@ insecure = true
     }
 
     #[test]
-    fn short_names_stay_dockers_and_bad_files_are_errors_naming_the_file() {
-        let aliases = conf("unqualified-search-registries = [\"quay.io\"]\n[aliases]\n\"app\" = \"quay.io/x/app\"\n");
+    fn short_names_resolve_through_aliases_then_search_registries() {
+        let none = conf("[[registry]]\nlocation = \"x.example\"\n");
         assert_eq!(
-            names(aliases.pull_sources(&r("app:1")).unwrap()),
+            names(none.candidates("app:1").unwrap()),
             ["docker.io/library/app:1"],
-            "short names stay docker's"
+            "without search registries a short name is docker's"
         );
+        let c = conf(
+            "unqualified-search-registries = [\"r1.example:5000\", \"docker.io\"]\n\
+             [aliases]\n\"app\" = \"quay.io/x/app\"\n",
+        );
+        assert_eq!(names(c.candidates("app:1").unwrap()), ["quay.io/x/app:1"]);
+        let pinned = format!("app@sha256:{}", "a".repeat(64));
+        assert_eq!(
+            names(c.candidates(&pinned).unwrap()),
+            [format!("quay.io/x/{pinned}")]
+        );
+        assert_eq!(
+            names(c.candidates("tool").unwrap()),
+            [
+                "r1.example:5000/tool:latest",
+                "docker.io/library/tool:latest"
+            ]
+        );
+        assert_eq!(
+            names(c.candidates("user/tool:2").unwrap()),
+            ["r1.example:5000/user/tool:2", "docker.io/user/tool:2"]
+        );
+        assert_eq!(
+            names(c.candidates("r2.example/tool").unwrap()),
+            ["r2.example/tool:latest"],
+            "a name with a registry is itself"
+        );
+        assert!(matches!(
+            c.candidates("Bad Name"),
+            Err(NameError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn enforcing_fails_where_podman_would_prompt_and_drop_ins_override() {
+        let mut c = conf(
+            "unqualified-search-registries = [\"a.example\", \"b.example\"]\n\
+             short-name-mode = \"enforcing\"\n[aliases]\n\"app\" = \"quay.io/x/app\"\n",
+        );
+        let err = c.candidates("tool:1").unwrap_err().to_string();
+        for part in [
+            "tool:1 is a short name",
+            "/etc/containers/registries.conf",
+            "a.example, b.example",
+            "a.example/tool:1",
+        ] {
+            assert!(err.contains(part), "{part:?} in {err}");
+        }
+        // An alias is not ambiguous.
+        assert_eq!(
+            names(c.candidates("app").unwrap()),
+            ["quay.io/x/app:latest"]
+        );
+        // A drop-in narrows the search to one registry and erases the alias.
+        c.merge(
+            Registries::parse(
+                "unqualified-search-registries = [\"b.example\"]\n[aliases]\n\"app\" = \"\"\n",
+                Path::new("/etc/containers/registries.conf.d/50.conf"),
+            )
+            .unwrap(),
+        );
+        assert_eq!(names(c.candidates("tool:1").unwrap()), ["b.example/tool:1"]);
+        assert_eq!(
+            names(c.candidates("app").unwrap()),
+            ["b.example/app:latest"]
+        );
+    }
+
+    #[test]
+    fn bad_files_are_errors_naming_the_file() {
         for text in [
             "[registries.search]\nregistries = [\"quay.io\"]\n",
             "[[registry]]\nlocation = \"x.example\"\nbogus = 1\n",
             "[[registry]]\nlocation = \"x.example\"\n[[registry.mirror]]\nlocation = \"m\"\npull-from-mirror = \"sometimes\"\n",
             "not toml",
+            "short-name-mode = \"sometimes\"\n",
+            "unqualified-search-registries = [\"quay.io/ns\"]\n",
+            "[aliases]\n\"quay.io/app\" = \"quay.io/x/app\"\n",
+            "[aliases]\n\"app:1\" = \"quay.io/x/app\"\n",
+            "[aliases]\n\"app\" = \"app2\"\n",
+            "[aliases]\n\"app\" = \"quay.io/x/app:1\"\n",
         ] {
             let err = Registries::parse(text, Path::new("/x/registries.conf")).unwrap_err();
             assert!(err.to_string().starts_with("/x/registries.conf: "), "{err}");

@@ -4,7 +4,7 @@ use crate::output::outln;
 use anyhow::{bail, Context};
 use kiln_oci::reference::Reference;
 use kiln_oci::{select_platform, Parsed, Platform};
-use kiln_registry::{AuthFiles, Client, ClientOptions, Credentials, PushOptions};
+use kiln_registry::{first_that_pulls, AuthFiles, Client, ClientOptions, Credentials, PushOptions};
 use kiln_store::{media_type, ArchiveImage, Descriptor, Store};
 use std::io::Read;
 use std::path::PathBuf;
@@ -308,11 +308,15 @@ async fn run_async(cmd: RegistryCommand) -> anyhow::Result<()> {
             foreign,
             image,
         } => {
-            let reference = parse_ref(&image)?;
-            let store = root.open()?;
             let client = Client::new(foreign.options(auth.options(net.options()?)?));
+            let candidates = client.candidates(&image)?;
+            let store = root.open()?;
             if all_platforms {
-                let pulled = client.pull_all(&store, &reference).await?;
+                let (reference, pulled) = first_that_pulls(&image, &candidates, |r| {
+                    let (client, store) = (&client, &store);
+                    async move { client.pull_all(store, &r).await }
+                })
+                .await?;
                 outln!("Pulled {}", reference.familiar());
                 if media_type::is_index(&pulled.top.media_type) {
                     let platforms: Vec<String> = pulled
@@ -327,7 +331,11 @@ async fn run_async(cmd: RegistryCommand) -> anyhow::Result<()> {
                 }
                 outln!("Digest: {}", pulled.top.digest);
             } else {
-                let pulled = client.pull(&store, &reference, platform.as_ref()).await?;
+                let (reference, pulled) = first_that_pulls(&image, &candidates, |r| {
+                    let (client, store, platform) = (&client, &store, platform.as_ref());
+                    async move { client.pull(store, &r, platform).await }
+                })
+                .await?;
                 outln!("Pulled {}", reference.familiar());
                 outln!("Digest: {}", pulled.manifest.digest);
             }
