@@ -28,6 +28,14 @@
 //!   file and directory; an octal `--chmod` keeps setuid/setgid/sticky bits
 //!   of the source, as fsutil masks it with 0777. A destination directory
 //!   that already existed keeps its metadata.
+//! * Directories COPY creates itself (the destination of a directory copy
+//!   such as `COPY site/ /www/`, and missing parents) get the build's time,
+//!   or `SOURCE_DATE_EPOCH`, not the source directory's: fsutil's `Copy`
+//!   makes them with `MkdirAll` before copying into them and then keeps
+//!   their times (`copyDirectoryOnly` finds them present, so
+//!   `copyFileInfo` is skipped); dockerd 20.10's BuildKit gives the same.
+//!   Two `--no-cache` builds give the same layer only with
+//!   `SOURCE_DATE_EPOCH`, as with BuildKit.
 //! * `--link` (without `--chmod`, which BuildKit then ignores `--link` for)
 //!   builds the layer as if on an empty file system: destination symlinks
 //!   are not followed, parent directories are created in the layer, and
