@@ -11,8 +11,9 @@
 //! through [`kiln_oci::windows::transport`], the image and its history) is
 //! ordinary kiln code, compiled and tested on Linux against a fake host.
 //!
-//! The host that calls HCS itself (`vmcompute::VmCompute`, `cfg(windows)` only) has
-//! never been compiled or run: kiln has no Windows runner yet. See
+//! The host that calls HCS itself (`vmcompute::VmCompute`, `cfg(windows)`
+//! only) hands each call to `kiln_hcs::host`, which `scripts/test` compiles
+//! for Windows; neither has run: kiln has no Windows runner yet. See
 //! `docs/windows.md`, "The HCS backend".
 
 #[cfg(windows)]
@@ -31,22 +32,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-/// The process a RUN step starts in a compute system, as HCS's process
-/// parameters take it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ProcessSpec {
-    /// The whole command line (`cmd /S /C echo hi`): Windows passes one
-    /// string, which the program splits itself.
-    pub command_line: String,
-    /// The environment, `NAME=value`, the image's ENV first.
-    pub env: Vec<String>,
-    /// The working directory, absolute (`C:\app`); never empty, since HCS
-    /// would start an empty one in `C:\Windows\System32`.
-    pub working_dir: String,
-    /// The user the process runs as, as USER wrote it (`ContainerUser`);
-    /// empty means the image's default (`ContainerAdministrator`).
-    pub user: String,
-}
+pub use kiln_hcs::ProcessSpec;
 
 /// What HCS does for a build, and nothing more: the seam between kiln's
 /// Windows RUN step and the Windows host.
