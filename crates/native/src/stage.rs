@@ -342,6 +342,7 @@ impl State {
         }
         let windows = self.is_windows();
         let b = &mut self.builder;
+        b.layer_time(ctx.now);
         match &step.command.instruction {
             Instruction::Env(i) => {
                 if windows {

@@ -177,3 +177,34 @@ fn named_build_contexts() {
         .unwrap_err()
         .contains("not supported"));
 }
+
+#[test]
+fn history_entries_get_buildkits_times_and_a_cached_rebuild_keeps_them() {
+    let registry = Registry::start();
+    let host = registry.host();
+    BaseImages::skopeo_push(&base_images().busybox, &host, "busybox:1");
+    let env = Env::with_registry(&host);
+    env.file("a.txt", "a\n");
+    let dockerfile = format!("FROM {host}/busybox:1\nENV A=1\nCOPY a.txt /\nLABEL l=1\n");
+    let req = env.request(&dockerfile);
+    let built = env.run(&req).unwrap();
+    let config = env.config(&built);
+    let times: Vec<&str> = config["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["created"].as_str().expect("every entry has a time"))
+        .collect();
+    assert_eq!(times.len(), 4, "{times:?}");
+    // ENV (before the first new layer) and LABEL (after it) take the COPY
+    // layer's time; the base's entry keeps its own.
+    assert_eq!(times[1], times[2]);
+    assert_eq!(times[3], times[2]);
+    assert_ne!(times[0], times[2]);
+
+    // A second later, every step is a cache hit and its layer keeps the
+    // time it was first made: the same config, the same image.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let again = env.run(&req).unwrap();
+    assert_eq!(again.manifest.digest, built.manifest.digest);
+}

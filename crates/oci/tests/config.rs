@@ -164,3 +164,54 @@ fn created_is_now_without_an_epoch() {
     assert_eq!(c.created(), Some("1970-01-01T00:00:00Z"));
     assert!(c.history().unwrap()[0].created().is_none());
 }
+
+#[test]
+fn history_times_follow_buildkits_exporter() {
+    let times = |c: &ImageConfig| -> Vec<Option<String>> {
+        c.as_json()["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                e.get("created")
+                    .and_then(|t| t.as_str())
+                    .map(str::to_string)
+            })
+            .collect()
+    };
+    let day = |d: i64| Some(kiln_oci::config::rfc3339(d * 86_400));
+    let mut base = ConfigBuilder::new(ImageConfig::new("linux", "amd64"));
+    base.layer_time(86_400);
+    base.add_layer(Digest::of(b"base"), "ADD rootfs /");
+    base.layer_time(2 * 86_400);
+    base.cmd(&strings(&["sh"]), true);
+    let base = base.build(3 * 86_400);
+    assert_eq!(times(&base), [day(1), day(1)], "CMD takes its layer's time");
+
+    // ENV before any new layer takes the first new layer's time; later
+    // entries without layers take the one before them.
+    let mut b = ConfigBuilder::new(base.clone());
+    b.env(&[("A", "1")]);
+    b.layer_time(10 * 86_400);
+    b.add_layer(Digest::of(b"run"), "RUN make");
+    b.label(&[("a", "1")]);
+    b.layer_time(11 * 86_400);
+    b.workdir("/app", Some(Digest::of(b"wd")));
+    b.cmd(&strings(&["app"]), false);
+    let c = b.build(12 * 86_400);
+    assert_eq!(
+        times(&c),
+        [day(1), day(1), day(10), day(10), day(10), day(11), day(11)]
+    );
+    assert_eq!(c.as_json()["created"], day(12).unwrap());
+
+    // A build that makes no layer: the base's last time.
+    let mut b = ConfigBuilder::new(base);
+    b.label(&[("a", "1")]);
+    assert_eq!(times(&b.build(12 * 86_400)), [day(1), day(1), day(1)]);
+
+    // Nothing has a time: nothing gets one.
+    let mut b = ConfigBuilder::new(ImageConfig::new("linux", "amd64"));
+    b.label(&[("a", "1")]);
+    assert_eq!(times(&b.build(5)), [None]);
+}

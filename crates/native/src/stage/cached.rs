@@ -178,6 +178,8 @@ impl State {
         }
         self.fs.push(desc.clone());
         self.layers.push(desc);
+        self.builder
+            .layer_time(record.created.parse().unwrap_or(ctx.now));
         match &step.command.instruction {
             Instruction::Workdir(i) => {
                 let abs = if self.is_windows() {

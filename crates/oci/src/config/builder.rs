@@ -2,7 +2,13 @@
 //!
 //! History entries carry BuildKit's `created_by` text and its
 //! `buildkit.dockerfile.v0` comment, so `docker history` reads the same for
-//! a kiln image as for a BuildKit one.
+//! a kiln image as for a BuildKit one. Their `created` times follow
+//! BuildKit's exporter (`normalizeLayersAndHistory`): a layer's entry is
+//! when its layer was made ([`ConfigBuilder::layer_time`]; a cached
+//! layer keeps its first build's), an entry without a layer takes the
+//! time of the nearest new layer before it (the first new layer's when
+//! none is before it, the base's last entry's when the build made no
+//! layer), and `SOURCE_DATE_EPOCH` replaces them all.
 //!
 //! ENTRYPOINT and CMD follow BuildKit's rule (dockerfile2llb
 //! `dispatchEntrypoint`): ENTRYPOINT clears `Cmd` unless a CMD instruction
@@ -53,6 +59,8 @@ pub struct ConfigBuilder {
     config: ImageConfig,
     cmd_set: bool,
     epoch: Option<i64>,
+    /// When the layers now being added were made (seconds).
+    layer_time: Option<i64>,
 }
 
 impl ConfigBuilder {
@@ -63,6 +71,7 @@ impl ConfigBuilder {
             config: base,
             cmd_set: false,
             epoch: None,
+            layer_time: None,
         }
     }
 
@@ -71,6 +80,13 @@ impl ConfigBuilder {
     pub fn with_source_date_epoch(mut self, epoch: Option<i64>) -> ConfigBuilder {
         self.epoch = epoch;
         self
+    }
+
+    /// Says when the layers added from now on were made (seconds since
+    /// the Unix epoch): the time of the step that made them, or for a
+    /// step taken from the cache, of the build that first made its layer.
+    pub fn layer_time(&mut self, secs: i64) {
+        self.layer_time = Some(secs);
     }
 
     /// The config as built so far.
@@ -308,6 +324,9 @@ impl ConfigBuilder {
     pub fn build(mut self, now: i64) -> ImageConfig {
         let created = rfc3339(self.epoch.unwrap_or(now));
         self.config.set_top("created", json!(created));
+        if self.config.as_json().get("history").is_some() {
+            fill_history_times(self.config.top_array_mut("history"));
+        }
         self.config
     }
 
@@ -335,8 +354,13 @@ impl ConfigBuilder {
 
     fn history(&mut self, created_by: String, with_layer: bool) {
         let mut entry = Map::new();
-        if let Some(epoch) = self.epoch {
-            entry.insert("created".into(), json!(rfc3339(epoch)));
+        let at = match self.epoch {
+            Some(epoch) => Some(epoch),
+            None if with_layer => self.layer_time,
+            None => None,
+        };
+        if let Some(at) = at {
+            entry.insert("created".into(), json!(rfc3339(at)));
         }
         entry.insert("created_by".into(), json!(created_by));
         entry.insert("comment".into(), json!(HISTORY_COMMENT));
@@ -437,5 +461,43 @@ mod tests {
             .unwrap_err()
             .contains("protocol \"http\""));
         assert!(parse_port("99999").is_err());
+    }
+}
+
+/// Gives every history entry without a `created` time one, as BuildKit's
+/// exporter does: the first time found after an entry without one (the
+/// first new layer's), else the last time there is; then, walking on, the
+/// time of the latest entry that has one once an entry without one was
+/// seen. Entries stay without a time only when no entry has one.
+fn fill_history_times(history: &mut [Value]) {
+    let time = |e: &Value| e.get("created").filter(|c| c.is_string()).cloned();
+    let mut fill = None;
+    let mut gap = false;
+    for entry in history.iter() {
+        match time(entry) {
+            Some(t) => {
+                fill = Some(t);
+                if gap {
+                    break;
+                }
+            }
+            None => gap = true,
+        }
+    }
+    let Some(mut fill) = fill else {
+        return;
+    };
+    gap = false;
+    for entry in history.iter_mut() {
+        match time(entry) {
+            Some(t) if gap => fill = t,
+            Some(_) => {}
+            None => {
+                gap = true;
+                if let Value::Object(map) = entry {
+                    map.insert("created".into(), fill.clone());
+                }
+            }
+        }
     }
 }
