@@ -431,39 +431,6 @@ fn parse_port(raw: &str) -> Result<Vec<String>, String> {
     Ok((start..=end).map(|p| format!("{p}/{proto}")).collect())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn source_date_epoch_parsing() {
-        assert_eq!(parse_source_date_epoch(None), Ok(None));
-        assert_eq!(parse_source_date_epoch(Some("")), Ok(None));
-        assert_eq!(
-            parse_source_date_epoch(Some("1700000000")),
-            Ok(Some(1_700_000_000))
-        );
-        let err = parse_source_date_epoch(Some("yesterday")).unwrap_err();
-        assert!(err
-            .to_string()
-            .starts_with("SOURCE_DATE_EPOCH=\"yesterday\" is not"));
-    }
-
-    #[test]
-    fn ports_and_paths() {
-        assert_eq!(parse_port("80").unwrap(), ["80/tcp"]);
-        assert_eq!(parse_port("53/UDP").unwrap(), ["53/udp"]);
-        assert_eq!(
-            parse_port("8000-8002").unwrap(),
-            ["8000/tcp", "8001/tcp", "8002/tcp"]
-        );
-        assert!(parse_port("80/http")
-            .unwrap_err()
-            .contains("protocol \"http\""));
-        assert!(parse_port("99999").is_err());
-    }
-}
-
 /// Gives every history entry without a `created` time one, as BuildKit's
 /// exporter does: the first time found after an entry without one (the
 /// first new layer's), else the last time there is; then, walking on, the
@@ -499,5 +466,38 @@ fn fill_history_times(history: &mut [Value]) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_date_epoch_parsing() {
+        assert_eq!(parse_source_date_epoch(None), Ok(None));
+        assert_eq!(parse_source_date_epoch(Some("")), Ok(None));
+        assert_eq!(
+            parse_source_date_epoch(Some("1700000000")),
+            Ok(Some(1_700_000_000))
+        );
+        let err = parse_source_date_epoch(Some("yesterday")).unwrap_err();
+        assert!(err
+            .to_string()
+            .starts_with("SOURCE_DATE_EPOCH=\"yesterday\" is not"));
+    }
+
+    #[test]
+    fn ports_and_paths() {
+        assert_eq!(parse_port("80").unwrap(), ["80/tcp"]);
+        assert_eq!(parse_port("53/UDP").unwrap(), ["53/udp"]);
+        assert_eq!(
+            parse_port("8000-8002").unwrap(),
+            ["8000/tcp", "8001/tcp", "8002/tcp"]
+        );
+        assert!(parse_port("80/http")
+            .unwrap_err()
+            .contains("protocol \"http\""));
+        assert!(parse_port("99999").is_err());
     }
 }
