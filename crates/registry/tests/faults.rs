@@ -288,7 +288,11 @@ fn a_416_to_a_resumed_download_says_the_blob_is_the_wrong_size() {
     ]);
     let err = failed_pull(&proxy, options(&[proxy.host()]), &layer);
     let text = err.to_string();
-    assert!(!text.contains("416"), "{text}");
+    // Not the status (a port such as 41627 may hold the digits).
+    assert!(
+        !text.contains(" 416") && !text.contains("(416") && !text.contains("Satisfiable"),
+        "{text}"
+    );
     assert!(
         text.contains(&format!(
             "blob {layer} at http://{}/v2/busybox/blobs/{layer} is 40000 bytes, but the manifest \
