@@ -153,6 +153,20 @@ pub(crate) async fn fetch_token(
             detail,
         });
     }
+    if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+        return Err(ErrorKind::TooManyRequests { attempts: 1 });
+    }
+    if crate::client::is_transient_status(status) {
+        // Worth retrying, as the same answer from the registry is.
+        return Err(ErrorKind::Server {
+            status: status.as_u16(),
+            attempts: 1,
+            detail: format!(
+                ": from its token server at {realm}{}",
+                detail_from_body(&body)
+            ),
+        });
+    }
     if !status.is_success() {
         return Err(ErrorKind::Invalid(format!(
             "the token server at {realm} answered {status}{}",

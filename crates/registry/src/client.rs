@@ -426,11 +426,24 @@ impl Client {
         let mut reauthenticated = false;
         loop {
             attempt += 1;
+            // A token server that fails for a moment is retried as the
+            // registry would be; other auth failures end the request.
+            let auth = match auth::header(self, &host.auth(), scope).await {
+                Ok(auth) => auth,
+                Err(kind) if kind.is_transient() => {
+                    let kind = kind.after_attempts(attempt);
+                    if attempt > self.opts.retries {
+                        return Err(err(kind));
+                    }
+                    let delay = self.opts.backoff * 2u32.saturating_pow(attempt - 1);
+                    tracing::debug!(%target, attempt, ?delay, "retrying after: {kind}");
+                    tokio::time::sleep(delay).await;
+                    continue;
+                }
+                Err(kind) => return Err(err(kind)),
+            };
             let mut request = build(http, &base);
-            if let Some(value) = auth::header(self, &host.auth(), scope)
-                .await
-                .map_err(&err)?
-            {
+            if let Some(value) = auth {
                 request = request.header(reqwest::header::AUTHORIZATION, value);
             }
             let sent = match progress {
@@ -634,7 +647,7 @@ fn unreachable(e: &reqwest::Error) -> Option<&'static str> {
 /// Registry error codes that judge a manifest: sent again, it is refused again.
 pub(crate) const MANIFEST_VERDICTS: [&str; 2] = ["MANIFEST_BLOB_UNKNOWN", "MANIFEST_INVALID"];
 
-fn is_transient_status(status: StatusCode) -> bool {
+pub(crate) fn is_transient_status(status: StatusCode) -> bool {
     status == StatusCode::TOO_MANY_REQUESTS || matches!(status.as_u16(), 500 | 502 | 503 | 504)
 }
 

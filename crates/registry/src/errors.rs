@@ -284,6 +284,19 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// The same failure, saying it came after `n` attempts.
+    pub(crate) fn after_attempts(mut self, n: u32) -> ErrorKind {
+        match &mut self {
+            ErrorKind::TooManyRequests { attempts }
+            | ErrorKind::Server { attempts, .. }
+            | ErrorKind::Timeout { attempts, .. }
+            | ErrorKind::Connect { attempts, .. }
+            | ErrorKind::Dropped { attempts, .. } => *attempts = n,
+            _ => {}
+        }
+        self
+    }
+
     /// True for failures worth retrying with backoff.
     pub(crate) fn is_transient(&self) -> bool {
         matches!(

@@ -249,6 +249,59 @@ fn token_auth_with_real_jwts() {
 }
 
 #[test]
+fn a_token_server_that_fails_for_a_moment_is_retried() {
+    let registry = Registry::start_with(RegistryOptions {
+        auth: Auth::Token {
+            user: "kiln".into(),
+            password: "hunter2".into(),
+        },
+        ..RegistryOptions::default()
+    });
+    let mut opts = options(&[registry.host()]);
+    opts.credentials.insert(registry.host(), creds());
+    push_busybox(
+        &Client::new(opts.clone()),
+        &registry.host(),
+        "private/busybox:1",
+    );
+    let reference: kiln_oci::reference::Reference =
+        format!("{}/private/busybox:1", registry.host())
+            .parse()
+            .unwrap();
+    let issuer = registry.issuer().unwrap();
+
+    // Two 503s, then tokens: the pull goes through on its retries.
+    issuer.fail_next(2);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    rt().block_on(Client::new(opts.clone()).pull(&store, &reference, None))
+        .unwrap();
+
+    // Failing for longer than the retries last: the error says who failed
+    // and how often it was asked.
+    issuer.fail_next(usize::MAX);
+    let err = rt()
+        .block_on(Client::new(opts).pull(&store, &reference, None))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err.kind,
+            ErrorKind::Server {
+                status: 503,
+                attempts: 3,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains(&format!("from its token server at {}", issuer.realm())),
+        "{err}"
+    );
+}
+
+#[test]
 fn corrupt_blob_aborts_and_leaves_nothing() {
     let registry = Registry::start();
     let client = Client::new(options(&[registry.host()]));

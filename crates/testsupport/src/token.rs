@@ -47,6 +47,7 @@ pub struct TokenIssuer {
     port: u16,
     bundle: PathBuf,
     requests: Arc<AtomicUsize>,
+    failing: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
 }
 
@@ -83,8 +84,9 @@ impl TokenIssuer {
         let listener = TcpListener::bind("127.0.0.1:0").expect("binding the token server");
         let port = listener.local_addr().expect("token server address").port();
         let requests = Arc::new(AtomicUsize::new(0));
+        let failing = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
-        let (count, stopping) = (requests.clone(), stop.clone());
+        let (count, fails, stopping) = (requests.clone(), failing.clone(), stop.clone());
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 if stopping.load(Ordering::SeqCst) {
@@ -92,8 +94,11 @@ impl TokenIssuer {
                 }
                 if let Ok(conn) = conn {
                     count.fetch_add(1, Ordering::SeqCst);
+                    let fail = fails
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                        .is_ok();
                     let signer = signer.clone();
-                    std::thread::spawn(move || serve(conn, &signer));
+                    std::thread::spawn(move || serve(conn, &signer, fail));
                 }
             }
         });
@@ -101,6 +106,7 @@ impl TokenIssuer {
             port,
             bundle,
             requests,
+            failing,
             stop,
         }
     }
@@ -119,6 +125,12 @@ impl TokenIssuer {
     pub fn requests(&self) -> usize {
         self.requests.load(Ordering::SeqCst)
     }
+
+    /// Answers the next `n` token requests with 503 Service Unavailable,
+    /// as an overloaded token server does.
+    pub fn fail_next(&self, n: usize) {
+        self.failing.store(n, Ordering::SeqCst);
+    }
 }
 
 impl Drop for TokenIssuer {
@@ -128,7 +140,7 @@ impl Drop for TokenIssuer {
     }
 }
 
-fn serve(conn: TcpStream, signer: &Signer) {
+fn serve(conn: TcpStream, signer: &Signer, fail: bool) {
     let mut reader = BufReader::new(&conn);
     let mut request_line = String::new();
     if reader.read_line(&mut request_line).is_err() {
@@ -145,6 +157,14 @@ fn serve(conn: TcpStream, signer: &Signer) {
                 authorization = Some(value.trim().to_string());
             }
         }
+    }
+    if fail {
+        respond(
+            conn,
+            "503 Service Unavailable",
+            r#"{"details":"overloaded"}"#,
+        );
+        return;
     }
     let target = request_line.split_whitespace().nth(1).unwrap_or("");
     let query = target.split_once('?').map_or("", |(_, q)| q);
