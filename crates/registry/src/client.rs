@@ -322,7 +322,8 @@ impl Client {
 
     /// [`Client::send`] for a request whose body streams a blob and marks
     /// `progress` as it goes: an attempt fails once neither the body nor
-    /// the answer moved for the stall timeout.
+    /// the answer moved for the stall timeout. It makes one attempt (a
+    /// 401 aside); the caller retries in a new upload session.
     pub(crate) async fn send_upload(
         &self,
         target: &Target,
@@ -422,6 +423,14 @@ impl Client {
             target: Box::new(target.clone()),
             kind,
         };
+        // An upload's body is sent once: a retry belongs to a new upload
+        // session, which the caller starts (the registry may hold part of
+        // a cut body, and then the old session is no good).
+        let retries = if progress.is_some() {
+            0
+        } else {
+            self.opts.retries
+        };
         let mut attempt = 0;
         let mut reauthenticated = false;
         loop {
@@ -432,7 +441,7 @@ impl Client {
                 Ok(auth) => auth,
                 Err(kind) if kind.is_transient() => {
                     let kind = kind.after_attempts(attempt);
-                    if attempt > self.opts.retries {
+                    if attempt > retries {
                         return Err(err(kind));
                     }
                     let delay = self.opts.backoff * 2u32.saturating_pow(attempt - 1);
@@ -521,7 +530,7 @@ impl Client {
                 }
                 Some(Ok(resp)) => return Ok(resp),
             };
-            if attempt > self.opts.retries {
+            if attempt > retries {
                 return Err(err(kind));
             }
             let delay = self.opts.backoff * 2u32.saturating_pow(attempt - 1);

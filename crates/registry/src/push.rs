@@ -337,26 +337,73 @@ impl Client {
                 _ => {}
             }
         }
-        let location = match location {
-            Some(l) => l,
-            None => {
-                let resp = self
-                    .send(&t, ACTION, &Scope::push(repo), |http, base| {
-                        v2(http, Method::POST, base, &format!("{repo}/blobs/uploads/"))
-                            .header(header::CONTENT_LENGTH, "0")
-                    })
-                    .await?;
-                if resp.status() != StatusCode::ACCEPTED {
-                    return Err(err(status_error(
-                        resp,
-                        "the upload endpoint",
-                        self.opts.timeout,
-                    )
-                    .await));
+        // A cut upload leaves the registry holding part of it, so the
+        // session cannot be resumed from where kiln thought it was
+        // (distribution answers BLOB_UPLOAD_INVALID): each attempt starts
+        // a new one. The requests of an attempt are not retried themselves.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let location = match location.take() {
+                Some(l) => l,
+                None => self.start_upload(dest, desc).await?,
+            };
+            match self.upload(blobs, dest, desc, opts, location).await {
+                Ok(outcome) => return Ok(outcome),
+                Err(e) if e.kind.is_transient() && attempt <= self.opts.retries => {
+                    let delay = self.opts.backoff * 2u32.saturating_pow(attempt - 1);
+                    tracing::debug!(target = %t, attempt, ?delay, "uploading again after: {e}");
+                    tokio::time::sleep(delay).await;
                 }
-                self.location(&t, &resp)?
+                Err(mut e) => {
+                    e.kind = e.kind.after_attempts(attempt);
+                    return Err(e);
+                }
             }
+        }
+    }
+
+    /// Starts an upload session for `desc` in `dest`'s repository; its
+    /// absolute URL.
+    async fn start_upload(&self, dest: &Reference, desc: &Descriptor) -> Result<String> {
+        let repo = &dest.repository;
+        let mut t = target(dest);
+        t.reference = desc.digest.to_string();
+        let resp = self
+            .send(&t, ACTION, &Scope::push(repo), |http, base| {
+                v2(http, Method::POST, base, &format!("{repo}/blobs/uploads/"))
+                    .header(header::CONTENT_LENGTH, "0")
+            })
+            .await?;
+        if resp.status() != StatusCode::ACCEPTED {
+            return Err(Error {
+                action: ACTION,
+                target: Box::new(t),
+                kind: status_error(resp, "the upload endpoint", self.opts.timeout).await,
+            });
+        }
+        self.location(&t, &resp)
+    }
+
+    /// Sends `desc`'s bytes to the upload session at `location`: in
+    /// chunks when `chunk_size` asks for them, the rest in the closing PUT.
+    async fn upload(
+        &self,
+        blobs: &dyn Provider,
+        dest: &Reference,
+        desc: &Descriptor,
+        opts: &PushOptions,
+        location: String,
+    ) -> Result<BlobOutcome> {
+        let repo = &dest.repository;
+        let mut t = target(dest);
+        t.reference = desc.digest.to_string();
+        let err = |kind| Error {
+            action: ACTION,
+            target: Box::new(t.clone()),
+            kind,
         };
+        let what = format!("blob {}", desc.digest);
         let file = Arc::new(blobs.open_blob(&desc.digest).map_err(|e| err(e.into()))?);
         let sent = opts.progress.clone().map(|progress| Sent {
             progress,

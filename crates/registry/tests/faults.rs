@@ -856,3 +856,48 @@ fn a_manifest_cut_part_way_is_fetched_again() {
         .count();
     assert_eq!(gets, 2, "{:#?}", proxy.requests());
 }
+
+#[test]
+fn an_upload_cut_part_way_starts_again_in_a_new_upload() {
+    let registry = Registry::start();
+    let proxy = Proxy::start(
+        registry.port(),
+        vec![Fault::CutUpload {
+            path: "/blobs/uploads/".into(),
+            after: 100_000,
+            times: 2,
+        }],
+    );
+    let layout = &base_images().busybox;
+    let manifest = layout_manifest(layout);
+    let dest = format!("{}/busybox:cut", proxy.host()).parse().unwrap();
+    let pushed = rt()
+        .block_on(Client::new(options(&[proxy.host()])).push(
+            &kiln_oci::Layout::open(layout).unwrap(),
+            &manifest,
+            &dest,
+            &Default::default(),
+        ))
+        .unwrap();
+    assert_eq!(pushed.digest, manifest.digest);
+    // The registry holds the whole image: skopeo reads every blob back.
+    let out = tempfile::tempdir().unwrap();
+    let copied = std::process::Command::new("skopeo")
+        .args(["copy", "--src-tls-verify=false", "--quiet"])
+        .arg(format!("docker://{}/busybox:cut", registry.host()))
+        .arg(format!("dir:{}", out.path().display()))
+        .output()
+        .unwrap();
+    assert!(
+        copied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&copied.stderr)
+    );
+    // Each cut upload was started again with a POST of its own.
+    let posts = proxy
+        .requests()
+        .iter()
+        .filter(|r| r.starts_with("POST ") && r.contains("/blobs/uploads/"))
+        .count();
+    assert_eq!(posts, 2 + 2, "{:#?}", proxy.requests());
+}

@@ -110,6 +110,18 @@ pub enum Fault {
         /// How many requests are hung up on.
         times: usize,
     },
+    /// Forward the head and the first `after` body bytes of the first
+    /// `times` PUTs or PATCHes whose path contains `path` to the registry,
+    /// then close both connections: an upload cut part way, which leaves
+    /// the registry holding those bytes in the upload.
+    CutUpload {
+        /// A substring of the request path.
+        path: String,
+        /// Body bytes forwarded before the cut.
+        after: usize,
+        /// How many uploads are cut.
+        times: usize,
+    },
     /// Answer the first `times` requests whose path contains `path` with
     /// this status (e.g. 503 or 429) instead of forwarding them.
     Status {
@@ -195,6 +207,7 @@ enum Action {
     StallBody(usize),
     Trickle(usize, Duration),
     TrickleUpload(usize, Duration),
+    CutUpload(usize),
     Hangup,
     Challenge(String),
 }
@@ -251,15 +264,7 @@ fn handle(mut client: TcpStream, shared: &Shared) -> io::Result<()> {
     upstream.write_all(&rest)?;
     match action {
         Action::TrickleUpload(chunk, every) => {
-            let length = head_text
-                .lines()
-                .find_map(|l| {
-                    let (name, value) = l.split_once(':')?;
-                    name.eq_ignore_ascii_case("content-length")
-                        .then(|| value.trim().parse::<usize>().ok())?
-                })
-                .unwrap_or(0);
-            let mut left = length.saturating_sub(rest.len());
+            let mut left = content_length(&head_text).saturating_sub(rest.len());
             let mut piece = vec![0; chunk.max(1)];
             while left > 0 {
                 std::thread::sleep(every);
@@ -271,6 +276,22 @@ fn handle(mut client: TcpStream, shared: &Shared) -> io::Result<()> {
             let mut response = Vec::new();
             upstream.read_to_end(&mut response)?;
             client.write_all(&response)?;
+            client.shutdown(Shutdown::Both)?;
+        }
+        Action::CutUpload(after) => {
+            // Never past the middle of the body, so the cut is a cut.
+            let after = after.min(content_length(&head_text) / 2);
+            let mut left = after.saturating_sub(rest.len());
+            let mut piece = vec![0; 64 << 10];
+            while left > 0 {
+                let want = left.min(piece.len());
+                client.read_exact(&mut piece[..want])?;
+                upstream.write_all(&piece[..want])?;
+                left -= want;
+            }
+            // Give the registry the bytes before the cut reaches it.
+            std::thread::sleep(Duration::from_millis(200));
+            let _ = upstream.shutdown(Shutdown::Both);
             client.shutdown(Shutdown::Both)?;
         }
         Action::Forward | Action::ForwardWithoutRange => {
@@ -344,6 +365,17 @@ fn handle(mut client: TcpStream, shared: &Shared) -> io::Result<()> {
     Ok(())
 }
 
+/// A request head's `Content-Length` (0 when it has none).
+fn content_length(head: &str) -> usize {
+    head.lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse::<usize>().ok())?
+        })
+        .unwrap_or(0)
+}
+
 fn choose(shared: &Shared, request_line: &str, path: &str) -> Action {
     let mut faults = shared.faults.lock().expect("proxy faults");
     let is_blob_get = request_line.starts_with("GET ") && path.contains("/blobs/");
@@ -373,6 +405,17 @@ fn choose(shared: &Shared, request_line: &str, path: &str) -> Action {
             } if *times > 0 && path.contains(p.as_str()) => {
                 *times -= 1;
                 return Action::Challenge(value.clone());
+            }
+            Fault::CutUpload {
+                path: p,
+                after,
+                times,
+            } if *times > 0
+                && (request_line.starts_with("PUT ") || request_line.starts_with("PATCH "))
+                && path.contains(p.as_str()) =>
+            {
+                *times -= 1;
+                return Action::CutUpload(*after);
             }
             Fault::Hangup { path: p, times } if *times > 0 && path.contains(p.as_str()) => {
                 *times -= 1;
