@@ -156,7 +156,7 @@ pub(crate) async fn fetch_token(
     if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
         return Err(ErrorKind::TooManyRequests { attempts: 1 });
     }
-    if crate::client::is_transient_status(status) {
+    if crate::errors::is_transient_status(status) {
         // Worth retrying, as the same answer from the registry is.
         return Err(ErrorKind::Server {
             status: status.as_u16(),

@@ -502,7 +502,7 @@ impl Client {
                         detail,
                     }));
                 }
-                Some(Ok(resp)) if is_transient_status(resp.status()) => {
+                Some(Ok(resp)) if crate::errors::is_transient_status(resp.status()) => {
                     let status = resp.status();
                     let retry_after = resp
                         .headers()
@@ -655,10 +655,6 @@ fn unreachable(e: &reqwest::Error) -> Option<&'static str> {
 
 /// Registry error codes that judge a manifest: sent again, it is refused again.
 pub(crate) const MANIFEST_VERDICTS: [&str; 2] = ["MANIFEST_BLOB_UNKNOWN", "MANIFEST_INVALID"];
-
-pub(crate) fn is_transient_status(status: StatusCode) -> bool {
-    status == StatusCode::TOO_MANY_REQUESTS || matches!(status.as_u16(), 500 | 502 | 503 | 504)
-}
 
 fn is_tls(message: &str) -> bool {
     let m = message.to_ascii_lowercase();

@@ -283,6 +283,13 @@ pub enum ErrorKind {
     },
 }
 
+/// An HTTP status worth retrying with backoff: 429 and the 5xx a busy or
+/// restarting server answers.
+pub(crate) fn is_transient_status(status: reqwest::StatusCode) -> bool {
+    status == reqwest::StatusCode::TOO_MANY_REQUESTS
+        || matches!(status.as_u16(), 500 | 502 | 503 | 504)
+}
+
 impl ErrorKind {
     /// The same failure, saying it came after `n` attempts.
     pub(crate) fn after_attempts(mut self, n: u32) -> ErrorKind {
