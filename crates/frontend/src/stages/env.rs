@@ -7,6 +7,7 @@
 //! a pointer into a shared, append-only chain of assignments: taking one is
 //! O(1) and a stage's snapshots together cost O(n).
 
+use kiln_oci::Digest;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
@@ -33,6 +34,8 @@ struct Assignment {
     position: usize,
     /// How many distinct names are set, this one included.
     count: usize,
+    /// The digest of this assignment and every one before it, in order.
+    chain: Digest,
     earlier: Option<Arc<Assignment>>,
 }
 
@@ -54,15 +57,29 @@ impl StepEnv {
     /// This environment with `name`, the `position`th name in definition
     /// order, set to `value`; `count` names are then set.
     fn with(&self, name: &str, value: &str, position: usize, count: usize) -> StepEnv {
+        let mut framed = self.digest().map(|d| d.hex()).unwrap_or_default();
+        for part in [name, value] {
+            framed.push_str(&format!("\0{}:", part.len()));
+            framed.push_str(part);
+        }
         StepEnv {
             last: Some(Arc::new(Assignment {
                 name: name.to_string(),
                 value: value.to_string(),
                 position,
                 count,
+                chain: Digest::of(framed.as_bytes()),
                 earlier: self.last.clone(),
             })),
         }
+    }
+
+    /// A digest of the assignments that made this environment, in order
+    /// (`None` for an empty one); O(1). The same assignments give the same
+    /// digest, so it stands for the environment in a cache key where
+    /// listing it would cost time linear in its size at every step.
+    pub fn digest(&self) -> Option<Digest> {
+        self.last.as_ref().map(|a| a.chain)
     }
 
     fn assignments(&self) -> impl Iterator<Item = &Assignment> {
@@ -192,6 +209,24 @@ impl Env for EnvList {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn digests_follow_the_assignments() {
+        let mut a = EnvList::default();
+        let mut b = EnvList::default();
+        assert_eq!(a.snapshot().digest(), None);
+        a.set("A", "1".into());
+        b.set("A", "1".into());
+        assert_eq!(a.snapshot().digest(), b.snapshot().digest());
+        a.set("B", "2".into());
+        b.set("B", "3".into());
+        assert_ne!(a.snapshot().digest(), b.snapshot().digest());
+        // Bytes cannot move between a name and its value.
+        let (mut c, mut d) = (EnvList::default(), EnvList::default());
+        c.set("AB", "C".into());
+        d.set("A", "BC".into());
+        assert_ne!(c.snapshot().digest(), d.snapshot().digest());
+    }
 
     #[test]
     fn snapshots_keep_definition_order_and_latest_values() {

@@ -240,11 +240,13 @@ impl State {
         done: &Finished<StageOutput>,
     ) -> Result<Result<Key, &'static str>, BuildError> {
         let line = step.command.start_line;
-        let env: Vec<String> = step.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        // The environment's digest, not its list: listing it at every step
+        // made ENV-heavy Dockerfiles quadratic.
+        let env = step.env.digest().map(|d| d.to_string()).unwrap_or_default();
         let mut shape = KeyBuilder::new("step")
             .parent(&self.key)
             .field("instruction", format!("{:?}", step.command.instruction))
-            .field("env", env.join("\0"))
+            .field("env-digest", env)
             .field("mounts", format!("{:?}", step.mounts))
             .field("platform", format!("{:?}", stage.platform))
             .field("epoch", format!("{:?}", ctx.epoch))

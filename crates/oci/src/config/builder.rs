@@ -99,29 +99,33 @@ impl ConfigBuilder {
     /// them: `ENV Path=x` replaces `PATH=y` (taking the new spelling)
     /// rather than leaving both for the container to choose between.
     pub fn env(&mut self, vars: &[(&str, &str)]) {
-        let mut env = self.config.env();
         let mut msg = String::from("ENV");
         let windows = self.config.image_os() == ImageOs::Windows;
-        let same = |a: &str, b: &str| {
+        // Whether the entry `e` sets `name`; a prefix test first, since
+        // every ENV scans the whole list.
+        let sets = |e: &str, name: &str| {
             if windows {
-                fold_case(a) == fold_case(b)
+                fold_case(e.split_once('=').map_or(e, |(n, _)| n)) == fold_case(name)
             } else {
-                a == b
+                e.strip_prefix(name)
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('='))
             }
         };
+        // In place: copying the whole list at every ENV made ENV-heavy
+        // Dockerfiles quadratic in copies.
+        let env = self.config.config_array_mut("Env");
         for (k, v) in vars {
             let entry = format!("{k}={v}");
             msg.push(' ');
             msg.push_str(&entry);
-            match env
+            let slot = env
                 .iter_mut()
-                .find(|e| same(e.split_once('=').map_or(e.as_str(), |(ek, _)| ek), k))
-            {
-                Some(slot) => *slot = entry,
-                None => env.push(entry),
+                .find(|e| sets(e.as_str().unwrap_or_default(), k));
+            match slot {
+                Some(slot) => *slot = Value::String(entry),
+                None => env.push(Value::String(entry)),
             }
         }
-        self.config.set_config("Env", json!(env));
         self.history(msg, false);
     }
 

@@ -338,6 +338,22 @@ impl ImageConfig {
         }
     }
 
+    /// The array `key` of the `config` object, created (or replaced, if it
+    /// is not an array) on demand.
+    pub(crate) fn config_array_mut(&mut self, key: &str) -> &mut Vec<Value> {
+        if !self
+            .config_obj()
+            .and_then(|c| c.get(key))
+            .is_some_and(Value::is_array)
+        {
+            self.set_config(key, Value::Array(Vec::new()));
+        }
+        match self.config_mut().get_mut(key) {
+            Some(Value::Array(a)) => a,
+            _ => unreachable!("{key} was just made an array"),
+        }
+    }
+
     /// The top-level array `key`, created on demand.
     pub(crate) fn top_array_mut(&mut self, key: &str) -> &mut Vec<Value> {
         if !self.doc.get(key).is_some_and(Value::is_array) {
