@@ -5,6 +5,7 @@
 
 use anyhow::{bail, Context};
 use rustix::termios::{tcgetattr, tcsetattr, LocalModes, OptionalActions};
+use signal_hook::consts::SIGINT;
 use std::io::{BufRead, IsTerminal};
 
 /// Whether standard input is a terminal someone can answer on.
@@ -38,7 +39,7 @@ pub fn line(prompt: &str) -> anyhow::Result<String> {
 }
 
 /// Shows `prompt` and reads a line with the terminal's echo off, turning
-/// it back on whatever happens to the read.
+/// it back on whatever happens to the read, Ctrl-C included.
 pub fn password(prompt: &str) -> anyhow::Result<String> {
     let stdin = std::io::stdin();
     let before = tcgetattr(&stdin).context("reading the terminal's settings")?;
@@ -46,6 +47,22 @@ pub fn password(prompt: &str) -> anyhow::Result<String> {
     quiet.local_modes.remove(LocalModes::ECHO);
     // Keep the newline the user types visible, as `sudo` does.
     quiet.local_modes.insert(LocalModes::ECHONL);
+    // SIGINT would end kiln with the echo still off and leave the shell
+    // blind: the handler turns it back on first, then exits as an
+    // interrupted command does. It stays for the rest of the run (an
+    // unregistered signal-hook handler would leave Ctrl-C doing nothing),
+    // where putting the same settings back is harmless.
+    let restore = before.clone();
+    let on_interrupt = move || {
+        let _ = tcsetattr(rustix::stdio::stdin(), OptionalActions::Now, &restore);
+        let _ = rustix::io::write(rustix::stdio::stderr(), b"\n");
+        signal_hook::low_level::exit(130);
+    };
+    // SAFETY: the handler is async-signal-safe: tcsetattr (an ioctl) and
+    // write(2) on values made before it was installed, then _exit; no
+    // allocation and no lock.
+    unsafe { signal_hook::low_level::register(SIGINT, on_interrupt) }
+        .context("installing the SIGINT handler")?;
     tcsetattr(&stdin, OptionalActions::Flush, &quiet).context("turning the echo off")?;
     let answer = line(prompt);
     tcsetattr(&stdin, OptionalActions::Now, &before).context("turning the echo back on")?;

@@ -146,6 +146,21 @@ fn login_prompts_for_what_it_is_not_given() {
         "{screen}"
     );
 
+    // Ctrl-C at the password prompt: the terminal echoes again.
+    let mut s = Session::spawn(&mut kiln_cmd(
+        d,
+        &["login", "--ca-cert", ca, "-u", "kiln", &host],
+    ));
+    s.wait_for("Password: ");
+    assert!(!s.echoes(), "the password prompt echoes");
+    s.interrupt();
+    assert_eq!(s.wait(), 130, "{}", s.screen);
+    assert!(
+        s.echoes(),
+        "the echo stayed off after Ctrl-C:\n{}",
+        s.screen
+    );
+
     // No terminal: no prompt, an error saying what to pass.
     let out = no_tty(d, &["login", "--ca-cert", ca, "-u", "kiln", &host]);
     assert_eq!(out.status.code(), Some(1));

@@ -64,11 +64,31 @@ impl Session {
             .unwrap();
     }
 
-    /// Reads to the end and waits for the child; its exit code.
-    pub fn finish(mut self) -> (i32, String) {
+    /// Sends the child SIGINT, as Ctrl-C on its terminal would.
+    pub fn interrupt(&self) {
+        let pid = rustix::process::Pid::from_child(&self.child);
+        rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
+    }
+
+    /// Whether the terminal echoes what is typed.
+    pub fn echoes(&self) -> bool {
+        rustix::termios::tcgetattr(&self.master)
+            .unwrap()
+            .local_modes
+            .contains(rustix::termios::LocalModes::ECHO)
+    }
+
+    /// Reads to the end and waits for the child; its exit code. The
+    /// terminal stays, to be looked at.
+    pub fn wait(&mut self) -> i32 {
         while self.read_some() {}
-        let status = self.child.wait().unwrap();
-        (status.code().unwrap_or(-1), self.screen)
+        self.child.wait().unwrap().code().unwrap_or(-1)
+    }
+
+    /// [`Session::wait`], and the screen.
+    pub fn finish(mut self) -> (i32, String) {
+        let code = self.wait();
+        (code, self.screen)
     }
 
     fn read_some(&mut self) -> bool {
