@@ -183,7 +183,9 @@ impl<'a> Bases<'a> {
         candidates: &[Reference],
         platform: &Platform,
     ) -> Result<Option<(Reference, Descriptor)>, BaseError> {
-        for reference in std::iter::once(written).chain(candidates) {
+        // A name with a registry is its own only candidate: asked once.
+        let others = candidates.iter().filter(|c| *c != written);
+        for reference in std::iter::once(written).chain(others) {
             match self.store.resolve(&reference.to_string()) {
                 Ok(found) => {
                     if let Some(manifest) = self.select(&found.descriptor, platform)? {

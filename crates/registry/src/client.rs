@@ -433,102 +433,97 @@ impl Client {
         };
         let mut attempt = 0;
         let mut reauthenticated = false;
-        loop {
+        'retry: loop {
             attempt += 1;
-            // A token server that fails for a moment is retried as the
-            // registry would be; other auth failures end the request.
-            let auth = match auth::header(self, &host.auth(), scope).await {
-                Ok(auth) => auth,
-                Err(kind) if kind.is_transient() => {
-                    let kind = kind.after_attempts(attempt);
-                    if attempt > retries {
-                        return Err(err(kind));
+            let (kind, retry_after) = 'attempt: {
+                // A token server that fails for a moment is retried as the
+                // registry would be; other auth failures end the request.
+                let auth = match auth::header(self, &host.auth(), scope).await {
+                    Ok(auth) => auth,
+                    Err(kind) if kind.is_transient() => {
+                        break 'attempt (kind.after_attempts(attempt), None)
                     }
-                    let delay = self.opts.backoff * 2u32.saturating_pow(attempt - 1);
-                    tracing::debug!(%target, attempt, ?delay, "retrying after: {kind}");
-                    tokio::time::sleep(delay).await;
-                    continue;
+                    Err(kind) => return Err(err(kind)),
+                };
+                let mut request = build(http, &base);
+                if let Some(value) = auth {
+                    request = request.header(reqwest::header::AUTHORIZATION, value);
                 }
-                Err(kind) => return Err(err(kind)),
-            };
-            let mut request = build(http, &base);
-            if let Some(value) = auth {
-                request = request.header(reqwest::header::AUTHORIZATION, value);
-            }
-            let sent = match progress {
-                None => Some(request.send().await),
-                Some(progress) => {
-                    progress.mark();
-                    tokio::select! {
-                        sent = request.send() => Some(sent),
-                        () = progress.stalled(self.opts.timeout) => None,
-                    }
-                }
-            };
-            let (kind, retry_after) = match sent {
-                None => (
-                    ErrorKind::Timeout {
-                        attempts: attempt,
-                        limit: self.opts.timeout,
-                    },
-                    None,
-                ),
-                Some(Err(e)) => {
-                    let url = e.url().map(shown_url).unwrap_or_else(|| base.clone());
-                    let failure = self.fail(action, target, &url, e, attempt);
-                    if !failure.kind.is_transient() {
-                        return Err(failure);
-                    }
-                    (failure.kind, None)
-                }
-                Some(Ok(resp)) if resp.status() == StatusCode::UNAUTHORIZED => {
-                    let challenge = resp
-                        .headers()
-                        .get_all(reqwest::header::WWW_AUTHENTICATE)
-                        .iter()
-                        .filter_map(|v| v.to_str().ok())
-                        .find_map(crate::challenge::Challenge::parse);
-                    let detail = detail_from_body(&small_body(resp, self.opts.timeout).await);
-                    if !reauthenticated {
-                        if let Some(challenge) = challenge {
-                            reauthenticated = true;
-                            host.auth.lock().await.learn(challenge);
-                            attempt -= 1;
-                            continue;
+                let sent = match progress {
+                    None => Some(request.send().await),
+                    Some(progress) => {
+                        progress.mark();
+                        tokio::select! {
+                            sent = request.send() => Some(sent),
+                            () = progress.stalled(self.opts.timeout) => None,
                         }
                     }
-                    return Err(err(ErrorKind::Unauthorized {
-                        registry: target.registry.clone(),
-                        detail,
-                    }));
-                }
-                Some(Ok(resp)) if crate::errors::is_transient_status(resp.status()) => {
-                    let status = resp.status();
-                    let retry_after = resp
-                        .headers()
-                        .get(reqwest::header::RETRY_AFTER)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.parse::<u64>().ok())
-                        .map(|s| Duration::from_secs(s.min(30)));
-                    let detail = detail_from_body(&small_body(resp, self.opts.timeout).await);
-                    // distribution answers 500 to a manifest whose layer
-                    // URLs it refuses; that verdict does not change.
-                    let verdict = MANIFEST_VERDICTS.iter().any(|c| detail.contains(c));
-                    let kind = if status == StatusCode::TOO_MANY_REQUESTS {
-                        ErrorKind::TooManyRequests { attempts: attempt }
-                    } else {
-                        ErrorKind::Server {
-                            status: status.as_u16(),
+                };
+                match sent {
+                    None => (
+                        ErrorKind::Timeout {
                             attempts: attempt,
-                            detail,
+                            limit: self.opts.timeout,
+                        },
+                        None,
+                    ),
+                    Some(Err(e)) => {
+                        let url = e.url().map(shown_url).unwrap_or_else(|| base.clone());
+                        let failure = self.fail(action, target, &url, e, attempt);
+                        if !failure.kind.is_transient() {
+                            return Err(failure);
                         }
-                    };
-                    if verdict {
-                        return Err(err(kind));
+                        (failure.kind, None)
                     }
-                    (kind, retry_after)
+                    Some(Ok(resp)) if resp.status() == StatusCode::UNAUTHORIZED => {
+                        let challenge = resp
+                            .headers()
+                            .get_all(reqwest::header::WWW_AUTHENTICATE)
+                            .iter()
+                            .filter_map(|v| v.to_str().ok())
+                            .find_map(crate::challenge::Challenge::parse);
+                        let detail = detail_from_body(&small_body(resp, self.opts.timeout).await);
+                        if !reauthenticated {
+                            if let Some(challenge) = challenge {
+                                reauthenticated = true;
+                                host.auth.lock().await.learn(challenge);
+                                attempt -= 1;
+                                continue 'retry;
+                            }
+                        }
+                        return Err(err(ErrorKind::Unauthorized {
+                            registry: target.registry.clone(),
+                            detail,
+                        }));
+                    }
+                    Some(Ok(resp)) if crate::errors::is_transient_status(resp.status()) => {
+                        let status = resp.status();
+                        let retry_after = resp
+                            .headers()
+                            .get(reqwest::header::RETRY_AFTER)
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| v.parse::<u64>().ok())
+                            .map(|s| Duration::from_secs(s.min(30)));
+                        let detail = detail_from_body(&small_body(resp, self.opts.timeout).await);
+                        // distribution answers 500 to a manifest whose layer
+                        // URLs it refuses; that verdict does not change.
+                        let verdict = MANIFEST_VERDICTS.iter().any(|c| detail.contains(c));
+                        let kind = if status == StatusCode::TOO_MANY_REQUESTS {
+                            ErrorKind::TooManyRequests { attempts: attempt }
+                        } else {
+                            ErrorKind::Server {
+                                status: status.as_u16(),
+                                attempts: attempt,
+                                detail,
+                            }
+                        };
+                        if verdict {
+                            return Err(err(kind));
+                        }
+                        (kind, retry_after)
+                    }
+                    Some(Ok(resp)) => return Ok(resp),
                 }
-                Some(Ok(resp)) => return Ok(resp),
             };
             if attempt > retries {
                 return Err(err(kind));

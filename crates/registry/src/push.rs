@@ -346,9 +346,9 @@ impl Client {
             attempt += 1;
             let location = match location.take() {
                 Some(l) => l,
-                None => self.start_upload(dest, desc).await?,
+                None => self.start_upload(&t, repo).await?,
             };
-            match self.upload(blobs, dest, desc, opts, location).await {
+            match self.upload(blobs, &t, repo, desc, opts, location).await {
                 Ok(outcome) => return Ok(outcome),
                 Err(e) if e.kind.is_transient() && attempt <= self.opts.retries => {
                     let delay = self.opts.backoff * 2u32.saturating_pow(attempt - 1);
@@ -363,14 +363,11 @@ impl Client {
         }
     }
 
-    /// Starts an upload session for `desc` in `dest`'s repository; its
+    /// Starts an upload session in `repo` for the blob `t` names; its
     /// absolute URL.
-    async fn start_upload(&self, dest: &Reference, desc: &Descriptor) -> Result<String> {
-        let repo = &dest.repository;
-        let mut t = target(dest);
-        t.reference = desc.digest.to_string();
+    async fn start_upload(&self, t: &Target, repo: &str) -> Result<String> {
         let resp = self
-            .send(&t, ACTION, &Scope::push(repo), |http, base| {
+            .send(t, ACTION, &Scope::push(repo), |http, base| {
                 v2(http, Method::POST, base, &format!("{repo}/blobs/uploads/"))
                     .header(header::CONTENT_LENGTH, "0")
             })
@@ -378,11 +375,11 @@ impl Client {
         if resp.status() != StatusCode::ACCEPTED {
             return Err(Error {
                 action: ACTION,
-                target: Box::new(t),
+                target: Box::new(t.clone()),
                 kind: status_error(resp, "the upload endpoint", self.opts.timeout).await,
             });
         }
-        self.location(&t, &resp)
+        self.location(t, &resp)
     }
 
     /// Sends `desc`'s bytes to the upload session at `location`: in
@@ -390,14 +387,12 @@ impl Client {
     async fn upload(
         &self,
         blobs: &dyn Provider,
-        dest: &Reference,
+        t: &Target,
+        repo: &str,
         desc: &Descriptor,
         opts: &PushOptions,
         location: String,
     ) -> Result<BlobOutcome> {
-        let repo = &dest.repository;
-        let mut t = target(dest);
-        t.reference = desc.digest.to_string();
         let err = |kind| Error {
             action: ACTION,
             target: Box::new(t.clone()),
@@ -421,7 +416,7 @@ impl Client {
                 let (url, file) = (location.clone(), file.clone());
                 let progress = Progress::new();
                 let resp = self
-                    .send_upload(&t, ACTION, &Scope::push(repo), &progress, |http, _| {
+                    .send_upload(t, ACTION, &Scope::push(repo), &progress, |http, _| {
                         http.patch(url.as_str())
                             .header(header::CONTENT_TYPE, "application/octet-stream")
                             .header(header::CONTENT_LENGTH, len.to_string())
@@ -441,7 +436,7 @@ impl Client {
                 if resp.status() != StatusCode::ACCEPTED {
                     return Err(err(status_error(resp, &what, self.opts.timeout).await));
                 }
-                location = self.location(&t, &resp)?;
+                location = self.location(t, &resp)?;
                 offset += len;
             }
         }
@@ -450,7 +445,7 @@ impl Client {
         let remaining = size - offset;
         let progress = Progress::new();
         let resp = self
-            .send_upload(&t, ACTION, &Scope::push(repo), &progress, |http, _| {
+            .send_upload(t, ACTION, &Scope::push(repo), &progress, |http, _| {
                 http.put(url.as_str())
                     .header(header::CONTENT_TYPE, "application/octet-stream")
                     .header(header::CONTENT_LENGTH, remaining.to_string())
