@@ -596,6 +596,13 @@ fn users_and_groups() {
         fs.lookup_user("-1").unwrap_err().to_string(),
         "invalid uid \"-1\": ids must be whole numbers from 0 to 4294967294"
     );
+    // BuildKit's supplementary groups: memberships only, never the user's
+    // own group, and none when USER names a group.
+    assert_eq!(fs.supplementary_groups("app", false).unwrap(), [50]);
+    assert_eq!(fs.supplementary_groups("1000", false).unwrap(), [50]);
+    assert!(fs.supplementary_groups("app", true).unwrap().is_empty());
+    assert!(fs.supplementary_groups("root", false).unwrap().is_empty());
+    assert!(fs.supplementary_groups("4242", false).unwrap().is_empty());
     assert_eq!(fs.lookup_group("staff").unwrap(), 50);
     assert_eq!(fs.lookup_group("77").unwrap(), 77);
     assert_eq!(

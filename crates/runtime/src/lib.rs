@@ -54,6 +54,7 @@
 mod error;
 mod network;
 mod runtime;
+mod seccomp;
 mod spec;
 mod stubs;
 

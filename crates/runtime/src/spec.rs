@@ -10,7 +10,7 @@ use oci_spec::runtime::{
 };
 use rustix::process::{getrlimit, Resource};
 
-use crate::Error;
+use crate::{seccomp, Error};
 
 /// Which network a container gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -505,7 +505,11 @@ pub(crate) fn build(
         ),
     }
 
-    let linux = LinuxBuilder::default()
+    let mut linux = LinuxBuilder::default();
+    if let Some(host) = seccomp::Host::detect() {
+        linux = linux.seccomp(seccomp::default_profile(&host, CAPABILITIES).map_err(oci)?);
+    }
+    let linux = linux
         .namespaces(namespaces)
         .masked_paths(
             MASKED_PATHS

@@ -30,7 +30,7 @@ fn fixture() -> Fixture {
         .expect("/bin/busybox (apt-get install busybox-static)");
     for applet in [
         "sh", "echo", "cat", "ls", "id", "sleep", "pwd", "touch", "nc", "hostname", "test", "ip",
-        "awk",
+        "awk", "unshare", "grep",
     ] {
         std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
     }
@@ -155,6 +155,25 @@ fn user_groups_env_cwd_and_hostname() {
             "from-env",
             "buildkitsandbox"
         ]
+    );
+}
+
+/// Docker's default seccomp profile, as BuildKit gives its steps: a step cannot make a user
+/// namespace (where it would hold every capability) nor mount anything, while what builds do
+/// still works.
+#[test]
+fn steps_run_under_dockers_seccomp_profile() {
+    let f = fixture();
+    let (code, lines) = f.run(&f.spec(
+        "grep '^Seccomp:' /proc/self/status; \
+         unshare -U true 2>/dev/null && echo unshare-allowed || echo unshare-refused; \
+         unshare -m true 2>/dev/null && echo mountns-allowed || echo mountns-refused; \
+         echo x > /tmp-file && cat /tmp-file",
+    ));
+    assert_eq!(code, 0, "{lines:?}");
+    assert_eq!(
+        stdout(&lines),
+        ["Seccomp:\t2", "unshare-refused", "mountns-refused", "x"]
     );
 }
 

@@ -370,14 +370,15 @@ impl ImageFs {
         UserDb::group(self, group)
     }
 
-    /// A RUN process's supplementary groups: the groups `/etc/group` lists
-    /// `user` (a name, or a uid `/etc/passwd` names) in, plus `primary`.
+    /// A RUN process's supplementary groups, as BuildKit gives them: the
+    /// groups `/etc/group` lists `user` (a name, or a uid `/etc/passwd`
+    /// names) in; none when USER named a group too (`explicit_group`).
     pub fn supplementary_groups(
         &self,
         user: &str,
-        primary: Option<u32>,
+        explicit_group: bool,
     ) -> Result<Vec<u32>, Error> {
-        UserDb::groups(self, user, primary)
+        UserDb::groups(self, user, explicit_group)
     }
 
     /// The uid and gid for a `COPY`/`ADD --chown` value, following

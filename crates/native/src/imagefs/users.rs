@@ -36,8 +36,8 @@ pub trait UserDb {
     }
 
     /// [`ImageFs::supplementary_groups`] in this database.
-    fn groups(&self, user: &str, primary: Option<u32>) -> Result<Vec<u32>, Error> {
-        supplementary_groups(self, user, primary)
+    fn groups(&self, user: &str, explicit_group: bool) -> Result<Vec<u32>, Error> {
+        supplementary_groups(self, user, explicit_group)
     }
 }
 
@@ -167,22 +167,27 @@ fn lookup_group<D: UserDb + ?Sized>(fs: &D, group: &str) -> Result<u32, Error> {
 }
 
 /// The supplementary groups a container process of `user` (a name, or a
-/// uid that `/etc/passwd` names) gets, as runc and buildah give them: the
-/// groups in `/etc/group` that list the user as a member, plus `primary`
-/// (the user's own group, when USER named no group). Sorted, without
-/// duplicates.
+/// uid that `/etc/passwd` names) gets, as BuildKit gives them (its
+/// `GetUser`, through moby's `GetExecUser`): the groups in `/etc/group`
+/// that list the user as a member, and none when USER names a group
+/// (`explicit_group`). The user's own group is not added: buildah adds it,
+/// BuildKit does not, so `id -G` in a step prints what it prints under
+/// BuildKit. Sorted, without duplicates.
 fn supplementary_groups<D: UserDb + ?Sized>(
     fs: &D,
     user: &str,
-    primary: Option<u32>,
+    explicit_group: bool,
 ) -> Result<Vec<u32>, Error> {
+    if explicit_group {
+        return Ok(Vec::new());
+    }
     let passwd;
     let name = match numeric(user, "uid")? {
         Some(uid) => {
             passwd = fs.read_db("/etc/passwd")?;
             match lines(passwd.as_deref().unwrap_or_default()).find(|l| l.id == uid) {
                 Some(line) => line.name,
-                None => return Ok(primary.into_iter().collect()),
+                None => return Ok(Vec::new()),
             }
         }
         None => user,
@@ -201,7 +206,6 @@ fn supplementary_groups<D: UserDb + ?Sized>(
                 .then(|| gid.trim().parse().ok())
                 .flatten()
         })
-        .chain(primary)
         .collect();
     gids.sort_unstable();
     gids.dedup();

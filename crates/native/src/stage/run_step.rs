@@ -287,9 +287,8 @@ impl State {
         };
         // No USER is root, whose groups come from the image's files too.
         let name = if name.is_empty() { "0" } else { name };
-        let primary = group.is_none().then_some(gid);
         let groups = db
-            .groups(name, primary)
+            .groups(name, group.is_some())
             .map_err(|e| format!("reading /etc/group: {e}"))?;
         Ok((uid, gid, groups))
     }
