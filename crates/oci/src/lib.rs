@@ -44,6 +44,7 @@ pub mod layer;
 pub mod layout;
 pub mod manifest;
 pub mod media_type;
+pub mod name;
 pub mod path;
 pub mod platform;
 pub mod reference;

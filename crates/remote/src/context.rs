@@ -12,6 +12,7 @@
 use crate::proto::{check_digest, check_path, ContextEntry, EntryKind, ErrorBody, ErrorKind};
 use crate::Error;
 use kiln_frontend::dockerignore::{self, Matcher};
+use kiln_oci::name::to_path;
 use sha2::{Digest as _, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
@@ -114,7 +115,7 @@ fn walk(
     let here = if rel.is_empty() {
         dir.to_path_buf()
     } else {
-        dir.join(rel)
+        dir.join(to_path(rel))
     };
     let mut names: Vec<_> = fs::read_dir(&here)
         .map_err(Error::io("reading the directory", &here))?
@@ -123,12 +124,10 @@ fn walk(
         .map_err(Error::io("reading the directory", &here))?;
     names.sort();
     for name in names {
-        let Some(name) = name.to_str() else {
-            return Err(Error::Config(format!(
-                "{}: a file name in the context is not UTF-8, which the protocol cannot carry",
-                here.join(&name).display()
-            )));
-        };
+        // Names that are not UTF-8 travel spelled as `kiln_oci::name`
+        // spells them; the daemon turns them back into their bytes.
+        let name =
+            kiln_oci::name::from_os_string(name).map_err(|e| Error::Config(e.to_string()))?;
         let path = if rel.is_empty() {
             name.to_string()
         } else {
@@ -137,7 +136,7 @@ fn walk(
         if reads.is_some_and(|r| !wants(r, &path)) {
             continue;
         }
-        let full = dir.join(&path);
+        let full = dir.join(to_path(&path));
         let meta = fs::symlink_metadata(&full).map_err(Error::io("reading", &full))?;
         let excluded = matcher.is_excluded(&path);
         let entry = |kind, size, digest, target| ContextEntry {
@@ -162,12 +161,8 @@ fn walk(
             continue;
         } else if ft.is_symlink() {
             let target = fs::read_link(&full).map_err(Error::io("reading the link", &full))?;
-            let target = target.to_str().map(str::to_string).ok_or_else(|| {
-                Error::Config(format!(
-                    "{}: the link's target is not UTF-8, which the protocol cannot carry",
-                    full.display()
-                ))
-            })?;
+            let target = kiln_oci::name::from_os_string(target.into_os_string())
+                .map_err(|e| Error::Config(e.to_string()))?;
             out.entries
                 .push(entry(EntryKind::Symlink, 0, None, Some(target)));
         } else if ft.is_file() {
@@ -359,7 +354,7 @@ pub fn materialise(cache: &BlobCache, entries: &[ContextEntry], dest: &Path) -> 
     let mut sorted: Vec<&ContextEntry> = entries.iter().collect();
     sorted.sort_by(|a, b| a.path.cmp(&b.path));
     for e in &sorted {
-        let path = dest.join(&e.path);
+        let path = dest.join(to_path(&e.path));
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent).map_err(Error::io("creating", parent))?;
         }
@@ -373,7 +368,7 @@ pub fn materialise(cache: &BlobCache, entries: &[ContextEntry], dest: &Path) -> 
                 fs::copy(cache.path(hex), &path).map_err(Error::io("writing", &path))?;
             }
             EntryKind::Symlink => {
-                std::os::unix::fs::symlink(e.target.as_deref().unwrap_or_default(), &path)
+                std::os::unix::fs::symlink(to_path(e.target.as_deref().unwrap_or_default()), &path)
                     .map_err(Error::io("creating the symlink", &path))?
             }
         }
@@ -384,7 +379,7 @@ pub fn materialise(cache: &BlobCache, entries: &[ContextEntry], dest: &Path) -> 
         if e.kind == EntryKind::Symlink {
             continue;
         }
-        let path = dest.join(&e.path);
+        let path = dest.join(to_path(&e.path));
         set_times(&path, e.mtime)?;
         fs::set_permissions(&path, fs::Permissions::from_mode(e.mode & 0o7777))
             .map_err(Error::io("setting the mode of", &path))?;
@@ -474,6 +469,43 @@ mod tests {
             fs::metadata(s.join("app/a.txt")).unwrap().mtime()
         );
         assert!(!o.join("skip").exists() && !o.join("debug.log").exists());
+    }
+
+    /// Names and link targets that are not UTF-8 reach the daemon's copy
+    /// of the context with their bytes (the protocol carries them spelled
+    /// as `kiln_oci::name` spells them).
+    #[test]
+    fn names_that_are_not_utf8_travel_with_their_bytes() {
+        use std::ffi::OsStr;
+        use std::os::unix::ffi::OsStrExt;
+        let src = tempfile::tempdir().unwrap();
+        let s = src.path();
+        let raw = |root: &Path, b: &[u8]| root.join(OsStr::from_bytes(b));
+        fs::create_dir(raw(s, b"d\xe9r")).unwrap();
+        fs::write(raw(s, b"d\xe9r/f\xff"), "bytes").unwrap();
+        std::os::unix::fs::symlink(OsStr::from_bytes(b"d\xe9r"), raw(s, b"l\xe9")).unwrap();
+        let ctx = scan(s, &s.join("Dockerfile"), None).unwrap();
+        let cache_dir = tempfile::tempdir().unwrap();
+        let cache = BlobCache::open(cache_dir.path()).unwrap();
+        for (digest, (path, _)) in &ctx.files {
+            let mut up = cache.upload(digest).unwrap();
+            up.write(&fs::read(path).unwrap()).unwrap();
+            up.finish().unwrap();
+        }
+        let out = tempfile::tempdir().unwrap();
+        materialise(&cache, &ctx.entries, out.path()).unwrap();
+        let o = out.path();
+        assert_eq!(
+            fs::read_to_string(raw(o, b"d\xe9r/f\xff")).unwrap(),
+            "bytes"
+        );
+        assert_eq!(
+            fs::read_link(raw(o, b"l\xe9"))
+                .unwrap()
+                .as_os_str()
+                .as_bytes(),
+            b"d\xe9r"
+        );
     }
 
     #[test]

@@ -161,23 +161,17 @@ impl Differ<'_> {
         let opaque = !lower.is_empty()
             && lower
                 .keys()
-                .all(|n| n.to_str().is_none_or(|n| !mine.contains(n)));
+                .all(|n| kiln_oci::name::from_os(n).map_or(true, |n| !mine.contains(n.as_ref())));
         let mut names = mine.clone();
         for name in lower.keys() {
-            match name.to_str() {
-                Some(name) => names.insert(name.to_string()),
-                None => {
-                    return Err(Error::NotUtf8 {
-                        path: copy.join(name),
-                    })
-                }
-            };
+            names.insert(kiln_oci::name::from_os(name)?.into_owned());
         }
         let mut out = Vec::new();
         for name in names {
             let rel = format!("{prefix}{name}");
-            let path = copy.join(&name);
-            match (mine.contains(&name), lower.get(std::ffi::OsStr::new(&name))) {
+            let os_name = kiln_oci::name::to_path(&name);
+            let path = copy.join(&os_name);
+            match (mine.contains(&name), lower.get(os_name.as_os_str())) {
                 (false, _) if opaque => {}
                 (false, _) => out.push(LayerEntry::whiteout(rel)),
                 (true, None) => self.added(&path, &rel, false, &mut out)?,

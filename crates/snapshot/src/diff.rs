@@ -33,12 +33,7 @@ pub(crate) fn entry_for(
         EntryKind::Dir
     } else if ft.is_symlink() {
         let target = fs::read_link(path).map_err(Error::io("reading the symlink", path))?;
-        let Some(target) = target.to_str() else {
-            return Err(Error::NotUtf8 {
-                path: path.to_path_buf(),
-            });
-        };
-        EntryKind::Symlink(target.to_string())
+        EntryKind::Symlink(kiln_oci::name::from_os_string(target.into_os_string())?)
     } else if ft.is_socket() {
         return Ok(None);
     } else if let Some(first) = links.0.get(&(md.dev(), md.ino())) {
@@ -50,7 +45,7 @@ pub(crate) fn entry_for(
         if ft.is_file() {
             EntryKind::File(FileSource::Tree(TreeFile {
                 root: Arc::clone(root),
-                path: PathBuf::from(rel),
+                path: kiln_oci::name::to_path(rel).into_owned(),
                 identity: FileIdentity::of(md),
             }))
         } else if ft.is_fifo() {
@@ -75,19 +70,12 @@ pub(crate) fn entry_for(
     }))
 }
 
-/// The sorted names in `dir`, which must all be UTF-8 to go into a layer.
+/// The sorted names in `dir`, spelled as `kiln_oci::name` spells them.
 pub(crate) fn sorted_names(dir: &Path) -> Result<Vec<String>, Error> {
     let mut names = Vec::new();
     for entry in fs::read_dir(dir).map_err(Error::io("listing", dir))? {
         let name = entry.map_err(Error::io("listing", dir))?.file_name();
-        match name.into_string() {
-            Ok(name) => names.push(name),
-            Err(name) => {
-                return Err(Error::NotUtf8 {
-                    path: dir.join(name),
-                })
-            }
-        }
+        names.push(kiln_oci::name::from_os_string(name)?);
     }
     names.sort();
     Ok(names)
@@ -125,7 +113,7 @@ pub(crate) fn upper_changes(
 /// owner, mtime and xattrs as the top-most lower directory at `rel`.
 fn same_as_lower(path: &Path, md: &Metadata, rel: &str, lowers: &[PathBuf]) -> Result<bool, Error> {
     for lower in lowers {
-        let candidate = lower.join(rel);
+        let candidate = lower.join(kiln_oci::name::to_path(rel));
         let Ok(lmd) = fs::symlink_metadata(&candidate) else {
             continue;
         };
@@ -154,7 +142,7 @@ fn walk_upper(
     links: &mut Links,
 ) -> Result<(), Error> {
     for name in sorted_names(dir)? {
-        let path = dir.join(&name);
+        let path = dir.join(kiln_oci::name::to_path(&name));
         let rel = format!("{prefix}{name}");
         let md = lstat(&path)?;
         if is_whiteout(&md) {

@@ -136,12 +136,10 @@ pub enum Error {
         /// Why the probe mount failed.
         source: Box<Error>,
     },
-    /// A changed file's name cannot go into a layer.
-    #[error("{}: the file name is not UTF-8, which layers cannot carry", path.display())]
-    NotUtf8 {
-        /// The file.
-        path: PathBuf,
-    },
+    /// A changed file's name holds a character kiln uses to carry names
+    /// that are not UTF-8 (see `kiln_oci::name`).
+    #[error(transparent)]
+    ReservedName(#[from] kiln_oci::name::ReservedCharacter),
 }
 
 impl Error {

@@ -17,6 +17,7 @@ use crate::copy::paths::{clean_clamped, go_match, join, split_wildcards};
 use kiln_backend::{CacheExport, CacheLocation, CacheMode};
 use kiln_cache::{Cache, KeyBuilder, Record, SourceHasher, StatSession};
 use kiln_frontend::dockerignore::Matcher;
+use kiln_oci::name::to_path;
 use kiln_oci::Digest;
 use kiln_registry::Client;
 use kiln_store::{Descriptor, Store};
@@ -404,13 +405,13 @@ impl Walk<'_, '_> {
         if pattern.contains('/') {
             return self.item(i, &literal);
         }
-        let dir = self.root.join(&literal);
+        let dir = self.root.join(to_path(&literal));
         let mut names: Vec<String> = match std::fs::read_dir(&dir) {
             Ok(rd) => rd
                 .filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| go_match(&pattern, n))
-                .collect(),
+                .map(|e| spelled(e.file_name()))
+                .filter(|n| n.as_ref().map_or(true, |n| go_match(&pattern, n)))
+                .collect::<io::Result<_>>()?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(e),
         };
@@ -432,7 +433,7 @@ impl Walk<'_, '_> {
             let full = if rel.is_empty() {
                 self.root.to_path_buf()
             } else {
-                self.root.join(&rel)
+                self.root.join(to_path(&rel))
             };
             let meta = match std::fs::symlink_metadata(&full) {
                 Ok(m) => m,
@@ -447,7 +448,7 @@ impl Walk<'_, '_> {
             } else {
                 let mut entry = self
                     .session
-                    .source_entry(Path::new(&rel))
+                    .source_entry(&to_path(&rel))
                     .map_err(io::Error::other)?;
                 entry.mode &= self.mask.mode;
                 if !self.mask.owner {
@@ -463,22 +464,29 @@ impl Walk<'_, '_> {
                 hops += 1;
                 let target = std::fs::read_link(&full)
                     .map_err(|e| changed(e, &rel, "it is no longer a symbolic link"))?;
-                let base = Path::new(&rel).parent().unwrap_or(Path::new(""));
+                let rel_path = to_path(&rel);
+                let base = rel_path.parent().unwrap_or(Path::new(""));
                 let joined = if target.is_absolute() {
                     target
                 } else {
                     base.join(target)
                 };
-                pending.push((clean_clamped(&joined.to_string_lossy()), true));
+                pending.push((clean_clamped(&spelled(joined.into_os_string())?), true));
             } else if meta.is_dir() {
                 let listing = std::fs::read_dir(&full)
                     .map_err(|e| changed(e, &rel, "it is no longer a directory"))?;
                 for e in listing {
-                    let name = e?.file_name().to_string_lossy().into_owned();
+                    let name = spelled(e?.file_name())?;
                     pending.push((join(&rel, &name), false));
                 }
             }
         }
         Ok(())
     }
+}
+
+/// A name read from the context as kiln spells it (`kiln_oci::name`), so a
+/// file whose name is not UTF-8 is hashed like any other.
+fn spelled(name: std::ffi::OsString) -> io::Result<String> {
+    kiln_oci::name::from_os_string(name).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }

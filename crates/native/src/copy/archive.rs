@@ -62,7 +62,12 @@ pub(crate) fn try_extract(
     // have, as a link to anything else would dangle in the layer.
     let mut files: HashSet<String> = HashSet::new();
     while let Some(header) = archive.next_header().map_err(|e| fail(e.to_string()))? {
-        let raw = String::from_utf8_lossy(&header.name).into_owned();
+        let spelled = |bytes: &[u8]| {
+            kiln_oci::name::from_bytes(bytes)
+                .map(std::borrow::Cow::into_owned)
+                .map_err(|e| fail(e.to_string()))
+        };
+        let raw = spelled(&header.name)?;
         let comps = clean_components(&raw)
             .ok_or_else(|| fail(format!("entry {raw:?} points outside the destination")))?;
         if comps.is_empty() {
@@ -77,7 +82,7 @@ pub(crate) fn try_extract(
                 ))
             })?;
         }
-        let link = String::from_utf8_lossy(&header.linkname).into_owned();
+        let link = spelled(&header.linkname)?;
         let kind = match header.typeflag {
             // Pre-POSIX tars mark directories only by a trailing slash.
             b'0' | b'\0' | b'7' if raw.ends_with('/') => EntryKind::Dir,

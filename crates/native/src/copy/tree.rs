@@ -152,8 +152,8 @@ impl DiskTree {
             Some(
                 walked
                     .into_iter()
-                    .map(|e| e.path.to_string_lossy().into_owned())
-                    .collect(),
+                    .map(|e| spelled(e.path.into_os_string()))
+                    .collect::<Result<_, _>>()?,
             )
         };
         Ok(DiskTree {
@@ -189,8 +189,9 @@ impl Tree for DiskTree {
         if !self.visible(path) {
             return Ok(None);
         }
-        let full = self.root.path().join(path);
-        let md = match self.root.symlink_metadata(Path::new(path)) {
+        let os_path = kiln_oci::name::to_path(path);
+        let full = self.root.path().join(&os_path);
+        let md = match self.root.symlink_metadata(&os_path) {
             Ok(md) => md,
             Err(e)
                 if matches!(
@@ -210,9 +211,9 @@ impl Tree for DiskTree {
         } else if ft.is_symlink() {
             let target = self
                 .root
-                .read_link(Path::new(path))
+                .read_link(&os_path)
                 .map_err(|e| io_error("reading", &full, e))?;
-            NodeKind::Symlink(target.to_string_lossy().into_owned())
+            NodeKind::Symlink(spelled(target.into_os_string())?)
         } else if ft.is_file() {
             NodeKind::File
         } else if ft.is_char_device() {
@@ -231,7 +232,7 @@ impl Tree for DiskTree {
             (md.uid(), md.gid())
         };
         let is_file = kind == NodeKind::File;
-        let hashed = self.hashed.as_ref().and_then(|h| h.get(Path::new(path)));
+        let hashed = self.hashed.as_ref().and_then(|h| h.get(os_path.as_ref()));
         if let Some(hashed) = hashed.filter(|_| is_file) {
             if let Some(change) = hashed.difference(&FileIdentity::of(&md)) {
                 return Err(ErrorKind::Io {
@@ -244,7 +245,7 @@ impl Tree for DiskTree {
             link_key: (is_file && md.nlink() > 1).then(|| format!("{}:{}", md.dev(), md.ino())),
             content: is_file.then(|| TreeFile {
                 root: Arc::clone(&self.root),
-                path: PathBuf::from(path),
+                path: os_path.clone().into_owned(),
                 identity: FileIdentity::of(&md),
             }),
             kind,
@@ -258,14 +259,15 @@ impl Tree for DiskTree {
     }
 
     fn children(&self, path: &str) -> Result<Vec<String>, ErrorKind> {
-        let full = self.root.path().join(path);
+        let os_path = kiln_oci::name::to_path(path);
+        let full = self.root.path().join(&os_path);
         let mut names = Vec::new();
         let listed = self
             .root
-            .read_dir(Path::new(path))
+            .read_dir(&os_path)
             .map_err(|e| io_error("listing", &full, e))?;
         for name in listed {
-            let name = name.to_string_lossy().into_owned();
+            let name = spelled(name)?;
             if self.visible(&join(path, &name)) {
                 names.push(name);
             }
@@ -308,7 +310,7 @@ impl ImageTree<'_> {
                 path.strip_prefix(base.as_str())
                     .and_then(|rest| rest.strip_prefix('/'))
             };
-            rel.map(|rel| dir.join(rel))
+            rel.map(|rel| dir.join(kiln_oci::name::to_path(rel)))
         });
         let Some(rel) = found else {
             return Ok(None);
@@ -427,6 +429,14 @@ pub(crate) fn walk_matches(
         }
     }
     Ok(())
+}
+
+/// A name read from disk as kiln spells it (`kiln_oci::name`): names that
+/// are not UTF-8 are carried, not replaced.
+fn spelled(name: std::ffi::OsString) -> Result<String, ErrorKind> {
+    kiln_oci::name::from_os_string(name).map_err(|e| ErrorKind::Context {
+        reason: e.to_string(),
+    })
 }
 
 fn io_error(what: &str, path: &Path, err: io::Error) -> ErrorKind {

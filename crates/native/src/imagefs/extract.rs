@@ -246,9 +246,12 @@ fn append<W: Write, R: Read>(
     size: u64,
     data: R,
 ) -> io::Result<()> {
-    let mut records: Vec<(String, &[u8])> = vec![("path".into(), name.as_bytes())];
-    if let Some(link) = link {
-        records.push(("linkpath".into(), link.as_bytes()));
+    // Names are written as the bytes they stand for (`kiln_oci::name`).
+    let name_bytes = kiln_oci::name::to_bytes(name);
+    let link_bytes = link.map(kiln_oci::name::to_bytes);
+    let mut records: Vec<(String, &[u8])> = vec![("path".into(), &name_bytes)];
+    if let Some(link) = &link_bytes {
+        records.push(("linkpath".into(), link));
     }
     let mtime = e.mtime.to_string();
     if e.mtime < 0 {
@@ -269,8 +272,8 @@ fn append<W: Write, R: Read>(
     let mut h = tar::Header::new_gnu();
     if let Some(gnu) = h.as_gnu_mut() {
         // The PAX path is what counts; this is for people reading the tar.
-        let n = name.len().min(gnu.name.len() - 1);
-        gnu.name[..n].copy_from_slice(&name.as_bytes()[..n]);
+        let n = name_bytes.len().min(gnu.name.len() - 1);
+        gnu.name[..n].copy_from_slice(&name_bytes[..n]);
     }
     h.set_entry_type(ty);
     h.set_mode(e.mode);

@@ -233,7 +233,10 @@ fn posix_target(target: &str) -> String {
     }
 }
 
+/// A name or link target from a tar header, spelled as `kiln_oci::name`
+/// spells bytes that are not UTF-8.
 fn text(bytes: &[u8], what: &str) -> Result<String, String> {
-    String::from_utf8(bytes.to_vec())
-        .map_err(|_| format!("the {what} is not UTF-8, which kiln's image view does not support"))
+    kiln_oci::name::from_bytes(bytes)
+        .map(std::borrow::Cow::into_owned)
+        .map_err(|e| format!("the {what}: {e}"))
 }

@@ -168,27 +168,24 @@ fn walk(
 ) -> io::Result<()> {
     // Listed through the tree, so a directory swapped for a symlink
     // meanwhile is an error rather than a listing of where it points.
-    let mut names = tree.read_dir(Path::new(prefix.trim_end_matches('/')))?;
+    let mut names = tree.read_dir(&crate::name::to_path(prefix.trim_end_matches('/')))?;
     names.sort();
     for name in names {
-        let Some(name_str) = name.to_str() else {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "{}: file name is not UTF-8, which layers cannot carry",
-                    dir.join(&name).display()
-                ),
-            ));
-        };
+        let spelled = crate::name::from_os(&name)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         let path = dir.join(&name);
-        let rel = format!("{prefix}{name_str}");
-        let md = tree.symlink_metadata(Path::new(&rel))?;
+        let rel = format!("{prefix}{spelled}");
+        let rel_path = crate::name::to_path(&rel);
+        let md = tree.symlink_metadata(&rel_path)?;
         let ft = md.file_type();
         let kind = if ft.is_dir() {
             EntryKind::Dir
         } else if ft.is_symlink() {
-            let target = tree.read_link(Path::new(&rel))?;
-            EntryKind::Symlink(target.to_string_lossy().into_owned())
+            let target = tree.read_link(&rel_path)?;
+            EntryKind::Symlink(
+                crate::name::from_os_string(target.into_os_string())
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?,
+            )
         } else if ft.is_socket() {
             continue;
         } else if md.nlink() > 1 && inodes.contains_key(&(md.dev(), md.ino())) {
@@ -200,7 +197,7 @@ fn walk(
             if ft.is_file() {
                 EntryKind::File(FileSource::Tree(TreeFile {
                     root: Arc::clone(tree),
-                    path: PathBuf::from(&rel),
+                    path: rel_path.clone().into_owned(),
                     identity: FileIdentity::of(&md),
                 }))
             } else if ft.is_fifo() {

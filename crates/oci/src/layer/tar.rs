@@ -34,16 +34,26 @@ const MAX_OCTAL_11: u64 = 0o77777777777;
 /// Writes the header (with a PAX header first when needed).
 pub(crate) fn write_header<W: Write + ?Sized>(w: &mut W, h: &Header<'_>) -> io::Result<()> {
     let mut pax: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    // A name in a PAX record is written as the bytes it stands for (see
+    // `crate::name`), and the USTAR field keeps its ASCII characters, as
+    // Go's writer (and so BuildKit's layers) does.
+    let ascii_name;
     let (prefix, name) = match split_name(h.name) {
         Some(split) => split,
         None => {
-            pax.insert("path".into(), h.name.as_bytes().to_vec());
-            ("", truncate(h.name, 100))
+            pax.insert("path".into(), crate::name::to_bytes(h.name).into_owned());
+            ascii_name = ascii(h.name);
+            ("", truncate(&ascii_name, 100))
         }
     };
+    let ascii_linkname;
     let linkname = if h.linkname.len() > 100 || !h.linkname.is_ascii() {
-        pax.insert("linkpath".into(), h.linkname.as_bytes().to_vec());
-        truncate(h.linkname, 100)
+        pax.insert(
+            "linkpath".into(),
+            crate::name::to_bytes(h.linkname).into_owned(),
+        );
+        ascii_linkname = ascii(h.linkname);
+        truncate(&ascii_linkname, 100)
     } else {
         h.linkname
     };
@@ -201,9 +211,12 @@ fn pax_header_name(name: &str) -> String {
         Some(i) => (&trimmed[..=i], &trimmed[i + 1..]),
         None => ("", trimmed),
     };
-    let full = format!("{dir}PaxHeaders.0/{file}");
-    let ascii: String = full.chars().filter(char::is_ascii).collect();
-    truncate(&ascii, 100).to_string()
+    truncate(&ascii(&format!("{dir}PaxHeaders.0/{file}")), 100).to_string()
+}
+
+/// `s` without its characters that are not ASCII (Go's `toASCII`).
+fn ascii(s: &str) -> String {
+    s.chars().filter(char::is_ascii).collect()
 }
 
 /// The body of a PAX extended header: `"<len> <key>=<value>\n"` records,

@@ -247,7 +247,7 @@ impl SortKey {
     fn of(name: &str) -> SortKey {
         SortKey(
             name.split('/')
-                .map(|c| (c != ".wh..wh..opq", c.as_bytes().to_vec()))
+                .map(|c| (c != ".wh..wh..opq", crate::name::to_bytes(c).into_owned()))
                 .collect(),
         )
     }
