@@ -202,8 +202,8 @@ fn an_archive_entry_of_an_unknown_type_is_named() {
     );
 }
 
-/// Serves `body` once per connection on 127.0.0.1 with `Last-Modified`;
-/// `/missing` answers 404.
+/// Serves `body` once per connection on 127.0.0.1 with `Last-Modified`
+/// (not for `/undated`); `/missing` answers 404.
 fn serve(body: &'static [u8]) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
@@ -216,8 +216,13 @@ fn serve(body: &'static [u8]) -> String {
             let response = if line.starts_with("GET /missing") {
                 b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec()
             } else {
+                let dated = if line.starts_with("GET /undated") {
+                    ""
+                } else {
+                    "Last-Modified: Sun, 06 Nov 1994 08:49:37 GMT\r\n"
+                };
                 let mut r = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nLast-Modified: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Disposition: attachment; filename=\"other.bin\"\r\nConnection: close\r\n\r\n",
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n{dated}Content-Disposition: attachment; filename=\"other.bin\"\r\nConnection: close\r\n\r\n",
                     body.len()
                 )
                 .into_bytes();
@@ -247,6 +252,16 @@ fn urls_are_downloaded_with_their_last_modified_time() {
             "opt dir 755 0:0 @1700000000",
             "opt/tool.bin file(payload) 600 0:0 @784111777"
         ]
+    );
+    // Without Last-Modified, BuildKit's 1970-01-01, not the time of the
+    // download.
+    assert_eq!(
+        list(
+            &t.add(&add_instr(&[&format!("{base}/undated")], "/u"))
+                .unwrap()
+                .entries
+        ),
+        ["u file(payload) 600 0:0 @0"]
     );
     // --checksum: the right digest passes, a wrong one names both.
     let good = "sha256:239f59ed55e737c77147cf55ad0c1b030b6d7ee748a7426952f9b852d5a935e5";

@@ -353,12 +353,7 @@ fn run(ctx: &CopyContext, from: CopySource, step: &Step) -> Result<CopyOutput, E
                     }
                     if remote::is_http(src) {
                         let dir = scratch.dir("http")?;
-                        let name = remote::download(
-                            src,
-                            add.checksum.as_deref(),
-                            &dir,
-                            layer.options().now,
-                        )?;
+                        let name = remote::download(src, add.checksum.as_deref(), &dir)?;
                         let tree = DiskTree::scratch(&dir, "the download")?;
                         let unpack = add.unpack.unwrap_or(false).then_some(&mut scratch);
                         copy_whole(&mut layer, &tree, &name, &dest, unpack)?;

@@ -159,13 +159,10 @@ fn git(dir: &Path, args: &[&str]) -> Result<(), String> {
 /// file is named after the URL path's last component (`__unnamed__` when
 /// there is none; the Dockerfile frontend always names it, so
 /// `Content-Disposition` plays no part), mode 0600, mtime from
-/// `Last-Modified` (else `now`). Returns the file name.
-pub(crate) fn download(
-    url: &str,
-    checksum: Option<&str>,
-    dir: &Path,
-    now: i64,
-) -> Result<String, ErrorKind> {
+/// `Last-Modified`, else 1970-01-01 (BuildKit's `time.Unix(0, 0)`, so an
+/// image does not change with the time of the download). Returns the file
+/// name.
+pub(crate) fn download(url: &str, checksum: Option<&str>, dir: &Path) -> Result<String, ErrorKind> {
     let fail = |reason: String| ErrorKind::Http {
         url: url.to_string(),
         reason,
@@ -191,7 +188,7 @@ pub(crate) fn download(
     let mtime = fetched
         .last_modified
         .and_then(|h| parse_http_date(&h))
-        .unwrap_or(now);
+        .unwrap_or(0);
     std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
         .map_err(|e| fail(e.to_string()))?;
     set_mtime(&path, mtime).map_err(|e| fail(e.to_string()))?;
