@@ -46,6 +46,7 @@ mod backend;
 mod base;
 mod cache;
 mod compress;
+pub mod context;
 pub mod copy;
 mod export;
 pub mod hcs;

@@ -5,10 +5,9 @@ mod copy_support;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::path::Path;
-use std::process::Command;
 
 use copy_support::*;
+use kiln_testsupport::{git, GitServer};
 
 /// A tar with a directory, a file owned by 1000, a symlink and a hard link.
 fn sample_tar() -> Vec<u8> {
@@ -292,90 +291,19 @@ fn urls_are_downloaded_with_their_last_modified_time() {
     );
 }
 
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_DATE", "2020-01-01T00:00:00Z")
-        .env("GIT_COMMITTER_DATE", "2020-01-01T00:00:00Z")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// A served repository with `main` (README, docs/guide.md) and tag v1.
-struct GitServer {
-    _dir: tempfile::TempDir,
-    daemon: std::process::Child,
-    url: String,
-}
-
-impl Drop for GitServer {
-    fn drop(&mut self) {
-        let _ = self.daemon.kill();
-        let _ = self.daemon.wait();
-    }
-}
-
 fn git_server() -> GitServer {
-    let dir = tempfile::tempdir().unwrap();
-    let work = dir.path().join("work");
-    std::fs::create_dir(&work).unwrap();
-    git(&work, &["init", "-q", "-b", "main"]);
-    git(&work, &["config", "user.email", "t@example.com"]);
-    git(&work, &["config", "user.name", "t"]);
-    std::fs::write(work.join("README"), "v1\n").unwrap();
-    git(&work, &["add", "."]);
-    git(&work, &["commit", "-q", "-m", "one"]);
-    git(&work, &["tag", "v1"]);
-    std::fs::create_dir(work.join("docs")).unwrap();
-    std::fs::write(work.join("docs/guide.md"), "guide\n").unwrap();
-    std::fs::write(work.join("README"), "v2\n").unwrap();
-    git(&work, &["add", "."]);
-    git(&work, &["commit", "-q", "-m", "two"]);
-    let served = dir.path().join("served");
-    std::fs::create_dir(&served).unwrap();
-    git(
-        &served,
-        &["clone", "-q", "--bare", work.to_str().unwrap(), "repo.git"],
-    );
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    // `git daemon` forks `git-daemon` and killing the wrapper leaves the
-    // daemon running (holding the test runner's pipes open), so start the
-    // daemon itself.
-    let exec_path = Command::new("git").arg("--exec-path").output().unwrap();
-    let exec_path = String::from_utf8(exec_path.stdout).unwrap();
-    let daemon = Command::new(Path::new(exec_path.trim()).join("git-daemon"))
-        .args(["--reuseaddr", "--export-all", "--listen=127.0.0.1"])
-        .arg(format!("--port={port}"))
-        .arg(format!("--base-path={}", served.display()))
-        .arg(&served)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start git-daemon (from Debian's git package)");
-    // Owned at once, so the daemon is killed and reaped on every path.
-    let server = GitServer {
-        _dir: dir,
-        daemon,
-        url: format!("git://127.0.0.1:{port}/repo.git"),
-    };
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return server;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    panic!("git-daemon did not listen on 127.0.0.1:{port} within 5s");
+    GitServer::start(|work| {
+        std::fs::write(work.join("README"), "v1\n").unwrap();
+        git(work, &["add", "."]);
+        git(work, &["commit", "-q", "-m", "one"]);
+        git(work, &["tag", "v1"]);
+        std::fs::create_dir(work.join("docs")).unwrap();
+        std::fs::write(work.join("docs/guide.md"), "guide\n").unwrap();
+        std::fs::write(work.join("README"), "v2\n").unwrap();
+        git(work, &["add", "."]);
+        git(work, &["commit", "-q", "-m", "two"]);
+    })
 }
 
 /// Entries without times: a checkout's files get the time they were

@@ -17,10 +17,12 @@
 //!   [`busybox_multiarch`]: busybox for two architectures, in one index.
 //! * [`Binfmt`]: qemu's binfmt_misc handler for an architecture, registered
 //!   for a test and unregistered after.
+//! * [`GitServer`]: a git repository served over `git://` by `git-daemon`.
 #![deny(missing_docs)]
 
 mod binfmt;
 mod files;
+mod git;
 mod images;
 mod proxy;
 mod registry;
@@ -28,6 +30,7 @@ mod token;
 
 pub use binfmt::Binfmt;
 pub use files::FileServer;
+pub use git::{git, GitServer};
 pub use images::{
     base_images, busybox_multiarch, debian_image, windows_base, BaseImages, DebianImage,
 };

@@ -2,6 +2,8 @@
 //! progress on standard error (see `crate::progress`).
 
 use super::backends::BackendArg;
+mod context_arg;
+use context_arg::ContextArg;
 mod deliver;
 mod run_flags;
 
@@ -206,8 +208,13 @@ pub struct BuildArgs {
     /// The cgroup parent of RUN containers (not supported yet).
     #[arg(long, value_name = "PATH")]
     cgroup_parent: Option<String>,
-    /// The build context directory; `-` means none (the Dockerfile then
-    /// comes from standard input, or from -f).
+    /// The build context: a directory; `-`, standard input holding a tar
+    /// archive (plain, gzip, bzip2, xz or zstd) or a Dockerfile (then there
+    /// is no context; `-f FILE -` with nothing piped in builds without one
+    /// too); a git repository (`https://host/repo.git#ref:dir`,
+    /// `git@host:repo.git`); or the URL of a tarball or a Dockerfile. `-f`
+    /// names a file inside a context that is fetched or read from standard
+    /// input.
     context: PathBuf,
 }
 
@@ -266,7 +273,12 @@ fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
         ),
     }
     let mode = Mode::parse(&args.progress)?;
-    let (mut req, file, sinks) = request(&args)?;
+    let Request {
+        mut req,
+        file,
+        sinks,
+        _context,
+    } = request(&args)?;
     // A backend kiln does not implement is refused before the store is
     // opened, so nothing is written.
     args.backend.check()?;
@@ -355,7 +367,7 @@ fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
 /// `--call check`: parses the build file and runs BuildKit's checks on
 /// it; nothing is built or stored.
 fn call_check(args: &BuildArgs) -> anyhow::Result<ExitCode> {
-    let (req, file, _) = request(args)?;
+    let Request { req, file, .. } = request(args)?;
     let ast = kiln_frontend::parse(&req.dockerfile.name, &req.dockerfile.bytes)
         .map_err(|e| file.locate(e))?;
     let (findings, _) = super::lint::findings(&file, &ast);
@@ -479,24 +491,43 @@ fn metadata(built: &BuiltImage) -> serde_json::Value {
 }
 
 /// The request of a build, the build file it came from (which leads
-/// errors about a ZImagefile's translation back to the YAML), and the
-/// outputs the CLI hands on once the build is done.
-fn request(args: &BuildArgs) -> anyhow::Result<(BuildRequest, BuildFile, deliver::Sinks)> {
-    let no_context = args.context == Path::new("-");
-    // No context and no -f: the Dockerfile comes from standard input.
-    let path = match (&args.file, no_context) {
-        (Some(f), _) => f.clone(),
-        (None, true) => PathBuf::from("-"),
-        (None, false) => default_build_file(&args.context)?,
+/// errors about a ZImagefile's translation back to the YAML), the outputs
+/// the CLI hands on once the build is done, and the context argument
+/// (which holds a fetched context until the build is over).
+struct Request {
+    req: BuildRequest,
+    file: BuildFile,
+    sinks: deliver::Sinks,
+    _context: ContextArg,
+}
+
+fn request(args: &BuildArgs) -> anyhow::Result<Request> {
+    let ctx = ContextArg::resolve(&args.context, args.file.as_deref())?;
+    let (file, path) = match (&ctx.dockerfile, &args.file, &ctx.dir) {
+        (Some((name, bytes)), _, _) => (
+            BuildFile {
+                name: name.clone(),
+                bytes: bytes.clone(),
+                converted: None,
+            },
+            None,
+        ),
+        (None, Some(f), _) => {
+            let path = ctx.file_path(f);
+            (read_build_file(&path)?, Some(path))
+        }
+        (None, None, Some(dir)) => {
+            let path = default_build_file(dir)?;
+            (read_build_file(&path)?, Some(path))
+        }
+        (None, None, None) => bail!("no Dockerfile: give one with -f, or a context directory"),
     };
-    let file = read_build_file(&path)?;
     let dockerfile = Dockerfile {
         name: file.name.clone(),
         bytes: file.bytes.clone(),
-        path: (path != Path::new("-")).then_some(path),
+        path: path.filter(|p| p != Path::new("-")),
     };
-    let context = (!no_context).then(|| args.context.clone());
-    let mut req = BuildRequest::new(dockerfile, context);
+    let mut req = BuildRequest::new(dockerfile, ctx.dir.clone());
     req.build_args = parse_build_args(&args.build_args, |k| std::env::var(k).ok())?;
     req.target = args.target.clone();
     if let Some(list) = &args.platform {
@@ -640,7 +671,12 @@ fn request(args: &BuildArgs) -> anyhow::Result<(BuildRequest, BuildFile, deliver
         Some(e) => Some(e),
         None => crate::env::source_date_epoch()?,
     };
-    Ok((req, file, sinks))
+    Ok(Request {
+        req,
+        file,
+        sinks,
+        _context: ctx,
+    })
 }
 
 fn pairs(flag: &str, values: &[String]) -> anyhow::Result<BTreeMap<String, String>> {

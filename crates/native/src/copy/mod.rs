@@ -51,7 +51,7 @@ mod archive;
 mod dest;
 mod mode;
 pub(crate) mod paths;
-mod remote;
+pub(crate) mod remote;
 mod tree;
 
 use std::collections::HashMap;
