@@ -90,6 +90,14 @@ fn flags_kiln_does_not_implement_yet_say_so_and_why() {
             "--progress=fancy",
             "--progress=fancy: expected auto, plain, tty or rawjson",
         ),
+        (
+            "--memory=1g",
+            "NotSupported: --memory 1g: kiln does not limit the resources of RUN containers yet",
+        ),
+        (
+            "--cpuset-cpus=0",
+            "NotSupported: --cpuset-cpus 0: kiln does not limit the resources of RUN containers yet",
+        ),
     ] {
         let (code, _, err) = kiln(dir.path(), &["build", flag, "ctx"]);
         assert_eq!(code, 1, "{flag}: {err}");
@@ -450,4 +458,53 @@ fn load_without_docker_or_podman_is_a_clear_error() {
         "{err}"
     );
     assert!(!err.contains("#1"), "nothing is built: {err}");
+}
+
+/// The classic builder's flags that buildx keeps hidden: a script written
+/// for `docker build --rm --force-rm …` runs; `--isolation` and
+/// `--security-opt` are ignored with buildx's warning; boolean flags take
+/// `=true`/`=false` as Go's flag parser does.
+#[test]
+fn docker_builds_legacy_flags_and_boolean_values_are_accepted() {
+    let dir = context();
+    for args in [
+        &[
+            "--rm",
+            "--force-rm",
+            "--compress",
+            "--disable-content-trust=true",
+        ][..],
+        &[
+            "--rm=false",
+            "--no-cache=true",
+            "--push=false",
+            "--load=false",
+        ],
+    ] {
+        let mut all = vec!["build"];
+        all.extend_from_slice(args);
+        all.push("ctx");
+        let (code, _, err) = kiln(dir.path(), &all);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        assert!(!err.contains("warning"), "{args:?}: {err}");
+    }
+    let (code, _, err) = kiln(
+        dir.path(),
+        &[
+            "build",
+            "--isolation=default",
+            "--security-opt",
+            "seccomp=unconfined",
+            "ctx",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("warning: --isolation is deprecated with BuildKit; kiln ignores it"),
+        "{err}"
+    );
+    assert!(
+        err.contains("warning: --security-opt is deprecated"),
+        "{err}"
+    );
 }

@@ -66,7 +66,15 @@ pub struct BuildArgs {
     #[arg(long = "label", value_name = "KEY=VALUE")]
     labels: Vec<String>,
     /// Take no step from the build cache (results are still recorded).
-    #[arg(long)]
+    #[arg(
+        long,
+        num_args = 0..=1,
+        require_equals = true,
+        default_value_t = false,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set,
+        value_name = "BOOL"
+    )]
     no_cache: bool,
     /// Take no step of this stage (a name or index) from the build cache;
     /// repeatable, or comma-separated.
@@ -109,7 +117,15 @@ pub struct BuildArgs {
     #[arg(short = 'o', long = "output", value_name = "SPEC")]
     outputs: Vec<String>,
     /// Push the image to the registry of each tag (same as type=image,push=true).
-    #[arg(long)]
+    #[arg(
+        long,
+        num_args = 0..=1,
+        require_equals = true,
+        default_value_t = false,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set,
+        value_name = "BOOL"
+    )]
     push: bool,
     /// An extra named context NAME=DIR|docker-image://REF|oci-layout://DIR[:TAG]
     /// for FROM and COPY --from; repeatable.
@@ -164,7 +180,15 @@ pub struct BuildArgs {
     quiet: bool,
     /// Load the result into docker (when its daemon answers) or podman,
     /// streaming a docker-archive into `docker load` / `podman load`.
-    #[arg(long)]
+    #[arg(
+        long,
+        num_args = 0..=1,
+        require_equals = true,
+        default_value_t = false,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set,
+        value_name = "BOOL"
+    )]
     load: bool,
     /// The network of RUN steps without `--network`: `default` (their own
     /// namespace, connected through pasta or slirp4netns), `none`, or
@@ -208,6 +232,8 @@ pub struct BuildArgs {
     /// The cgroup parent of RUN containers (not supported yet).
     #[arg(long, value_name = "PATH")]
     cgroup_parent: Option<String>,
+    #[command(flatten)]
+    legacy: LegacyFlags,
     /// The build context: a directory; `-`, standard input holding a tar
     /// archive (plain, gzip, bzip2, xz or zstd) or a Dockerfile (then there
     /// is no context; `-f FILE -` with nothing piped in builds without one
@@ -216,6 +242,67 @@ pub struct BuildArgs {
     /// names a file inside a context that is fetched or read from standard
     /// input.
     context: PathBuf,
+}
+
+/// `docker build` flags of the classic builder that buildx keeps, hidden,
+/// so scripts written for it still run: the ones about intermediate
+/// containers and sending the context mean nothing to kiln, as to BuildKit;
+/// `--isolation` and `--security-opt` are accepted with buildx's warning;
+/// the resource limits are refused, as kiln does not apply them yet.
+#[derive(clap::Args, Debug)]
+struct LegacyFlags {
+    #[arg(long, hide = true, num_args = 0..=1, require_equals = true, value_name = "BOOL")]
+    rm: Option<Option<bool>>,
+    #[arg(long, hide = true, num_args = 0..=1, require_equals = true, value_name = "BOOL")]
+    force_rm: Option<Option<bool>>,
+    #[arg(long, hide = true, num_args = 0..=1, require_equals = true, value_name = "BOOL")]
+    compress: Option<Option<bool>>,
+    #[arg(long, hide = true, num_args = 0..=1, require_equals = true, value_name = "BOOL")]
+    disable_content_trust: Option<Option<bool>>,
+    #[arg(long, hide = true)]
+    isolation: Option<String>,
+    #[arg(long, hide = true)]
+    security_opt: Vec<String>,
+    #[arg(short = 'm', long, hide = true)]
+    memory: Option<String>,
+    #[arg(long, hide = true)]
+    memory_swap: Option<String>,
+    #[arg(short = 'c', long, hide = true)]
+    cpu_shares: Option<String>,
+    #[arg(long, hide = true)]
+    cpu_period: Option<String>,
+    #[arg(long, hide = true)]
+    cpu_quota: Option<String>,
+    #[arg(long, hide = true)]
+    cpuset_cpus: Option<String>,
+    #[arg(long, hide = true)]
+    cpuset_mems: Option<String>,
+}
+
+impl LegacyFlags {
+    /// Warns about the flags kiln ignores with a word, and refuses the
+    /// resource limits.
+    fn check(&self) -> anyhow::Result<()> {
+        if self.isolation.is_some() {
+            errln!("warning: --isolation is deprecated with BuildKit; kiln ignores it");
+        }
+        if !self.security_opt.is_empty() {
+            errln!("warning: --security-opt is deprecated with BuildKit, and kiln ignores it: RUN steps get docker's default sandbox (see the README)");
+        }
+        let limits = [
+            ("--memory", &self.memory),
+            ("--memory-swap", &self.memory_swap),
+            ("--cpu-shares", &self.cpu_shares),
+            ("--cpu-period", &self.cpu_period),
+            ("--cpu-quota", &self.cpu_quota),
+            ("--cpuset-cpus", &self.cpuset_cpus),
+            ("--cpuset-mems", &self.cpuset_mems),
+        ];
+        if let Some((flag, Some(value))) = limits.iter().find(|(_, v)| v.is_some()) {
+            bail!("NotSupported: {flag} {value}: kiln does not limit the resources of RUN containers yet; drop the flag");
+        }
+        Ok(())
+    }
 }
 
 /// Refuses, with the reason, the `docker buildx build` flags kiln knows
@@ -247,6 +334,7 @@ fn check_unsupported(args: &BuildArgs) -> anyhow::Result<()> {
             "kiln has no buildx builder instances; it builds in this process (pick an engine with --backend native|buildah)",
         ));
     }
+    args.legacy.check()?;
     if let Some(path) = &args.cgroup_parent {
         return Err(not_yet(
             &format!("--cgroup-parent {path}"),
