@@ -74,6 +74,25 @@ fn images_lists_tags_as_table_and_json() {
         })
     );
 
+    // A Go template per image, with docker's field names.
+    assert_eq!(
+        kiln_ok(
+            root,
+            &[
+                "images",
+                "--format",
+                "{{.Repository}}:{{.Tag}} {{.ID}} {{.Size}} {{.CreatedSince}}"
+            ]
+        ),
+        format!(
+            "busybox:latest {id} {size_h} {ago}\nlocalhost:5000/team/app:v1 {id} {size_h} {ago}\n"
+        )
+    );
+    assert_eq!(
+        kiln_ok(root, &["images", "--format", "{{.Digest}}", "busybox"]),
+        format!("{}\n", m.digest)
+    );
+
     // -q: each id once; --no-trunc: in full; a reference filter, with
     // wildcards; --digests: the manifest digest.
     assert_eq!(kiln_ok(root, &["images", "-q"]), format!("{id}\n"));
@@ -237,8 +256,9 @@ fn rm_prune_and_fsck() {
             &gone.digest.hex()[..12]
         )
     );
+    // `rmi`, docker's and podman's name, is the same command.
     assert_eq!(
-        kiln_ok(root, &["rm", "gone:1", "gone:2"]),
+        kiln_ok(root, &["rmi", "gone:1", "gone:2"]),
         "Untagged: gone:1\nUntagged: gone:2\n"
     );
 

@@ -24,9 +24,13 @@ pub enum StoreCommand {
     Images {
         #[command(flatten)]
         root: RootArg,
-        /// Output format.
-        #[arg(long, value_enum, default_value = "table")]
-        format: ListFormat,
+        /// Output format: `table` (aligned columns: REPOSITORY TAG IMAGE ID
+        /// CREATED SIZE), `json` (an array of {Repository, Tag, Name, Id,
+        /// ImageId, Created, Size}), or a Go template applied to each image,
+        /// as docker's: `{{.Repository}}:{{.Tag}}`, `{{.ID}}`, `{{.Digest}}`,
+        /// `{{.CreatedAt}}`, `{{.CreatedSince}}`, `{{.Size}}`, `{{json .}}`.
+        #[arg(long, default_value = "table", value_name = "FORMAT")]
+        format: String,
         /// Only image ids, each once.
         #[arg(short, long)]
         quiet: bool,
@@ -89,6 +93,7 @@ pub enum StoreCommand {
         target: String,
     },
     /// Remove image names; an image's blobs stay until `kiln prune`.
+    #[command(visible_alias = "rmi")]
     Rm {
         #[command(flatten)]
         root: RootArg,

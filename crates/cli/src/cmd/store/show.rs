@@ -2,6 +2,7 @@
 
 use super::ListFormat;
 use crate::output::{out, outln};
+use crate::template::Template;
 use kiln_oci::reference::Reference;
 use kiln_oci::Digest;
 use kiln_store::{Descriptor, Store};
@@ -37,7 +38,8 @@ fn config_of(store: &Store, desc: &Descriptor) -> anyhow::Result<(Descriptor, Di
 
 /// What `kiln images` shows and of which images.
 pub(super) struct ListArgs {
-    pub(super) format: ListFormat,
+    /// `table`, `json` or a Go template.
+    pub(super) format: String,
     /// Only the image ids (`-q`).
     pub(super) quiet: bool,
     /// A DIGEST column (`--digests`).
@@ -59,6 +61,7 @@ pub(super) fn images(store: &Store, args: &ListArgs) -> anyhow::Result<ExitCode>
     header.extend(["IMAGE ID".into(), "CREATED".into(), "SIZE".into()]);
     let mut rows = vec![header];
     let mut json_rows = Vec::new();
+    let mut template_rows = Vec::new();
     let mut ids: Vec<String> = Vec::new();
     for img in store.images()? {
         if let Some(pattern) = &args.reference {
@@ -96,18 +99,27 @@ pub(super) fn images(store: &Store, args: &ListArgs) -> anyhow::Result<ExitCode>
             "Created": s.created,
             "Size": s.size,
         }));
+        let since = s
+            .created
+            .as_deref()
+            .and_then(parse_rfc3339)
+            .map_or("N/A".to_string(), |t| ago(now - t));
+        let size = s.size.map_or("N/A".to_string(), human_size);
+        // docker's fields for `images --format`.
+        template_rows.push(json!({
+            "ID": id,
+            "Repository": repo,
+            "Tag": tag,
+            "Digest": img.descriptor.digest,
+            "CreatedAt": s.created.clone().unwrap_or_else(|| "N/A".into()),
+            "CreatedSince": since,
+            "Size": size,
+        }));
         let mut row = vec![repo, tag];
         if args.digests {
             row.push(img.descriptor.digest.to_string());
         }
-        row.extend([
-            id,
-            s.created
-                .as_deref()
-                .and_then(parse_rfc3339)
-                .map_or("N/A".to_string(), |t| ago(now - t)),
-            s.size.map_or("N/A".to_string(), human_size),
-        ]);
+        row.extend([id, since, size]);
         rows.push(row);
     }
     if args.quiet {
@@ -116,9 +128,19 @@ pub(super) fn images(store: &Store, args: &ListArgs) -> anyhow::Result<ExitCode>
         }
         return Ok(ExitCode::SUCCESS);
     }
-    match args.format {
-        ListFormat::Json => outln!("{}", serde_json::to_string_pretty(&json_rows)?),
-        ListFormat::Table => out!("{}", table(&rows)),
+    match args.format.as_str() {
+        "json" => outln!("{}", serde_json::to_string_pretty(&json_rows)?),
+        "table" => out!("{}", table(&rows)),
+        text => {
+            let template =
+                Template::parse(text).map_err(|e| anyhow::anyhow!("--format {text:?}: {e}"))?;
+            for row in &template_rows {
+                let line = template
+                    .render(row)
+                    .map_err(|e| anyhow::anyhow!("--format {text:?}: {e}"))?;
+                outln!("{line}");
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
