@@ -110,6 +110,18 @@ fn is_loopback(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
+/// The host that serves a registry's API. Docker Hub is named `docker.io`
+/// (in image names, credentials, `registries.conf`) but its API answers at
+/// `registry-1.docker.io`, as containerd's `DefaultHost` and docker map it;
+/// `https://docker.io/v2/` is not a registry.
+fn api_host(name: &str) -> &str {
+    if name == "docker.io" {
+        "registry-1.docker.io"
+    } else {
+        name
+    }
+}
+
 /// True when an HTTPS attempt failed on the server's certificate: the
 /// server speaks TLS, so falling back to plain HTTP would only hide that.
 fn is_certificate_error(e: &reqwest::Error) -> bool {
@@ -289,7 +301,7 @@ impl Client {
         let base = host
             .base
             .get_or_try_init(|| async {
-                let https = format!("https://{}", host.name);
+                let https = format!("https://{}", api_host(&host.name));
                 let insecure = self.opts.is_insecure(&host.name);
                 if !insecure && !is_loopback(&host.name) {
                     return Ok(https);
@@ -300,7 +312,7 @@ impl Client {
                     // A loopback registry speaking TLS keeps its
                     // certificate checked unless listed as insecure.
                     Err(e) if !insecure && is_certificate_error(&e) => Ok(https),
-                    Err(_) => Ok(format!("http://{}", host.name)),
+                    Err(_) => Ok(format!("http://{}", api_host(&host.name))),
                 }
             })
             .await?;
@@ -801,6 +813,14 @@ pub(crate) fn v2(http: &reqwest::Client, method: Method, base: &str, path: &str)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn docker_hubs_api_is_at_registry_1() {
+        assert_eq!(api_host("docker.io"), "registry-1.docker.io");
+        for other in ["index.docker.io", "registry-1.docker.io", "ghcr.io", "localhost:5000"] {
+            assert_eq!(api_host(other), other);
+        }
+    }
 
     #[test]
     fn loopback_hosts_are_recognised() {
