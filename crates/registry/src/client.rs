@@ -817,7 +817,12 @@ mod tests {
     #[test]
     fn docker_hubs_api_is_at_registry_1() {
         assert_eq!(api_host("docker.io"), "registry-1.docker.io");
-        for other in ["index.docker.io", "registry-1.docker.io", "ghcr.io", "localhost:5000"] {
+        for other in [
+            "index.docker.io",
+            "registry-1.docker.io",
+            "ghcr.io",
+            "localhost:5000",
+        ] {
             assert_eq!(api_host(other), other);
         }
     }

@@ -46,17 +46,23 @@ impl State {
         } = *at;
         let line = step.command.start_line;
         let fail = |m: String| ctx.error_at(line, ErrorKind::Io, m, None);
-        // A stage is a Windows one when its base image is, whatever
-        // platform the stage was planned for (`FROM <windows image>` without
-        // --platform plans linux): its programs need a Windows host.
-        let platform = if self.is_windows() {
-            kiln_oci::Platform {
-                os: "windows".into(),
-                ..stage.platform.clone()
+        // The programs a RUN starts are the image's, whatever platform the
+        // stage was planned for: a Windows base (`FROM <windows image>`
+        // without --platform plans linux) needs a Windows host, and a base
+        // of another architecture than asked for (used as it is, with a
+        // warning) runs as what it is, as under BuildKit, not through an
+        // emulator for the platform asked for.
+        let mut platform = stage.platform.clone();
+        if self.is_windows() {
+            platform.os = "windows".into();
+        }
+        let config = self.builder.config();
+        if let Some(arch) = config.architecture().filter(|a| !a.is_empty()) {
+            if arch != platform.architecture {
+                platform.architecture = arch.to_string();
+                platform.variant = config.variant().map(str::to_string);
             }
-        } else {
-            stage.platform.clone()
-        };
+        }
         if let Some(exec) = ctx
             .windows
             .filter(|_| run::windows::WindowsExec::supports(&platform))
