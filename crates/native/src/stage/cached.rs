@@ -85,7 +85,7 @@ impl State {
                     ctx.cache.took_remote(full, record);
                 }
                 ctx.cache.used(stage.index, full, record);
-                self.took(full, record);
+                self.took(full, record, makes_layer);
                 return Ok(true);
             }
         }
@@ -143,14 +143,19 @@ impl State {
             };
             ctx.cache.put(&shape_key(&key.shape), &shape);
         }
-        self.key = full;
+        if makes_layer {
+            self.key = full;
+        }
         self.created = Some(self.created.map_or(ctx.now, |c| c.max(ctx.now)));
         Ok(false)
     }
 
-    /// Moves the chain on past a step taken from `record`.
-    fn took(&mut self, key: Digest, record: &Record) {
-        self.key = key;
+    /// Moves the chain on past a step taken from `record` (a config-only
+    /// step leaves the chain where it is: see `State::key`).
+    fn took(&mut self, key: Digest, record: &Record, makes_layer: bool) {
+        if makes_layer {
+            self.key = key;
+        }
         let at = record.created.parse::<i64>().unwrap_or(0);
         self.created = Some(self.created.map_or(at, |c| c.max(at)));
     }
@@ -240,13 +245,49 @@ impl State {
         done: &Finished<StageOutput>,
     ) -> Result<Result<Key, &'static str>, BuildError> {
         let line = step.command.start_line;
+        // A step's key holds what its result depends on, as BuildKit's
+        // LLB op does: the file system it starts from (the chain of
+        // layer-making steps: config-only steps do not move it, so a
+        // changed LABEL or an ARG nothing uses misses nothing), its
+        // instruction (expanded), and the parts of the config it reads.
         // The environment's digest, not its list: listing it at every step
         // made ENV-heavy Dockerfiles quadratic.
-        let env = step.env.digest().map(|d| d.to_string()).unwrap_or_default();
+        let instruction = &step.command.instruction;
+        let config = self.builder.config();
         let mut shape = KeyBuilder::new("step")
             .parent(&self.key)
-            .field("instruction", format!("{:?}", step.command.instruction))
-            .field("env-digest", env)
+            .field("instruction", format!("{instruction:?}"));
+        let reads_env = match instruction {
+            // A COPY reads the environment only to expand a heredoc.
+            Instruction::Copy(i) => has_heredoc(&i.sources),
+            Instruction::Add(i) => has_heredoc(&i.sources),
+            Instruction::Workdir(_) => false,
+            _ => true,
+        };
+        if reads_env {
+            let env = step.env.digest().map(|d| d.to_string()).unwrap_or_default();
+            shape = shape.field("env-digest", env);
+        }
+        match instruction {
+            // Relative destinations are under the working directory.
+            Instruction::Copy(_) | Instruction::Add(_) => {
+                shape = shape.field("workdir", config.working_dir());
+            }
+            // BuildKit makes the directory as the USER.
+            Instruction::Workdir(_) => {
+                shape = shape
+                    .field("workdir", config.working_dir())
+                    .field("user", config.user());
+            }
+            Instruction::Run(_) => {
+                shape = shape
+                    .field("workdir", config.working_dir())
+                    .field("user", config.user())
+                    .field("shell", format!("{:?}", config.shell()));
+            }
+            _ => {}
+        }
+        let mut shape = shape
             .field("mounts", format!("{:?}", step.mounts))
             .field("platform", format!("{:?}", stage.platform))
             .field("epoch", format!("{:?}", ctx.epoch))
@@ -356,6 +397,10 @@ fn source_mask(chmod: Option<&str>, chown: bool) -> SourceMask {
         mode: if octal { 0o7000 } else { 0o7777 },
         owner: !chown,
     }
+}
+
+fn has_heredoc(sources: &[Source]) -> bool {
+    sources.iter().any(|s| matches!(s, Source::Heredoc(_)))
 }
 
 fn source_paths(sources: &[Source]) -> Vec<String> {
