@@ -230,3 +230,28 @@ fn a_url_gives_a_tarball_context_or_a_dockerfile() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("404"), "{}", stderr(&out));
 }
+
+/// A context that is a file or is missing is named as such, not as a
+/// Dockerfile that cannot be read below it.
+#[test]
+fn a_context_that_is_a_file_or_missing_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    std::fs::write(d.join("Dockerfile"), "FROM bb\n").unwrap();
+    let out = build(d, &["Dockerfile"], b"");
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(
+            "the build context Dockerfile is a file, not a directory: give the directory (`kiln build -f Dockerfile DIR`)"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    let out = build(d, &["missing"], b"");
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("error: the build context missing does not exist"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -28,6 +28,16 @@ impl ContextArg {
         let text = arg.to_string_lossy();
         let stdin = arg == Path::new("-");
         if !stdin && !context::is_remote(&text) {
+            match std::fs::metadata(arg) {
+                Ok(md) if md.is_dir() => {}
+                Ok(_) => bail!(
+                    "the build context {text} is a file, not a directory: give the directory (`kiln build -f {text} DIR`), or pipe an archive on standard input (`kiln build - < {text}`)"
+                ),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    bail!("the build context {text} does not exist")
+                }
+                Err(e) => bail!("the build context {text}: {e}"),
+            }
             return Ok(ContextArg {
                 dir: Some(arg.to_path_buf()),
                 dockerfile: None,
