@@ -255,3 +255,35 @@ fn a_context_that_is_a_file_or_missing_says_so() {
         stderr(&out)
     );
 }
+
+/// An archive on standard input whose entry would land outside the
+/// context is refused naming the entry, and nothing is written outside;
+/// unpacking it whole would have skipped the entry without a word.
+#[test]
+fn a_context_archive_entry_outside_the_context_is_refused_by_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, contents) in [("Dockerfile", "FROM bb\n"), ("x", "x")] {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(contents.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, path, contents.as_bytes()).unwrap();
+    }
+    // `append_data` refuses `..`, so the name goes into the header as is.
+    let mut h = tar::Header::new_gnu();
+    h.as_gnu_mut().unwrap().name[..14].copy_from_slice(b"../escaped.txt");
+    h.set_size(3);
+    h.set_mode(0o644);
+    h.set_cksum();
+    b.append(&h, &b"esc"[..]).unwrap();
+    let out = build(d, &["-"], &b.into_inner().unwrap());
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("entry \"../escaped.txt\" points outside the context"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!std::env::temp_dir().join("escaped.txt").exists());
+}

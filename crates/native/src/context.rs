@@ -85,19 +85,47 @@ pub fn read(stream: impl Read, dir: &Path) -> Result<Fetched, String> {
     };
     let context = dir.join("context");
     std::fs::create_dir(&context).map_err(|e| e.to_string())?;
+    unpack(tar, &context)?;
+    Ok(Fetched::Dir(context))
+}
+
+/// Unpacks a context archive into `dest`, as `tar::Archive::unpack` does
+/// (directories last, so their times stay the archive's) but naming the
+/// entry that fails, and refusing one that would land outside `dest` (a
+/// `..` name, or a write through a symlink the archive made pointing out),
+/// where `unpack` would skip the first kind without a word.
+fn unpack(tar: impl Read, dest: &Path) -> Result<(), String> {
     let mut archive = tar::Archive::new(tar);
     // Owners are the builder's (a context's are reset to root anyway);
     // modes and times as the archive has them, which COPY then keeps.
     archive.set_preserve_permissions(true);
     archive.set_preserve_mtime(true);
     archive.set_unpack_xattrs(false);
-    // `unpack` refuses entries that would land outside `context`: `..`
-    // components, absolute names, and writes through a symlink the
-    // archive made pointing out.
-    archive
-        .unpack(&context)
-        .map_err(|e| format!("unpacking the context archive: {e}"))?;
-    Ok(Fetched::Dir(context))
+    let fail = |what: String| format!("unpacking the context archive: {what}");
+    let mut directories = Vec::new();
+    for entry in archive.entries().map_err(|e| fail(e.to_string()))? {
+        let entry = entry.map_err(|e| fail(e.to_string()))?;
+        if entry.header().entry_type() == tar::EntryType::Directory {
+            directories.push(entry);
+        } else {
+            unpack_entry(entry, dest).map_err(fail)?;
+        }
+    }
+    // Deepest first, so a parent's time is set after its children's.
+    directories.sort_by(|a, b| b.path_bytes().cmp(&a.path_bytes()));
+    for dir in directories {
+        unpack_entry(dir, dest).map_err(fail)?;
+    }
+    Ok(())
+}
+
+fn unpack_entry<R: Read>(mut entry: tar::Entry<'_, R>, dest: &Path) -> Result<(), String> {
+    let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+    match entry.unpack_in(dest) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(format!("entry {name:?} points outside the context")),
+        Err(e) => Err(format!("entry {name:?}: {e}")),
+    }
 }
 
 /// Whether `head` starts with a tar header: POSIX and GNU archives say
