@@ -5,11 +5,12 @@
 //! built like any local context; a stream or download that is not an
 //! archive is a Dockerfile with no context, as docker reads it.
 
-use std::io::{BufReader, Cursor, Read, Seek};
+use std::io::{BufReader, Cursor, Read};
 use std::path::{Path, PathBuf};
 
 use kiln_oci::compression::Magic;
 
+use crate::copy::archive;
 use crate::copy::remote::{self, GitRef};
 
 /// What a context argument gave.
@@ -66,23 +67,10 @@ pub fn read(stream: impl Read, dir: &Path) -> Result<Fetched, String> {
             .map_err(|e| format!("reading: {e}"))?;
         return Ok(Fetched::Dockerfile(bytes));
     }
-    let whole = Cursor::new(head).chain(stream);
-    let tar: Box<dyn Read> = match magic {
-        Magic::Gzip => Box::new(flate2::read::MultiGzDecoder::new(whole)),
-        Magic::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(whole)),
-        Magic::Zstd => Box::new(
-            zstd::stream::read::Decoder::new(whole).map_err(|e| format!("reading zstd: {e}"))?,
-        ),
-        Magic::Xz => {
-            // lzma-rs decodes whole streams only: through a temporary file.
-            let mut out = tempfile::tempfile_in(dir).map_err(|e| e.to_string())?;
-            lzma_rs::xz_decompress(&mut BufReader::new(whole), &mut out)
-                .map_err(|e| format!("the xz stream does not decompress: {e}"))?;
-            out.rewind().map_err(|e| e.to_string())?;
-            Box::new(BufReader::new(out))
-        }
-        Magic::None => Box::new(whole),
-    };
+    let whole = BufReader::new(Cursor::new(&head).chain(stream));
+    let tar = archive::decompress(&head, whole, dir)
+        .map_err(|e| format!("decompressing: {e}"))?
+        .ok_or("the xz stream does not decompress")?;
     let context = dir.join("context");
     std::fs::create_dir(&context).map_err(|e| e.to_string())?;
     unpack(tar, &context)?;

@@ -164,20 +164,32 @@ pub(crate) fn try_extract(
 fn open(file: &TreeFile, scratch: &Path) -> io::Result<Option<TarReader<Box<dyn Read>>>> {
     let mut reader = BufReader::new(file.open().map_err(io::Error::other)?);
     let head = reader.fill_buf()?.to_vec();
-    let stream: Box<dyn Read> = match Magic::of(&head) {
-        Magic::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(reader)),
-        Magic::Bzip2 => Box::new(bzip2::bufread::MultiBzDecoder::new(reader)),
-        Magic::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(reader)?),
+    Ok(decompress(&head, reader, scratch)?.map(TarReader::new))
+}
+
+/// `stream` decompressed as its first bytes, `head`, say: gzip, bzip2,
+/// zstd, xz, or none; `None` when it is xz that does not decompress. The
+/// one reading of the compressions ADD and a context archive may use
+/// (layers take only gzip and zstd: `kiln_oci::compression::decompress`).
+pub(crate) fn decompress<'a>(
+    head: &[u8],
+    stream: impl BufRead + 'a,
+    scratch: &Path,
+) -> io::Result<Option<Box<dyn Read + 'a>>> {
+    Ok(Some(match Magic::of(head) {
+        Magic::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(stream)),
+        Magic::Bzip2 => Box::new(bzip2::bufread::MultiBzDecoder::new(stream)),
+        Magic::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(stream)?),
         Magic::Xz => {
             // lzma-rs decodes whole streams only: through a temporary file.
+            let mut stream = stream;
             let mut out = tempfile::tempfile_in(scratch)?;
-            if lzma_rs::xz_decompress(&mut reader, &mut out).is_err() {
+            if lzma_rs::xz_decompress(&mut stream, &mut out).is_err() {
                 return Ok(None);
             }
             out.rewind()?;
             Box::new(BufReader::new(out))
         }
-        Magic::None => Box::new(reader),
-    };
-    Ok(Some(TarReader::new(stream)))
+        Magic::None => Box::new(stream),
+    }))
 }

@@ -47,7 +47,7 @@
 //!   modes; URLs are downloaded (mode 0600, mtime from `Last-Modified`,
 //!   named after the URL path) and git repositories checked out.
 
-mod archive;
+pub(crate) mod archive;
 mod dest;
 mod mode;
 pub(crate) mod paths;
