@@ -654,10 +654,16 @@ pub(crate) struct Host {
 }
 
 impl Host {
+    /// [`Host::detect`], read once per process rather than for every RUN.
+    pub(crate) fn get() -> Option<&'static Host> {
+        static HOST: std::sync::OnceLock<Option<Host>> = std::sync::OnceLock::new();
+        HOST.get_or_init(Host::detect).as_ref()
+    }
+
     /// This host, or `None` when its kernel has no seccomp (as containerd's `IsEnabled`
     /// decides: `/proc/self/status` lacks a `Seccomp:` line) or kiln does not know its
     /// architecture's filter name; runs then go without a filter, as BuildKit's do.
-    pub(crate) fn detect() -> Option<Host> {
+    fn detect() -> Option<Host> {
         let status = std::fs::read_to_string("/proc/self/status").ok()?;
         if !status.lines().any(|l| l.starts_with("Seccomp:")) {
             return None;

@@ -506,8 +506,8 @@ pub(crate) fn build(
     }
 
     let mut linux = LinuxBuilder::default();
-    if let Some(host) = seccomp::Host::detect() {
-        linux = linux.seccomp(seccomp::default_profile(&host, CAPABILITIES).map_err(oci)?);
+    if let Some(host) = seccomp::Host::get() {
+        linux = linux.seccomp(seccomp::default_profile(host, CAPABILITIES).map_err(oci)?);
     }
     let linux = linux
         .namespaces(namespaces)
