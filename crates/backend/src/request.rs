@@ -209,9 +209,10 @@ impl BuildRequest {
 /// What a build produced.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BuiltImage {
-    /// The image manifest, in the store. Its digest is the image id.
+    /// The image manifest (or, for several platforms, the index), in the
+    /// store.
     pub manifest: Descriptor,
-    /// The config's descriptor.
+    /// The config's descriptor (for an index, the index's again).
     pub config: Descriptor,
     /// The names it was given.
     pub tags: Vec<Reference>,
@@ -221,16 +222,22 @@ pub struct BuiltImage {
     pub size: u64,
     /// How long the build took.
     pub build_time: Duration,
-    /// True for a multi-platform index (not built yet: always false).
+    /// True for a multi-platform index.
     pub is_index: bool,
 }
 
 impl BuiltImage {
-    /// The image id: the manifest digest, as containerd and `docker
-    /// images --digests` show it (not the config digest of docker's
-    /// classic store).
+    /// The image id as `docker build -q`/`--iidfile`, buildx, podman and
+    /// buildah give it, and as `kiln images` shows it: the config's digest;
+    /// for a multi-platform index, which has no one config, the index's
+    /// digest (buildx's `--iidfile` then). Every kiln command takes either
+    /// it or the manifest digest.
     pub fn image_id(&self) -> Digest {
-        self.manifest.digest
+        if self.is_index {
+            self.manifest.digest
+        } else {
+            self.config.digest
+        }
     }
 }
 

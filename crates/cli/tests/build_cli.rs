@@ -112,7 +112,8 @@ fn build_prints_progress_and_writes_id_and_metadata() {
     );
     let meta: serde_json::Value =
         serde_json::from_slice(&std::fs::read(d.join("meta.json")).unwrap()).unwrap();
-    assert_eq!(meta["containerimage.digest"], id);
+    assert_eq!(meta["containerimage.config.digest"], id);
+    assert_ne!(meta["containerimage.digest"], id);
     assert_eq!(
         meta["image.name"],
         "docker.io/library/app:1,registry.example/app:2"
@@ -134,7 +135,7 @@ fn build_prints_progress_and_writes_id_and_metadata() {
             .descriptor
             .digest
             .to_string(),
-        id
+        meta["containerimage.digest"]
     );
 
     // Same inputs, same image.

@@ -35,12 +35,23 @@ fn context() -> tempfile::TempDir {
 #[test]
 fn quiet_prints_only_the_image_id() {
     let dir = context();
-    let (code, out, err) = kiln(dir.path(), &["build", "-q", "ctx"]);
+    let (code, out, err) = kiln(dir.path(), &["build", "-q", "-t", "quiet:1", "ctx"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(err, "");
     let id = out.trim();
     assert!(id.starts_with("sha256:") && id.len() == 71, "{out}");
     assert_eq!(out.lines().count(), 1);
+    // The id docker, buildx and podman print: the config's digest, the one
+    // `kiln images`/`inspect` show, and a name for the image in commands.
+    let (code, inspect, err) = kiln(dir.path(), &["inspect", "quiet:1"]);
+    assert_eq!(code, 0, "{err}");
+    let inspect: serde_json::Value = serde_json::from_str(&inspect).unwrap();
+    assert_eq!(inspect[0]["Id"], id);
+    assert_eq!(inspect[0]["ConfigDigest"], id);
+    let (code, by_id, err) = kiln(dir.path(), &["inspect", id]);
+    assert_eq!(code, 0, "{err}");
+    let by_id: serde_json::Value = serde_json::from_str(&by_id).unwrap();
+    assert_eq!(by_id[0]["Digest"], inspect[0]["Digest"]);
 }
 
 #[test]
@@ -110,11 +121,17 @@ fn flags_kiln_does_not_implement_yet_say_so_and_why() {
 fn docker_media_types_with_format_docker_or_oci_mediatypes_false() {
     let dir = context();
     let d = dir.path();
-    let (code, a, err) = kiln(
+    // The manifest's digest (`-q` prints the config's, which the media
+    // types do not change).
+    let manifest = |name: &str| {
+        let (_, inspect, _) = kiln(d, &["inspect", name]);
+        let v: serde_json::Value = serde_json::from_str(&inspect).unwrap();
+        v[0]["Digest"].as_str().unwrap().to_string()
+    };
+    let (code, _, err) = kiln(
         d,
         &[
             "build",
-            "-q",
             "--source-date-epoch",
             "1700000000",
             "--format",
@@ -141,26 +158,35 @@ fn docker_media_types_with_format_docker_or_oci_mediatypes_false() {
         "application/vnd.docker.image.rootfs.diff.tar.gzip"
     );
     // buildx's spelling gives the same image.
-    let (code, b, err) = kiln(
+    let (code, _, err) = kiln(
         d,
         &[
             "build",
-            "-q",
             "--source-date-epoch",
             "1700000000",
             "-o",
             "type=image,oci-mediatypes=false",
+            "-t",
+            "fmt:buildx",
             "ctx",
         ],
     );
     assert_eq!(code, 0, "{err}");
-    assert_eq!(a, b);
+    assert_eq!(manifest("fmt:docker"), manifest("fmt:buildx"));
     // OCI stays the default, and zstd has no Docker media type.
-    let (_, c, _) = kiln(
+    let (code, _, err) = kiln(
         d,
-        &["build", "-q", "--source-date-epoch", "1700000000", "ctx"],
+        &[
+            "build",
+            "--source-date-epoch",
+            "1700000000",
+            "-t",
+            "fmt:oci",
+            "ctx",
+        ],
     );
-    assert_ne!(a, c);
+    assert_eq!(code, 0, "{err}");
+    assert_ne!(manifest("fmt:docker"), manifest("fmt:oci"));
     let (code, _, err) = kiln(
         d,
         &[
