@@ -473,6 +473,18 @@ impl State {
             Some((n, g)) => (n, Some(g)),
             None => (user.as_str(), None),
         };
+        // BuildKit's fast path (`ParseUIDGID`): a user and a group that are
+        // both `root` or numbers need no /etc/passwd (busybox has none).
+        let id = |part: &str| {
+            if part == "root" {
+                Some(0)
+            } else {
+                part.parse::<u32>().ok()
+            }
+        };
+        if let Some((uid, gid)) = group.and_then(|g| Some((id(name)?, id(g)?))) {
+            return Ok((uid, gid));
+        }
         let (uid, primary) = match db.user(name) {
             Ok(ids) => ids,
             Err(e) => match name.parse::<u32>() {

@@ -48,7 +48,7 @@ fn a_run_step_makes_a_layer_of_what_it_changed_and_streams_its_output() {
     let env = Env::new();
     let req = request(
         &env,
-        "FROM bb\nARG WHO=world\nRUN echo hello $WHO > /hello && echo out && echo err >&2\n",
+        "FROM bb\nARG WHO=world UNSET\nARG ALSO_UNSET\nRUN echo hello $WHO > /hello && echo out && echo err >&2\n",
     );
     let (built, events) = env.build_events(&req);
     let built = built.unwrap();
@@ -73,7 +73,7 @@ fn a_run_step_makes_a_layer_of_what_it_changed_and_streams_its_output() {
     let config = env.config(&built);
     assert_eq!(
         history(&config).last().unwrap(),
-        "RUN |1 WHO=world /bin/sh -c echo hello $WHO > /hello && echo out && echo err >&2 # buildkit"
+        "RUN |3 WHO=world UNSET= ALSO_UNSET= /bin/sh -c echo hello $WHO > /hello && echo out && echo err >&2 # buildkit"
     );
     // ARGs reach RUN's environment, never the image's.
     assert_eq!(
@@ -202,6 +202,42 @@ fn user_workdir_env_and_hosts_are_what_the_step_sees() {
             "::1\tlocalhost ip6-localhost ip6-loopback"
         ]
     );
+}
+
+#[test]
+fn steps_that_make_the_same_layer_twice_leave_later_steps_runnable() {
+    let env = Env::new();
+    // Both `true`s leave the same (empty) change: one diff_id twice below
+    // the last step, which overlayfs refused as a loop (ELOOP).
+    let req = request(
+        &env,
+        "FROM bb\nRUN true\nRUN echo one > /f\nRUN true\nRUN echo one > /f\nRUN cat /f > /g\n",
+    );
+    let built = env.run(&req).unwrap();
+    let layers = env.layers(&built);
+    assert_eq!(layers.len(), 6);
+    assert!(lines(&layers[5])
+        .iter()
+        .any(|l| l.starts_with("g file 644")));
+}
+
+#[test]
+fn a_user_and_group_given_as_root_or_numbers_need_no_passwd_file() {
+    let env = Env::new();
+    // The busybox base has no /etc/passwd or /etc/group.
+    let req = request(
+        &env,
+        "FROM bb\nRUN test ! -e /etc/passwd && test ! -e /etc/group\nUSER root:root\nRUN id -u; id -g\nUSER 7:root\nRUN id -u; id -g\nUSER root:9\nRUN id -u; id -g\n",
+    );
+    let (built, events) = env.build_events(&req);
+    built.unwrap();
+    assert_eq!(output(&events), ["0", "0", "7", "0", "0", "9"]);
+    // A name still needs the file, as in BuildKit.
+    let err = env
+        .run(&request(&env, "FROM bb\nUSER app:root\nRUN true\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("unable to find user app"), "{err}");
 }
 
 #[test]

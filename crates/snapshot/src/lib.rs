@@ -234,10 +234,18 @@ impl Snapshotter {
     }
 
     /// A writable root on top of the layers `parents` (bottom first; all
-    /// must have been ensured; none for `FROM scratch`).
+    /// must have been ensured; none for `FROM scratch`). A layer found
+    /// more than once (two steps that made the same change) is stacked
+    /// only where it is top-most: overlayfs refuses one directory twice
+    /// (ELOOP), and the lower copy changes nothing, since the upper one has
+    /// the last word on every path either names.
     pub fn prepare(&self, parents: &[Digest]) -> Result<Active, Error> {
         let mut lowers = Vec::with_capacity(parents.len());
+        let mut seen = std::collections::HashSet::new();
         for diff_id in parents.iter().rev() {
+            if !seen.insert(diff_id) {
+                continue;
+            }
             let dir = self.layer_dir(diff_id);
             if !dir.is_dir() {
                 return Err(Error::MissingLayer {

@@ -297,6 +297,37 @@ fn both_drivers_see_the_layers_and_report_the_same_changes() {
 }
 
 #[test]
+fn a_layer_that_appears_twice_in_the_chain_mounts_as_its_top_most_copy() {
+    // Two steps that make the same change (`RUN true` twice, the same file
+    // written again) give one diff_id twice in a chain; overlayfs refuses a
+    // directory given twice as a lower layer (ELOOP).
+    let (x, bx) = layer(vec![
+        LayerEntry::file("x", "X"),
+        LayerEntry::file("shared", "X"),
+    ]);
+    let (b, bb) = layer(vec![
+        LayerEntry::file("shared", "B"),
+        LayerEntry::file("b", "B"),
+        LayerEntry::whiteout("x"),
+    ]);
+    for driver in drivers() {
+        let root = tempfile::tempdir().unwrap();
+        let snaps = Snapshotter::open(root.path(), Some(driver)).unwrap();
+        snaps.ensure_layer(&x, &bx[..]).unwrap();
+        snaps.ensure_layer(&b, &bb[..]).unwrap();
+        let active = snaps.prepare(&[x, b, x]).unwrap();
+        let r = active.rootfs();
+        assert_eq!(fs::read(r.join("x")).unwrap(), b"X", "{driver:?}");
+        assert_eq!(fs::read(r.join("shared")).unwrap(), b"X", "{driver:?}");
+        assert_eq!(fs::read(r.join("b")).unwrap(), b"B", "{driver:?}");
+        assert!(active.changes().unwrap().is_empty(), "{driver:?}");
+        fs::write(r.join("new"), "n").unwrap();
+        let changes = active.changes().unwrap();
+        assert_eq!(describe(&changes), ["new file 644 0:0 \"n\""], "{driver:?}");
+    }
+}
+
+#[test]
 fn a_committed_layer_is_what_its_tar_holds() {
     let (l1, b1) = base_layer();
     let (l2, b2) = second_layer();

@@ -301,7 +301,8 @@ impl State {
 
     /// Records a RUN's layer with its history text: the command (`args`,
     /// `shell_form`) and the stage's declared ARGs with their values at
-    /// `step`, as BuildKit lists them. Both executors end a RUN here.
+    /// `step`, as BuildKit lists them (an ARG with no value as `NAME=`).
+    /// Both executors end a RUN here.
     fn record_run(
         &mut self,
         step: &Step,
@@ -312,7 +313,7 @@ impl State {
         let values: Vec<(&str, &str)> = self
             .args
             .iter()
-            .filter_map(|name| step.env.get(name).map(|v| (name.as_str(), v)))
+            .map(|name| (name.as_str(), step.env.get(name).unwrap_or_default()))
             .collect();
         let created_by = self.builder.run_created_by(args, shell_form, &values);
         self.builder.add_layer(diff_id, &created_by);
