@@ -46,6 +46,23 @@ fn copy_from_an_earlier_stage() {
 }
 
 #[test]
+fn a_stage_name_given_twice_is_found_as_buildkit_finds_it() {
+    let env = Env::new();
+    env.file("first", "first\n").file("second", "second\n");
+    // FROM a: the last `a` above it; COPY --from=a: the last `a` of all.
+    let built = env.build(concat!(
+        "FROM scratch AS a\nCOPY first /which\n",
+        "FROM a AS b\nCOPY first /b-saw\n",
+        "FROM scratch AS a\nCOPY second /which\n",
+        "FROM scratch\nCOPY --from=a /which /which\nCOPY --from=b /which /b-which\n",
+    ));
+    let layers = env.layers(&built);
+    assert_eq!(layers.len(), 2);
+    assert_eq!(layers[0][0].data, "second\n");
+    assert_eq!(layers[1][0].data, "first\n");
+}
+
+#[test]
 fn a_stage_built_on_a_stage_keeps_its_layers_config_and_runs_its_onbuild() {
     let env = Env::new();
     env.file("a", "a").file("b", "b");

@@ -53,9 +53,10 @@ pub(super) struct Resolver<'a> {
     pub(super) lexer: Lexer,
     /// Bytes expanded so far, against [`MAX_EXPANDED_TOTAL`].
     expanded: Cell<usize>,
-    /// Each stage name's index, set once the names are known to be unique;
-    /// a map so that thousands of stages do not compare every pair.
-    names: OnceCell<HashMap<String, usize>>,
+    /// The indexes of the stages of each name, in file order (a name may
+    /// be used twice: BuildKit only lints it); a map so that thousands of
+    /// stages do not compare every pair.
+    names: OnceCell<HashMap<String, Vec<usize>>>,
 }
 
 impl Resolver<'_> {
@@ -106,14 +107,22 @@ impl Resolver<'_> {
         Ok(())
     }
 
-    /// The index of the stage named `name` (lower case), if any.
+    /// The index of the stage named `name` (lower case), if any: the last
+    /// one of that name, as `--from` and `--target` find it in BuildKit.
     pub(super) fn stage_named(&self, name: &str) -> Option<usize> {
-        self.names.get().and_then(|n| n.get(name)).copied()
+        self.names.get().and_then(|n| n.get(name)?.last()).copied()
+    }
+
+    /// The last stage named `name` (lower case) above the stage `index`:
+    /// what a FROM names, as BuildKit resolves it while adding stages.
+    fn stage_named_before(&self, name: &str, index: usize) -> Option<usize> {
+        let all = self.names.get().and_then(|n| n.get(name))?;
+        all.iter().rev().copied().find(|&j| j < index)
     }
 
     fn run(&self) -> Result<BuildPlan, Error> {
         let (meta, raw) = self.split()?;
-        self.check_names(&raw)?;
+        self.index_names(&raw);
         let target_name = match &self.opts.target {
             Some(t) => t.clone(),
             None => raw.last().and_then(|s| s.name.clone()).unwrap_or_default(),
@@ -132,25 +141,20 @@ impl Resolver<'_> {
 
         let target = match &self.opts.target {
             None => raw.len() - 1,
-            Some(t) => raw
-                .iter()
-                .position(|s| s.name.as_deref() == Some(t.to_lowercase().as_str()))
-                .ok_or_else(|| {
-                    let names: Vec<&str> = raw.iter().filter_map(|s| s.name.as_deref()).collect();
-                    let mut e = Error::new(
-                        ErrorKind::Semantic,
-                        format!("target stage {t:?} could not be found"),
-                    )
-                    .in_file(self.ast.file.clone());
-                    e.help = Some(match closest(t, &names, true) {
-                        Some(best) => format!("did you mean {best}?"),
-                        None if names.is_empty() => {
-                            "no stage is named; add AS <name> to a FROM".into()
-                        }
-                        None => format!("the stages are named {}", names.join(", ")),
-                    });
-                    e
-                })?,
+            Some(t) => self.stage_named(&t.to_lowercase()).ok_or_else(|| {
+                let names: Vec<&str> = raw.iter().filter_map(|s| s.name.as_deref()).collect();
+                let mut e = Error::new(
+                    ErrorKind::Semantic,
+                    format!("target stage {t:?} could not be found"),
+                )
+                .in_file(self.ast.file.clone());
+                e.help = Some(match closest(t, &names, true) {
+                    Some(best) => format!("did you mean {best}?"),
+                    None if names.is_empty() => "no stage is named; add AS <name> to a FROM".into(),
+                    None => format!("the stages are named {}", names.join(", ")),
+                });
+                e
+            })?,
         };
         let mut needed = BTreeSet::new();
         let mut todo = vec![target];
@@ -253,30 +257,19 @@ impl Resolver<'_> {
         Ok((meta, stages))
     }
 
-    /// Duplicate names are an error in kiln. BuildKit only lints them
-    /// (DuplicateStageName) and lets the later stage win, which silently
-    /// changes what `--from` means.
-    fn check_names(&self, raw: &[RawStage]) -> Result<(), Error> {
-        let mut names: HashMap<String, usize> = HashMap::new();
+    /// Indexes the stage names. A name given twice is no error, as in
+    /// BuildKit (`kiln lint` and `--call check` warn: DuplicateStageName):
+    /// a FROM finds the last stage of the name above it, `--from` and
+    /// `--target` the last in the file.
+    fn index_names(&self, raw: &[RawStage]) {
+        let mut names: HashMap<String, Vec<usize>> = HashMap::new();
         for (i, s) in raw.iter().enumerate() {
-            let Some(name) = &s.name else { continue };
-            if let Some(&first) = names.get(name) {
-                return Err(self.error(
-                    ErrorKind::Semantic,
-                    &s.from,
-                    Problem::new(format!("duplicate stage name {name:?}"))
-                        .needle(name)
-                        .help(format!(
-                            "a stage named {name:?} is already defined on line {}; stage names must be unique",
-                            raw[first].from.start_line
-                        )),
-                ));
+            if let Some(name) = &s.name {
+                names.entry(name.clone()).or_default().push(i);
             }
-            names.insert(name.clone(), i);
         }
         // Set once per resolver; a second call would find the same names.
         let _ = self.names.set(names);
-        Ok(())
     }
 
     fn global_args(&self, meta: &[Command], target: &str) -> Result<EnvList, Error> {
@@ -351,7 +344,7 @@ impl Resolver<'_> {
         };
         // Like BuildKit, FROM finds only stages defined above it, by the
         // exact (lower-case) name; anything else is an image.
-        let base = match self.stage_named(&image).filter(|&j| j < index) {
+        let base = match self.stage_named_before(&image, index) {
             Some(j) => Base::Stage(j),
             None if image == "scratch" => Base::Scratch,
             None => Base::Image(image),

@@ -204,7 +204,9 @@ impl State {
             .plan
             .stages
             .iter()
-            .find(|s| Some(s.index) == by_index || s.name.as_deref() == Some(lower.as_str()))
+            // The last stage of a name given twice, as the front end
+            // resolved it (BuildKit's rule).
+            .rfind(|s| Some(s.index) == by_index || s.name.as_deref() == Some(lower.as_str()))
         {
             let out = done.get(&s.index).ok_or_else(|| {
                 ctx.error_at(
