@@ -228,9 +228,10 @@ fn parents_keep_the_source_path() {
 }
 
 #[test]
-/// BuildKit creates missing parents with `MkdirAll(dst, 0755, chown)`:
-/// `--chmod` reaches the copied files and directories, never the parents.
-fn chmod_applies_to_copied_files_and_directories_not_created_parents() {
+/// BuildKit creates missing parents with fsutil's `MkdirAll(dst, perm,
+/// chown)`, `perm` being an octal `--chmod` (its testCopyChmod: `COPY
+/// --chmod=777 foo /parent/foo` makes `/parent` 0777), else 0755.
+fn an_octal_chmod_reaches_created_parents_and_a_symbolic_one_does_not() {
     let context = sample_context();
     let t = Harness::new(context.path());
     let mut instr = cp(&["dir/sub", "a.txt"], "/m/");
@@ -238,13 +239,24 @@ fn chmod_applies_to_copied_files_and_directories_not_created_parents() {
     assert_eq!(
         list(&t.copy(&instr).unwrap().entries),
         [
-            "m dir 755 0:0 @1700000000",
+            "m dir 750 0:0 @1700000000",
             "m/a.txt file(A) 750 0:0 @1000",
             "m/c.txt file(DSC) 750 0:0 @2003",
         ]
     );
-    // A trailing `/` makes BuildKit create the destination first (0755),
-    // so the directory copy finds it existing and leaves its mode alone.
+    let mut instr = cp(&["a.txt"], "/parent/sub/foo");
+    instr.chmod = Some("0770".into());
+    assert_eq!(
+        list(&t.copy(&instr).unwrap().entries),
+        [
+            "parent dir 770 0:0 @1700000000",
+            "parent/sub dir 770 0:0 @1700000000",
+            "parent/sub/foo file(A) 770 0:0 @1000",
+        ]
+    );
+    // A trailing `/` makes BuildKit create the destination first (0755
+    // for a symbolic mode), so the directory copy finds it existing and
+    // leaves its mode alone.
     let mut instr = cp(&["dir"], "/m/");
     instr.chmod = Some("u+x,go-rwx".into());
     assert_eq!(

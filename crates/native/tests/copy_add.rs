@@ -187,6 +187,22 @@ fn archive_symlinks_are_0777_whatever_their_header_says() {
 }
 
 #[test]
+fn an_archives_destination_is_0755_whatever_chmod_says() {
+    // BuildKit's unpack makes the destination with MkdirAll(dest, 0755),
+    // where a COPY's parents take an octal --chmod.
+    let context = tempfile::tempdir().unwrap();
+    let mut data = raw_header("f", b'0', 0, "");
+    data.extend_from_slice(&[0; 1024]);
+    std::fs::write(context.path().join("one.tar"), data).unwrap();
+    let t = Harness::new(context.path());
+    let mut instr = add_instr(&["one.tar"], "/x/y/");
+    instr.chmod = Some("700".into());
+    let listing = list(&t.add(&instr).unwrap().entries);
+    assert!(listing[0].starts_with("x dir 755 0:0"), "{listing:?}");
+    assert!(listing[1].starts_with("x/y dir 755 0:0"), "{listing:?}");
+}
+
+#[test]
 fn an_archive_entry_of_an_unknown_type_is_named() {
     let context = tempfile::tempdir().unwrap();
     let mut data = raw_header("odd", b'Z', 0, "");

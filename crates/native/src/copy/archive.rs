@@ -55,7 +55,7 @@ pub(crate) fn try_extract(
         .ok_or_else(|| fail("the file changed while it was read".into()))?;
 
     let dest_dir = layer.resolve(dest.trim_matches('/'), true)?;
-    layer.mkdir_all(&dest_dir)?;
+    layer.mkdir_all_for_archive(&dest_dir)?;
     let now = layer.options().now;
     let mut count = 0usize;
     // Files this archive wrote: the only targets a hard link in it may

@@ -20,6 +20,17 @@ enum DestKind {
     Other,
 }
 
+/// Whom [`Layer::mkdir_all_as`] creates directories for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Leaf {
+    /// A COPY's destination or its parent.
+    Copy,
+    /// A directory copy's own top directory (and its parents).
+    DirCopy,
+    /// An archive's destination.
+    Archive,
+}
+
 /// How copied entries get their owner, mode and the metadata of the
 /// directories COPY creates.
 pub(crate) struct Options {
@@ -108,18 +119,25 @@ impl<'a> Layer<'a> {
         Ok(done.join("/"))
     }
 
-    /// fsutil's `MkdirAll`: creates the missing directories of `path`
-    /// (following symlinks) as root-owned 0755 directories, or with the
-    /// `--chown` owner and the `--chmod` mode.
+    /// fsutil's `MkdirAll` as COPY calls it: creates the missing
+    /// directories of `path` (following symlinks) owned by the `--chown`
+    /// owner (else root), with an octal `--chmod` mode (BuildKit passes it
+    /// as the directories' permission), else 0755.
     pub(crate) fn mkdir_all(&mut self, path: &str) -> Result<(), ErrorKind> {
-        self.mkdir_all_as(path, false)
+        self.mkdir_all_as(path, Leaf::Copy)
     }
 
-    /// Like [`Self::mkdir_all`]. BuildKit creates missing parents with
-    /// `MkdirAll(dst, 0755, chown)`: `--chmod` never applies to them. Only
-    /// the directory a directory copy itself creates (`chmod_leaf`) takes
-    /// the `--chmod` mode, as fsutil copies the source directory's mode.
-    fn mkdir_all_as(&mut self, path: &str, chmod_leaf: bool) -> Result<(), ErrorKind> {
+    /// [`Self::mkdir_all`] for an archive's destination, which BuildKit
+    /// makes 0755 whatever `--chmod` says (`MkdirAll(dest, 0755, …)`).
+    pub(crate) fn mkdir_all_for_archive(&mut self, path: &str) -> Result<(), ErrorKind> {
+        self.mkdir_all_as(path, Leaf::Archive)
+    }
+
+    /// The directories fsutil's `MkdirAll` creates get an octal `--chmod`
+    /// mode (COPY, not an archive's destination); a symbolic one reaches
+    /// only the directory a directory copy itself creates
+    /// ([`Leaf::DirCopy`]), as fsutil copies the source directory's mode.
+    fn mkdir_all_as(&mut self, path: &str, leaf: Leaf) -> Result<(), ErrorKind> {
         let resolved = self.resolve(path, true)?;
         if resolved.is_empty() {
             return Ok(());
@@ -135,11 +153,11 @@ impl<'a> Layer<'a> {
                     })
                 }
                 None => {
-                    let chmod = self
-                        .opts
-                        .chmod
-                        .as_ref()
-                        .filter(|_| chmod_leaf && dir == resolved);
+                    let chmod = self.opts.chmod.as_ref().filter(|m| match leaf {
+                        Leaf::Archive => false,
+                        Leaf::Copy => m.is_octal(),
+                        Leaf::DirCopy => m.is_octal() || dir == resolved,
+                    });
                     let mode = chmod.map_or(0o755, |m| m.apply(0o755, true));
                     let (uid, gid) = self.opts.chown.unwrap_or((0, 0));
                     let entry = LayerEntry::dir(dir)
@@ -263,7 +281,7 @@ impl Layer<'_> {
             dest = join(&dest, base(&job.name_path));
         }
         if job.dir_contents && node.is_dir() && dest_kind.is_none() {
-            self.mkdir_all_as(&dest.clone(), true)?;
+            self.mkdir_all_as(&dest.clone(), Leaf::DirCopy)?;
         } else {
             self.mkdir_all(parent(&dest))?;
         }

@@ -559,13 +559,15 @@ fn copy_items(
 ) -> Result<(), ErrorKind> {
     let mut unpack = unpack;
     for item in items.list {
-        ensure_dest(layer, dest)?;
+        // An archive makes its own destination (0755 whatever --chmod
+        // says), as BuildKit's unpack does before the copy would.
         if let Some(scratch) = unpack.as_deref_mut() {
             let dir = scratch.dir("archive")?;
             if archive::try_extract(layer, tree, &item.src, &item.name_path, dest, &dir)? {
                 continue;
             }
         }
+        ensure_dest(layer, dest)?;
         let job = CopyJob {
             tree,
             name_path: item.name_path,
@@ -588,13 +590,13 @@ fn copy_whole(
     dest: &str,
     unpack: Option<&mut Scratch>,
 ) -> Result<(), ErrorKind> {
-    ensure_dest(layer, dest)?;
     if let Some(scratch) = unpack {
         let dir = scratch.dir("archive")?;
         if archive::try_extract(layer, tree, src, src, dest, &dir)? {
             return Ok(());
         }
     }
+    ensure_dest(layer, dest)?;
     let job = CopyJob {
         tree,
         name_path: src.to_string(),

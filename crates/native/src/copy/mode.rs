@@ -16,6 +16,12 @@ impl ModeChange {
             .map_err(|reason| ErrorKind::Chmod { reason })
     }
 
+    /// An octal value (which BuildKit also gives the directories COPY
+    /// creates), not a symbolic one.
+    pub(crate) fn is_octal(&self) -> bool {
+        matches!(self.0, Chmod::Octal(_))
+    }
+
     /// The new mode of a copied file or directory whose mode was `mode`.
     /// An octal value replaces the permission bits and keeps the source's
     /// setuid/setgid/sticky bits (fsutil masks the value with 0777); a
