@@ -500,3 +500,25 @@ fn xattrs_are_kept() {
         [("user.kiln".to_string(), b"v".to_vec())]
     );
 }
+
+#[test]
+fn a_socket_in_the_context_is_copied_as_an_empty_file() {
+    // BuildKit's context transfer (fsutil) sends a socket as an empty
+    // regular file with the socket's permission bits.
+    let context = tempfile::tempdir().unwrap();
+    let root = context.path();
+    std::fs::create_dir(root.join("run")).unwrap();
+    let _listener = std::os::unix::net::UnixListener::bind(root.join("run/app.sock")).unwrap();
+    std::fs::set_permissions(
+        root.join("run/app.sock"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o750),
+    )
+    .unwrap();
+    let t = Harness::new(root);
+    let listing = list(&t.copy(&cp(&["run"], "/run/")).unwrap().entries);
+    assert_eq!(listing.len(), 2, "{listing:?}");
+    assert!(
+        listing[1].starts_with("run/app.sock file() 750 "),
+        "{listing:?}"
+    );
+}

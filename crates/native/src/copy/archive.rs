@@ -36,7 +36,7 @@ pub(crate) fn try_extract(
     let Some(node) = tree.node(src)? else {
         return Ok(false);
     };
-    let Some(file) = node.content.filter(|_| node.kind.is_file()) else {
+    let Some(FileSource::Tree(file)) = node.content.filter(|_| node.kind.is_file()) else {
         return Ok(false);
     };
     let fail = |reason: String| ErrorKind::Archive {

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use kiln_frontend::dockerignore::Matcher;
-use kiln_oci::{EntryKind, FileSource, LayerEntry};
+use kiln_oci::{EntryKind, LayerEntry};
 
 use super::mode::ModeChange;
 use super::paths::{base, include_match, join, parent};
@@ -384,7 +384,7 @@ impl Layer<'_> {
                         what: format!("reading {src}"),
                         reason: "its contents were not extracted".into(),
                     })?;
-                    EntryKind::File(FileSource::Tree(content))
+                    EntryKind::File(content)
                 }
             },
             NodeKind::Symlink(t) => EntryKind::Symlink(t.clone()),

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use kiln_frontend::dockerignore::Matcher;
 use kiln_oci::tree::{FileIdentity, TreeFile, TreeRoot};
+use kiln_oci::FileSource;
 
 use super::paths::{join, parent};
 use super::ErrorKind;
@@ -39,8 +40,9 @@ pub(crate) struct Node {
     pub xattrs: Vec<(String, Vec<u8>)>,
     /// Paths with the same key are hard links of one file.
     pub link_key: Option<String>,
-    /// Where a regular file's bytes are, and which file was seen there.
-    pub content: Option<TreeFile>,
+    /// Where a regular file's bytes are, and which file was seen there
+    /// (a context's socket, sent as an empty file, has its bytes here).
+    pub content: Option<FileSource>,
 }
 
 impl Node {
@@ -222,8 +224,11 @@ impl Tree for DiskTree {
             NodeKind::BlockDevice { major, minor }
         } else if ft.is_fifo() {
             NodeKind::Fifo
+        } else if ft.is_socket() {
+            // BuildKit's context transfer (fsutil's stat) sends a socket as
+            // an empty regular file with the socket's permissions.
+            NodeKind::File
         } else {
-            // Sockets are never sent with a context.
             return Ok(None);
         };
         let (uid, gid) = if self.reset_owner {
@@ -231,7 +236,8 @@ impl Tree for DiskTree {
         } else {
             (md.uid(), md.gid())
         };
-        let is_file = kind == NodeKind::File;
+        let is_socket = ft.is_socket();
+        let is_file = kind == NodeKind::File && !is_socket;
         let hashed = self.hashed.as_ref().and_then(|h| h.get(os_path.as_ref()));
         if let Some(hashed) = hashed.filter(|_| is_file) {
             if let Some(change) = hashed.difference(&FileIdentity::of(&md)) {
@@ -243,11 +249,17 @@ impl Tree for DiskTree {
         }
         Ok(Some(Node {
             link_key: (is_file && md.nlink() > 1).then(|| format!("{}:{}", md.dev(), md.ino())),
-            content: is_file.then(|| TreeFile {
-                root: Arc::clone(&self.root),
-                path: os_path.clone().into_owned(),
-                identity: FileIdentity::of(&md),
-            }),
+            content: if is_socket {
+                Some(FileSource::Bytes(Vec::new()))
+            } else {
+                is_file.then(|| {
+                    FileSource::Tree(TreeFile {
+                        root: Arc::clone(&self.root),
+                        path: os_path.clone().into_owned(),
+                        identity: FileIdentity::of(&md),
+                    })
+                })
+            },
             kind,
             mode: md.mode() & 0o7777,
             uid,
@@ -366,7 +378,7 @@ impl Tree for ImageTree<'_> {
             FsKind::Fifo => (NodeKind::Fifo, None),
         };
         let content = match kind {
-            NodeKind::File => self.content(path)?,
+            NodeKind::File => self.content(path)?.map(FileSource::Tree),
             _ => None,
         };
         Ok(Some(Node {
