@@ -224,18 +224,15 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), LayoutError> {
 /// [`write_atomic`] with the temporary file in `tmp_dir` (on the same file
 /// system as `path`), for a directory that must never show stray files,
 /// as a store's content directory. The file ends world-readable (0644),
-/// as any image layout's files are, though temporary files start 0600.
+/// as any image layout's files are, though temporary files start 0600 (on
+/// Windows, where access is an ACL, it keeps the one its directory gives).
 pub fn write_atomic_via(tmp_dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), LayoutError> {
-    use std::os::unix::fs::PermissionsExt;
     let mut tmp = tempfile::Builder::new()
         .prefix(".tmp-")
         .tempfile_in(tmp_dir)
         .map_err(io_err("creating a temporary file in", tmp_dir))?;
     tmp.write_all(bytes)
-        .and_then(|_| {
-            tmp.as_file()
-                .set_permissions(std::fs::Permissions::from_mode(0o644))
-        })
+        .and_then(|_| crate::sys::make_world_readable(tmp.as_file()))
         .and_then(|_| tmp.as_file().sync_all())
         .map_err(io_err("writing", path))?;
     tmp.persist(path).map_err(|e| LayoutError::Io {
@@ -255,9 +252,7 @@ fn parent_dir(path: &Path) -> PathBuf {
 
 /// Flushes a directory, so a rename in it survives a crash.
 fn sync_dir(dir: &Path) -> Result<(), LayoutError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err("flushing the directory", dir))
+    crate::sys::sync_dir(dir).map_err(io_err("flushing the directory", dir))
 }
 
 #[cfg(test)]

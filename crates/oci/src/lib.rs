@@ -48,6 +48,7 @@ pub mod name;
 pub mod path;
 pub mod platform;
 pub mod reference;
+mod sys;
 pub mod tree;
 pub mod windows;
 
@@ -55,10 +56,12 @@ pub use compression::{Compression, CompressionError};
 pub use config::{ConfigBuilder, ConfigError, Healthcheck, ImageConfig};
 pub use descriptor::Descriptor;
 pub use digest::{Digest, DigestWriter};
+#[cfg(unix)]
+pub use layer::read_xattrs;
 pub use layer::{
-    compress_tar, entries_from_dir, extract_layer, pax_records, read_xattrs, write_layer,
-    write_tar, EntryKind, ExtractError, ExtractOptions, FileSource, LayerDescriptor, LayerEntry,
-    LayerError, LayerFormat, LayerOptions, MtimePolicy, Ownership, Whiteouts,
+    compress_tar, entries_from_dir, extract_layer, pax_records, write_layer, write_tar, EntryKind,
+    ExtractError, ExtractOptions, FileSource, LayerDescriptor, LayerEntry, LayerError, LayerFormat,
+    LayerOptions, MtimePolicy, Ownership, Whiteouts,
 };
 pub use layout::{Layout, LayoutError};
 pub use manifest::{

@@ -14,11 +14,27 @@
 //! The one cost: a name that is valid UTF-8 yet holds a character of that
 //! block (private use, no font draws them) would read back as other bytes;
 //! [`from_bytes`] refuses such names rather than change them.
+//!
+//! A Windows file name is UTF-16, so every name is text except one holding
+//! an unpaired surrogate, which no UTF-8 layer name can spell: [`from_os`]
+//! refuses such a name (as a [`ReservedCharacter`] whose message says so)
+//! rather than carry it changed, as it refuses the reserved characters. The
+//! other way, [`to_path`] on Windows gives the spelling itself: any bytes a
+//! Linux layer's name had that are not UTF-8 stay the private-use characters
+//! that stand for them, a valid Windows name that no other name maps to.
 
 use std::borrow::Cow;
 use std::ffi::{OsStr, OsString};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
+
+#[cfg(unix)]
+mod unix;
+#[cfg(unix)]
+use unix as sys;
+#[cfg(windows)]
+mod windows;
+#[cfg(windows)]
+use windows as sys;
 
 /// The first character standing for a byte: byte `b` is `BASE + b`.
 const BASE: u32 = 0x10_FF00;
@@ -33,6 +49,9 @@ pub struct ReservedCharacter {
 
 impl std::fmt::Display for ReservedCharacter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(why) = sys::unspellable(&self.name) {
+            return write!(f, "{}: {why}; rename the file", self.name.display());
+        }
         write!(
             f,
             "{}: the name holds a character of U+10FF80–U+10FFFF, which kiln uses to carry names that are not UTF-8; rename the file",
@@ -50,7 +69,7 @@ fn reserved(c: char) -> bool {
 /// The `String` spelling of a name or path given as bytes.
 pub fn from_bytes(bytes: &[u8]) -> Result<Cow<'_, str>, ReservedCharacter> {
     let fail = || ReservedCharacter {
-        name: PathBuf::from(OsStr::from_bytes(bytes)),
+        name: sys::bytes_to_path(bytes),
     };
     match std::str::from_utf8(bytes) {
         Ok(s) if s.chars().any(reserved) => Err(fail()),
@@ -74,7 +93,7 @@ pub fn from_bytes(bytes: &[u8]) -> Result<Cow<'_, str>, ReservedCharacter> {
 
 /// The `String` spelling of an OS name or path.
 pub fn from_os(name: &OsStr) -> Result<Cow<'_, str>, ReservedCharacter> {
-    from_bytes(name.as_bytes())
+    sys::from_os(name)
 }
 
 /// [`from_os`] for an owned name.
@@ -105,10 +124,7 @@ pub fn to_bytes(name: &str) -> Cow<'_, [u8]> {
 
 /// The path a `String` spelling stands for, to hand to the file system.
 pub fn to_path(name: &str) -> Cow<'_, Path> {
-    match to_bytes(name) {
-        Cow::Borrowed(b) => Cow::Borrowed(Path::new(OsStr::from_bytes(b))),
-        Cow::Owned(b) => Cow::Owned(PathBuf::from(OsString::from_vec(b))),
-    }
+    sys::to_path(name)
 }
 
 #[cfg(test)]
@@ -125,8 +141,10 @@ mod tests {
         }
     }
 
+    #[cfg(unix)]
     #[test]
     fn other_bytes_round_trip() {
+        use std::os::unix::ffi::{OsStrExt, OsStringExt};
         let cases: &[&[u8]] = &[
             b"caf\xe9",
             b"\xff\xfe",

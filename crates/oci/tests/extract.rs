@@ -1,4 +1,7 @@
 //! Extraction: exact round trips, whiteouts, and refusal of escapes.
+#![cfg(unix)]
+// Round trips of modes, owners, xattrs, devices and symlink refusals: what
+// a Unix file system holds. The Windows extractor has its own tests.
 
 use kiln_oci::{
     entries_from_dir, extract_layer, write_layer, Compression, Digest, ExtractOptions, LayerEntry,

@@ -1,5 +1,7 @@
 //! Extraction with `Whiteouts::Overlay`: OCI whiteouts kept in overlayfs'
 //! on-disk format instead of being applied.
+#![cfg(unix)]
+// overlayfs exists only on Linux.
 
 use kiln_oci::{
     extract_layer, write_layer, Compression, EntryKind, ExtractOptions, LayerEntry, LayerOptions,

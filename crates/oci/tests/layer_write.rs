@@ -1,4 +1,7 @@
 //! Deterministic layer tars: exact entries and headers.
+#![cfg(unix)]
+// Listing trees with modes, owners, devices, FIFOs and xattrs that only a
+// Unix file system holds.
 
 use kiln_oci::{
     entries_from_dir, write_layer, write_tar, Compression, LayerEntry, LayerOptions, MtimePolicy,

@@ -10,7 +10,9 @@ pub mod read;
 pub(crate) mod tar;
 pub(crate) mod write;
 
-pub use entry::{entries_from_dir, read_xattrs, EntryKind, FileSource, LayerEntry};
+#[cfg(unix)]
+pub use entry::read_xattrs;
+pub use entry::{entries_from_dir, EntryKind, FileSource, LayerEntry};
 pub use extract::{extract_layer, set_mtime_at, ExtractError, ExtractOptions, Whiteouts};
 pub use format::LayerFormat;
 pub use pax_time::{PaxTime, PaxTimeError};

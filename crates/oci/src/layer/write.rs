@@ -6,9 +6,8 @@ use super::tar::{write_header, write_padding, write_trailer, Header};
 use crate::tree::{TreeFile, TreeFileError};
 use crate::{Compression, Digest, DigestWriter};
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// Whose ownership the tar records.
@@ -378,16 +377,11 @@ fn write_entry<W: Write>(
 /// Opens a file kiln wrote itself, with its size now, not following a
 /// symlink in its place and not waiting should a FIFO be there.
 pub(crate) fn open_source(path: &Path) -> Result<(File, u64), LayerError> {
-    let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
     let source = |err| LayerError::Source {
         path: path.to_path_buf(),
         err,
     };
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(flags.bits() as i32)
-        .open(path)
-        .map_err(source)?;
+    let file = crate::sys::open_source_file(path).map_err(source)?;
     let md = file.metadata().map_err(source)?;
     if !md.is_file() {
         return Err(source(io::Error::new(

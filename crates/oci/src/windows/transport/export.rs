@@ -25,7 +25,6 @@ use crate::{Compression, LayerDescriptor};
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, Metadata};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::UNIX_EPOCH;
 
@@ -48,7 +47,9 @@ const MAX_TOMBSTONE_LINE: u64 = 4 * 32767;
 
 /// Where the four Win32 times of a folder entry come from when the folder
 /// sits on a Unix file system, which has no creation or settable change
-/// time. (On Windows the backend reads them with `GetFileBasicInfo`.)
+/// time. (On Windows the backend reads them with `GetFileBasicInfo`; read
+/// here on Windows, [`TimeSource::Metadata`]'s change time is the last
+/// write, as `std` reports no change time.)
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum TimeSource {
     /// All four are the file's mtime: the one time a folder written on
@@ -147,8 +148,9 @@ struct Export<'a> {
     rules: State,
     /// Tombstones by the tar name of their directory, in file order.
     tombstones: HashMap<String, Vec<String>>,
-    /// Files with several names, by (device, inode): the tar name of the
-    /// first, which later names link to.
+    /// Files with several names, by (device, inode), or on Windows
+    /// (volume, file index): the tar name of the first, which later names
+    /// link to.
     links: HashMap<(u64, u64), String>,
 }
 
@@ -318,7 +320,9 @@ impl<'a> Export<'a> {
     }
 
     fn times(&self, md: &Metadata) -> Times {
-        let mtime = PaxTime::new(md.mtime(), md.mtime_nsec() as u32);
+        let stat = crate::sys::stat_times(md);
+        let pax = |(secs, nanos): crate::sys::UnixTime| PaxTime::new(secs, nanos);
+        let mtime = pax(stat.modified);
         let t = match self.options.times {
             TimeSource::LastWrite => Times {
                 creation: mtime,
@@ -341,9 +345,9 @@ impl<'a> Export<'a> {
                             }
                         }
                     }),
-                access: PaxTime::new(md.atime(), md.atime_nsec() as u32),
+                access: pax(stat.accessed),
                 write: mtime,
-                change: PaxTime::new(md.ctime(), md.ctime_nsec() as u32),
+                change: pax(stat.changed),
             },
         };
         match self.options.source_date_epoch {
@@ -508,6 +512,11 @@ impl<'a> Export<'a> {
     ) -> Result<bool, TransportError> {
         let fail = |reason: String| TransportError::at(rel, reason);
         let len = file.metadata().map_err(|e| fail(e.to_string()))?.len();
+        let link_key = if is_dir {
+            None
+        } else {
+            crate::sys::link_key(md, &file).map_err(|e| fail(e.to_string()))?
+        };
         let mut file = BufReader::new(file);
         let mut raw = [0u8; 4];
         file.read_exact(&mut raw)
@@ -524,8 +533,8 @@ impl<'a> Export<'a> {
         let mut pax = vec![attr_record(attr)];
         t.records(&mut pax);
 
-        if !is_dir && md.nlink() > 1 {
-            match self.links.get(&(md.dev(), md.ino())) {
+        if let Some(key) = link_key {
+            match self.links.get(&key) {
                 Some(first) => {
                     // export.go: a later name of a file is a hard link to
                     // the first, with BasicInfoHeader's records, mode 0644.
@@ -535,7 +544,7 @@ impl<'a> Export<'a> {
                     return Ok(false);
                 }
                 None => {
-                    self.links.insert((md.dev(), md.ino()), rel.to_string());
+                    self.links.insert(key, rel.to_string());
                 }
             }
         }

@@ -18,12 +18,19 @@ use crate::tree::TreeRoot;
 use crate::windows::check::{record, State};
 use crate::windows::sd::SecurityDescriptor;
 use crate::windows::{base64, PaxTime};
-use rustix::fs::{AtFlags, Mode, OFlags, Timespec, Timestamps};
 use std::collections::HashSet;
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
-use std::os::fd::OwnedFd;
 use std::path::Path;
+
+#[cfg(unix)]
+mod unix;
+#[cfg(unix)]
+use unix as sys;
+#[cfg(windows)]
+mod windows;
+#[cfg(windows)]
+use windows as sys;
 
 const ATTR_DIRECTORY: u32 = 0x10;
 
@@ -161,7 +168,7 @@ impl<R: Read> Import<R> {
         for (rel, t) in self.dirs.iter().rev() {
             let (parent, last) = rel.rsplit_once('/').unwrap_or(("", rel));
             let dir = self.dir(parent)?;
-            rustix::fs::utimensat(&dir, last, &timestamps(*t), AtFlags::SYMLINK_NOFOLLOW)
+            sys::set_times_at(&dir, last, t.access, t.write)
                 .map_err(|e| TransportError::at(rel, format!("setting times: {e}")))?;
         }
         let mut text = format!("{TOMBSTONES_HEADER}\n");
@@ -222,7 +229,7 @@ impl<R: Read> Import<R> {
         let (parent, last) = name.rsplit_once('/').expect("under Files/");
         let from = self.dir(tparent)?;
         let to = self.dir(parent)?;
-        rustix::fs::linkat(&from, tlast, &to, last, AtFlags::empty())
+        sys::link(&from, tlast, &to, last)
             .map_err(|e| TransportError::at(name, format!("linking to {target:?}: {e}")))?;
         self.files.insert(name.to_string());
         self.result.links.push((name.to_string(), target));
@@ -295,8 +302,7 @@ impl<R: Read> Import<R> {
 
         let file = if is_dir {
             let dir = self.dir(parent)?;
-            rustix::fs::mkdirat(&dir, last, Mode::from_raw_mode(0o755))
-                .map_err(|e| fail(format!("creating the directory: {e}")))?;
+            sys::mkdir(&dir, last).map_err(|e| fail(format!("creating the directory: {e}")))?;
             self.dirs.push((name.to_string(), times));
             self.create(parent, &format!("{last}{DIR_SUFFIX}"))?
         } else {
@@ -386,7 +392,7 @@ impl<R: Read> Import<R> {
     }
 
     /// The folder directory `rel`, reached without following a symlink.
-    fn dir(&self, rel: &str) -> Result<OwnedFd, TransportError> {
+    fn dir(&self, rel: &str) -> Result<sys::Dir, TransportError> {
         self.root
             .open_dir(Path::new(rel))
             .map_err(|e| TransportError::at(rel, format!("opening the directory: {e}")))
@@ -396,18 +402,14 @@ impl<R: Read> Import<R> {
     /// exists (hcsshim's `FILE_CREATE`); a symlink there is not followed.
     fn create(&self, parent: &str, name: &str) -> Result<File, TransportError> {
         let dir = self.dir(parent)?;
-        let flags =
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let fd =
-            rustix::fs::openat(&dir, name, flags, Mode::from_raw_mode(0o644)).map_err(|e| {
-                let rel = if parent.is_empty() {
-                    name.to_string()
-                } else {
-                    format!("{parent}/{name}")
-                };
-                TransportError::at(rel, format!("creating the file: {e}"))
-            })?;
-        Ok(File::from(fd))
+        sys::create(&dir, name).map_err(|e| {
+            let rel = if parent.is_empty() {
+                name.to_string()
+            } else {
+                format!("{parent}/{name}")
+            };
+            TransportError::at(rel, format!("creating the file: {e}"))
+        })
     }
 }
 
@@ -415,20 +417,8 @@ fn not_supported(name: &str, what: &str) -> TransportError {
     TransportError::at(name, format!("not supported: {what}"))
 }
 
-fn timestamps(t: Times) -> Timestamps {
-    let spec = |t: PaxTime| Timespec {
-        tv_sec: t.secs as _,
-        tv_nsec: t.nanos as _,
-    };
-    Timestamps {
-        last_access: spec(t.access),
-        last_modification: spec(t.write),
-    }
-}
-
 /// The transport file's times are the entry's (hcsshim sets them with
-/// `SetFileBasicInfo`); Linux can keep the last write and last access.
+/// `SetFileBasicInfo`); this keeps the last write and last access.
 fn set_times(file: &File, t: Times) -> io::Result<()> {
-    rustix::fs::futimens(file, &timestamps(t))?;
-    Ok(())
+    sys::set_file_times(file, t.access, t.write)
 }

@@ -404,6 +404,10 @@ fn unusable_entries_are_refused() {
 /// the same order, with exactly the PAX records the recipe prescribes
 /// and no global header.
 #[test]
+#[cfg_attr(
+    windows,
+    ignore = "runs python3, which a Windows test host (or Wine) seldom has; the Linux run covers it"
+)]
 fn python_tarfile_reads_every_record() {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("tool.exe");
