@@ -63,14 +63,29 @@ fn network_sets_the_default_of_run_steps() {
         err.contains("--network=host needs the network.host entitlement, as in BuildKit: add --allow network.host"),
         "{err}"
     );
+    // The host's interfaces may come and go meanwhile (another program's
+    // veth): the step sees at least those there before and after, and
+    // none that was in neither list.
+    let before = interfaces(&std::fs::read_to_string("/proc/net/dev").unwrap());
     let host = run_and_read(
         d,
         file,
         &["--network=host", "--allow", "network.host"],
         "net",
     );
-    let ours = std::fs::read_to_string("/proc/net/dev").unwrap();
-    assert_eq!(interfaces(&host), interfaces(&ours));
+    let after = interfaces(&std::fs::read_to_string("/proc/net/dev").unwrap());
+    let seen = interfaces(&host);
+    let stayed: Vec<&String> = before.iter().filter(|n| after.contains(n)).collect();
+    assert!(stayed.len() > 1, "the host has only {stayed:?}");
+    for name in stayed {
+        assert!(seen.contains(name), "{name} missing from {seen:?}");
+    }
+    for name in &seen {
+        assert!(
+            before.contains(name) || after.contains(name),
+            "{name} is not the host's"
+        );
+    }
 
     let own = "FROM bb\nRUN --network=none cat /proc/net/dev > /net\n";
     let step_wins = run_and_read(
