@@ -48,6 +48,12 @@ CREATE TABLE IF NOT EXISTS stat_cache (
     digest TEXT NOT NULL,
     PRIMARY KEY (context, path)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS file_digests (
+    layer TEXT NOT NULL,
+    ordinal INTEGER NOT NULL,
+    digest TEXT NOT NULL,
+    PRIMARY KEY (layer, ordinal)
+) WITHOUT ROWID;
 ";
 
 /// A layer a cached step produced.
@@ -277,6 +283,51 @@ impl Cache {
         Ok(())
     }
 
+    /// The content digests known of the files in the layer blob `layer`,
+    /// by their entry's ordinal in the blob (see [`Cache::put_file_digests`]).
+    pub fn file_digests(&self, layer: &Digest) -> Result<HashMap<u64, Digest>, Error> {
+        let conn = self.conn()?;
+        let mut stmt = conn
+            .prepare_cached("SELECT ordinal, digest FROM file_digests WHERE layer = ?1")
+            .map_err(|e| self.db(e))?;
+        let rows = stmt
+            .query_map([layer.to_string()], |row| {
+                Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| self.db(e))?;
+        rows.into_iter()
+            .map(|(ordinal, digest)| {
+                let ordinal = u64::try_from(ordinal)
+                    .map_err(|_| self.corrupt(format!("file digest of {layer} at {ordinal}")))?;
+                Ok((ordinal, self.digest(&digest)?))
+            })
+            .collect()
+    }
+
+    /// Remembers the sha256 of the contents of files in the layer blob
+    /// `layer` (an entry's ordinal, its digest), so that keying a `COPY
+    /// --from` by what it copies reads a blob once, not at every build. A
+    /// blob's entries never change: its digest names them.
+    pub fn put_file_digests(&self, layer: &Digest, digests: &[(u64, Digest)]) -> Result<(), Error> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction().map_err(|e| self.db(e))?;
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO file_digests (layer, ordinal, digest) VALUES (?1, ?2, ?3)",
+                )
+                .map_err(|e| self.db(e))?;
+            for (ordinal, digest) in digests {
+                let ordinal = i64::try_from(*ordinal).unwrap_or(i64::MAX);
+                insert
+                    .execute(params![layer.to_string(), ordinal, digest.to_string()])
+                    .map_err(|e| self.db(e))?;
+            }
+        }
+        tx.commit().map_err(|e| self.db(e))
+    }
+
     /// Every record, most recently used first.
     pub fn entries(&self) -> Result<Vec<Entry>, Error> {
         let conn = self.conn()?;
@@ -331,6 +382,19 @@ impl Cache {
                     .execute([e.key.to_string()])
                     .map_err(|e| self.db(e))?;
             }
+        }
+        {
+            // What was known of the freed blobs' files goes with them.
+            let mut forget = tx
+                .prepare_cached("DELETE FROM file_digests WHERE layer = ?1")
+                .map_err(|e| self.db(e))?;
+            for blob in &report.freed_blobs {
+                forget.execute([blob.to_string()]).map_err(|e| self.db(e))?;
+            }
+        }
+        if filter.all {
+            tx.execute("DELETE FROM file_digests", [])
+                .map_err(|e| self.db(e))?;
         }
         let forget_before = if filter.all { Some(i64::MAX) } else { until };
         if let Some(before) = forget_before {

@@ -336,3 +336,43 @@ fn check_reports_bad_records() {
     assert!(cache.get(&key("good")).unwrap().is_some());
     assert!(matches!(cache.entries(), Err(Error::Corrupt { .. })));
 }
+
+#[test]
+fn file_digests_are_kept_per_blob_and_go_with_a_freed_blob() {
+    let (_dir, cache) = open();
+    let (a, b) = (layer("blob-a", 10), layer("blob-b", 10));
+    assert!(cache.file_digests(&a.digest).unwrap().is_empty());
+    let one = Digest::of(b"one");
+    let two = Digest::of(b"two");
+    cache
+        .put_file_digests(&a.digest, &[(3, one), (7, two)])
+        .unwrap();
+    cache.put_file_digests(&b.digest, &[(3, two)]).unwrap();
+    let known = cache.file_digests(&a.digest).unwrap();
+    assert_eq!((known.len(), known[&3], known[&7]), (2, one, two));
+    // A blob pruned away takes what was known of its files with it.
+    cache
+        .put(&key("a"), &record(Some(a.clone()), "COPY a"))
+        .unwrap();
+    cache
+        .put(&key("b"), &record(Some(b.clone()), "COPY b"))
+        .unwrap();
+    tick();
+    cache.get(&key("b")).unwrap();
+    let report = cache
+        .prune(&PruneFilter {
+            keep_bytes: Some(10),
+            ..PruneFilter::default()
+        })
+        .unwrap();
+    assert_eq!(report.freed_blobs, [a.digest]);
+    assert!(cache.file_digests(&a.digest).unwrap().is_empty());
+    assert_eq!(cache.file_digests(&b.digest).unwrap()[&3], two);
+    cache
+        .prune(&PruneFilter {
+            all: true,
+            ..PruneFilter::default()
+        })
+        .unwrap();
+    assert!(cache.file_digests(&b.digest).unwrap().is_empty());
+}

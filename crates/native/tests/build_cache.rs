@@ -494,3 +494,72 @@ fn add_of_a_url_is_cached_only_with_a_checksum() {
     // The hit downloads nothing.
     assert_eq!(server.requests().len(), 3);
 }
+
+#[test]
+fn a_builder_stage_that_runs_again_but_makes_the_same_files_misses_nothing_after_it() {
+    // BuildKit keys COPY --from by the content of what it copies (type,
+    // mode, owner, size, xattrs, bytes; not mtimes): a builder that
+    // reruns (a README changed) and makes the same binary leaves the final
+    // stage cached. Keyed by the builder's layer ids, it rebuilt it all.
+    let env = Env::new();
+    env.file("src/main.txt", "v1\n").file("README", "one\n");
+    let dockerfile = "FROM bb AS build\nCOPY . /src\n\
+                      RUN echo built && mkdir /out && cat /src/src/main.txt > /out/app && ln /out/app /out/app2\n\
+                      FROM bb\nCOPY --from=build /out /app\nRUN echo final && cat /app/app > /copied\n";
+    let req = with_busybox(env.request(dockerfile));
+    let first = build(&env, &req);
+    assert!(
+        first.output.contains(&"final".to_string()),
+        "{:?}",
+        first.output
+    );
+
+    env.file("README", "two\n");
+    let second = build(&env, &req);
+    // The builder ran again (new mtimes on /out/app), the final stage did not.
+    assert_eq!(second.output, ["built"], "{:?}", second.missed);
+    assert!(second.cached.contains(&(1, 1)) && second.cached.contains(&(1, 2)));
+    let (last, first_layers) = (env.layers(&second.built), env.layers(&first.built));
+    assert_eq!(
+        last[last.len() - 2..],
+        first_layers[first_layers.len() - 2..]
+    );
+
+    // A rebuild that changes nothing hits by the builder's layers.
+    let third = build(&env, &req);
+    assert!(third.output.is_empty(), "{:?}", third.output);
+
+    // What is copied changed: the COPY and everything after it miss.
+    env.file("src/main.txt", "v2\n");
+    let fourth = build(&env, &req);
+    assert_eq!(fourth.output, ["built", "final"]);
+    let layers = env.layers(&fourth.built);
+    let copied = layers
+        .last()
+        .unwrap()
+        .iter()
+        .find(|e| e.line.starts_with("copied "))
+        .unwrap();
+    assert_eq!(copied.data, "v2\n");
+
+    // So does a change of mode alone, or of the link structure.
+    let req = with_busybox(
+        env.request(&dockerfile.replace("ln /out/app /out/app2", "cp /out/app /out/app2")),
+    );
+    let fifth = build(&env, &req);
+    assert!(
+        fifth.output.contains(&"final".to_string()),
+        "{:?}",
+        fifth.output
+    );
+    let req = with_busybox(env.request(&dockerfile.replace(
+        "ln /out/app /out/app2",
+        "cp /out/app /out/app2 && chmod 600 /out/app2",
+    )));
+    let sixth = build(&env, &req);
+    assert!(
+        sixth.output.contains(&"final".to_string()),
+        "{:?}",
+        sixth.output
+    );
+}

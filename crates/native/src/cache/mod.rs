@@ -11,6 +11,7 @@
 //! `--checksum` or of a git repository is never cached, since only the
 //! download says what it holds.
 
+mod image_sources;
 mod remote;
 
 use crate::copy::paths::{clean_clamped, go_match, join, split_wildcards};

@@ -45,9 +45,11 @@ pub use error::Error;
 pub use headers::prune as prune_saved_headers;
 pub use users::{RootDir, UserDb};
 
-use kiln_oci::LayerFormat;
+use kiln_oci::layer::read::{LayerReader, ReadError};
+use kiln_oci::{Digest, DigestWriter, LayerFormat};
 use kiln_store::{Descriptor, Store};
-use std::io::Read;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::{self, Read};
 use std::path::Path;
 use std::sync::Arc;
 use tree::Tree;
@@ -327,6 +329,64 @@ impl ImageFs {
             reader.take(entry.size).read_to_end(&mut out).map(drop)
         })?;
         Ok(Some(out))
+    }
+
+    /// The blob digest of layer `index` (as [`FsEntry::layer`] and
+    /// [`FsEntry::content_key`] count them).
+    pub fn layer_digest(&self, index: usize) -> Option<Digest> {
+        self.tree.layers.get(index).map(|l| l.digest)
+    }
+
+    /// The sha256 of the bytes of each file named by its
+    /// [`FsEntry::content_key`] in `wanted`: each layer holding one is
+    /// streamed once, up to the last file wanted from it, and nothing is
+    /// held in memory but the digests. A key naming no layer of this view
+    /// is left out of the answer.
+    pub fn content_digests(
+        &self,
+        wanted: &[(usize, u64)],
+    ) -> Result<HashMap<(usize, u64), Digest>, Error> {
+        let mut by_layer: BTreeMap<usize, BTreeSet<u64>> = BTreeMap::new();
+        for &(layer, ordinal) in wanted {
+            by_layer.entry(layer).or_default().insert(ordinal);
+        }
+        let mut out = HashMap::new();
+        for (index, mut ordinals) in by_layer {
+            let Some(layer) = self.tree.layers.get(index) else {
+                continue;
+            };
+            let fail = |e: ReadError| Error::Layer {
+                layer: layer.digest,
+                entry: e.entry,
+                reason: e.reason,
+            };
+            let mut reader = LayerReader::new(index::open_layer(layer)?).map_err(fail)?;
+            while !ordinals.is_empty() {
+                let Some(entry) = reader.next_entry().map_err(fail)? else {
+                    break;
+                };
+                if !ordinals.remove(&entry.ordinal) {
+                    continue;
+                }
+                let mut hashed = DigestWriter::new(io::sink());
+                io::copy(&mut reader, &mut hashed).map_err(|e| Error::Layer {
+                    layer: layer.digest,
+                    entry: Some(entry.display_name()),
+                    reason: format!("reading entry {}: {e}", entry.ordinal),
+                })?;
+                out.insert((index, entry.ordinal), hashed.finish().0);
+            }
+            if let Some(missing) = ordinals.first() {
+                return Err(Error::Layer {
+                    layer: layer.digest,
+                    entry: None,
+                    reason: format!(
+                        "the blob has no entry {missing} any more; it changed since it was indexed"
+                    ),
+                });
+            }
+        }
+        Ok(out)
     }
 
     /// The children of the directory at `path` (cleaned lexically; no

@@ -29,6 +29,23 @@ struct Key {
     shape: KeyBuilder,
     /// The digest of those files and their listing, when it reads any.
     sources: Option<SourcesDigest>,
+    /// For a COPY from a stage or an image: its second key, by what it
+    /// copies (see [`ByContent`]).
+    by_content: Option<ByContent>,
+}
+
+/// A `COPY --from` is keyed as BuildKit keys it: first by the layers of
+/// its source (which needs no layer read, so a rebuild that changed
+/// nothing stays free), then, on a miss, by the content of what it copies
+/// (so a builder stage that ran again but made the same files still
+/// hits). Either key finds the record, and the steps after it are keyed
+/// by the layer it made, so they hit whichever key did.
+struct ByContent {
+    /// The key without the source's layers.
+    shape: KeyBuilder,
+    fs: super::lazy_fs::LazyFs,
+    paths: Vec<String>,
+    mask: SourceMask,
 }
 
 impl State {
@@ -72,7 +89,14 @@ impl State {
         }
         .finish();
         let disabled = ctx.cache.disabled_for(stage.name.as_deref(), stage.index);
-        let found = ctx.cache.get(&full);
+        let mut found = ctx.cache.get(&full);
+        let mut by_content = None;
+        if found.is_none() && disabled.is_none() {
+            if let Some(content) = &key.by_content {
+                by_content = self.content_key(ctx, step, content)?;
+                found = by_content.and_then(|k| ctx.cache.get(&k));
+            }
+        }
         if let (None, Some((record, remote))) = (disabled, &found) {
             let taken = if makes_layer {
                 self.replay(ctx, step, record, *remote)?
@@ -85,7 +109,13 @@ impl State {
                     ctx.cache.took_remote(full, record);
                 }
                 ctx.cache.used(stage.index, full, record);
-                self.took(full, record, makes_layer);
+                if let Some(content) = by_content {
+                    // Found by content: the layer-id key finds it next time.
+                    ctx.cache.put(&full, record);
+                    ctx.cache.used(stage.index, content, record);
+                }
+                let chain = self.chain_after(full, &key, record);
+                self.took(chain, record, makes_layer);
                 return Ok(true);
             }
         }
@@ -134,6 +164,15 @@ impl State {
         };
         ctx.cache.put(&full, &record);
         ctx.cache.used(stage.index, full, &record);
+        if let Some(content) = &key.by_content {
+            if by_content.is_none() {
+                by_content = self.content_key(ctx, step, content)?;
+            }
+        }
+        if let Some(content) = by_content {
+            ctx.cache.put(&content, &record);
+            ctx.cache.used(stage.index, content, &record);
+        }
         if let Some(sources) = &key.sources {
             let shape = Record {
                 layer: None,
@@ -144,10 +183,45 @@ impl State {
             ctx.cache.put(&shape_key(&key.shape), &shape);
         }
         if makes_layer {
-            self.key = full;
+            self.key = self.chain_after(full, &key, &record);
         }
         self.created = Some(self.created.map_or(ctx.now, |c| c.max(ctx.now)));
         Ok(false)
+    }
+
+    /// The chain key after a step found or stored under `full`: `full`
+    /// itself, but for a step with two keys ([`ByContent`]) the chain
+    /// before it and the layer it made, the same whichever key hit.
+    fn chain_after(&self, full: Digest, key: &Key, record: &Record) -> Digest {
+        match (&key.by_content, &record.layer) {
+            (Some(_), Some(layer)) => KeyBuilder::new("after-copy-from")
+                .parent(&self.key)
+                .field("diff_id", layer.diff_id.to_string())
+                .finish(),
+            _ => full,
+        }
+    }
+
+    /// The content key of a `COPY --from` ([`ByContent`]), indexing its
+    /// source's layers; `None` when its sources cannot be keyed so.
+    fn content_key(
+        &self,
+        ctx: &StageContext,
+        step: &Step,
+        content: &ByContent,
+    ) -> Result<Option<Digest>, BuildError> {
+        let fs = content.fs.resolved(ctx)?;
+        let digest = ctx
+            .cache
+            .image_sources_digest(&fs, &content.paths, content.mask)
+            .map_err(|e| ctx.error_at(step.command.start_line, ErrorKind::Io, e, None))?;
+        Ok(digest.map(|d| {
+            content
+                .shape
+                .clone()
+                .field("from-content", d.to_string())
+                .finish()
+        }))
     }
 
     /// Moves the chain on past a step taken from `record` (a config-only
@@ -296,6 +370,7 @@ impl State {
         let mut context: Vec<String> = Vec::new();
         let mut dir_from: Option<(&Path, &kiln_frontend::dockerignore::Matcher)> = None;
         let mut mask = SourceMask::ALL;
+        let mut by_content = None;
         match &step.command.instruction {
             Instruction::Copy(i) => {
                 mask = source_mask(i.chmod.as_deref(), i.chown.is_some());
@@ -307,7 +382,15 @@ impl State {
                             dir_from = Some((dir, ignore));
                             context = paths;
                         }
-                        From::Fs(_, layers) => shape = shape.field("from", layer_ids(&layers)),
+                        From::Fs(fs, layers) => {
+                            by_content = Some(ByContent {
+                                shape: shape.clone(),
+                                fs,
+                                paths: paths.clone(),
+                                mask,
+                            });
+                            shape = shape.field("from", layer_ids(&layers));
+                        }
                     },
                 }
             }
@@ -381,7 +464,11 @@ impl State {
                     .map_err(fail)?,
             )
         };
-        Ok(Ok(Key { shape, sources }))
+        Ok(Ok(Key {
+            shape,
+            sources,
+            by_content,
+        }))
     }
 }
 
