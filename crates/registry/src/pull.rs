@@ -186,13 +186,20 @@ impl Client {
     }
 
     /// Downloads `blobs` of `reference`'s repository concurrently; returns
-    /// each digest with whether it was fetched (false: already stored).
+    /// each digest with whether it was fetched (false: already stored). A
+    /// blob listed twice (two steps that made the same change) is fetched
+    /// once.
     pub(crate) async fn download_all(
         &self,
         store: &dyn Ingester,
         reference: &Reference,
         blobs: Vec<Descriptor>,
     ) -> Result<Vec<(Digest, bool)>> {
+        let mut seen = std::collections::HashSet::new();
+        let blobs: Vec<Descriptor> = blobs
+            .into_iter()
+            .filter(|d| seen.insert(d.digest))
+            .collect();
         futures_util::stream::iter(blobs)
             .map(|d| async move {
                 let fetched = self.download(store, reference, &d).await?;

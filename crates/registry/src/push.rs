@@ -263,10 +263,13 @@ impl Client {
         outcomes: &Mutex<Vec<(Digest, BlobOutcome)>>,
     ) -> Result<()> {
         // Only kept foreign layers are left with urls here (the rest were
-        // made distributable); their bytes stay where the urls point.
+        // made distributable); their bytes stay where the urls point. A
+        // blob listed twice (two steps that made the same change) goes once.
+        let mut seen = std::collections::HashSet::new();
         let todo = std::iter::once(config)
             .chain(layers)
-            .filter(|d| !d.is_foreign());
+            .filter(|d| !d.is_foreign())
+            .filter(move |d| seen.insert(d.digest));
         futures_util::stream::iter(todo)
             .map(|d| async move {
                 let outcome = self.push_blob(blobs, dest, &d, opts).await?;

@@ -592,3 +592,67 @@ fn push_progress_counts_each_blob_to_its_size_in_chunks_and_reports_mounts() {
     want.sort();
     assert_eq!(got, want);
 }
+
+#[test]
+fn a_layer_listed_twice_is_pushed_once_and_pulled_once() {
+    // Two steps that made the same change give one blob twice in a
+    // manifest; it went up twice, side by side.
+    let registry = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let layout = kiln_oci::Layout::create(dir.path()).unwrap();
+    let base = kiln_oci::Layout::open(&base_images().busybox).unwrap();
+    let manifest = layout_manifest(&base_images().busybox);
+    let mut image: serde_json::Value =
+        serde_json::from_slice(&base.read_blob(&manifest.digest).unwrap()).unwrap();
+    for d in std::iter::once(&image["config"]).chain(image["layers"].as_array().unwrap()) {
+        let digest: kiln_oci::Digest = d["digest"].as_str().unwrap().parse().unwrap();
+        layout
+            .write_blob(&digest, base.open_blob(&digest).unwrap())
+            .unwrap();
+    }
+    let layer = image["layers"][0].clone();
+    image["layers"] = serde_json::json!([layer.clone(), layer.clone()]);
+    let twice = layout
+        .put_bytes(
+            manifest.media_type.as_str(),
+            &serde_json::to_vec(&image).unwrap(),
+        )
+        .unwrap();
+    let recorded = std::sync::Arc::new(Recorded::default());
+    let opts = PushOptions {
+        mount_from: Vec::new(),
+        progress: Some(recorded.clone()),
+    };
+    let dest = format!("{}/twice:1", registry.host()).parse().unwrap();
+    let client = Client::new(options(&[registry.host()]));
+    rt().block_on(client.push(&layout, &twice, &dest, &opts))
+        .unwrap();
+    drop(opts);
+    let calls = std::sync::Arc::try_unwrap(recorded)
+        .ok()
+        .unwrap()
+        .0
+        .into_inner()
+        .unwrap();
+    let layer_digest = layer["digest"].as_str().unwrap();
+    let done: Vec<&str> = calls
+        .iter()
+        .filter(|c| c.1 == layer_digest && c.0 != "sent")
+        .map(|c| c.0)
+        .collect();
+    assert_eq!(done, ["started", "uploaded"]);
+
+    let proxy = Proxy::start(registry.port(), Vec::new());
+    let client = Client::new(options(&[proxy.host()]));
+    let store_dir = tempfile::tempdir().unwrap();
+    let store = Store::open(store_dir.path()).unwrap();
+    let reference = format!("{}/twice:1", proxy.host()).parse().unwrap();
+    rt().block_on(client.pull(&store, &reference, None))
+        .unwrap();
+    let gets = proxy
+        .requests()
+        .iter()
+        .filter(|r| r.starts_with("GET ") && r.contains(&format!("/blobs/{layer_digest}")))
+        .count();
+    assert_eq!(gets, 1, "{:?}", proxy.requests());
+}
