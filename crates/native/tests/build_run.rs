@@ -205,6 +205,35 @@ fn user_workdir_env_and_hosts_are_what_the_step_sees() {
 }
 
 #[test]
+fn a_step_has_no_inheritable_or_ambient_capabilities_so_a_user_step_has_none() {
+    // containerd's default spec under BuildKit: bounding, permitted and
+    // effective only. Ambient capabilities gave USER nobody
+    // NET_BIND_SERVICE, KILL and AUDIT_WRITE.
+    let env = Env::new();
+    let req = request(
+        &env,
+        "FROM bb\nRUN grep Cap /proc/self/status\nUSER 65534:65534\nRUN grep Cap /proc/self/status\n",
+    );
+    let (built, events) = env.build_events(&req);
+    built.unwrap();
+    let out = output(&events);
+    let docker = "00000000a80425fb";
+    let zero = "0000000000000000";
+    let want = |inh: &str, prm: &str, eff: &str, bnd: &str, amb: &str| {
+        vec![
+            format!("CapInh:\t{inh}"),
+            format!("CapPrm:\t{prm}"),
+            format!("CapEff:\t{eff}"),
+            format!("CapBnd:\t{bnd}"),
+            format!("CapAmb:\t{amb}"),
+        ]
+    };
+    let mut expected = want(zero, docker, docker, docker, zero);
+    expected.extend(want(zero, zero, zero, docker, zero));
+    assert_eq!(out, expected);
+}
+
+#[test]
 fn steps_that_make_the_same_layer_twice_leave_later_steps_runnable() {
     let env = Env::new();
     // Both `true`s leave the same (empty) change: one diff_id twice below

@@ -452,10 +452,16 @@ pub(crate) fn build(
         .env(spec.env.clone())
         .cwd(&spec.cwd)
         .capabilities(
+            // Inheritable and ambient stay empty, as containerd's default
+            // spec under BuildKit leaves them: oci-spec's defaults for
+            // unset sets (AUDIT_WRITE, KILL, NET_BIND_SERVICE) put in the
+            // ambient set gave a non-root USER those capabilities.
             LinuxCapabilitiesBuilder::default()
                 .bounding(caps.clone())
                 .effective(caps.clone())
                 .permitted(caps)
+                .inheritable(oci_spec::runtime::Capabilities::new())
+                .ambient(oci_spec::runtime::Capabilities::new())
                 .build()
                 .map_err(oci)?,
         )
