@@ -323,14 +323,30 @@ impl ConfigBuilder {
         self.history(format!("{created_by} # buildkit"), true);
     }
 
-    /// Finishes the stage: `created` is the source date epoch when set,
-    /// else `now` (seconds since the Unix epoch).
+    /// Finishes the stage: history entries without a time take their
+    /// neighbour's, and `created` is the source date epoch when set, else
+    /// the last history entry's time, else `now` (seconds since the Unix
+    /// epoch).
     pub fn build(mut self, now: i64) -> ImageConfig {
-        let created = rfc3339(self.epoch.unwrap_or(now));
-        self.config.set_top("created", json!(created));
         if self.config.as_json().get("history").is_some() {
             fill_history_times(self.config.top_array_mut("history"));
         }
+        // BuildKit's exporter takes `created` from the last history entry
+        // with a time (a stage of config-only steps keeps its base's),
+        // else the source date epoch or now.
+        let last = self
+            .config
+            .as_json()
+            .get("history")
+            .and_then(Value::as_array)
+            .and_then(|h| h.iter().rev().find_map(|e| e.get("created").cloned()))
+            .filter(Value::is_string);
+        let created = match (self.epoch, last) {
+            (Some(epoch), _) => json!(rfc3339(epoch)),
+            (None, Some(last)) => last,
+            (None, None) => json!(rfc3339(now)),
+        };
+        self.config.set_top("created", created);
         self.config
     }
 
