@@ -61,6 +61,57 @@ pub fn join_absolute<S: AsRef<str>>(components: &[S]) -> String {
     out
 }
 
+const DEVICES: [&str; 4] = ["CON", "PRN", "AUX", "NUL"];
+
+/// What the Win32 layer of an NTFS volume would not store faithfully in
+/// the file name `name`, if anything: `\ / : * ? " < > |` (a `:` would be
+/// read as an alternate data stream), control characters, a trailing dot
+/// or space (Win32 strips them), a DOS device name, and `.`, `..` or empty.
+/// Here, not in [`crate::windows`], because the Windows extractor of
+/// [`crate::layer`] checks names too.
+pub fn windows_name_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() || name == "." || name == ".." {
+        return Some("not a file name");
+    }
+    if let Some(c) = name.chars().find(|c| "\\/:*?\"<>|".contains(*c)) {
+        return Some(match c {
+            ':' => "':' in a name makes Windows read it as an alternate data stream",
+            _ => "contains a character Windows does not allow in file names (\\ / : * ? \" < > |)",
+        });
+    }
+    if name.chars().any(|c| (c as u32) < 0x20) {
+        return Some("contains a control character, which Windows does not allow in file names");
+    }
+    if name.ends_with('.') || name.ends_with(' ') {
+        return Some("ends with a dot or a space, which Windows strips from file names");
+    }
+    if is_device_name(name) {
+        return Some("is a DOS device name (CON, PRN, AUX, NUL, COM1-9, LPT1-9), which Windows opens as a device in every directory");
+    }
+    None
+}
+
+fn is_device_name(name: &str) -> bool {
+    let stem = name
+        .split('.')
+        .next()
+        .unwrap_or_default()
+        .trim_end_matches(' ');
+    let upper = stem.to_ascii_uppercase();
+    if DEVICES.contains(&upper.as_str()) {
+        return true;
+    }
+    let Some(num) = upper.strip_prefix("COM").or(upper.strip_prefix("LPT")) else {
+        return false;
+    };
+    let mut chars = num.chars();
+    // Windows also takes the superscript digits ¹ ² ³ as port numbers.
+    matches!(
+        (chars.next(), chars.next()),
+        (Some('1'..='9' | '¹' | '²' | '³'), None)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

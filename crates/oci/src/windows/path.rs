@@ -97,59 +97,16 @@ fn clean(mut out: Vec<String>, rest: &str) -> Vec<String> {
 
 /// DOS device names, which Win32 opens as devices in any directory and
 /// with any extension (`NUL.txt` is `NUL`).
-const DEVICES: [&str; 4] = ["CON", "PRN", "AUX", "NUL"];
-
 /// Checks one file name against what the Win32 layer of an NTFS volume
-/// stores faithfully: no `\ / : * ? " < > |` (a `:` would be read as an
-/// alternate data stream), no control characters, no trailing dot or space
-/// (Win32 strips them), no DOS device name, and not `.`, `..` or empty.
+/// stores faithfully ([`crate::path::windows_name_problem`]).
 pub fn validate_name(name: &str) -> Result<(), PathError> {
-    let bad = |reason| {
-        Err(PathError::BadName {
+    match crate::path::windows_name_problem(name) {
+        None => Ok(()),
+        Some(reason) => Err(PathError::BadName {
             name: name.to_string(),
             reason,
-        })
-    };
-    if name.is_empty() || name == "." || name == ".." {
-        return bad("not a file name");
+        }),
     }
-    if let Some(c) = name.chars().find(|c| "\\/:*?\"<>|".contains(*c)) {
-        return bad(match c {
-            ':' => "':' in a name makes Windows read it as an alternate data stream",
-            _ => "contains a character Windows does not allow in file names (\\ / : * ? \" < > |)",
-        });
-    }
-    if name.chars().any(|c| (c as u32) < 0x20) {
-        return bad("contains a control character, which Windows does not allow in file names");
-    }
-    if name.ends_with('.') || name.ends_with(' ') {
-        return bad("ends with a dot or a space, which Windows strips from file names");
-    }
-    if is_device_name(name) {
-        return bad("is a DOS device name (CON, PRN, AUX, NUL, COM1-9, LPT1-9), which Windows opens as a device in every directory");
-    }
-    Ok(())
-}
-
-fn is_device_name(name: &str) -> bool {
-    let stem = name
-        .split('.')
-        .next()
-        .unwrap_or_default()
-        .trim_end_matches(' ');
-    let upper = stem.to_ascii_uppercase();
-    if DEVICES.contains(&upper.as_str()) {
-        return true;
-    }
-    let Some(num) = upper.strip_prefix("COM").or(upper.strip_prefix("LPT")) else {
-        return false;
-    };
-    let mut chars = num.chars();
-    // Windows also takes the superscript digits ¹ ² ³ as port numbers.
-    matches!(
-        (chars.next(), chars.next()),
-        (Some('1'..='9' | '¹' | '²' | '³'), None)
-    )
 }
 
 /// The key under which NTFS considers two names equal: each character

@@ -50,7 +50,9 @@ fn names(path: &[u8]) -> Result<Vec<&str>, String> {
         .map_err(|_| "the name is not UTF-8, so no Windows file can have it".to_string())?;
     let comps: Vec<&str> = text.split('/').collect();
     for c in &comps {
-        crate::windows::path::validate_name(c).map_err(|e| e.to_string())?;
+        if let Some(reason) = crate::path::windows_name_problem(c) {
+            return Err(format!("{c:?}: {reason}"));
+        }
     }
     Ok(comps)
 }
