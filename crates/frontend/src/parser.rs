@@ -29,6 +29,9 @@ use directives::DirectiveParser;
 use node::{node_from_line, LineError};
 use text::{go_lower, trim_newline};
 
+/// The longest line BuildKit's parser reads (`bufio.MaxScanTokenSize - 1`).
+const MAX_LINE: usize = 65_535;
+
 /// The UTF-8 byte-order mark, ignored at the start of a file.
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
@@ -42,6 +45,23 @@ const BOM: &[u8] = b"\xEF\xBB\xBF";
 /// ```
 pub fn parse(file: &str, source: &[u8]) -> Result<Ast, Error> {
     let source = source.strip_prefix(BOM).unwrap_or(source);
+    // BuildKit reads lines with a 64 KiB scanner and refuses a longer one.
+    if let Some((i, line)) = source
+        .split(|b| *b == b'\n')
+        .enumerate()
+        .find(|(_, l)| l.len() > MAX_LINE)
+    {
+        return Err(Error::new(
+            ErrorKind::Syntax,
+            format!("dockerfile line greater than max allowed size of {MAX_LINE}"),
+        )
+        .in_file(file)
+        .at(i + 1, 0)
+        .with_help(format!(
+            "this line is {} bytes long; pass large data in a file (COPY it, or RUN --mount it) instead",
+            line.len()
+        )));
+    }
     let text = String::from_utf8_lossy(source);
     let raw: Vec<&str> = text.split_inclusive('\n').collect();
     let lines: Vec<String> = raw.iter().map(|l| trim_newline(l).to_string()).collect();

@@ -166,3 +166,20 @@ fn keywords_keep_case_and_dispatch_case_insensitively() {
     );
     assert_eq!(parse("f", b"rUn a\n").unwrap().children[0].keyword, "rUn");
 }
+
+#[test]
+fn a_line_longer_than_buildkits_64k_scanner_is_refused_naming_it() {
+    let mut ok = b"FROM a\nRUN echo ".to_vec();
+    ok.extend(std::iter::repeat_n(b'a', 65_535 - 9));
+    assert!(parse("f", &ok).is_ok());
+    let mut long = b"FROM a\nRUN echo ".to_vec();
+    long.extend(std::iter::repeat_n(b'a', 70_000));
+    long.extend(b"\nRUN true\n");
+    let e = err(&long);
+    assert_eq!(
+        e.message,
+        "dockerfile line greater than max allowed size of 65535"
+    );
+    assert_eq!((e.file.as_str(), e.line), ("Dockerfile", 2));
+    assert!(e.help.unwrap().contains("70009 bytes"));
+}
