@@ -234,6 +234,20 @@ fn a_step_has_no_inheritable_or_ambient_capabilities_so_a_user_step_has_none() {
 }
 
 #[test]
+fn a_mount_over_the_root_is_refused_naming_the_step() {
+    let env = Env::new();
+    for file in [
+        "FROM bb\nRUN --mount=type=tmpfs,target=/ true\n",
+        "FROM bb\nRUN --mount=type=cache true\n",
+        "FROM bb\nWORKDIR /w\nRUN --mount=type=bind,target=.. true\n",
+    ] {
+        let err = env.run(&request(&env, file)).unwrap_err().to_string();
+        assert!(err.contains("invalid mount target \"/\""), "{file}: {err}");
+        assert!(err.starts_with("Dockerfile:"), "{file}: {err}");
+    }
+}
+
+#[test]
 fn steps_that_make_the_same_layer_twice_leave_later_steps_runnable() {
     let env = Env::new();
     // Both `true`s leave the same (empty) change: one diff_id twice below

@@ -89,6 +89,17 @@ impl Prepared {
         from: MountFrom,
     ) -> Result<(), String> {
         let target = absolute(inputs.workdir, &mount.target);
+        // BuildKit refuses to mount over the root (runc fails obscurely).
+        let over_root = matches!(
+            mount.kind,
+            MountType::Bind | MountType::Cache | MountType::Tmpfs
+        );
+        if over_root && target == "/" {
+            return Err(format!(
+                "invalid mount target \"/\": a mount cannot replace the root file system (target={:?}, WORKDIR {:?})",
+                mount.target, inputs.workdir
+            ));
+        }
         match mount.kind {
             MountType::Bind => self.bind(inputs, mount, &target, from),
             MountType::Cache => self.cache(inputs, mount, &target, from),
