@@ -63,6 +63,26 @@ fn a_stage_name_given_twice_is_found_as_buildkit_finds_it() {
 }
 
 #[test]
+fn empty_from_chown_and_chmod_flags_are_no_flags() {
+    // BuildKit reads `--from=`, `--chown=` and `--chmod=` with no value as
+    // absent, in the copy and in its history.
+    let env = Env::new();
+    env.file("f", "f\n");
+    let mut req =
+        env.request("FROM scratch\nARG NOBODY\nCOPY --from= --chown=$NOBODY --chmod= f /f\n");
+    req.source_date_epoch = Some(EPOCH);
+    let built = env.run(&req).unwrap();
+    assert_eq!(
+        lines(&env.layers(&built)[0]),
+        [format!("f file 644 0:0 {EPOCH}")]
+    );
+    assert_eq!(
+        history(&env.config(&built)).last().unwrap(),
+        "COPY f /f # buildkit"
+    );
+}
+
+#[test]
 fn a_stage_built_on_a_stage_keeps_its_layers_config_and_runs_its_onbuild() {
     let env = Env::new();
     env.file("a", "a").file("b", "b");

@@ -375,7 +375,7 @@ fn heredoc_marker(word: &str) -> Option<String> {
 
 fn check_chmod(chmod: &Option<String>) -> Result<(), Problem> {
     match chmod {
-        Some(c) if !c.contains('$') => values::parse_chmod(c)
+        Some(c) if !c.contains('$') && !c.is_empty() => values::parse_chmod(c)
             .map(|_| ())
             .map_err(|m| problem(m, "--chmod")),
         _ => Ok(()),
@@ -396,7 +396,8 @@ fn copy(node: &Node, args: &[String]) -> Result<CopyInstruction, Problem> {
         ],
         &node.flags,
     )?;
-    let from = flags.string("from");
+    // `--from=` with no value is a COPY from the context, as in BuildKit.
+    let from = flags.string("from").filter(|f| !f.is_empty());
     if from.as_deref().is_some_and(|f| f.contains('$')) {
         return Err(problem(
             "variable expansion is not supported for --from, define a new stage with FROM using ARG from global scope as a workaround".into(),

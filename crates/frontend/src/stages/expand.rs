@@ -63,6 +63,11 @@ impl Resolver<'_> {
                 for v in [&mut cp.chown, &mut cp.chmod].into_iter().flatten() {
                     *v = ex(v, env)?;
                 }
+                // An empty value is no flag at all, as BuildKit reads it
+                // (`if cfg.chown != ""`), in the copy and in its history.
+                for v in [&mut cp.chown, &mut cp.chmod] {
+                    *v = v.take().filter(|v| !v.is_empty());
+                }
                 for e in &mut cp.excludes {
                     *e = ex(e, env)?;
                 }
@@ -89,6 +94,9 @@ impl Resolver<'_> {
                     .flatten()
                 {
                     *v = ex(v, env)?;
+                }
+                for v in [&mut ad.chown, &mut ad.chmod, &mut ad.checksum] {
+                    *v = v.take().filter(|v| !v.is_empty());
                 }
                 for e in &mut ad.excludes {
                     *e = ex(e, env)?;
