@@ -63,6 +63,19 @@ fn a_stage_name_given_twice_is_found_as_buildkit_finds_it() {
 }
 
 #[test]
+fn a_number_names_a_stage_in_copy_from_but_not_in_a_mount() {
+    // BuildKit finds mounts' `from` by name only: `from=0` is an image,
+    // even where a COPY --from=0 made stage 0 part of the build.
+    let env = Env::new();
+    let req = with_busybox(env.request(
+        "FROM bb\nRUN echo zero > /z\nFROM bb\nCOPY --from=0 /z /z\nRUN --mount=from=0,source=/z,target=/m cat /m\n",
+    ));
+    let err = env.run(&req).unwrap_err().to_string();
+    assert!(err.contains("Dockerfile:5"), "{err}");
+    assert!(err.contains("RUN --mount from=0"), "{err}");
+}
+
+#[test]
 fn empty_from_chown_and_chmod_flags_are_no_flags() {
     // BuildKit reads `--from=`, `--chown=` and `--chmod=` with no value as
     // absent, in the copy and in its history.

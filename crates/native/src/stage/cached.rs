@@ -5,7 +5,7 @@
 //! changed nothing gets the `created` time, and so the digest, of the
 //! build before it.
 
-use super::copy_step::From;
+use super::copy_step::{From, FromOf};
 use super::{StageContext, StageOutput, State, StepAt};
 use crate::cache::{encode_listing, shape_key, what_changed, SourceMask, SourcesDigest};
 use crate::solver::Finished;
@@ -377,7 +377,7 @@ impl State {
                 let paths = source_paths(&i.sources);
                 match &i.from {
                     None => context = paths,
-                    Some(name) => match self.source(ctx, stage, line, done, name, "COPY --from")? {
+                    Some(name) => match self.source(ctx, stage, line, done, name, FromOf::Copy)? {
                         From::Dir(dir, ignore) => {
                             dir_from = Some((dir, ignore));
                             context = paths;
@@ -426,7 +426,7 @@ impl State {
                         context.push(mount.source.clone());
                         continue;
                     }
-                    match self.source(ctx, stage, line, done, &mount.from, "RUN --mount from")? {
+                    match self.source(ctx, stage, line, done, &mount.from, FromOf::Mount)? {
                         From::Dir(dir, ignore) => {
                             let sources = ctx
                                 .cache

@@ -10,6 +10,25 @@ use kiln_frontend::instructions::{AddInstruction, CopyInstruction, Source};
 use kiln_frontend::stages::{Stage, Step};
 use kiln_frontend::ErrorKind;
 
+/// Which instruction a `--from` belongs to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum FromOf {
+    /// `COPY --from`.
+    Copy,
+    /// `RUN --mount=from=`.
+    Mount,
+}
+
+impl FromOf {
+    /// How error messages name it.
+    fn what(self) -> &'static str {
+        match self {
+            FromOf::Copy => "COPY --from",
+            FromOf::Mount => "RUN --mount from",
+        }
+    }
+}
+
 /// Where a COPY reads from (or a RUN mounts from), once `--from` is
 /// resolved.
 pub(super) enum From<'a> {
@@ -47,7 +66,7 @@ impl State {
                 let (dir, ignore) = main_context(ctx, scratch.path());
                 From::Dir(dir, ignore)
             }
-            Some(name) => self.source(ctx, stage, line, done, name, "COPY --from")?,
+            Some(name) => self.source(ctx, stage, line, done, name, FromOf::Copy)?,
         };
         let (dir, ignore) = match &from {
             From::Dir(d, i) => (*d, *i),
@@ -178,9 +197,8 @@ impl State {
             })
     }
 
-    /// What `--from=name` means: a stage (by name or index), a named
-    /// build context, or an image. `what` starts error messages
-    /// (`COPY --from`, `RUN --mount from`).
+    /// What `--from=name` means: a stage (by name, or for a COPY by
+    /// index), a named build context, or an image.
     pub(super) fn source<'a>(
         &self,
         ctx: &StageContext<'a>,
@@ -188,8 +206,9 @@ impl State {
         line: usize,
         done: &Finished<StageOutput>,
         name: &str,
-        what: &str,
+        of: FromOf,
     ) -> Result<From<'a>, BuildError> {
+        let what = of.what();
         let fail = |e: String| {
             ctx.error_at(
                 line,
@@ -199,7 +218,12 @@ impl State {
             )
         };
         let lower = name.to_lowercase();
-        let by_index = name.parse::<usize>().ok();
+        // BuildKit reads a number as a stage index in COPY only; a mount's
+        // `from=0` names an image (`docker.io/library/0`).
+        let by_index = match of {
+            FromOf::Copy => name.parse::<usize>().ok(),
+            FromOf::Mount => None,
+        };
         if let Some(s) = ctx
             .plan
             .stages

@@ -8,7 +8,7 @@
 
 mod windows;
 
-use super::copy_step::From;
+use super::copy_step::{From, FromOf};
 use super::{StageContext, StageOutput, State, StepAt};
 use crate::imagefs::{RootDir, UserDb};
 use crate::run;
@@ -341,7 +341,7 @@ impl State {
             };
         }
         Ok(
-            match self.source(ctx, stage, line, done, &mount.from, "RUN --mount from")? {
+            match self.source(ctx, stage, line, done, &mount.from, FromOf::Mount)? {
                 From::Dir(dir, ignore) => MountFrom::Dir(dir, ignore),
                 From::Fs(fs, layers) => MountFrom::Fs {
                     layers,
