@@ -76,6 +76,20 @@ fn a_number_names_a_stage_in_copy_from_but_not_in_a_mount() {
 }
 
 #[test]
+fn copy_history_lists_paths_before_heredocs() {
+    // BuildKit's commit message: every source path, then each `<<NAME`.
+    let env = Env::new();
+    env.file("f", "f\n");
+    let mut req = env.request("FROM scratch\nCOPY <<EOT f /dst/\nhello\nEOT\n");
+    req.source_date_epoch = Some(EPOCH);
+    let built = env.run(&req).unwrap();
+    assert_eq!(
+        history(&env.config(&built)).last().unwrap(),
+        "COPY f <<EOT /dst/ # buildkit"
+    );
+}
+
+#[test]
 fn empty_from_chown_and_chmod_flags_are_no_flags() {
     // BuildKit reads `--from=`, `--chown=` and `--chmod=` with no value as
     // absent, in the copy and in its history.

@@ -319,10 +319,16 @@ fn history_text(
     if let Some(c) = chmod {
         out.push_str(&format!(" --chmod={c}"));
     }
+    // BuildKit writes the paths first, then the heredocs, whatever the
+    // order they were given in.
     for s in sources {
-        match s {
-            Source::Path(p) => out.push_str(&format!(" {p}")),
-            Source::Heredoc(h) => out.push_str(&format!(" <<{}", h.name)),
+        if let Source::Path(p) = s {
+            out.push_str(&format!(" {p}"));
+        }
+    }
+    for s in sources {
+        if let Source::Heredoc(h) = s {
+            out.push_str(&format!(" <<{}", h.name));
         }
     }
     out.push(' ');
