@@ -6,11 +6,14 @@ use crate::stage::{self, StageOutput};
 use kiln_backend::push::Pusher;
 use kiln_backend::{BuildError, Output};
 use kiln_oci::reference::Reference;
-use kiln_oci::{entries_from_dir, write_tar, LayerOptions, Manifest, ManifestFormat};
+use kiln_oci::{
+    entries_from_dir, write_tar, ExtractOptions, LayerOptions, Manifest, ManifestFormat,
+};
 use kiln_store::{media_type, ArchiveImage, Descriptor, Store};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::BufWriter;
+use std::os::unix::fs::DirBuilderExt;
 
 /// The final image's blobs in the store.
 #[derive(Clone, Debug)]
@@ -135,14 +138,26 @@ pub(crate) fn export(
             Output::Oci { dest } => store.export_oci(&annotated, dest)?,
             Output::Docker { dest } => store.save_docker(&archive, dest)?,
             Output::Local { dest } => {
-                std::fs::create_dir_all(dest).map_err(|e| BuildError::Output {
-                    path: dest.clone(),
-                    source: e,
-                })?;
+                // As BuildKit's local exporter: a missing destination is
+                // made 0700 (parents too), and the files belong to whoever
+                // runs the build (its file sync sets the client's uid and
+                // gid), whatever owners the image gives them.
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(dest)
+                    .map_err(|e| BuildError::Output {
+                        path: dest.clone(),
+                        source: e,
+                    })?;
+                let mine = ExtractOptions {
+                    restore_owners: false,
+                    ..ExtractOptions::default()
+                };
                 target
                     .fs
                     .indexed()
-                    .extract(store, "/", dest)
+                    .extract_with(store, "/", dest, &mine)
                     .map_err(|e| BuildError::Request(format!("writing {}: {e}", dest.display())))?;
             }
             Output::Tar { dest } => rootfs_tar(store, target, dest)?,

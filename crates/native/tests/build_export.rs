@@ -104,6 +104,39 @@ fn local_directory_and_rootfs_tar() {
     );
 }
 
+#[test]
+fn a_local_output_belongs_to_whoever_builds_and_a_new_destination_is_0700() {
+    // BuildKit's local exporter: the client's uid and gid on every file
+    // (its file sync), a missing destination (and parents) made 0700; the
+    // tar output keeps the image's owners.
+    use std::os::unix::fs::MetadataExt;
+    let env = Env::new();
+    env.file("f", "f\n");
+    let mut req = env.request("FROM scratch\nCOPY --chown=1234:5678 f /d/f\n");
+    req.source_date_epoch = Some(EPOCH);
+    let dir = env.path("new/parent/rootfs");
+    let tar = env.path("rootfs.tar");
+    req.outputs = vec![
+        Output::Local { dest: dir.clone() },
+        Output::Tar { dest: tar.clone() },
+    ];
+    env.run(&req).unwrap();
+    let me = (
+        rustix::process::geteuid().as_raw(),
+        rustix::process::getegid().as_raw(),
+    );
+    for p in ["d", "d/f"] {
+        let md = std::fs::symlink_metadata(dir.join(p)).unwrap();
+        assert_eq!((md.uid(), md.gid()), me, "{p}");
+    }
+    for p in ["new", "new/parent", "new/parent/rootfs"] {
+        let md = std::fs::metadata(env.path(p)).unwrap();
+        assert_eq!(md.mode() & 0o7777, 0o700, "{p}");
+    }
+    assert!(lines(&read_tar(&std::fs::read(&tar).unwrap()))
+        .contains(&format!("d/f file 644 1234:5678 {EPOCH}")));
+}
+
 fn walk(dir: &std::path::Path) -> Vec<String> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).unwrap() {

@@ -26,7 +26,13 @@ type Item<'a> = (String, &'a FsEntry);
 /// Bytes handed from the producer to the extractor at a time.
 const CHUNK: usize = 256 * 1024;
 
-pub(super) fn extract(fs: &ImageFs, store: &Store, path: &str, dest: &Path) -> Result<(), Error> {
+pub(super) fn extract(
+    fs: &ImageFs,
+    store: &Store,
+    path: &str,
+    dest: &Path,
+    options: &ExtractOptions,
+) -> Result<(), Error> {
     let resolved = fs.resolve(path, true)?;
     let Some(top) = fs.tree.get(&resolved) else {
         return Err(Error::NotFound { path: resolved });
@@ -80,10 +86,12 @@ pub(super) fn extract(fs: &ImageFs, store: &Store, path: &str, dest: &Path) -> R
             layer: layer.digest,
             err,
         })?;
-        run_pass(dest, &fail, |out| copy_files(layer, blob, wanted, out))?;
+        run_pass(dest, options, &fail, |out| {
+            copy_files(layer, blob, wanted, out)
+        })?;
     }
     if !nodes.is_empty() || !dirs.is_empty() {
-        run_pass(dest, &fail, |out| {
+        run_pass(dest, options, &fail, |out| {
             for (rel, e) in nodes.iter().chain(&dirs) {
                 append_node(out, rel, e).map_err(Produce::from_io)?;
             }
@@ -117,7 +125,12 @@ impl Produce {
 
 /// Runs `produce` (writing a tar) on a thread while the extractor applies
 /// what it writes to `dest`.
-fn run_pass<F>(dest: &Path, fail: &dyn Fn(String) -> Error, produce: F) -> Result<(), Error>
+fn run_pass<F>(
+    dest: &Path,
+    options: &ExtractOptions,
+    fail: &dyn Fn(String) -> Error,
+    produce: F,
+) -> Result<(), Error>
 where
     F: FnOnce(&mut tar::Builder<ChunkWriter>) -> Result<(), Produce> + Send,
 {
@@ -140,7 +153,7 @@ where
         };
         // The digest only labels the extractor's own errors, which are
         // reworded below.
-        let extracted = extract_layer(reader, dest, &Digest::of(b""), &ExtractOptions::default());
+        let extracted = extract_layer(reader, dest, &Digest::of(b""), options);
         let produced = producer
             .join()
             .unwrap_or_else(|_| Err(Produce::Fail(fail("the tar producer panicked".into()))));

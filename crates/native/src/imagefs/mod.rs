@@ -46,7 +46,7 @@ pub use headers::prune as prune_saved_headers;
 pub use users::{RootDir, UserDb};
 
 use kiln_oci::layer::read::{LayerReader, ReadError};
-use kiln_oci::{Digest, DigestWriter, LayerFormat};
+use kiln_oci::{Digest, DigestWriter, ExtractOptions, LayerFormat};
 use kiln_store::{Descriptor, Store};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{self, Read};
@@ -413,7 +413,19 @@ impl ImageFs {
     /// in `dest`. Contents stream from the layer blobs, and only layers
     /// holding a file under `path` are read.
     pub fn extract(&self, store: &Store, path: &str, dest: &Path) -> Result<(), Error> {
-        extract::extract(self, store, path, dest)
+        extract::extract(self, store, path, dest, &ExtractOptions::default())
+    }
+
+    /// [`ImageFs::extract`] with the extractor's `options` (say, owners
+    /// left to whoever writes the files).
+    pub fn extract_with(
+        &self,
+        store: &Store,
+        path: &str,
+        dest: &Path,
+        options: &ExtractOptions,
+    ) -> Result<(), Error> {
+        extract::extract(self, store, path, dest, options)
     }
 
     /// Looks a user up the way a container's `USER` does (runc's rules):
