@@ -30,10 +30,20 @@ impl BuildFile {
     }
 }
 
-/// The build file of `context` when no `-f` names one: its Dockerfile, or
-/// its ZImagefile when it has no Dockerfile. Both at once are ambiguous.
+/// The build file of `context` when no `-f` names one: its Dockerfile
+/// (or, lacking one, a `dockerfile`, as buildx takes it), or its
+/// ZImagefile when it has neither. A Dockerfile and a ZImagefile at once
+/// are ambiguous.
 pub fn default_build_file(context: &Path) -> anyhow::Result<PathBuf> {
-    let dockerfile = context.join("Dockerfile");
+    let names: Vec<std::ffi::OsString> = std::fs::read_dir(context)
+        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.file_name())).collect())
+        .unwrap_or_default();
+    let has = |n: &str| names.iter().any(|x| x == n);
+    let dockerfile = if !has("Dockerfile") && has("dockerfile") {
+        context.join("dockerfile")
+    } else {
+        context.join("Dockerfile")
+    };
     let zimagefile = context.join("ZImagefile");
     match (dockerfile.exists(), zimagefile.exists()) {
         (true, true) => anyhow::bail!(
@@ -87,4 +97,30 @@ pub(crate) fn read_dockerfile(path: &Path) -> anyhow::Result<(String, Vec<u8>)> 
     let bytes =
         std::fs::read(path).with_context(|| format!("cannot read {what} {}", path.display()))?;
     Ok((path.display().to_string(), bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lowercase_dockerfile_is_taken_when_there_is_no_dockerfile() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("dockerfile"), "FROM scratch\n").unwrap();
+        assert_eq!(default_build_file(d).unwrap(), d.join("dockerfile"));
+        std::fs::write(d.join("Dockerfile"), "FROM scratch\n").unwrap();
+        assert_eq!(default_build_file(d).unwrap(), d.join("Dockerfile"));
+        let only_z = tempfile::tempdir().unwrap();
+        std::fs::write(only_z.path().join("ZImagefile"), "base: scratch\n").unwrap();
+        assert_eq!(
+            default_build_file(only_z.path()).unwrap(),
+            only_z.path().join("ZImagefile")
+        );
+        let empty = tempfile::tempdir().unwrap();
+        assert_eq!(
+            default_build_file(empty.path()).unwrap(),
+            empty.path().join("Dockerfile")
+        );
+    }
 }
