@@ -534,3 +534,35 @@ fn docker_builds_legacy_flags_and_boolean_values_are_accepted() {
         "{err}"
     );
 }
+
+#[test]
+fn outputs_buildx_refuses_are_refused_before_building() {
+    let dir = context();
+    let d = dir.path();
+    std::fs::write(d.join("a-file"), "x").unwrap();
+    std::fs::create_dir(d.join("a-dir")).unwrap();
+    for (args, want) in [
+        (
+            &["-o", "type=local,dest=a-file"][..],
+            "destination directory a-file is a file",
+        ),
+        (
+            &["-o", "type=tar,dest=a-dir"],
+            "destination file a-dir is a directory",
+        ),
+        (
+            &["-o", "type=local,dest=out", "--iidfile", "iid"],
+            "local and tar exporters are incompatible with image ID file",
+        ),
+    ] {
+        let mut all = vec!["build", "--progress=plain"];
+        all.extend_from_slice(args);
+        all.push("ctx");
+        let (code, _, err) = kiln(d, &all);
+        assert_eq!(code, 1, "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert!(!err.contains("COPY a.txt"), "built first: {err}");
+    }
+    assert!(!d.join("out").exists() && !d.join("iid").exists());
+    assert_eq!(std::fs::read_to_string(d.join("a-file")).unwrap(), "x");
+}

@@ -370,6 +370,7 @@ fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
     // A backend kiln does not implement is refused before the store is
     // opened, so nothing is written.
     args.backend.check()?;
+    check_outputs(&req.outputs, args.iidfile.is_some())?;
     // `# check=error=true`: the file's checks must pass before it builds.
     if let Ok(ast) = kiln_frontend::parse(&req.dockerfile.name, &req.dockerfile.bytes) {
         let (findings, fail) = super::lint::findings(&file, &ast);
@@ -450,6 +451,31 @@ fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
         outln!("Built {} as {}", built.image_id(), names.join(", "));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Refuses, before anything is built, outputs buildx refuses: a local
+/// destination that is a file, a tar destination that is a directory,
+/// `--iidfile` with only a file system output (no image, so no id).
+fn check_outputs(outputs: &[Output], iidfile: bool) -> anyhow::Result<()> {
+    for output in outputs {
+        match output {
+            Output::Local { dest } if dest.exists() && !dest.is_dir() => {
+                bail!("destination directory {} is a file", dest.display())
+            }
+            Output::Tar { dest } if dest != Path::new("-") && dest.is_dir() => {
+                bail!("destination file {} is a directory", dest.display())
+            }
+            _ => {}
+        }
+    }
+    let only_files = !outputs.is_empty()
+        && outputs
+            .iter()
+            .all(|o| matches!(o, Output::Local { .. } | Output::Tar { .. }));
+    if iidfile && only_files {
+        bail!("local and tar exporters are incompatible with image ID file (--iidfile): they make no image");
+    }
+    Ok(())
 }
 
 /// `--call check`: parses the build file and runs BuildKit's checks on
