@@ -109,6 +109,7 @@ impl BuildBackend for NativeBackend {
             let mut options = ResolveOptions {
                 build_args: req.build_args.clone(),
                 target: req.target.clone(),
+                named_contexts: context_names(req),
                 ..ResolveOptions::default()
             };
             if let Some(p) = platform {
@@ -476,6 +477,7 @@ impl NativeBackend {
         let mut options = ResolveOptions {
             build_args: req.build_args.clone(),
             target: req.target.clone(),
+            named_contexts: context_names(req),
             ..ResolveOptions::default()
         };
         if let Some(p) = &req.platform {
@@ -798,4 +800,13 @@ mod tests {
         assert_eq!(reads("FROM scratch\nCOPY ../x /app/\n"), None);
         assert_eq!(reads("FROM scratch\nENV A=b\n"), Some(vec![]));
     }
+}
+
+/// The names of the request's build contexts, as stage names are spelled
+/// (lower case): a stage of such a name is replaced by the context.
+fn context_names(req: &BuildRequest) -> std::collections::BTreeSet<String> {
+    req.build_contexts
+        .keys()
+        .map(|k| k.to_lowercase())
+        .collect()
 }

@@ -90,6 +90,51 @@ fn copy_history_lists_paths_before_heredocs() {
 }
 
 #[test]
+fn a_build_context_named_as_a_stage_replaces_the_stage() {
+    // BuildKit: `--build-context tools=DIR` stands for the stage `tools`,
+    // whose steps then never run; FROM and --from find the context.
+    let env = Env::new();
+    env.file("f", "from the stage\n");
+    let extra = env.path("extra");
+    std::fs::create_dir(&extra).unwrap();
+    std::fs::write(extra.join("g"), "from the context\n").unwrap();
+    let mut req = with_busybox(env.request(
+        "FROM bb AS tools\nRUN echo stage-ran && touch /ran\nFROM scratch\nCOPY --from=tools / /t/\n",
+    ));
+    req.build_contexts
+        .insert("tools".into(), kiln_backend::NamedContext::Dir(extra));
+    let (built, events) = env.build_events(&req);
+    let built = built.unwrap();
+    let ran = events
+        .iter()
+        .any(|e| matches!(e, BuildEvent::Output { line, .. } if line == "stage-ran"));
+    assert!(!ran, "the replaced stage ran");
+    let layers = env.layers(&built);
+    let names: Vec<&str> = layers[0]
+        .iter()
+        .map(|e| e.line.split(' ').next().unwrap())
+        .collect();
+    assert_eq!(names, ["t", "t/g"]);
+
+    // A FROM of the stage takes the context's image.
+    let mut req =
+        with_busybox(env.request("FROM scratch AS base\nCOPY f /f\nFROM base\nLABEL x=1\n"));
+    req.build_contexts.insert(
+        "base".into(),
+        kiln_backend::NamedContext::OciLayout {
+            path: kiln_testsupport::base_images().busybox.clone(),
+            reference: Some("latest".into()),
+        },
+    );
+    let built = env.run(&req).unwrap();
+    let layers = env.layers(&built);
+    assert_eq!(layers.len(), 1, "busybox's one layer, not the stage's COPY");
+    assert!(layers[0]
+        .iter()
+        .any(|e| e.line.starts_with("./bin/busybox ")));
+}
+
+#[test]
 fn empty_from_chown_and_chmod_flags_are_no_flags() {
     // BuildKit reads `--from=`, `--chown=` and `--chmod=` with no value as
     // absent, in the copy and in its history.

@@ -33,7 +33,7 @@ mod platform;
 mod render;
 mod resolve;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 pub use env::StepEnv;
 pub use platform::Platform;
@@ -57,6 +57,11 @@ pub struct ResolveOptions {
     /// listed is assumed to set only the default `PATH` (what BuildKit adds
     /// to an image without one), so `$PATH` still expands sensibly.
     pub image_env: BTreeMap<String, Vec<(String, String)>>,
+    /// Names of `--build-context`s (lower case). A stage of such a name is
+    /// replaced by the context, as in BuildKit: FROM, `--from` and mounts
+    /// that name it find the context, so its steps run only if it is the
+    /// target.
+    pub named_contexts: BTreeSet<String>,
 }
 
 impl Default for ResolveOptions {
@@ -67,6 +72,7 @@ impl Default for ResolveOptions {
             target_platform: Platform::host(),
             build_platform: Platform::host(),
             image_env: BTreeMap::new(),
+            named_contexts: BTreeSet::new(),
         }
     }
 }

@@ -141,20 +141,27 @@ impl Resolver<'_> {
 
         let target = match &self.opts.target {
             None => raw.len() - 1,
-            Some(t) => self.stage_named(&t.to_lowercase()).ok_or_else(|| {
-                let names: Vec<&str> = raw.iter().filter_map(|s| s.name.as_deref()).collect();
-                let mut e = Error::new(
-                    ErrorKind::Semantic,
-                    format!("target stage {t:?} could not be found"),
-                )
-                .in_file(self.ast.file.clone());
-                e.help = Some(match closest(t, &names, true) {
-                    Some(best) => format!("did you mean {best}?"),
-                    None if names.is_empty() => "no stage is named; add AS <name> to a FROM".into(),
-                    None => format!("the stages are named {}", names.join(", ")),
-                });
-                e
-            })?,
+            // Found by name even when a build context replaces the stage
+            // for the others.
+            Some(t) => raw
+                .iter()
+                .rposition(|s| s.name.as_deref() == Some(t.to_lowercase().as_str()))
+                .ok_or_else(|| {
+                    let names: Vec<&str> = raw.iter().filter_map(|s| s.name.as_deref()).collect();
+                    let mut e = Error::new(
+                        ErrorKind::Semantic,
+                        format!("target stage {t:?} could not be found"),
+                    )
+                    .in_file(self.ast.file.clone());
+                    e.help = Some(match closest(t, &names, true) {
+                        Some(best) => format!("did you mean {best}?"),
+                        None if names.is_empty() => {
+                            "no stage is named; add AS <name> to a FROM".into()
+                        }
+                        None => format!("the stages are named {}", names.join(", ")),
+                    });
+                    e
+                })?,
         };
         let mut needed = BTreeSet::new();
         let mut todo = vec![target];
@@ -260,11 +267,13 @@ impl Resolver<'_> {
     /// Indexes the stage names. A name given twice is no error, as in
     /// BuildKit (`kiln lint` and `--call check` warn: DuplicateStageName):
     /// a FROM finds the last stage of the name above it, `--from` and
-    /// `--target` the last in the file.
+    /// `--target` the last in the file. A stage a named build context
+    /// replaces is left out: what names it finds the context.
     fn index_names(&self, raw: &[RawStage]) {
         let mut names: HashMap<String, Vec<usize>> = HashMap::new();
         for (i, s) in raw.iter().enumerate() {
-            if let Some(name) = &s.name {
+            let Some(name) = &s.name else { continue };
+            if !self.opts.named_contexts.contains(name) {
                 names.entry(name.clone()).or_default().push(i);
             }
         }
