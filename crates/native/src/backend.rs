@@ -755,6 +755,15 @@ fn plan_with_bases(
     Ok((ast, plan))
 }
 
+/// The names of the request's build contexts, as stage names are spelled
+/// (lower case): a stage of such a name is replaced by the context.
+fn context_names(req: &BuildRequest) -> std::collections::BTreeSet<String> {
+    req.build_contexts
+        .keys()
+        .map(|k| k.to_lowercase())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -800,13 +809,4 @@ mod tests {
         assert_eq!(reads("FROM scratch\nCOPY ../x /app/\n"), None);
         assert_eq!(reads("FROM scratch\nENV A=b\n"), Some(vec![]));
     }
-}
-
-/// The names of the request's build contexts, as stage names are spelled
-/// (lower case): a stage of such a name is replaced by the context.
-fn context_names(req: &BuildRequest) -> std::collections::BTreeSet<String> {
-    req.build_contexts
-        .keys()
-        .map(|k| k.to_lowercase())
-        .collect()
 }
