@@ -61,6 +61,7 @@ mod db;
 mod key;
 mod source;
 mod stat;
+mod sys;
 
 pub use db::{Cache, Entry, Layer, PruneFilter, PruneReport, Record};
 pub use key::KeyBuilder;

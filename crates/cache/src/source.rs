@@ -2,7 +2,6 @@
 
 use crate::key::put_bytes;
 use kiln_oci::Digest;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 /// What kind of file a [`SourceEntry`] is, with what matters of each kind.
@@ -121,7 +120,7 @@ pub(crate) fn normalize(path: &Path) -> Vec<u8> {
     let mut out = Vec::new();
     for c in path.components() {
         let part = match c {
-            Component::Normal(p) => p.as_bytes(),
+            Component::Normal(p) => crate::sys::os_bytes(p),
             Component::ParentDir => b"..",
             Component::RootDir | Component::CurDir | Component::Prefix(_) => continue,
         };
@@ -153,7 +152,9 @@ fn encode_entry(e: &SourceEntry) -> Vec<u8> {
             out.extend_from_slice(&size.to_be_bytes());
             out.extend_from_slice(content.bytes());
         }
-        EntryKind::Symlink { target } => put_bytes(&mut out, target.as_os_str().as_bytes()),
+        EntryKind::Symlink { target } => {
+            put_bytes(&mut out, crate::sys::os_bytes(target.as_os_str()))
+        }
         EntryKind::CharDevice { major, minor } | EntryKind::BlockDevice { major, minor } => {
             out.extend_from_slice(&major.to_be_bytes());
             out.extend_from_slice(&minor.to_be_bytes());

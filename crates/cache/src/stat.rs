@@ -4,15 +4,14 @@
 
 use crate::db::{nanos, Cache};
 use crate::source::{normalize, EntryKind, SourceEntry, SourceHasher};
+use crate::sys;
 use crate::Error;
 use kiln_oci::tree::FileIdentity;
 use kiln_oci::{Digest, DigestWriter};
 use rusqlite::{params, Connection, TransactionBehavior};
 use std::collections::HashMap;
-use std::fs::{self, File, Metadata, OpenOptions};
+use std::fs::{self, File, Metadata};
 use std::io;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -63,13 +62,13 @@ impl Stamp {
         }
     }
 
-    fn of(meta: &Metadata) -> Stamp {
+    fn of(identity: FileIdentity) -> Stamp {
         Stamp {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            size: meta.size(),
-            mtime: (meta.mtime(), meta.mtime_nsec()),
-            ctime: (meta.ctime(), meta.ctime_nsec()),
+            dev: identity.dev,
+            ino: identity.ino,
+            size: identity.size,
+            mtime: identity.mtime,
+            ctime: identity.ctime,
         }
     }
 
@@ -272,11 +271,9 @@ impl<'c> StatSession<'c> {
         meta: &Metadata,
     ) -> Result<SourceEntry, Error> {
         let ft = meta.file_type();
-        let rdev = meta.rdev() as rustix::fs::Dev;
-        let device = || (rustix::fs::major(rdev), rustix::fs::minor(rdev));
         let kind = if ft.is_file() {
             EntryKind::File {
-                size: meta.size(),
+                size: meta.len(),
                 content: self.digest_of(full.clone(), meta)?,
             }
         } else if ft.is_dir() {
@@ -284,28 +281,25 @@ impl<'c> StatSession<'c> {
         } else if ft.is_symlink() {
             let target = fs::read_link(&full).map_err(|e| raced(e, &full, NOT_A_LINK))?;
             EntryKind::Symlink { target }
-        } else if ft.is_char_device() {
-            let (major, minor) = device();
-            EntryKind::CharDevice { major, minor }
-        } else if ft.is_block_device() {
-            let (major, minor) = device();
-            EntryKind::BlockDevice { major, minor }
-        } else if ft.is_fifo() {
-            EntryKind::Fifo
         } else {
-            EntryKind::Socket
+            sys::special_kind(meta, &full).map_err(|source| Error::Io {
+                action: "reading",
+                path: full.clone(),
+                source,
+            })?
         };
-        let xattrs = xattrs(&full).map_err(|source| Error::Io {
+        let xattrs = sys::xattrs(&full).map_err(|source| Error::Io {
             action: "reading extended attributes of",
             path: full,
             source,
         })?;
+        let attributes = sys::attributes(meta);
         Ok(SourceEntry {
             path,
             kind,
-            mode: meta.mode() & 0o7777,
-            uid: meta.uid(),
-            gid: meta.gid(),
+            mode: attributes.mode,
+            uid: attributes.uid,
+            gid: attributes.gid,
             xattrs,
         })
     }
@@ -317,15 +311,17 @@ impl<'c> StatSession<'c> {
         let key = match full.strip_prefix(&self.root) {
             Ok(rel) => normalize(rel),
             // Relative keys never start with '/', so these cannot collide.
-            Err(_) => full.as_os_str().as_bytes().to_vec(),
+            Err(_) => sys::os_bytes(full.as_os_str()).to_vec(),
         };
-        let stamp = Stamp::of(meta);
+        let stamp = Stamp::of(
+            sys::listed_identity(&full, meta).map_err(|e| raced(e, &full, REPLACED_FILE))?,
+        );
         let below_root = full.starts_with(&self.root);
         let recorded = self.learned.get(&key).or_else(|| self.known.get(&key));
         if let Some(k) = recorded.filter(|k| k.stamp == stamp) {
             self.counts.hits += 1;
             if below_root {
-                let rel = PathBuf::from(std::ffi::OsStr::from_bytes(&key));
+                let rel = sys::bytes_path(&key);
                 self.hashed.insert(rel, stamp.identity());
             }
             return Ok(k.digest);
@@ -337,19 +333,12 @@ impl<'c> StatSession<'c> {
         };
         let mut last = None;
         for _ in 0..READ_ATTEMPTS {
-            // NONBLOCK: if the file was swapped for a FIFO since the lstat,
-            // opening it must not wait for a writer.
-            let mut file = OpenOptions::new()
-                .read(true)
-                .custom_flags(
-                    (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32,
-                )
-                .open(&full)
-                .map_err(|e| raced(e, &full, REPLACED_FILE))?;
+            let mut file = sys::open_listed(&full).map_err(|e| raced(e, &full, REPLACED_FILE))?;
             let before = file.metadata().map_err(|e| io_err("reading", e))?;
+            let before_id = sys::open_identity(&file, &before).map_err(|e| io_err("reading", e))?;
             // The file listed, not whatever took its name since: what is
             // hashed must be what COPY then checks it copies.
-            if !before.is_file() || (before.dev(), before.ino()) != (meta.dev(), meta.ino()) {
+            if !before.is_file() || (before_id.dev, before_id.ino) != (stamp.dev, stamp.ino) {
                 return Err(Error::Changed {
                     path: full,
                     reason: REPLACED_FILE,
@@ -358,12 +347,13 @@ impl<'c> StatSession<'c> {
             let (digest, len) = hash(&mut file).map_err(|e| io_err("reading", e))?;
             let after = file.metadata().map_err(|e| io_err("reading", e))?;
             self.counts.reads += 1;
-            let stamp = Stamp::of(&after);
+            let stamp =
+                Stamp::of(sys::open_identity(&file, &after).map_err(|e| io_err("reading", e))?);
             if below_root {
-                let rel = PathBuf::from(std::ffi::OsStr::from_bytes(&key));
+                let rel = sys::bytes_path(&key);
                 self.hashed.insert(rel, stamp.identity());
             }
-            if Stamp::of(&before) == stamp && len == stamp.size {
+            if Stamp::of(before_id) == stamp && len == stamp.size {
                 if stamp.settled(SystemTime::now()) {
                     self.learned.insert(key, Known { stamp, digest });
                 }
@@ -430,7 +420,7 @@ fn context_id(tx: &rusqlite::Transaction, root: &Path) -> rusqlite::Result<i64> 
          RETURNING id",
     )?
     .query_row(
-        params![root.as_os_str().as_bytes(), nanos(SystemTime::now())],
+        params![sys::os_bytes(root.as_os_str()), nanos(SystemTime::now())],
         |row| row.get(0),
     )
 }
@@ -442,14 +432,7 @@ const REMOVED_DIR: &str = "it is no longer a directory";
 /// The error for `err` met reading `path` just after it was seen to be
 /// what it no longer is (`reason`); other errors are plain I/O errors.
 fn raced(err: io::Error, path: &Path, reason: &'static str) -> Error {
-    let raced = [
-        rustix::io::Errno::NOENT,
-        rustix::io::Errno::NOTDIR,
-        rustix::io::Errno::LOOP,
-        rustix::io::Errno::INVAL,
-    ]
-    .map(|e| Some(e.raw_os_error()));
-    if raced.contains(&err.raw_os_error()) {
+    if sys::is_raced(&err) {
         Error::Changed {
             path: path.to_path_buf(),
             reason,
@@ -469,46 +452,4 @@ fn hash(file: &mut File) -> io::Result<(Digest, u64)> {
     io::copy(file, &mut writer)?;
     let (digest, len, _) = writer.finish();
     Ok((digest, len))
-}
-
-/// The extended attributes of `path` itself (not a link's target); none on
-/// a file system without them.
-fn xattrs(path: &Path) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
-    let names = match read_sized(|buf| rustix::fs::llistxattr(path, buf)) {
-        Ok(names) => names,
-        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOTSUP.raw_os_error()) => {
-            return Ok(Vec::new())
-        }
-        Err(e) => return Err(e),
-    };
-    let mut out = Vec::new();
-    for name in names.split(|&b| b == 0).filter(|n| !n.is_empty()) {
-        let name_os = std::ffi::OsStr::from_bytes(name);
-        match read_sized(|buf| rustix::fs::lgetxattr(path, name_os, buf)) {
-            Ok(value) => out.push((name.to_vec(), value)),
-            // Removed between listing and reading.
-            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NODATA.raw_os_error()) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(out)
-}
-
-/// Calls `read` with a growing buffer until the value fits (it may grow
-/// between a size query and the read).
-fn read_sized(mut read: impl FnMut(&mut [u8]) -> rustix::io::Result<usize>) -> io::Result<Vec<u8>> {
-    let mut buf = vec![0u8; 256];
-    loop {
-        match read(&mut buf) {
-            Ok(n) => {
-                buf.truncate(n);
-                return Ok(buf);
-            }
-            Err(rustix::io::Errno::RANGE) if buf.len() < 1 << 20 => {
-                let len = buf.len() * 4;
-                buf.resize(len, 0);
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
 }

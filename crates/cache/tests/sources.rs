@@ -1,5 +1,7 @@
 //! Source digests and the stat cache, including the cases other builders
-//! got wrong.
+//! got wrong. Unix only: they set modes, owners, xattrs and times through
+//! Unix calls; `sources_windows.rs` checks the Windows side.
+#![cfg(unix)]
 
 use kiln_cache::{Cache, Error, StatCounts};
 use kiln_oci::Digest;

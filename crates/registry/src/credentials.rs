@@ -298,25 +298,16 @@ fn object<'a>(config: &'a mut Value, key: &str) -> &'a mut Map<String, Value> {
     entry.as_object_mut().expect("just made an object")
 }
 
-/// Writes `config` with mode 0600 by rename, so a crash never leaves half a file.
+/// Writes `config` with mode 0600 (on Windows, the ACL of its directory:
+/// see `sys`) by rename, so a crash never leaves half a file.
 fn write_config(path: &Path, config: &Value) -> Result<(), String> {
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    crate::sys::create_private_dir(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     let tmp = dir.join(format!(".{}.kiln-tmp", std::process::id()));
     let mut text = serde_json::to_string_pretty(config).expect("JSON values always serialise");
     text.push('\n');
     let write = || -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
+        let mut f = crate::sys::create_private_file(&tmp)?;
         f.write_all(text.as_bytes())?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)
@@ -374,11 +365,14 @@ mod tests {
         assert!(f.erase("r.example:5000").unwrap());
         assert!(!f.erase("r.example:5000").unwrap());
         assert_eq!(f.lookup("r.example:5000").unwrap(), None);
-        use std::os::unix::fs::PermissionsExt;
-        assert_eq!(
-            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(
+                std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+        }
     }
 
     #[test]

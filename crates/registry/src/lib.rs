@@ -43,6 +43,7 @@ mod pull_all;
 mod push;
 mod registries;
 mod short_names;
+mod sys;
 
 pub use challenge::Challenge;
 pub use client::{Client, ClientOptions};

@@ -17,7 +17,6 @@ use reqwest::{header, Method, StatusCode};
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read;
-use std::os::unix::fs::FileExt;
 use std::sync::{Arc, Mutex};
 
 const ACTION: &str = "pushing";
@@ -634,7 +633,7 @@ fn file_body(
                 return None;
             }
             let mut buf = vec![0; READ_CHUNK.min(left) as usize];
-            match file.read_exact_at(&mut buf, offset) {
+            match crate::sys::read_exact_at(&file, &mut buf, offset) {
                 Ok(()) => {
                     progress.mark();
                     let n = buf.len() as u64;

@@ -2,6 +2,8 @@
 //! serve blobs of the wrong size or state wrong digests: each failure names
 //! the registry, repository and reference and says what to do, and nothing
 //! half-checked reaches the store.
+// Linux only: these start a docker-registry (and proxies) as processes.
+#![cfg(unix)]
 
 use common::{busybox_layer, layout_manifest, options, push_busybox, rt, tmp_is_empty};
 use kiln_oci::reference::Reference;

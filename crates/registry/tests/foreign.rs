@@ -2,6 +2,8 @@
 //! on pull and pushed as ordinary layers; with `keep_foreign_layers`
 //! passed through without their bytes, fetched only when asked. Their URLs
 //! are served by a local HTTP server, which records what it was asked for.
+// Linux only: these start a docker-registry (and proxies) as processes.
+#![cfg(unix)]
 
 use common::{busybox_layer, options, rt};
 use kiln_oci::Digest;

@@ -1,5 +1,7 @@
 //! Multi-platform images: every platform pulled, and the index pushed
 //! again byte for byte.
+// Linux only: these start a docker-registry (and proxies) as processes.
+#![cfg(unix)]
 
 use common::{layout_manifest, options, rt};
 use kiln_registry::{Client, PushOptions};

@@ -1,4 +1,6 @@
 //! kiln-registry against a real docker-registry (see kiln-testsupport).
+// Linux only: these start a docker-registry (and proxies) as processes.
+#![cfg(unix)]
 
 use common::{busybox_layer, layout_manifest, options, push_busybox, rt, tmp_is_empty};
 use kiln_oci::Platform;

@@ -1,12 +1,12 @@
 //! Locks and crash-safe file replacement.
 
 use crate::error::{Error, Result};
-use rustix::fs::{flock, FlockOperation};
 use std::fs::{File, OpenOptions};
 use std::path::Path;
 
-/// An flock held on a lock file; released when dropped (or when the
-/// process dies, which is what makes flock safe against SIGKILL).
+/// An flock (on Windows, `LockFileEx`) held on a lock file; released when
+/// dropped (or when the process dies, which is what makes it safe against
+/// SIGKILL).
 #[derive(Debug)]
 pub(crate) struct Lock {
     _file: File,
@@ -33,20 +33,14 @@ impl Lock {
     /// Waits for the lock.
     pub(crate) fn acquire(path: &Path, mode: Mode) -> Result<Lock> {
         let file = Lock::open(path)?;
-        let op = match mode {
-            Mode::Shared => FlockOperation::LockShared,
-            Mode::Exclusive => FlockOperation::LockExclusive,
-        };
-        flock(&file, op).map_err(|e| Error::io("locking", path)(e.into()))?;
+        crate::sys::lock(&file, mode).map_err(Error::io("locking", path))?;
         Ok(Lock { _file: file })
     }
 }
 
 /// Makes a rename or unlink in `dir` durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(Error::io("syncing directory", dir))
+    crate::sys::sync_dir(dir).map_err(Error::io("syncing directory", dir))
 }
 
 /// Replaces `dest` with `bytes` so that a crash leaves either the old or
@@ -71,9 +65,8 @@ pub(crate) fn write_atomic(tmp_dir: &Path, dest: &Path, bytes: &[u8]) -> Result<
     })
 }
 
-/// Store files are world-readable like any image layout (temp files start as 0600).
+/// Store files are world-readable like any image layout (temp files start
+/// as 0600; on Windows, access is the ACL the directory gives).
 pub(crate) fn set_readable(file: &File, path: &Path) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    file.set_permissions(std::fs::Permissions::from_mode(0o644))
-        .map_err(Error::io("setting permissions of", path))
+    crate::sys::set_readable(file).map_err(Error::io("setting permissions of", path))
 }

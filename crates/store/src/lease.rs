@@ -14,13 +14,16 @@
 //! place, so a visible lease is always locked by a live owner or dead; its
 //! `tmp/ID/` is made after the rename, so an entry of `tmp/` with no
 //! visible, locked lease is a leftover.
+//!
+//! On Windows the lock is the `lock` file held open without sharing, and a
+//! lease is made in place, as a directory cannot be renamed there while a
+//! file in it is open: see the `sys` module's Windows side.
 
 use crate::error::{Error, Result};
+use crate::sys;
 use kiln_oci::Digest;
-use rustix::fs::{flock, FlockOperation};
-use rustix::io::Errno;
 use std::collections::{HashMap, HashSet};
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,8 +32,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 const LEASES: &str = "leases";
 const LOCK: &str = "lock";
-const BLOBS: &str = "blobs";
-const NEW: &str = ".new-";
+pub(crate) const BLOBS: &str = "blobs";
+/// The prefix of a lease directory not yet placed (Unix makes leases so).
+pub(crate) const NEW: &str = ".new-";
 
 /// What the cleanup of dead leases removed, or what live ones hold.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -46,12 +50,14 @@ pub struct LeaseUsage {
 #[derive(Debug)]
 pub(crate) struct Lease {
     id: String,
-    dir: PathBuf,
     tmp: PathBuf,
-    _lock: File,
     /// The `blobs` file, and how many holds each blob has: a process
     /// running several builds (`kiln serve`) may hold one blob for each.
     held: Mutex<(File, HashMap<Digest, usize>)>,
+    _lock: File,
+    /// Last, so that on Windows, where it is removed when dropped, the
+    /// files above are closed by then (fields drop in order).
+    dir: sys::LeaseDir,
 }
 
 impl Lease {
@@ -63,51 +69,22 @@ impl Lease {
         // between its creation and its lock; a fresh id then does it.
         for _ in 0..8 {
             let id = new_id();
-            let staged = leases.join(format!("{NEW}{id}"));
-            match Lease::stage(&staged) {
-                Ok((lock, blobs)) => {
-                    let dir = leases.join(&id);
-                    if let Err(e) = fs::rename(&staged, &dir) {
-                        last = Some(Error::io("placing the lease", &dir)(e));
-                        continue;
-                    }
+            match sys::make_lease(&leases, &id, LOCK, BLOBS) {
+                Ok((dir, lock, blobs)) => {
                     let tmp = root.join("tmp").join(&id);
                     fs::create_dir(&tmp).map_err(Error::io("creating", &tmp))?;
                     return Ok(Lease {
                         id,
-                        dir,
                         tmp,
-                        _lock: lock,
                         held: Mutex::new((blobs, HashMap::new())),
+                        _lock: lock,
+                        dir: sys::LeaseDir(dir),
                     });
                 }
-                Err(e) => {
-                    let _ = fs::remove_dir_all(&staged);
-                    last = Some(e);
-                }
+                Err(e) => last = Some(e),
             }
         }
         Err(last.unwrap_or_else(|| Error::invalid(leases.display().to_string(), "no lease")))
-    }
-
-    /// Makes and locks a lease directory not yet visible to anyone.
-    fn stage(staged: &Path) -> Result<(File, File)> {
-        fs::create_dir(staged).map_err(Error::io("creating", staged))?;
-        let path = staged.join(LOCK);
-        let lock = OpenOptions::new()
-            .create_new(true)
-            .write(true)
-            .open(&path)
-            .map_err(Error::io("creating", &path))?;
-        flock(&lock, FlockOperation::NonBlockingLockExclusive)
-            .map_err(|e| Error::io("locking", &path)(e.into()))?;
-        let path = staged.join(BLOBS);
-        let blobs = OpenOptions::new()
-            .create_new(true)
-            .append(true)
-            .open(&path)
-            .map_err(Error::io("creating", &path))?;
-        Ok((lock, blobs))
     }
 
     /// The lease's id, which names its directories.
@@ -128,7 +105,7 @@ impl Lease {
             *n += 1;
             return Ok(());
         }
-        let path = self.dir.join(BLOBS);
+        let path = self.dir.0.join(BLOBS);
         writeln!(held.0, "{digest}").map_err(Error::io("writing", &path))?;
         held.1.insert(*digest, 1);
         Ok(())
@@ -156,7 +133,7 @@ impl Drop for Lease {
     fn drop(&mut self) {
         // The work directory first: one left without its lease is reclaimed.
         let _ = fs::remove_dir_all(&self.tmp);
-        let _ = fs::remove_dir_all(&self.dir);
+        self.dir.remove_while_held();
     }
 }
 
@@ -179,13 +156,7 @@ pub fn is_live(root: &Path, id: &str) -> bool {
     if id.starts_with('.') || id.contains('/') {
         return false;
     }
-    match File::open(root.join(LEASES).join(id).join(LOCK)) {
-        Ok(f) => matches!(
-            flock(&f, FlockOperation::NonBlockingLockShared),
-            Err(Errno::WOULDBLOCK)
-        ),
-        Err(_) => false,
-    }
+    sys::is_held(&root.join(LEASES).join(id).join(LOCK))
 }
 
 /// Removes what dead leases left: their `tmp/` directories (unmounting
@@ -199,30 +170,34 @@ pub(crate) fn reclaim(root: &Path) -> LeaseUsage {
     for name in names(&leases) {
         let dir = leases.join(&name);
         if name.starts_with(NEW) {
-            match File::open(dir.join(LOCK)) {
+            match sys::take_if_free(&dir.join(LOCK)) {
                 // Its maker is between mkdir and creating the lock; it
                 // retries if the directory goes.
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     let _ = fs::remove_dir(&dir);
                 }
                 Err(_) => {}
-                Ok(f) => {
-                    if flock(&f, FlockOperation::NonBlockingLockExclusive).is_ok() {
-                        let _ = fs::remove_dir_all(&dir);
-                    }
-                }
+                Ok(Some(taken)) => sys::remove_taken(&dir, taken),
+                Ok(None) => {}
             }
             continue;
         }
-        let lock = File::open(dir.join(LOCK));
+        let lock = sys::take_if_free(&dir.join(LOCK));
         let dead = match &lock {
-            Ok(f) => flock(f, FlockOperation::NonBlockingLockExclusive).is_ok(),
-            Err(e) => e.kind() == io::ErrorKind::NotFound,
+            Ok(taken) => taken.is_some(),
+            Err(e) => {
+                e.kind() == io::ErrorKind::NotFound && sys::lockless_lease_is_dead(&dir, BLOBS)
+            }
         };
         if dead {
             usage.leases += 1;
             usage.bytes += remove_work(&tmp.join(&name));
-            let _ = fs::remove_dir_all(&dir);
+            match lock {
+                Ok(Some(taken)) => sys::remove_taken(&dir, taken),
+                _ => {
+                    let _ = fs::remove_dir_all(&dir);
+                }
+            }
         }
     }
     for name in names(&tmp) {
@@ -270,7 +245,7 @@ fn names(dir: &Path) -> Vec<String> {
 
 /// Removes a dead lease's work, returning the bytes it took.
 fn remove_work(path: &Path) -> u64 {
-    unmount_under(path);
+    sys::unmount_under(path);
     let size = tree_size(path);
     let removed = match fs::symlink_metadata(path) {
         Ok(m) if m.is_dir() => fs::remove_dir_all(path),
@@ -282,53 +257,6 @@ fn remove_work(path: &Path) -> u64 {
     } else {
         0
     }
-}
-
-/// Detaches every mount at or below `path`, deepest first, so that removing
-/// a dead process's directory never reaches through a mount into what is
-/// mounted there.
-fn unmount_under(path: &Path) {
-    let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
-        return;
-    };
-    let mut points: Vec<PathBuf> = info
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(|p| PathBuf::from(unescape_mount_point(p)))
-        .filter(|p| p.starts_with(path))
-        .collect();
-    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
-    for p in points {
-        let _ = rustix::mount::unmount(
-            &p,
-            rustix::mount::UnmountFlags::DETACH | rustix::mount::UnmountFlags::NOFOLLOW,
-        );
-    }
-}
-
-/// mountinfo writes space, tab, newline and backslash as `\ooo`.
-fn unescape_mount_point(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let octal = bytes.get(i + 1..i + 4).and_then(|d| {
-            std::str::from_utf8(d)
-                .ok()
-                .and_then(|d| u8::from_str_radix(d, 8).ok())
-        });
-        match (bytes[i], octal) {
-            (b'\\', Some(b)) => {
-                out.push(b);
-                i += 4;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The bytes of the files under `path`, not following symlinks.
@@ -345,15 +273,4 @@ fn tree_size(path: &Path) -> u64 {
         .filter_map(|e| e.ok())
         .map(|e| tree_size(&e.path()))
         .sum()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mount_points_are_unescaped() {
-        assert_eq!(unescape_mount_point(r"/a\040b\134c"), r"/a b\c");
-        assert_eq!(unescape_mount_point(r"/plain\0"), r"/plain\0");
-    }
 }

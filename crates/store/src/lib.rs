@@ -42,6 +42,7 @@ mod gc;
 mod images;
 mod lease;
 mod store;
+mod sys;
 
 pub use archive::ArchiveImage;
 pub use descriptor::{children, media_type, Descriptor, IndexFile, CONTAINERD_NAME, REF_NAME};

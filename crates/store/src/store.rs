@@ -90,6 +90,11 @@ impl Store {
     /// variables that move it (the caller reads its environment; this crate
     /// reads none): `kiln_root` (`$KILN_ROOT`) if set, else `/var/lib/kiln`
     /// for root, else `xdg_data_home/kiln` or `~/.local/share/kiln`.
+    ///
+    /// On Windows there is no root whose store is the system's (an
+    /// elevated administrator has its own profile), and the home fallback
+    /// is `home\AppData\Local\kiln`, where Windows programs keep local data
+    /// (`home` being the profile directory, `%USERPROFILE%`).
     pub fn default_root(
         kiln_root: Option<PathBuf>,
         xdg_data_home: Option<PathBuf>,
@@ -98,14 +103,14 @@ impl Store {
         if let Some(root) = kiln_root {
             return Ok(root);
         }
-        if rustix::process::geteuid().is_root() {
-            return Ok(PathBuf::from("/var/lib/kiln"));
+        if let Some(root) = crate::sys::system_root() {
+            return Ok(root);
         }
         if let Some(data) = xdg_data_home {
             return Ok(data.join("kiln"));
         }
         match home {
-            Some(home) => Ok(home.join(".local/share/kiln")),
+            Some(home) => Ok(crate::sys::home_root(&home)),
             None => Err(Error::invalid(
                 "store location",
                 "neither KILN_ROOT, XDG_DATA_HOME nor HOME is set; set KILN_ROOT or pass --root",

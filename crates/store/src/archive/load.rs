@@ -9,10 +9,8 @@ use kiln_oci::layer::read::TarReader;
 use kiln_oci::reference::Reference;
 use kiln_oci::{Digest, DigestWriter};
 use std::collections::HashSet;
-use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io::{self, BufReader, Read};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 impl Store {
@@ -313,7 +311,9 @@ fn unpack(src: &Path, dest: &Path) -> Result<()> {
         if !matches!(header.typeflag, b'0' | b'\0' | b'7') || header.name.ends_with(b"/") {
             continue;
         }
-        let path = PathBuf::from(OsStr::from_bytes(&header.name));
+        let Some(path) = crate::sys::entry_path(&header.name) else {
+            continue;
+        };
         if !path
             .components()
             .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
