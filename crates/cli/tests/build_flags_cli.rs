@@ -566,3 +566,21 @@ fn outputs_buildx_refuses_are_refused_before_building() {
     assert!(!d.join("out").exists() && !d.join("iid").exists());
     assert_eq!(std::fs::read_to_string(d.join("a-file")).unwrap(), "x");
 }
+
+#[test]
+fn a_build_context_name_that_is_no_image_name_is_refused() {
+    // buildx parses the name as an image name; `Alpine` would never be used.
+    let dir = context();
+    let (code, _, err) = kiln(
+        dir.path(),
+        &[
+            "build",
+            "--build-context",
+            "Alpine=docker-image://alpine",
+            "ctx",
+        ],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("invalid context name Alpine"), "{err}");
+    assert!(err.contains("must be lowercase"), "{err}");
+}

@@ -668,6 +668,9 @@ fn request(args: &BuildArgs) -> anyhow::Result<Request> {
     req.squash = args.squash;
     req.pull = args.pull.parse().map_err(anyhow::Error::msg)?;
     for (name, value) in pairs("--build-context", &args.build_contexts)? {
+        // buildx takes a context's name as an image name: `Alpine` is
+        // refused, not quietly never used.
+        Reference::parse(&name).map_err(|e| anyhow::anyhow!("invalid context name {name}: {e}"))?;
         let ctx: NamedContext = value
             .parse()
             .map_err(|e| anyhow::anyhow!("invalid --build-context {name}={value}: {e}"))?;
