@@ -139,9 +139,11 @@ pub(crate) fn export(
             Output::Docker { dest } => store.save_docker(&archive, dest)?,
             Output::Local { dest } => {
                 // As BuildKit's local exporter: a missing destination is
-                // made 0700 (parents too), and the files belong to whoever
-                // runs the build (its file sync sets the client's uid and
-                // gid), whatever owners the image gives them.
+                // made 0700 (parents too), the files belong to whoever runs
+                // the build (its file sync sets the client's uid and gid),
+                // whatever owners the image gives them, and a file or
+                // symlink a previous output left where the image has a
+                // directory is replaced (never followed).
                 std::fs::DirBuilder::new()
                     .recursive(true)
                     .mode(0o700)
@@ -152,6 +154,7 @@ pub(crate) fn export(
                     })?;
                 let mine = ExtractOptions {
                     restore_owners: false,
+                    replace_in_the_way: true,
                     ..ExtractOptions::default()
                 };
                 target

@@ -137,6 +137,36 @@ fn a_local_output_belongs_to_whoever_builds_and_a_new_destination_is_0700() {
         .contains(&format!("d/f file 644 1234:5678 {EPOCH}")));
 }
 
+#[test]
+fn a_local_output_replaces_what_a_previous_output_left_in_the_way() {
+    // BuildKit's local exporter: a file or symlink where the image has a
+    // directory is replaced; other files stay; nothing is written through
+    // the symlink.
+    let env = Env::new();
+    env.file("d/a", "a\n");
+    let mut req = env.request("FROM scratch\nCOPY d /asfile/\nCOPY d /link/\n");
+    req.source_date_epoch = Some(EPOCH);
+    let dir = env.path("out");
+    let elsewhere = env.path("elsewhere");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::fs::write(dir.join("asfile"), "old").unwrap();
+    std::os::unix::fs::symlink(&elsewhere, dir.join("link")).unwrap();
+    std::fs::write(dir.join("keep"), "kept").unwrap();
+    req.outputs = vec![Output::Local { dest: dir.clone() }];
+    env.run(&req).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(dir.join("asfile/a")).unwrap(),
+        "a\n"
+    );
+    assert_eq!(std::fs::read_to_string(dir.join("link/a")).unwrap(), "a\n");
+    assert!(std::fs::symlink_metadata(dir.join("link"))
+        .unwrap()
+        .is_dir());
+    assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+    assert_eq!(std::fs::read_to_string(dir.join("keep")).unwrap(), "kept");
+}
+
 fn walk(dir: &std::path::Path) -> Vec<String> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).unwrap() {

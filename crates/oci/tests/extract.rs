@@ -381,3 +381,42 @@ fn symlinks_pointing_out_are_created_but_never_followed() {
     assert_eq!(fs::read(root.path().join("passwd")).unwrap(), b"pwned");
     assert!(!fs::read("/etc/passwd").unwrap().ends_with(b"pwned"));
 }
+
+#[test]
+fn replace_in_the_way_makes_directories_where_a_file_or_symlink_stood() {
+    // A local output written into a directory a previous build filled:
+    // a file or symlink where the image has a directory is removed (the
+    // symlink itself, never what it points to) and the directory made.
+    let outer = tempfile::tempdir().unwrap();
+    let root = outer.path().join("root");
+    let elsewhere = outer.path().join("elsewhere");
+    fs::create_dir_all(&root).unwrap();
+    fs::create_dir_all(&elsewhere).unwrap();
+    fs::write(root.join("a"), "a file").unwrap();
+    symlink(&elsewhere, root.join("b")).unwrap();
+    fs::write(root.join("keep"), "kept").unwrap();
+    let tar = evil_tar(&[
+        ("a/x", tar::EntryType::Regular, ""),
+        ("b/y", tar::EntryType::Regular, ""),
+    ]);
+    let layer = Digest::of(b"layer");
+    let err = extract_layer(&tar[..], &root, &layer, &ExtractOptions::default()).unwrap_err();
+    assert!(
+        err.to_string().contains("parent \"a\" is not a directory"),
+        "{err}"
+    );
+    let options = ExtractOptions {
+        replace_in_the_way: true,
+        ..ExtractOptions::default()
+    };
+    extract_layer(&tar[..], &root, &layer, &options).unwrap();
+    assert_eq!(fs::read(root.join("a/x")).unwrap(), b"pwned");
+    assert_eq!(fs::read(root.join("b/y")).unwrap(), b"pwned");
+    assert!(fs::symlink_metadata(root.join("b")).unwrap().is_dir());
+    assert_eq!(
+        fs::read_dir(&elsewhere).unwrap().count(),
+        0,
+        "written through the symlink"
+    );
+    assert_eq!(fs::read(root.join("keep")).unwrap(), b"kept");
+}

@@ -172,6 +172,7 @@ fn hostile_layers_never_panic_or_write_outside_the_root() {
             let options = ExtractOptions {
                 restore_owners: false,
                 whiteouts,
+                replace_in_the_way: false,
             };
             let _ = extract_layer(&data[..], &root, &Digest::of(b""), &options);
             let names: Vec<_> = fs::read_dir(outer.path())

@@ -157,6 +157,7 @@ impl Snapshotter {
                 userxattr: self.userxattr,
             },
             restore_owners: self.restore_owners,
+            replace_in_the_way: false,
         };
         let got = extract_layer(blob, stage.path(), diff_id, &options).map_err(|source| {
             Error::Extract {

@@ -20,8 +20,14 @@ pub(super) enum WalkError {
 }
 
 /// Opens the directory at `components` under `root`, creating missing ones
-/// (mode 0755), refusing to pass through symlinks or non-directories.
-pub(super) fn open_dir(root: BorrowedFd<'_>, components: &[&[u8]]) -> Result<OwnedFd, WalkError> {
+/// (mode 0755), refusing to pass through symlinks or non-directories; with
+/// `replace`, a symlink or file in the way is removed (never followed) and
+/// a directory made in its place.
+pub(super) fn open_dir(
+    root: BorrowedFd<'_>,
+    components: &[&[u8]],
+    replace: bool,
+) -> Result<OwnedFd, WalkError> {
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     let mut cur =
         rfs::openat(root, ".", flags, Mode::empty()).map_err(|e| WalkError::Io(e.into()))?;
@@ -33,6 +39,15 @@ pub(super) fn open_dir(root: BorrowedFd<'_>, components: &[&[u8]]) -> Result<Own
                     Ok(()) | Err(Errno::EXIST) => {}
                     Err(e) => return Err(WalkError::Io(e.into())),
                 }
+                rfs::openat(&cur, name, flags, Mode::empty())
+            }
+            other => other,
+        };
+        let next = match next {
+            Err(Errno::NOTDIR | Errno::LOOP) if replace => {
+                rfs::unlinkat(&cur, name, AtFlags::empty()).map_err(|e| WalkError::Io(e.into()))?;
+                rfs::mkdirat(&cur, name, Mode::from_raw_mode(0o755))
+                    .map_err(|e| WalkError::Io(e.into()))?;
                 rfs::openat(&cur, name, flags, Mode::empty())
             }
             other => other,

@@ -35,6 +35,11 @@ pub struct ExtractOptions {
     pub restore_owners: bool,
     /// What to do with OCI whiteout entries.
     pub whiteouts: Whiteouts,
+    /// Replace a symlink or file that stands where a parent directory goes
+    /// (removing it, never following it) instead of refusing the entry:
+    /// writing into a directory a previous output filled, as BuildKit's
+    /// local exporter does.
+    pub replace_in_the_way: bool,
 }
 
 impl Default for ExtractOptions {
@@ -42,6 +47,7 @@ impl Default for ExtractOptions {
         ExtractOptions {
             restore_owners: sys::can_restore_owners(),
             whiteouts: Whiteouts::default(),
+            replace_in_the_way: false,
         }
     }
 }

@@ -73,7 +73,8 @@ impl Extractor {
             let (name, parents) = comps
                 .split_last()
                 .map_or((&b""[..], &[][..]), |(n, p)| (*n, p));
-            let dir = open_dir(self.root.as_fd(), parents).map_err(|e| (None, walk_reason(e)))?;
+            let dir = open_dir(self.root.as_fd(), parents, self.options.replace_in_the_way)
+                .map_err(|e| (None, walk_reason(e)))?;
             set_mtime_at(dir.as_fd(), OsStr::from_bytes(name), *mtime, 0).map_err(|e| {
                 (
                     Some(String::from_utf8_lossy(path).into_owned()),
@@ -109,7 +110,8 @@ impl Extractor {
         }
         match entry.node {
             Node::Opaque => {
-                let dir = open_dir(self.root.as_fd(), &comps).map_err(walk_reason)?;
+                let dir = open_dir(self.root.as_fd(), &comps, self.options.replace_in_the_way)
+                    .map_err(walk_reason)?;
                 if let Whiteouts::Overlay { userxattr } = self.options.whiteouts {
                     return set_opaque(dir.as_fd(), userxattr);
                 }
@@ -125,7 +127,8 @@ impl Extractor {
                 .map_err(|e| format!("applying opaque whiteout: {e}"));
             }
             Node::Whiteout => {
-                let dir = open_dir(self.root.as_fd(), parents).map_err(walk_reason)?;
+                let dir = open_dir(self.root.as_fd(), parents, self.options.replace_in_the_way)
+                    .map_err(walk_reason)?;
                 if let Whiteouts::Overlay { userxattr } = self.options.whiteouts {
                     return self.overlay_whiteout(dir.as_fd(), parents, name, userxattr);
                 }
@@ -149,7 +152,8 @@ impl Extractor {
                 make_opaque = Some(userxattr);
             }
         }
-        let dir = open_dir(self.root.as_fd(), parents).map_err(walk_reason)?;
+        let dir = open_dir(self.root.as_fd(), parents, self.options.replace_in_the_way)
+            .map_err(walk_reason)?;
         let dir = dir.as_fd();
         let name_os = OsStr::from_bytes(name);
         let existing = file_type_at(dir, name_os).map_err(|e| e.to_string())?;
@@ -211,8 +215,9 @@ impl Extractor {
                     .split_last()
                     .map_or((&b""[..], &[][..]), |(n, p)| (*n, p));
                 let shown = String::from_utf8_lossy(target);
-                let tdir = open_dir(self.root.as_fd(), tparents)
-                    .map_err(|e| format!("hard link target {shown:?}: {}", walk_reason(e)))?;
+                let tdir =
+                    open_dir(self.root.as_fd(), tparents, self.options.replace_in_the_way)
+                        .map_err(|e| format!("hard link target {shown:?}: {}", walk_reason(e)))?;
                 match file_type_at(tdir.as_fd(), OsStr::from_bytes(tname))
                     .map_err(|e| e.to_string())?
                 {
@@ -331,7 +336,12 @@ impl Extractor {
             if !self.whiteouts.remove(&parents[..i].join(&b'/')) {
                 continue;
             }
-            let dir = open_dir(self.root.as_fd(), &parents[..i - 1]).map_err(walk_reason)?;
+            let dir = open_dir(
+                self.root.as_fd(),
+                &parents[..i - 1],
+                self.options.replace_in_the_way,
+            )
+            .map_err(walk_reason)?;
             let name = OsStr::from_bytes(parents[i - 1]);
             rfs::unlinkat(dir.as_fd(), name, AtFlags::empty())
                 .map_err(|e| format!("replacing the overlay whiteout: {e}"))?;

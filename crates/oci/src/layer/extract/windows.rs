@@ -42,6 +42,8 @@ pub(super) struct Extractor {
     created: HashSet<Vec<u8>>,
     /// Directories and their mtimes, applied at the end.
     dirs: Vec<(Vec<u8>, i64)>,
+    /// [`ExtractOptions::replace_in_the_way`].
+    replace: bool,
 }
 
 /// The names of a layer path, each one Windows stores as it is.
@@ -103,6 +105,7 @@ impl Extractor {
             root,
             created: HashSet::new(),
             dirs: Vec::new(),
+            replace: options.replace_in_the_way,
         })
     }
 
@@ -128,6 +131,19 @@ impl Extractor {
     fn open_dir(&self, comps: &[&str]) -> Result<TreeDir, String> {
         for i in 1..=comps.len() {
             let prefix = comps[..i].join("/");
+            let in_the_way = self
+                .root
+                .symlink_metadata(Path::new(&prefix))
+                .is_ok_and(|md| is_link(&md) || !md.is_dir());
+            if in_the_way && self.replace {
+                // Removed itself, never followed; made a directory below.
+                let parent = self
+                    .root
+                    .open_dir(Path::new(&comps[..i - 1].join("/")))
+                    .map_err(|e| format!("opening the parent directory: {e}"))?;
+                remove_all(&parent.path().join(comps[i - 1]))
+                    .map_err(|e| format!("removing {prefix:?} to make a directory there: {e}"))?;
+            }
             match self.root.symlink_metadata(Path::new(&prefix)) {
                 Ok(md) if is_link(&md) => {
                     return Err(format!(
@@ -407,5 +423,20 @@ mod tests {
         // The writer sorts "f" first; as a file it cannot be a parent.
         let err = extract(&blob, dir.path()).unwrap_err();
         assert!(err.contains(r#"parent "f" is not a directory"#), "{err}");
+    }
+
+    #[test]
+    fn replace_in_the_way_makes_a_directory_where_a_file_stood() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), b"old").unwrap();
+        std::fs::write(dir.path().join("keep"), b"kept").unwrap();
+        let blob = layer(vec![LayerEntry::file("f/g", "y")]);
+        let options = ExtractOptions {
+            replace_in_the_way: true,
+            ..ExtractOptions::default()
+        };
+        extract_layer(&blob[..], dir.path(), &Digest::of(b""), &options).unwrap();
+        assert_eq!(std::fs::read(dir.path().join("f").join("g")).unwrap(), b"y");
+        assert_eq!(std::fs::read(dir.path().join("keep")).unwrap(), b"kept");
     }
 }
