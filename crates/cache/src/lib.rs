@@ -59,6 +59,7 @@
 
 mod db;
 mod key;
+mod kind;
 mod source;
 mod stat;
 mod sys;

@@ -4,42 +4,7 @@ use crate::key::put_bytes;
 use kiln_oci::Digest;
 use std::path::{Component, Path, PathBuf};
 
-/// What kind of file a [`SourceEntry`] is, with what matters of each kind.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum EntryKind {
-    /// A regular file.
-    File {
-        /// Its size in bytes.
-        size: u64,
-        /// The digest of its content (see [`crate::StatSession::file_digest`]).
-        content: Digest,
-    },
-    /// A directory. Its size is left out: it depends on the file system.
-    Dir,
-    /// A symbolic link.
-    Symlink {
-        /// Where it points, as stored in the link.
-        target: PathBuf,
-    },
-    /// A character device.
-    CharDevice {
-        /// The device's major number.
-        major: u32,
-        /// The device's minor number.
-        minor: u32,
-    },
-    /// A block device.
-    BlockDevice {
-        /// The device's major number.
-        major: u32,
-        /// The device's minor number.
-        minor: u32,
-    },
-    /// A named pipe.
-    Fifo,
-    /// A Unix socket.
-    Socket,
-}
+pub use crate::kind::EntryKind;
 
 /// One file, directory or link in a source, as far as its digest goes.
 /// [`crate::StatSession::source_entry`] reads one from disk.

@@ -12,12 +12,7 @@ pub(crate) struct Lock {
     _file: File,
 }
 
-/// How to take a lock.
-#[derive(Clone, Copy)]
-pub(crate) enum Mode {
-    Shared,
-    Exclusive,
-}
+pub(crate) use crate::sys::Mode;
 
 impl Lock {
     fn open(path: &Path) -> Result<File> {

@@ -32,9 +32,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 const LEASES: &str = "leases";
 const LOCK: &str = "lock";
-pub(crate) const BLOBS: &str = "blobs";
-/// The prefix of a lease directory not yet placed (Unix makes leases so).
-pub(crate) const NEW: &str = ".new-";
+use crate::sys::{BLOBS, NEW};
 
 /// What the cleanup of dead leases removed, or what live ones hold.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

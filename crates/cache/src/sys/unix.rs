@@ -1,7 +1,7 @@
 //! The Unix side of [`crate::sys`].
 
 use super::Attributes;
-use crate::source::EntryKind;
+use crate::kind::EntryKind;
 use kiln_oci::tree::FileIdentity;
 use std::ffi::OsStr;
 use std::fs::{File, Metadata, OpenOptions};

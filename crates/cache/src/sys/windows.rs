@@ -12,7 +12,7 @@
 //! xattrs), and no devices, FIFOs or sockets, which NTFS does not hold.
 
 use super::Attributes;
-use crate::source::EntryKind;
+use crate::kind::EntryKind;
 use kiln_oci::tree::FileIdentity;
 use std::ffi::OsStr;
 use std::fs::{File, Metadata, OpenOptions};

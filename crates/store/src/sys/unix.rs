@@ -1,8 +1,8 @@
 //! The Unix side of [`crate::sys`]: flock, and a lease made in a hidden
 //! directory that is renamed into place once locked.
 
+use super::Mode;
 use crate::error::{Error, Result};
-use crate::fsutil::Mode;
 use rustix::fs::{flock, FlockOperation};
 use rustix::io::Errno;
 use std::ffi::OsStr;
@@ -28,7 +28,7 @@ pub(crate) fn make_lease(
     lock: &str,
     blobs: &str,
 ) -> Result<(PathBuf, File, File)> {
-    let staged = leases.join(format!("{}{id}", crate::lease::NEW));
+    let staged = leases.join(format!("{}{id}", super::NEW));
     match stage(&staged, lock, blobs) {
         Ok((lock, blobs)) => {
             let dir = leases.join(id);

@@ -15,8 +15,8 @@
 //! directory seen without a `lock` is one being made (or a removal cut
 //! short): it is removed only when empty, see [`lockless_lease_is_dead`].
 
+use super::Mode;
 use crate::error::{Error, Result};
-use crate::fsutil::Mode;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::windows::fs::OpenOptionsExt;
@@ -116,7 +116,7 @@ impl Drop for LeaseDir {
         // `blobs` before `lock`: cut short between the two, the lease
         // still has its lock file (free, so dead, and reclaimed whole),
         // never a lockless directory with something left in it.
-        let _ = fs::remove_file(self.0.join(crate::lease::BLOBS));
+        let _ = fs::remove_file(self.0.join(super::BLOBS));
         let _ = fs::remove_dir_all(&self.0);
     }
 }
