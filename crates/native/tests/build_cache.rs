@@ -563,3 +563,25 @@ fn a_builder_stage_that_runs_again_but_makes_the_same_files_misses_nothing_after
         sixth.output
     );
 }
+
+#[test]
+fn a_copy_from_with_a_wildcard_is_keyed_by_the_files_it_matches() {
+    // Only what the pattern matches counts: a builder that reruns and
+    // changes a file the pattern leaves out misses nothing after it.
+    let env = Env::new();
+    env.file("v", "1\n").file("README", "one\n");
+    let dockerfile = "FROM bb AS build\nCOPY . /src\n\
+                      RUN mkdir /out && echo app > /out/app.bin && cp /src/README /out/notes.txt\n\
+                      FROM bb\nCOPY --from=build /out/*.bin /app/\nRUN echo final\n";
+    let req = with_busybox(env.request(dockerfile));
+    let first = build(&env, &req);
+    assert!(
+        first.output.contains(&"final".to_string()),
+        "{:?}",
+        first.output
+    );
+    env.file("README", "two\n");
+    let second = build(&env, &req);
+    assert!(second.output.is_empty(), "{:?}", second.missed);
+    assert!(second.cached.contains(&(1, 1)) && second.cached.contains(&(1, 2)));
+}

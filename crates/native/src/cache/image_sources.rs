@@ -7,7 +7,7 @@
 //! step from the COPY on.
 
 use super::{BuildCache, SourceMask};
-use crate::copy::paths::{clean_clamped, split_wildcards};
+use crate::copy::paths::{clean_clamped, go_match, split_wildcards};
 use crate::imagefs::{FsEntry, FsKind, ImageFs};
 use kiln_oci::{Digest, DigestWriter, LayerFormat};
 use std::collections::{BTreeMap, HashMap};
@@ -45,20 +45,40 @@ impl BuildCache {
                 Ok(resolved) if resolved == fs.spell(&root) => {}
                 _ => return Ok(None),
             }
+            // A pattern deeper than one name would mean walking (and
+            // hashing) far more than is copied: the layer ids key it.
+            if pattern.contains('/') {
+                return Ok(None);
+            }
             let Some(top) = fs.lookup(&root) else {
                 missing.push(i);
                 continue;
             };
-            listed.push((i, root.clone(), top));
-            if !top.is_dir() {
-                continue;
-            }
-            for (path, entry) in fs.walk(&root) {
-                // A pattern's matches are followed if they are links.
-                if !pattern.is_empty() && matches!(entry.kind, FsKind::Symlink(_)) {
-                    return Ok(None);
+            // What is copied: the path's tree, or for a pattern in its
+            // last name the trees of the names it matches.
+            let tops: Vec<(String, &FsEntry)> = if pattern.is_empty() {
+                vec![(root.clone(), top)]
+            } else {
+                let mut matched = Vec::new();
+                for (name, entry) in fs.read_dir(&root) {
+                    if !go_match(&pattern, &name) {
+                        continue;
+                    }
+                    // A match that is a link is followed by COPY.
+                    if matches!(entry.kind, FsKind::Symlink(_)) {
+                        return Ok(None);
+                    }
+                    matched.push((format!("{}/{name}", root.trim_end_matches('/')), entry));
                 }
-                listed.push((i, path.to_string(), entry));
+                matched
+            };
+            for (path, entry) in tops {
+                listed.push((i, path.clone(), entry));
+                if entry.is_dir() {
+                    for (below, e) in fs.walk(&path) {
+                        listed.push((i, below.to_string(), e));
+                    }
+                }
             }
         }
         let Some(contents) = self.contents(fs, &listed)? else {
