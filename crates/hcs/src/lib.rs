@@ -8,10 +8,12 @@
 //! destroy) and `computecore.dll` (compute systems and processes), in the
 //! order hcsshim makes them (`internal/wclayer`, `internal/hcs`).
 //!
-//! The Windows half is compiled for `x86_64-pc-windows-gnu` by
-//! `scripts/test` (a check, not a link: there is no Windows runner), so
-//! its declarations and types are checked against windows-sys and the
-//! compiler; it has never run. `docs/windows.md` says what that leaves
+//! The Windows half loads both DLLs at run time, so a program holding it
+//! starts on any Windows and its HCS calls answer with an error on a host
+//! without them ([`host::available`] says which). `scripts/test` lints it
+//! for `x86_64-pc-windows-gnu` and runs its tests under wine, which has
+//! neither DLL: the loading, its errors and the privilege calls run there;
+//! no HCS call has ever run. `docs/windows.md` says what that leaves
 //! unverified.
 #![deny(missing_docs)]
 
