@@ -472,9 +472,7 @@ impl BuildahBackend {
             }
             if !interrupted && req.interrupt.load(Ordering::SeqCst) {
                 interrupted = true;
-                // SIGTERM lets buildah remove its build containers.
-                let pid = rustix::process::Pid::from_child(&child);
-                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+                terminate(&mut child);
             }
         }
         for t in threads {
@@ -666,4 +664,18 @@ impl BuildBackend for BuildahBackend {
             digest,
         })
     }
+}
+
+/// Stops an interrupted buildah.
+#[cfg(unix)]
+fn terminate(child: &mut std::process::Child) {
+    // SIGTERM, not SIGKILL: it lets buildah remove its build containers.
+    let pid = rustix::process::Pid::from_child(child);
+    let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+}
+
+/// Stops an interrupted buildah: Windows has no SIGTERM to ask it nicely.
+#[cfg(windows)]
+fn terminate(child: &mut std::process::Child) {
+    let _ = child.kill();
 }

@@ -83,10 +83,12 @@ fn list(failures: &[ProbeFailure]) -> String {
 }
 
 /// Attaches a context string to an I/O result.
+#[cfg(unix)]
 pub(crate) trait IoContext<T> {
     fn context(self, context: impl FnOnce() -> String) -> Result<T, Error>;
 }
 
+#[cfg(unix)]
 impl<T, E: Into<io::Error>> IoContext<T> for Result<T, E> {
     fn context(self, context: impl FnOnce() -> String) -> Result<T, Error> {
         self.map_err(|e| Error::Io {

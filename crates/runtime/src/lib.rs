@@ -51,14 +51,26 @@
 
 #![deny(missing_docs)]
 
+// Describing a run is portable (a Windows kiln builds the same requests and
+// hands Linux steps elsewhere); running one needs Linux.
+#[cfg(unix)]
+mod config;
 mod error;
+#[cfg(unix)]
 mod network;
+mod outcome;
+mod rlimit;
+#[cfg(unix)]
 mod runtime;
+#[cfg(unix)]
 mod seccomp;
 mod spec;
+#[cfg(unix)]
 mod stubs;
 
 pub use error::{Error, ProbeFailure};
-pub use network::NetworkTool;
-pub use runtime::{Detection, ExitStatus, RunOutcome, Runtime, RuntimeKind, Stream};
-pub use spec::{ContainerSpec, MountSpec, Network, Rlimit, RlimitKind};
+pub use outcome::{ExitStatus, NetworkTool, RunOutcome, Stream};
+pub use rlimit::{Rlimit, RlimitKind};
+#[cfg(unix)]
+pub use runtime::{Detection, Runtime, RuntimeKind};
+pub use spec::{ContainerSpec, MountSpec, Network};

@@ -13,29 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::Error;
-
-/// The user-space network helper connecting a private namespace.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NetworkTool {
-    /// `pasta` (Debian package `passt`): the namespace gets a copy of the
-    /// host's addresses and routes; the default gateway's address reaches
-    /// the host's loopback.
-    Pasta,
-    /// `slirp4netns`: the namespace is `10.0.2.100/24`, the host's
-    /// loopback is `10.0.2.2` and DNS is `10.0.2.3`.
-    Slirp4netns,
-}
-
-impl NetworkTool {
-    /// The program's name.
-    pub fn name(self) -> &'static str {
-        match self {
-            NetworkTool::Pasta => "pasta",
-            NetworkTool::Slirp4netns => "slirp4netns",
-        }
-    }
-}
+use crate::{Error, NetworkTool};
 
 /// The tool whose last setup in this process worked: [`PASTA`] (also
 /// before any) or [`SLIRP`].

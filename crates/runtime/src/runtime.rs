@@ -3,7 +3,6 @@
 
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::IpAddr;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -12,13 +11,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use crate::config::{self, NetNs, PidNs, ResolvedKind, ResolvedMount};
 use crate::error::IoContext;
-use crate::network::{find_program, NetworkTool, PrivateNet};
-use crate::spec::{
-    self, ContainerSpec, MountSpec, NetNs, Network, PidNs, ResolvedKind, ResolvedMount,
-};
+use crate::network::{find_program, PrivateNet};
 use crate::stubs::Stubs;
-use crate::{Error, ProbeFailure};
+use crate::{
+    ContainerSpec, Error, ExitStatus, MountSpec, Network, ProbeFailure, RunOutcome, Stream,
+};
 
 /// The id prefix of probe containers, which [`Runtime::cleanup_stale`]
 /// treats apart from the ones its caller names.
@@ -70,53 +69,6 @@ pub struct Detection {
     pub runtime: Runtime,
     /// The candidates tried before it, and why each did not work.
     pub skipped: Vec<ProbeFailure>,
-}
-
-/// Which of a container's output streams a line came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stream {
-    /// Standard output.
-    Stdout,
-    /// Standard error.
-    Stderr,
-}
-
-/// How the container's process ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ExitStatus {
-    /// The exit code as BuildKit shows it: a process killed by signal N
-    /// reports `128 + N`, as the runtime returns it.
-    pub code: i32,
-}
-
-impl ExitStatus {
-    /// True for exit code 0.
-    pub fn success(&self) -> bool {
-        self.code == 0
-    }
-}
-
-/// The result of a container run whose process started.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RunOutcome {
-    /// How the process ended.
-    pub status: ExitStatus,
-    /// Something the caller should tell the user, e.g. that a private
-    /// network could not be set up and the host's was used instead.
-    pub warning: Option<String>,
-    /// Where the container reached the host's loopback, for a private
-    /// network (pasta's gateway, or slirp4netns' `10.0.2.2`).
-    pub host_address: Option<IpAddr>,
-    /// The helper that connected a private network.
-    pub network_tool: Option<NetworkTool>,
-}
-
-impl RunOutcome {
-    /// The address at which the container could reach a server listening
-    /// on the host's `127.0.0.1`, when it had a private network.
-    pub fn host_address(&self) -> Option<IpAddr> {
-        self.host_address
-    }
 }
 
 impl Runtime {
@@ -355,7 +307,7 @@ impl Runtime {
                 None => note.to_string(),
             });
         }
-        let config = spec::build(spec, &spec.rootfs, &resolved, &netns, self.pidns)?;
+        let config = config::build(spec, &spec.rootfs, &resolved, &netns, self.pidns)?;
         let config_path = spec.bundle.join("config.json");
         let json = serde_json::to_vec_pretty(&config)
             .map_err(|e| Error::InvalidSpec(format!("serializing config.json: {e}")))?;

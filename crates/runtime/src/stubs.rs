@@ -6,8 +6,8 @@ use std::fs;
 use std::io;
 use std::path::{Component, Path, PathBuf};
 
+use crate::config::under_standard_root;
 use crate::error::IoContext;
-use crate::spec::under_standard_root;
 use crate::Error;
 
 /// How many symlinks one resolution may follow, as the kernel's limit.

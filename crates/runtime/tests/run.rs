@@ -1,5 +1,6 @@
 //! Real containers through the runtime found on this host, on a rootfs of
 //! Debian's static busybox.
+#![cfg(unix)]
 
 use kiln_runtime::{ContainerSpec, Error, MountSpec, Network, Runtime, Stream};
 use std::fs;
