@@ -48,11 +48,15 @@ impl BackendKind {
             .ok_or_else(|| format!("unknown backend {name:?}: use native, buildah, remote or hcs"))
     }
 
-    /// This host's default: native on Linux, where it builds everything
-    /// kiln can; elsewhere there is no backend that runs, and native says
-    /// why when asked.
+    /// This host's default: hcs on Windows (the native pipeline, with RUN
+    /// in Windows images through HCS; a build without RUN needs no HCS),
+    /// native elsewhere (on Linux it builds everything kiln can).
     pub fn host_default() -> BackendKind {
-        BackendKind::Native
+        if cfg!(windows) {
+            BackendKind::Hcs
+        } else {
+            BackendKind::Native
+        }
     }
 
     /// The backend for a build: `explicit` (`--backend`), else `from_env`

@@ -3,6 +3,7 @@
 //! embedder (or a remote daemon) decides what they see.
 
 use kiln_registry::{AuthFiles, ClientOptions};
+#[cfg(unix)]
 use kiln_snapshot::DriverKind;
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -103,13 +104,51 @@ pub fn source_date_epoch() -> anyhow::Result<Option<i64>> {
     Ok(kiln_oci::config::parse_source_date_epoch(value.as_deref())?)
 }
 
+/// RUN's snapshotter as `$KILN_SNAPSHOTTER` forces it, if it does: on
+/// Linux only, as no Linux RUN runs elsewhere.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Snapshotter {
+    #[cfg(unix)]
+    forced: Option<DriverKind>,
+}
+
+/// The native backend on `store`, with RUN's snapshotter as `snapshotter`
+/// forces it.
+pub fn native_backend(
+    store: kiln_store::Store,
+    registry: ClientOptions,
+    snapshotter: Snapshotter,
+) -> kiln_native::NativeBackend {
+    snapshotter.apply(kiln_native::NativeBackend::new(store, registry))
+}
+
+impl Snapshotter {
+    #[cfg(unix)]
+    fn apply(self, backend: kiln_native::NativeBackend) -> kiln_native::NativeBackend {
+        backend.with_snapshotter(self.forced)
+    }
+
+    #[cfg(not(unix))]
+    fn apply(self, backend: kiln_native::NativeBackend) -> kiln_native::NativeBackend {
+        backend
+    }
+}
+
+/// `$KILN_SNAPSHOTTER` means nothing where no Linux RUN runs.
+#[cfg(not(unix))]
+pub fn snapshotter() -> anyhow::Result<Snapshotter> {
+    Ok(Snapshotter::default())
+}
+
 /// `$KILN_SNAPSHOTTER`: `overlay` or `copy` forces RUN's snapshotter.
-pub fn snapshotter() -> anyhow::Result<Option<DriverKind>> {
+#[cfg(unix)]
+pub fn snapshotter() -> anyhow::Result<Snapshotter> {
+    let forced = |kind| Ok(Snapshotter { forced: Some(kind) });
     match var("KILN_SNAPSHOTTER").map(|v| v.to_string_lossy().into_owned()) {
-        None => Ok(None),
+        None => Ok(Snapshotter::default()),
         Some(v) => match v.as_str() {
-            "overlay" | "overlayfs" => Ok(Some(DriverKind::Overlay)),
-            "copy" | "native" => Ok(Some(DriverKind::Copy)),
+            "overlay" | "overlayfs" => forced(DriverKind::Overlay),
+            "copy" | "native" => forced(DriverKind::Copy),
             other => {
                 anyhow::bail!(
                     "KILN_SNAPSHOTTER={other:?} is not a snapshotter; use overlay or copy"

@@ -10,6 +10,7 @@ mod progress;
 mod prompt;
 mod secret;
 mod template;
+#[cfg(unix)]
 mod userns;
 
 use clap::{CommandFactory, Parser, Subcommand};
@@ -108,6 +109,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let ansi = colors(cli.color);
     init_log(cli.debug, ansi);
+    #[cfg(unix)]
     if matches!(
         cli.command,
         Command::Build(_) | Command::Pipeline(_) | Command::Serve(_)

@@ -4,8 +4,6 @@
 //! output keeps only the command's result.
 
 use anyhow::{bail, Context};
-use rustix::termios::{tcgetattr, tcsetattr, LocalModes, OptionalActions};
-use signal_hook::consts::SIGINT;
 use std::io::{BufRead, IsTerminal};
 
 /// Whether standard input is a terminal someone can answer on.
@@ -38,9 +36,19 @@ pub fn line(prompt: &str) -> anyhow::Result<String> {
     Ok(answer.trim_end_matches(['\n', '\r']).to_string())
 }
 
+/// Refuses: turning a Windows console's echo off is not written yet, and
+/// a password must never be echoed.
+#[cfg(not(unix))]
+pub fn password(_prompt: &str) -> anyhow::Result<String> {
+    bail!("kiln cannot read a password without echo on this OS's terminal: pass it on standard input with --password-stdin")
+}
+
 /// Shows `prompt` and reads a line with the terminal's echo off, turning
 /// it back on whatever happens to the read, Ctrl-C included.
+#[cfg(unix)]
 pub fn password(prompt: &str) -> anyhow::Result<String> {
+    use rustix::termios::{tcgetattr, tcsetattr, LocalModes, OptionalActions};
+    use signal_hook::consts::SIGINT;
     let stdin = std::io::stdin();
     let before = tcgetattr(&stdin).context("reading the terminal's settings")?;
     let mut quiet = before.clone();

@@ -15,6 +15,7 @@ use crate::base::Bases;
 use crate::cache::BuildCache;
 use crate::compress::{self, Compressor};
 use crate::export;
+#[cfg(unix)]
 use crate::run::Exec;
 use crate::solver;
 use crate::stage::{self, StageContext};
@@ -42,6 +43,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub struct NativeBackend {
     store: Store,
     registry: ClientOptions,
+    #[cfg(unix)]
     snapshotter: Option<kiln_snapshot::DriverKind>,
     /// Runs RUN steps of Windows images (the HCS backend); `None` refuses
     /// them.
@@ -54,6 +56,7 @@ impl NativeBackend {
         NativeBackend {
             store,
             registry,
+            #[cfg(unix)]
             snapshotter: None,
             windows_host: None,
         }
@@ -71,6 +74,7 @@ impl NativeBackend {
 
     /// Forces RUN's snapshotter (overlayfs, or the copying one) instead of
     /// the one that works here.
+    #[cfg(unix)]
     pub fn with_snapshotter(mut self, kind: Option<kiln_snapshot::DriverKind>) -> NativeBackend {
         self.snapshotter = kind;
         self
@@ -183,8 +187,14 @@ pub fn availability() -> Result<String, Unavailable> {
     if cfg!(target_os = "linux") {
         Ok("builds in this process (RUN with runc or crun)".into())
     } else {
-        Err(Unavailable::new(
-            "RUN needs Linux namespaces and overlayfs; this host is not Linux",
+        Ok(format!(
+            "builds in this process, without RUN: a Linux image's RUN needs a Linux host \
+             (or --backend remote){}",
+            if cfg!(windows) {
+                ", a Windows image's --backend hcs"
+            } else {
+                ""
+            }
         ))
     }
 }
@@ -495,6 +505,7 @@ impl NativeBackend {
                 path: self.store.tmp_dir().to_path_buf(),
                 source: e,
             })?;
+        #[cfg(unix)]
         let exec = Exec::new(&self.store, req.runtime.clone(), self.snapshotter);
         let windows = self
             .windows_host
@@ -530,10 +541,14 @@ impl NativeBackend {
                 epoch: req.source_date_epoch,
                 now,
                 scratch: scratch.path(),
+                #[cfg(unix)]
                 exec: &exec,
                 windows: windows.as_ref(),
+                #[cfg(unix)]
                 secrets: &req.secrets,
+                #[cfg(unix)]
                 ssh: &req.ssh,
+                #[cfg(unix)]
                 allow_network_host: req.allow_network_host,
                 run: &req.run,
                 warned: &Mutex::new(Vec::new()),

@@ -13,7 +13,6 @@ use kiln_store::{media_type, ArchiveImage, Descriptor, Store};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::BufWriter;
-use std::os::unix::fs::DirBuilderExt;
 
 /// The final image's blobs in the store.
 #[derive(Clone, Debug)]
@@ -144,14 +143,15 @@ pub(crate) fn export(
                 // whatever owners the image gives them, and a file or
                 // symlink a previous output left where the image has a
                 // directory is replaced (never followed).
-                std::fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o700)
-                    .create(dest)
-                    .map_err(|e| BuildError::Output {
-                        path: dest.clone(),
-                        source: e,
-                    })?;
+                let mut dir = std::fs::DirBuilder::new();
+                dir.recursive(true);
+                // Windows has no mode; the new directory inherits its ACL.
+                #[cfg(unix)]
+                std::os::unix::fs::DirBuilderExt::mode(&mut dir, 0o700);
+                dir.create(dest).map_err(|e| BuildError::Output {
+                    path: dest.clone(),
+                    source: e,
+                })?;
                 let mine = ExtractOptions {
                     restore_owners: false,
                     replace_in_the_way: true,

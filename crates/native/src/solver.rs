@@ -19,7 +19,7 @@ use std::sync::{Arc, Condvar, Mutex};
 /// several builds (a pipeline's, and its signal handler), and a stage that
 /// fails in one must not stop the others. The build's own flag, which
 /// running steps poll, turns true on a failure here or, within
-/// [`MIRROR_EVERY`], on the caller's interrupt.
+/// `MIRROR_EVERY`, on the caller's interrupt.
 #[derive(Debug)]
 pub struct Cancel {
     flag: Arc<AtomicBool>,

@@ -22,11 +22,12 @@ pub(crate) use config::with_labels;
 use crate::base::Bases;
 use crate::cache::{BuildCache, HashedFiles};
 use crate::imagefs::{FsKind, ImageFs};
+#[cfg(unix)]
 use crate::run::Exec;
 use crate::solver::{Cancel, Finished};
 use crate::transfer::LayerCounter;
 use kiln_backend::events::{BuildEvent, EventSink};
-use kiln_backend::{BuildError, SecretSource};
+use kiln_backend::BuildError;
 use kiln_cache::KeyBuilder;
 use kiln_frontend::dockerignore::Matcher;
 use kiln_frontend::instructions::{CommandLine, HealthcheckInstruction, Instruction};
@@ -38,7 +39,7 @@ use kiln_oci::{
 };
 use kiln_store::{Descriptor, Store};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 /// What every stage of one build shares.
@@ -63,15 +64,19 @@ pub(crate) struct StageContext<'a> {
     /// A directory steps may use for temporary files.
     pub(crate) scratch: &'a Path,
     /// Snapshots and the OCI runtime, for RUN.
+    #[cfg(unix)]
     pub(crate) exec: &'a Exec,
     /// RUN in Windows images, on the HCS backend; `None` elsewhere, where
     /// such a step answers NotSupported.
     pub(crate) windows: Option<&'a crate::run::windows::WindowsExec>,
     /// `--secret`s by id.
-    pub(crate) secrets: &'a BTreeMap<String, SecretSource>,
+    #[cfg(unix)]
+    pub(crate) secrets: &'a BTreeMap<String, kiln_backend::SecretSource>,
     /// `--ssh` agent sockets by id.
-    pub(crate) ssh: &'a BTreeMap<String, PathBuf>,
+    #[cfg(unix)]
+    pub(crate) ssh: &'a BTreeMap<String, std::path::PathBuf>,
     /// `--allow network.host`.
+    #[cfg(unix)]
     pub(crate) allow_network_host: bool,
     /// The build-wide settings of RUN steps.
     pub(crate) run: &'a kiln_backend::RunDefaults,

@@ -103,6 +103,62 @@ impl FileIdentity {
     }
 }
 
+/// What a path of a tree is, as a build reads it off the host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostKind {
+    /// A directory.
+    Dir,
+    /// A regular file.
+    File,
+    /// A symbolic link (on Windows, any reparse point: a symlink, a
+    /// junction, a mount point).
+    Symlink,
+    /// A character device.
+    CharDevice {
+        /// Its major number.
+        major: u32,
+        /// Its minor number.
+        minor: u32,
+    },
+    /// A block device.
+    BlockDevice {
+        /// Its major number.
+        major: u32,
+        /// Its minor number.
+        minor: u32,
+    },
+    /// A FIFO.
+    Fifo,
+    /// A Unix socket.
+    Socket,
+}
+
+/// The metadata of a path of a tree, in the terms an image layer keeps,
+/// from [`TreeRoot::stat`].
+///
+/// On Windows a file has no POSIX owner or mode: the owner is root, and
+/// the mode is BuildKit's for a context sent from Windows (fsutil's `Stat`
+/// there): `0755`, or `0555` for a read-only file, so a Windows context
+/// gives the same image whichever builder reads it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HostStat {
+    /// What it is.
+    pub kind: HostKind,
+    /// Permission bits with setuid, setgid and sticky (`& 0o7777`).
+    pub mode: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Modification time, seconds since the Unix epoch.
+    pub mtime: i64,
+    /// For a regular file with more than one name, which file it is (its
+    /// device and inode), so all its names become one file and hard links.
+    pub link_key: Option<(u64, u64)>,
+    /// Which version of which file it is, for a [`TreeFile`].
+    pub identity: FileIdentity,
+}
+
 /// A regular file of a tree as it was listed: where it is and which file
 /// it was then.
 #[derive(Clone, Debug)]
@@ -192,6 +248,37 @@ impl TreeFile {
             reason: reason.to_string(),
         }
     }
+}
+
+/// The mode `meta` gives its file in an image, as [`HostStat::mode`]
+/// says it (on Windows, BuildKit's rule for a context sent from there).
+pub fn mode_of(meta: &std::fs::Metadata) -> u32 {
+    sys::mode_of(meta)
+}
+
+/// The modification time of `meta`, in whole seconds since the Unix
+/// epoch (rounded down, as `st_mtime` is).
+pub fn mtime_of(meta: &std::fs::Metadata) -> i64 {
+    match meta.modified() {
+        Ok(t) => match t.duration_since(std::time::UNIX_EPOCH) {
+            Ok(after) => after.as_secs() as i64,
+            Err(before) => -(before.duration().as_secs_f64().ceil() as i64),
+        },
+        Err(_) => 0,
+    }
+}
+
+/// Whether `err`, from reaching a path below a [`TreeRoot`], is the
+/// refusal of a symbolic link (or other reparse point) on its way.
+pub fn is_link_on_path(err: &io::Error) -> bool {
+    sys::is_link_on_path(err)
+}
+
+/// Whether `err`, from reading a path below a [`TreeRoot`] just listed,
+/// says it is no longer what the listing saw: removed, no longer a
+/// directory, no longer a symbolic link.
+pub fn is_raced(err: &io::Error) -> bool {
+    sys::is_raced(err)
 }
 
 /// The names of a relative path without `..`; anything else is refused,

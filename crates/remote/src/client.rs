@@ -85,12 +85,17 @@ impl Client {
     /// Opens an HTTP/2 connection; requests on it share it.
     pub async fn connect(&self) -> Result<Connection, Error> {
         match &self.endpoint {
+            #[cfg(unix)]
             Endpoint::Unix(path) => {
                 let stream = tokio::net::UnixStream::connect(path)
                     .await
                     .map_err(|e| self.connect_error(e))?;
                 self.handshake(stream, "http://kiln".into()).await
             }
+            #[cfg(not(unix))]
+            Endpoint::Unix(_) => Err(self.connect_error(
+                "unix sockets are not supported on this OS: reach the daemon at tcp://HOST:PORT with mutual TLS",
+            )),
             Endpoint::Tcp { host, port } => {
                 let tcp = tokio::net::TcpStream::connect((host.as_str(), *port))
                     .await

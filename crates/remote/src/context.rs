@@ -17,7 +17,6 @@ use sha2::{Digest as _, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -142,8 +141,8 @@ fn walk(
         let entry = |kind, size, digest, target| ContextEntry {
             path: path.clone(),
             kind,
-            mode: meta.mode() & 0o7777,
-            mtime: meta.mtime(),
+            mode: kiln_oci::tree::mode_of(&meta),
+            mtime: kiln_oci::tree::mtime_of(&meta),
             size,
             digest,
             target,
@@ -367,10 +366,8 @@ pub fn materialise(cache: &BlobCache, entries: &[ContextEntry], dest: &Path) -> 
                 // its own, and a build must not change the cached blob.
                 fs::copy(cache.path(hex), &path).map_err(Error::io("writing", &path))?;
             }
-            EntryKind::Symlink => {
-                std::os::unix::fs::symlink(to_path(e.target.as_deref().unwrap_or_default()), &path)
-                    .map_err(Error::io("creating the symlink", &path))?
-            }
+            EntryKind::Symlink => symlink(to_path(e.target.as_deref().unwrap_or_default()), &path)
+                .map_err(Error::io("creating the symlink", &path))?,
         }
     }
     // Modes and times last, deepest first, so making a directory's
@@ -381,10 +378,36 @@ pub fn materialise(cache: &BlobCache, entries: &[ContextEntry], dest: &Path) -> 
         }
         let path = dest.join(to_path(&e.path));
         set_times(&path, e.mtime)?;
-        fs::set_permissions(&path, fs::Permissions::from_mode(e.mode & 0o7777))
-            .map_err(Error::io("setting the mode of", &path))?;
+        set_mode(&path, e.mode & 0o7777).map_err(Error::io("setting the mode of", &path))?;
     }
     Ok(())
+}
+
+#[cfg(unix)]
+fn symlink(target: impl AsRef<Path>, path: &Path) -> io::Result<()> {
+    std::os::unix::fs::symlink(target, path)
+}
+
+/// A file symlink: the context's symlinks are read as links by the build,
+/// never followed into, so which kind Windows makes matters not.
+#[cfg(windows)]
+fn symlink(target: impl AsRef<Path>, path: &Path) -> io::Result<()> {
+    std::os::windows::fs::symlink_file(target, path)
+}
+
+#[cfg(unix)]
+fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+}
+
+/// NTFS keeps only "read-only" of a mode; the build reads it back as
+/// BuildKit does a Windows context (0555 or 0755).
+#[cfg(windows)]
+fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
+    let mut permissions = fs::metadata(path)?.permissions();
+    permissions.set_readonly(mode & 0o222 == 0);
+    fs::set_permissions(path, permissions)
 }
 
 fn set_times(path: &Path, mtime: i64) -> Result<(), Error> {
@@ -398,9 +421,10 @@ fn set_times(path: &Path, mtime: i64) -> Result<(), Error> {
         .map_err(|e| Error::io("setting the times of", path)(io::Error::new(e.kind(), e)))
 }
 
-#[cfg(test)]
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     fn file_entry(path: &str, digest: &str) -> ContextEntry {
         ContextEntry {

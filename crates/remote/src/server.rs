@@ -97,6 +97,7 @@ impl Server {
     }
 
     /// Serves connections on a unix socket until the listener fails.
+    #[cfg(unix)]
     pub async fn serve_unix(&self, listener: tokio::net::UnixListener) -> Result<(), Error> {
         loop {
             let (stream, _) = listener.accept().await.map_err(|e| Error::Connect {

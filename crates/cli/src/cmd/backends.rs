@@ -57,7 +57,7 @@ fn no_daemon() -> Unavailable {
 #[derive(clap::Args)]
 pub struct BackendArg {
     /// The backend: native, buildah, remote or hcs [default: $KILN_BACKEND,
-    /// else native on Linux]; `kiln backends` shows which run here.
+    /// else native, hcs on Windows]; `kiln backends` shows which run here.
     #[arg(long, value_name = "NAME")]
     backend: Option<String>,
     /// The kiln daemon of `--backend remote`: unix:///PATH or
@@ -130,10 +130,11 @@ impl BackendArg {
         }
         let store = open_store()?;
         Ok(match kind {
-            BackendKind::Native => Box::new(
-                kiln_native::NativeBackend::new(store, registry)
-                    .with_snapshotter(crate::env::snapshotter()?),
-            ),
+            BackendKind::Native => Box::new(crate::env::native_backend(
+                store,
+                registry,
+                crate::env::snapshotter()?,
+            )),
             BackendKind::Buildah => Box::new(kiln_buildah::BuildahBackend::new(store, registry)),
             #[cfg(windows)]
             BackendKind::Hcs => Box::new(kiln_native::HcsBackend::on_this_host(store, registry)),

@@ -9,7 +9,6 @@ use anyhow::{bail, Context};
 use kiln_backend::{BuildBackend, BuildError, BuildRequest, Dockerfile, EventSink, Output};
 use kiln_frontend::pipeline::{self, Pipeline};
 use kiln_frontend::stages::Platform;
-use kiln_native::NativeBackend;
 use kiln_oci::reference::Reference;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use std::collections::BTreeMap;
@@ -201,7 +200,7 @@ fn build_one(
     file: &BuildFile,
     root: &Path,
     registry: &kiln_registry::ClientOptions,
-    snapshotter: Option<kiln_snapshot::DriverKind>,
+    snapshotter: crate::env::Snapshotter,
 ) -> Outcome {
     let store = match kiln_store::Store::open(root) {
         Ok(store) => store,
@@ -210,7 +209,7 @@ fn build_one(
             return Outcome::Failed;
         }
     };
-    let backend = NativeBackend::new(store, registry.clone()).with_snapshotter(snapshotter);
+    let backend = crate::env::native_backend(store, registry.clone(), snapshotter);
     match backend.build(req, &EventSink::discard()) {
         Ok(built) => {
             let tags: Vec<String> = built.tags.iter().map(|t| t.familiar()).collect();

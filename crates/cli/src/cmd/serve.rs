@@ -5,7 +5,6 @@ use super::registry::{AuthArgs, NetArgs, StoreArg};
 use crate::output::errln;
 use anyhow::Context;
 use kiln_backend::BuildBackend;
-use kiln_native::NativeBackend;
 use kiln_remote::{BackendFactory, Endpoint, Server, TlsFiles};
 use kiln_store::Store;
 use std::path::PathBuf;
@@ -75,7 +74,7 @@ pub fn run(cmd: ServeCommand) -> anyhow::Result<ExitCode> {
     // when it ends, not when the daemon does.
     let factory: BackendFactory = Arc::new(move || {
         let backend =
-            NativeBackend::new(Store::open(&root)?, registry.clone()).with_snapshotter(snapshotter);
+            crate::env::native_backend(Store::open(&root)?, registry.clone(), snapshotter);
         Ok(Box::new(backend) as Box<dyn BuildBackend>)
     });
     let server = Server::new(&store.root().join("remote"), factory, |line| {
@@ -90,6 +89,11 @@ pub fn run(cmd: ServeCommand) -> anyhow::Result<ExitCode> {
         for endpoint in endpoints {
             let server = server.clone();
             match endpoint {
+                #[cfg(not(unix))]
+                Endpoint::Unix(_) => anyhow::bail!(
+                    "unix sockets are not supported on this OS: listen on tcp://HOST:PORT with mutual TLS"
+                ),
+                #[cfg(unix)]
                 Endpoint::Unix(path) => {
                     remove_stale_socket(&path)?;
                     let listener = tokio::net::UnixListener::bind(&path)
@@ -118,6 +122,7 @@ pub fn run(cmd: ServeCommand) -> anyhow::Result<ExitCode> {
 
 /// A socket file an earlier daemon left: nobody answers on it, so it may
 /// go. Anything else at the path is left alone and the bind fails.
+#[cfg(unix)]
 fn remove_stale_socket(path: &std::path::Path) -> anyhow::Result<()> {
     use std::os::unix::fs::FileTypeExt;
     let Ok(meta) = std::fs::symlink_metadata(path) else {

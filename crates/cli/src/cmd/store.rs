@@ -456,11 +456,16 @@ fn fsck(store: &Store) -> anyhow::Result<ExitCode> {
     report.problems.extend(problems);
     // RUN's unpacked layers, each checked against the record of how its
     // diff_id was verified.
-    let snapshots = store.root().join("snapshots");
-    if snapshots.is_dir() {
-        let snaps =
-            kiln_snapshot::Snapshotter::open(&snapshots, Some(kiln_snapshot::DriverKind::Copy))?;
-        report.problems.extend(snaps.check());
+    #[cfg(unix)]
+    {
+        let snapshots = store.root().join("snapshots");
+        if snapshots.is_dir() {
+            let snaps = kiln_snapshot::Snapshotter::open(
+                &snapshots,
+                Some(kiln_snapshot::DriverKind::Copy),
+            )?;
+            report.problems.extend(snaps.check());
+        }
     }
     report.notes.extend(notes);
     for note in &report.notes {

@@ -572,6 +572,7 @@ fn fit(line: &str, width: usize) -> String {
 /// Makes the handler of `signal` show the cursor again and end the line
 /// before a second signal (`interrupted` already set) exits the process
 /// from inside the handler, where the display can no longer clean up.
+#[cfg(unix)]
 pub(super) fn restore_terminal_on_exit(
     signal: i32,
     interrupted: Arc<AtomicBool>,
@@ -583,6 +584,24 @@ pub(super) fn restore_terminal_on_exit(
     };
     // SAFETY: the action is async-signal-safe: it loads an atomic and
     // calls write(2), no allocation and no lock.
+    unsafe { signal_hook::low_level::register(signal, action) }.map(drop)
+}
+
+/// Windows runs a console's Ctrl-C handler on a thread of its own, so the
+/// action may write through `std`'s locked standard error.
+#[cfg(windows)]
+pub(super) fn restore_terminal_on_exit(
+    signal: i32,
+    interrupted: Arc<AtomicBool>,
+) -> std::io::Result<()> {
+    use std::io::Write;
+    let action = move || {
+        if interrupted.load(Ordering::SeqCst) {
+            let _ = std::io::stderr().write_all(b"\n\x1b[?25h");
+        }
+    };
+    // SAFETY: the action runs on the handler thread Windows starts, where
+    // taking standard error's lock is allowed.
     unsafe { signal_hook::low_level::register(signal, action) }.map(drop)
 }
 

@@ -369,13 +369,7 @@ fn shown(path: &str) -> &str {
 /// it no longer is, said as the build failure it is (as BuildKit fails
 /// when a context file changes while it is sent).
 fn changed(err: io::Error, rel: &str, reason: &str) -> io::Error {
-    let raced = [
-        rustix::io::Errno::NOENT,
-        rustix::io::Errno::NOTDIR,
-        rustix::io::Errno::INVAL,
-    ]
-    .map(|e| Some(e.raw_os_error()));
-    if raced.contains(&err.raw_os_error()) {
+    if kiln_oci::tree::is_raced(&err) {
         io::Error::other(format!(
             "{rel} changed during the build: {reason}; nothing may change a build's sources while it runs"
         ))

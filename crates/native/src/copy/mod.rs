@@ -347,14 +347,15 @@ fn run(ctx: &CopyContext, from: CopySource, step: &Step) -> Result<CopyOutput, E
                         // BuildKit's git source is the subdirectory itself,
                         // copied from its root.
                         let root = git.checkout(&dir, add.keep_git_dir)?;
-                        let tree = DiskTree::scratch(&dir.join(root), "the git checkout")?;
+                        let tree = DiskTree::scratch(&dir.join(root), "the git checkout", None)?;
                         copy_whole(&mut layer, &tree, "", &dest, None)?;
                         continue;
                     }
                     if remote::is_http(src) {
                         let dir = scratch.dir("http")?;
                         let name = remote::download(src, add.checksum.as_deref(), &dir)?;
-                        let tree = DiskTree::scratch(&dir, "the download")?;
+                        let tree =
+                            DiskTree::scratch(&dir, "the download", Some(remote::DOWNLOAD_MODE))?;
                         let unpack = add.unpack.unwrap_or(false).then_some(&mut scratch);
                         copy_whole(&mut layer, &tree, &name, &dest, unpack)?;
                         continue;
@@ -402,7 +403,7 @@ fn run(ctx: &CopyContext, from: CopySource, step: &Step) -> Result<CopyOutput, E
             Source::Heredoc(doc) => {
                 let dir = scratch.dir("heredoc")?;
                 write_heredoc(ctx, doc, &dir, layer.options().now)?;
-                let tree = DiskTree::scratch(&dir, "the inline file")?;
+                let tree = DiskTree::scratch(&dir, "the inline file", Some(HEREDOC_MODE))?;
                 copy_whole(&mut layer, &tree, &doc.name, &dest, None)?;
             }
         }
@@ -639,30 +640,30 @@ fn write_heredoc(ctx: &CopyContext, doc: &Heredoc, dir: &Path, now: i64) -> Resu
         doc.content.clone()
     };
     let path = dir.join(&doc.name);
-    // 0644 since moby/buildkit#3992 (0664 before was a typo there).
-    scratch_write(&path, content.as_bytes(), 0o644, now)
-}
-
-/// Writes a file kiln creates for a step, with its mode and mtime.
-pub(crate) fn scratch_write(
-    path: &Path,
-    data: &[u8],
-    mode: u32,
-    mtime: i64,
-) -> Result<(), ErrorKind> {
-    use std::os::unix::fs::PermissionsExt;
     let io = |e: std::io::Error| ErrorKind::Io {
         what: format!("writing {}", path.display()),
         reason: e.to_string(),
     };
-    std::fs::write(path, data).map_err(io)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io)?;
-    set_mtime(path, mtime).map_err(io)
+    std::fs::write(&path, content.as_bytes()).map_err(io)?;
+    set_mtime(&path, now).map_err(io)
 }
 
-/// Sets a path's mtime (and atime), not following symlinks.
+/// A COPY heredoc's mode: 0644 since moby/buildkit#3992 (0664 before was
+/// a typo there).
+const HEREDOC_MODE: u32 = 0o644;
+
+/// Sets the mtime (and atime) of a regular file kiln wrote.
 pub(crate) fn set_mtime(path: &Path, mtime: i64) -> std::io::Result<()> {
-    kiln_oci::layer::set_mtime_at(rustix::fs::CWD, path, mtime, 0)
+    let when = if mtime >= 0 {
+        UNIX_EPOCH + std::time::Duration::from_secs(mtime as u64)
+    } else {
+        UNIX_EPOCH - std::time::Duration::from_secs(mtime.unsigned_abs())
+    };
+    std::fs::File::options().write(true).open(path)?.set_times(
+        std::fs::FileTimes::new()
+            .set_modified(when)
+            .set_accessed(when),
+    )
 }
 
 /// Numbered directories under the step's scratch dir, mode 0755 so that
@@ -680,7 +681,6 @@ impl Scratch<'_> {
     /// A new directory; names already taken (by an earlier step sharing
     /// the scratch dir) are skipped.
     fn dir(&mut self, what: &str) -> Result<PathBuf, ErrorKind> {
-        use std::os::unix::fs::PermissionsExt;
         loop {
             self.next += 1;
             let dir = self.root.join(format!("{what}-{}", self.next));
@@ -693,7 +693,13 @@ impl Scratch<'_> {
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(io(e)),
             }
-            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).map_err(io)?;
+            // Windows reads every writable directory as 0755 already.
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
+                    .map_err(io)?;
+            }
             return Ok(dir);
         }
     }

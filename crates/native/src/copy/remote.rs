@@ -155,6 +155,9 @@ fn git(dir: &Path, args: &[&str]) -> Result<(), String> {
     }
 }
 
+/// The mode of a downloaded file, BuildKit's.
+pub(crate) const DOWNLOAD_MODE: u32 = 0o600;
+
 /// Downloads `url` into `dir` as BuildKit's http source does for ADD: the
 /// file is named after the URL path's last component (`__unnamed__` when
 /// there is none; the Dockerfile frontend always names it, so
@@ -189,8 +192,6 @@ pub(crate) fn download(url: &str, checksum: Option<&str>, dir: &Path) -> Result<
         .last_modified
         .and_then(|h| parse_http_date(&h))
         .unwrap_or(0);
-    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-        .map_err(|e| fail(e.to_string()))?;
     set_mtime(&path, mtime).map_err(|e| fail(e.to_string()))?;
     Ok(name)
 }

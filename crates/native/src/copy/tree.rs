@@ -4,12 +4,11 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use kiln_frontend::dockerignore::Matcher;
-use kiln_oci::tree::{FileIdentity, TreeFile, TreeRoot};
+use kiln_oci::tree::{FileIdentity, HostKind, TreeFile, TreeRoot};
 use kiln_oci::FileSource;
 
 use super::paths::{join, parent};
@@ -133,6 +132,9 @@ pub(crate) struct DiskTree {
     hashed: Option<Arc<HashMap<PathBuf, FileIdentity>>>,
     visible: Option<HashSet<String>>,
     reset_owner: bool,
+    /// The mode of every regular file, for a directory of files kiln
+    /// wrote with a known mode: NTFS keeps no POSIX mode to read back.
+    file_mode: Option<u32>,
     strict: bool,
     name: String,
 }
@@ -163,19 +165,26 @@ impl DiskTree {
             hashed,
             visible,
             reset_owner: true,
+            file_mode: None,
             strict: true,
             name: "build context".into(),
         })
     }
 
     /// A directory kiln made (a download, a checkout, an inline file):
-    /// owners reset to root.
-    pub(crate) fn scratch(root: &Path, name: &str) -> Result<DiskTree, ErrorKind> {
+    /// owners reset to root, and regular files of mode `file_mode` when
+    /// kiln gave them one.
+    pub(crate) fn scratch(
+        root: &Path,
+        name: &str,
+        file_mode: Option<u32>,
+    ) -> Result<DiskTree, ErrorKind> {
         Ok(DiskTree {
             root: open_root(root)?,
             hashed: None,
             visible: None,
             reset_owner: true,
+            file_mode,
             strict: false,
             name: name.into(),
         })
@@ -193,8 +202,8 @@ impl Tree for DiskTree {
         }
         let os_path = kiln_oci::name::to_path(path);
         let full = self.root.path().join(&os_path);
-        let md = match self.root.symlink_metadata(&os_path) {
-            Ok(md) => md,
+        let st = match self.root.stat(&os_path) {
+            Ok(st) => st,
             Err(e)
                 if matches!(
                     e.kind(),
@@ -205,42 +214,32 @@ impl Tree for DiskTree {
             }
             Err(e) => return Err(io_error("reading", &full, e)),
         };
-        let ft = md.file_type();
-        let dev = md.rdev();
-        let (major, minor) = (rustix::fs::major(dev), rustix::fs::minor(dev));
-        let kind = if ft.is_dir() {
-            NodeKind::Dir
-        } else if ft.is_symlink() {
-            let target = self
-                .root
-                .read_link(&os_path)
-                .map_err(|e| io_error("reading", &full, e))?;
-            NodeKind::Symlink(spelled(target.into_os_string())?)
-        } else if ft.is_file() {
-            NodeKind::File
-        } else if ft.is_char_device() {
-            NodeKind::CharDevice { major, minor }
-        } else if ft.is_block_device() {
-            NodeKind::BlockDevice { major, minor }
-        } else if ft.is_fifo() {
-            NodeKind::Fifo
-        } else if ft.is_socket() {
+        let kind = match st.kind {
+            HostKind::Dir => NodeKind::Dir,
+            HostKind::Symlink => {
+                let target = self
+                    .root
+                    .read_link(&os_path)
+                    .map_err(|e| io_error("reading", &full, e))?;
+                NodeKind::Symlink(spelled(target.into_os_string())?)
+            }
             // BuildKit's context transfer (fsutil's stat) sends a socket as
             // an empty regular file with the socket's permissions.
-            NodeKind::File
-        } else {
-            return Ok(None);
+            HostKind::File | HostKind::Socket => NodeKind::File,
+            HostKind::CharDevice { major, minor } => NodeKind::CharDevice { major, minor },
+            HostKind::BlockDevice { major, minor } => NodeKind::BlockDevice { major, minor },
+            HostKind::Fifo => NodeKind::Fifo,
         };
         let (uid, gid) = if self.reset_owner {
             (0, 0)
         } else {
-            (md.uid(), md.gid())
+            (st.uid, st.gid)
         };
-        let is_socket = ft.is_socket();
-        let is_file = kind == NodeKind::File && !is_socket;
+        let is_socket = st.kind == HostKind::Socket;
+        let is_file = st.kind == HostKind::File;
         let hashed = self.hashed.as_ref().and_then(|h| h.get(os_path.as_ref()));
         if let Some(hashed) = hashed.filter(|_| is_file) {
-            if let Some(change) = hashed.difference(&FileIdentity::of(&md)) {
+            if let Some(change) = hashed.difference(&st.identity) {
                 return Err(ErrorKind::Io {
                     what: format!("reading {}", full.display()),
                     reason: format!("it changed during the build ({change} since the build cache hashed it); nothing may change a build's sources while it runs"),
@@ -248,7 +247,7 @@ impl Tree for DiskTree {
             }
         }
         Ok(Some(Node {
-            link_key: (is_file && md.nlink() > 1).then(|| format!("{}:{}", md.dev(), md.ino())),
+            link_key: st.link_key.map(|(dev, ino)| format!("{dev}:{ino}")),
             content: if is_socket {
                 Some(FileSource::Bytes(Vec::new()))
             } else {
@@ -256,17 +255,19 @@ impl Tree for DiskTree {
                     FileSource::Tree(TreeFile {
                         root: Arc::clone(&self.root),
                         path: os_path.clone().into_owned(),
-                        identity: FileIdentity::of(&md),
+                        identity: st.identity,
                     })
                 })
             },
+            mode: match self.file_mode {
+                Some(mode) if kind == NodeKind::File => mode,
+                _ => st.mode,
+            },
             kind,
-            mode: md.mode() & 0o7777,
             uid,
             gid,
-            mtime: md.mtime(),
-            xattrs: kiln_oci::read_xattrs(&full)
-                .map_err(|e| io_error("reading xattrs of", &full, e))?,
+            mtime: st.mtime,
+            xattrs: host_xattrs(&full)?,
         }))
     }
 
@@ -328,15 +329,15 @@ impl ImageTree<'_> {
             return Ok(None);
         };
         let full = self.scratch.path().join(&rel);
-        let md = match self.scratch.symlink_metadata(&rel) {
-            Ok(md) => md,
+        let st = match self.scratch.stat(&rel) {
+            Ok(st) => st,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io_error("reading", &full, e)),
         };
-        Ok(md.is_file().then(|| TreeFile {
+        Ok((st.kind == HostKind::File).then(|| TreeFile {
             root: Arc::clone(&self.scratch),
             path: rel,
-            identity: FileIdentity::of(&md),
+            identity: st.identity,
         }))
     }
 }
@@ -454,7 +455,7 @@ fn spelled(name: std::ffi::OsString) -> Result<String, ErrorKind> {
 fn io_error(what: &str, path: &Path, err: io::Error) -> ErrorKind {
     // Paths are read only after the directories on them were seen to be
     // directories: a symlink met on the way was put there since.
-    let reason = if err.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
+    let reason = if kiln_oci::tree::is_link_on_path(&err) {
         "it changed during the build: a symbolic link is now on its path".to_string()
     } else {
         err.to_string()
@@ -475,4 +476,17 @@ pub(crate) fn ancestors(path: &str) -> Vec<&str> {
     }
     out.reverse();
     out
+}
+
+/// The extended attributes COPY keeps of a host file.
+#[cfg(unix)]
+fn host_xattrs(full: &Path) -> Result<Vec<(String, Vec<u8>)>, ErrorKind> {
+    kiln_oci::read_xattrs(full).map_err(|e| io_error("reading xattrs of", full, e))
+}
+
+/// NTFS extended attributes are not POSIX xattrs: a Windows context has
+/// none to give, as in BuildKit.
+#[cfg(windows)]
+fn host_xattrs(_full: &Path) -> Result<Vec<(String, Vec<u8>)>, ErrorKind> {
+    Ok(Vec::new())
 }

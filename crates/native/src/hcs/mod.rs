@@ -176,12 +176,14 @@ impl BuildBackend for HcsBackend {
 /// Whether the HCS backend runs here: only on Windows, where its host
 /// calls HCS; the answer `kiln backends` gives without opening a store.
 pub fn availability() -> Result<String, Unavailable> {
-    match kiln_backend::BackendKind::Hcs.not_implemented() {
-        Some(why) => Err(why),
-        None => Ok(
-            "RUN in Windows images through HCS (vmcompute.dll, computecore.dll); \
-                    unverified: kiln has not yet run on a Windows host"
-                .into(),
-        ),
+    if let Some(why) = kiln_backend::BackendKind::Hcs.not_implemented() {
+        return Err(why);
     }
+    #[cfg(windows)]
+    kiln_hcs::host::available().map_err(Unavailable::new)?;
+    Ok(
+        "RUN in Windows images through HCS (vmcompute.dll, computecore.dll); \
+         unverified: kiln has not yet run on a Windows host"
+            .into(),
+    )
 }

@@ -2,10 +2,10 @@
 //! [`kiln_hcs::host`], which calls HCS (`vmcompute.dll` for layers,
 //! `computecore.dll` for compute systems and processes).
 //!
-//! **Unverified.** kiln has no Windows runner: `kiln_hcs::host` is
-//! compiled for Windows by `scripts/test` but has never run, and this
-//! module (kiln-native is not built for Windows) has not been compiled;
-//! it only forwards. Everything else of the HCS backend is tested on Linux
+//! **Unverified.** kiln has no Windows runner: this module and
+//! `kiln_hcs::host` are compiled into kiln.exe by `scripts/test`, whose
+//! tests run it under wine (which has no HCS), but no HCS call has run;
+//! this module only forwards. Everything else of the HCS backend is tested on Linux
 //! against a fake host. Importing a base layer (an image's bottom one) is
 //! not implemented and answers NotSupported, so on a real host RUN stops
 //! there until it is.

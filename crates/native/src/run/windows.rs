@@ -8,7 +8,7 @@
 //! scratch layer on them, runs the process and exports the scratch's diff
 //! as a transport folder, which [`folder_to_layer`] turns into the step's
 //! Windows layer in one pass. Unlike the Linux executor's
-//! [`super::StepRoot`], whose result is a list of POSIX entries written
+//! `StepRoot`, whose result is a list of POSIX entries written
 //! into a layer afterwards, a Windows step's result is a finished layer:
 //! the folder format already says everything a Windows layer holds
 //! (security descriptors, attributes, hive deltas).

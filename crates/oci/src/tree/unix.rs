@@ -7,14 +7,14 @@ use std::fs::{File, Metadata};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStringExt;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 
-use super::{components, FileIdentity};
+use super::{components, FileIdentity, HostKind, HostStat};
 
 impl FileIdentity {
     /// The identity `meta` describes.
@@ -39,6 +39,23 @@ pub(super) fn changed_reason(err: &io::Error) -> Option<&'static str> {
         Errno::XDEV => Some("its path now leads out of its directory"),
         _ => None,
     }
+}
+
+pub(super) fn mode_of(meta: &Metadata) -> u32 {
+    meta.mode() & 0o7777
+}
+
+/// `O_NOFOLLOW` and `RESOLVE_NO_SYMLINKS` refuse a symlink with ELOOP.
+pub(super) fn is_link_on_path(err: &io::Error) -> bool {
+    err.raw_os_error() == Some(Errno::LOOP.raw_os_error())
+}
+
+/// ENOENT, ENOTDIR, and EINVAL from `readlink` of what is no link.
+pub(super) fn is_raced(err: &io::Error) -> bool {
+    let raw = err.raw_os_error();
+    [Errno::NOENT, Errno::NOTDIR, Errno::INVAL]
+        .iter()
+        .any(|e| raw == Some(e.raw_os_error()))
 }
 
 /// Whether the open `file` is a regular file, and its identity now.
@@ -82,7 +99,7 @@ impl TreeRoot {
 
     /// Opens `rel` (relative, without `..`) for reading without following
     /// a symlink at any of its components, and without blocking should it
-    /// be a FIFO. The file is not checked: see [`TreeFile::open`].
+    /// be a FIFO. The file is not checked: see [`super::TreeFile::open`].
     pub fn open_file(&self, rel: &Path) -> io::Result<File> {
         open_beneath(self.fd.as_fd(), rel, read_flags()).map(File::from)
     }
@@ -92,6 +109,42 @@ impl TreeRoot {
     /// out of the tree is an error, never another file's metadata.
     pub fn symlink_metadata(&self, rel: &Path) -> io::Result<Metadata> {
         File::from(self.open_path(rel)?).metadata()
+    }
+
+    /// What `rel` itself is (a symlink's own metadata), reached as
+    /// [`TreeRoot::symlink_metadata`] reaches it.
+    pub fn stat(&self, rel: &Path) -> io::Result<HostStat> {
+        let meta = self.symlink_metadata(rel)?;
+        let ft = meta.file_type();
+        let (major, minor) = (
+            rustix::fs::major(meta.rdev()),
+            rustix::fs::minor(meta.rdev()),
+        );
+        let kind = if ft.is_dir() {
+            HostKind::Dir
+        } else if ft.is_symlink() {
+            HostKind::Symlink
+        } else if ft.is_file() {
+            HostKind::File
+        } else if ft.is_char_device() {
+            HostKind::CharDevice { major, minor }
+        } else if ft.is_block_device() {
+            HostKind::BlockDevice { major, minor }
+        } else if ft.is_fifo() {
+            HostKind::Fifo
+        } else {
+            HostKind::Socket
+        };
+        Ok(HostStat {
+            kind,
+            mode: mode_of(&meta),
+            uid: meta.uid(),
+            gid: meta.gid(),
+            mtime: meta.mtime(),
+            link_key: (kind == HostKind::File && meta.nlink() > 1)
+                .then(|| (meta.dev(), meta.ino())),
+            identity: FileIdentity::of(&meta),
+        })
     }
 
     /// The target of the symlink `rel`, reached as

@@ -13,10 +13,11 @@ use std::io;
 use std::os::windows::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use super::{components, FileIdentity};
+use super::{components, FileIdentity, HostKind, HostStat};
 use crate::sys::{
-    handle_info, open_no_follow, FILE_ATTRIBUTE_REPARSE_POINT, FILE_FLAG_BACKUP_SEMANTICS,
-    FILE_FLAG_OPEN_REPARSE_POINT, FILE_SHARE_READ, FILE_SHARE_WRITE,
+    handle_info, open_no_follow, FILE_ATTRIBUTE_DIRECTORY, FILE_ATTRIBUTE_READONLY,
+    FILE_ATTRIBUTE_REPARSE_POINT, FILE_FLAG_BACKUP_SEMANTICS, FILE_FLAG_OPEN_REPARSE_POINT,
+    FILE_READ_ATTRIBUTES, FILE_SHARE_READ, FILE_SHARE_WRITE,
 };
 
 /// `ERROR_FILE_NOT_FOUND` and `ERROR_PATH_NOT_FOUND`.
@@ -91,6 +92,40 @@ pub(super) fn changed_reason(err: &io::Error) -> Option<&'static str> {
         Some(code) if NOT_FOUND.contains(&code) => Some("it was removed"),
         _ => None,
     }
+}
+
+pub(super) fn mode_of(meta: &Metadata) -> u32 {
+    attributes_mode(meta.file_attributes())
+}
+
+/// fsutil's rule on Windows: Go's mode (0444 when read-only, else 0666),
+/// plus x for everyone, within 0755.
+fn attributes_mode(attributes: u32) -> u32 {
+    if attributes & FILE_ATTRIBUTE_READONLY != 0 {
+        0o555
+    } else {
+        0o755
+    }
+}
+
+/// The walk refuses a reparse point with its own error.
+pub(super) fn is_link_on_path(err: &io::Error) -> bool {
+    err.get_ref()
+        .and_then(|e| e.downcast_ref::<Refused>())
+        .is_some_and(|r| matches!(r, Refused::Link(_)))
+}
+
+/// Not found, the walk's own refusal of a non-directory,
+/// `ERROR_DIRECTORY` and `ERROR_NOT_A_REPARSE_POINT`.
+pub(super) fn is_raced(err: &io::Error) -> bool {
+    const ERROR_DIRECTORY: i32 = 267;
+    const ERROR_NOT_A_REPARSE_POINT: i32 = 4390;
+    if let Some(r) = err.get_ref().and_then(|e| e.downcast_ref::<Refused>()) {
+        return matches!(r, Refused::NotDir(_));
+    }
+    err.raw_os_error().is_some_and(|code| {
+        NOT_FOUND.contains(&code) || code == ERROR_DIRECTORY || code == ERROR_NOT_A_REPARSE_POINT
+    })
 }
 
 /// Whether the open `file` is a regular file, and its identity now.
@@ -174,6 +209,39 @@ impl TreeRoot {
             None => self.dir.metadata(),
             Some((parent, last)) => std::fs::symlink_metadata(parent.path.join(last)),
         }
+    }
+
+    /// What `rel` itself is (a reparse point's own metadata), reached as
+    /// [`TreeRoot::symlink_metadata`] reaches it.
+    pub fn stat(&self, rel: &Path) -> io::Result<HostStat> {
+        let file = match self.parent(rel)? {
+            None => self.dir.try_clone()?,
+            // Attributes only, so a file another program holds open
+            // without sharing reads is still listed.
+            Some((parent, last)) => OpenOptions::new()
+                .access_mode(FILE_READ_ATTRIBUTES)
+                .custom_flags(FILE_FLAG_BACKUP_SEMANTICS | FILE_FLAG_OPEN_REPARSE_POINT)
+                .open(parent.path.join(last))?,
+        };
+        let info = handle_info(&file)?;
+        let kind = if info.attributes & FILE_ATTRIBUTE_REPARSE_POINT != 0 {
+            HostKind::Symlink
+        } else if info.attributes & FILE_ATTRIBUTE_DIRECTORY != 0 {
+            HostKind::Dir
+        } else {
+            HostKind::File
+        };
+        let mode = attributes_mode(info.attributes);
+        Ok(HostStat {
+            kind,
+            mode,
+            uid: 0,
+            gid: 0,
+            mtime: info.write.0,
+            link_key: (kind == HostKind::File && info.links > 1)
+                .then_some((info.volume, info.index)),
+            identity: FileIdentity::of_file(&file)?,
+        })
     }
 
     /// The target of the symlink `rel`, reached as
