@@ -15,11 +15,23 @@
 //! import would stop any program holding this code from starting at all
 //! elsewhere, not just its Windows RUN steps.
 //!
+//! A base layer ([`import_base_layer`]) is written file by file as
+//! hcsshim's base-layer writer does, from the entries and backup streams
+//! kiln-oci's `BaseLayerReader` reads from its tar: each entry created
+//! with `NtCreateFile` relative to the layer directory's handle under
+//! `OBJ_DONT_REPARSE` (never through a reparse point), hard links made
+//! with `NtSetInformationFile`, the streams written with `BackupWrite`
+//! (security included), then `ProcessBaseImage` and
+//! `ProcessUtilityImage`. Under wine the directory and hard-link steps
+//! run; `BackupWrite` is a stub there, and the HCS calls are missing.
+//!
 //! Known gaps, each failing with HCS's own error rather than building
 //! something else: the compute system gets no network endpoint (a RUN
 //! that downloads fails), and imports hand HCS the transport folder with
 //! `tombstones.txt` in the 2016-2018 writer's form rather than applying
-//! tombstones after `ImportLayer` as current hcsshim does. Importing,
+//! tombstones after `ImportLayer` as current hcsshim does. A base layer
+//! whose import fails midway is left as far as it was written, for the
+//! caller to remove, as hcsshim's importer leaves it. Importing,
 //! exporting and removing layers enable `SeBackupPrivilege` and
 //! `SeRestorePrivilege` on the process token first, as hcsshim's
 //! `wclayer` tool does; a process that does not hold them (kiln not run
@@ -28,29 +40,47 @@
 #![allow(unsafe_code)]
 
 use crate::{compute_system, exit_code, process_parameters, Guid, Lines, ProcessSpec};
+use kiln_oci::windows::transport::{self, BaseEntry, BaseLayerReader};
 use std::ffi::{c_void, CString};
-use std::io;
+use std::fs::File;
+use std::io::{self, Read};
 use std::os::windows::ffi::OsStrExt;
+use std::os::windows::fs::OpenOptionsExt;
+use std::os::windows::io::{AsHandle, AsRawHandle, BorrowedHandle, FromRawHandle, OwnedHandle};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, OnceLock};
 use std::time::Duration;
 use windows_sys::core::{HRESULT, PCWSTR, PWSTR};
+use windows_sys::Wdk::Foundation::OBJECT_ATTRIBUTES;
+use windows_sys::Wdk::Storage::FileSystem::{
+    FileLinkInformation, NtCreateFile, NtSetInformationFile, FILE_CREATE, FILE_DIRECTORY_FILE,
+    FILE_LINK_INFORMATION, FILE_OPEN, FILE_OPEN_FOR_BACKUP_INTENT, FILE_OPEN_REPARSE_POINT,
+    FILE_SYNCHRONOUS_IO_NONALERT,
+};
 use windows_sys::Win32::Foundation::{
-    CloseHandle, GetLastError, LocalFree, ERROR_NOT_ALL_ASSIGNED, HANDLE, HMODULE, LUID,
+    CloseHandle, GetLastError, LocalFree, RtlNtStatusToDosError, ERROR_NOT_ALL_ASSIGNED,
+    GENERIC_READ, GENERIC_WRITE, HANDLE, HMODULE, LUID, NTSTATUS, OBJ_DONT_REPARSE,
+    STATUS_REPARSE_POINT_ENCOUNTERED, UNICODE_STRING,
 };
 use windows_sys::Win32::Security::{
     AdjustTokenPrivileges, LookupPrivilegeValueW, LUID_AND_ATTRIBUTES, SECURITY_DESCRIPTOR,
     SE_PRIVILEGE_ENABLED, TOKEN_ADJUST_PRIVILEGES, TOKEN_PRIVILEGES, TOKEN_QUERY,
 };
-use windows_sys::Win32::Storage::FileSystem::ReadFile;
+use windows_sys::Win32::Storage::FileSystem::{
+    BackupWrite, FileBasicInfo, GetFileInformationByHandleEx, ReadFile, SetFileInformationByHandle,
+    FILE_ATTRIBUTE_REPARSE_POINT, FILE_BASIC_INFO, FILE_FLAG_BACKUP_SEMANTICS, FILE_SHARE_DELETE,
+    FILE_SHARE_READ, FILE_SHARE_WRITE, FILE_WRITE_ATTRIBUTES, SYNCHRONIZE, WRITE_DAC, WRITE_OWNER,
+};
 use windows_sys::Win32::System::HostComputeSystem::{
     HCS_OPERATION, HCS_OPERATION_COMPLETION, HCS_PROCESS, HCS_PROCESS_INFORMATION, HCS_SYSTEM,
 };
 use windows_sys::Win32::System::LibraryLoader::{
     GetProcAddress, LoadLibraryExW, LOAD_LIBRARY_SEARCH_SYSTEM32,
 };
+use windows_sys::Win32::System::SystemServices::ACCESS_SYSTEM_SECURITY;
 use windows_sys::Win32::System::Threading::{GetCurrentProcess, OpenProcessToken};
+use windows_sys::Win32::System::IO::IO_STATUS_BLOCK;
 
 /// hcsshim's `driverInfo`: flavour 1 (the filter driver), an empty home
 /// directory (layer ids are full paths).
@@ -126,6 +156,8 @@ hcs_api! {
         UnprepareLayer: fn(*const DriverInfo, PCWSTR) -> HRESULT;
         DestroyLayer: fn(*const DriverInfo, PCWSTR) -> HRESULT;
         GetLayerMountPath: fn(*const DriverInfo, PCWSTR, *mut usize, *mut u16) -> HRESULT;
+        ProcessBaseImage: fn(PCWSTR) -> HRESULT;
+        ProcessUtilityImage: fn(PCWSTR) -> HRESULT;
     }
     "computecore.dll" {
         HcsCreateOperation: fn(*const c_void, HCS_OPERATION_COMPLETION) -> HCS_OPERATION;
@@ -385,6 +417,373 @@ pub fn import_layer(folder: &Path, layer: &Path, parents: &[PathBuf]) -> Result<
             chain.len(),
         )
     })
+}
+
+/// Imports a base layer (an image's bottom one) from its uncompressed tar
+/// `tar` as the layer directory `layer`, which must not exist yet, as
+/// hcsshim's base-layer writer (`internal/wclayer/baselayerwriter.go`, fed
+/// by `pkg/ociwclayer/import.go`) does: every entry created beneath
+/// `layer` and written with `BackupWrite`, directory times set again once
+/// all entries are in, then HCS's `ProcessBaseImage` on the layer and,
+/// when the layer has a utility VM image, `ProcessUtilityImage` on its
+/// `UtilityVM`. What the tar may hold is [`BaseLayerReader`]'s to decide;
+/// its errors name the entry.
+pub fn import_base_layer(tar: &mut dyn Read, layer: &Path) -> Result<(), String> {
+    let api = api()?;
+    enable_backup_privileges()?;
+    std::fs::create_dir(layer).map_err(|e| format!("{}: {e}", layer.display()))?;
+    let layer = long_abs(layer)?;
+    let root = open_root(&layer)?;
+    let utility_vm = write_base_layer(tar, &layer, &root)?;
+    check("ProcessBaseImage", unsafe {
+        (api.ProcessBaseImage)(wide_path(&layer).as_ptr())
+    })?;
+    if utility_vm {
+        // hcsshim's EnsureNotReparsePointRelative: HCS must process the
+        // layer's own UtilityVM, not wherever a reparse point leads.
+        open_relative(
+            &root,
+            "UtilityVM",
+            0,
+            FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE,
+            FILE_OPEN,
+            0,
+        )
+        .map_err(|e| format!("UtilityVM: {e}"))?;
+        check("ProcessUtilityImage", unsafe {
+            (api.ProcessUtilityImage)(wide_path(&layer.join("UtilityVM")).as_ptr())
+        })?;
+    }
+    Ok(())
+}
+
+/// The path in the NT long form hcsshim hands HCS (`longpath.LongAbs`):
+/// absolute, behind `\\?\` (`\\?\UNC\` for a share).
+fn long_abs(path: &Path) -> Result<PathBuf, String> {
+    let abs = std::path::absolute(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let text = abs
+        .to_str()
+        .ok_or_else(|| format!("{}: the path is not Unicode", abs.display()))?;
+    Ok(PathBuf::from(
+        if text.starts_with(r"\\?\") || text.starts_with(r"\\.\") {
+            text.to_string()
+        } else if let Some(share) = text.strip_prefix(r"\\") {
+            format!(r"\\?\UNC\{share}")
+        } else {
+            format!(r"\\?\{text}")
+        },
+    ))
+}
+
+/// The layer directory, opened as hcsshim's `safefile.OpenRoot` opens it:
+/// every entry is created relative to this handle.
+fn open_root(layer: &Path) -> Result<File, String> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .share_mode(FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE)
+        .custom_flags(FILE_FLAG_BACKUP_SEMANTICS)
+        .open(layer)
+        .map_err(|e| format!("{}: {e}", layer.display()))
+}
+
+/// Writes every entry of the base layer `tar` beneath `root` (the layer
+/// directory `layer`, opened); returns whether it has a utility VM image.
+fn write_base_layer(tar: &mut dyn Read, layer: &Path, root: &File) -> Result<bool, String> {
+    let mut reader = BaseLayerReader::new(tar);
+    // Directories in tar order with what to set once their children are
+    // in: creating a child changes a directory's times.
+    let mut dirs: Vec<(String, FILE_BASIC_INFO)> = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    while let Some(entry) = reader.next_entry().map_err(|e| e.to_string())? {
+        let file = match entry {
+            BaseEntry::Link { name, target } => {
+                link_relative(root, &target, &name)
+                    .map_err(|e| format!("{name}: hard link to {target}: {e}"))?;
+                continue;
+            }
+            BaseEntry::Create(file) => file,
+        };
+        let at = |what: &str, e: io::Error| format!("{}: {what}: {e}", file.name);
+        let directory = file.info.is_directory();
+        let info = basic_info(&file.info);
+        let handle = open_relative(
+            root,
+            &file.name,
+            GENERIC_READ | GENERIC_WRITE | WRITE_DAC | WRITE_OWNER | ACCESS_SYSTEM_SECURITY,
+            FILE_SHARE_READ,
+            FILE_CREATE,
+            if directory { FILE_DIRECTORY_FILE } else { 0 },
+        )
+        .map_err(|e| at("creating it", e))?;
+        set_basic_info(&handle, &info).map_err(|e| at("setting its attributes and times", e))?;
+        if directory {
+            dirs.push((file.name.clone(), info));
+        }
+        let copy = match file.backup_copy {
+            Some(copy) => Some(
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .open(layer.join(copy))
+                    .map_err(|e| at(&format!("creating its copy {copy}"), e))?,
+            ),
+            None => None,
+        };
+        let mut out = BackupWriter::new(handle.as_handle(), true);
+        let mut copy_out = copy
+            .as_ref()
+            .map(|f| BackupWriter::new(f.as_handle(), false));
+        loop {
+            let n = reader.read(&mut buf).map_err(|e| e.to_string())?;
+            if n == 0 {
+                break;
+            }
+            out.write(&buf[..n]).map_err(|e| at("BackupWrite", e))?;
+            if let Some(copy_out) = copy_out.as_mut() {
+                copy_out
+                    .write(&buf[..n])
+                    .map_err(|e| at("BackupWrite to its copy", e))?;
+            }
+        }
+    }
+    for (name, info) in dirs.iter().rev() {
+        let dir = open_relative(
+            root,
+            name,
+            GENERIC_READ | GENERIC_WRITE,
+            FILE_SHARE_READ,
+            FILE_OPEN,
+            FILE_DIRECTORY_FILE | FILE_OPEN_REPARSE_POINT,
+        )
+        .map_err(|e| format!("{name}: opening it again: {e}"))?;
+        set_basic_info(&dir, info).map_err(|e| format!("{name}: setting its times: {e}"))?;
+    }
+    Ok(reader.utility_vm())
+}
+
+/// The entry's `FILE_BASIC_INFO`.
+fn basic_info(info: &transport::FileBasicInfo) -> FILE_BASIC_INFO {
+    let [creation, access, write, change] = info.filetimes();
+    FILE_BASIC_INFO {
+        CreationTime: creation,
+        LastAccessTime: access,
+        LastWriteTime: write,
+        ChangeTime: change,
+        FileAttributes: info.attributes,
+    }
+}
+
+/// hcsshim's `safefile.OpenRelative`: `NtCreateFile` of `name` (relative,
+/// `\`-separated) beneath `root` with `OBJ_DONT_REPARSE`, so the open
+/// fails rather than follow a reparse point anywhere on the way, and with
+/// backup intent, so the privileges enabled before grant the access.
+fn open_relative(
+    root: &impl AsRawHandle,
+    name: &str,
+    access: u32,
+    share: u32,
+    disposition: u32,
+    options: u32,
+) -> io::Result<OwnedHandle> {
+    let mut units: Vec<u16> = name.encode_utf16().collect();
+    let len = u16::try_from(units.len() * 2)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "the name is too long"))?;
+    let object_name = UNICODE_STRING {
+        Length: len,
+        MaximumLength: len,
+        Buffer: units.as_mut_ptr(),
+    };
+    let attributes = OBJECT_ATTRIBUTES {
+        Length: std::mem::size_of::<OBJECT_ATTRIBUTES>() as u32,
+        RootDirectory: root.as_raw_handle(),
+        ObjectName: &object_name,
+        Attributes: OBJ_DONT_REPARSE,
+        SecurityDescriptor: std::ptr::null(),
+        SecurityQualityOfService: std::ptr::null(),
+    };
+    let mut handle: HANDLE = std::ptr::null_mut();
+    let mut status_block = IO_STATUS_BLOCK::default();
+    // SAFETY: every pointer is to a live local; the name is not
+    // NUL-terminated, as UNICODE_STRING needs none.
+    let status = unsafe {
+        NtCreateFile(
+            &mut handle,
+            access | SYNCHRONIZE,
+            &attributes,
+            &mut status_block,
+            std::ptr::null(),
+            0,
+            share,
+            disposition,
+            FILE_OPEN_FOR_BACKUP_INTENT | FILE_SYNCHRONOUS_IO_NONALERT | options,
+            std::ptr::null(),
+            0,
+        )
+    };
+    nt_result(status)?;
+    // SAFETY: NtCreateFile succeeded, so `handle` is a handle we own.
+    Ok(unsafe { OwnedHandle::from_raw_handle(handle) })
+}
+
+fn nt_result(status: NTSTATUS) -> io::Result<()> {
+    if status < 0 {
+        let code = unsafe { RtlNtStatusToDosError(status) };
+        return Err(io::Error::from_raw_os_error(code as i32));
+    }
+    Ok(())
+}
+
+/// go-winio's `SetFileBasicInfo`: times and attributes. hcsshim sets them
+/// before writing the data, relying on the file system not to update a
+/// time set explicitly through a handle for that handle's later writes.
+fn set_basic_info(handle: &impl AsRawHandle, info: &FILE_BASIC_INFO) -> io::Result<()> {
+    let ok = unsafe {
+        SetFileInformationByHandle(
+            handle.as_raw_handle(),
+            FileBasicInfo,
+            (info as *const FILE_BASIC_INFO).cast(),
+            std::mem::size_of::<FILE_BASIC_INFO>() as u32,
+        )
+    };
+    if ok == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// hcsshim's `safefile.LinkRelative`: `name` made a second name of
+/// `target`, both beneath `root`, through `NtSetInformationFile`, which
+/// opens no further directory; a reparse point as `name`'s parent is
+/// refused.
+fn link_relative(root: &File, target: &str, name: &str) -> io::Result<()> {
+    let share = FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE;
+    let old = open_relative(root, target, FILE_WRITE_ATTRIBUTES, share, FILE_OPEN, 0)?;
+    let parent;
+    let (dir, base) = match name.rsplit_once('\\') {
+        Some((dir, base)) => {
+            parent = open_relative(
+                root,
+                dir,
+                GENERIC_READ,
+                share,
+                FILE_OPEN,
+                FILE_DIRECTORY_FILE,
+            )?;
+            let mut info = FILE_BASIC_INFO::default();
+            let ok = unsafe {
+                GetFileInformationByHandleEx(
+                    parent.as_raw_handle(),
+                    FileBasicInfo,
+                    (&mut info as *mut FILE_BASIC_INFO).cast(),
+                    std::mem::size_of::<FILE_BASIC_INFO>() as u32,
+                )
+            };
+            if ok == 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if info.FileAttributes & FILE_ATTRIBUTE_REPARSE_POINT != 0 {
+                return Err(io::Error::from_raw_os_error(unsafe {
+                    RtlNtStatusToDosError(STATUS_REPARSE_POINT_ENCOUNTERED)
+                } as i32));
+            }
+            (parent.as_raw_handle(), base)
+        }
+        None => (root.as_raw_handle(), name),
+    };
+    let units: Vec<u16> = base.encode_utf16().collect();
+    let offset = std::mem::offset_of!(FILE_LINK_INFORMATION, FileName);
+    // Never less than the whole structure, which NtSetInformationFile
+    // may require (wine does) even when a one-letter name ends before it.
+    let size = (offset + units.len() * 2).max(std::mem::size_of::<FILE_LINK_INFORMATION>());
+    // u64s, so the buffer is aligned for the structure's handle.
+    let mut buf = vec![0u64; size.div_ceil(8)];
+    let info = buf.as_mut_ptr().cast::<FILE_LINK_INFORMATION>();
+    // SAFETY: the buffer holds the structure and the name after its
+    // FileName offset; fields are written through the raw pointer.
+    unsafe {
+        (*info).RootDirectory = dir;
+        (*info).FileNameLength = (units.len() * 2) as u32;
+        std::ptr::copy_nonoverlapping(
+            units.as_ptr(),
+            std::ptr::addr_of_mut!((*info).FileName).cast::<u16>(),
+            units.len(),
+        );
+    }
+    let mut status_block = IO_STATUS_BLOCK::default();
+    nt_result(unsafe {
+        NtSetInformationFile(
+            old.as_raw_handle(),
+            &mut status_block,
+            buf.as_ptr().cast(),
+            size as u32,
+            FileLinkInformation,
+        )
+    })
+}
+
+/// go-winio's `BackupFileWriter`: `BackupWrite` calls on one file sharing
+/// a context, which is released (an aborting call) on drop.
+struct BackupWriter<'a> {
+    file: BorrowedHandle<'a>,
+    process_security: bool,
+    context: *mut c_void,
+}
+
+impl<'a> BackupWriter<'a> {
+    /// `process_security` applies the stream's security descriptor, which
+    /// needs the rights `WRITE_DAC`, `WRITE_OWNER` and
+    /// `ACCESS_SYSTEM_SECURITY` on `file`.
+    fn new(file: BorrowedHandle<'a>, process_security: bool) -> BackupWriter<'a> {
+        BackupWriter {
+            file,
+            process_security,
+            context: std::ptr::null_mut(),
+        }
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let len = u32::try_from(bytes.len()).expect("a 64 KiB buffer");
+        let mut written = 0u32;
+        let ok = unsafe {
+            BackupWrite(
+                self.file.as_raw_handle(),
+                bytes.as_ptr(),
+                len,
+                &mut written,
+                0,
+                i32::from(self.process_security),
+                &mut self.context,
+            )
+        };
+        if ok == 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if written != len {
+            return Err(io::Error::other(format!("wrote {written} of {len} bytes")));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for BackupWriter<'_> {
+    fn drop(&mut self) {
+        if !self.context.is_null() {
+            let mut written = 0u32;
+            unsafe {
+                BackupWrite(
+                    self.file.as_raw_handle(),
+                    std::ptr::null(),
+                    0,
+                    &mut written,
+                    1,
+                    0,
+                    &mut self.context,
+                )
+            };
+        }
+    }
 }
 
 /// Creates a writable scratch layer in `scratch` on `parents`.
@@ -686,7 +1085,84 @@ fn read_lines(pipe: Pipe, tx: &mpsc::Sender<String>) {
 
 #[cfg(test)]
 mod tests {
-    use super::{enable_backup_privileges, load_library, symbol};
+    use super::{
+        enable_backup_privileges, link_relative, load_library, long_abs, open_root, symbol,
+        write_base_layer,
+    };
+    use kiln_oci::windows::{PaxTime, WindowsEntry, WindowsLayerOptions, WindowsLayerWriter};
+    use std::path::{Path, PathBuf};
+    use std::time::{Duration, UNIX_EPOCH};
+
+    /// A hard link is made by `NtSetInformationFile` relative to the
+    /// directory it goes in; its target must exist beneath the layer.
+    #[test]
+    fn hard_links_are_made_beneath_the_layer() {
+        let layer = std::env::temp_dir().join(format!("kiln-hcs-link-{}", std::process::id()));
+        std::fs::create_dir_all(layer.join("d")).unwrap();
+        std::fs::write(layer.join("a"), b"x").unwrap();
+        let root = open_root(&layer).unwrap();
+        let made = link_relative(&root, "a", r"d\b");
+        let missing = link_relative(&root, "missing", r"d\c");
+        drop(root);
+        let linked = std::fs::read(layer.join(r"d\b"));
+        std::fs::remove_dir_all(&layer).unwrap();
+        made.unwrap();
+        assert_eq!(linked.unwrap(), b"x");
+        assert_eq!(missing.unwrap_err().kind(), std::io::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn hcs_gets_layer_paths_in_long_form() {
+        let long = |p: &str| long_abs(Path::new(p)).unwrap();
+        assert_eq!(long(r"C:\kiln\layer"), PathBuf::from(r"\\?\C:\kiln\layer"));
+        assert_eq!(
+            long(r"\\srv\share\layer"),
+            PathBuf::from(r"\\?\UNC\srv\share\layer")
+        );
+        assert_eq!(long(r"\\?\C:\layer"), PathBuf::from(r"\\?\C:\layer"));
+    }
+
+    /// The file-system half of a base layer import, on a layer of
+    /// directories without descriptors: no stream, so no `BackupWrite`,
+    /// which wine does not implement. Each directory is created beneath
+    /// the layer, and its last write time survives the creation of its
+    /// children (wine keeps no creation time to check).
+    #[test]
+    fn a_base_layer_of_directories_is_written_with_their_times() {
+        let at = |secs| PaxTime::from_secs(secs);
+        let dir = vec![("MSWINDOWS.fileattr".to_string(), b"16".to_vec())];
+        let entries = vec![
+            WindowsEntry::existing_dir(&["app"], dir.clone(), at(1_700_000_000)),
+            WindowsEntry::existing_dir(&["app", "sub"], dir, at(1_650_000_000)),
+        ];
+        let tar = WindowsLayerWriter::new(WindowsLayerOptions::default())
+            .write_tar(entries, Vec::new())
+            .unwrap();
+        let layer = std::env::temp_dir().join(format!("kiln-hcs-base-{}", std::process::id()));
+        std::fs::create_dir(&layer).unwrap();
+        let root = open_root(&layer).unwrap();
+        let result = write_base_layer(&mut &tar[..], &layer, &root);
+        drop(root);
+        let modified = |rel: &str| {
+            let md = std::fs::metadata(layer.join(rel)).unwrap();
+            assert!(md.is_dir(), "{rel}");
+            md.modified().unwrap()
+        };
+        let got = result.map(|utility_vm| {
+            (
+                utility_vm,
+                modified(r"Files\app"),
+                modified(r"Files\app\sub"),
+                modified("Hives"),
+            )
+        });
+        std::fs::remove_dir_all(&layer).unwrap();
+        let secs = |s| UNIX_EPOCH + Duration::from_secs(s);
+        assert_eq!(
+            got.unwrap(),
+            (false, secs(1_700_000_000), secs(1_650_000_000), secs(0))
+        );
+    }
 
     /// An older Windows has `vmcompute.dll` without every function kiln
     /// calls; kernel32 stands in for it, since wine has no HCS DLL.

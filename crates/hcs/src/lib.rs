@@ -5,16 +5,18 @@
 //! line splitting of a process's output are portable and tested on every
 //! host. The calls themselves ([`host`], `cfg(windows)`) go to
 //! `vmcompute.dll` (layers: import, scratch, activate, prepare, export,
-//! destroy) and `computecore.dll` (compute systems and processes), in the
-//! order hcsshim makes them (`internal/wclayer`, `internal/hcs`).
+//! destroy; a base layer's files are written by kiln, then processed) and
+//! `computecore.dll` (compute systems and processes), in the order
+//! hcsshim makes them (`internal/wclayer`, `internal/hcs`).
 //!
 //! The Windows half loads both DLLs at run time, so a program holding it
 //! starts on any Windows and its HCS calls answer with an error on a host
 //! without them ([`host::available`] says which). `scripts/test` lints it
 //! for `x86_64-pc-windows-gnu` and runs its tests under wine, which has
-//! neither DLL: the loading, its errors and the privilege calls run there;
-//! no HCS call has ever run. `docs/windows.md` says what that leaves
-//! unverified.
+//! neither DLL: the loading, its errors, the privilege calls and a base
+//! layer import's directory and hard-link steps run there; no HCS call (nor
+//! `BackupWrite`, a stub in wine) has ever run. `docs/windows.md` says what
+//! that leaves unverified.
 #![deny(missing_docs)]
 
 #[cfg(windows)]

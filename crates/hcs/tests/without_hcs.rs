@@ -40,6 +40,10 @@ fn every_call_fails_with_that_error_and_touches_nothing() {
     let results = [
         ("layer_id", host::layer_id(&layer).map(|_| ())),
         (
+            "import_base_layer",
+            host::import_base_layer(&mut std::io::empty(), &layer),
+        ),
+        (
             "import_layer",
             host::import_layer(&folder, &layer, &parents),
         ),

@@ -249,6 +249,25 @@ impl State {
         Ok(())
     }
 
+    /// Checks what a base layer needs, after its last header: `Files`,
+    /// which HCS's `ProcessBaseImage` reads. No `Hives`: base layers carry
+    /// none, since processing the base makes it (hcsshim's CimFS writer
+    /// creates it, failing if it exists).
+    pub(super) fn finish_base(&self) -> Result<(), String> {
+        if !self.dirs.contains("Files") {
+            return Err(
+                "no \"Files\" directory entry: HCS processes a base layer's `Files`".into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// Whether `name` is a non-directory entry checked so far: what a hard
+    /// link within the layer may name.
+    pub(super) fn is_file(&self, name: &str) -> bool {
+        self.files.contains(name)
+    }
+
     /// hcsshim creates each entry in a fresh folder without creating its
     /// parents: the parent must be an earlier directory entry.
     fn parent_exists(&self, parent: Option<&str>) -> Result<(), String> {

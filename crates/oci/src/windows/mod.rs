@@ -9,7 +9,8 @@
 //! - [`path`]: Dockerfile paths on `C:` and NTFS name rules.
 //! - [`WindowsLayerWriter`]: entries → a layer blob, one pass.
 //! - [`check_layer`]: the import simulator.
-//! - [`transport`]: HCS's transport folder ↔ layer, for the HCS backend.
+//! - [`transport`]: HCS's transport folder ↔ layer, and a base layer read
+//!   entry by entry, for the HCS backend.
 
 mod base64;
 mod check;
@@ -23,8 +24,8 @@ pub use check::{check_layer, CheckError};
 // their main user, so they are named here too.
 pub use crate::layer::{PaxTime, PaxTimeError};
 pub use transport::{
-    folder_to_layer, folder_to_tar, layer_to_folder, FolderOptions, ImportedFolder, TimeSource,
-    TransportError,
+    folder_to_layer, folder_to_tar, layer_to_folder, BaseEntry, BaseFile, BaseLayerReader,
+    FileBasicInfo, FolderOptions, ImportedFolder, TimeSource, TransportError,
 };
 pub use writer::{
     entries_from_layer, WindowsEntry, WindowsKind, WindowsLayerError, WindowsLayerOptions,

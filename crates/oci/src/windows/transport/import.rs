@@ -9,15 +9,16 @@
 //! without following symlinks: nothing is written outside it, and nothing
 //! already in it is followed or replaced.
 
-use super::meta::{encode_eas, encode_reparse, Reparse};
-use super::stream::{BackupStreamWriter, StreamHeader, StreamId};
+use super::header::{
+    alternate_stream, basic_info, data_header, is_regular, metadata_streams, next_header,
+};
+use super::stream::BackupStreamWriter;
 use super::{TransportError, DIR_SUFFIX, TOMBSTONES_HEADER};
 use crate::compression::decompress;
-use crate::layer::read::{Header, TarError, TarReader};
+use crate::layer::read::{Header, TarReader};
 use crate::tree::TreeRoot;
-use crate::windows::check::{record, State};
-use crate::windows::sd::SecurityDescriptor;
-use crate::windows::{base64, PaxTime};
+use crate::windows::check::State;
+use crate::windows::PaxTime;
 use std::collections::HashSet;
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
@@ -31,8 +32,6 @@ use unix as sys;
 mod windows;
 #[cfg(windows)]
 use windows as sys;
-
-const ATTR_DIRECTORY: u32 = 0x10;
 
 /// What a caller following hcsshim's current writer does itself after
 /// `ImportLayer`, besides the folder: the writer applies tombstones and
@@ -134,11 +133,10 @@ impl<R: Read> Import<R> {
             let mut current = self.add(&name, &h)?;
             loop {
                 next = self.next_header()?;
-                let Some(ads) = &next else { break };
-                let prefix = format!("{name}:");
-                if !matches!(ads.typeflag, b'0' | 0) || !ads.name.starts_with(prefix.as_bytes()) {
+                let Some(stream_name) = next.as_ref().and_then(|h| alternate_stream(&name, h))
+                else {
                     break;
-                }
+                };
                 let ads = next.take().expect("checked above");
                 let ads_name = String::from_utf8_lossy(&ads.name).into_owned();
                 self.rules
@@ -150,12 +148,8 @@ impl<R: Read> Import<R> {
                         "alternate data streams of a hive file cannot be kept in a folder on this host",
                     ));
                 };
-                let header = StreamHeader {
-                    name: format!(":{}:$DATA", &ads_name[prefix.len()..]),
-                    ..StreamHeader::new(StreamId::AlternateData, ads.size)
-                };
                 stream
-                    .write_header(&header)
+                    .write_header(&data_header(Some(stream_name), ads.size))
                     .map_err(|e| TransportError::at(&ads_name, e.to_string()))?;
                 self.copy_data(&ads_name, ads.size, stream)?;
             }
@@ -183,21 +177,7 @@ impl<R: Read> Import<R> {
     }
 
     fn next_header(&mut self) -> Result<Option<Header>, TransportError> {
-        let h = self.tar.next_header().map_err(|e| TransportError {
-            entry: None,
-            reason: match e {
-                TarError::Io(e) => format!("reading the layer: {e}"),
-                TarError::Format(m) => format!("corrupt tar: {m}"),
-            },
-        })?;
-        if self.tar.global_headers() > 0 {
-            return Err(TransportError {
-                entry: None,
-                reason: "a PAX global header: Windows importers read it as a file outside Files/"
-                    .into(),
-            });
-        }
-        Ok(h)
+        next_header(&mut self.tar)
     }
 
     /// hcsshim's `Remove`: a tombstone under `Files\`.
@@ -253,26 +233,13 @@ impl<R: Read> Import<R> {
             )));
         }
         let (parent, last) = name.rsplit_once('/').unwrap_or(("", name));
-        let attr = match record(h, "MSWINDOWS.fileattr") {
-            Some(v) => std::str::from_utf8(v)
-                .ok()
-                .and_then(|s| s.parse::<u32>().ok())
-                .expect("the rules checked it"),
-            None if h.typeflag == b'5' => ATTR_DIRECTORY,
-            None => 0,
-        };
-        let write = PaxTime::new(h.mtime, h.mtime_nanos);
-        let time = |key: &str| -> PaxTime {
-            record(h, key)
-                .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok())
-                .unwrap_or(write)
-        };
+        let info = basic_info(h);
         let times = Times {
-            access: time("atime"),
-            write,
+            access: info.last_access,
+            write: info.last_write,
         };
-        let is_dir = attr & ATTR_DIRECTORY != 0;
-        let regular = matches!(h.typeflag, b'0' | 0);
+        let is_dir = info.is_directory();
+        let regular = is_regular(h);
 
         if comps[0] == "Hives" && comps.len() > 1 {
             // hcsshim writes hives with BackupWrite without security: the
@@ -300,6 +267,7 @@ impl<R: Read> Import<R> {
             });
         }
 
+        let metadata = metadata_streams(h).map_err(fail)?;
         let file = if is_dir {
             let dir = self.dir(parent)?;
             sys::mkdir(&dir, last).map_err(|e| fail(format!("creating the directory: {e}")))?;
@@ -310,49 +278,13 @@ impl<R: Read> Import<R> {
             self.create(parent, last)?
         };
         let mut out = BufWriter::new(file);
-        out.write_all(&attr.to_le_bytes())
+        out.write_all(&info.attributes.to_le_bytes())
+            .and_then(|()| out.write_all(&metadata))
             .map_err(|e| fail(e.to_string()))?;
         let mut stream = BackupStreamWriter::new(out);
-        let mut put = |id: StreamId, content: &[u8]| {
-            stream
-                .write_stream(id, content)
-                .map_err(|e| fail(e.to_string()))
-        };
-        let sd = match (record(h, "MSWINDOWS.rawsd"), record(h, "MSWINDOWS.sd")) {
-            (Some(raw), _) => base64::decode(raw),
-            (None, Some(sddl)) => {
-                let sddl = std::str::from_utf8(sddl)
-                    .map_err(|_| fail("MSWINDOWS.sd is not UTF-8".into()))?;
-                let sd = SecurityDescriptor::parse_sddl(sddl)
-                    .map_err(|e| fail(format!("MSWINDOWS.sd: {e}")))?;
-                Some(sd.to_bytes())
-            }
-            (None, None) => None,
-        };
-        if let Some(sd) = sd.filter(|sd| !sd.is_empty()) {
-            put(StreamId::Security, &sd)?;
-        }
-        let mut eas = Vec::new();
-        for (k, v) in &h.pax {
-            if let Some(ea) = k.strip_prefix("MSWINDOWS.xattr.") {
-                let value =
-                    base64::decode(v).ok_or_else(|| fail(format!("{k} is not standard base64")))?;
-                eas.push((ea.to_string(), value));
-            }
-        }
-        if !eas.is_empty() {
-            put(StreamId::EaData, &encode_eas(&eas).map_err(fail)?)?;
-        }
-        if h.typeflag == b'2' {
-            let rp = Reparse {
-                target: String::from_utf8_lossy(&h.linkname).replace('/', "\\"),
-                mount_point: record(h, "MSWINDOWS.mountpoint").is_some(),
-            };
-            put(StreamId::ReparseData, &encode_reparse(&rp).map_err(fail)?)?;
-        }
         if regular {
             stream
-                .write_header(&StreamHeader::new(StreamId::Data, h.size))
+                .write_header(&data_header(None, h.size))
                 .map_err(|e| fail(e.to_string()))?;
             self.copy_data(name, h.size, &mut stream)?;
         }

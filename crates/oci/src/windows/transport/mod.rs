@@ -16,14 +16,23 @@
 //! - `tombstones.txt`: deleted paths, a UTF-8 BOM and `Version 1.0`, then
 //!   one `\path` (relative to `Files`) per line.
 //!
+//! An image's base layer takes no folder: hcsshim's base-layer writer
+//! writes its files straight into the layer directory, and
+//! [`BaseLayerReader`] reads such a layer entry by entry for a Windows host
+//! to do the same (`kiln_hcs::host::import_base_layer`).
+//!
 //! See `docs/windows-transport.md` for what was verified where.
 
+mod base;
 mod export;
+mod header;
 mod import;
 mod meta;
 pub mod stream;
 
+pub use base::{BaseEntry, BaseFile, BaseLayerReader};
 pub use export::{folder_to_layer, folder_to_tar, FolderOptions, TimeSource};
+pub use header::FileBasicInfo;
 pub use import::{layer_to_folder, ImportedFolder};
 
 use crate::LayerError;

@@ -102,6 +102,41 @@ impl StreamHeader {
             offset: 0,
         }
     }
+
+    /// The header as it precedes the content in a stream (with a sparse
+    /// block's offset), for a reader that hands out a stream piecewise
+    /// rather than through [`BackupStreamWriter`].
+    pub fn to_bytes(&self) -> Result<Vec<u8>, StreamError> {
+        let name: Vec<u16> = self.name.encode_utf16().collect();
+        let name_len = name.len() * 2;
+        if name_len > MAX_NAME_BYTES as usize {
+            return Err(format_err(format!(
+                "stream name {:?} is longer than {MAX_NAME_BYTES} bytes of UTF-16",
+                self.name
+            )));
+        }
+        let sparse = self.id == StreamId::SparseBlock;
+        let size = if sparse {
+            self.size.checked_add(8)
+        } else {
+            Some(self.size)
+        };
+        let size = size
+            .filter(|s| *s <= i64::MAX as u64)
+            .ok_or_else(|| format_err(format!("stream size {} is too large", self.size)))?;
+        let mut raw = Vec::with_capacity(HEADER_LEN as usize + name_len + 8);
+        raw.extend_from_slice(&self.id.code().to_le_bytes());
+        raw.extend_from_slice(&self.attributes.to_le_bytes());
+        raw.extend_from_slice(&size.to_le_bytes());
+        raw.extend_from_slice(&(name_len as u32).to_le_bytes());
+        for unit in name {
+            raw.extend_from_slice(&unit.to_le_bytes());
+        }
+        if sparse {
+            raw.extend_from_slice(&self.offset.to_le_bytes());
+        }
+        Ok(raw)
+    }
 }
 
 /// A backup stream that cannot be read or written.
@@ -359,35 +394,7 @@ impl<W: Write> BackupStreamWriter<W> {
                 self.left
             )));
         }
-        let name: Vec<u16> = h.name.encode_utf16().collect();
-        let name_len = name.len() * 2;
-        if name_len > MAX_NAME_BYTES as usize {
-            return Err(format_err(format!(
-                "stream name {:?} is longer than {MAX_NAME_BYTES} bytes of UTF-16",
-                h.name
-            )));
-        }
-        let sparse = h.id == StreamId::SparseBlock;
-        let size = if sparse {
-            h.size.checked_add(8)
-        } else {
-            Some(h.size)
-        };
-        let size = size
-            .filter(|s| *s <= i64::MAX as u64)
-            .ok_or_else(|| format_err(format!("stream size {} is too large", h.size)))?;
-        let mut raw = Vec::with_capacity(HEADER_LEN as usize + name_len + 8);
-        raw.extend_from_slice(&h.id.code().to_le_bytes());
-        raw.extend_from_slice(&h.attributes.to_le_bytes());
-        raw.extend_from_slice(&size.to_le_bytes());
-        raw.extend_from_slice(&(name_len as u32).to_le_bytes());
-        for unit in name {
-            raw.extend_from_slice(&unit.to_le_bytes());
-        }
-        if sparse {
-            raw.extend_from_slice(&h.offset.to_le_bytes());
-        }
-        self.inner.write_all(&raw)?;
+        self.inner.write_all(&h.to_bytes()?)?;
         self.left = h.size;
         Ok(())
     }

@@ -754,10 +754,10 @@ fn hostile_folders_fail_clearly() {
 }
 
 /// A tar entry: name, typeflag, linkname, PAX records, data.
-type E<'a> = (&'a str, u8, &'a str, &'a [(&'a str, &'a str)], &'a [u8]);
+pub(super) type E<'a> = (&'a str, u8, &'a str, &'a [(&'a str, &'a str)], &'a [u8]);
 
 /// A plain tar of the entries.
-fn tar_of(entries: &[E<'_>]) -> Vec<u8> {
+pub(super) fn tar_of(entries: &[E<'_>]) -> Vec<u8> {
     use crate::layer::tar::{write_header, write_padding, write_trailer, Header as TarHeader};
     let mut out = Vec::new();
     for (name, typeflag, linkname, records, data) in entries {
