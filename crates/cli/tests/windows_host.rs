@@ -189,3 +189,27 @@ fn run_in_a_linux_image_says_it_needs_a_linux_host() {
     );
     assert!(stderr.contains("remote kiln daemon"), "{stderr}");
 }
+
+#[test]
+fn run_in_a_windows_image_says_hcs_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hello.txt"), "hi\n").unwrap();
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        "FROM scratch\nCOPY hello.txt /\nRUN echo hi\n",
+    )
+    .unwrap();
+    let out = kiln(dir.path(), &["build", "--progress", "plain", "."]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("Dockerfile:3"), "{stderr}");
+    assert!(
+        stderr.contains("vmcompute.dll is not on this host")
+            && stderr.contains("Containers feature"),
+        "{stderr}"
+    );
+    // Nothing of the failed import is left in the store's layer directory.
+    let layers = dir.path().join("root").join("hcs").join("layers");
+    let left = std::fs::read_dir(&layers).map_or(0, |d| d.count());
+    assert_eq!(left, 0, "{}", layers.display());
+}

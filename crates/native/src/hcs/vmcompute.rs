@@ -5,10 +5,7 @@
 //! **Unverified.** kiln has no Windows runner: this module and
 //! `kiln_hcs::host` are compiled into kiln.exe by `scripts/test`, whose
 //! tests run it under wine (which has no HCS), but no HCS call has run;
-//! this module only forwards. Everything else of the HCS backend is tested on Linux
-//! against a fake host. Importing a base layer (an image's bottom one) is
-//! not implemented and answers NotSupported, so on a real host RUN stops
-//! there until it is.
+//! this module only forwards.
 
 use super::{ComputeHost, ProcessSpec};
 use kiln_backend::Unavailable;
@@ -34,18 +31,8 @@ impl ComputeHost for VmCompute {
         super::availability()
     }
 
-    /// NotSupported: hcsshim writes a base layer file by file with
-    /// `BackupWrite` and then has HCS process it (`ProcessBaseImage`, and
-    /// `ProcessUtilityImage` for `UtilityVM/`); kiln's host does not, so a
-    /// RUN needs a base layer this host already has, which kiln cannot yet
-    /// name either. The error says so rather than importing it wrongly.
-    fn import_base_layer(&self, _tar: &mut dyn Read, layer: &Path) -> Result<(), String> {
-        Err(format!(
-            "NotSupported: {}: importing a Windows base layer (files written with BackupWrite, \
-             then ProcessBaseImage and ProcessUtilityImage, as hcsshim's base-layer writer does) \
-             is not implemented by kiln's HCS host",
-            layer.display()
-        ))
+    fn import_base_layer(&self, tar: &mut dyn Read, layer: &Path) -> Result<(), String> {
+        host::import_base_layer(tar, layer)
     }
 
     fn import_layer(
