@@ -43,6 +43,27 @@ fn tar_files(bytes: &[u8]) -> Files {
     out
 }
 
+/// A context directory holding `files` (name, content).
+fn context(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, content) in files {
+        std::fs::write(dir.path().join(name), content).unwrap();
+    }
+    dir
+}
+
+/// `kiln build ARGS .` in `dir`, which must fail with exit code 1; its
+/// standard error.
+fn failed_build(dir: &Path, args: &[&str]) -> String {
+    let mut all = vec!["build", "--progress", "plain"];
+    all.extend_from_slice(args);
+    all.push(".");
+    let out = kiln(dir, &all);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    stderr
+}
+
 fn json(bytes: &[u8]) -> serde_json::Value {
     serde_json::from_slice(bytes).unwrap()
 }
@@ -104,13 +125,13 @@ fn backends_say_what_runs_on_a_windows_host_without_hcs() {
 
 #[test]
 fn a_build_without_run_makes_a_windows_image_by_default() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("hello.txt"), "hi\n").unwrap();
-    std::fs::write(
-        dir.path().join("Dockerfile"),
-        "FROM scratch\nCOPY hello.txt /app/\nENV A=b\n",
-    )
-    .unwrap();
+    let dir = context(&[
+        ("hello.txt", "hi\n"),
+        (
+            "Dockerfile",
+            "FROM scratch\nCOPY hello.txt /app/\nENV A=b\n",
+        ),
+    ]);
     let out = kiln(
         dir.path(),
         &["build", "-t", "hello:1", "-o", "type=oci,dest=out.tar", "."],
@@ -126,19 +147,19 @@ fn a_build_without_run_makes_a_windows_image_by_default() {
 
 #[test]
 fn a_linux_image_built_on_windows_has_buildkits_modes_for_a_windows_context() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("run.sh"), "echo hi\n").unwrap();
-    std::fs::write(dir.path().join("ro.txt"), "fixed\n").unwrap();
+    let dir = context(&[
+        ("run.sh", "echo hi\n"),
+        ("ro.txt", "fixed\n"),
+        (
+            "Dockerfile",
+            "FROM scratch\nCOPY run.sh ro.txt /\nCOPY <<EOF /etc/conf\nx\nEOF\n",
+        ),
+    ]);
     let mut readonly = std::fs::metadata(dir.path().join("ro.txt"))
         .unwrap()
         .permissions();
     readonly.set_readonly(true);
     std::fs::set_permissions(dir.path().join("ro.txt"), readonly).unwrap();
-    std::fs::write(
-        dir.path().join("Dockerfile"),
-        "FROM scratch\nCOPY run.sh ro.txt /\nCOPY <<EOF /etc/conf\nx\nEOF\n",
-    )
-    .unwrap();
     let out = kiln(
         dir.path(),
         &[
@@ -162,25 +183,8 @@ fn a_linux_image_built_on_windows_has_buildkits_modes_for_a_windows_context() {
 
 #[test]
 fn run_in_a_linux_image_says_it_needs_a_linux_host() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("Dockerfile"),
-        "FROM scratch\nENV A=b\nRUN echo hi\n",
-    )
-    .unwrap();
-    let out = kiln(
-        dir.path(),
-        &[
-            "build",
-            "--platform",
-            "linux/amd64",
-            "--progress",
-            "plain",
-            ".",
-        ],
-    );
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let dir = context(&[("Dockerfile", "FROM scratch\nENV A=b\nRUN echo hi\n")]);
+    let stderr = failed_build(dir.path(), &["--platform", "linux/amd64"]);
     assert!(
         stderr.contains(
             "Dockerfile:3:1: RUN in a linux image needs a linux host: a windows host cannot run its programs"
@@ -192,16 +196,14 @@ fn run_in_a_linux_image_says_it_needs_a_linux_host() {
 
 #[test]
 fn run_in_a_windows_image_says_hcs_is_missing() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("hello.txt"), "hi\n").unwrap();
-    std::fs::write(
-        dir.path().join("Dockerfile"),
-        "FROM scratch\nCOPY hello.txt /\nRUN echo hi\n",
-    )
-    .unwrap();
-    let out = kiln(dir.path(), &["build", "--progress", "plain", "."]);
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let dir = context(&[
+        ("hello.txt", "hi\n"),
+        (
+            "Dockerfile",
+            "FROM scratch\nCOPY hello.txt /\nRUN echo hi\n",
+        ),
+    ]);
+    let stderr = failed_build(dir.path(), &[]);
     assert!(stderr.contains("Dockerfile:3"), "{stderr}");
     assert!(
         stderr.contains("vmcompute.dll is not on this host")
