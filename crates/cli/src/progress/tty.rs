@@ -572,37 +572,33 @@ fn fit(line: &str, width: usize) -> String {
 /// Makes the handler of `signal` show the cursor again and end the line
 /// before a second signal (`interrupted` already set) exits the process
 /// from inside the handler, where the display can no longer clean up.
-#[cfg(unix)]
 pub(super) fn restore_terminal_on_exit(
     signal: i32,
     interrupted: Arc<AtomicBool>,
 ) -> std::io::Result<()> {
     let action = move || {
         if interrupted.load(Ordering::SeqCst) {
-            let _ = rustix::io::write(rustix::stdio::stderr(), b"\n\x1b[?25h");
+            write_from_handler(b"\n\x1b[?25h");
         }
     };
-    // SAFETY: the action is async-signal-safe: it loads an atomic and
-    // calls write(2), no allocation and no lock.
+    // SAFETY: the action only loads an atomic and writes, as
+    // `write_from_handler` may inside a signal handler.
     unsafe { signal_hook::low_level::register(signal, action) }.map(drop)
 }
 
-/// Windows runs a console's Ctrl-C handler on a thread of its own, so the
-/// action may write through `std`'s locked standard error.
+/// Writes to standard error from a signal handler: write(2) itself, no
+/// allocation and no lock, as async-signal safety asks.
+#[cfg(unix)]
+fn write_from_handler(bytes: &[u8]) {
+    let _ = rustix::io::write(rustix::stdio::stderr(), bytes);
+}
+
+/// Windows runs a console's Ctrl-C handler on a thread of its own, where
+/// taking `std`'s standard error lock is allowed.
 #[cfg(windows)]
-pub(super) fn restore_terminal_on_exit(
-    signal: i32,
-    interrupted: Arc<AtomicBool>,
-) -> std::io::Result<()> {
+fn write_from_handler(bytes: &[u8]) {
     use std::io::Write;
-    let action = move || {
-        if interrupted.load(Ordering::SeqCst) {
-            let _ = std::io::stderr().write_all(b"\n\x1b[?25h");
-        }
-    };
-    // SAFETY: the action runs on the handler thread Windows starts, where
-    // taking standard error's lock is allowed.
-    unsafe { signal_hook::low_level::register(signal, action) }.map(drop)
+    let _ = std::io::stderr().write_all(bytes);
 }
 
 #[cfg(test)]
