@@ -25,11 +25,17 @@
 //! `ProcessUtilityImage`. Under wine the directory and hard-link steps
 //! run; `BackupWrite` is a stub there, and the HCS calls are missing.
 //!
-//! Known gaps, each failing with HCS's own error rather than building
+//! Any other layer ([`import_layer`]) goes through HCS's `ImportLayer`
+//! from the transport folder kiln-oci's `layer_to_folder` wrote, which
+//! holds neither tombstones nor hard links; then, as hcsshim's
+//! `legacyLayerWriterWrapper.Close` does, `apply_imported` removes the
+//! tombstoned paths from the imported layer, makes the hard links and sets
+//! the directories' times again, with the same relative calls. Under wine
+//! those steps run on a plain directory; `ImportLayer` is missing.
+//!
+//! Known gap, failing with HCS's own error rather than building
 //! something else: the compute system gets no network endpoint (a RUN
-//! that downloads fails), and imports hand HCS the transport folder with
-//! `tombstones.txt` in the 2016-2018 writer's form rather than applying
-//! tombstones after `ImportLayer` as current hcsshim does. A base layer
+//! that downloads fails). A base layer
 //! whose import fails midway is left as far as it was written, for the
 //! caller to remove, as hcsshim's importer leaves it. Importing,
 //! exporting and removing layers enable `SeBackupPrivilege` and
@@ -40,7 +46,7 @@
 #![allow(unsafe_code)]
 
 use crate::{compute_system, exit_code, process_parameters, Guid, Lines, ProcessSpec};
-use kiln_oci::windows::transport::{self, BaseEntry, BaseLayerReader};
+use kiln_oci::windows::transport::{self, BaseEntry, BaseLayerReader, ImportedFolder};
 use std::ffi::{c_void, CString};
 use std::fs::File;
 use std::io::{self, Read};
@@ -59,18 +65,20 @@ use windows_sys::Wdk::Storage::FileSystem::{
     FILE_SYNCHRONOUS_IO_NONALERT,
 };
 use windows_sys::Win32::Foundation::{
-    CloseHandle, GetLastError, LocalFree, RtlNtStatusToDosError, ERROR_NOT_ALL_ASSIGNED,
-    GENERIC_READ, GENERIC_WRITE, HANDLE, HMODULE, LUID, NTSTATUS, OBJ_DONT_REPARSE,
-    STATUS_REPARSE_POINT_ENCOUNTERED, UNICODE_STRING,
+    CloseHandle, GetLastError, LocalFree, RtlNtStatusToDosError, ERROR_ACCESS_DENIED,
+    ERROR_NOT_ALL_ASSIGNED, GENERIC_READ, GENERIC_WRITE, HANDLE, HMODULE, LUID, NTSTATUS,
+    OBJ_DONT_REPARSE, STATUS_REPARSE_POINT_ENCOUNTERED, UNICODE_STRING,
 };
 use windows_sys::Win32::Security::{
     AdjustTokenPrivileges, LookupPrivilegeValueW, LUID_AND_ATTRIBUTES, SECURITY_DESCRIPTOR,
     SE_PRIVILEGE_ENABLED, TOKEN_ADJUST_PRIVILEGES, TOKEN_PRIVILEGES, TOKEN_QUERY,
 };
 use windows_sys::Win32::Storage::FileSystem::{
-    BackupWrite, FileBasicInfo, GetFileInformationByHandleEx, ReadFile, SetFileInformationByHandle,
-    FILE_ATTRIBUTE_REPARSE_POINT, FILE_BASIC_INFO, FILE_FLAG_BACKUP_SEMANTICS, FILE_SHARE_DELETE,
-    FILE_SHARE_READ, FILE_SHARE_WRITE, FILE_WRITE_ATTRIBUTES, SYNCHRONIZE, WRITE_DAC, WRITE_OWNER,
+    BackupWrite, FileBasicInfo, FileDispositionInfo, GetFileInformationByHandleEx, ReadFile,
+    SetFileInformationByHandle, DELETE, FILE_ATTRIBUTE_NORMAL, FILE_ATTRIBUTE_READONLY,
+    FILE_ATTRIBUTE_REPARSE_POINT, FILE_BASIC_INFO, FILE_DISPOSITION_INFO,
+    FILE_FLAG_BACKUP_SEMANTICS, FILE_READ_ATTRIBUTES, FILE_SHARE_DELETE, FILE_SHARE_READ,
+    FILE_SHARE_WRITE, FILE_WRITE_ATTRIBUTES, SYNCHRONIZE, WRITE_DAC, WRITE_OWNER,
 };
 use windows_sys::Win32::System::HostComputeSystem::{
     HCS_OPERATION, HCS_OPERATION_COMPLETION, HCS_PROCESS, HCS_PROCESS_INFORMATION, HCS_SYSTEM,
@@ -400,9 +408,19 @@ impl Chain {
     }
 }
 
-/// Imports the transport folder `folder` as the layer directory `layer`
-/// on `parents` (nearest parent first).
-pub fn import_layer(folder: &Path, layer: &Path, parents: &[PathBuf]) -> Result<(), String> {
+/// Imports the transport folder `folder`, which kiln-oci's
+/// `layer_to_folder` wrote and described as `imported`, as the layer
+/// directory `layer` on `parents` (nearest parent first), as hcsshim's
+/// `legacyLayerWriterWrapper.Close` does: HCS's `ImportLayer`, then
+/// `apply_imported` on the imported layer. hcsshim then has HCS process
+/// a utility VM image the layer carries; `layer_to_folder` refuses
+/// `UtilityVM/` in all but base layers, so none is here.
+pub fn import_layer(
+    folder: &Path,
+    imported: &ImportedFolder,
+    layer: &Path,
+    parents: &[PathBuf],
+) -> Result<(), String> {
     let api = api()?;
     enable_backup_privileges()?;
     std::fs::create_dir_all(layer).map_err(|e| format!("{}: {e}", layer.display()))?;
@@ -416,7 +434,34 @@ pub fn import_layer(folder: &Path, layer: &Path, parents: &[PathBuf]) -> Result<
             chain.ptr(),
             chain.len(),
         )
-    })
+    })?;
+    let root = open_root(&long_abs(layer)?)?;
+    apply_imported(&root, imported)
+}
+
+/// What hcsshim's writer does to a layer `ImportLayer` made, beneath
+/// `root` (the layer directory, opened), none of it following a reparse
+/// point: removes each tombstoned path (one already absent is fine: the
+/// deletion is of a parent layer's file, which the layer may not hold),
+/// makes each hard link (removing whatever `ImportLayer` left under its
+/// name), then gives each directory, children first, the attributes and
+/// times the layer gave it, which the removals and links changed.
+fn apply_imported(root: &File, imported: &ImportedFolder) -> Result<(), String> {
+    let absent_is_fine = |r: io::Result<()>| match r {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        r => r,
+    };
+    for name in &imported.tombstones {
+        absent_is_fine(remove_relative(root, name))
+            .map_err(|e| format!("{name}: removing it (a tombstone): {e}"))?;
+    }
+    for (name, target) in &imported.links {
+        absent_is_fine(remove_relative(root, name))
+            .map_err(|e| format!("{name}: removing it for a hard link: {e}"))?;
+        link_relative(root, target, name)
+            .map_err(|e| format!("{name}: hard link to {target}: {e}"))?;
+    }
+    reapply_directory_times(root, &imported.dirs)
 }
 
 /// Imports a base layer (an image's bottom one) from its uncompressed tar
@@ -492,7 +537,7 @@ fn write_base_layer(tar: &mut dyn Read, layer: &Path, root: &File) -> Result<boo
     let mut reader = BaseLayerReader::new(tar);
     // Directories in tar order with what to set once their children are
     // in: creating a child changes a directory's times.
-    let mut dirs: Vec<(String, FILE_BASIC_INFO)> = Vec::new();
+    let mut dirs: Vec<(String, transport::FileBasicInfo)> = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
     while let Some(entry) = reader.next_entry().map_err(|e| e.to_string())? {
         let file = match entry {
@@ -517,7 +562,7 @@ fn write_base_layer(tar: &mut dyn Read, layer: &Path, root: &File) -> Result<boo
         .map_err(|e| at("creating it", e))?;
         set_basic_info(&handle, &info).map_err(|e| at("setting its attributes and times", e))?;
         if directory {
-            dirs.push((file.name.clone(), info));
+            dirs.push((file.name.clone(), file.info));
         }
         let copy = match file.backup_copy {
             Some(copy) => Some(
@@ -548,6 +593,18 @@ fn write_base_layer(tar: &mut dyn Read, layer: &Path, root: &File) -> Result<boo
             }
         }
     }
+    reapply_directory_times(root, &dirs)?;
+    Ok(reader.utility_vm())
+}
+
+/// hcsshim's `reapplyDirectoryTimes`: each directory of `dirs` (in layer
+/// order, so parents first) beneath `root` gets its attributes and times
+/// again, children first, since a change inside a directory changes its
+/// times.
+fn reapply_directory_times(
+    root: &File,
+    dirs: &[(String, transport::FileBasicInfo)],
+) -> Result<(), String> {
     for (name, info) in dirs.iter().rev() {
         let dir = open_relative(
             root,
@@ -558,9 +615,10 @@ fn write_base_layer(tar: &mut dyn Read, layer: &Path, root: &File) -> Result<boo
             FILE_DIRECTORY_FILE | FILE_OPEN_REPARSE_POINT,
         )
         .map_err(|e| format!("{name}: opening it again: {e}"))?;
-        set_basic_info(&dir, info).map_err(|e| format!("{name}: setting its times: {e}"))?;
+        set_basic_info(&dir, &basic_info(info))
+            .map_err(|e| format!("{name}: setting its times: {e}"))?;
     }
-    Ok(reader.utility_vm())
+    Ok(())
 }
 
 /// The entry's `FILE_BASIC_INFO`.
@@ -653,6 +711,76 @@ fn set_basic_info(handle: &impl AsRawHandle, info: &FILE_BASIC_INFO) -> io::Resu
     Ok(())
 }
 
+/// The attributes and times of the file behind `handle`.
+fn get_basic_info(handle: &impl AsRawHandle) -> io::Result<FILE_BASIC_INFO> {
+    let mut info = FILE_BASIC_INFO::default();
+    let ok = unsafe {
+        GetFileInformationByHandleEx(
+            handle.as_raw_handle(),
+            FileBasicInfo,
+            (&mut info as *mut FILE_BASIC_INFO).cast(),
+            std::mem::size_of::<FILE_BASIC_INFO>() as u32,
+        )
+    };
+    if ok == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(info)
+}
+
+/// hcsshim's `safefile.RemoveRelative`: `name` beneath `root` (a file, an
+/// empty directory, or a reparse point itself, never its target) deleted
+/// when its handle closes. Windows refuses to delete a read-only file, so
+/// that attribute is cleared first when it is what stands in the way.
+fn remove_relative(root: &File, name: &str) -> io::Result<()> {
+    let handle = open_relative(
+        root,
+        name,
+        FILE_READ_ATTRIBUTES | FILE_WRITE_ATTRIBUTES | DELETE,
+        FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE,
+        FILE_OPEN,
+        FILE_OPEN_REPARSE_POINT,
+    )?;
+    match delete_on_close(&handle) {
+        Err(e) if e.raw_os_error() == Some(ERROR_ACCESS_DENIED as i32) => {
+            let attributes = get_basic_info(&handle)?.FileAttributes;
+            if attributes & FILE_ATTRIBUTE_READONLY == 0 {
+                return Err(e);
+            }
+            let rest = attributes & !FILE_ATTRIBUTE_READONLY;
+            // Zero times leave the times as they are.
+            let writable = FILE_BASIC_INFO {
+                FileAttributes: if rest == 0 {
+                    FILE_ATTRIBUTE_NORMAL
+                } else {
+                    rest
+                },
+                ..FILE_BASIC_INFO::default()
+            };
+            set_basic_info(&handle, &writable)?;
+            delete_on_close(&handle)
+        }
+        result => result,
+    }
+}
+
+/// Marks the file behind `handle` for deletion once its last handle closes.
+fn delete_on_close(handle: &impl AsRawHandle) -> io::Result<()> {
+    let disposition = FILE_DISPOSITION_INFO { DeleteFile: true };
+    let ok = unsafe {
+        SetFileInformationByHandle(
+            handle.as_raw_handle(),
+            FileDispositionInfo,
+            (&disposition as *const FILE_DISPOSITION_INFO).cast(),
+            std::mem::size_of::<FILE_DISPOSITION_INFO>() as u32,
+        )
+    };
+    if ok == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// hcsshim's `safefile.LinkRelative`: `name` made a second name of
 /// `target`, both beneath `root`, through `NtSetInformationFile`, which
 /// opens no further directory; a reparse point as `name`'s parent is
@@ -671,19 +799,7 @@ fn link_relative(root: &File, target: &str, name: &str) -> io::Result<()> {
                 FILE_OPEN,
                 FILE_DIRECTORY_FILE,
             )?;
-            let mut info = FILE_BASIC_INFO::default();
-            let ok = unsafe {
-                GetFileInformationByHandleEx(
-                    parent.as_raw_handle(),
-                    FileBasicInfo,
-                    (&mut info as *mut FILE_BASIC_INFO).cast(),
-                    std::mem::size_of::<FILE_BASIC_INFO>() as u32,
-                )
-            };
-            if ok == 0 {
-                return Err(io::Error::last_os_error());
-            }
-            if info.FileAttributes & FILE_ATTRIBUTE_REPARSE_POINT != 0 {
+            if get_basic_info(&parent)?.FileAttributes & FILE_ATTRIBUTE_REPARSE_POINT != 0 {
                 return Err(io::Error::from_raw_os_error(unsafe {
                     RtlNtStatusToDosError(STATUS_REPARSE_POINT_ENCOUNTERED)
                 } as i32));
@@ -1086,9 +1202,10 @@ fn read_lines(pipe: Pipe, tx: &mpsc::Sender<String>) {
 #[cfg(test)]
 mod tests {
     use super::{
-        enable_backup_privileges, link_relative, load_library, long_abs, open_root, symbol,
-        write_base_layer,
+        apply_imported, enable_backup_privileges, link_relative, load_library, long_abs, open_root,
+        symbol, write_base_layer,
     };
+    use kiln_oci::windows::transport::{FileBasicInfo, ImportedFolder};
     use kiln_oci::windows::{PaxTime, WindowsEntry, WindowsLayerOptions, WindowsLayerWriter};
     use std::path::{Path, PathBuf};
     use std::time::{Duration, UNIX_EPOCH};
@@ -1162,6 +1279,124 @@ mod tests {
             got.unwrap(),
             (false, secs(1_700_000_000), secs(1_650_000_000), secs(0))
         );
+    }
+
+    /// What follows `ImportLayer`, on a directory standing in for the
+    /// layer it made: tombstoned paths go (a read-only file too, a missing
+    /// one is no error), links replace what was under their names (a link
+    /// to a link too), and the directories get the layer's times back
+    /// after all that changed them.
+    #[test]
+    fn tombstones_links_and_directory_times_are_applied_after_import() {
+        let layer = std::env::temp_dir().join(format!("kiln-hcs-import-{}", std::process::id()));
+        for dir in [r"Files\app", r"Files\empty", "Hives"] {
+            std::fs::create_dir_all(layer.join(dir)).unwrap();
+        }
+        for (file, data) in [
+            (r"Files\gone", "parent's"),
+            (r"Files\ro", "parent's"),
+            (r"Files\app\hello.txt", "hello"),
+            (r"Files\app\hl", "placeholder"),
+        ] {
+            std::fs::write(layer.join(file), data).unwrap();
+        }
+        let ro = layer.join(r"Files\ro");
+        let mut perms = std::fs::metadata(&ro).unwrap().permissions();
+        perms.set_readonly(true);
+        std::fs::set_permissions(&ro, perms).unwrap();
+        let dir = |name: &str, secs| {
+            let t = PaxTime::from_secs(secs);
+            let info = FileBasicInfo {
+                creation: t,
+                last_access: t,
+                last_write: t,
+                change: t,
+                attributes: 0x10,
+            };
+            (name.to_string(), info)
+        };
+        let imported = ImportedFolder {
+            tombstones: [r"Files\gone", r"Files\ro", r"Files\empty", r"Files\absent"]
+                .map(String::from)
+                .to_vec(),
+            links: vec![
+                (r"Files\app\hl".into(), r"Files\app\hello.txt".into()),
+                (r"Files\hl2".into(), r"Files\app\hl".into()),
+            ],
+            dirs: vec![
+                dir("Files", 1_600_000_000),
+                dir(r"Files\app", 1_650_000_000),
+                dir("Hives", 1_700_000_000),
+            ],
+        };
+        let root = open_root(&layer).unwrap();
+        let applied = apply_imported(&root, &imported);
+        // A tombstone beneath a path that is not there is no error either.
+        let missing_dir = apply_imported(
+            &root,
+            &ImportedFolder {
+                tombstones: vec![r"Files\nowhere\x".into()],
+                ..ImportedFolder::default()
+            },
+        );
+        drop(root);
+        let exists = |rel: &str| layer.join(rel).exists();
+        let read = |rel: &str| std::fs::read_to_string(layer.join(rel)).ok();
+        let modified = |rel: &str| {
+            std::fs::metadata(layer.join(rel))
+                .unwrap()
+                .modified()
+                .unwrap()
+        };
+        let got = (
+            [r"Files\gone", r"Files\ro", r"Files\empty"].map(exists),
+            read(r"Files\app\hl"),
+            read(r"Files\hl2"),
+            [modified("Files"), modified(r"Files\app"), modified("Hives")],
+        );
+        std::fs::remove_dir_all(&layer).unwrap();
+        applied.unwrap();
+        missing_dir.unwrap();
+        let secs = |s| UNIX_EPOCH + Duration::from_secs(s);
+        assert_eq!(
+            got,
+            (
+                [false; 3],
+                Some("hello".to_string()),
+                Some("hello".to_string()),
+                [
+                    secs(1_600_000_000),
+                    secs(1_650_000_000),
+                    secs(1_700_000_000)
+                ],
+            )
+        );
+    }
+
+    /// A tombstone the import cannot apply fails the import, naming it:
+    /// here a directory that still has something in it.
+    #[test]
+    fn a_tombstone_that_cannot_be_removed_is_named() {
+        let layer = std::env::temp_dir().join(format!("kiln-hcs-full-{}", std::process::id()));
+        std::fs::create_dir_all(layer.join(r"Files\full")).unwrap();
+        std::fs::write(layer.join(r"Files\full\x"), b"x").unwrap();
+        let root = open_root(&layer).unwrap();
+        let result = apply_imported(
+            &root,
+            &ImportedFolder {
+                tombstones: vec![r"Files\full".into()],
+                ..ImportedFolder::default()
+            },
+        );
+        drop(root);
+        let kept = layer.join(r"Files\full\x").exists();
+        std::fs::remove_dir_all(&layer).unwrap();
+        let e = result.unwrap_err();
+        assert!(
+            e.starts_with(r"Files\full: removing it (a tombstone): "),
+            "{e}"
+        );
+        assert!(kept);
     }
 
     /// An older Windows has `vmcompute.dll` without every function kiln

@@ -6,6 +6,7 @@
 
 use kiln_hcs::host;
 use kiln_hcs::ProcessSpec;
+use kiln_oci::windows::transport::ImportedFolder;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
@@ -45,7 +46,7 @@ fn every_call_fails_with_that_error_and_touches_nothing() {
         ),
         (
             "import_layer",
-            host::import_layer(&folder, &layer, &parents),
+            host::import_layer(&folder, &ImportedFolder::default(), &layer, &parents),
         ),
         ("create_scratch", host::create_scratch(&layer, &parents)),
         (

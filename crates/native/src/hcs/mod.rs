@@ -54,9 +54,10 @@ pub trait ComputeHost: Send + Sync {
     fn import_base_layer(&self, tar: &mut dyn Read, layer: &Path) -> Result<(), String>;
 
     /// Imports the transport folder `folder`, which
-    /// [`kiln_oci::windows::transport::layer_to_folder`] wrote (with the
-    /// tombstones and hard links of `imported`, which hcsshim's writer
-    /// applies itself after `ImportLayer`), as the layer directory `layer`
+    /// [`kiln_oci::windows::transport::layer_to_folder`] wrote, as the
+    /// layer directory `layer`, then applies `imported` to it (the
+    /// tombstones, hard links and directory times that hcsshim's writer
+    /// applies itself after `ImportLayer`, and which the folder lacks),
     /// (not yet existing) on `parents` (never empty: the bottom layer goes
     /// through [`ComputeHost::import_base_layer`]).
     fn import_layer(

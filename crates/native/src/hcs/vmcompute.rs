@@ -38,11 +38,11 @@ impl ComputeHost for VmCompute {
     fn import_layer(
         &self,
         folder: &Path,
-        _imported: &ImportedFolder,
+        imported: &ImportedFolder,
         layer: &Path,
         parents: &[PathBuf],
     ) -> Result<(), String> {
-        host::import_layer(folder, layer, parents)
+        host::import_layer(folder, imported, layer, parents)
     }
 
     fn create_scratch(&self, scratch: &Path, parents: &[PathBuf]) -> Result<(), String> {

@@ -8,12 +8,19 @@
 //! created exclusively beneath the destination, through directories opened
 //! without following symlinks: nothing is written outside it, and nothing
 //! already in it is followed or replaced.
+//!
+//! As in hcsshim since 2018, tombstones and hard links never reach the
+//! folder: `ImportLayer` gets neither a `tombstones.txt` nor the links'
+//! names, and the caller applies both to the imported layer afterwards
+//! (`importlayer.go`'s `legacyLayerWriterWrapper.Close`), from
+//! [`ImportedFolder`].
 
 use super::header::{
     alternate_stream, basic_info, data_header, is_regular, metadata_streams, next_header,
+    FileBasicInfo,
 };
 use super::stream::BackupStreamWriter;
-use super::{TransportError, DIR_SUFFIX, TOMBSTONES_HEADER};
+use super::{TransportError, DIR_SUFFIX};
 use crate::compression::decompress;
 use crate::layer::read::{Header, TarReader};
 use crate::tree::TreeRoot;
@@ -33,18 +40,26 @@ mod windows;
 #[cfg(windows)]
 use windows as sys;
 
-/// What a caller following hcsshim's current writer does itself after
-/// `ImportLayer`, besides the folder: the writer applies tombstones and
-/// hard links to the imported layer rather than leaving them to HCS.
+/// What a caller following hcsshim's current writer does to the layer
+/// directory itself after `ImportLayer`, in this order: remove each
+/// tombstone, make each hard link, then set each directory's times again
+/// (removing and linking change them). Every path is relative to the
+/// layer directory and `\`-separated (`Files\dir\name`), as hcsshim
+/// hands them to its `safefile` calls.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ImportedFolder {
-    /// The deleted paths, as `tombstones.txt` lists them (`\dir\name`,
-    /// relative to `Files`).
+    /// The paths the layer deletes (its whiteouts), in layer order; none
+    /// is in the folder.
     pub tombstones: Vec<String>,
-    /// Hard links as (name, target), both tar names (`Files/…`), in layer
-    /// order; in the folder each is a second name of the target's
-    /// transport file.
+    /// Hard links as (name, target), in layer order. Each target is a
+    /// file the layer added earlier (a link to a parent layer's file is
+    /// refused), so it is in the imported layer, or is a link made before
+    /// it; no name is in the folder.
     pub links: Vec<(String, String)>,
+    /// Every directory of the layer (`Files` and `Hives` too), in layer
+    /// order, with the attributes and times the layer gives it: hcsshim's
+    /// `reapplyDirectoryTimes` sets them again, last first.
+    pub dirs: Vec<(String, FileBasicInfo)>,
 }
 
 /// Writes the layer blob `blob` (gzip, zstd or plain tar) as a transport
@@ -165,14 +180,6 @@ impl<R: Read> Import<R> {
             sys::set_times_at(&dir, last, t.access, t.write)
                 .map_err(|e| TransportError::at(rel, format!("setting times: {e}")))?;
         }
-        let mut text = format!("{TOMBSTONES_HEADER}\n");
-        for t in &self.result.tombstones {
-            text.push_str(t);
-            text.push('\n');
-        }
-        let mut f = self.create("", "tombstones.txt")?;
-        f.write_all(text.as_bytes())
-            .map_err(|e| TransportError::at("tombstones.txt", e.to_string()))?;
         Ok(())
     }
 
@@ -180,20 +187,20 @@ impl<R: Read> Import<R> {
         next_header(&mut self.tar)
     }
 
-    /// hcsshim's `Remove`: a tombstone under `Files\`.
+    /// hcsshim's `Remove`: a tombstone under `Files\`, kept for after
+    /// `ImportLayer`.
     fn tombstone(&mut self, name: &str, parent: &str, deleted: &str) -> Result<(), TransportError> {
-        let Some(rest) = parent.strip_prefix("Files") else {
+        if parent != "Files" && !parent.starts_with("Files/") {
             return Err(not_supported(name, "deletions in the utility VM image"));
-        };
+        }
         self.result
             .tombstones
-            .push(format!("{}\\{deleted}", rest.replace('/', "\\")));
+            .push(format!("{}\\{deleted}", windows_path(parent)));
         Ok(())
     }
 
-    /// hcsshim's `AddLink`, with the link made in the folder: a second
-    /// name of the target's transport file, which is how the exporter sees
-    /// a file with several names.
+    /// hcsshim's `AddLink`: nothing in the folder, the link kept for after
+    /// `ImportLayer`.
     fn link(&mut self, name: &str, h: &Header) -> Result<(), TransportError> {
         let target = String::from_utf8_lossy(&h.linkname).into_owned();
         if name.starts_with("UtilityVM/") {
@@ -205,14 +212,10 @@ impl<R: Read> Import<R> {
                 format!("hard link to {target:?}, which is not a file earlier in this layer: a transport folder cannot name a parent layer's file (hcsshim links it from the parent layer after ImportLayer)"),
             ));
         }
-        let (tparent, tlast) = target.rsplit_once('/').expect("under Files/");
-        let (parent, last) = name.rsplit_once('/').expect("under Files/");
-        let from = self.dir(tparent)?;
-        let to = self.dir(parent)?;
-        sys::link(&from, tlast, &to, last)
-            .map_err(|e| TransportError::at(name, format!("linking to {target:?}: {e}")))?;
         self.files.insert(name.to_string());
-        self.result.links.push((name.to_string(), target));
+        self.result
+            .links
+            .push((windows_path(name), windows_path(&target)));
         Ok(())
     }
 
@@ -272,6 +275,7 @@ impl<R: Read> Import<R> {
             let dir = self.dir(parent)?;
             sys::mkdir(&dir, last).map_err(|e| fail(format!("creating the directory: {e}")))?;
             self.dirs.push((name.to_string(), times));
+            self.result.dirs.push((windows_path(name), info));
             self.create(parent, &format!("{last}{DIR_SUFFIX}"))?
         } else {
             self.files.insert(name.to_string());
@@ -343,6 +347,11 @@ impl<R: Read> Import<R> {
             TransportError::at(rel, format!("creating the file: {e}"))
         })
     }
+}
+
+/// A tar name as a path relative to the layer directory on Windows.
+fn windows_path(name: &str) -> String {
+    name.replace('/', "\\")
 }
 
 fn not_supported(name: &str, what: &str) -> TransportError {

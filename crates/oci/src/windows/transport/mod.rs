@@ -3,7 +3,8 @@
 //! layer on any host: the portable half of the HCS backend. On Windows
 //! the backend has HCS export a container's layer into a folder and hands
 //! it to [`folder_to_layer`]; to reuse a layer it has [`layer_to_folder`]
-//! write a folder for `ImportLayer`.
+//! write a folder for `ImportLayer` and list what to apply to the
+//! imported layer afterwards ([`ImportedFolder`]).
 //!
 //! The format, as hcsshim's `legacyLayerReader`/`legacyLayerWriter`
 //! (`internal/wclayer/legacy.go`) read and write it:
@@ -14,7 +15,8 @@
 //!   `<dir>.$wcidirs$` holding its attributes and stream.
 //! - `Hives/…`: registry hive deltas as plain files.
 //! - `tombstones.txt`: deleted paths, a UTF-8 BOM and `Version 1.0`, then
-//!   one `\path` (relative to `Files`) per line.
+//!   one `\path` (relative to `Files`) per line. `ExportLayer` writes it;
+//!   hcsshim's writer has not since 2018, nor does [`layer_to_folder`].
 //!
 //! An image's base layer takes no folder: hcsshim's base-layer writer
 //! writes its files straight into the layer directory, and

@@ -361,6 +361,23 @@ fn folder_becomes_the_layer_hcsshim_would_export() {
     check_layer(&blob[..]).unwrap();
 }
 
+/// What the imported layer would hold after hcsshim's post-import steps,
+/// in the folder's form: `imported`'s tombstones written back as
+/// `tombstones.txt` and its links as second names, so that the folder
+/// reads back as the whole layer.
+fn as_exported(folder: &Path, imported: &ImportedFolder) {
+    let mut text = format!("{TOMBSTONES_HEADER}\n");
+    for t in &imported.tombstones {
+        text.push_str(t.strip_prefix("Files").unwrap());
+        text.push('\n');
+    }
+    fs::write(folder.join("tombstones.txt"), text).unwrap();
+    let path = |rel: &str| folder.join(rel.replace('\\', "/"));
+    for (name, target) in &imported.links {
+        fs::hard_link(path(target), path(name)).unwrap();
+    }
+}
+
 #[test]
 fn layer_to_folder_and_back_is_byte_identical() {
     let dir = tempfile::tempdir().unwrap();
@@ -370,14 +387,33 @@ fn layer_to_folder_and_back_is_byte_identical() {
 
     let out = tempfile::tempdir().unwrap();
     let imported = layer_to_folder(&blob[..], out.path()).unwrap();
-    assert_eq!(imported.tombstones, [r"\gone", r"\app\old.txt"]);
+    // Relative to the layer directory, as hcsshim applies them after
+    // ImportLayer; neither reaches the folder.
+    assert_eq!(imported.tombstones, [r"Files\gone", r"Files\app\old.txt"]);
     assert_eq!(
         imported.links,
         [(
-            "Files/app/hl".to_string(),
-            "Files/app/hello.txt".to_string()
+            r"Files\app\hl".to_string(),
+            r"Files\app\hello.txt".to_string()
         )]
     );
+    assert!(!out.path().join("tombstones.txt").exists());
+    assert!(!out.path().join("Files/app/hl").exists());
+    let dirs: Vec<(&str, u32, PaxTime)> = imported
+        .dirs
+        .iter()
+        .map(|(name, info)| (name.as_str(), info.attributes, info.last_write))
+        .collect();
+    assert_eq!(
+        dirs,
+        [
+            ("Files", 0x10, DELTA),
+            (r"Files\app", 0x10, T),
+            (r"Files\j", 0x410, T),
+            ("Hives", 0x10, DELTA),
+        ]
+    );
+    as_exported(out.path(), &imported);
     // Streams in go-winio's order come out as they went in.
     for rel in [
         "Files/app/hello.txt",
@@ -417,7 +453,8 @@ fn a_kiln_written_layer_survives_the_folder() {
     let tar = writer.write_tar(entries, Vec::new()).unwrap();
     let out = tempfile::tempdir().unwrap();
     let imported = layer_to_folder(&tar[..], out.path()).unwrap();
-    assert_eq!(imported.tombstones, [r"\old"]);
+    assert_eq!(imported.tombstones, [r"Files\old"]);
+    as_exported(out.path(), &imported);
     let back = folder_to_tar(out.path(), &options(), Vec::new()).unwrap();
     check_layer(&back[..]).unwrap();
     let (got, data) = rows(&back);

@@ -15,11 +15,6 @@ pub(super) fn mkdir(dir: &Dir, name: &str) -> io::Result<()> {
     Ok(())
 }
 
-pub(super) fn link(from: &Dir, target: &str, to: &Dir, name: &str) -> io::Result<()> {
-    rustix::fs::linkat(from, target, to, name, AtFlags::empty())?;
-    Ok(())
-}
-
 /// Creates `name` in `dir`, failing if it exists; a symlink there is not
 /// followed.
 pub(super) fn create(dir: &Dir, name: &str) -> io::Result<File> {

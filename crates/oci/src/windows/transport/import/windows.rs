@@ -17,10 +17,6 @@ pub(super) fn mkdir(dir: &Dir, name: &str) -> io::Result<()> {
     std::fs::create_dir(dir.path().join(name))
 }
 
-pub(super) fn link(from: &Dir, target: &str, to: &Dir, name: &str) -> io::Result<()> {
-    std::fs::hard_link(from.path().join(target), to.path().join(name))
-}
-
 /// Creates `name` in `dir`, failing if it exists (`CREATE_NEW` also fails
 /// on a symlink there rather than follow it).
 pub(super) fn create(dir: &Dir, name: &str) -> io::Result<File> {
