@@ -135,7 +135,7 @@ MAINTAINER someone
             "VOLUME [/data] (empty)",
             "STOPSIGNAL SIGTERM (empty)",
             "SHELL [/bin/bash -c] (empty)",
-            "HEALTHCHECK &{[\"CMD-SHELL\" \"check --now\"] \"5s\" \"0s\" \"0s\" \"0s\" '\\x03'} (empty)",
+            "HEALTHCHECK {Test:[CMD-SHELL check --now] Interval:5s Timeout:0s StartPeriod:0s StartInterval:0s Retries:3} (empty)",
             "CMD [\"/bin/bash\" \"-c\" \"echo hi\"] (empty)",
             "ENTRYPOINT [\"/app\"] (empty)",
             "MAINTAINER someone (empty)",

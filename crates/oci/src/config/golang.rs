@@ -1,5 +1,5 @@
 //! Go's `fmt` quoting and `time.Duration` text, which BuildKit's history
-//! entries (`CMD %q`, `HEALTHCHECK %q`) are made of.
+//! entries (`CMD %q`, `HEALTHCHECK %+v`) are made of.
 
 use std::fmt::Write;
 
@@ -8,7 +8,7 @@ pub(crate) fn quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {
-        push_escaped(&mut out, c, '"');
+        push_escaped(&mut out, c);
     }
     out.push('"');
     out
@@ -20,20 +20,7 @@ pub(crate) fn quote_list(items: &[String]) -> String {
     format!("[{}]", quoted.join(" "))
 }
 
-/// `%q` of an integer: a single-quoted character literal, with U+FFFD for
-/// values that are not Unicode scalar values.
-pub(crate) fn quote_rune(value: i64) -> String {
-    let c = u32::try_from(value)
-        .ok()
-        .and_then(char::from_u32)
-        .unwrap_or('\u{fffd}');
-    let mut out = String::from("'");
-    push_escaped(&mut out, c, '\'');
-    out.push('\'');
-    out
-}
-
-fn push_escaped(out: &mut String, c: char, quote: char) {
+fn push_escaped(out: &mut String, c: char) {
     match c {
         '\u{7}' => out.push_str("\\a"),
         '\u{8}' => out.push_str("\\b"),
@@ -43,10 +30,7 @@ fn push_escaped(out: &mut String, c: char, quote: char) {
         '\t' => out.push_str("\\t"),
         '\u{b}' => out.push_str("\\v"),
         '\\' => out.push_str("\\\\"),
-        c if c == quote => {
-            out.push('\\');
-            out.push(c);
-        }
+        '"' => out.push_str("\\\""),
         c if (c as u32) < 0x20 || c as u32 == 0x7f => {
             let _ = write!(out, "\\x{:02x}", c as u32);
         }
@@ -104,10 +88,6 @@ mod tests {
             quote_list(&["/bin/sh".into(), "-c".into(), "echo hi".into()]),
             r#"["/bin/sh" "-c" "echo hi"]"#
         );
-        assert_eq!(quote_rune(3), r"'\x03'");
-        assert_eq!(quote_rune(0), r"'\x00'");
-        assert_eq!(quote_rune(65), "'A'");
-        assert_eq!(quote_rune(30_000_000_000), "'\u{fffd}'");
     }
 
     #[test]
