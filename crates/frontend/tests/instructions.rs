@@ -73,7 +73,8 @@ fn run_heredoc_is_kept_raw_and_chomped() {
     assert_eq!(r.command, CommandLine::Shell("<<-EOF".into()));
     assert_eq!(r.heredocs.len(), 1);
     assert_eq!(r.heredocs[0].name, "EOF");
-    assert_eq!(r.heredocs[0].content, "echo $HOME\n");
+    assert_eq!(r.heredocs[0].content, "\techo $HOME\n");
+    assert_eq!(r.heredocs[0].body(), "echo $HOME\n");
     assert!(r.heredocs[0].expand);
 }
 

@@ -453,12 +453,14 @@ fn heredocs_become_0644_files() {
             content: "hello \"$NAME\" ${NAME}\n".into(),
             expand: true,
             file_descriptor: 0,
+            chomp: false,
         }),
         Source::Heredoc(Heredoc {
             name: "raw".into(),
             content: "$NAME\n".into(),
             expand: false,
             file_descriptor: 0,
+            chomp: false,
         }),
     ];
     assert_eq!(

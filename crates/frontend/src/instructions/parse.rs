@@ -248,22 +248,11 @@ fn heredocs(node: &Node) -> Vec<Heredoc> {
         .iter()
         .map(|h| Heredoc {
             name: h.name.clone(),
-            content: if h.chomp {
-                chomp(&h.content)
-            } else {
-                h.content.clone()
-            },
+            content: h.content.clone(),
             expand: h.expand,
             file_descriptor: h.file_descriptor,
+            chomp: h.chomp,
         })
-        .collect()
-}
-
-/// Removes leading tabs from every line, as `<<-` asks.
-fn chomp(content: &str) -> String {
-    content
-        .split_inclusive('\n')
-        .map(|l| l.trim_start_matches('\t'))
         .collect()
 }
 
@@ -354,6 +343,7 @@ fn sources(node: &Node, command: &str, args: &[String]) -> Result<(Vec<Source>, 
                     content: String::new(),
                     expand: true,
                     file_descriptor: 0,
+                    chomp: false,
                 },
             )),
             None => Source::Path(src.clone()),
