@@ -189,6 +189,32 @@ fn healthcheck_history_is_the_struct_with_field_names() {
 }
 
 #[test]
+fn cmd_and_entrypoint_history_escape_what_go_does_not_print() {
+    // `CMD %q`: Go's strconv.Quote escapes format characters, private use
+    // and separators other than the ASCII space, not only control ones.
+    let mut b = ConfigBuilder::new(ImageConfig::new("linux", "amd64"));
+    b.cmd(
+        &strings(&["caf\u{e9}", "nb\u{a0}sp", "zw\u{200b}", "\u{e000}\u{f0000}"]),
+        false,
+    );
+    b.entrypoint(&strings(&["\u{85}\u{2028}\u{feff}\u{1f600}"]), false);
+    let created_by: Vec<_> = b
+        .build(0)
+        .history()
+        .unwrap()
+        .iter()
+        .map(|h| h.created_by().clone().unwrap())
+        .collect();
+    assert_eq!(
+        created_by,
+        [
+            r#"CMD ["café" "nb\u00a0sp" "zw\u200b" "\ue000\U000f0000"]"#,
+            r#"ENTRYPOINT ["\u0085\u2028\ufeff😀"]"#,
+        ]
+    );
+}
+
+#[test]
 fn created_is_now_without_an_epoch() {
     let mut b = ConfigBuilder::new(ImageConfig::new("linux", "amd64"));
     b.user("1000");

@@ -3,42 +3,68 @@
 
 use std::fmt::Write;
 
-/// `strconv.Quote`: a double-quoted Go string literal.
-pub(crate) fn quote(s: &str) -> String {
+use unicode_general_category::{get_general_category, GeneralCategory as Gc};
+
+/// Quotes `s` exactly like Go's `strconv.Quote` (and `%q`): a double-quoted
+/// literal where printable characters stay as they are and everything else
+/// is escaped (`\t`, `\x00`, `\u00a0`, `\U000f0000`).
+///
+/// ```
+/// assert_eq!(kiln_oci::config::go_quote("a\t\"♥\"\u{0}"), r#""a\t\"♥\"\x00""#);
+/// ```
+pub fn quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {
-        push_escaped(&mut out, c);
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if is_go_print(c) => out.push(c),
+            '\u{07}' => out.push_str("\\a"),
+            '\u{08}' => out.push_str("\\b"),
+            '\u{0c}' => out.push_str("\\f"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{0b}' => out.push_str("\\v"),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c if (c as u32) < 0x1_0000 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => {
+                let _ = write!(out, "\\U{:08x}", c as u32);
+            }
+        }
     }
     out.push('"');
     out
+}
+
+/// Go's `strconv.IsPrint`: the ASCII space, or a letter, mark, number,
+/// punctuation or symbol.
+fn is_go_print(c: char) -> bool {
+    if c == ' ' {
+        return true;
+    }
+    !matches!(
+        get_general_category(c),
+        Gc::Control
+            | Gc::Format
+            | Gc::PrivateUse
+            | Gc::Surrogate
+            | Gc::Unassigned
+            | Gc::SpaceSeparator
+            | Gc::LineSeparator
+            | Gc::ParagraphSeparator
+    )
 }
 
 /// `%q` of a `[]string`: `["a" "b"]`.
 pub(crate) fn quote_list(items: &[String]) -> String {
     let quoted: Vec<String> = items.iter().map(|s| quote(s)).collect();
     format!("[{}]", quoted.join(" "))
-}
-
-fn push_escaped(out: &mut String, c: char) {
-    match c {
-        '\u{7}' => out.push_str("\\a"),
-        '\u{8}' => out.push_str("\\b"),
-        '\u{c}' => out.push_str("\\f"),
-        '\n' => out.push_str("\\n"),
-        '\r' => out.push_str("\\r"),
-        '\t' => out.push_str("\\t"),
-        '\u{b}' => out.push_str("\\v"),
-        '\\' => out.push_str("\\\\"),
-        '"' => out.push_str("\\\""),
-        c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-            let _ = write!(out, "\\x{:02x}", c as u32);
-        }
-        c if c.is_control() => {
-            let _ = write!(out, "\\u{:04x}", c as u32);
-        }
-        c => out.push(c),
-    }
 }
 
 /// `time.Duration.String()`: `0s`, `1.5s`, `2m0s`, `1h30m0s`, `500ms`.
@@ -84,6 +110,16 @@ mod tests {
     #[test]
     fn quotes_like_go() {
         assert_eq!(quote("a \"b\"\n\\"), r#""a \"b\"\n\\""#);
+        assert_eq!(quote(""), "\"\"");
+        assert_eq!(
+            quote("\" \\ / \u{8} \u{c} \n \r \t \u{0}"),
+            r#""\" \\ / \b \f \n \r \t \x00""#
+        );
+        assert_eq!(quote("\u{7}\u{b}\u{1b}\u{7f}"), r#""\a\v\x1b\x7f""#);
+        assert_eq!(quote("♥☃é😀"), "\"♥☃é😀\"");
+        assert_eq!(quote("\u{a0}\u{ad}\u{2028}"), r#""\u00a0\u00ad\u2028""#);
+        assert_eq!(quote("\u{e000}\u{f0000}"), r#""\ue000\U000f0000""#);
+        assert_eq!(quote("\u{85}"), r#""\u0085""#);
         assert_eq!(
             quote_list(&["/bin/sh".into(), "-c".into(), "echo hi".into()]),
             r#"["/bin/sh" "-c" "echo hi"]"#
