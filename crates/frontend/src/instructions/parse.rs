@@ -569,9 +569,12 @@ fn onbuild(node: &Node) -> Result<OnbuildInstruction, Problem> {
         }
         _ => {}
     }
-    let instruction = instruction(inner)?;
+    // The parser hangs a trigger's heredocs on the ONBUILD line's node.
+    let mut inner = inner.as_ref().clone();
+    inner.heredocs = node.heredocs.clone();
+    let instruction = instruction(&inner)?;
     let mut expression = strip_onbuild(&node.original).to_string();
-    for h in &inner.heredocs {
+    for h in &node.heredocs {
         expression.push('\n');
         expression.push_str(&h.content);
         expression.push_str(&h.name);
