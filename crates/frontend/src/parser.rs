@@ -20,8 +20,8 @@ mod node;
 mod text;
 
 pub use directives::{detect_syntax, parse_check, syntax_warning, SyntaxDirective};
-pub use dump::go_quote;
 pub use heredoc::{chomp_heredoc, heredocs_from_line, parse_heredoc_word};
+pub use kiln_oci::config::go_quote;
 pub use node::parse_words;
 
 use crate::{Args, Ast, Error, ErrorKind, Node, Warning};

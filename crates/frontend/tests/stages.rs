@@ -369,6 +369,47 @@ fn stage_errors() {
 }
 
 #[test]
+fn expanded_values_are_checked_after_expansion_in_built_stages_only() {
+    // BuildKit checks EXPOSE ports, STOPSIGNAL, --chmod and --checksum when
+    // it dispatches a stage: after expansion (so quotes are fine), and not
+    // in a stage the target does not need.
+    let o = opts();
+    let cases: &[(&str, &str, usize, usize)] = &[
+        ("COPY --chmod=9z a b", "invalid chmod parameter: 9z. it should be octal string and between 0 and 07777, or a symbolic mode like u+x", 2, 6),
+        ("EXPOSE 80/http", "invalid protocol \"http\" in EXPOSE 80/http: use tcp, udp or sctp", 2, 8),
+        ("EXPOSE 99999", "invalid port \"99999\" in EXPOSE 99999: a port is a number from 0 to 65535", 2, 8),
+        ("ADD --checksum=md5:00 a b", "invalid checksum digest \"md5:00\": the algorithm must be sha256, sha384 or sha512", 2, 5),
+        ("STOPSIGNAL SIGNOPE", "invalid signal: SIGNOPE", 2, 12),
+    ];
+    for (body, message, line, column) in cases {
+        let err = fail(&format!("FROM alpine\n{body}\n"), &o);
+        assert_eq!(
+            (err.message.as_str(), err.line, err.column),
+            (*message, *line, *column),
+            "{body}"
+        );
+        plan(&format!("FROM alpine AS unused\n{body}\nFROM alpine\n"));
+    }
+    let p = plan_with(
+        "FROM alpine\nEXPOSE \"80\" '53/udp'\nSTOPSIGNAL \"SIGINT\"\nCOPY --chmod=\"755\" a b\n",
+        &o,
+    );
+    let steps: Vec<String> = p.stages[0]
+        .steps
+        .iter()
+        .map(|s| s.command.to_string())
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "EXPOSE 80 53/udp",
+            "STOPSIGNAL SIGINT",
+            "COPY --chmod=755 a b"
+        ]
+    );
+}
+
+#[test]
 fn base_image_env_is_used_when_known() {
     let mut o = opts();
     o.image_env.insert(

@@ -5,8 +5,10 @@
 //! WORKDIR, as BuildKit 1.26 does it: for any directory but `/`, a
 //! mkdir-with-parents step that always records a layer (an empty one when
 //! the directory exists). Directories it creates are owned by the current
-//! USER (resolved in the image's `/etc/passwd` and `/etc/group`), mode
-//! 0755, with the build time (or `SOURCE_DATE_EPOCH`) as mtime.
+//! USER, mode 0755, with the build time (or `SOURCE_DATE_EPOCH`) as mtime.
+//! The USER is resolved as `--chown` is (`llb.WithUser` and the file op's
+//! `readUser`), not as RUN resolves it: a bare uid is also the gid, and a
+//! name missing from `/etc/passwd` gives root rather than an error.
 
 mod cached;
 mod config;
@@ -420,8 +422,11 @@ impl State {
             .indexed()
             .resolve(&abs, true)
             .map_err(|e| fail(format!("WORKDIR {abs}: {e}")))?;
+        let user = self.builder.config().user().to_string();
         let (uid, gid) = self
-            .user_ids()
+            .fs
+            .indexed()
+            .resolve_chown(&user)
             .map_err(|e| fail(format!("WORKDIR {abs}: {e}")))?;
         let mtime = ctx.epoch.unwrap_or(ctx.now);
         let mut entries = Vec::new();
@@ -463,12 +468,8 @@ impl State {
         })
     }
 
-    /// The uid and gid of the current USER, from the image's files.
-    fn user_ids(&self) -> Result<(u32, u32), String> {
-        self.user_ids_in(self.fs.indexed())
-    }
-
-    /// [`State::user_ids`] from the user database `db`.
+    /// The uid and gid a RUN runs as for the current USER, from the user
+    /// database `db`.
     fn user_ids_in(&self, db: &dyn crate::imagefs::UserDb) -> Result<(u32, u32), String> {
         let user = self.builder.config().user().to_string();
         if user.is_empty() {

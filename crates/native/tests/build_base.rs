@@ -131,6 +131,34 @@ fn onbuild_triggers_of_a_base_image_run_first() {
 }
 
 #[test]
+fn onbuild_triggers_keep_their_heredocs() {
+    // BuildKit's parser hangs the heredoc on the ONBUILD line, and
+    // parseOnBuild appends each body and its terminator to the trigger.
+    let env = Env::new();
+    let mut base = env.request("FROM scratch\nONBUILD COPY <<EOF /t\nfrom the image\nEOF\n");
+    base.tags.push("local/onbuild-heredoc:1".parse().unwrap());
+    let parent = env.run(&base).unwrap();
+    assert_eq!(
+        env.config(&parent)["config"]["OnBuild"],
+        json!(["COPY <<EOF /t\nfrom the image\nEOF"])
+    );
+    let built = env
+        .run(&env.request("FROM local/onbuild-heredoc:1\n"))
+        .unwrap();
+    let layers = env.layers(&built);
+    assert_eq!(layers[0][0].data, "from the image\n");
+
+    // The same trigger on a stage of the same Dockerfile.
+    let built = env
+        .run(
+            &env.request("FROM scratch AS p\nONBUILD COPY <<EOF /s\nfrom the stage\nEOF\nFROM p\n"),
+        )
+        .unwrap();
+    let layers = env.layers(&built);
+    assert_eq!(layers[0][0].data, "from the stage\n");
+}
+
+#[test]
 fn named_build_contexts() {
     let env = Env::new();
     let extra = env.path("extra");

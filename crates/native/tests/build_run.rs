@@ -172,6 +172,30 @@ fn a_heredoc_starting_with_a_shebang_runs_as_a_file_so_its_interpreter_line_coun
 }
 
 #[test]
+fn a_chomped_heredoc_that_is_not_the_whole_command_reaches_the_shell_as_written() {
+    // BuildKit strips a `<<-` body's leading tabs only when the heredoc is
+    // the whole command; otherwise it hands the line and the bodies to the
+    // shell, which strips them itself, so the history keeps the tabs.
+    let env = Env::new();
+    let req = request(
+        &env,
+        "FROM bb\nRUN <<-EOT cat > /t\n\ta\tb\n\t\tc\n\tEOT\nRUN <<-EOT\n\techo x > /u\n\tEOT\n",
+    );
+    let built = env.run(&req).unwrap();
+    let history = history(&env.config(&built));
+    assert_eq!(
+        history[history.len() - 2..],
+        [
+            "RUN /bin/sh -c <<-EOT cat > /t\n\ta\tb\n\t\tc\nEOT # buildkit",
+            "RUN /bin/sh -c echo x > /u\n # buildkit",
+        ]
+    );
+    let layers = env.layers(&built);
+    let t = layers[1].iter().find(|e| e.line.starts_with("t ")).unwrap();
+    assert_eq!(t.data, "a\tb\nc\n");
+}
+
+#[test]
 fn a_missing_program_is_named() {
     let env = Env::new();
     let req = request(&env, "FROM bb\nRUN [\"/no/such/program\", \"x\"]\n");

@@ -135,7 +135,7 @@ MAINTAINER someone
             "VOLUME [/data] (empty)",
             "STOPSIGNAL SIGTERM (empty)",
             "SHELL [/bin/bash -c] (empty)",
-            "HEALTHCHECK &{[\"CMD-SHELL\" \"check --now\"] \"5s\" \"0s\" \"0s\" \"0s\" '\\x03'} (empty)",
+            "HEALTHCHECK {Test:[CMD-SHELL check --now] Interval:5s Timeout:0s StartPeriod:0s StartInterval:0s Retries:3} (empty)",
             "CMD [\"/bin/bash\" \"-c\" \"echo hi\"] (empty)",
             "ENTRYPOINT [\"/app\"] (empty)",
             "MAINTAINER someone (empty)",
@@ -192,6 +192,40 @@ fn workdir_creates_missing_directories_owned_by_the_user() {
             "WORKDIR /srv/app/data",
             "WORKDIR /srv",
             "WORKDIR / (empty)",
+        ]
+    );
+}
+
+#[test]
+fn workdir_resolves_the_user_as_chown_does_not_as_run_does() {
+    // BuildKit's WORKDIR is a mkdir file op with `llb.WithUser(USER)`, read
+    // by `readUser`: a bare uid is the gid too, whatever /etc/passwd says,
+    // and names missing from /etc/passwd or /etc/group are not errors.
+    let env = Env::new();
+    env.file(
+        "passwd",
+        "root:x:0:0::/root:/bin/sh\nold:x:42:7::/:/bin/sh\napp:x:1500:1600::/:/bin/sh\n",
+    );
+    env.file("group", "root:x:0:\nseven:x:7:\n");
+    let mut req = env.request(concat!(
+        "FROM scratch\n",
+        "COPY passwd group /etc/\n",
+        "USER 42\nWORKDIR /a\n",
+        "USER 4444\nWORKDIR /b\n",
+        "USER ghost\nWORKDIR /c\n",
+        "USER app:nogroup\nWORKDIR /d\n",
+    ));
+    req.source_date_epoch = Some(EPOCH);
+    let built = env.run(&req).unwrap();
+    let layers = env.layers(&built);
+    let made: Vec<String> = layers[1..].iter().flat_map(|l| lines(l)).collect();
+    assert_eq!(
+        made,
+        [
+            format!("a dir 755 42:42 {EPOCH}"),
+            format!("b dir 755 4444:4444 {EPOCH}"),
+            format!("c dir 755 0:0 {EPOCH}"),
+            format!("d dir 755 1500:1600 {EPOCH}"),
         ]
     );
 }

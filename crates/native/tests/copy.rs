@@ -207,6 +207,32 @@ fn dockerignore_hides_files_and_exclude_filters_them() {
 }
 
 #[test]
+fn an_exception_re_includes_files_inside_an_excluded_directory() {
+    // fsutil walks an excluded directory when an exclude pattern has an
+    // exception, and makes the directory (with its own metadata) only as
+    // the parent of what the exception keeps.
+    let context = sample_context();
+    let t = Harness::new(context.path());
+    let mut instr = cp(&["."], "/out/");
+    instr.excludes = vec!["dir".into(), "!dir/sub/c.txt".into(), "*.md".into()];
+    let out = t.copy(&instr).unwrap();
+    assert_eq!(
+        list(&out.entries),
+        [
+            "out dir 755 0:0 @1700000000",
+            "out/a.txt file(A) 640 0:0 @1000",
+            "out/dir dir 750 0:0 @2000",
+            "out/dir/sub dir 700 0:0 @2002",
+            "out/dir/sub/c.txt file(DSC) 644 0:0 @2003",
+        ]
+    );
+    // Without an exception nothing below is looked at.
+    instr.excludes = vec!["dir".into()];
+    let out = t.copy(&instr).unwrap();
+    assert!(!list(&out.entries).iter().any(|l| l.starts_with("out/dir")));
+}
+
+#[test]
 fn parents_keep_the_source_path() {
     let context = sample_context();
     let t = Harness::new(context.path());
@@ -453,12 +479,14 @@ fn heredocs_become_0644_files() {
             content: "hello \"$NAME\" ${NAME}\n".into(),
             expand: true,
             file_descriptor: 0,
+            chomp: false,
         }),
         Source::Heredoc(Heredoc {
             name: "raw".into(),
             content: "$NAME\n".into(),
             expand: false,
             file_descriptor: 0,
+            chomp: false,
         }),
     ];
     assert_eq!(

@@ -147,13 +147,71 @@ fn history_matches_buildkit_and_uses_source_date_epoch() {
             r#"{{"created":"{t}","created_by":"CMD [\"/bin/sh\" \"-c\" \"echo hi\"]","comment":"buildkit.dockerfile.v0","empty_layer":true}},"#,
             r#"{{"created":"{t}","created_by":"EXPOSE [80/tcp 53/udp]","comment":"buildkit.dockerfile.v0","empty_layer":true}},"#,
             r#"{{"created":"{t}","created_by":"LABEL b=2 a=1","comment":"buildkit.dockerfile.v0","empty_layer":true}},"#,
-            r#"{{"created":"{t}","created_by":"HEALTHCHECK \u0026{{[\"CMD-SHELL\" \"curl -f localhost\"] \"30s\" \"0s\" \"0s\" \"0s\" '\\x03'}}","comment":"buildkit.dockerfile.v0","empty_layer":true}}"#,
+            r#"{{"created":"{t}","created_by":"HEALTHCHECK {{Test:[CMD-SHELL curl -f localhost] Interval:30s Timeout:0s StartPeriod:0s StartInterval:0s Retries:3}}","comment":"buildkit.dockerfile.v0","empty_layer":true}}"#,
             r#"],"os":"linux","rootfs":{{"type":"layers","diff_ids":["{d}"]}}}}"#
         ),
         t = t,
         d = Digest::of(b"layer")
     );
     assert_eq!(String::from_utf8(c.to_json()).unwrap(), expected);
+}
+
+#[test]
+fn healthcheck_history_is_the_struct_with_field_names() {
+    // BuildKit's TestDispatchHealthcheckHistory (Dockerfile 1.24 and later).
+    let mut b = ConfigBuilder::new(ImageConfig::new("linux", "amd64"));
+    b.healthcheck(&Healthcheck {
+        test: strings(&["bin", "-c", "exit 0"]),
+        interval_ns: 1_000_000_000,
+        timeout_ns: 10_000_000_000,
+        start_period_ns: 3_000_000_000,
+        start_interval_ns: 100_000_000,
+        retries: 5,
+    });
+    b.healthcheck(&Healthcheck {
+        test: strings(&["NONE"]),
+        ..Healthcheck::default()
+    });
+    let created_by: Vec<_> = b
+        .build(0)
+        .history()
+        .unwrap()
+        .iter()
+        .map(|h| h.created_by().clone().unwrap())
+        .collect();
+    assert_eq!(
+        created_by,
+        [
+            "HEALTHCHECK {Test:[bin -c exit 0] Interval:1s Timeout:10s StartPeriod:3s StartInterval:100ms Retries:5}",
+            "HEALTHCHECK {Test:[NONE] Interval:0s Timeout:0s StartPeriod:0s StartInterval:0s Retries:0}",
+        ]
+    );
+}
+
+#[test]
+fn cmd_and_entrypoint_history_escape_what_go_does_not_print() {
+    // `CMD %q`: Go's strconv.Quote escapes format characters, private use
+    // and separators other than the ASCII space, not only control ones.
+    let mut b = ConfigBuilder::new(ImageConfig::new("linux", "amd64"));
+    b.cmd(
+        &strings(&["caf\u{e9}", "nb\u{a0}sp", "zw\u{200b}", "\u{e000}\u{f0000}"]),
+        false,
+    );
+    b.entrypoint(&strings(&["\u{85}\u{2028}\u{feff}\u{1f600}"]), false);
+    let created_by: Vec<_> = b
+        .build(0)
+        .history()
+        .unwrap()
+        .iter()
+        .map(|h| h.created_by().clone().unwrap())
+        .collect();
+    assert_eq!(
+        created_by,
+        [
+            r#"CMD ["café" "nb\u00a0sp" "zw\u200b" "\ue000\U000f0000"]"#,
+            r#"ENTRYPOINT ["\u0085\u2028\ufeff😀"]"#,
+        ]
+    );
 }
 
 #[test]

@@ -105,8 +105,8 @@ pub enum CommandLine {
 pub struct Heredoc {
     /// The marker word (`EOF`); for COPY/ADD it is the file name.
     pub name: String,
-    /// The body, every line with its `\n`; leading tabs already removed
-    /// for `<<-`.
+    /// The body as written, every line with its `\n` (leading tabs kept
+    /// even for `<<-`: see [`Heredoc::body`]).
     pub content: String,
     /// False when the marker was quoted: the body must not be expanded.
     /// Bodies are never expanded here; the engine expands them with the
@@ -114,6 +114,25 @@ pub struct Heredoc {
     pub expand: bool,
     /// The file descriptor before `<<` (0 when absent).
     pub file_descriptor: u32,
+    /// True for `<<-`.
+    pub chomp: bool,
+}
+
+impl Heredoc {
+    /// The body as a file or a whole RUN script gets it: for `<<-`, every
+    /// line's leading tabs removed. A RUN that hands its command line and
+    /// heredocs to the shell passes [`Heredoc::content`] instead, as
+    /// BuildKit does, and leaves the stripping to the shell.
+    pub fn body(&self) -> std::borrow::Cow<'_, str> {
+        if !self.chomp {
+            return self.content.as_str().into();
+        }
+        self.content
+            .split_inclusive('\n')
+            .map(|l| l.trim_start_matches('\t'))
+            .collect::<String>()
+            .into()
+    }
 }
 
 /// `FROM`.

@@ -135,10 +135,9 @@ fn instruction(node: &Node) -> Result<Instruction, Problem> {
                 return Err(at_least_one("EXPOSE"));
             }
             Flags::parse("EXPOSE", &[], &node.flags)?;
+            // BuildKit sorts the words as written; the ports are checked
+            // once expanded (quotes removed), and only in stages it builds.
             let mut ports = args.to_vec();
-            for p in ports.iter().filter(|p| !p.contains('$')) {
-                values::parse_port(p).map_err(|m| problem(m, p))?;
-            }
             ports.sort();
             Instruction::Expose(ExposeInstruction { ports })
         }
@@ -167,11 +166,10 @@ fn instruction(node: &Node) -> Result<Instruction, Problem> {
             if args.len() != 1 {
                 return Err(exactly_one_error("STOPSIGNAL"));
             }
-            let signal = args[0].clone();
-            if !signal.contains('$') {
-                values::check_signal(&signal).map_err(|m| problem(m, &signal))?;
-            }
-            Instruction::StopSignal(StopSignalInstruction { signal })
+            // Checked once expanded, as EXPOSE's ports are.
+            Instruction::StopSignal(StopSignalInstruction {
+                signal: args[0].clone(),
+            })
         }
         "HEALTHCHECK" => Instruction::Healthcheck(healthcheck(node, args)?),
         "ONBUILD" => Instruction::Onbuild(onbuild(node)?),
@@ -248,22 +246,11 @@ fn heredocs(node: &Node) -> Vec<Heredoc> {
         .iter()
         .map(|h| Heredoc {
             name: h.name.clone(),
-            content: if h.chomp {
-                chomp(&h.content)
-            } else {
-                h.content.clone()
-            },
+            content: h.content.clone(),
             expand: h.expand,
             file_descriptor: h.file_descriptor,
+            chomp: h.chomp,
         })
-        .collect()
-}
-
-/// Removes leading tabs from every line, as `<<-` asks.
-fn chomp(content: &str) -> String {
-    content
-        .split_inclusive('\n')
-        .map(|l| l.trim_start_matches('\t'))
         .collect()
 }
 
@@ -354,6 +341,7 @@ fn sources(node: &Node, command: &str, args: &[String]) -> Result<(Vec<Source>, 
                     content: String::new(),
                     expand: true,
                     file_descriptor: 0,
+                    chomp: false,
                 },
             )),
             None => Source::Path(src.clone()),
@@ -371,15 +359,6 @@ fn heredoc_marker(word: &str) -> Option<String> {
         return None;
     }
     Some(rest.chars().filter(|c| *c != '"' && *c != '\'').collect())
-}
-
-fn check_chmod(chmod: &Option<String>) -> Result<(), Problem> {
-    match chmod {
-        Some(c) if !c.contains('$') && !c.is_empty() => values::parse_chmod(c)
-            .map(|_| ())
-            .map_err(|m| problem(m, "--chmod")),
-        _ => Ok(()),
-    }
 }
 
 fn copy(node: &Node, args: &[String]) -> Result<CopyInstruction, Problem> {
@@ -404,8 +383,8 @@ fn copy(node: &Node, args: &[String]) -> Result<CopyInstruction, Problem> {
             "--from",
         ));
     }
+    // Checked once expanded, in the stages that are built.
     let chmod = flags.string("chmod");
-    check_chmod(&chmod)?;
     Ok(CopyInstruction {
         sources,
         dest,
@@ -434,12 +413,9 @@ fn add(node: &Node, args: &[String]) -> Result<AddInstruction, Problem> {
         ],
         &node.flags,
     )?;
+    // Both checked once expanded, in the stages that are built.
     let chmod = flags.string("chmod");
-    check_chmod(&chmod)?;
     let checksum = flags.string("checksum");
-    if let Some(c) = checksum.as_deref().filter(|c| !c.contains('$')) {
-        values::check_checksum(c).map_err(|m| problem(m, "--checksum"))?;
-    }
     Ok(AddInstruction {
         sources,
         dest,
@@ -593,9 +569,12 @@ fn onbuild(node: &Node) -> Result<OnbuildInstruction, Problem> {
         }
         _ => {}
     }
-    let instruction = instruction(inner)?;
+    // The parser hangs a trigger's heredocs on the ONBUILD line's node.
+    let mut inner = inner.as_ref().clone();
+    inner.heredocs = node.heredocs.clone();
+    let instruction = instruction(&inner)?;
     let mut expression = strip_onbuild(&node.original).to_string();
-    for h in &inner.heredocs {
+    for h in &node.heredocs {
         expression.push('\n');
         expression.push_str(&h.content);
         expression.push_str(&h.name);

@@ -1,10 +1,9 @@
 //! BuildKit's AST dump format (`(keyword ["--flag"] "arg" ...)`), used by
 //! its parser tests, with Go's `strconv.Quote` rules for every string.
 
-use unicode_general_category::{get_general_category, GeneralCategory as Gc};
-
 use super::text::go_lower;
 use crate::{Args, Ast, Node};
+use kiln_oci::config::go_quote;
 
 impl Ast {
     /// Prints the AST the way BuildKit's `dumper` tool does: one
@@ -62,75 +61,4 @@ fn dump_node(node: &Node) -> String {
         }
     }
     out.trim().to_string()
-}
-
-/// Quotes `s` exactly like Go's `strconv.Quote` (and `%q`): a double-quoted
-/// literal where printable characters stay as they are and everything else
-/// is escaped (`\t`, `\x00`, `\u00a0`, `\U000f0000`).
-///
-/// ```
-/// assert_eq!(kiln_frontend::go_quote("a\t\"♥\"\u{0}"), r#""a\t\"♥\"\x00""#);
-/// ```
-pub fn go_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if is_go_print(c) => out.push(c),
-            '\u{07}' => out.push_str("\\a"),
-            '\u{08}' => out.push_str("\\b"),
-            '\u{0c}' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{0b}' => out.push_str("\\v"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                out.push_str(&format!("\\x{:02x}", c as u32))
-            }
-            c if (c as u32) < 0x1_0000 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push_str(&format!("\\U{:08x}", c as u32)),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// Go's `strconv.IsPrint`: the ASCII space, or a letter, mark, number,
-/// punctuation or symbol.
-fn is_go_print(c: char) -> bool {
-    if c == ' ' {
-        return true;
-    }
-    !matches!(
-        get_general_category(c),
-        Gc::Control
-            | Gc::Format
-            | Gc::PrivateUse
-            | Gc::Surrogate
-            | Gc::Unassigned
-            | Gc::SpaceSeparator
-            | Gc::LineSeparator
-            | Gc::ParagraphSeparator
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn quote_matches_go() {
-        assert_eq!(go_quote(""), "\"\"");
-        assert_eq!(
-            go_quote("\" \\ / \u{8} \u{c} \n \r \t \u{0}"),
-            r#""\" \\ / \b \f \n \r \t \x00""#
-        );
-        assert_eq!(go_quote("\u{7}\u{b}\u{1b}\u{7f}"), r#""\a\v\x1b\x7f""#);
-        assert_eq!(go_quote("♥☃é😀"), "\"♥☃é😀\"");
-        assert_eq!(go_quote("\u{a0}\u{ad}\u{2028}"), r#""\u00a0\u00ad\u2028""#);
-        assert_eq!(go_quote("\u{e000}\u{f0000}"), r#""\ue000\U000f0000""#);
-        assert_eq!(go_quote("\u{85}"), r#""\u0085""#);
-    }
 }

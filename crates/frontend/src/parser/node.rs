@@ -1,10 +1,10 @@
 //! One logical line to one [`Node`]: keyword, `--flags`, and the argument
 //! nodes each instruction gets in BuildKit's AST.
 
-use super::dump::go_quote;
 use super::json::{self, Document, Item};
 use super::text::{go_lower, split_separators, split_separators_once};
 use crate::{Args, Node};
+use kiln_oci::config::go_quote;
 
 /// Why a line could not become a node, and what to point the caret at.
 #[derive(Debug)]

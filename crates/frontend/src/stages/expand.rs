@@ -138,8 +138,9 @@ impl Resolver<'_> {
                 }
             }
             Instruction::StopSignal(s) => {
+                let written = s.signal.clone();
                 s.signal = ex(&s.signal, env)?;
-                check_signal(&s.signal).map_err(|m| bad(m, "STOPSIGNAL"))?;
+                check_signal(&s.signal).map_err(|m| bad(m, &written))?;
             }
             Instruction::Run(r) => {
                 let env = &*env;

@@ -324,13 +324,30 @@ impl Layer<'_> {
                 included = true;
                 skip_includes = !partial;
             }
-            if job.excludes.is_some_and(|m| m.is_excluded(comps)) {
+            if let Some(m) = job.excludes.filter(|m| m.is_excluded(comps)) {
+                // fsutil still walks an excluded directory when there are
+                // exceptions (`!pattern`): one may re-include something in
+                // it, which then makes the directory as its parent.
+                if node.is_dir() && m.patterns().iter().any(|p| p.is_exception()) {
+                    for name in job.tree.children(src)? {
+                        self.copy_node(
+                            job,
+                            &join(src, &name),
+                            &join(comps, &name),
+                            &join(target, &name),
+                            true,
+                            skip_includes,
+                        )?;
+                    }
+                }
                 return Ok(());
             }
         }
+        // Missing only below a directory that was excluded.
+        let orphan = self.kind(parent(target)).is_none();
         if !node.is_dir() {
-            if included {
-                self.create_parent_dirs(job, src, comps, target)?;
+            if included || orphan {
+                self.create_parent_dirs(job, src, comps, target, orphan)?;
             }
             if self.kind(target) == Some(DestKind::Dir) {
                 return Err(ErrorKind::ReplaceDir {
@@ -338,7 +355,7 @@ impl Layer<'_> {
                 });
             }
         } else if skip_includes {
-            self.create_parent_dirs(job, src, comps, target)?;
+            self.create_parent_dirs(job, src, comps, target, orphan)?;
         }
         let mut set_info = true;
         let kind = match &node.kind {
@@ -421,16 +438,18 @@ impl Layer<'_> {
         entry
     }
 
-    /// With `--parents`: the source directories leading to an included
-    /// entry are created with their own metadata when missing.
+    /// With `--parents`, or when the target's parent is missing (`orphan`:
+    /// an excluded directory was not made): the source directories leading
+    /// to a copied entry are created with their own metadata when missing.
     fn create_parent_dirs(
         &mut self,
         job: &CopyJob,
         src: &str,
         comps: &str,
         target: &str,
+        orphan: bool,
     ) -> Result<(), ErrorKind> {
-        if job.includes.is_empty() {
+        if job.includes.is_empty() && !orphan {
             return Ok(());
         }
         let depth = comps.matches('/').count();

@@ -634,10 +634,10 @@ fn write_heredoc(ctx: &CopyContext, doc: &Heredoc, dir: &Path, now: i64) -> Resu
     let content = if doc.expand {
         Lexer::new('\\')
             .skip_process_quotes(true)
-            .process_word(&doc.content, &ctx.env)
+            .process_word(&doc.body(), &ctx.env)
             .map_err(|e| ErrorKind::Invalid(format!("expanding heredoc <<{}: {e}", doc.name)))?
     } else {
-        doc.content.clone()
+        doc.body().into_owned()
     };
     let path = dir.join(&doc.name);
     let io = |e: std::io::Error| ErrorKind::Io {

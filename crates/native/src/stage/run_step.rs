@@ -77,13 +77,13 @@ impl State {
                     [] => s.clone(),
                     [only]
                         if is_heredoc_marker(s)
-                            && only.content.starts_with("#!")
+                            && only.body().starts_with("#!")
                             && self.builder.config().os() != Some("windows") =>
                     {
-                        script = Some((only.name.clone(), only.content.clone()));
+                        script = Some((only.name.clone(), only.body().into_owned()));
                         format!("/dev/pipes/{}", only.name)
                     }
-                    [only] if is_heredoc_marker(s) => only.content.clone(),
+                    [only] if is_heredoc_marker(s) => only.body().into_owned(),
                     docs => {
                         let mut full = s.clone();
                         for d in docs {

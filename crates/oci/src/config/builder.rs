@@ -276,16 +276,17 @@ impl ConfigBuilder {
             }
         }
         self.config.set_config("Healthcheck", Value::Object(obj));
-        // BuildKit formats the struct with %q: durations through their
-        // String method, the retry count as a rune literal.
+        // BuildKit formats the struct with %+v (since Dockerfile 1.24; it
+        // was %q before): field names, strings bare, durations through
+        // their String method, the retry count as a number.
         let msg = format!(
-            "HEALTHCHECK &{{{} {} {} {} {} {}}}",
-            golang::quote_list(&hc.test),
-            golang::quote(&golang::duration(hc.interval_ns)),
-            golang::quote(&golang::duration(hc.timeout_ns)),
-            golang::quote(&golang::duration(hc.start_period_ns)),
-            golang::quote(&golang::duration(hc.start_interval_ns)),
-            golang::quote_rune(hc.retries),
+            "HEALTHCHECK {{Test:[{}] Interval:{} Timeout:{} StartPeriod:{} StartInterval:{} Retries:{}}}",
+            hc.test.join(" "),
+            golang::duration(hc.interval_ns),
+            golang::duration(hc.timeout_ns),
+            golang::duration(hc.start_period_ns),
+            golang::duration(hc.start_interval_ns),
+            hc.retries,
         );
         self.history(msg, false);
     }

@@ -1,60 +1,70 @@
 //! Go's `fmt` quoting and `time.Duration` text, which BuildKit's history
-//! entries (`CMD %q`, `HEALTHCHECK %q`) are made of.
+//! entries (`CMD %q`, `HEALTHCHECK %+v`) are made of.
 
 use std::fmt::Write;
 
-/// `strconv.Quote`: a double-quoted Go string literal.
-pub(crate) fn quote(s: &str) -> String {
+use unicode_general_category::{get_general_category, GeneralCategory as Gc};
+
+/// Quotes `s` exactly like Go's `strconv.Quote` (and `%q`): a double-quoted
+/// literal where printable characters stay as they are and everything else
+/// is escaped (`\t`, `\x00`, `\u00a0`, `\U000f0000`).
+///
+/// ```
+/// assert_eq!(kiln_oci::config::go_quote("a\t\"♥\"\u{0}"), r#""a\t\"♥\"\x00""#);
+/// ```
+pub fn quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {
-        push_escaped(&mut out, c, '"');
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if is_go_print(c) => out.push(c),
+            '\u{07}' => out.push_str("\\a"),
+            '\u{08}' => out.push_str("\\b"),
+            '\u{0c}' => out.push_str("\\f"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{0b}' => out.push_str("\\v"),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c if (c as u32) < 0x1_0000 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => {
+                let _ = write!(out, "\\U{:08x}", c as u32);
+            }
+        }
     }
     out.push('"');
     out
+}
+
+/// Go's `strconv.IsPrint`: the ASCII space, or a letter, mark, number,
+/// punctuation or symbol.
+fn is_go_print(c: char) -> bool {
+    if c == ' ' {
+        return true;
+    }
+    !matches!(
+        get_general_category(c),
+        Gc::Control
+            | Gc::Format
+            | Gc::PrivateUse
+            | Gc::Surrogate
+            | Gc::Unassigned
+            | Gc::SpaceSeparator
+            | Gc::LineSeparator
+            | Gc::ParagraphSeparator
+    )
 }
 
 /// `%q` of a `[]string`: `["a" "b"]`.
 pub(crate) fn quote_list(items: &[String]) -> String {
     let quoted: Vec<String> = items.iter().map(|s| quote(s)).collect();
     format!("[{}]", quoted.join(" "))
-}
-
-/// `%q` of an integer: a single-quoted character literal, with U+FFFD for
-/// values that are not Unicode scalar values.
-pub(crate) fn quote_rune(value: i64) -> String {
-    let c = u32::try_from(value)
-        .ok()
-        .and_then(char::from_u32)
-        .unwrap_or('\u{fffd}');
-    let mut out = String::from("'");
-    push_escaped(&mut out, c, '\'');
-    out.push('\'');
-    out
-}
-
-fn push_escaped(out: &mut String, c: char, quote: char) {
-    match c {
-        '\u{7}' => out.push_str("\\a"),
-        '\u{8}' => out.push_str("\\b"),
-        '\u{c}' => out.push_str("\\f"),
-        '\n' => out.push_str("\\n"),
-        '\r' => out.push_str("\\r"),
-        '\t' => out.push_str("\\t"),
-        '\u{b}' => out.push_str("\\v"),
-        '\\' => out.push_str("\\\\"),
-        c if c == quote => {
-            out.push('\\');
-            out.push(c);
-        }
-        c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-            let _ = write!(out, "\\x{:02x}", c as u32);
-        }
-        c if c.is_control() => {
-            let _ = write!(out, "\\u{:04x}", c as u32);
-        }
-        c => out.push(c),
-    }
 }
 
 /// `time.Duration.String()`: `0s`, `1.5s`, `2m0s`, `1h30m0s`, `500ms`.
@@ -100,14 +110,20 @@ mod tests {
     #[test]
     fn quotes_like_go() {
         assert_eq!(quote("a \"b\"\n\\"), r#""a \"b\"\n\\""#);
+        assert_eq!(quote(""), "\"\"");
+        assert_eq!(
+            quote("\" \\ / \u{8} \u{c} \n \r \t \u{0}"),
+            r#""\" \\ / \b \f \n \r \t \x00""#
+        );
+        assert_eq!(quote("\u{7}\u{b}\u{1b}\u{7f}"), r#""\a\v\x1b\x7f""#);
+        assert_eq!(quote("♥☃é😀"), "\"♥☃é😀\"");
+        assert_eq!(quote("\u{a0}\u{ad}\u{2028}"), r#""\u00a0\u00ad\u2028""#);
+        assert_eq!(quote("\u{e000}\u{f0000}"), r#""\ue000\U000f0000""#);
+        assert_eq!(quote("\u{85}"), r#""\u0085""#);
         assert_eq!(
             quote_list(&["/bin/sh".into(), "-c".into(), "echo hi".into()]),
             r#"["/bin/sh" "-c" "echo hi"]"#
         );
-        assert_eq!(quote_rune(3), r"'\x03'");
-        assert_eq!(quote_rune(0), r"'\x00'");
-        assert_eq!(quote_rune(65), "'A'");
-        assert_eq!(quote_rune(30_000_000_000), "'\u{fffd}'");
     }
 
     #[test]

@@ -10,6 +10,7 @@
 mod builder;
 mod golang;
 mod time;
+pub use golang::quote as go_quote;
 pub use time::rfc3339;
 
 pub use builder::{parse_source_date_epoch, ConfigBuilder, Healthcheck, SourceDateEpochError};
