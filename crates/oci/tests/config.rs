@@ -71,6 +71,16 @@ fn malformed_configs_are_refused_with_reasons() {
     );
 }
 
+/// The `created_by` of each history entry the builder writes.
+fn created_by(b: ConfigBuilder) -> Vec<String> {
+    b.build(0)
+        .history()
+        .unwrap()
+        .iter()
+        .map(|h| h.created_by().clone().unwrap())
+        .collect()
+}
+
 fn strings(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
 }
@@ -172,15 +182,8 @@ fn healthcheck_history_is_the_struct_with_field_names() {
         test: strings(&["NONE"]),
         ..Healthcheck::default()
     });
-    let created_by: Vec<_> = b
-        .build(0)
-        .history()
-        .unwrap()
-        .iter()
-        .map(|h| h.created_by().clone().unwrap())
-        .collect();
     assert_eq!(
-        created_by,
+        created_by(b),
         [
             "HEALTHCHECK {Test:[bin -c exit 0] Interval:1s Timeout:10s StartPeriod:3s StartInterval:100ms Retries:5}",
             "HEALTHCHECK {Test:[NONE] Interval:0s Timeout:0s StartPeriod:0s StartInterval:0s Retries:0}",
@@ -198,15 +201,8 @@ fn cmd_and_entrypoint_history_escape_what_go_does_not_print() {
         false,
     );
     b.entrypoint(&strings(&["\u{85}\u{2028}\u{feff}\u{1f600}"]), false);
-    let created_by: Vec<_> = b
-        .build(0)
-        .history()
-        .unwrap()
-        .iter()
-        .map(|h| h.created_by().clone().unwrap())
-        .collect();
     assert_eq!(
-        created_by,
+        created_by(b),
         [
             r#"CMD ["café" "nb\u00a0sp" "zw\u200b" "\ue000\U000f0000"]"#,
             r#"ENTRYPOINT ["\u0085\u2028\ufeff😀"]"#,

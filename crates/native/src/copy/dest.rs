@@ -291,6 +291,28 @@ impl Layer<'_> {
         self.copy_node(job, &job.src, "", &dest, false, skip_includes)
     }
 
+    /// Copies each entry of the directory `src` into `target`.
+    fn copy_children(
+        &mut self,
+        job: &CopyJob,
+        src: &str,
+        comps: &str,
+        target: &str,
+        skip_includes: bool,
+    ) -> Result<(), ErrorKind> {
+        for name in job.tree.children(src)? {
+            self.copy_node(
+                job,
+                &join(src, &name),
+                &join(comps, &name),
+                &join(target, &name),
+                true,
+                skip_includes,
+            )?;
+        }
+        Ok(())
+    }
+
     fn copy_node(
         &mut self,
         job: &CopyJob,
@@ -329,16 +351,7 @@ impl Layer<'_> {
                 // exceptions (`!pattern`): one may re-include something in
                 // it, which then makes the directory as its parent.
                 if node.is_dir() && m.patterns().iter().any(|p| p.is_exception()) {
-                    for name in job.tree.children(src)? {
-                        self.copy_node(
-                            job,
-                            &join(src, &name),
-                            &join(comps, &name),
-                            &join(target, &name),
-                            true,
-                            skip_includes,
-                        )?;
-                    }
+                    self.copy_children(job, src, comps, target, skip_includes)?;
                 }
                 return Ok(());
             }
@@ -376,16 +389,7 @@ impl Layer<'_> {
                         }
                     }
                 }
-                for name in job.tree.children(src)? {
-                    self.copy_node(
-                        job,
-                        &join(src, &name),
-                        &join(comps, &name),
-                        &join(target, &name),
-                        true,
-                        skip_includes,
-                    )?;
-                }
+                self.copy_children(job, src, comps, target, skip_includes)?;
                 if !overwrite || !skip_includes {
                     set_info = created;
                 }
