@@ -220,6 +220,48 @@ impl State {
         }
     }
 
+    /// The uid and gid a RUN runs as for the current USER, from the user
+    /// database `db`.
+    fn user_ids_in(&self, db: &dyn crate::imagefs::UserDb) -> Result<(u32, u32), String> {
+        let user = self.builder.config().user().to_string();
+        if user.is_empty() {
+            return Ok((0, 0));
+        }
+        let (name, group) = match user.split_once(':') {
+            Some((n, g)) => (n, Some(g)),
+            None => (user.as_str(), None),
+        };
+        // BuildKit's fast path (`ParseUIDGID`): a user and a group that are
+        // both `root` or numbers need no /etc/passwd (busybox has none).
+        let id = |part: &str| {
+            if part == "root" {
+                Some(0)
+            } else {
+                part.parse::<u32>().ok()
+            }
+        };
+        if let Some((uid, gid)) = group.and_then(|g| Some((id(name)?, id(g)?))) {
+            return Ok((uid, gid));
+        }
+        let (uid, primary) = match db.user(name) {
+            Ok(ids) => ids,
+            Err(e) => match name.parse::<u32>() {
+                Ok(uid) => (uid, 0),
+                Err(_) => return Err(format!("unable to find user {name}: {e}")),
+            },
+        };
+        let gid = match group {
+            None => primary,
+            Some(g) => match db.group(g) {
+                Ok(gid) => gid,
+                Err(e) => g
+                    .parse::<u32>()
+                    .map_err(|_| format!("unable to find group {g}: {e}"))?,
+            },
+        };
+        Ok((uid, gid))
+    }
+
     fn run_user_in(&self, db: &dyn UserDb) -> Result<(u32, u32, Vec<u32>), String> {
         let (uid, gid) = self.user_ids_in(db)?;
         let user = self.builder.config().user().to_string();
