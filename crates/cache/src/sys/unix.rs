@@ -60,7 +60,7 @@ pub(crate) fn special_kind(meta: &Metadata, _path: &Path) -> io::Result<EntryKin
 /// The entry's mode, owner and group.
 pub(crate) fn attributes(meta: &Metadata) -> Attributes {
     Attributes {
-        mode: meta.mode() & 0o7777,
+        mode: kiln_oci::tree::mode_of(meta),
         uid: meta.uid(),
         gid: meta.gid(),
     }

@@ -21,7 +21,7 @@ use std::os::windows::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use windows_sys::Win32::Storage::FileSystem::{
-    FILE_ATTRIBUTE_READONLY, FILE_ATTRIBUTE_REPARSE_POINT, FILE_FLAG_OPEN_REPARSE_POINT,
+    FILE_ATTRIBUTE_REPARSE_POINT, FILE_FLAG_OPEN_REPARSE_POINT,
 };
 
 /// `ERROR_FILE_NOT_FOUND`, `ERROR_PATH_NOT_FOUND`, `ERROR_DIRECTORY` (not
@@ -91,13 +91,8 @@ pub(crate) fn special_kind(meta: &Metadata, path: &Path) -> io::Result<EntryKind
 
 /// The entry's mode, owner and group: see the module documentation.
 pub(crate) fn attributes(meta: &Metadata) -> Attributes {
-    let go_mode = if meta.file_attributes() & FILE_ATTRIBUTE_READONLY != 0 {
-        0o444
-    } else {
-        0o666
-    };
     Attributes {
-        mode: (go_mode & 0o755) | 0o111,
+        mode: kiln_oci::tree::mode_of(meta),
         uid: 0,
         gid: 0,
     }
